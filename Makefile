@@ -1,0 +1,106 @@
+# rdmesh: one multi-call binary (build/rdmesh), Criterion unit tests, namespace
+# integration tests. `make test` and `make demo` install missing Debian packages first.
+
+SANITIZE ?=
+comma := ,
+CC ?= cc
+ifeq ($(SANITIZE),)
+BUILD := build
+SANFLAGS :=
+else
+BUILD := build/san-$(subst $(comma),-,$(SANITIZE))
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+PKGS := yaml-0.1 libpcap
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CRIT_CFLAGS = $(shell pkg-config --cflags criterion 2>/dev/null)
+CRIT_LIBS = $(shell pkg-config --libs criterion 2>/dev/null)
+
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -D_GNU_SOURCE \
+	-I. $(PKG_CFLAGS) $(SANFLAGS) -MMD -MP
+LDFLAGS += $(SANFLAGS)
+LDLIBS += $(PKG_LIBS) -lpthread -lm
+
+# Debian packages the build, the tests and the demo need. One list, used by `make deps`.
+DEB_PKGS := gcc make pkg-config clang libyaml-dev libpcap-dev libcriterion-dev libssl-dev \
+	libibverbs-dev librdmacm-dev libndpi-dev iproute2 iputils-ping procps tcpdump
+
+LIB_SRC := $(filter-out node/main.c,$(wildcard transport/*.c services/*.c node/*.c orchestrator/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+
+.PHONY: all deps test unit integration demo fuzz clean format
+all: $(BUILD)/rdmesh
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	fi
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/librdmesh.a: $(LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(BUILD)/rdmesh: $(BUILD)/obj/node/main.o $(BUILD)/librdmesh.a
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/librdmesh.a
+	@mkdir -p $(dir $@)
+	@echo "  TEST    $@"
+	@$(CC) $(CFLAGS) $(CRIT_CFLAGS) $< $(BUILD)/librdmesh.a -o $@ $(LDFLAGS) $(CRIT_LIBS) $(LDLIBS)
+
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/librdmesh.a
+	@mkdir -p $(dir $@)
+	@echo "  TOOL    $@"
+	@$(CC) $(CFLAGS) $< $(BUILD)/librdmesh.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+# Unit tests, then the integration tests (network namespaces; needs root).
+test: deps
+	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
+	@BUILD=$(BUILD) tests/run.sh
+
+unit: deps
+	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
+	@BUILD=$(BUILD) tests/run.sh unit
+
+integration: deps
+	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
+	@BUILD=$(BUILD) tests/run.sh integration
+
+demo: deps
+	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
+	@BUILD=$(BUILD) tests/demo.sh
+
+# libFuzzer on the frame decoder, with ASan and UBSan: make fuzz FUZZ_SECONDS=60
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@mkdir -p build/fuzz/corpus
+	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=all tests/fuzz/fuzz_frame.c transport/frame.c -o build/fuzz/fuzz_frame
+	build/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  build/fuzz/corpus tests/fuzz/seeds
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

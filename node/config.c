@@ -1,0 +1,659 @@
+#include "node/config.h"
+#include "node/yaml.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <float.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NODE_NAME_MAX 63
+#define MAX_WORKERS   64
+#define MAX_SPI	      0xFFFFFFu
+
+/* Why an address did not parse. */
+enum addr_fault { ADDR_OK = 0, ADDR_SYNTAX, ADDR_PORT, ADDR_LONG };
+
+static enum addr_fault addr_parse(struct rdm_addr *a, const char *text)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *port;
+	size_t hlen;
+
+	memset(a, 0, sizeof(*a));
+	if (strlen(text) >= sizeof(a->text))
+		return ADDR_LONG;
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+		if (!close || close[1] != ':')
+			return ADDR_SYNTAX;
+		hlen = (size_t)(close - text - 1);
+		if (hlen == 0 || hlen >= sizeof(host))
+			return ADDR_SYNTAX;
+		memcpy(host, text + 1, hlen);
+		port = close + 2;
+	} else {
+		const char *colon = strrchr(text, ':');
+		if (!colon)
+			return ADDR_SYNTAX;
+		hlen = (size_t)(colon - text);
+		if (hlen == 0 || hlen >= sizeof(host))
+			return ADDR_SYNTAX;
+		memcpy(host, text, hlen);
+		port = colon + 1;
+	}
+	host[hlen] = '\0';
+
+	unsigned long p = 0;
+	size_t digits = strlen(port);
+	if (digits == 0 || digits > 5)
+		return ADDR_PORT;
+	for (const char *s = port; *s; s++) {
+		if (!isdigit((unsigned char)*s))
+			return ADDR_PORT;
+		p = p * 10 + (unsigned long)(*s - '0');
+	}
+	if (p < 1 || p > 65535)
+		return ADDR_PORT;
+
+	if (text[0] == '[') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			return ADDR_SYNTAX;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)p);
+		a->len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&a->ss;
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return ADDR_SYNTAX;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)p);
+		a->len = sizeof(*s4);
+	}
+	strcpy(a->text, text);
+	return ADDR_OK;
+}
+
+int rdm_addr_parse(struct rdm_addr *a, const char *text)
+{
+	if (addr_parse(a, text) != ADDR_OK) {
+		memset(a, 0, sizeof(*a));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Loader state: the document and where errors go. */
+struct ld {
+	struct rdm_ydoc *doc;
+	char *err;
+	size_t len;
+};
+
+/* Where each node's name, id and next were written, for checks across nodes. */
+struct node_src {
+	const struct rdm_ynode *map, *name, *id, *next, *ingress;
+	const char *next_name;
+};
+
+/* Reports "FILE: out of memory"; returns -ENOMEM. */
+static int oom(struct ld *l)
+{
+	rdm_yerr(l->doc, NULL, l->err, l->len, "out of memory");
+	return -ENOMEM;
+}
+
+/* A section that may be written as a mapping or left empty ("egress:"). *out is NULL
+ * for an empty section. */
+static int section(struct ld *l, const struct rdm_ynode *n, const char *what,
+		   const struct rdm_ynode **out)
+{
+	*out = NULL;
+	if (rdm_ynode_is_null(n))
+		return 0;
+	int rc = rdm_yexpect(l->doc, n, what, RDM_YMAP, l->err, l->len);
+	if (rc == 0)
+		*out = n;
+	return rc;
+}
+
+static int dup_str(struct ld *l, const char *s, char **out)
+{
+	*out = strdup(s);
+	if (!*out)
+		return oom(l);
+	return 0;
+}
+
+/* An optional path-like string: kept as written, must not be empty. */
+static int opt_path(struct ld *l, const struct rdm_ynode *map, const char *key, char **out)
+{
+	const struct rdm_ynode *v = rdm_ymap_get(map, key);
+	const char *s;
+	int rc;
+
+	if (!v)
+		return 0;
+	rc = rdm_ymap_str(l->doc, map, key, NULL, &s, l->err, l->len);
+	if (rc)
+		return rc;
+	if (!*s)
+		return rdm_yerr(l->doc, v, l->err, l->len, "%s: must not be empty", key);
+	return dup_str(l, s, out);
+}
+
+static int u32_opt(struct ld *l, const struct rdm_ynode *map, const char *key, uint64_t min,
+		   uint64_t max, uint64_t def, uint32_t *out)
+{
+	uint64_t v;
+	int rc = rdm_ymap_u64(l->doc, map, key, min, max, def, &v, l->err, l->len);
+	if (rc == 0)
+		*out = (uint32_t)v;
+	return rc;
+}
+
+static int load_chain_section(struct ld *l, const struct rdm_ynode *root, struct rdm_chain_conf *c)
+{
+	static const char *const keys[] = {"name", "spi", NULL};
+	const struct rdm_ynode *m = rdm_ymap_get(root, "chain");
+	const char *name;
+	int rc;
+
+	rc = rdm_yexpect(l->doc, m, "chain", RDM_YMAP, l->err, l->len);
+	if (!rc)
+		rc = rdm_ymap_check_keys(l->doc, m, keys, l->err, l->len);
+	if (rc)
+		return rc;
+	const struct rdm_ynode *nv = rdm_ymap_get(m, "name");
+	if (!nv)
+		return rdm_yerr(l->doc, m, l->err, l->len, "chain: missing key 'name'");
+	rc = rdm_ymap_str(l->doc, m, "name", NULL, &name, l->err, l->len);
+	if (rc)
+		return rc;
+	if (!*name)
+		return rdm_yerr(l->doc, nv, l->err, l->len, "name: must not be empty");
+	rc = dup_str(l, name, &c->name);
+	if (!rc)
+		rc = u32_opt(l, m, "spi", 1, MAX_SPI, 1, &c->spi);
+	return rc;
+}
+
+static int load_transport_section(struct ld *l, const struct rdm_ynode *root,
+				  struct rdm_transport_conf *t)
+{
+	static const char *const keys[] = {"queue_bytes",    "max_frame", "backoff_min_ms",
+					   "backoff_max_ms", "batch",	  NULL};
+	const struct rdm_ynode *m = NULL, *v = rdm_ymap_get(root, "transport");
+	int rc = 0;
+
+	if (v)
+		rc = section(l, v, "transport", &m);
+	if (!rc && m)
+		rc = rdm_ymap_check_keys(l->doc, m, keys, l->err, l->len);
+	if (!rc)
+		rc = u32_opt(l, m, "queue_bytes", 64u << 10, 1u << 30, 4u << 20, &t->queue_bytes);
+	if (!rc)
+		rc = u32_opt(l, m, "max_frame", 256, 1u << 20, 16384, &t->max_frame);
+	if (!rc)
+		rc = u32_opt(l, m, "backoff_min_ms", 1, 3600000, 20, &t->backoff_min_ms);
+	if (!rc)
+		rc = u32_opt(l, m, "backoff_max_ms", 1, 3600000, 1000, &t->backoff_max_ms);
+	if (!rc)
+		rc = u32_opt(l, m, "batch", 1, 1024, 32, &t->batch);
+	if (rc)
+		return rc;
+	if (t->backoff_max_ms < t->backoff_min_ms) {
+		const struct rdm_ynode *at = rdm_ymap_get(m, "backoff_max_ms");
+		if (!at)
+			at = rdm_ymap_get(m, "backoff_min_ms");
+		return rdm_yerr(l->doc, at, l->err, l->len,
+				"backoff_max_ms (%u) is less than backoff_min_ms (%u)",
+				t->backoff_max_ms, t->backoff_min_ms);
+	}
+	if (t->queue_bytes < t->max_frame) {
+		const struct rdm_ynode *at = rdm_ymap_get(m, "queue_bytes");
+		if (!at)
+			at = rdm_ymap_get(m, "max_frame");
+		return rdm_yerr(l->doc, at, l->err, l->len,
+				"queue_bytes (%u) is less than max_frame (%u)", t->queue_bytes,
+				t->max_frame);
+	}
+	return 0;
+}
+
+static int load_ingress(struct ld *l, const char *node, const struct rdm_ynode *v,
+			struct rdm_ingress_conf *in)
+{
+	static const char *const keys[] = {"mode",  "file", "count",   "rate",
+					   "flows", "seed", "wait_ms", NULL};
+	const struct rdm_ynode *m, *mv, *k;
+	const char *mode;
+	uint64_t u;
+	int rc;
+
+	rc = rdm_yexpect(l->doc, v, "ingress", RDM_YMAP, l->err, l->len);
+	if (!rc)
+		rc = rdm_ymap_check_keys(l->doc, v, keys, l->err, l->len);
+	if (rc)
+		return rc;
+	m = v;
+	mv = rdm_ymap_get(m, "mode");
+	if (!mv)
+		return rdm_yerr(l->doc, m, l->err, l->len, "node '%s': ingress: missing key 'mode'",
+				node);
+	rc = rdm_ymap_str(l->doc, m, "mode", NULL, &mode, l->err, l->len);
+	if (rc)
+		return rc;
+	if (!strcmp(mode, "gen"))
+		in->mode = RDM_INGRESS_GEN;
+	else if (!strcmp(mode, "pcap"))
+		in->mode = RDM_INGRESS_PCAP;
+	else
+		return rdm_yerr(l->doc, mv, l->err, l->len,
+				"unknown ingress mode '%s' (expected gen or pcap)", mode);
+
+	for (size_t i = 0; i < rdm_ymap_size(m); i++) {
+		k = rdm_ymap_key(m, i);
+		const char *key = rdm_ynode_scalar(k);
+		if (in->mode == RDM_INGRESS_GEN && !strcmp(key, "file"))
+			return rdm_yerr(l->doc, k, l->err, l->len,
+					"'file' is not allowed for ingress mode gen");
+		if (in->mode == RDM_INGRESS_PCAP && (!strcmp(key, "flows") || !strcmp(key, "seed")))
+			return rdm_yerr(l->doc, k, l->err, l->len,
+					"'%s' is only allowed for ingress mode gen", key);
+	}
+
+	if (in->mode == RDM_INGRESS_PCAP) {
+		if (!rdm_ymap_get(m, "file"))
+			return rdm_yerr(l->doc, m, l->err, l->len,
+					"node '%s': ingress: missing key 'file' (mode pcap needs "
+					"a capture to replay)",
+					node);
+		rc = opt_path(l, m, "file", &in->file);
+		if (!rc)
+			rc = rdm_ymap_u64(l->doc, m, "count", 0, UINT64_MAX, 0, &in->count, l->err,
+					  l->len);
+	} else {
+		if (!rdm_ymap_get(m, "count"))
+			return rdm_yerr(l->doc, m, l->err, l->len,
+					"node '%s': ingress: missing key 'count' (mode gen needs "
+					"a packet count)",
+					node);
+		rc = rdm_ymap_u64(l->doc, m, "count", 1, UINT64_MAX, 0, &in->count, l->err, l->len);
+		if (!rc)
+			rc = rdm_ymap_u64(l->doc, m, "flows", 1, UINT32_MAX, 100, &u, l->err,
+					  l->len);
+		if (!rc)
+			in->flows = (uint32_t)u;
+		if (!rc)
+			rc = rdm_ymap_u64(l->doc, m, "seed", 0, UINT64_MAX, 1, &in->seed, l->err,
+					  l->len);
+	}
+	if (!rc)
+		rc = rdm_ymap_double(l->doc, m, "rate", 0, DBL_MAX, 0, &in->rate, l->err, l->len);
+	if (!rc)
+		rc = rdm_ymap_u64(l->doc, m, "wait_ms", 0, 3600000, 5000, &u, l->err, l->len);
+	if (!rc)
+		in->wait_ms = (int)u;
+	return rc;
+}
+
+static int load_egress(struct ld *l, const struct rdm_ynode *v, struct rdm_egress_conf *eg)
+{
+	static const char *const keys[] = {"pcap", "frames", "count", "rate", NULL};
+	const struct rdm_ynode *m;
+	int rc;
+
+	rc = section(l, v, "egress", &m);
+	if (!rc && m)
+		rc = rdm_ymap_check_keys(l->doc, m, keys, l->err, l->len);
+	if (rc)
+		return rc;
+	eg->enabled = 1;
+	rc = opt_path(l, m, "pcap", &eg->pcap);
+	if (!rc)
+		rc = opt_path(l, m, "frames", &eg->frames);
+	if (!rc)
+		rc = rdm_ymap_u64(l->doc, m, "count", 0, UINT64_MAX, 0, &eg->count, l->err, l->len);
+	if (!rc)
+		rc = rdm_ymap_double(l->doc, m, "rate", 0, DBL_MAX, 0, &eg->rate, l->err, l->len);
+	return rc;
+}
+
+static int load_stages(struct ld *l, const struct rdm_ynode *v, struct rdm_node_conf *nc)
+{
+	size_t n;
+	int rc;
+
+	if (rdm_ynode_is_null(v))
+		return 0;
+	rc = rdm_yexpect(l->doc, v, "stages", RDM_YSEQ, l->err, l->len);
+	if (rc)
+		return rc;
+	n = rdm_yseq_size(v);
+	if (n == 0)
+		return 0;
+	nc->stages = calloc(n, sizeof(*nc->stages));
+	if (!nc->stages)
+		return oom(l);
+	for (size_t i = 0; i < n; i++) {
+		const struct rdm_ynode *it = rdm_yseq_item(v, i), *nv = it;
+		struct rdm_stage_conf *s = &nc->stages[i];
+		const char *name;
+
+		if (rdm_ynode_kind(it) == RDM_YMAP) {
+			nv = rdm_ymap_get(it, "name");
+			if (!nv)
+				return rdm_yerr(l->doc, it, l->err, l->len,
+						"node '%s': stage %zu: missing key 'name'",
+						nc->name, i + 1);
+			s->conf = it;
+			rc = rdm_ymap_str(l->doc, it, "name", NULL, &name, l->err, l->len);
+		} else if (rdm_ynode_kind(it) == RDM_YSCALAR) {
+			rc = rdm_yget_str(l->doc, it, &name, l->err, l->len);
+		} else {
+			return rdm_yerr(l->doc, it, l->err, l->len,
+					"expected a stage name or a mapping with 'name', got a "
+					"sequence");
+		}
+		if (rc)
+			return rc;
+		if (!*name)
+			return rdm_yerr(l->doc, nv, l->err, l->len, "stage name must not be empty");
+		rc = dup_str(l, name, &s->name);
+		if (rc)
+			return rc;
+		s->line = rdm_ynode_line(it);
+		s->col = rdm_ynode_col(it);
+		nc->n_stages = (int)(i + 1);
+	}
+	return 0;
+}
+
+static int valid_node_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n < 1 || n > NODE_NAME_MAX)
+		return 0;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
+			return 0;
+	return 1;
+}
+
+static int load_node(struct ld *l, const struct rdm_ynode *m, size_t idx, struct rdm_node_conf *nc,
+		     struct node_src *src)
+{
+	static const char *const keys[] = {"name", "id",	"listen",  "workers", "stages",
+					   "next", "transport", "ingress", "egress",  NULL};
+	const struct rdm_ynode *v;
+	const char *s;
+	char what[32];
+	uint64_t u;
+	int rc;
+
+	nc->next = -1;
+	src->map = m;
+	snprintf(what, sizeof(what), "node %zu", idx + 1);
+	rc = rdm_yexpect(l->doc, m, what, RDM_YMAP, l->err, l->len);
+	if (!rc)
+		rc = rdm_ymap_check_keys(l->doc, m, keys, l->err, l->len);
+	if (rc)
+		return rc;
+
+	v = src->name = rdm_ymap_get(m, "name");
+	if (!v)
+		return rdm_yerr(l->doc, m, l->err, l->len, "node %zu: missing key 'name'", idx + 1);
+	rc = rdm_ymap_str(l->doc, m, "name", NULL, &s, l->err, l->len);
+	if (rc)
+		return rc;
+	if (!valid_node_name(s))
+		return rdm_yerr(l->doc, v, l->err, l->len,
+				"bad node name '%s' (expected 1 to %d of A-Z a-z 0-9 _ . -)", s,
+				NODE_NAME_MAX);
+	rc = dup_str(l, s, &nc->name);
+	if (rc)
+		return rc;
+
+	src->id = rdm_ymap_get(m, "id");
+	rc = rdm_ymap_u64(l->doc, m, "id", 1, UINT32_MAX, idx + 1, &u, l->err, l->len);
+	if (rc)
+		return rc;
+	nc->id = (uint32_t)u;
+
+	src->ingress = rdm_ymap_get(m, "ingress");
+	if (src->ingress) {
+		rc = load_ingress(l, nc->name, src->ingress, &nc->ingress);
+		if (rc)
+			return rc;
+	}
+
+	v = rdm_ymap_get(m, "listen");
+	if (v) {
+		rc = rdm_ymap_str(l->doc, m, "listen", NULL, &s, l->err, l->len);
+		if (rc)
+			return rc;
+		switch (addr_parse(&nc->listen, s)) {
+		case ADDR_OK:
+			break;
+		case ADDR_PORT:
+			return rdm_yerr(l->doc, v, l->err, l->len,
+					"bad port in '%s' (expected 1..65535)", s);
+		case ADDR_LONG:
+		case ADDR_SYNTAX:
+			return rdm_yerr(l->doc, v, l->err, l->len,
+					"bad address '%s' (expected IPV4:PORT or [IPV6]:PORT)", s);
+		}
+		nc->has_listen = 1;
+	} else if (!src->ingress) {
+		return rdm_yerr(l->doc, m, l->err, l->len, "node '%s': missing key 'listen'",
+				nc->name);
+	}
+
+	rc = rdm_ymap_u64(l->doc, m, "workers", 1, MAX_WORKERS, 1, &u, l->err, l->len);
+	if (rc)
+		return rc;
+	nc->workers = (int)u;
+
+	v = rdm_ymap_get(m, "stages");
+	if (v) {
+		rc = load_stages(l, v, nc);
+		if (rc)
+			return rc;
+	}
+
+	src->next = v = rdm_ymap_get(m, "next");
+	if (v) {
+		rc = rdm_ymap_str(l->doc, m, "next", NULL, &src->next_name, l->err, l->len);
+		if (rc)
+			return rc;
+	}
+
+	v = rdm_ymap_get(m, "transport");
+	if (v) {
+		rc = rdm_ymap_str(l->doc, m, "transport", NULL, &s, l->err, l->len);
+		if (rc)
+			return rc;
+		if (strcmp(s, "tcp"))
+			return rdm_yerr(l->doc, v, l->err, l->len,
+					"unknown transport '%s' (expected tcp)", s);
+		nc->transport = RDM_TRANSPORT_TCP;
+	}
+
+	v = rdm_ymap_get(m, "egress");
+	if (v) {
+		rc = load_egress(l, v, &nc->egress);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* Checks names and ids for duplicates and resolves next hops. */
+static int link_nodes(struct ld *l, struct rdm_chain_conf *c, const struct node_src *src)
+{
+	int n = c->n_nodes;
+
+	for (int i = 0; i < n; i++) {
+		for (int j = 0; j < i; j++) {
+			if (!strcmp(c->nodes[i].name, c->nodes[j].name))
+				return rdm_yerr(l->doc, src[i].name, l->err, l->len,
+						"duplicate node name '%s' (first at line %d)",
+						c->nodes[i].name, rdm_ynode_line(src[j].name));
+			if (c->nodes[i].id == c->nodes[j].id)
+				return rdm_yerr(l->doc, src[i].id ? src[i].id : src[i].map, l->err,
+						l->len,
+						"node '%s': id %u is already used by node '%s'",
+						c->nodes[i].name, c->nodes[i].id, c->nodes[j].name);
+		}
+	}
+
+	const char **names = calloc((size_t)n, sizeof(*names));
+	if (!names)
+		return oom(l);
+	for (int i = 0; i < n; i++)
+		names[i] = c->nodes[i].name;
+
+	int rc = 0;
+	for (int i = 0; i < n && !rc; i++) {
+		const char *nx = src[i].next_name;
+		const struct rdm_ynode *at = src[i].next;
+		int t;
+
+		if (!nx)
+			continue;
+		for (t = 0; t < n; t++)
+			if (!strcmp(names[t], nx))
+				break;
+		if (t == n) {
+			const char *hint = rdm_yclosest(nx, names, (size_t)n, 2);
+			if (hint)
+				rc = rdm_yerr(l->doc, at, l->err, l->len,
+					      "next hop '%s' is not a node (did you mean '%s'?)",
+					      nx, hint);
+			else
+				rc = rdm_yerr(l->doc, at, l->err, l->len,
+					      "next hop '%s' is not a node", nx);
+		} else if (t == i) {
+			rc = rdm_yerr(l->doc, at, l->err, l->len,
+				      "node '%s' cannot be its own next hop", nx);
+		} else if (c->nodes[t].ingress.mode != RDM_INGRESS_NONE) {
+			rc = rdm_yerr(l->doc, at, l->err, l->len,
+				      "next hop '%s' has ingress, so it cannot be a next hop", nx);
+		} else if (!c->nodes[t].has_listen) {
+			rc = rdm_yerr(l->doc, at, l->err, l->len,
+				      "next hop '%s' has no listen address", nx);
+		} else {
+			c->nodes[i].next = t;
+		}
+	}
+	free(names);
+	return rc;
+}
+
+static int load(struct ld *l, struct rdm_chain_conf *c)
+{
+	static const char *const keys[] = {"chain", "transport", "nodes", NULL};
+	const struct rdm_ynode *root = rdm_ydoc_root(l->doc), *nodes;
+	struct node_src *src;
+	size_t n;
+	int rc;
+
+	if (!root)
+		return rdm_yerr(l->doc, NULL, l->err, l->len,
+				"empty document (expected a mapping with 'chain' and 'nodes')");
+	rc = rdm_yexpect(l->doc, root, "top level", RDM_YMAP, l->err, l->len);
+	if (!rc)
+		rc = rdm_ymap_check_keys(l->doc, root, keys, l->err, l->len);
+	if (rc)
+		return rc;
+	if (!rdm_ymap_get(root, "chain"))
+		return rdm_yerr(l->doc, root, l->err, l->len, "missing key 'chain'");
+	nodes = rdm_ymap_get(root, "nodes");
+	if (!nodes)
+		return rdm_yerr(l->doc, root, l->err, l->len, "missing key 'nodes'");
+
+	rc = load_chain_section(l, root, c);
+	if (!rc)
+		rc = load_transport_section(l, root, &c->transport);
+	if (!rc)
+		rc = rdm_yexpect(l->doc, nodes, "nodes", RDM_YSEQ, l->err, l->len);
+	if (rc)
+		return rc;
+	n = rdm_yseq_size(nodes);
+	if (n == 0)
+		return rdm_yerr(l->doc, nodes, l->err, l->len, "'nodes' must not be empty");
+	if (n > INT32_MAX)
+		return rdm_yerr(l->doc, nodes, l->err, l->len, "too many nodes");
+
+	c->nodes = calloc(n, sizeof(*c->nodes));
+	src = calloc(n, sizeof(*src));
+	if (!c->nodes || !src) {
+		free(src);
+		return oom(l);
+	}
+	for (size_t i = 0; i < n && !rc; i++) {
+		rc = load_node(l, rdm_yseq_item(nodes, i), i, &c->nodes[i], &src[i]);
+		c->n_nodes = (int)(i + 1);
+	}
+	if (!rc)
+		rc = link_nodes(l, c, src);
+	free(src);
+	return rc;
+}
+
+int rdm_chain_load(const char *path, struct rdm_chain_conf *out, char *err, size_t errlen)
+{
+	struct rdm_chain_conf c;
+	struct ld l = {.err = err, .len = errlen};
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	memset(&c, 0, sizeof(c));
+	l.doc = rdm_ydoc_load(path, err, errlen);
+	if (!l.doc)
+		return errno ? -errno : -EINVAL;
+	c.doc = l.doc;
+	rc = dup_str(&l, path, &c.file);
+	if (!rc)
+		rc = load(&l, &c);
+	if (rc) {
+		rdm_chain_free(&c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+void rdm_chain_free(struct rdm_chain_conf *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->n_nodes && c->nodes; i++) {
+		struct rdm_node_conf *nc = &c->nodes[i];
+		for (int j = 0; j < nc->n_stages; j++)
+			free(nc->stages[j].name);
+		free(nc->stages);
+		free(nc->name);
+		free(nc->ingress.file);
+		free(nc->egress.pcap);
+		free(nc->egress.frames);
+	}
+	free(c->nodes);
+	free(c->name);
+	free(c->file);
+	rdm_ydoc_free(c->doc);
+	memset(c, 0, sizeof(*c));
+}
+
+const struct rdm_node_conf *rdm_chain_node(const struct rdm_chain_conf *c, const char *name)
+{
+	for (int i = 0; c && name && i < c->n_nodes; i++)
+		if (!strcmp(c->nodes[i].name, name))
+			return &c->nodes[i];
+	return NULL;
+}

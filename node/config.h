@@ -1,0 +1,92 @@
+/* The static chain config (one YAML file for the whole chain; each node picks its own
+ * entry by name). Loading is strict: unknown keys, bad values and bad references are
+ * reported as "FILE:LINE:COL: message" and nothing is returned. */
+#ifndef RDM_CONFIG_H
+#define RDM_CONFIG_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct rdm_ydoc;
+struct rdm_ynode;
+
+struct rdm_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[64]; /* as written, "10.0.0.1:7000" or "[fd00::1]:7000" */
+};
+
+enum rdm_ingress_mode { RDM_INGRESS_NONE = 0, RDM_INGRESS_GEN, RDM_INGRESS_PCAP };
+
+struct rdm_ingress_conf {
+	enum rdm_ingress_mode mode;
+	char *file;      /* pcap: the capture to replay */
+	uint64_t count;  /* packets to send; 0 = the whole file (pcap) */
+	double rate;     /* packets per second; 0 = as fast as the chain takes them */
+	uint32_t flows;  /* gen: number of flows */
+	uint64_t seed;   /* gen: PRNG seed, so a run is repeatable */
+	int wait_ms;     /* how long to wait for the next hop before starting (0 = 5000) */
+};
+
+struct rdm_egress_conf {
+	int enabled;
+	char *pcap;     /* IP packets out, LINKTYPE_RAW; NULL = none */
+	char *frames;   /* whole frames out as Ethernet/NSH (ethertype 0x894F); NULL = none */
+	uint64_t count; /* exit after this many packets are accounted for; 0 = run on */
+	double rate;    /* packets per second this egress takes; 0 = no limit */
+};
+
+struct rdm_stage_conf {
+	char *name;
+	const struct rdm_ynode *conf; /* the stage's own mapping, or NULL */
+	int line, col;
+};
+
+enum rdm_transport_kind { RDM_TRANSPORT_TCP = 0 };
+
+struct rdm_node_conf {
+	char *name;
+	uint32_t id;           /* 1-based position in the nodes list unless given */
+	int has_listen;
+	struct rdm_addr listen; /* data address this node accepts frames on */
+	int workers;           /* worker threads, default 1 */
+	struct rdm_stage_conf *stages;
+	int n_stages;
+	int next;              /* index of the next-hop node, -1 at the chain's end */
+	enum rdm_transport_kind transport; /* towards next */
+	struct rdm_ingress_conf ingress;
+	struct rdm_egress_conf egress;
+};
+
+struct rdm_transport_conf {
+	uint32_t queue_bytes;   /* bounded send queue per connection */
+	uint32_t max_frame;     /* largest frame accepted, header + packet */
+	uint32_t backoff_min_ms, backoff_max_ms; /* reconnect backoff */
+	uint32_t batch;         /* frames per receive/send batch */
+};
+
+struct rdm_chain_conf {
+	char *file;
+	char *name;
+	uint32_t spi;
+	struct rdm_transport_conf transport;
+	struct rdm_node_conf *nodes;
+	int n_nodes;
+	struct rdm_ydoc *doc; /* owns the YAML nodes that stage confs point at */
+};
+
+/* Loads path into *out. Returns 0, or a negative errno with a one-line message in
+ * err ("chain.yaml:12:5: unknown key 'replcas' (did you mean 'replicas'?)"). */
+int rdm_chain_load(const char *path, struct rdm_chain_conf *out, char *err, size_t errlen);
+
+/* Frees what rdm_chain_load allocated; accepts a zeroed or already freed conf. */
+void rdm_chain_free(struct rdm_chain_conf *c);
+
+/* The node named name, or NULL. */
+const struct rdm_node_conf *rdm_chain_node(const struct rdm_chain_conf *c, const char *name);
+
+/* Parses "host:port" or "[v6]:port" into a; 0 or -EINVAL. */
+int rdm_addr_parse(struct rdm_addr *a, const char *text);
+
+#endif

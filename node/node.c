@@ -1,0 +1,1081 @@
+#include "node/node.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node/flowcount.h"
+#include "node/gen.h"
+#include "node/hist.h"
+#include "node/pcapio.h"
+#include "node/pkt.h"
+#include "node/yaml.h"
+#include "services/stage.h"
+#include "transport/frame.h"
+#include "transport/transport.h"
+
+#define MAX_STAGES 16
+#define MAX_UPS 64
+#define MAX_ORIGINS 256
+#define HDR_SLOT 4096
+#define INGRESS_SI 255
+
+/* Why a frame was dropped. Decode errors come first, one per RDM_FERR_* code. */
+enum drop_reason {
+	DROP_DECODE_FIRST = 0,
+	DROP_TTL = RDM_FERR_COUNT,
+	DROP_NOT_IP,
+	DROP_PEER_DOWN,
+	DROP_QUEUE_FULL,
+	DROP_OVERSIZE,
+	DROP_STAGE,
+	DROP_STAGE_ERROR,
+	DROP_COUNT,
+};
+
+static const char *drop_name(int r)
+{
+	static const char *const names[] = {
+		[DROP_TTL] = "ttl_expired",	[DROP_NOT_IP] = "not_ip",
+		[DROP_PEER_DOWN] = "peer_down",	[DROP_QUEUE_FULL] = "queue_full",
+		[DROP_OVERSIZE] = "oversize",	[DROP_STAGE] = "stage_verdict",
+		[DROP_STAGE_ERROR] = "stage_error",
+	};
+
+	if (r < RDM_FERR_COUNT)
+		return rdm_frame_strerror(-(RDM_FERR_FIRST + r));
+	return names[r];
+}
+
+struct worker_stats {
+	uint64_t rx_frames;
+	uint64_t tx_frames;
+	uint64_t drops[DROP_COUNT];
+	uint64_t stalls; /* batches held back because the next hop was congested */
+	uint64_t ingress_taken, ingress_sent;
+	uint64_t ingress_reconnect_seq; /* first seq sent after the latest reconnect */
+	uint64_t egress_packets, egress_bytes;
+	uint64_t stage_drop[MAX_STAGES], stage_error[MAX_STAGES];
+};
+
+struct origin {
+	uint32_t id;
+	uint64_t next, received, lost, reordered;
+};
+
+struct worker {
+	struct rdm_node *node;
+	int idx;
+	pthread_t thr;
+	struct rdm_loop *loop;
+	struct rdm_io wake;
+	struct rdm_listener *lst;
+	struct rdm_conn *down;
+	struct rdm_conn *ups[MAX_UPS];
+	int n_ups;
+	struct rdm_conn_stats up_closed; /* counters of upstream connections now gone */
+	void *stage_rt[MAX_STAGES];
+
+	struct rdm_frame *fr;
+	struct rdm_frame **frp;
+	int *verdict;
+	uint8_t *hdr;
+	struct rdm_txframe *tx;
+
+	/* ingress */
+	struct rdm_gen *gen;
+	struct rdm_pcap_in *pin;
+	uint8_t *pkt;
+	uint64_t src_read; /* packets read from the source, every worker's share */
+	uint64_t start_ns, wait_until_ns;
+	int started, src_done, ever_up;
+	struct rdm_timer pump;
+
+	/* egress */
+	struct rdm_pcap_out *pout, *fout;
+	uint8_t *framebuf;
+	struct rdm_flowcount eflows;
+	struct rdm_hist hops[RDM_MAX_HOPS - 1];
+	struct rdm_hist e2e;
+	uint64_t eg_start_ns, eg_taken;
+	struct rdm_timer eg_resume;
+
+	struct rdm_timer progress;
+	int stopping, finished;
+	uint64_t drain_until_ns;
+	struct worker_stats st;
+};
+
+struct rdm_node {
+	const struct rdm_chain_conf *chain;
+	const struct rdm_node_conf *conf;
+	const struct rdm_node_conf *next;
+	const struct rdm_transport_ops *ops;
+	struct rdm_conn_opts copts;
+	const struct rdm_stage_ops *stage_ops[MAX_STAGES];
+	void *stage_conf[MAX_STAGES];
+	int n_stages;
+	int n_workers;
+	struct worker *w;
+	atomic_int stop;
+	atomic_int n_finished;
+	int drain_ms;
+	uint64_t run_ns;
+
+	pthread_mutex_t eg_mu; /* egress sequence accounting, shared by workers */
+	struct origin origins[MAX_ORIGINS];
+	int n_origins;
+	uint64_t eg_unsequenced, eg_accounted;
+};
+
+static void nlog(const struct rdm_node *n, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void nlog(const struct rdm_node *n, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%02d:%02d:%02d.%03ld %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+		ts.tv_nsec / 1000000, n->conf->name, buf);
+}
+
+/* Runs the node's stages over w->frp[0..m) and compacts it to the frames that pass. */
+static int run_stages(struct worker *w, int m)
+{
+	struct rdm_node *n = w->node;
+
+	for (int s = 0; s < n->n_stages && m > 0; s++) {
+		int k = 0;
+
+		n->stage_ops[s]->process(w->stage_rt[s], w->frp, m, w->verdict);
+		for (int i = 0; i < m; i++) {
+			if (w->verdict[i] > 0) {
+				w->frp[k++] = w->frp[i];
+			} else if (w->verdict[i] == 0) {
+				w->st.stage_drop[s]++;
+				w->st.drops[DROP_STAGE]++;
+			} else {
+				w->st.stage_error[s]++;
+				w->st.drops[DROP_STAGE_ERROR]++;
+			}
+		}
+		m = k;
+	}
+	return m;
+}
+
+static void forward(struct worker *w, int m)
+{
+	struct rdm_node *n = w->node;
+	int k = 0, rc;
+
+	for (int i = 0; i < m; i++) {
+		struct rdm_frame *f = w->frp[i];
+		uint8_t *h = w->hdr + (size_t)k * HDR_SLOT;
+		int len;
+
+		f->si--;
+		len = rdm_frame_encode_hdr(f, h, HDR_SLOT);
+		if (len < 0 || (uint32_t)len + f->pkt_len > n->copts.max_frame) {
+			w->st.drops[DROP_OVERSIZE]++;
+			continue;
+		}
+		w->tx[k].hdr = h;
+		w->tx[k].hdr_len = (uint32_t)len;
+		w->tx[k].pkt = f->pkt;
+		w->tx[k].pkt_len = f->pkt_len;
+		k++;
+	}
+	if (k == 0)
+		return;
+	rc = rdm_conn_send(w->down, w->tx, k);
+	if (rc < 0) {
+		w->st.drops[DROP_PEER_DOWN] += (uint64_t)k;
+		return;
+	}
+	w->st.tx_frames += (uint64_t)rc;
+	w->st.drops[DROP_QUEUE_FULL] += (uint64_t)(k - rc);
+}
+
+static struct origin *origin_get(struct rdm_node *n, uint32_t id)
+{
+	for (int i = 0; i < n->n_origins; i++)
+		if (n->origins[i].id == id)
+			return &n->origins[i];
+	if (n->n_origins == MAX_ORIGINS)
+		return NULL;
+	n->origins[n->n_origins].id = id;
+	return &n->origins[n->n_origins++];
+}
+
+static void egress(struct worker *w, int m)
+{
+	struct rdm_node *n = w->node;
+	uint64_t count = n->conf->egress.count;
+	int done = 0;
+
+	for (int i = 0; i < m; i++) {
+		struct rdm_frame *f = w->frp[i];
+		uint64_t now = f->n_hops ? f->hops[f->n_hops - 1].ns : rdm_wall_ns();
+
+		if (w->pout)
+			rdm_pcap_write(w->pout, f->pkt, f->pkt_len, now);
+		if (w->fout) {
+			int len = rdm_frame_encode(f, w->framebuf, n->copts.max_frame);
+
+			if (len > 0)
+				rdm_pcap_write(w->fout, w->framebuf, (uint32_t)len, now);
+		}
+		if (f->present & RDM_F_FLOW_ID)
+			rdm_flowcount_add(&w->eflows, f->flow_id, f->pkt_len);
+		for (int h = 0; h + 1 < f->n_hops; h++)
+			if (f->hops[h + 1].ns >= f->hops[h].ns)
+				rdm_hist_add(&w->hops[h], f->hops[h + 1].ns - f->hops[h].ns);
+		if (f->n_hops >= 2 && f->hops[f->n_hops - 1].ns >= f->hops[0].ns)
+			rdm_hist_add(&w->e2e, f->hops[f->n_hops - 1].ns - f->hops[0].ns);
+		w->st.egress_packets++;
+		w->st.egress_bytes += f->pkt_len;
+	}
+
+	/* Sequence accounting: a gap in an origin's numbers is loss, counted exactly. */
+	pthread_mutex_lock(&n->eg_mu);
+	for (int i = 0; i < m; i++) {
+		struct rdm_frame *f = w->frp[i];
+		struct origin *o = (f->present & RDM_F_SEQ) ? origin_get(n, f->origin) : NULL;
+
+		if (!o) {
+			n->eg_unsequenced++;
+			n->eg_accounted++;
+			continue;
+		}
+		o->received++;
+		if (f->seq >= o->next) {
+			o->lost += f->seq - o->next;
+			n->eg_accounted += f->seq - o->next + 1;
+			o->next = f->seq + 1;
+		} else {
+			o->reordered++;
+		}
+	}
+	if (count && n->eg_accounted >= count)
+		done = 1;
+	pthread_mutex_unlock(&n->eg_mu);
+	if (done && !atomic_load(&n->stop)) {
+		nlog(n, "egress: %" PRIu64 " packets accounted for, stopping", count);
+		atomic_store(&n->stop, 1);
+	}
+}
+
+/* Stages, then egress or forward. The frames are w->frp[0..m). */
+static void handle_batch(struct worker *w, int m)
+{
+	m = run_stages(w, m);
+	if (m == 0)
+		return;
+	if (w->node->conf->egress.enabled)
+		egress(w, m);
+	else if (w->down)
+		forward(w, m);
+}
+
+static void resume_inputs(struct worker *w);
+
+static void egress_resume(void *arg)
+{
+	resume_inputs(arg);
+}
+
+/* How many frames the egress may take now under its configured rate. */
+static int egress_budget(struct worker *w, int n)
+{
+	double rate = w->node->conf->egress.rate / w->node->n_workers;
+	uint64_t now = rdm_now_ns(), allowed;
+
+	if (rate <= 0)
+		return n;
+	if (!w->eg_start_ns)
+		w->eg_start_ns = now;
+	allowed = (uint64_t)((double)(now - w->eg_start_ns) * rate / 1e9) + 1;
+	if (allowed <= w->eg_taken) {
+		rdm_timer_arm(w->loop, &w->eg_resume, 1, egress_resume, w);
+		return 0;
+	}
+	if (allowed - w->eg_taken < (uint64_t)n)
+		n = (int)(allowed - w->eg_taken);
+	w->eg_taken += (uint64_t)n;
+	return n;
+}
+
+static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, void *arg)
+{
+	struct worker *w = arg;
+	int m = 0;
+
+	if (w->stopping)
+		return 0;
+	if (w->down && w->down->congested) {
+		/* Leave the frames with the transport: it stops reading, TCP's window
+		 * closes, and the upstream sender sees congestion in turn. */
+		w->st.stalls++;
+		return 0;
+	}
+	if (w->node->conf->egress.enabled)
+		n = egress_budget(w, n);
+	for (int i = 0; i < n; i++) {
+		struct rdm_frame *f = &w->fr[m];
+		int rc = rdm_frame_decode(f, rx[i].data, rx[i].len);
+
+		w->st.rx_frames++;
+		if (rc < 0) {
+			w->st.drops[-rc - RDM_FERR_FIRST]++;
+			continue;
+		}
+		if (f->ttl <= 1 || f->si == 0) {
+			w->st.drops[DROP_TTL]++;
+			continue;
+		}
+		f->ttl--;
+		w->frp[m] = f;
+		m++;
+	}
+	handle_batch(w, m);
+	return n;
+}
+
+static void up_state(struct rdm_conn *c, int up, void *arg)
+{
+	struct worker *w = arg;
+
+	if (up) {
+		if (w->n_ups == MAX_UPS) {
+			nlog(w->node, "refusing upstream %s: %d connections already", c->peer,
+			     MAX_UPS);
+			c->ops->close(c);
+			return;
+		}
+		w->ups[w->n_ups++] = c;
+		nlog(w->node, "upstream %s connected", c->peer);
+		return;
+	}
+	for (int i = 0; i < w->n_ups; i++) {
+		if (w->ups[i] == c) {
+			const struct rdm_conn_stats *s = &c->stats;
+
+			w->up_closed.rx_frames += s->rx_frames;
+			w->up_closed.rx_bytes += s->rx_bytes;
+			w->up_closed.rx_bad_len += s->rx_bad_len;
+			w->up_closed.disconnects++;
+			w->ups[i] = w->ups[--w->n_ups];
+			break;
+		}
+	}
+	nlog(w->node, "upstream %s disconnected", c->peer);
+}
+
+static void pump(void *arg);
+
+static void resume_inputs(struct worker *w)
+{
+	for (int i = 0; i < w->n_ups; i++)
+		w->ups[i]->ops->resume_rx(w->ups[i]);
+	if (w->gen || w->pin)
+		rdm_timer_arm(w->loop, &w->pump, 0, pump, w);
+}
+
+static void down_writable(struct rdm_conn *c, void *arg)
+{
+	resume_inputs(arg);
+}
+
+static int start_listener(struct worker *w);
+
+static void down_state(struct rdm_conn *c, int up, void *arg)
+{
+	struct worker *w = arg;
+	struct rdm_node *n = w->node;
+
+	if (up) {
+		nlog(n, "next hop %s (%s) up, epoch %u", n->next->name, c->peer, c->epoch);
+		if (w->ever_up && (w->gen || w->pin))
+			w->st.ingress_reconnect_seq = w->st.ingress_taken;
+		w->ever_up = 1;
+		/* A node takes frames only once it can pass them on. */
+		if (!w->lst && n->conf->has_listen)
+			start_listener(w);
+	} else {
+		nlog(n, "next hop %s (%s) down: frames are dropped and counted until it is back",
+		     n->next->name, c->peer);
+	}
+	resume_inputs(w);
+}
+
+static const struct rdm_conn_cbs down_cbs_tmpl = {
+	.on_frames = NULL, .on_writable = down_writable, .on_state = down_state};
+
+/* The next hop never sends frames back yet; anything it sends is consumed unread. */
+static int down_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n, void *arg)
+{
+	return n;
+}
+
+static int start_listener(struct worker *w)
+{
+	struct rdm_node *n = w->node;
+	struct rdm_conn_cbs cbs = {.on_frames = up_frames, .on_state = up_state, .arg = w};
+	struct rdm_conn_opts o = n->copts;
+
+	o.reuseport = n->n_workers > 1;
+	w->lst = n->ops->listen(w->loop, &n->conf->listen, &o, &cbs);
+	if (!w->lst) {
+		nlog(n, "listen on %s: %s", n->conf->listen.text, strerror(errno));
+		return -errno;
+	}
+	if (w->idx == 0)
+		nlog(n, "listening on %s (%s)", n->conf->listen.text, n->ops->name);
+	return 0;
+}
+
+/* Reads this worker's next packet from the source into slot; 0 at the end. */
+static int source_next(struct worker *w, uint8_t *slot, uint32_t cap)
+{
+	const struct rdm_ingress_conf *ic = &w->node->conf->ingress;
+
+	for (;;) {
+		int len;
+
+		if (ic->count && w->src_read >= ic->count)
+			return 0;
+		if (w->gen) {
+			len = rdm_gen_next(w->gen, slot, cap);
+		} else {
+			const uint8_t *p;
+
+			len = rdm_pcap_next(w->pin, &p);
+			if (len > (int)cap) {
+				w->src_read++;
+				w->st.drops[DROP_OVERSIZE]++;
+				continue;
+			}
+			if (len > 0)
+				memcpy(slot, p, (size_t)len);
+		}
+		if (len <= 0)
+			return len;
+		w->src_read++;
+		if (w->node->n_workers > 1) {
+			struct rdm_flow_key k;
+			uint64_t nw = (uint64_t)w->node->n_workers, owner = 0;
+
+			/* Each worker replays the flows that hash to it, in order; what does
+			 * not parse goes to worker 0, which counts it. */
+			if (rdm_pkt_flow_key(slot, (uint32_t)len, &k) == 0)
+				owner = rdm_flow_hash(&k) % nw;
+			if (owner != (uint64_t)w->idx)
+				continue;
+		}
+		return len;
+	}
+}
+
+/* Takes up to want packets from the source and builds their frames into frp. */
+static int fill_batch(struct worker *w, int want)
+{
+	struct rdm_node *n = w->node;
+	uint32_t cap = n->copts.max_frame;
+	int m = 0;
+
+	for (int i = 0; i < want; i++) {
+		uint8_t *slot = w->pkt + (size_t)i * cap;
+		struct rdm_frame *f = &w->fr[m];
+		uint64_t seq = w->st.ingress_taken;
+		int len = source_next(w, slot, cap);
+
+		if (len <= 0) {
+			if (len < 0)
+				nlog(n, "ingress source: %s", strerror(-len));
+			w->src_done = 1;
+			break;
+		}
+		w->st.ingress_taken++;
+		rdm_frame_init(f, n->chain->spi, INGRESS_SI, rdm_pkt_next_proto(slot, (uint32_t)len));
+		if (rdm_pkt_flow_key(slot, (uint32_t)len, &f->key) < 0) {
+			w->st.drops[DROP_NOT_IP]++;
+			continue;
+		}
+		f->flow_id = rdm_flow_hash(&f->key);
+		f->origin = n->conf->id << 8 | (uint32_t)w->idx;
+		f->seq = seq;
+		f->present = RDM_F_FLOW_KEY | RDM_F_FLOW_ID | RDM_F_SEQ;
+		f->pkt = slot;
+		f->pkt_len = (uint32_t)len;
+		w->frp[m++] = f;
+	}
+	return m;
+}
+
+/* The ingress pump: paced by the configured rate, held back by congestion. */
+static void pump(void *arg)
+{
+	struct worker *w = arg;
+	struct rdm_node *n = w->node;
+	const struct rdm_ingress_conf *ic = &n->conf->ingress;
+	double rate = ic->rate / n->n_workers;
+	uint64_t now = rdm_now_ns(), allow;
+	int batch = (int)n->copts.batch;
+
+	if (w->stopping || w->src_done)
+		return;
+	if (!w->started) {
+		if (w->down && !w->down->up && now < w->wait_until_ns) {
+			rdm_timer_arm(w->loop, &w->pump, 10, pump, w);
+			return;
+		}
+		if (w->down && !w->down->up)
+			nlog(n, "next hop not up after %d ms: starting anyway, counting drops",
+			     ic->wait_ms);
+		w->started = 1;
+		w->start_ns = now;
+	}
+	allow = (uint64_t)batch * 8;
+	if (rate > 0) {
+		uint64_t due = (uint64_t)((double)(now - w->start_ns) * rate / 1e9) + 1;
+
+		allow = due > w->st.ingress_taken ? due - w->st.ingress_taken : 0;
+		if (allow > (uint64_t)batch * 64)
+			allow = (uint64_t)batch * 64;
+	}
+	while (allow > 0 && !w->src_done) {
+		int m, want = allow < (uint64_t)batch ? (int)allow : batch;
+		uint64_t before = w->st.ingress_taken;
+
+		if (w->down && w->down->congested) {
+			w->st.stalls++;
+			return; /* down_writable re-arms the pump */
+		}
+		m = fill_batch(w, want);
+		allow -= w->st.ingress_taken - before;
+		if (m > 0) {
+			uint64_t tx0 = w->st.tx_frames;
+
+			handle_batch(w, m);
+			w->st.ingress_sent += w->st.tx_frames - tx0;
+		}
+	}
+	if (w->src_done) {
+		nlog(n, "ingress: source done, %" PRIu64 " packets taken, %" PRIu64 " sent",
+		     w->st.ingress_taken, w->st.ingress_sent);
+		return;
+	}
+	if (rate > 0) {
+		double next_s = (double)(w->st.ingress_taken + 1) / rate;
+		uint64_t at = w->start_ns + (uint64_t)(next_s * 1e9);
+
+		rdm_timer_arm_ns(w->loop, &w->pump, at > now ? at - now : 0, pump, w);
+	} else {
+		rdm_timer_arm(w->loop, &w->pump, 0, pump, w);
+	}
+}
+
+static void wake_io(struct rdm_io *io, uint32_t events)
+{
+	uint64_t v;
+
+	if (read(io->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+}
+
+static void begin_stop(struct worker *w)
+{
+	struct rdm_node *n = w->node;
+
+	w->stopping = 1;
+	rdm_timer_cancel(w->loop, &w->pump);
+	for (int i = 0; i < w->n_ups; i++)
+		w->ups[i]->ops->pause_rx(w->ups[i]);
+	w->drain_until_ns = rdm_now_ns() + (uint64_t)n->drain_ms * 1000000ull;
+}
+
+static int drained(const struct worker *w)
+{
+	return !w->down || !w->down->up || w->down->ops->queued(w->down) == 0;
+}
+
+static void check_finished(struct worker *w)
+{
+	struct rdm_node *n = w->node;
+
+	if (w->finished)
+		return;
+	if (!w->stopping && (w->gen || w->pin) && w->src_done && drained(w)) {
+		w->finished = 1;
+	} else if (w->stopping && (drained(w) || rdm_now_ns() >= w->drain_until_ns)) {
+		if (!drained(w))
+			nlog(n, "drain timeout: %zu bytes still queued",
+			     w->down->ops->queued(w->down));
+		w->finished = 1;
+	}
+	if (w->finished)
+		atomic_fetch_add(&n->n_finished, 1);
+}
+
+/* Once a second, ingress and egress workers say how far they are: users watch long runs. */
+static void progress(void *arg)
+{
+	struct worker *w = arg;
+	struct rdm_node *n = w->node;
+
+	if (w->gen || w->pin)
+		nlog(n, "w%d ingress: %" PRIu64 " taken, %" PRIu64 " sent, %" PRIu64 " dropped", w->idx,
+		     w->st.ingress_taken, w->st.ingress_sent,
+		     w->st.ingress_taken - w->st.ingress_sent);
+	if (n->conf->egress.enabled)
+		nlog(n, "w%d egress: %" PRIu64 " packets, %u flows", w->idx, w->st.egress_packets,
+		     w->eflows.flows);
+	rdm_timer_arm(w->loop, &w->progress, 1000, progress, w);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct rdm_node *n = w->node;
+
+	if (w->down == NULL && n->conf->has_listen)
+		start_listener(w);
+	if (w->gen || w->pin)
+		rdm_timer_arm(w->loop, &w->pump, 0, pump, w);
+	if (w->gen || w->pin || n->conf->egress.enabled)
+		rdm_timer_arm(w->loop, &w->progress, 1000, progress, w);
+	while (!w->finished) {
+		rdm_loop_run_once(w->loop, 50);
+		if (atomic_load(&n->stop) && !w->stopping)
+			begin_stop(w);
+		check_finished(w);
+	}
+	return NULL;
+}
+
+static int worker_init(struct rdm_node *n, struct worker *w, int idx, char *err, size_t errlen)
+{
+	const struct rdm_node_conf *c = n->conf;
+	uint32_t batch = n->copts.batch;
+	struct rdm_stage_env env = {.node_id = c->id, .worker = idx};
+	int fd;
+
+	w->node = n;
+	w->idx = idx;
+	w->loop = rdm_loop_new();
+	w->fr = calloc(batch, sizeof(*w->fr));
+	w->frp = calloc(batch, sizeof(*w->frp));
+	w->verdict = calloc(batch, sizeof(*w->verdict));
+	w->hdr = malloc((size_t)batch * HDR_SLOT);
+	w->tx = calloc(batch, sizeof(*w->tx));
+	if (!w->loop || !w->fr || !w->frp || !w->verdict || !w->hdr || !w->tx)
+		goto nomem;
+	fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fd < 0 || rdm_io_add(w->loop, &w->wake, fd, EPOLLIN, wake_io) < 0) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		return -EIO;
+	}
+	for (int s = 0; s < n->n_stages; s++) {
+		w->stage_rt[s] = n->stage_ops[s]->init(n->stage_conf[s], &env);
+		if (!w->stage_rt[s]) {
+			snprintf(err, errlen, "stage %s: %s", n->stage_ops[s]->name,
+				 strerror(errno));
+			return -EIO;
+		}
+	}
+	if (c->ingress.mode != RDM_INGRESS_NONE) {
+		w->pkt = malloc((size_t)batch * n->copts.max_frame);
+		if (!w->pkt)
+			goto nomem;
+		if (c->ingress.mode == RDM_INGRESS_GEN) {
+			struct rdm_gen_conf gc = {.flows = c->ingress.flows,
+						  .packets = c->ingress.count,
+						  .seed = c->ingress.seed};
+
+			w->gen = rdm_gen_new(&gc);
+			if (!w->gen) {
+				snprintf(err, errlen, "%s: ingress generator: %s (flows %u, count %" PRIu64 ")",
+					 n->chain->file, strerror(errno), gc.flows, gc.packets);
+				return -EINVAL;
+			}
+		} else {
+			w->pin = rdm_pcap_open_in(c->ingress.file, err, (unsigned)errlen);
+			if (!w->pin)
+				return -EINVAL;
+		}
+		w->wait_until_ns = rdm_now_ns() + (uint64_t)(c->ingress.wait_ms ? c->ingress.wait_ms : 5000) * 1000000ull;
+	}
+	if (c->egress.enabled) {
+		char path[4096];
+
+		if (rdm_flowcount_init(&w->eflows, 1u << 20) < 0)
+			goto nomem;
+		rdm_hist_init(&w->e2e);
+		for (int h = 0; h < RDM_MAX_HOPS - 1; h++)
+			rdm_hist_init(&w->hops[h]);
+		if (c->egress.pcap) {
+			/* One writer per worker keeps the data path lock-free. */
+			if (n->n_workers > 1)
+				snprintf(path, sizeof(path), "%s.w%d", c->egress.pcap, idx);
+			else
+				snprintf(path, sizeof(path), "%s", c->egress.pcap);
+			w->pout = rdm_pcap_open_out(path, RDM_PCAP_IP, err, (unsigned)errlen);
+			if (!w->pout)
+				return -EIO;
+		}
+		if (c->egress.frames) {
+			if (n->n_workers > 1)
+				snprintf(path, sizeof(path), "%s.w%d", c->egress.frames, idx);
+			else
+				snprintf(path, sizeof(path), "%s", c->egress.frames);
+			w->fout = rdm_pcap_open_out(path, RDM_PCAP_NSH, err, (unsigned)errlen);
+			w->framebuf = malloc(n->copts.max_frame);
+			if (!w->fout || !w->framebuf)
+				return -EIO;
+		}
+	}
+	if (n->next) {
+		struct rdm_conn_cbs cbs = down_cbs_tmpl;
+
+		cbs.on_frames = down_frames;
+		cbs.arg = w;
+		w->down = n->ops->connect(w->loop, &n->next->listen, &n->copts, &cbs);
+		if (!w->down) {
+			snprintf(err, errlen, "connect %s: %s", n->next->listen.text,
+				 strerror(errno));
+			return -EIO;
+		}
+	}
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return -ENOMEM;
+}
+
+static void worker_fini(struct rdm_node *n, struct worker *w)
+{
+	if (!w->node)
+		return;
+	if (w->down)
+		w->down->ops->close(w->down);
+	if (w->lst)
+		n->ops->close_listener(w->lst);
+	for (int s = 0; s < n->n_stages; s++)
+		if (w->stage_rt[s])
+			n->stage_ops[s]->deinit(w->stage_rt[s]);
+	if (w->loop) {
+		if (w->wake.fd > 0) {
+			rdm_io_del(w->loop, &w->wake);
+			close(w->wake.fd);
+		}
+		rdm_loop_free(w->loop);
+	}
+	rdm_gen_free(w->gen);
+	rdm_pcap_close_in(w->pin);
+	rdm_pcap_close_out(w->pout);
+	rdm_pcap_close_out(w->fout);
+	rdm_flowcount_fini(&w->eflows);
+	free(w->framebuf);
+	free(w->pkt);
+	free(w->fr);
+	free(w->frp);
+	free(w->verdict);
+	free(w->hdr);
+	free(w->tx);
+	w->node = NULL;
+}
+
+struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *name, char *err,
+			      size_t errlen)
+{
+	const struct rdm_node_conf *c = rdm_chain_node(chain, name);
+	struct rdm_node *n;
+
+	if (!c) {
+		snprintf(err, errlen, "%s: no node named '%s'", chain->file, name);
+		errno = ENOENT;
+		return NULL;
+	}
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	n->chain = chain;
+	n->conf = c;
+	n->next = c->next >= 0 ? &chain->nodes[c->next] : NULL;
+	n->ops = &rdm_tcp_ops;
+	n->n_workers = c->workers > 0 ? c->workers : 1;
+	n->drain_ms = 2000;
+	pthread_mutex_init(&n->eg_mu, NULL);
+	rdm_conn_opts_from_conf(&n->copts, &chain->transport);
+	if (c->n_stages > MAX_STAGES) {
+		snprintf(err, errlen, "%s: node '%s': at most %d stages", chain->file, name,
+			 MAX_STAGES);
+		goto err;
+	}
+	for (int s = 0; s < c->n_stages; s++) {
+		const struct rdm_stage_conf *sc = &c->stages[s];
+		const struct rdm_stage_ops *ops = rdm_stage_find(sc->name);
+
+		if (!ops) {
+			const char *const *names = rdm_stage_names();
+			size_t k = 0;
+
+			while (names[k])
+				k++;
+			const char *hint = rdm_yclosest(sc->name, names, k, 2);
+
+			snprintf(err, errlen, "%s:%d:%d: unknown stage '%s'%s%s%s", chain->file,
+				 sc->line, sc->col, sc->name, hint ? " (did you mean '" : "",
+				 hint ? hint : "", hint ? "'?)" : "");
+			goto err;
+		}
+		n->stage_ops[s] = ops;
+		n->stage_conf[s] = ops->conf_new(chain->doc, sc->conf, err, errlen);
+		if (!n->stage_conf[s])
+			goto err;
+		n->n_stages++;
+	}
+	n->w = calloc((size_t)n->n_workers, sizeof(*n->w));
+	if (!n->w) {
+		snprintf(err, errlen, "out of memory");
+		goto err;
+	}
+	for (int i = 0; i < n->n_workers; i++)
+		if (worker_init(n, &n->w[i], i, err, errlen) < 0)
+			goto err;
+	return n;
+err:
+	rdm_node_free(n);
+	errno = EINVAL;
+	return NULL;
+}
+
+void rdm_node_free(struct rdm_node *n)
+{
+	if (!n)
+		return;
+	if (n->w)
+		for (int i = 0; i < n->n_workers; i++)
+			worker_fini(n, &n->w[i]);
+	for (int s = 0; s < n->n_stages; s++)
+		n->stage_ops[s]->conf_free(n->stage_conf[s]);
+	pthread_mutex_destroy(&n->eg_mu);
+	free(n->w);
+	free(n);
+}
+
+int rdm_node_run(struct rdm_node *n, int drain_ms)
+{
+	sigset_t set;
+	uint64_t t0 = rdm_now_ns();
+	int stop_sent = 0;
+
+	n->drain_ms = drain_ms;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	for (int i = 0; i < n->n_workers; i++) {
+		int rc = pthread_create(&n->w[i].thr, NULL, worker_main, &n->w[i]);
+
+		if (rc) {
+			nlog(n, "pthread_create: %s", strerror(rc));
+			atomic_store(&n->stop, 1);
+			for (int j = 0; j < i; j++)
+				pthread_join(n->w[j].thr, NULL);
+			return -rc;
+		}
+	}
+	while (atomic_load(&n->n_finished) < n->n_workers) {
+		struct timespec to = {0, 100 * 1000000};
+		int sig = sigtimedwait(&set, NULL, &to);
+
+		if (sig == SIGINT || sig == SIGTERM) {
+			if (!atomic_load(&n->stop))
+				nlog(n, "%s: draining and stopping", strsignal(sig));
+			atomic_store(&n->stop, 1);
+		}
+		if (atomic_load(&n->stop) && !stop_sent) {
+			uint64_t one = 1;
+
+			for (int i = 0; i < n->n_workers; i++)
+				if (write(n->w[i].wake.fd, &one, sizeof(one)) < 0)
+					nlog(n, "wake worker %d: %s", i, strerror(errno));
+			stop_sent = 1;
+		}
+	}
+	for (int i = 0; i < n->n_workers; i++)
+		pthread_join(n->w[i].thr, NULL);
+	n->run_ns = rdm_now_ns() - t0;
+	return 0;
+}
+
+struct totals {
+	struct worker_stats st;
+	struct rdm_conn_stats down, up;
+	uint64_t flows;
+	struct rdm_hist hops[RDM_MAX_HOPS - 1];
+	struct rdm_hist e2e;
+	int n_hops;
+};
+
+static void sum_totals(const struct rdm_node *n, struct totals *t)
+{
+	memset(t, 0, sizeof(*t));
+	for (int h = 0; h < RDM_MAX_HOPS - 1; h++)
+		rdm_hist_init(&t->hops[h]);
+	rdm_hist_init(&t->e2e);
+	for (int i = 0; i < n->n_workers; i++) {
+		const struct worker *w = &n->w[i];
+		const uint64_t *src = (const uint64_t *)&w->st;
+		uint64_t *dst = (uint64_t *)&t->st;
+
+		for (size_t k = 0; k < sizeof(w->st) / sizeof(uint64_t); k++)
+			dst[k] += src[k];
+		t->st.ingress_reconnect_seq = w->st.ingress_reconnect_seq;
+		if (w->down) {
+			const uint64_t *a = (const uint64_t *)&w->down->stats;
+			uint64_t *b = (uint64_t *)&t->down;
+
+			for (size_t k = 0; k < sizeof(t->down) / sizeof(uint64_t); k++)
+				b[k] += a[k];
+		}
+		t->up.rx_frames += w->up_closed.rx_frames;
+		t->up.rx_bytes += w->up_closed.rx_bytes;
+		t->up.rx_bad_len += w->up_closed.rx_bad_len;
+		t->up.disconnects += w->up_closed.disconnects;
+		for (int u = 0; u < w->n_ups; u++) {
+			t->up.rx_frames += w->ups[u]->stats.rx_frames;
+			t->up.rx_bytes += w->ups[u]->stats.rx_bytes;
+			t->up.rx_bad_len += w->ups[u]->stats.rx_bad_len;
+		}
+		if (n->conf->egress.enabled) {
+			t->flows += w->eflows.flows;
+			for (int h = 0; h < RDM_MAX_HOPS - 1; h++) {
+				rdm_hist_merge(&t->hops[h], &w->hops[h]);
+				if (w->hops[h].count && h + 1 > t->n_hops)
+					t->n_hops = h + 1;
+			}
+			rdm_hist_merge(&t->e2e, &w->e2e);
+		}
+	}
+}
+
+static void stage_emit(void *arg, const char *name, uint64_t v)
+{
+	void **a = arg;
+
+	fprintf(a[0], "stage_%s_%s %" PRIu64 "\n", (const char *)a[1], name, v);
+}
+
+void rdm_node_report(const struct rdm_node *n, FILE *out)
+{
+	struct totals t;
+	uint64_t lost = 0, reordered = 0, drops = 0;
+
+	sum_totals(n, &t);
+	fprintf(out, "node %s\nnode_id %u\nworkers %d\nrun_ms %" PRIu64 "\n", n->conf->name,
+		n->conf->id, n->n_workers, n->run_ns / 1000000);
+	fprintf(out, "rx_frames %" PRIu64 "\ntx_frames %" PRIu64 "\nstalls %" PRIu64 "\n",
+		t.st.rx_frames, t.st.tx_frames, t.st.stalls);
+	for (int r = 0; r < DROP_COUNT; r++) {
+		fprintf(out, "drop_%s %" PRIu64 "\n", drop_name(r), t.st.drops[r]);
+		drops += t.st.drops[r];
+	}
+	fprintf(out, "drops %" PRIu64 "\n", drops);
+	if (n->conf->ingress.mode != RDM_INGRESS_NONE)
+		fprintf(out,
+			"ingress_taken %" PRIu64 "\ningress_sent %" PRIu64
+			"\ningress_reconnect_seq %" PRIu64 "\n",
+			t.st.ingress_taken, t.st.ingress_sent, t.st.ingress_reconnect_seq);
+	if (n->next)
+		fprintf(out,
+			"down_tx_frames %" PRIu64 "\ndown_tx_bytes %" PRIu64 "\ndown_connects %" PRIu64
+			"\ndown_connect_fails %" PRIu64 "\ndown_disconnects %" PRIu64
+			"\ndown_congested %" PRIu64 "\ndown_lost_on_close %" PRIu64
+			"\ndown_queue_full %" PRIu64 "\n",
+			t.down.tx_frames, t.down.tx_bytes, t.down.connects, t.down.connect_fails,
+			t.down.disconnects, t.down.congested, t.down.lost_on_close,
+			t.down.queue_full);
+	if (n->conf->has_listen)
+		fprintf(out,
+			"up_rx_frames %" PRIu64 "\nup_rx_bytes %" PRIu64 "\nup_rx_bad_len %" PRIu64
+			"\nup_disconnects %" PRIu64 "\n",
+			t.up.rx_frames, t.up.rx_bytes, t.up.rx_bad_len, t.up.disconnects);
+	if (n->conf->egress.enabled) {
+		for (int i = 0; i < n->n_origins; i++) {
+			lost += n->origins[i].lost;
+			reordered += n->origins[i].reordered;
+		}
+		fprintf(out,
+			"egress_packets %" PRIu64 "\negress_bytes %" PRIu64 "\negress_flows %" PRIu64
+			"\negress_lost %" PRIu64 "\negress_reordered %" PRIu64
+			"\negress_unsequenced %" PRIu64 "\negress_origins %d\n",
+			t.st.egress_packets, t.st.egress_bytes, t.flows, lost, reordered,
+			n->eg_unsequenced, n->n_origins);
+		for (int h = 0; h < t.n_hops; h++)
+			fprintf(out,
+				"hop%d_count %" PRIu64 "\nhop%d_p50_ns %" PRIu64
+				"\nhop%d_p99_ns %" PRIu64 "\nhop%d_max_ns %" PRIu64 "\n",
+				h + 1, t.hops[h].count, h + 1, rdm_hist_pct(&t.hops[h], 50), h + 1,
+				rdm_hist_pct(&t.hops[h], 99), h + 1, t.hops[h].max);
+		fprintf(out, "e2e_p50_ns %" PRIu64 "\ne2e_p99_ns %" PRIu64 "\n",
+			rdm_hist_pct(&t.e2e, 50), rdm_hist_pct(&t.e2e, 99));
+	}
+	for (int s = 0; s < n->n_stages; s++) {
+		uint64_t fail = 0, drop = 0;
+
+		for (int i = 0; i < n->n_workers; i++) {
+			void *a[2] = {out, (void *)n->stage_ops[s]->name};
+
+			n->stage_ops[s]->report(n->w[i].stage_rt[s], stage_emit, a);
+			fail += n->w[i].st.stage_error[s];
+			drop += n->w[i].st.stage_drop[s];
+		}
+		fprintf(out, "stage_%s_errors %" PRIu64 "\nstage_%s_dropped %" PRIu64 "\n",
+			n->stage_ops[s]->name, fail, n->stage_ops[s]->name, drop);
+	}
+}
+
+void rdm_node_summary(const struct rdm_node *n, FILE *out)
+{
+	struct totals t;
+	uint64_t drops = 0, lost = 0;
+
+	sum_totals(n, &t);
+	for (int r = 0; r < DROP_COUNT; r++)
+		drops += t.st.drops[r];
+	fprintf(out, "%s: rx %" PRIu64 " tx %" PRIu64 " drops %" PRIu64, n->conf->name,
+		t.st.rx_frames, t.st.tx_frames, drops);
+	for (int r = 0; r < DROP_COUNT; r++)
+		if (t.st.drops[r])
+			fprintf(out, " %s=%" PRIu64, drop_name(r), t.st.drops[r]);
+	if (n->conf->ingress.mode != RDM_INGRESS_NONE)
+		fprintf(out, " | ingress taken %" PRIu64 " sent %" PRIu64, t.st.ingress_taken,
+			t.st.ingress_sent);
+	if (n->conf->egress.enabled) {
+		for (int i = 0; i < n->n_origins; i++)
+			lost += n->origins[i].lost;
+		fprintf(out, " | egress packets %" PRIu64 " flows %" PRIu64 " lost %" PRIu64,
+			t.st.egress_packets, t.flows, lost);
+	}
+	fputc('\n', out);
+}

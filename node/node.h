@@ -1,0 +1,35 @@
+/* The per-host daemon: worker threads each run a run-to-completion loop (receive a
+ * batch, run the stages hosted here, send the batch on). A node may also be the chain's
+ * ingress (pcap replay or the flow generator) and/or its egress (pcap writer, sequence
+ * and latency accounting). */
+#ifndef RDM_NODE_H
+#define RDM_NODE_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "node/config.h"
+
+struct rdm_node;
+
+/* Builds the node called name from a loaded chain: stage confs are parsed, per-worker
+ * state allocated; no thread or socket yet. NULL with a message in err. The chain must
+ * outlive the node. */
+struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *name, char *err,
+			      size_t errlen);
+
+/* Runs the workers until the node is done (its ingress sent everything, its egress
+ * counted enough packets) or SIGINT/SIGTERM arrives; then drains the send queues (at
+ * most drain_ms) and returns 0. The caller blocks SIGINT and SIGTERM in every thread
+ * before calling. */
+int rdm_node_run(struct rdm_node *n, int drain_ms);
+
+/* Writes every counter as "key value" lines (stable names, for scripts). */
+void rdm_node_report(const struct rdm_node *n, FILE *out);
+
+/* A short human summary: packets, flows, drops, per-hop latency. */
+void rdm_node_summary(const struct rdm_node *n, FILE *out);
+
+void rdm_node_free(struct rdm_node *n);
+
+#endif

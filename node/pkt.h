@@ -1,0 +1,19 @@
+/* Packet parsing for flow keys, and the symmetric flow hash. */
+#ifndef RDM_PKT_H
+#define RDM_PKT_H
+
+#include <stdint.h>
+#include "transport/frame.h"
+
+/* Extracts the 5-tuple of an IPv4 or IPv6 packet. Ports are 0 for protocols without
+ * them and for non-first fragments. Returns 0, or -EINVAL when the packet is too short
+ * for its headers or is not IP. Never reads past len. */
+int rdm_pkt_flow_key(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k);
+
+/* A hash of the 5-tuple that is the same for both directions of a flow. */
+uint64_t rdm_flow_hash(const struct rdm_flow_key *k);
+
+/* The NSH next-protocol value for an IP packet (from its version nibble), 0 if none. */
+uint8_t rdm_pkt_next_proto(const uint8_t *pkt, uint32_t len);
+
+#endif

@@ -1,0 +1,56 @@
+/* The stage interface, after haproxy's filters: a stage's configuration is parsed once
+ * per node (conf), its runtime state lives per worker (rt), and it processes frames a
+ * batch at a time. Stages read the state earlier stages wrote into the frame and add
+ * their own. */
+#ifndef RDM_STAGE_H
+#define RDM_STAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "transport/frame.h"
+
+struct rdm_ydoc;
+struct rdm_ynode;
+
+/* Per-frame results of process(): negative is an error (the frame is dropped and the
+ * stage is recorded as the one that failed), 0 drops the frame, positive passes it on. */
+#define RDM_STAGE_DROP 0
+#define RDM_STAGE_PASS 1
+
+/* What a stage's runtime knows about where it runs. */
+struct rdm_stage_env {
+	uint32_t node_id;
+	int worker;
+};
+
+/* Calls emit(name, value) for each counter; names are snake_case. */
+typedef void (*rdm_stage_emit)(void *arg, const char *name, uint64_t value);
+
+struct rdm_stage_ops {
+	const char *name;
+	/* Parses the stage's YAML mapping (NULL when the chain names the stage alone).
+	 * Returns a conf the stage owns, or NULL with "FILE:LINE:COL: message" in err. */
+	void *(*conf_new)(const struct rdm_ydoc *d, const struct rdm_ynode *conf, char *err,
+			  size_t errlen);
+	void (*conf_free)(void *conf);
+	/* Per-worker runtime from a conf; NULL with errno set. */
+	void *(*init)(const void *conf, const struct rdm_stage_env *env);
+	void (*deinit)(void *rt);
+	/* Processes n frames, writing a result into verdict[i] for each. Frames may be
+	 * changed (state added); their strings must point at memory that lives until the
+	 * batch is sent. */
+	void (*process)(void *rt, struct rdm_frame *const *f, int n, int *verdict);
+	/* Reports counters. */
+	void (*report)(void *rt, rdm_stage_emit emit, void *arg);
+};
+
+/* The stage registered as name, or NULL. */
+const struct rdm_stage_ops *rdm_stage_find(const char *name);
+
+/* Names of all stages, for error messages: NULL-terminated. */
+const char *const *rdm_stage_names(void);
+
+extern const struct rdm_stage_ops rdm_stage_stamp;
+
+#endif

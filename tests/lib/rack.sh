@@ -1,0 +1,56 @@
+# A "rack" of hosts made of network namespaces on this machine: one namespace per host,
+# each with eth0 on a shared bridge that lives in a switch namespace of its own, so the
+# machine's own network is never touched. Source this file, then:
+#   rack_up N          hosts $RACK-h1..hN with 10.77.0.1..N/24 (RACK defaults to rdm<pid>)
+#   rack_exec I CMD..  run CMD inside host I
+#   rack_down          kill everything inside and delete the namespaces (idempotent)
+# Callers set `trap rack_down EXIT` so a failing test still cleans up.
+
+RACK=${RACK:-rdm$$}
+RACK_NET=${RACK_NET:-10.77.0}
+RACK_HOSTS=0
+
+rack_up() {
+	local n=$1 i
+	RACK_HOSTS=$n
+	ip netns add "$RACK-sw" || return 1
+	ip -n "$RACK-sw" link add br0 type bridge || return 1
+	ip -n "$RACK-sw" link set br0 up
+	for ((i = 1; i <= n; i++)); do
+		ip netns add "$RACK-h$i" || return 1
+		ip -n "$RACK-sw" link add "p$i" type veth peer name eth0 netns "$RACK-h$i" || return 1
+		ip -n "$RACK-sw" link set "p$i" master br0 up
+		ip -n "$RACK-h$i" addr add "$RACK_NET.$i/24" dev eth0
+		ip -n "$RACK-h$i" link set eth0 up
+		ip -n "$RACK-h$i" link set lo up
+	done
+	# Wait until every host reaches the others (bridge ports take a moment to forward).
+	for ((i = 2; i <= n; i++)); do
+		local tries=0
+		until ip netns exec "$RACK-h1" ping -c1 -W1 "$RACK_NET.$i" >/dev/null 2>&1; do
+			tries=$((tries + 1))
+			[ $tries -ge 20 ] && { echo "rack: host $i unreachable" >&2; return 1; }
+			sleep 0.1
+		done
+	done
+}
+
+rack_exec() {
+	local i=$1
+	shift
+	ip netns exec "$RACK-h$i" "$@"
+}
+
+rack_down() {
+	local ns
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$RACK-(h[0-9]+|sw)$"); do
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+		ip netns del "$ns" 2>/dev/null
+	done
+	return 0
+}
+
+# stat FILE KEY: a value from a node's --stats file ("key value" lines).
+stat() {
+	awk -v k="$2" '$1 == k { print $2; found = 1 } END { if (!found) print "" }' "$1"
+}

@@ -1,0 +1,933 @@
+/* The YAML DOM (node/yaml.c) and the chain config loader (node/config.c). Data files live
+ * in tests/data/config; the tests run from the repository root (RDM_TEST_DATA overrides
+ * the data directory). */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "node/config.h"
+#include "node/yaml.h"
+
+static char err[512];
+
+/* Path of a file in the data directory (static buffer, one at a time). */
+static const char *data(const char *name)
+{
+	static char path[512];
+	const char *dir = getenv("RDM_TEST_DATA");
+	snprintf(path, sizeof(path), "%s/%s", dir ? dir : "tests/data/config", name);
+	return path;
+}
+
+static int is_zero(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++)
+		if (b[i])
+			return 0;
+	return 1;
+}
+
+/* Loads a data file that must fail; returns the message after the file name
+ * (":LINE:COL: message") and checks that the conf came back zeroed. */
+static const char *load_fail(const char *name)
+{
+	struct rdm_chain_conf c;
+	const char *path = data(name);
+	size_t plen = strlen(path);
+
+	memset(&c, 0xa5, sizeof(c));
+	err[0] = '\0';
+	int rc = rdm_chain_load(path, &c, err, sizeof(err));
+	cr_assert_eq(rc, -EINVAL, "%s: rc %d, err '%s'", name, rc, err);
+	cr_assert(is_zero(&c, sizeof(c)), "%s: conf not zeroed on error", name);
+	cr_assert_eq(strncmp(err, path, plen), 0, "'%s' does not start with the path", err);
+	return err + plen;
+}
+
+/* Writes text to a temporary file, loads it and returns rc; on failure *msg is the
+ * message after the file name. On success the conf is in *c (caller frees). */
+static int load_text(const char *text, struct rdm_chain_conf *c, const char **msg)
+{
+	char path[] = "/tmp/rdm-test-config-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	size_t n = strlen(text);
+	cr_assert_eq(write(fd, text, n), (ssize_t)n);
+	close(fd);
+	err[0] = '\0';
+	int rc = rdm_chain_load(path, c, err, sizeof(err));
+	unlink(path);
+	if (rc) {
+		cr_assert(is_zero(c, sizeof(*c)), "conf not zeroed on error");
+		cr_assert_eq(strncmp(err, path, strlen(path)), 0);
+		*msg = err + strlen(path);
+	}
+	return rc;
+}
+
+/* The error message (after the file name) that text must produce. */
+static void expect_text_error(const char *text, const char *want)
+{
+	struct rdm_chain_conf c;
+	const char *msg = NULL;
+	int rc = load_text(text, &c, &msg);
+	if (rc == 0)
+		rdm_chain_free(&c);
+	cr_assert_eq(rc, -EINVAL, "loaded, expected '%s'", want);
+	cr_assert_str_eq(msg, want);
+}
+
+#define HEAD "chain:\n  name: t\nnodes:\n"
+
+/* ---- chain config: valid files ---- */
+
+Test(config, loads_every_field_of_a_valid_file)
+{
+	struct rdm_chain_conf c;
+	int rc = rdm_chain_load(data("valid.yaml"), &c, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+
+	cr_assert_str_eq(c.file, data("valid.yaml"));
+	cr_assert_str_eq(c.name, "full");
+	cr_assert_eq(c.spi, 4242);
+	cr_assert_eq(c.transport.queue_bytes, 1048576);
+	cr_assert_eq(c.transport.max_frame, 9000);
+	cr_assert_eq(c.transport.backoff_min_ms, 50);
+	cr_assert_eq(c.transport.backoff_max_ms, 2000);
+	cr_assert_eq(c.transport.batch, 64);
+	cr_assert_eq(c.n_nodes, 4);
+	cr_assert_not_null(c.doc);
+
+	const struct rdm_node_conf *n = &c.nodes[0];
+	cr_assert_str_eq(n->name, "edge-in");
+	cr_assert_eq(n->id, 10);
+	cr_assert_eq(n->has_listen, 1);
+	cr_assert_str_eq(n->listen.text, "10.77.0.1:7001");
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)&n->listen.ss;
+	cr_assert_eq(s4->sin_family, AF_INET);
+	cr_assert_eq(ntohs(s4->sin_port), 7001);
+	cr_assert_eq(ntohl(s4->sin_addr.s_addr), 0x0a4d0001);
+	cr_assert_eq(n->listen.len, sizeof(struct sockaddr_in));
+	cr_assert_eq(n->workers, 2);
+	cr_assert_eq(n->n_stages, 1);
+	cr_assert_str_eq(n->stages[0].name, "classify");
+	cr_assert_null(n->stages[0].conf);
+	cr_assert_eq(n->stages[0].line, 16);
+	cr_assert_eq(n->stages[0].col, 14);
+	cr_assert_eq(n->next, 2);
+	cr_assert_eq(n->transport, RDM_TRANSPORT_TCP);
+	cr_assert_eq(n->ingress.mode, RDM_INGRESS_PCAP);
+	cr_assert_str_eq(n->ingress.file, "captures/in.pcap");
+	cr_assert_eq(n->ingress.count, 500);
+	cr_assert_float_eq(n->ingress.rate, 2500.5, 1e-9);
+	cr_assert_eq(n->ingress.wait_ms, 100);
+	cr_assert_eq(n->egress.enabled, 0);
+
+	n = &c.nodes[1];
+	cr_assert_str_eq(n->name, "gen_in");
+	cr_assert_eq(n->id, 11);
+	cr_assert_eq(n->has_listen, 0);
+	cr_assert_eq(n->workers, 1);
+	cr_assert_eq(n->n_stages, 0);
+	cr_assert_null(n->stages);
+	cr_assert_eq(n->next, 2);
+	cr_assert_eq(n->ingress.mode, RDM_INGRESS_GEN);
+	cr_assert_null(n->ingress.file);
+	cr_assert_eq(n->ingress.count, 10000);
+	cr_assert_eq(n->ingress.flows, 200);
+	cr_assert_eq(n->ingress.seed, 77);
+	cr_assert_float_eq(n->ingress.rate, 0.0, 1e-12);
+	cr_assert_eq(n->ingress.wait_ms, 5000);
+
+	n = &c.nodes[2];
+	cr_assert_str_eq(n->name, "mid.1");
+	cr_assert_eq(n->id, 20);
+	cr_assert_str_eq(n->listen.text, "[fd00::2]:7002");
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&n->listen.ss;
+	cr_assert_eq(s6->sin6_family, AF_INET6);
+	cr_assert_eq(ntohs(s6->sin6_port), 7002);
+	cr_assert_eq(s6->sin6_addr.s6_addr[0], 0xfd);
+	cr_assert_eq(s6->sin6_addr.s6_addr[15], 0x02);
+	cr_assert_eq(n->listen.len, sizeof(struct sockaddr_in6));
+	cr_assert_eq(n->workers, 4);
+	cr_assert_eq(n->n_stages, 2);
+	cr_assert_str_eq(n->stages[0].name, "stamp");
+	cr_assert_null(n->stages[0].conf);
+	cr_assert_eq(n->stages[0].line, 38);
+	cr_assert_eq(n->stages[0].col, 9);
+	cr_assert_str_eq(n->stages[1].name, "nat");
+	cr_assert_eq(n->stages[1].line, 39);
+	cr_assert_eq(n->stages[1].col, 9);
+	const struct rdm_ynode *sc = n->stages[1].conf;
+	cr_assert_not_null(sc);
+	cr_assert_eq(rdm_ynode_kind(sc), RDM_YMAP);
+	cr_assert_eq(rdm_ymap_size(sc), 3);
+	cr_assert_str_eq(rdm_ynode_scalar(rdm_ymap_get(sc, "pool")), "192.0.2.0/24");
+	const struct rdm_ynode *ports = rdm_ymap_get(sc, "ports");
+	cr_assert_eq(rdm_yseq_size(ports), 2);
+	cr_assert_str_eq(rdm_ynode_scalar(rdm_yseq_item(ports, 1)), "65535");
+	cr_assert_eq(n->next, 3);
+	cr_assert_eq(n->ingress.mode, RDM_INGRESS_NONE);
+
+	n = &c.nodes[3];
+	cr_assert_str_eq(n->name, "edge_out");
+	cr_assert_eq(n->id, 30);
+	cr_assert_eq(n->next, -1);
+	cr_assert_eq(n->egress.enabled, 1);
+	cr_assert_str_eq(n->egress.pcap, "out/ip.pcap");
+	cr_assert_str_eq(n->egress.frames, "out/frames.pcap");
+	cr_assert_eq(n->egress.count, 10500);
+	cr_assert_float_eq(n->egress.rate, 10000.0, 1e-9);
+
+	rdm_chain_free(&c);
+	cr_assert(is_zero(&c, sizeof(c)));
+}
+
+Test(config, applies_defaults)
+{
+	struct rdm_chain_conf c;
+	int rc = rdm_chain_load(data("defaults.yaml"), &c, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+
+	cr_assert_str_eq(c.name, "tiny");
+	cr_assert_eq(c.spi, 1);
+	cr_assert_eq(c.transport.queue_bytes, 4u << 20);
+	cr_assert_eq(c.transport.max_frame, 16384);
+	cr_assert_eq(c.transport.backoff_min_ms, 20);
+	cr_assert_eq(c.transport.backoff_max_ms, 1000);
+	cr_assert_eq(c.transport.batch, 32);
+	cr_assert_eq(c.n_nodes, 2);
+
+	const struct rdm_node_conf *a = &c.nodes[0], *b = &c.nodes[1];
+	cr_assert_eq(a->id, 1);
+	cr_assert_eq(b->id, 2);
+	cr_assert_eq(a->has_listen, 0);
+	cr_assert_eq(a->workers, 1);
+	cr_assert_eq(a->n_stages, 0);
+	cr_assert_eq(a->next, 1);
+	cr_assert_eq(a->transport, RDM_TRANSPORT_TCP);
+	cr_assert_eq(a->ingress.mode, RDM_INGRESS_GEN);
+	cr_assert_eq(a->ingress.count, 10);
+	cr_assert_eq(a->ingress.flows, 100);
+	cr_assert_eq(a->ingress.seed, 1);
+	cr_assert_eq(a->ingress.wait_ms, 5000);
+	cr_assert_float_eq(a->ingress.rate, 0.0, 1e-12);
+	cr_assert_eq(a->egress.enabled, 0);
+
+	cr_assert_eq(b->has_listen, 1);
+	cr_assert_eq(b->next, -1);
+	cr_assert_eq(b->ingress.mode, RDM_INGRESS_NONE);
+	cr_assert_eq(b->egress.enabled, 1, "an empty egress: still enables egress");
+	cr_assert_null(b->egress.pcap);
+	cr_assert_null(b->egress.frames);
+	cr_assert_eq(b->egress.count, 0);
+	rdm_chain_free(&c);
+}
+
+Test(config, loads_the_example_chain)
+{
+	struct rdm_chain_conf c;
+	int rc = rdm_chain_load("configs/chain-3host.yaml", &c, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert_eq(c.n_nodes, 3);
+	const struct rdm_node_conf *h1 = rdm_chain_node(&c, "host1");
+	const struct rdm_node_conf *h2 = rdm_chain_node(&c, "host2");
+	const struct rdm_node_conf *h3 = rdm_chain_node(&c, "host3");
+	cr_assert(h1 && h2 && h3);
+	cr_assert_eq(h1->ingress.mode, RDM_INGRESS_GEN);
+	cr_assert_eq(&c.nodes[h1->next], h2);
+	cr_assert_eq(&c.nodes[h2->next], h3);
+	cr_assert_eq(h3->next, -1);
+	cr_assert_str_eq(h2->stages[0].name, "stamp");
+	cr_assert_str_eq(h2->listen.text, "10.77.0.2:7001");
+	cr_assert_eq(h3->egress.enabled, 1);
+	rdm_chain_free(&c);
+}
+
+Test(config, chain_node_finds_by_name)
+{
+	struct rdm_chain_conf c;
+	cr_assert_eq(rdm_chain_load(data("valid.yaml"), &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rdm_chain_node(&c, "mid.1"), &c.nodes[2]);
+	cr_assert_null(rdm_chain_node(&c, "mid"));
+	cr_assert_null(rdm_chain_node(NULL, "mid.1"));
+	rdm_chain_free(&c);
+}
+
+Test(config, free_accepts_zeroed_and_freed_conf)
+{
+	struct rdm_chain_conf c;
+	memset(&c, 0, sizeof(c));
+	rdm_chain_free(&c);
+	rdm_chain_free(NULL);
+	cr_assert_eq(rdm_chain_load(data("valid.yaml"), &c, err, sizeof(err)), 0, "%s", err);
+	rdm_chain_free(&c);
+	rdm_chain_free(&c);
+}
+
+Test(config, accepts_ipv6_listen_and_flow_style)
+{
+	struct rdm_chain_conf c;
+	const char *msg;
+	int rc = load_text("{chain: {name: f, spi: 16777215}, nodes: [{name: a, listen: "
+			   "'[::1]:1'}, {name: b, listen: '127.0.0.1:65535', stages: []}]}\n",
+			   &c, &msg);
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert_eq(c.spi, 16777215);
+	cr_assert_eq(c.nodes[0].listen.ss.ss_family, AF_INET6);
+	cr_assert_eq(c.nodes[1].n_stages, 0);
+	rdm_chain_free(&c);
+}
+
+/* ---- chain config: broken files ---- */
+
+Test(config, reports_unknown_key_with_suggestion)
+{
+	cr_assert_str_eq(load_fail("unknown-key.yaml"),
+			 ":6:5: unknown key 'wokrers' (did you mean 'workers'?)");
+}
+
+Test(config, reports_unknown_key_without_suggestion)
+{
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    colour: red\n",
+			  ":6:5: unknown key 'colour'");
+	expect_text_error("chain:\n  name: t\n  spy: 2\nnodes: []\n",
+			  ":3:3: unknown key 'spy' (did you mean 'spi'?)");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\ntransport:\n  bacth: 3\n",
+			  ":7:3: unknown key 'bacth' (did you mean 'batch'?)");
+}
+
+Test(config, reports_syntax_error_bad_indentation)
+{
+	cr_assert_str_eq(load_fail("syntax-indent.yaml"),
+			 ":6:4: did not find expected '-' indicator (while parsing a block "
+			 "collection at line 4 column 3)");
+}
+
+Test(config, reports_syntax_error_unclosed_bracket)
+{
+	cr_assert_str_eq(load_fail("syntax-bracket.yaml"),
+			 ":7:9: did not find expected ',' or ']' (while parsing a flow sequence "
+			 "at line 6 column 13)");
+}
+
+Test(config, reports_bad_port)
+{
+	cr_assert_str_eq(load_fail("bad-port.yaml"),
+			 ":5:13: bad port in '10.77.0.1:70001' (expected 1..65535)");
+	expect_text_error(HEAD "  - name: a\n    listen: 10.0.0.1:0\n",
+			  ":5:13: bad port in '10.0.0.1:0' (expected 1..65535)");
+}
+
+Test(config, reports_bad_address)
+{
+	cr_assert_str_eq(load_fail("bad-addr.yaml"),
+			 ":5:13: bad address '10.77.0.300:7001' (expected IPV4:PORT or "
+			 "[IPV6]:PORT)");
+	expect_text_error(HEAD "  - name: a\n    listen: [1, 2]\n",
+			  ":5:13: listen: expected a string, got a sequence");
+}
+
+Test(config, reports_duplicate_node_name)
+{
+	cr_assert_str_eq(load_fail("dup-name.yaml"),
+			 ":8:11: duplicate node name 'host1' (first at line 4)");
+}
+
+Test(config, reports_unknown_next_hop)
+{
+	cr_assert_str_eq(load_fail("unknown-next.yaml"),
+			 ":6:11: next hop 'hots3' is not a node (did you mean 'host3'?)");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    next: zzzzzz\n",
+			  ":6:11: next hop 'zzzzzz' is not a node");
+}
+
+Test(config, reports_wrong_type)
+{
+	cr_assert_str_eq(load_fail("wrong-type.yaml"),
+			 ":4:3: nodes: expected a sequence, got a mapping");
+	expect_text_error(HEAD "  - host1\n", ":4:5: node 1: expected a mapping, got 'host1'");
+	expect_text_error("chain: demo\nnodes: []\n",
+			  ":1:8: chain: expected a mapping, got 'demo'");
+	expect_text_error("- 1\n", ":1:1: top level: expected a mapping, got a sequence");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    stages: stamp\n",
+			  ":6:13: stages: expected a sequence, got 'stamp'");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    stages: [[x]]\n",
+			  ":6:14: expected a stage name or a mapping with 'name', got a sequence");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    egress: 3\n",
+			  ":6:13: egress: expected a mapping, got '3'");
+	expect_text_error(HEAD "  - name:\n    listen: 1.2.3.4:5\n",
+			  ":4:10: name: expected a string, got null");
+}
+
+Test(config, reports_missing_required_key)
+{
+	cr_assert_str_eq(load_fail("missing-key.yaml"), ":9:5: node 'host2': missing key 'listen'");
+	expect_text_error(HEAD "  - listen: 1.2.3.4:5\n", ":4:5: node 1: missing key 'name'");
+	expect_text_error("chain:\n  spi: 3\nnodes: []\n", ":2:3: chain: missing key 'name'");
+	expect_text_error("nodes: []\n", ":1:1: missing key 'chain'");
+	expect_text_error("chain:\n  name: x\n", ":1:1: missing key 'nodes'");
+	expect_text_error(HEAD "  - name: a\n    ingress:\n      count: 3\n",
+			  ":6:7: node 'a': ingress: missing key 'mode'");
+	expect_text_error(HEAD "  - name: a\n    ingress:\n      mode: gen\n",
+			  ":6:7: node 'a': ingress: missing key 'count' (mode gen needs a packet "
+			  "count)");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    stages:\n"
+			       "      - name: nat\n      - pool: x\n",
+			  ":8:9: node 'a': stage 2: missing key 'name'");
+}
+
+Test(config, reports_out_of_range_number)
+{
+	cr_assert_str_eq(load_fail("out-of-range.yaml"),
+			 ":6:14: workers: 65 is out of range (1..64)");
+	expect_text_error("chain:\n  name: t\n  spi: 0\nnodes: []\n",
+			  ":3:8: spi: 0 is out of range (1..16777215)");
+	expect_text_error("chain:\n  name: t\n  spi: 16777216\nnodes: []\n",
+			  ":3:8: spi: 16777216 is out of range (1..16777215)");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\ntransport:\n  batch: 0\n",
+			  ":7:10: batch: 0 is out of range (1..1024)");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\ntransport:\n"
+			       "  queue_bytes: 65535\n",
+			  ":7:16: queue_bytes: 65535 is out of range (65536..1073741824)");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    id: 4294967296\n",
+			  ":6:9: id: 4294967296 is out of range (1..4294967295)");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    workers: 2x\n",
+			  ":6:14: workers: expected a non-negative integer, got '2x'");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    workers: -1\n",
+			  ":6:14: workers: expected a non-negative integer, got '-1'");
+	expect_text_error(HEAD "  - name: a\n    ingress: {mode: gen, count: 5, rate: -2}\n",
+			  ":5:42: rate: expected a non-negative number, got '-2'");
+	expect_text_error(HEAD "  - name: a\n    ingress: {mode: gen, count: 0}\n",
+			  ":5:33: count: 0 is out of range (1..18446744073709551615)");
+}
+
+Test(config, reports_pcap_ingress_without_file)
+{
+	cr_assert_str_eq(load_fail("pcap-no-file.yaml"),
+			 ":6:7: node 'host1': ingress: missing key 'file' (mode pcap needs a "
+			 "capture to replay)");
+}
+
+Test(config, reports_ingress_keys_that_do_not_fit_the_mode)
+{
+	expect_text_error(HEAD "  - name: a\n    ingress:\n      mode: gen\n      count: 1\n"
+			       "      file: x.pcap\n",
+			  ":8:7: 'file' is not allowed for ingress mode gen");
+	expect_text_error(HEAD "  - name: a\n    ingress:\n      mode: pcap\n      file: x\n"
+			       "      flows: 3\n",
+			  ":8:7: 'flows' is only allowed for ingress mode gen");
+	expect_text_error(HEAD "  - name: a\n    ingress:\n      mode: tap\n",
+			  ":6:13: unknown ingress mode 'tap' (expected gen or pcap)");
+	expect_text_error(HEAD "  - name: a\n    ingress:\n      mode: pcap\n      file: ''\n",
+			  ":7:13: file: must not be empty");
+}
+
+Test(config, reports_unreadable_file)
+{
+	struct rdm_chain_conf c;
+	memset(&c, 0xa5, sizeof(c));
+	const char *path = data("does-not-exist.yaml");
+	char want[600];
+	snprintf(want, sizeof(want), "%s: No such file or directory", path);
+	cr_assert_eq(rdm_chain_load(path, &c, err, sizeof(err)), -ENOENT);
+	cr_assert_str_eq(err, want);
+	cr_assert(is_zero(&c, sizeof(c)));
+
+	cr_assert_eq(rdm_chain_load("tests", &c, err, sizeof(err)), -EISDIR);
+	cr_assert_str_eq(err, "tests: Is a directory");
+}
+
+Test(config, reports_duplicate_ids)
+{
+	expect_text_error(HEAD "  - name: a\n    id: 2\n    listen: 1.2.3.4:5\n"
+			       "  - name: b\n    listen: 1.2.3.4:6\n",
+			  ":7:5: node 'b': id 2 is already used by node 'a'");
+	expect_text_error(HEAD "  - name: a\n    id: 7\n    listen: 1.2.3.4:5\n"
+			       "  - name: b\n    id: 7\n    listen: 1.2.3.4:6\n",
+			  ":8:9: node 'b': id 7 is already used by node 'a'");
+}
+
+Test(config, reports_bad_next_hops)
+{
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    next: a\n",
+			  ":6:11: node 'a' cannot be its own next hop");
+	expect_text_error(HEAD "  - name: a\n    ingress: {mode: gen, count: 1}\n"
+			       "  - name: b\n    listen: 1.2.3.4:6\n    next: a\n",
+			  ":8:11: next hop 'a' has ingress, so it cannot be a next hop");
+}
+
+Test(config, reports_other_bad_values)
+{
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    transport: rdma\n",
+			  ":6:16: unknown transport 'rdma' (expected tcp)");
+	expect_text_error(HEAD "  - name: a b\n    listen: 1.2.3.4:5\n",
+			  ":4:11: bad node name 'a b' (expected 1 to 63 of A-Z a-z 0-9 _ . -)");
+	expect_text_error("chain:\n  name: t\nnodes: []\n", ":3:8: 'nodes' must not be empty");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\ntransport:\n"
+			       "  backoff_min_ms: 50\n  backoff_max_ms: 10\n",
+			  ":8:19: backoff_max_ms (10) is less than backoff_min_ms (50)");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\ntransport:\n"
+			       "  backoff_min_ms: 5000\n",
+			  ":7:19: backoff_max_ms (1000) is less than backoff_min_ms (5000)");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\ntransport:\n"
+			       "  queue_bytes: 65536\n  max_frame: 1048576\n",
+			  ":7:16: queue_bytes (65536) is less than max_frame (1048576)");
+	expect_text_error("", ": empty document (expected a mapping with 'chain' and 'nodes')");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    listen: 1.2.3.4:6\n",
+			  ":6:5: duplicate key 'listen' (first at line 5)");
+	expect_text_error(HEAD "  - &n\n    name: a\n", ":4:5: anchors are not supported ('&n')");
+}
+
+/* ---- rdm_addr_parse ---- */
+
+Test(config, addr_parse_ipv4)
+{
+	struct rdm_addr a;
+	cr_assert_eq(rdm_addr_parse(&a, "192.168.1.20:7000"), 0);
+	const struct sockaddr_in *s = (const struct sockaddr_in *)&a.ss;
+	cr_assert_eq(s->sin_family, AF_INET);
+	cr_assert_eq(ntohs(s->sin_port), 7000);
+	cr_assert_eq(ntohl(s->sin_addr.s_addr), 0xc0a80114);
+	cr_assert_eq(a.len, sizeof(struct sockaddr_in));
+	cr_assert_str_eq(a.text, "192.168.1.20:7000");
+
+	cr_assert_eq(rdm_addr_parse(&a, "0.0.0.0:65535"), 0);
+	cr_assert_eq(ntohs(s->sin_port), 65535);
+	cr_assert_eq(rdm_addr_parse(&a, "127.0.0.1:1"), 0);
+}
+
+Test(config, addr_parse_ipv6)
+{
+	struct rdm_addr a;
+	cr_assert_eq(rdm_addr_parse(&a, "[fd00::1]:7000"), 0);
+	const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&a.ss;
+	struct in6_addr want;
+	inet_pton(AF_INET6, "fd00::1", &want);
+	cr_assert_eq(s->sin6_family, AF_INET6);
+	cr_assert_eq(ntohs(s->sin6_port), 7000);
+	cr_assert_eq(memcmp(&s->sin6_addr, &want, sizeof(want)), 0);
+	cr_assert_eq(a.len, sizeof(struct sockaddr_in6));
+	cr_assert_str_eq(a.text, "[fd00::1]:7000");
+
+	cr_assert_eq(rdm_addr_parse(&a, "[::]:80"), 0);
+	cr_assert_eq(rdm_addr_parse(&a, "[::ffff:10.0.0.1]:80"), 0);
+}
+
+Test(config, addr_parse_rejects_bad_text)
+{
+	static const char *const bad[] = {
+	    "",
+	    "10.0.0.1",
+	    "10.0.0.1:",
+	    ":7000",
+	    "10.0.0.1:0",
+	    "10.0.0.1:65536",
+	    "10.0.0.1:123456",
+	    "10.0.0.1:70x",
+	    "10.0.0.1:+80",
+	    "10.0.0.1:-80",
+	    "10.0.0.1: 80",
+	    "10.0.0.256:80",
+	    "10.0.0:80",
+	    "host.example:80",
+	    "fd00::1:7000",
+	    "[fd00::1]7000",
+	    "[fd00::1]:",
+	    "[]:80",
+	    "[fd00::1:80",
+	    "[10.0.0.1]:80",
+	    "[fd00::1%eth0]:80",
+	    "[1111:2222:3333:4444:5555:6666:7777:8888]:65535-with-a-long-tail-x",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct rdm_addr a;
+		memset(&a, 0x5a, sizeof(a));
+		cr_assert_eq(rdm_addr_parse(&a, bad[i]), -EINVAL, "accepted '%s'", bad[i]);
+		cr_assert(is_zero(&a, sizeof(a)), "'%s' left a filled in", bad[i]);
+	}
+}
+
+/* ---- YAML DOM ---- */
+
+static struct rdm_ydoc *parse(const char *text)
+{
+	err[0] = '\0';
+	struct rdm_ydoc *d = rdm_ydoc_parse_string("t.yaml", text, err, sizeof(err));
+	cr_assert_not_null(d, "%s", err);
+	return d;
+}
+
+static void expect_parse_error(const char *text, const char *want)
+{
+	err[0] = '\0';
+	errno = 0;
+	struct rdm_ydoc *d = rdm_ydoc_parse_string("t.yaml", text, err, sizeof(err));
+	if (d)
+		rdm_ydoc_free(d);
+	cr_assert_null(d, "parsed, expected '%s'", want);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_str_eq(err, want);
+}
+
+Test(yaml, builds_nodes_with_marks)
+{
+	struct rdm_ydoc *d = parse("# comment\n"
+				   "a: 1\n"
+				   "b:\n"
+				   "  - x\n"
+				   "  - {k: 'v', n: [1, 2]}\n"
+				   "c: \"quoted\"\n");
+	const struct rdm_ynode *r = rdm_ydoc_root(d);
+	cr_assert_str_eq(rdm_ydoc_name(d), "t.yaml");
+	cr_assert_eq(rdm_ynode_kind(r), RDM_YMAP);
+	cr_assert_eq(rdm_ymap_size(r), 3);
+	cr_assert_eq(rdm_ynode_line(r), 2);
+	cr_assert_eq(rdm_ynode_col(r), 1);
+
+	const struct rdm_ynode *k0 = rdm_ymap_key(r, 0), *v0 = rdm_ymap_value(r, 0);
+	cr_assert_str_eq(rdm_ynode_scalar(k0), "a");
+	cr_assert_eq(rdm_ynode_line(k0), 2);
+	cr_assert_eq(rdm_ynode_col(k0), 1);
+	cr_assert_str_eq(rdm_ynode_scalar(v0), "1");
+	cr_assert_eq(rdm_ynode_col(v0), 4);
+	cr_assert_str_eq(rdm_ynode_scalar(rdm_ymap_key(r, 2)), "c");
+
+	const struct rdm_ynode *b = rdm_ymap_get(r, "b");
+	cr_assert_eq(rdm_ynode_kind(b), RDM_YSEQ);
+	cr_assert_eq(rdm_yseq_size(b), 2);
+	cr_assert_eq(rdm_ynode_line(b), 4);
+	cr_assert_eq(rdm_ynode_col(b), 3);
+	cr_assert_str_eq(rdm_ynode_scalar(rdm_yseq_item(b, 0)), "x");
+	cr_assert_eq(rdm_ynode_col(rdm_yseq_item(b, 0)), 5);
+
+	const struct rdm_ynode *m = rdm_yseq_item(b, 1);
+	cr_assert_eq(rdm_ynode_kind(m), RDM_YMAP);
+	cr_assert_eq(rdm_ynode_line(m), 5);
+	cr_assert_eq(rdm_ynode_col(m), 5);
+	cr_assert_str_eq(rdm_ynode_scalar(rdm_ymap_get(m, "k")), "v");
+	cr_assert_eq(rdm_ynode_col(rdm_ymap_get(m, "k")), 9);
+	const struct rdm_ynode *n = rdm_ymap_get(m, "n");
+	cr_assert_eq(rdm_yseq_size(n), 2);
+	cr_assert_eq(rdm_ynode_col(rdm_yseq_item(n, 1)), 21);
+
+	cr_assert_str_eq(rdm_ynode_scalar(rdm_ymap_get(r, "c")), "quoted");
+	rdm_ydoc_free(d);
+}
+
+Test(yaml, accessors_handle_wrong_kinds_and_ranges)
+{
+	struct rdm_ydoc *d = parse("a: [1]\nb: s\n");
+	const struct rdm_ynode *r = rdm_ydoc_root(d), *a = rdm_ymap_get(r, "a");
+	const struct rdm_ynode *b = rdm_ymap_get(r, "b");
+	cr_assert_null(rdm_ymap_get(r, "zz"));
+	cr_assert_null(rdm_ymap_get(a, "a"));
+	cr_assert_null(rdm_ymap_get(NULL, "a"));
+	cr_assert_null(rdm_ymap_key(r, 2));
+	cr_assert_null(rdm_ymap_value(r, 2));
+	cr_assert_null(rdm_yseq_item(a, 1));
+	cr_assert_eq(rdm_yseq_size(r), 0);
+	cr_assert_eq(rdm_ymap_size(a), 0);
+	cr_assert_eq(rdm_yseq_size(b), 0);
+	cr_assert_null(rdm_ynode_scalar(a));
+	cr_assert_str_eq(rdm_ykind_name(RDM_YSEQ), "sequence");
+	rdm_ydoc_free(d);
+}
+
+Test(yaml, empty_document_has_no_root)
+{
+	struct rdm_ydoc *d = parse("# only a comment\n");
+	cr_assert_null(rdm_ydoc_root(d));
+	rdm_ydoc_free(d);
+	rdm_ydoc_free(NULL);
+}
+
+Test(yaml, tells_null_from_quoted_empty)
+{
+	struct rdm_ydoc *d = parse("a:\nb: ~\nc: null\nd: ''\ne: \"null\"\nf: x\n");
+	const struct rdm_ynode *r = rdm_ydoc_root(d);
+	const char *s = NULL;
+	cr_assert(rdm_ynode_is_null(rdm_ymap_get(r, "a")));
+	cr_assert(rdm_ynode_is_null(rdm_ymap_get(r, "b")));
+	cr_assert(rdm_ynode_is_null(rdm_ymap_get(r, "c")));
+	cr_assert(!rdm_ynode_is_null(rdm_ymap_get(r, "d")));
+	cr_assert(!rdm_ynode_is_null(rdm_ymap_get(r, "e")));
+	cr_assert(!rdm_ynode_is_null(rdm_ymap_get(r, "f")));
+	cr_assert(!rdm_ynode_is_null(r));
+
+	cr_assert_eq(rdm_yget_str(d, rdm_ymap_get(r, "d"), &s, err, sizeof(err)), 0);
+	cr_assert_str_eq(s, "");
+	cr_assert_eq(rdm_yget_str(d, rdm_ymap_get(r, "e"), &s, err, sizeof(err)), 0);
+	cr_assert_str_eq(s, "null");
+	cr_assert_eq(rdm_yget_str(d, rdm_ymap_get(r, "b"), &s, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:2:4: expected a string, got null");
+	cr_assert_eq(rdm_yget_str(d, r, &s, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:1:1: expected a string, got a mapping");
+	rdm_ydoc_free(d);
+}
+
+Test(yaml, rejects_nul_in_strings)
+{
+	struct rdm_ydoc *d = parse("a: \"x\\0y\"\n");
+	const char *s = NULL;
+	cr_assert_eq(rdm_yget_str(d, rdm_ymap_get(rdm_ydoc_root(d), "a"), &s, err, sizeof(err)),
+		     -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:1:4: string contains a NUL byte");
+	rdm_ydoc_free(d);
+}
+
+Test(yaml, reports_syntax_errors_at_their_mark)
+{
+	expect_parse_error("a: [1, 2\n", "t.yaml:2:1: did not find expected ',' or ']' (while "
+					 "parsing a flow sequence at line 1 column 4)");
+	expect_parse_error("a: 1\n b: 2\n",
+			   "t.yaml:2:3: mapping values are not allowed in this context");
+	expect_parse_error("a: \"open\n",
+			   "t.yaml:2:1: found unexpected end of stream (while scanning a quoted "
+			   "scalar at line 1 column 4)");
+}
+
+Test(yaml, rejects_aliases_anchors_and_tags)
+{
+	expect_parse_error("a: &x 1\nb: 2\n", "t.yaml:1:4: anchors are not supported ('&x')");
+	expect_parse_error("a: 1\nb: *x\n", "t.yaml:2:4: aliases are not supported ('*x')");
+	expect_parse_error("a: !!str 1\n",
+			   "t.yaml:1:4: tags are not supported ('tag:yaml.org,2002:str')");
+	expect_parse_error("a: &m {b: 1}\n", "t.yaml:1:4: anchors are not supported ('&m')");
+}
+
+Test(yaml, rejects_duplicate_keys_at_the_second)
+{
+	expect_parse_error("a: 1\nb:\n  c: 1\n  d: 2\n  c: 3\n",
+			   "t.yaml:5:3: duplicate key 'c' (first at line 3)");
+	expect_parse_error("{x: 1, x: 2}\n", "t.yaml:1:8: duplicate key 'x' (first at line 1)");
+}
+
+Test(yaml, rejects_complex_keys_and_extra_documents)
+{
+	expect_parse_error("? [a, b]\n: 1\n", "t.yaml:1:3: mapping keys must be scalars");
+	expect_parse_error("a: 1\n---\nb: 2\n", "t.yaml:2:1: only one YAML document is allowed");
+}
+
+Test(yaml, limits_nesting_depth)
+{
+	char text[2 * (RDM_YMAX_DEPTH + 2) + 2];
+	size_t n = 0;
+	for (int i = 0; i < RDM_YMAX_DEPTH + 1; i++)
+		text[n++] = '[';
+	for (int i = 0; i < RDM_YMAX_DEPTH + 1; i++)
+		text[n++] = ']';
+	text[n++] = '\n';
+	text[n] = '\0';
+	expect_parse_error(text, "t.yaml:1:65: nesting is deeper than 64 levels");
+
+	text[RDM_YMAX_DEPTH] = ' ';
+	text[RDM_YMAX_DEPTH + 1] = ' ';
+	struct rdm_ydoc *d = parse(text);
+	rdm_ydoc_free(d);
+}
+
+Test(yaml, load_reports_unreadable_file)
+{
+	errno = 0;
+	struct rdm_ydoc *d = rdm_ydoc_load("/nonexistent/x.yaml", err, sizeof(err));
+	cr_assert_null(d);
+	cr_assert_eq(errno, ENOENT);
+	cr_assert_str_eq(err, "/nonexistent/x.yaml: No such file or directory");
+}
+
+Test(yaml, load_reads_a_file)
+{
+	struct rdm_ydoc *d = rdm_ydoc_load(data("valid.yaml"), err, sizeof(err));
+	cr_assert_not_null(d, "%s", err);
+	const struct rdm_ynode *chain = rdm_ymap_get(rdm_ydoc_root(d), "chain");
+	cr_assert_eq(rdm_ynode_line(chain), 3);
+	cr_assert_str_eq(rdm_ydoc_name(d), data("valid.yaml"));
+	rdm_ydoc_free(d);
+}
+
+Test(yaml, get_u64_accepts_decimal_only)
+{
+	struct rdm_ydoc *d = parse("- 0\n- 42\n- 18446744073709551615\n- 18446744073709551616\n"
+				   "- 12abc\n- -1\n- +1\n- ''\n- 0x10\n- '7'\n- [1]\n- 1 2\n");
+	const struct rdm_ynode *r = rdm_ydoc_root(d);
+	uint64_t v = 99;
+
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 0), 0, 10, &v, err, sizeof(err)), 0);
+	cr_assert_eq(v, 0);
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 1), 0, 100, &v, err, sizeof(err)), 0);
+	cr_assert_eq(v, 42);
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 2), 0, UINT64_MAX, &v, err, sizeof(err)), 0);
+	cr_assert_eq(v, UINT64_MAX);
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 9), 0, 10, &v, err, sizeof(err)), 0);
+	cr_assert_eq(v, 7);
+
+	v = 99;
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 1), 50, 100, &v, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:2:3: 42 is out of range (50..100)");
+	cr_assert_eq(v, 99, "out is untouched on error");
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 3), 0, UINT64_MAX, &v, err, sizeof(err)),
+		     -EINVAL);
+	cr_assert_str_eq(
+	    err, "t.yaml:4:3: 18446744073709551616 is out of range (0..18446744073709551615)");
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 4), 0, 100, &v, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:5:3: expected a non-negative integer, got '12abc'");
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 5), 0, 100, &v, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:6:3: expected a non-negative integer, got '-1'");
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 6), 0, 100, &v, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 7), 0, 100, &v, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:8:3: expected an integer, got ''");
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 8), 0, 100, &v, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 10), 0, 100, &v, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:11:3: expected an integer, got a sequence");
+	cr_assert_eq(rdm_yget_u64(d, rdm_yseq_item(r, 11), 0, 100, &v, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(v, 99);
+	rdm_ydoc_free(d);
+}
+
+Test(yaml, get_double_accepts_non_negative_numbers)
+{
+	static const char *const good[] = {"0", "1.5", ".5", "1e3", "2.5E-1", "10"};
+	static const double want[] = {0, 1.5, 0.5, 1000, 0.25, 10};
+	static const char *const bad[] = {"-1",	  "+1",	 "inf", "nan", "0x10", "1e999",
+					  "1.5x", "1-2", "",	"e5",  " 1"};
+	char text[64];
+	double v;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), "v: '%s'\n", good[i]);
+		struct rdm_ydoc *d = parse(text);
+		const struct rdm_ynode *n = rdm_ymap_get(rdm_ydoc_root(d), "v");
+		cr_assert_eq(rdm_yget_double(d, n, 0, 1e9, &v, err, sizeof(err)), 0, "%s", err);
+		cr_assert_float_eq(v, want[i], 1e-12, "'%s'", good[i]);
+		rdm_ydoc_free(d);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "v: '%s'\n", bad[i]);
+		struct rdm_ydoc *d = parse(text);
+		const struct rdm_ynode *n = rdm_ymap_get(rdm_ydoc_root(d), "v");
+		cr_assert_eq(rdm_yget_double(d, n, 0, 1e300, &v, err, sizeof(err)), -EINVAL,
+			     "accepted '%s'", bad[i]);
+		cr_assert_not_null(strstr(err, "t.yaml:1:4: "), "%s", err);
+		rdm_ydoc_free(d);
+	}
+
+	struct rdm_ydoc *d = parse("v: 5\n");
+	const struct rdm_ynode *n = rdm_ymap_get(rdm_ydoc_root(d), "v");
+	cr_assert_eq(rdm_yget_double(d, n, 0, 4, &v, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:1:4: 5 is out of range (0..4)");
+	rdm_ydoc_free(d);
+}
+
+Test(yaml, get_bool)
+{
+	struct rdm_ydoc *d = parse("[true, False, yes, NO, 1, maybe]\n");
+	const struct rdm_ynode *r = rdm_ydoc_root(d);
+	int v = -1;
+	cr_assert_eq(rdm_yget_bool(d, rdm_yseq_item(r, 0), &v, err, sizeof(err)), 0);
+	cr_assert_eq(v, 1);
+	cr_assert_eq(rdm_yget_bool(d, rdm_yseq_item(r, 1), &v, err, sizeof(err)), 0);
+	cr_assert_eq(v, 0);
+	cr_assert_eq(rdm_yget_bool(d, rdm_yseq_item(r, 2), &v, err, sizeof(err)), 0);
+	cr_assert_eq(v, 1);
+	cr_assert_eq(rdm_yget_bool(d, rdm_yseq_item(r, 3), &v, err, sizeof(err)), 0);
+	cr_assert_eq(v, 0);
+	cr_assert_eq(rdm_yget_bool(d, rdm_yseq_item(r, 4), &v, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(rdm_yget_bool(d, rdm_yseq_item(r, 5), &v, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:1:27: expected true or false, got 'maybe'");
+	cr_assert_eq(v, 0);
+	rdm_ydoc_free(d);
+}
+
+Test(yaml, map_getters_use_defaults_and_name_the_key)
+{
+	struct rdm_ydoc *d = parse("n: 70\nf: 0.5\nb: no\ns: hi\n");
+	const struct rdm_ynode *r = rdm_ydoc_root(d);
+	uint64_t u;
+	double f;
+	int b;
+	const char *s;
+
+	cr_assert_eq(rdm_ymap_u64(d, r, "missing", 0, 10, 7, &u, err, sizeof(err)), 0);
+	cr_assert_eq(u, 7);
+	cr_assert_eq(rdm_ymap_u64(d, NULL, "n", 0, 10, 3, &u, err, sizeof(err)), 0);
+	cr_assert_eq(u, 3);
+	cr_assert_eq(rdm_ymap_u64(d, r, "n", 0, 10, 7, &u, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:1:4: n: 70 is out of range (0..10)");
+	cr_assert_eq(rdm_ymap_double(d, r, "f", 0, 1, 0, &f, err, sizeof(err)), 0);
+	cr_assert_float_eq(f, 0.5, 1e-12);
+	cr_assert_eq(rdm_ymap_double(d, r, "g", 0, 1, 0.25, &f, err, sizeof(err)), 0);
+	cr_assert_float_eq(f, 0.25, 1e-12);
+	cr_assert_eq(rdm_ymap_bool(d, r, "b", 1, &b, err, sizeof(err)), 0);
+	cr_assert_eq(b, 0);
+	cr_assert_eq(rdm_ymap_bool(d, r, "c", 1, &b, err, sizeof(err)), 0);
+	cr_assert_eq(b, 1);
+	cr_assert_eq(rdm_ymap_bool(d, r, "s", 1, &b, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:4:4: s: expected true or false, got 'hi'");
+	cr_assert_eq(rdm_ymap_str(d, r, "s", NULL, &s, err, sizeof(err)), 0);
+	cr_assert_str_eq(s, "hi");
+	cr_assert_eq(rdm_ymap_str(d, r, "t", "dflt", &s, err, sizeof(err)), 0);
+	cr_assert_str_eq(s, "dflt");
+	rdm_ydoc_free(d);
+}
+
+Test(yaml, check_keys_suggests_the_closest)
+{
+	static const char *const allowed[] = {"replicas", "name", "image", NULL};
+	struct rdm_ydoc *d = parse("name: x\n  # c\nreplcas: 3\n");
+	cr_assert_eq(rdm_ymap_check_keys(d, rdm_ydoc_root(d), allowed, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:3:1: unknown key 'replcas' (did you mean 'replicas'?)");
+	rdm_ydoc_free(d);
+
+	d = parse("nmae: x\n");
+	cr_assert_eq(rdm_ymap_check_keys(d, rdm_ydoc_root(d), allowed, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:1:1: unknown key 'nmae' (did you mean 'name'?)");
+	rdm_ydoc_free(d);
+
+	d = parse("{name: x, colour: 1}\n");
+	cr_assert_eq(rdm_ymap_check_keys(d, rdm_ydoc_root(d), allowed, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:1:11: unknown key 'colour'");
+	rdm_ydoc_free(d);
+
+	d = parse("name: x\nimage: y\n");
+	cr_assert_eq(rdm_ymap_check_keys(d, rdm_ydoc_root(d), allowed, err, sizeof(err)), 0);
+	rdm_ydoc_free(d);
+}
+
+Test(yaml, edit_distance_and_closest)
+{
+	static const char *const c[] = {"host1", "host2", "host3"};
+	cr_assert_eq(rdm_yedit_distance("", ""), 0);
+	cr_assert_eq(rdm_yedit_distance("abc", ""), 3);
+	cr_assert_eq(rdm_yedit_distance("", "ab"), 2);
+	cr_assert_eq(rdm_yedit_distance("replcas", "replicas"), 1);
+	cr_assert_eq(rdm_yedit_distance("hots3", "host3"), 1);
+	cr_assert_eq(rdm_yedit_distance("kitten", "sitting"), 3);
+	cr_assert_str_eq(rdm_yclosest("hots3", c, 3, 2), "host3");
+	cr_assert_str_eq(rdm_yclosest("hostX", c, 3, 2), "host1", "first of equals wins");
+	cr_assert_null(rdm_yclosest("db", c, 3, 2));
+	cr_assert_null(rdm_yclosest("x", (const char *const[]){"ab"}, 1, 2));
+}
+
+Test(yaml, yerr_formats_one_line)
+{
+	struct rdm_ydoc *d = parse("a: 1\n");
+	const struct rdm_ynode *v = rdm_ymap_get(rdm_ydoc_root(d), "a");
+	char small[12];
+
+	cr_assert_eq(rdm_yerr(d, v, err, sizeof(err), "bad %s\nvalue\t%d", "x", 3), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:1:4: bad x?value?3");
+	cr_assert_eq(rdm_yerr(d, NULL, err, sizeof(err), "whole file"), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml: whole file");
+	cr_assert_eq(rdm_yerr(d, v, small, sizeof(small), "a long message"), -EINVAL);
+	cr_assert_str_eq(small, "t.yaml:1:4:");
+	cr_assert_eq(rdm_yerr(d, v, NULL, 0, "nowhere"), -EINVAL);
+	rdm_ydoc_free(d);
+}

@@ -1,0 +1,370 @@
+/* The TCP backend over loopback: both ends run in one event loop in the test process. */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "transport/transport.h"
+
+#define MAXF 4096
+
+struct sink {
+	uint32_t got;         /* frames received */
+	uint32_t expect_next; /* frames carry their index in the first 4 bytes */
+	uint32_t bad;
+	int pause;            /* when set, take nothing (backpressure) */
+	int ups, downs, writable;
+	struct rdm_conn *last;
+};
+
+static struct rdm_loop *loop;
+static struct sink srv, cli;
+
+static void setup(void)
+{
+	loop = rdm_loop_new();
+	memset(&srv, 0, sizeof(srv));
+	memset(&cli, 0, sizeof(cli));
+}
+
+static void teardown(void)
+{
+	rdm_loop_free(loop);
+}
+
+static uint8_t pattern(uint32_t idx, uint32_t off)
+{
+	return (uint8_t)(idx * 31 + off * 7);
+}
+
+static uint32_t size_of(uint32_t idx)
+{
+	return 16 + (idx * 97) % (MAXF - 16);
+}
+
+static int on_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n, void *arg)
+{
+	struct sink *s = arg;
+
+	if (s->pause)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		uint32_t idx = (uint32_t)f[i].data[0] << 24 | (uint32_t)f[i].data[1] << 16 |
+			       (uint32_t)f[i].data[2] << 8 | f[i].data[3];
+
+		if (idx != s->expect_next || f[i].len != size_of(idx))
+			s->bad++;
+		for (uint32_t o = 4; o < f[i].len; o++)
+			if (f[i].data[o] != pattern(idx, o)) {
+				s->bad++;
+				break;
+			}
+		s->expect_next = idx + 1;
+		s->got++;
+	}
+	return n;
+}
+
+static void on_state(struct rdm_conn *c, int up, void *arg)
+{
+	struct sink *s = arg;
+
+	if (up)
+		s->ups++;
+	else
+		s->downs++;
+	s->last = up ? c : NULL;
+}
+
+static void on_writable(struct rdm_conn *c, void *arg)
+{
+	((struct sink *)arg)->writable++;
+}
+
+static struct rdm_addr addr_of(int port)
+{
+	struct rdm_addr a;
+	char text[32];
+
+	snprintf(text, sizeof(text), "127.0.0.1:%d", port);
+	cr_assert_eq(rdm_addr_parse(&a, text), 0);
+	return a;
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	getsockname(fd, (struct sockaddr *)&sa, &l);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static struct rdm_conn_opts opts(void)
+{
+	struct rdm_conn_opts o = {.queue_bytes = 256 << 10,
+				  .max_frame = MAXF,
+				  .backoff_min_ms = 10,
+				  .backoff_max_ms = 100,
+				  .batch = 32};
+	return o;
+}
+
+#define RUN_UNTIL(cond, ms)                                                                       \
+	do {                                                                                      \
+		uint64_t end_ = rdm_now_ns() + (uint64_t)(ms) * 1000000ull;                      \
+		while (!(cond) && rdm_now_ns() < end_)                                            \
+			rdm_loop_run_once(loop, 5);                                               \
+	} while (0)
+
+/* Sends frames [*next, upto) as long as the connection takes them and is not congested. */
+static void send_some(struct rdm_conn *c, uint32_t *next, uint32_t upto)
+{
+	static uint8_t bufs[16][MAXF];
+	struct rdm_txframe tx[16];
+
+	while (*next < upto && !c->congested) {
+		int n = 0, rc;
+
+		for (; n < 16 && *next + (uint32_t)n < upto; n++) {
+			uint32_t idx = *next + (uint32_t)n, len = size_of(idx);
+
+			bufs[n][0] = (uint8_t)(idx >> 24);
+			bufs[n][1] = (uint8_t)(idx >> 16);
+			bufs[n][2] = (uint8_t)(idx >> 8);
+			bufs[n][3] = (uint8_t)idx;
+			for (uint32_t o = 4; o < len; o++)
+				bufs[n][o] = pattern(idx, o);
+			/* header and packet as two pieces, as the node sends them */
+			tx[n] = (struct rdm_txframe){bufs[n], 16, bufs[n] + 16, len - 16};
+		}
+		rc = rdm_conn_send(c, tx, n);
+		cr_assert_eq(rc, n, "send_batch took %d of %d", rc, n);
+		*next += (uint32_t)n;
+	}
+}
+
+TestSuite(tcp, .init = setup, .fini = teardown, .timeout = 20);
+
+Test(tcp, frames_arrive_intact_and_in_order)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
+	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
+	struct rdm_conn *c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+	uint32_t next = 0;
+
+	cr_assert_not_null(l);
+	cr_assert_not_null(c);
+	RUN_UNTIL(c->up && srv.ups, 2000);
+	cr_assert(c->up);
+	while (srv.got < 20000) {
+		send_some(c, &next, 20000);
+		rdm_loop_run_once(loop, 5);
+	}
+	cr_assert_eq(srv.bad, 0);
+	cr_assert_eq(srv.got, 20000);
+	cr_assert_eq(c->stats.tx_frames, 20000);
+	cr_assert_eq(c->stats.lost_on_close, 0);
+	c->ops->close(c);
+	rdm_tcp_ops.close_listener(l);
+}
+
+Test(tcp, partial_writes_keep_frames_whole)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
+	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_listener *l;
+	struct rdm_conn *c;
+	uint32_t next = 0;
+
+	/* A small send buffer: most writes take only part of what is queued. (A tiny
+	 * receive window too would only add delayed-ACK stalls.) */
+	o.sndbuf = 8192;
+	l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
+	c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+	RUN_UNTIL(c->up && srv.ups, 2000);
+	while (srv.got < 3000) {
+		send_some(c, &next, 3000);
+		rdm_loop_run_once(loop, 5);
+	}
+	cr_assert_gt(c->stats.partial_writes, 0, "the test must exercise partial writes");
+	cr_assert_eq(srv.bad, 0);
+	cr_assert_eq(srv.got, 3000);
+	c->ops->close(c);
+	rdm_tcp_ops.close_listener(l);
+}
+
+Test(tcp, backpressure_not_loss)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
+	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
+	struct rdm_conn *c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+	uint32_t next = 0;
+
+	RUN_UNTIL(c->up && srv.ups, 2000);
+	srv.pause = 1; /* a stalled receiver */
+	for (int i = 0; i < 400 && !c->congested; i++) {
+		send_some(c, &next, 100000);
+		rdm_loop_run_once(loop, 2);
+	}
+	cr_assert(c->congested, "the sender must see congestion");
+	cr_assert_geq(c->ops->queued(c), o.queue_bytes);
+	cr_assert_eq(c->stats.congested, 1);
+	cr_assert_eq(c->stats.queue_full, 0);
+	cr_assert_eq(srv.got, 0);
+
+	srv.pause = 0;
+	srv.last->ops->resume_rx(srv.last);
+	RUN_UNTIL(cli.writable > 0, 5000);
+	cr_assert_gt(cli.writable, 0, "on_writable after the queue drains");
+	while (srv.got < next + 1000) {
+		send_some(c, &next, next < 200000 ? next + 16 : next);
+		rdm_loop_run_once(loop, 2);
+		if (next >= 200000)
+			break;
+	}
+	RUN_UNTIL(srv.got == next, 5000);
+	cr_assert_eq(srv.got, next, "every frame taken arrives: %u of %u", srv.got, next);
+	cr_assert_eq(srv.bad, 0);
+	c->ops->close(c);
+	rdm_tcp_ops.close_listener(l);
+}
+
+Test(tcp, reconnects_after_peer_restart)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
+	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
+	struct rdm_conn *c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+	struct rdm_txframe tx;
+	uint8_t b[64] = {0};
+	uint32_t next = 0;
+
+	RUN_UNTIL(c->up && srv.ups, 2000);
+	send_some(c, &next, 100);
+	RUN_UNTIL(srv.got == 100, 2000);
+	cr_assert_eq(c->epoch, 1);
+
+	rdm_tcp_ops.close_listener(l); /* the peer goes away */
+	RUN_UNTIL(!c->up, 2000);
+	cr_assert_eq(c->up, 0);
+	cr_assert_eq(cli.downs, 1);
+	tx = (struct rdm_txframe){b, 8, NULL, 0};
+	cr_assert_eq(rdm_conn_send(c, &tx, 1), -ENOTCONN, "sending while down is refused");
+
+	RUN_UNTIL(c->stats.connect_fails >= 2, 2000);
+	cr_assert_geq(c->stats.connect_fails, 2, "it keeps retrying with backoff");
+	srv.expect_next = 100;
+	l = rdm_tcp_ops.listen(loop, &a, &o, &scb); /* the peer is back */
+	cr_assert_not_null(l);
+	RUN_UNTIL(c->up, 3000);
+	cr_assert(c->up);
+	cr_assert_eq(c->epoch, 2);
+	cr_assert_eq(c->stats.connects, 2);
+	send_some(c, &next, 200);
+	RUN_UNTIL(srv.got == 200, 2000);
+	cr_assert_eq(srv.got, 200);
+	cr_assert_eq(srv.bad, 0);
+	c->ops->close(c);
+	rdm_tcp_ops.close_listener(l);
+}
+
+Test(tcp, oversized_length_resets_only_that_connection)
+{
+	struct rdm_conn_opts o = opts();
+	int port = free_port();
+	struct rdm_addr a = addr_of(port);
+	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
+	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	uint8_t bad[8] = {0x7F, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4};
+	struct rdm_conn *up;
+
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	RUN_UNTIL(srv.ups == 1, 2000);
+	up = srv.last;
+	cr_assert_not_null(up);
+	cr_assert_eq(write(fd, bad, sizeof(bad)), (ssize_t)sizeof(bad));
+	RUN_UNTIL(srv.downs == 1, 2000);
+	cr_assert_eq(srv.downs, 1, "the stream cannot resynchronise: it is closed");
+	cr_assert_eq(srv.got, 0);
+	close(fd);
+
+	/* The listener still serves a well-behaved peer. */
+	{
+		struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+		struct rdm_conn *c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+		uint32_t next = 0;
+
+		RUN_UNTIL(c->up && srv.ups == 2, 2000);
+		send_some(c, &next, 10);
+		RUN_UNTIL(srv.got == 10, 2000);
+		cr_assert_eq(srv.got, 10);
+		c->ops->close(c);
+	}
+	rdm_tcp_ops.close_listener(l);
+}
+
+Test(tcp, frames_queued_at_failure_are_counted_lost)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
+	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
+	struct rdm_conn *c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+	uint32_t next = 0;
+	uint64_t queued_frames;
+
+	RUN_UNTIL(c->up && srv.ups, 2000);
+	srv.pause = 1;
+	for (int i = 0; i < 400 && !c->congested; i++) {
+		send_some(c, &next, 100000);
+		rdm_loop_run_once(loop, 2);
+	}
+	cr_assert(c->congested);
+	queued_frames = next - c->stats.tx_frames;
+	cr_assert_gt(queued_frames, 0);
+	rdm_tcp_ops.close_listener(l);
+	RUN_UNTIL(!c->up, 3000);
+	cr_assert_eq(c->stats.lost_on_close, queued_frames,
+		     "every frame still queued is counted: %lu vs %lu", c->stats.lost_on_close,
+		     queued_frames);
+	cr_assert_eq(c->congested, 0);
+	c->ops->close(c);
+}
+
+Test(tcp, bad_arguments)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_conn_cbs none = {0};
+	struct rdm_addr a = addr_of(free_port());
+
+	errno = 0;
+	cr_assert_null(rdm_tcp_ops.connect(loop, &a, &o, &none));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_null(rdm_tcp_ops.listen(loop, NULL, &o, &none));
+	cr_assert_eq(rdm_transport_find("tcp"), &rdm_tcp_ops);
+	cr_assert_null(rdm_transport_find("carrier-pigeon"));
+	rdm_tcp_ops.close(NULL);
+}

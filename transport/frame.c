@@ -1,0 +1,436 @@
+#include "transport/frame.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Explicit big-endian accessors: wire bytes are never cast to structs. */
+static inline void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = v >> 8;
+	p[1] = v;
+}
+
+static inline void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = v >> 24;
+	p[1] = v >> 16;
+	p[2] = v >> 8;
+	p[3] = v;
+}
+
+static inline void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, v >> 32);
+	put32(p + 4, (uint32_t)v);
+}
+
+static inline uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+
+#define TLV_HDR 4
+#define PAD4(n) (((n) + 3u) & ~3u)
+#define FLOW_KEY_LEN 40
+#define SEQ_LEN 12
+#define HOP_LEN 12
+
+void rdm_frame_init(struct rdm_frame *f, uint32_t spi, uint8_t si, uint8_t next_proto)
+{
+	/* Only the fixed part and the presence mask: the optional fields are read only
+	 * when their bit is set, so zeroing them per packet would be wasted work. */
+	f->ttl = RDM_NSH_TTL_DEFAULT;
+	f->next_proto = next_proto;
+	f->spi = spi & 0xFFFFFF;
+	f->si = si;
+	f->present = 0;
+	f->n_groups = 0;
+	f->n_hops = 0;
+	f->pkt = NULL;
+	f->pkt_len = 0;
+}
+
+static unsigned groups_len(const struct rdm_frame *f)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < f->n_groups; i++)
+		n += 1 + f->groups[i].len;
+	return n;
+}
+
+/* Value length of each present TLV, in encode order; returns the count. */
+struct tlv_plan {
+	uint8_t type;
+	unsigned len;
+};
+
+static int plan(const struct rdm_frame *f, struct tlv_plan *p)
+{
+	int n = 0;
+	uint32_t pr = f->present;
+
+#define ADD(bit, t, l)                                                                             \
+	do {                                                                                       \
+		if (pr & (bit)) {                                                                  \
+			p[n].type = (t);                                                           \
+			p[n].len = (l);                                                            \
+			n++;                                                                       \
+		}                                                                                  \
+	} while (0)
+	ADD(RDM_F_FLOW_KEY, RDM_TLV_FLOW_KEY, FLOW_KEY_LEN);
+	ADD(RDM_F_FLOW_ID, RDM_TLV_FLOW_ID, 8);
+	ADD(RDM_F_SEQ, RDM_TLV_SEQ, SEQ_LEN);
+	ADD(RDM_F_TENANT, RDM_TLV_TENANT, f->tenant.len);
+	ADD(RDM_F_USER, RDM_TLV_USER, f->user.len);
+	ADD(RDM_F_GROUPS, RDM_TLV_GROUPS, groups_len(f));
+	ADD(RDM_F_APP_ID, RDM_TLV_APP_ID, 4);
+	ADD(RDM_F_APP_NAME, RDM_TLV_APP_NAME, f->app_name.len);
+	ADD(RDM_F_CATEGORY, RDM_TLV_CATEGORY, 2u + f->category.len);
+	ADD(RDM_F_HOST, RDM_TLV_HOST, f->host.len);
+	ADD(RDM_F_VERDICT, RDM_TLV_VERDICT, 8);
+	ADD(RDM_F_HOPS, RDM_TLV_HOP_TS, (unsigned)f->n_hops * HOP_LEN);
+#undef ADD
+	return n;
+}
+
+static int plan_len(const struct rdm_frame *f, struct tlv_plan *p, int *np)
+{
+	unsigned total = RDM_NSH_BASE_LEN;
+	int n;
+
+	if (f->n_hops > RDM_MAX_HOPS || f->n_groups > RDM_MAX_GROUPS)
+		return -EINVAL;
+	n = plan(f, p);
+	for (int i = 0; i < n; i++) {
+		if (p[i].len > RDM_STR_MAX)
+			return -EINVAL;
+		total += TLV_HDR + PAD4(p[i].len);
+	}
+	if (total > RDM_NSH_MAX_HDR)
+		return -EINVAL;
+	*np = n;
+	return (int)total;
+}
+
+int rdm_frame_hdr_len(const struct rdm_frame *f)
+{
+	struct tlv_plan p[16];
+	int n;
+
+	return plan_len(f, p, &n);
+}
+
+static uint8_t *put_str(uint8_t *q, struct rdm_str s)
+{
+	if (s.len)
+		memcpy(q, s.p, s.len);
+	return q + s.len;
+}
+
+static void put_value(const struct rdm_frame *f, uint8_t type, uint8_t *q)
+{
+	switch (type) {
+	case RDM_TLV_FLOW_KEY:
+		q[0] = f->key.family;
+		q[1] = f->key.proto;
+		put16(q + 2, f->key.sport);
+		put16(q + 4, f->key.dport);
+		q[6] = q[7] = 0;
+		memcpy(q + 8, f->key.src, 16);
+		memcpy(q + 24, f->key.dst, 16);
+		break;
+	case RDM_TLV_FLOW_ID:
+		put64(q, f->flow_id);
+		break;
+	case RDM_TLV_SEQ:
+		put32(q, f->origin);
+		put64(q + 4, f->seq);
+		break;
+	case RDM_TLV_TENANT:
+		put_str(q, f->tenant);
+		break;
+	case RDM_TLV_USER:
+		put_str(q, f->user);
+		break;
+	case RDM_TLV_GROUPS:
+		for (unsigned i = 0; i < f->n_groups; i++) {
+			*q++ = f->groups[i].len;
+			q = put_str(q, f->groups[i]);
+		}
+		break;
+	case RDM_TLV_APP_ID:
+		put16(q, f->master_proto);
+		put16(q + 2, f->app_proto);
+		break;
+	case RDM_TLV_APP_NAME:
+		put_str(q, f->app_name);
+		break;
+	case RDM_TLV_CATEGORY:
+		put16(q, f->category_id);
+		put_str(q + 2, f->category);
+		break;
+	case RDM_TLV_HOST:
+		put_str(q, f->host);
+		break;
+	case RDM_TLV_VERDICT:
+		q[0] = f->verdict;
+		q[1] = f->verdict_flags;
+		q[2] = q[3] = 0;
+		put32(q + 4, f->rule_id);
+		break;
+	case RDM_TLV_HOP_TS:
+		for (unsigned i = 0; i < f->n_hops; i++, q += HOP_LEN) {
+			put32(q, f->hops[i].node);
+			put64(q + 4, f->hops[i].ns);
+		}
+		break;
+	}
+}
+
+int rdm_frame_encode_hdr(const struct rdm_frame *f, uint8_t *buf, size_t cap)
+{
+	struct tlv_plan p[16];
+	int n, len = plan_len(f, p, &n);
+	unsigned words;
+	uint8_t *q;
+
+	if (len < 0)
+		return len;
+	if ((size_t)len > cap)
+		return -EMSGSIZE;
+	words = (unsigned)len / 4;
+	/* Ver 0, O 0, U 0, TTL (6 bits), Length (6 bits), LenHi (4 bits), MD type (4 bits). */
+	buf[0] = (uint8_t)((f->ttl >> 2) & 0x0F);
+	buf[1] = (uint8_t)((f->ttl & 0x3) << 6 | (words & 0x3F));
+	buf[2] = (uint8_t)(((words >> 6) & 0x0F) << 4 | RDM_NSH_MD_TYPE2);
+	buf[3] = f->next_proto;
+	put32(buf + 4, (f->spi & 0xFFFFFF) << 8 | f->si);
+	q = buf + RDM_NSH_BASE_LEN;
+	for (int i = 0; i < n; i++) {
+		unsigned l = p[i].len, padded = PAD4(l);
+
+		put16(q, RDM_MD_CLASS);
+		q[2] = p[i].type;
+		q[3] = (uint8_t)l; /* bit 7 is rdmesh's 8th length bit */
+		put_value(f, p[i].type, q + TLV_HDR);
+		memset(q + TLV_HDR + l, 0, padded - l);
+		q += TLV_HDR + padded;
+	}
+	return len;
+}
+
+int rdm_frame_encode(const struct rdm_frame *f, uint8_t *buf, size_t cap)
+{
+	int len = rdm_frame_encode_hdr(f, buf, cap);
+
+	if (len < 0)
+		return len;
+	if (f->pkt_len > cap - (size_t)len)
+		return -EMSGSIZE;
+	if (f->pkt_len)
+		memcpy(buf + len, f->pkt, f->pkt_len);
+	return len + (int)f->pkt_len;
+}
+
+int rdm_frame_add_hop(struct rdm_frame *f, uint32_t node, uint64_t ns)
+{
+	if (f->n_hops >= RDM_MAX_HOPS)
+		return -ENOSPC;
+	f->hops[f->n_hops].node = node;
+	f->hops[f->n_hops].ns = ns;
+	f->n_hops++;
+	f->present |= RDM_F_HOPS;
+	return 0;
+}
+
+static int get_str(struct rdm_str *s, const uint8_t *v, unsigned len)
+{
+	if (len == 0)
+		return -RDM_FERR_TLV_VALUE;
+	s->p = (const char *)v;
+	s->len = (uint8_t)len;
+	return 0;
+}
+
+/* Parses one known TLV; unknown types are handled by the caller. */
+static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsigned len)
+{
+	switch (type) {
+	case RDM_TLV_FLOW_KEY:
+		if (len != FLOW_KEY_LEN || (v[0] != 4 && v[0] != 6))
+			return -RDM_FERR_TLV_VALUE;
+		f->key.family = v[0];
+		f->key.proto = v[1];
+		f->key.sport = get16(v + 2);
+		f->key.dport = get16(v + 4);
+		memcpy(f->key.src, v + 8, 16);
+		memcpy(f->key.dst, v + 24, 16);
+		f->present |= RDM_F_FLOW_KEY;
+		return 0;
+	case RDM_TLV_FLOW_ID:
+		if (len != 8)
+			return -RDM_FERR_TLV_VALUE;
+		f->flow_id = get64(v);
+		f->present |= RDM_F_FLOW_ID;
+		return 0;
+	case RDM_TLV_SEQ:
+		if (len != SEQ_LEN)
+			return -RDM_FERR_TLV_VALUE;
+		f->origin = get32(v);
+		f->seq = get64(v + 4);
+		f->present |= RDM_F_SEQ;
+		return 0;
+	case RDM_TLV_TENANT:
+		f->present |= RDM_F_TENANT;
+		return get_str(&f->tenant, v, len);
+	case RDM_TLV_USER:
+		f->present |= RDM_F_USER;
+		return get_str(&f->user, v, len);
+	case RDM_TLV_GROUPS: {
+		unsigned off = 0;
+
+		f->n_groups = 0;
+		while (off < len) {
+			unsigned gl = v[off];
+
+			if (gl == 0 || gl > len - off - 1)
+				return -RDM_FERR_TLV_VALUE;
+			if (f->n_groups == RDM_MAX_GROUPS)
+				return -RDM_FERR_TOO_MANY;
+			f->groups[f->n_groups].p = (const char *)v + off + 1;
+			f->groups[f->n_groups].len = (uint8_t)gl;
+			f->n_groups++;
+			off += 1 + gl;
+		}
+		if (f->n_groups == 0)
+			return -RDM_FERR_TLV_VALUE;
+		f->present |= RDM_F_GROUPS;
+		return 0;
+	}
+	case RDM_TLV_APP_ID:
+		if (len != 4)
+			return -RDM_FERR_TLV_VALUE;
+		f->master_proto = get16(v);
+		f->app_proto = get16(v + 2);
+		f->present |= RDM_F_APP_ID;
+		return 0;
+	case RDM_TLV_APP_NAME:
+		f->present |= RDM_F_APP_NAME;
+		return get_str(&f->app_name, v, len);
+	case RDM_TLV_CATEGORY:
+		if (len < 2)
+			return -RDM_FERR_TLV_VALUE;
+		f->category_id = get16(v);
+		f->category.p = (const char *)v + 2;
+		f->category.len = (uint8_t)(len - 2);
+		f->present |= RDM_F_CATEGORY;
+		return 0;
+	case RDM_TLV_HOST:
+		f->present |= RDM_F_HOST;
+		return get_str(&f->host, v, len);
+	case RDM_TLV_VERDICT:
+		if (len != 8 || v[0] > RDM_V_LOG)
+			return -RDM_FERR_TLV_VALUE;
+		f->verdict = v[0];
+		f->verdict_flags = v[1];
+		f->rule_id = get32(v + 4);
+		f->present |= RDM_F_VERDICT;
+		return 0;
+	case RDM_TLV_HOP_TS:
+		if (len == 0 || len % HOP_LEN)
+			return -RDM_FERR_TLV_VALUE;
+		if (len / HOP_LEN > RDM_MAX_HOPS)
+			return -RDM_FERR_TOO_MANY;
+		f->n_hops = (uint8_t)(len / HOP_LEN);
+		for (unsigned i = 0; i < f->n_hops; i++) {
+			f->hops[i].node = get32(v + i * HOP_LEN);
+			f->hops[i].ns = get64(v + i * HOP_LEN + 4);
+		}
+		f->present |= RDM_F_HOPS;
+		return 0;
+	}
+	return 1; /* not ours */
+}
+
+int rdm_frame_decode(struct rdm_frame *f, const uint8_t *buf, size_t len)
+{
+	unsigned words, hlen, off, ntlv = 0;
+
+	if (len < RDM_NSH_BASE_LEN)
+		return -RDM_FERR_SHORT;
+	if (buf[0] >> 6 != RDM_NSH_VERSION)
+		return -RDM_FERR_VERSION;
+	if ((buf[2] & 0x0F) != RDM_NSH_MD_TYPE2)
+		return -RDM_FERR_MD_TYPE;
+	words = (unsigned)(buf[1] & 0x3F) | (unsigned)(buf[2] >> 4) << 6;
+	hlen = words * 4;
+	if (hlen < RDM_NSH_BASE_LEN)
+		return -RDM_FERR_HDR_ZERO;
+	if (hlen > len)
+		return -RDM_FERR_HDR_OVERRUN;
+
+	f->ttl = (uint8_t)((buf[0] & 0x0F) << 2 | buf[1] >> 6);
+	f->next_proto = buf[3];
+	f->spi = get32(buf + 4) >> 8;
+	f->si = buf[7];
+	f->present = 0;
+	f->n_groups = 0;
+	f->n_hops = 0;
+
+	for (off = RDM_NSH_BASE_LEN; off < hlen;) {
+		uint16_t cls;
+		uint8_t type;
+		unsigned vlen;
+		int rc;
+
+		/* hlen and off are multiples of 4, so a whole TLV header is always there. */
+		if (++ntlv > RDM_MAX_TLVS)
+			return -RDM_FERR_TOO_MANY;
+		cls = get16(buf + off);
+		type = buf[off + 2];
+		vlen = buf[off + 3];
+		if (PAD4(vlen) > hlen - off - TLV_HDR)
+			return -RDM_FERR_TLV_OVERRUN;
+		rc = cls == RDM_MD_CLASS ? decode_tlv(f, type, buf + off + TLV_HDR, vlen) : 1;
+		if (rc < 0)
+			return rc;
+		/* The critical bit is ours to define: other classes' types are opaque. */
+		if (rc > 0 && cls == RDM_MD_CLASS && (type & RDM_TLV_CRITICAL))
+			return -RDM_FERR_TLV_CRITICAL;
+		off += TLV_HDR + PAD4(vlen);
+	}
+	f->pkt = buf + hlen;
+	f->pkt_len = (uint32_t)(len - hlen);
+	return 0;
+}
+
+const char *rdm_frame_strerror(int err)
+{
+	static const char *const names[RDM_FERR_COUNT] = {
+		[RDM_FERR_SHORT - RDM_FERR_FIRST] = "short",
+		[RDM_FERR_VERSION - RDM_FERR_FIRST] = "bad_version",
+		[RDM_FERR_MD_TYPE - RDM_FERR_FIRST] = "bad_md_type",
+		[RDM_FERR_HDR_ZERO - RDM_FERR_FIRST] = "hdr_zero_len",
+		[RDM_FERR_HDR_OVERRUN - RDM_FERR_FIRST] = "hdr_overrun",
+		[RDM_FERR_TLV_OVERRUN - RDM_FERR_FIRST] = "tlv_overrun",
+		[RDM_FERR_TLV_VALUE - RDM_FERR_FIRST] = "tlv_bad_value",
+		[RDM_FERR_TLV_CRITICAL - RDM_FERR_FIRST] = "tlv_critical",
+		[RDM_FERR_TOO_MANY - RDM_FERR_FIRST] = "too_many",
+	};
+	int e = err < 0 ? -err : err;
+
+	if (e >= RDM_FERR_FIRST && e < RDM_FERR_LAST)
+		return names[e - RDM_FERR_FIRST];
+	return "unknown";
+}

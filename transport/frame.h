@@ -1,0 +1,164 @@
+/* The rdmesh frame: an NSH header (RFC 8300, MD type 2) whose context TLVs carry a
+ * flow's state, followed by the original packet. Every backend carries these bytes.
+ *
+ * Wire layout (network byte order):
+ *   word 0  |Ver:2|O:1|U:1|TTL:6|Length:6|LenHi:4|MD Type:4|Next Protocol:8|
+ *   word 1  |Service Path Identifier:24|Service Index:8|
+ *   then    context TLVs: |Class:16|C:1 Type:7|LenHi:1 Length:7| value, padded to 4
+ *   then    the packet (its length is the frame length less the header length)
+ *
+ * RFC 8300 gives Length 6 bits (in 4-byte words) and a TLV's length 7 bits. rdmesh
+ * reads the 4 unassigned bits after Length as its high bits (headers up to 4092 bytes)
+ * and the unassigned bit before a TLV's length as its 8th bit (values up to 255
+ * bytes). A header of at most 252 bytes with values under 128 bytes is therefore a
+ * plain RFC 8300 NSH header that Wireshark decodes. Our TLVs use the experimental
+ * metadata class 0xFFF6. TLVs of other classes are skipped; so are unknown types of
+ * ours unless their critical bit (0x80) is set, which makes the frame undecodable. */
+#ifndef RDM_FRAME_H
+#define RDM_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RDM_NSH_VERSION 0
+#define RDM_NSH_MD_TYPE2 0x2
+#define RDM_NSH_NP_IPV4 0x1
+#define RDM_NSH_NP_IPV6 0x2
+#define RDM_NSH_NP_ETH 0x3
+#define RDM_NSH_TTL_DEFAULT 63
+#define RDM_NSH_BASE_LEN 8           /* base header + service path header */
+#define RDM_NSH_MAX_HDR (1023 * 4)   /* 10-bit length in words */
+#define RDM_MD_CLASS 0xFFF6
+#define RDM_TLV_CRITICAL 0x80
+
+/* Context TLV types of class RDM_MD_CLASS. One source of truth: never renumber. */
+enum rdm_tlv_type {
+	RDM_TLV_FLOW_KEY = 0x01, /* 40 B: family, proto, sport, dport, 2 pad, src[16], dst[16] */
+	RDM_TLV_FLOW_ID = 0x02,  /* 8 B: symmetric flow hash */
+	RDM_TLV_SEQ = 0x03,      /* 12 B: origin u32, seq u64 (per-origin packet number) */
+	RDM_TLV_TENANT = 0x04,   /* string */
+	RDM_TLV_USER = 0x05,     /* string */
+	RDM_TLV_GROUPS = 0x06,   /* list of (u8 len, bytes) */
+	RDM_TLV_APP_ID = 0x07,   /* 4 B: master protocol u16, application protocol u16 */
+	RDM_TLV_APP_NAME = 0x08, /* string */
+	RDM_TLV_CATEGORY = 0x09, /* 2 B id u16, then name */
+	RDM_TLV_HOST = 0x0A,     /* string: TLS SNI or HTTP Host */
+	RDM_TLV_VERDICT = 0x0B,  /* 8 B: action u8, flags u8, 2 pad, rule id u32 */
+	RDM_TLV_HOP_TS = 0x0C,   /* list of 12 B entries: node u32, ns u64 */
+};
+
+/* Bits of rdm_frame.present: which optional fields hold a value. */
+enum {
+	RDM_F_FLOW_KEY = 1u << 0,
+	RDM_F_FLOW_ID = 1u << 1,
+	RDM_F_SEQ = 1u << 2,
+	RDM_F_TENANT = 1u << 3,
+	RDM_F_USER = 1u << 4,
+	RDM_F_GROUPS = 1u << 5,
+	RDM_F_APP_ID = 1u << 6,
+	RDM_F_APP_NAME = 1u << 7,
+	RDM_F_CATEGORY = 1u << 8,
+	RDM_F_HOST = 1u << 9,
+	RDM_F_VERDICT = 1u << 10,
+	RDM_F_HOPS = 1u << 11,
+};
+
+/* Decode errors, returned negated. They start above errno's range so that both can
+ * travel in one int; every one has its own drop counter. */
+enum rdm_frame_err {
+	RDM_FERR_FIRST = 512,
+	RDM_FERR_SHORT = RDM_FERR_FIRST, /* fewer bytes than the 8-byte fixed header */
+	RDM_FERR_VERSION,                /* NSH version is not 0 */
+	RDM_FERR_MD_TYPE,                /* MD type is not 2 */
+	RDM_FERR_HDR_ZERO,               /* header length below the fixed 2 words (0 loops) */
+	RDM_FERR_HDR_OVERRUN,            /* header length runs past the buffer */
+	RDM_FERR_TLV_OVERRUN,            /* a TLV value (padded) runs past the header's end */
+	RDM_FERR_TLV_VALUE,              /* a known TLV with a bad size or content */
+	RDM_FERR_TLV_CRITICAL,           /* an unknown TLV marked critical */
+	RDM_FERR_TOO_MANY,               /* too many TLVs, hops or groups */
+	RDM_FERR_LAST,
+};
+#define RDM_FERR_COUNT (RDM_FERR_LAST - RDM_FERR_FIRST)
+
+#define RDM_MAX_HOPS 16
+#define RDM_MAX_GROUPS 16
+#define RDM_MAX_TLVS 64
+#define RDM_STR_MAX 255
+
+/* A borrowed string: after decode it points into the frame buffer, before encode into
+ * the caller's memory. Not NUL-terminated. */
+struct rdm_str {
+	const char *p;
+	uint8_t len;
+};
+
+struct rdm_flow_key {
+	uint8_t family; /* 4 or 6 */
+	uint8_t proto;  /* IPPROTO_* */
+	uint16_t sport, dport;
+	uint8_t src[16], dst[16]; /* IPv4 in the first 4 bytes, the rest zero */
+};
+
+struct rdm_hop_ts {
+	uint32_t node;
+	uint64_t ns; /* CLOCK_REALTIME, so hosts synced by PTP compare */
+};
+
+enum rdm_verdict { RDM_V_NONE = 0, RDM_V_ALLOW, RDM_V_DENY, RDM_V_REJECT, RDM_V_LOG };
+
+/* A decoded frame. Decoding fills it without copying: strings and pkt point into the
+ * buffer, which must outlive the struct. */
+struct rdm_frame {
+	uint8_t ttl;
+	uint8_t next_proto;
+	uint32_t spi; /* 24 bits: the chain */
+	uint8_t si;   /* position in the chain, counting down */
+	uint32_t present;
+
+	struct rdm_flow_key key;
+	uint64_t flow_id;
+	uint32_t origin;
+	uint64_t seq;
+	struct rdm_str tenant, user;
+	uint8_t n_groups;
+	struct rdm_str groups[RDM_MAX_GROUPS];
+	uint16_t master_proto, app_proto;
+	struct rdm_str app_name;
+	uint16_t category_id;
+	struct rdm_str category;
+	struct rdm_str host;
+	uint8_t verdict;
+	uint8_t verdict_flags;
+	uint32_t rule_id;
+	uint8_t n_hops;
+	struct rdm_hop_ts hops[RDM_MAX_HOPS];
+
+	const uint8_t *pkt;
+	uint32_t pkt_len;
+};
+
+/* Resets f to an empty frame for chain spi at index si. */
+void rdm_frame_init(struct rdm_frame *f, uint32_t spi, uint8_t si, uint8_t next_proto);
+
+/* Bytes the header of f will take on the wire (excludes the packet), or -EINVAL when
+ * a field cannot be encoded (a count above its maximum, a header over 4092 bytes). */
+int rdm_frame_hdr_len(const struct rdm_frame *f);
+
+/* Writes the header of f into buf. Returns its length, -EMSGSIZE when cap is too
+ * small, or -EINVAL as rdm_frame_hdr_len. Allocates nothing. */
+int rdm_frame_encode_hdr(const struct rdm_frame *f, uint8_t *buf, size_t cap);
+
+/* Writes header and packet into buf; returns the total length or as above. */
+int rdm_frame_encode(const struct rdm_frame *f, uint8_t *buf, size_t cap);
+
+/* Parses len bytes at buf into f. Returns 0, or -RDM_FERR_* for a malformed frame;
+ * f is then undefined. Never reads outside [buf, buf + len). */
+int rdm_frame_decode(struct rdm_frame *f, const uint8_t *buf, size_t len);
+
+/* Appends a hop timestamp; -ENOSPC when the list is full. */
+int rdm_frame_add_hop(struct rdm_frame *f, uint32_t node, uint64_t ns);
+
+/* A short name for a negative decode error ("tlv_overrun"), for counters and logs. */
+const char *rdm_frame_strerror(int err);
+
+#endif

@@ -1,0 +1,193 @@
+#include "transport/loop.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 64
+
+struct deferred {
+	void *p;
+	void (*fn)(void *);
+};
+
+struct rdm_loop {
+	int epfd;
+	struct rdm_timer *timers; /* sorted by due time */
+	struct deferred *defer;
+	int n_defer, cap_defer;
+};
+
+uint64_t rdm_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t rdm_wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+struct rdm_loop *rdm_loop_new(void)
+{
+	struct rdm_loop *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (l->epfd < 0) {
+		int e = errno;
+
+		free(l);
+		errno = e;
+		return NULL;
+	}
+	return l;
+}
+
+static void run_deferred(struct rdm_loop *l)
+{
+	/* A deferred free may defer another; loop until none is left. */
+	while (l->n_defer) {
+		struct deferred d = l->defer[--l->n_defer];
+
+		d.fn(d.p);
+	}
+}
+
+void rdm_loop_free(struct rdm_loop *l)
+{
+	if (!l)
+		return;
+	run_deferred(l);
+	if (l->epfd >= 0)
+		close(l->epfd);
+	free(l->defer);
+	free(l);
+}
+
+int rdm_io_add(struct rdm_loop *l, struct rdm_io *io, int fd, uint32_t events, rdm_io_fn fn)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = io};
+
+	io->fd = fd;
+	io->events = events;
+	io->fn = fn;
+	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+int rdm_io_mod(struct rdm_loop *l, struct rdm_io *io, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = io};
+
+	if (io->events == events)
+		return 0;
+	io->events = events;
+	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, io->fd, &ev) ? -errno : 0;
+}
+
+void rdm_io_del(struct rdm_loop *l, struct rdm_io *io)
+{
+	if (io->fd >= 0)
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+}
+
+void rdm_timer_cancel(struct rdm_loop *l, struct rdm_timer *t)
+{
+	struct rdm_timer **pp;
+
+	if (!t->armed)
+		return;
+	for (pp = &l->timers; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	}
+	t->armed = 0;
+}
+
+void rdm_timer_arm_ns(struct rdm_loop *l, struct rdm_timer *t, uint64_t delay_ns, rdm_timer_fn fn,
+		      void *arg)
+{
+	struct rdm_timer **pp;
+
+	rdm_timer_cancel(l, t);
+	t->due_ns = rdm_now_ns() + delay_ns;
+	t->fn = fn;
+	t->arg = arg;
+	/* Few timers per loop (reconnects, pacing, flushes): a sorted list is enough. */
+	for (pp = &l->timers; *pp && (*pp)->due_ns <= t->due_ns; pp = &(*pp)->next)
+		;
+	t->next = *pp;
+	*pp = t;
+	t->armed = 1;
+}
+
+void rdm_timer_arm(struct rdm_loop *l, struct rdm_timer *t, uint32_t delay_ms, rdm_timer_fn fn,
+		   void *arg)
+{
+	rdm_timer_arm_ns(l, t, (uint64_t)delay_ms * 1000000ull, fn, arg);
+}
+
+void rdm_loop_defer_free(struct rdm_loop *l, void *p, void (*fn)(void *))
+{
+	if (l->n_defer == l->cap_defer) {
+		int cap = l->cap_defer ? l->cap_defer * 2 : 16;
+		struct deferred *d = realloc(l->defer, (size_t)cap * sizeof(*d));
+
+		if (!d) {
+			/* Out of memory: freeing now is the lesser evil than leaking forever. */
+			fn(p);
+			return;
+		}
+		l->defer = d;
+		l->cap_defer = cap;
+	}
+	l->defer[l->n_defer].p = p;
+	l->defer[l->n_defer].fn = fn;
+	l->n_defer++;
+}
+
+int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
+{
+	struct epoll_event ev[MAX_EVENTS];
+	int n, ran = 0, wait = max_wait_ms;
+	uint64_t now;
+
+	if (l->timers) {
+		uint64_t t = rdm_now_ns(), due = l->timers->due_ns;
+		/* Round up so a timer never fires a little early and spins. */
+		int ms = due <= t ? 0 : (int)((due - t + 999999) / 1000000);
+
+		if (wait < 0 || ms < wait)
+			wait = ms;
+	}
+	n = epoll_wait(l->epfd, ev, MAX_EVENTS, wait);
+	if (n < 0 && errno != EINTR)
+		return -errno;
+	for (int i = 0; i < n; i++) {
+		struct rdm_io *io = ev[i].data.ptr;
+
+		io->fn(io, ev[i].events);
+		ran++;
+	}
+	now = rdm_now_ns();
+	while (l->timers && l->timers->due_ns <= now) {
+		struct rdm_timer *t = l->timers;
+
+		l->timers = t->next;
+		t->armed = 0;
+		t->fn(t->arg);
+		ran++;
+	}
+	run_deferred(l);
+	return ran;
+}

@@ -1,0 +1,57 @@
+/* A small per-thread event loop: epoll for fds, a sorted list of one-shot timers, and
+ * deferred frees so a callback may close any object safely. Not thread-safe: each worker
+ * owns one loop. */
+#ifndef RDM_LOOP_H
+#define RDM_LOOP_H
+
+#include <stdint.h>
+#include <sys/epoll.h>
+
+struct rdm_loop;
+struct rdm_io;
+
+typedef void (*rdm_io_fn)(struct rdm_io *io, uint32_t events);
+typedef void (*rdm_timer_fn)(void *arg);
+
+/* Embedded in its owner; epoll's data pointer points at it. */
+struct rdm_io {
+	int fd;
+	uint32_t events;
+	rdm_io_fn fn;
+};
+
+struct rdm_timer {
+	uint64_t due_ns;
+	rdm_timer_fn fn;
+	void *arg;
+	struct rdm_timer *next;
+	int armed;
+};
+
+struct rdm_loop *rdm_loop_new(void);
+void rdm_loop_free(struct rdm_loop *l);
+
+/* 0 or a negative errno. */
+int rdm_io_add(struct rdm_loop *l, struct rdm_io *io, int fd, uint32_t events, rdm_io_fn fn);
+int rdm_io_mod(struct rdm_loop *l, struct rdm_io *io, uint32_t events);
+void rdm_io_del(struct rdm_loop *l, struct rdm_io *io);
+
+/* (Re)arms t to fire once after delay_ms (0 = on the next turn of the loop). */
+void rdm_timer_arm(struct rdm_loop *l, struct rdm_timer *t, uint32_t delay_ms, rdm_timer_fn fn,
+		   void *arg);
+void rdm_timer_arm_ns(struct rdm_loop *l, struct rdm_timer *t, uint64_t delay_ns, rdm_timer_fn fn,
+		      void *arg);
+void rdm_timer_cancel(struct rdm_loop *l, struct rdm_timer *t);
+
+/* Calls fn(p) after the current batch of events, when no callback can still hold p. */
+void rdm_loop_defer_free(struct rdm_loop *l, void *p, void (*fn)(void *));
+
+/* Waits at most max_wait_ms (-1 = until something happens) and runs what is due.
+ * Returns the number of callbacks run or a negative errno (never -EINTR). */
+int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms);
+
+/* Monotonic and wall clocks in nanoseconds. */
+uint64_t rdm_now_ns(void);
+uint64_t rdm_wall_ns(void);
+
+#endif

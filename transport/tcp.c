@@ -1,0 +1,642 @@
+/* TCP backend: epoll, TCP_NODELAY, frames as a 4-byte big-endian length then the frame.
+ * Each connection owns a byte ring for sending (flushed with one writev per turn, so a
+ * batch of frames costs one system call) and a receive buffer that frames are handed out
+ * of without copying. */
+#include "transport/transport.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define LEN_PREFIX 4
+
+struct tcp_listener;
+
+struct tcp_conn {
+	struct rdm_conn base;
+	struct rdm_loop *loop;
+	struct rdm_io io;
+	struct rdm_conn_opts o;
+	struct tcp_listener *lst; /* owner of an accepted connection, NULL if outbound */
+	struct tcp_conn *next;    /* in lst->conns */
+	struct rdm_addr peer;
+	int connecting;
+	int closed;
+	struct rdm_timer retry; /* reconnect, outbound only */
+	struct rdm_timer kick;  /* deliver buffered frames after resume_rx */
+	uint32_t backoff_ms;
+
+	/* Send ring: absolute byte counters, index = counter % tx_cap. */
+	uint8_t *tx;
+	uint32_t tx_cap;
+	uint64_t tx_head, tx_tail;
+	uint32_t head_left;   /* bytes left of the frame at tx_head, 0 at a frame start */
+	uint64_t tx_frames_q; /* frames queued and not fully written */
+
+	uint8_t *rx;
+	uint32_t rx_cap, rx_start, rx_end;
+	int rx_paused;
+};
+
+struct tcp_listener {
+	struct rdm_loop *loop;
+	struct rdm_io io;
+	struct rdm_conn_opts o;
+	struct rdm_conn_cbs cbs;
+	struct tcp_conn *conns;
+};
+
+static inline struct tcp_conn *to_tcp(struct rdm_conn *c)
+{
+	return container_of(c, struct tcp_conn, base);
+}
+
+static void tcp_io(struct rdm_io *io, uint32_t events);
+static void tcp_start_connect(void *arg);
+
+static size_t tcp_queued(const struct rdm_conn *bc)
+{
+	const struct tcp_conn *c = container_of(bc, struct tcp_conn, base);
+
+	return (size_t)(c->tx_tail - c->tx_head);
+}
+
+static void update_events(struct tcp_conn *c)
+{
+	uint32_t ev = 0;
+
+	if (c->io.fd < 0)
+		return;
+	if (c->connecting) {
+		ev = EPOLLOUT;
+	} else {
+		/* A paused connection reads on until its buffer is full, then leaves the
+		 * rest to TCP's window: that is how backpressure reaches the sender. */
+		if (!c->rx_paused || c->rx_end < c->rx_cap || c->rx_start > 0)
+			ev |= EPOLLIN | EPOLLRDHUP;
+		if (c->tx_tail != c->tx_head)
+			ev |= EPOLLOUT;
+	}
+	rdm_io_mod(c->loop, &c->io, ev);
+}
+
+static void conn_free(void *p)
+{
+	struct tcp_conn *c = p;
+
+	free(c->tx);
+	free(c->rx);
+	free(c);
+}
+
+static void unlink_from_listener(struct tcp_conn *c)
+{
+	struct tcp_conn **pp;
+
+	for (pp = &c->lst->conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	c->lst = NULL;
+}
+
+static void drop_socket(struct tcp_conn *c)
+{
+	if (c->io.fd >= 0) {
+		rdm_io_del(c->loop, &c->io);
+		close(c->io.fd);
+		c->io.fd = -1;
+	}
+	/* Whatever was not fully written is gone with the socket: count it, frame by frame,
+	 * so a loss is never silent. */
+	c->base.stats.lost_on_close += c->tx_frames_q;
+	c->tx_frames_q = 0;
+	c->tx_head = c->tx_tail = 0;
+	c->head_left = 0;
+	c->rx_start = c->rx_end = 0;
+	c->rx_paused = 0;
+	c->connecting = 0;
+	c->base.congested = 0;
+	rdm_timer_cancel(c->loop, &c->kick);
+}
+
+/* The connection failed: tell the owner, then reconnect (outbound) or free (accepted). */
+static void tcp_fail(struct tcp_conn *c)
+{
+	int was_up = c->base.up;
+
+	drop_socket(c);
+	c->base.up = 0;
+	if (was_up) {
+		c->base.stats.disconnects++;
+		if (c->base.cbs.on_state)
+			c->base.cbs.on_state(&c->base, 0, c->base.cbs.arg);
+	}
+	if (c->closed)
+		return;
+	if (c->lst || !c->peer.len) {
+		if (c->lst)
+			unlink_from_listener(c);
+		c->closed = 1;
+		rdm_loop_defer_free(c->loop, c, conn_free);
+		return;
+	}
+	rdm_timer_arm(c->loop, &c->retry, c->backoff_ms, tcp_start_connect, c);
+	c->backoff_ms = c->backoff_ms * 2 > c->o.backoff_max_ms ? c->o.backoff_max_ms
+								 : c->backoff_ms * 2;
+}
+
+/* Advances the ring by n written bytes and counts the frames that completed. */
+static void tx_advance(struct tcp_conn *c, size_t n)
+{
+	c->base.stats.tx_bytes += n;
+	while (n) {
+		size_t take;
+
+		if (c->head_left == 0) {
+			uint8_t p[LEN_PREFIX];
+
+			for (int i = 0; i < LEN_PREFIX; i++)
+				p[i] = c->tx[(c->tx_head + (uint64_t)i) % c->tx_cap];
+			c->head_left = LEN_PREFIX + ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+						     (uint32_t)p[2] << 8 | p[3]);
+		}
+		take = n < c->head_left ? n : c->head_left;
+		c->head_left -= (uint32_t)take;
+		c->tx_head += take;
+		n -= take;
+		if (c->head_left == 0) {
+			c->tx_frames_q--;
+			c->base.stats.tx_frames++;
+		}
+	}
+}
+
+/* Writes as much of the ring as the socket takes. 0, or -1 after the connection failed. */
+static int tcp_flush(struct tcp_conn *c)
+{
+	while (c->tx_tail != c->tx_head) {
+		struct iovec iov[2];
+		struct msghdr msg = {.msg_iov = iov};
+		uint32_t h = (uint32_t)(c->tx_head % c->tx_cap);
+		uint64_t pending = c->tx_tail - c->tx_head;
+		size_t first = c->tx_cap - h < pending ? c->tx_cap - h : pending;
+		ssize_t n;
+
+		iov[0].iov_base = c->tx + h;
+		iov[0].iov_len = first;
+		msg.msg_iovlen = 1;
+		if (pending > first) {
+			iov[1].iov_base = c->tx;
+			iov[1].iov_len = pending - first;
+			msg.msg_iovlen = 2;
+		}
+		n = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			tcp_fail(c);
+			return -1;
+		}
+		if ((uint64_t)n < pending)
+			c->base.stats.partial_writes++;
+		tx_advance(c, (size_t)n);
+	}
+	update_events(c);
+	if (c->base.congested && tcp_queued(&c->base) <= c->o.queue_bytes / 2) {
+		c->base.congested = 0;
+		if (c->base.cbs.on_writable)
+			c->base.cbs.on_writable(&c->base, c->base.cbs.arg);
+	}
+	return 0;
+}
+
+static void ring_put(struct tcp_conn *c, const void *src, uint32_t len)
+{
+	uint32_t t = (uint32_t)(c->tx_tail % c->tx_cap);
+	uint32_t first = c->tx_cap - t < len ? c->tx_cap - t : len;
+
+	memcpy(c->tx + t, src, first);
+	if (len > first)
+		memcpy(c->tx, (const uint8_t *)src + first, len - first);
+	c->tx_tail += len;
+}
+
+static int tcp_send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int n)
+{
+	struct tcp_conn *c = to_tcp(bc);
+	int i;
+
+	if (!bc->up)
+		return -ENOTCONN;
+	for (i = 0; i < n; i++) {
+		uint32_t len = f[i].hdr_len + f[i].pkt_len;
+		uint8_t p[LEN_PREFIX] = {len >> 24, len >> 16, len >> 8, len};
+
+		if (len > c->o.max_frame)
+			return i ? i : -EMSGSIZE;
+		if (tcp_queued(bc) + LEN_PREFIX + len > c->tx_cap) {
+			bc->stats.queue_full += (uint64_t)(n - i);
+			break;
+		}
+		ring_put(c, p, LEN_PREFIX);
+		ring_put(c, f[i].hdr, f[i].hdr_len);
+		if (f[i].pkt_len)
+			ring_put(c, f[i].pkt, f[i].pkt_len);
+		c->tx_frames_q++;
+	}
+	if (tcp_queued(bc) >= c->o.queue_bytes && !bc->congested) {
+		bc->congested = 1;
+		bc->stats.congested++;
+	}
+	if (tcp_flush(c) < 0)
+		return i; /* taken, then lost with the connection and counted there */
+	return i;
+}
+
+/* Hands complete frames to the owner in batches until it stops taking them. */
+static void deliver(struct tcp_conn *c)
+{
+	struct rdm_rxframe fr[256];
+	uint32_t max = c->o.batch < 256 ? c->o.batch : 256;
+
+	while (!c->rx_paused && !c->closed && c->io.fd >= 0) {
+		uint32_t off = c->rx_start, n = 0;
+		int took;
+
+		while (n < max && c->rx_end - off >= LEN_PREFIX) {
+			const uint8_t *p = c->rx + off;
+			uint32_t len = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+				       (uint32_t)p[2] << 8 | p[3];
+
+			if (len > c->o.max_frame) {
+				/* A stream cannot resynchronise after a bad length. */
+				c->base.stats.rx_bad_len++;
+				if (n == 0) {
+					tcp_fail(c);
+					return;
+				}
+				break;
+			}
+			if (c->rx_end - off - LEN_PREFIX < len)
+				break;
+			fr[n].data = p + LEN_PREFIX;
+			fr[n].len = len;
+			n++;
+			off += LEN_PREFIX + len;
+		}
+		if (n == 0)
+			break;
+		took = c->base.cbs.on_frames(&c->base, fr, (int)n, c->base.cbs.arg);
+		if (c->closed || c->io.fd < 0)
+			return;
+		if (took < 0)
+			took = 0;
+		for (int i = 0; i < took; i++) {
+			c->rx_start += LEN_PREFIX + fr[i].len;
+			c->base.stats.rx_frames++;
+		}
+		if ((uint32_t)took < n) {
+			c->rx_paused = 1;
+			break;
+		}
+	}
+	if (c->rx_start == c->rx_end)
+		c->rx_start = c->rx_end = 0;
+	update_events(c);
+}
+
+static void tcp_read(struct tcp_conn *c)
+{
+	ssize_t n;
+
+	if (c->rx_end == c->rx_cap && c->rx_start > 0) {
+		memmove(c->rx, c->rx + c->rx_start, c->rx_end - c->rx_start);
+		c->rx_end -= c->rx_start;
+		c->rx_start = 0;
+	}
+	if (c->rx_end == c->rx_cap)
+		return; /* paused with a full buffer: the peer waits on TCP's window */
+	n = read(c->io.fd, c->rx + c->rx_end, c->rx_cap - c->rx_end);
+	if (n == 0) {
+		tcp_fail(c);
+		return;
+	}
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			tcp_fail(c);
+		return;
+	}
+	c->rx_end += (uint32_t)n;
+	c->base.stats.rx_bytes += (uint64_t)n;
+	deliver(c);
+}
+
+static void set_sockopts(int fd, const struct rdm_conn_opts *o)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (o->sndbuf)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o->sndbuf, sizeof(o->sndbuf));
+	if (o->rcvbuf)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &o->rcvbuf, sizeof(o->rcvbuf));
+	if (o->keepalive_ms) {
+		/* Probes notice a silent peer; the user timeout bounds unacknowledged data. */
+		int idle = 1, intvl = 1, cnt = (int)(o->keepalive_ms / 1000) + 1;
+		unsigned int uto = o->keepalive_ms;
+
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
+	}
+}
+
+static void became_up(struct tcp_conn *c)
+{
+	c->connecting = 0;
+	c->base.up = 1;
+	c->base.epoch++;
+	c->base.stats.connects++;
+	c->backoff_ms = c->o.backoff_min_ms;
+	update_events(c);
+	if (c->base.cbs.on_state)
+		c->base.cbs.on_state(&c->base, 1, c->base.cbs.arg);
+}
+
+static void tcp_io(struct rdm_io *io, uint32_t events)
+{
+	struct tcp_conn *c = container_of(io, struct tcp_conn, io);
+
+	if (c->connecting) {
+		int err = 0;
+		socklen_t l = sizeof(err);
+
+		if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+			err = errno;
+		if (err) {
+			c->base.stats.connect_fails++;
+			tcp_fail(c);
+			return;
+		}
+		became_up(c);
+		return;
+	}
+	if (events & EPOLLOUT) {
+		if (tcp_flush(c) < 0)
+			return;
+	}
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		/* Read even when only a hang-up is reported: buffered frames come first,
+		 * then read() returns 0 and the connection fails in order. */
+		if (c->rx_paused && c->rx_end == c->rx_cap && c->rx_start == 0 &&
+		    (events & (EPOLLHUP | EPOLLERR))) {
+			tcp_fail(c);
+			return;
+		}
+		tcp_read(c);
+	}
+}
+
+static void tcp_start_connect(void *arg)
+{
+	struct tcp_conn *c = arg;
+	int fd;
+
+	fd = socket(c->peer.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		c->base.stats.connect_fails++;
+		tcp_fail(c);
+		return;
+	}
+	set_sockopts(fd, &c->o);
+	if (rdm_io_add(c->loop, &c->io, fd, EPOLLOUT, tcp_io) < 0) {
+		close(fd);
+		c->base.stats.connect_fails++;
+		tcp_fail(c);
+		return;
+	}
+	c->connecting = 1;
+	if (connect(fd, (struct sockaddr *)&c->peer.ss, c->peer.len) == 0) {
+		became_up(c);
+		return;
+	}
+	if (errno != EINPROGRESS) {
+		c->base.stats.connect_fails++;
+		tcp_fail(c);
+	}
+}
+
+static struct tcp_conn *conn_new(struct rdm_loop *l, const struct rdm_conn_opts *o,
+				 const struct rdm_conn_cbs *cbs)
+{
+	struct tcp_conn *c = calloc(1, sizeof(*c));
+	uint32_t max_frame = o->max_frame ? o->max_frame : 16384;
+	uint32_t batch = o->batch ? o->batch : 32;
+
+	if (!c)
+		return NULL;
+	c->base.ops = &rdm_tcp_ops;
+	c->base.cbs = *cbs;
+	c->loop = l;
+	c->io.fd = -1;
+	c->o = *o;
+	c->o.max_frame = max_frame;
+	c->o.batch = batch;
+	if (!c->o.queue_bytes)
+		c->o.queue_bytes = 4u << 20;
+	if (!c->o.backoff_min_ms)
+		c->o.backoff_min_ms = 20;
+	if (c->o.backoff_max_ms < c->o.backoff_min_ms)
+		c->o.backoff_max_ms = c->o.backoff_min_ms;
+	c->backoff_ms = c->o.backoff_min_ms;
+	/* Room past the limit for one whole batch, so a batch is never split. */
+	c->tx_cap = c->o.queue_bytes + batch * (max_frame + LEN_PREFIX);
+	c->rx_cap = 2 * (max_frame + LEN_PREFIX) > (256u << 10) ? 2 * (max_frame + LEN_PREFIX)
+								: (256u << 10);
+	c->tx = malloc(c->tx_cap);
+	c->rx = malloc(c->rx_cap);
+	if (!c->tx || !c->rx) {
+		conn_free(c);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return c;
+}
+
+static struct rdm_conn *tcp_connect(struct rdm_loop *l, const struct rdm_addr *peer,
+				    const struct rdm_conn_opts *o, const struct rdm_conn_cbs *cbs)
+{
+	struct tcp_conn *c;
+
+	if (!peer || !peer->len || !cbs || !cbs->on_frames) {
+		errno = EINVAL;
+		return NULL;
+	}
+	c = conn_new(l, o, cbs);
+	if (!c)
+		return NULL;
+	c->peer = *peer;
+	snprintf(c->base.peer, sizeof(c->base.peer), "%s", peer->text);
+	tcp_start_connect(c);
+	return &c->base;
+}
+
+static void tcp_close(struct rdm_conn *bc)
+{
+	struct tcp_conn *c;
+
+	if (!bc)
+		return;
+	c = to_tcp(bc);
+	if (c->closed)
+		return;
+	c->closed = 1;
+	rdm_timer_cancel(c->loop, &c->retry);
+	drop_socket(c);
+	bc->up = 0;
+	if (c->lst)
+		unlink_from_listener(c);
+	rdm_loop_defer_free(c->loop, c, conn_free);
+}
+
+static void kick_deliver(void *arg)
+{
+	deliver(arg);
+}
+
+static void tcp_pause_rx(struct rdm_conn *bc)
+{
+	struct tcp_conn *c = to_tcp(bc);
+
+	c->rx_paused = 1;
+	update_events(c);
+}
+
+static void tcp_resume_rx(struct rdm_conn *bc)
+{
+	struct tcp_conn *c = to_tcp(bc);
+
+	if (!c->rx_paused || c->closed)
+		return;
+	c->rx_paused = 0;
+	update_events(c);
+	/* Deliver from the loop, never from inside the caller's own callback. */
+	if (c->rx_end != c->rx_start)
+		rdm_timer_arm(c->loop, &c->kick, 0, kick_deliver, c);
+}
+
+static void accept_io(struct rdm_io *io, uint32_t events)
+{
+	struct tcp_listener *lst = container_of(io, struct tcp_listener, io);
+
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct tcp_conn *c;
+
+		if (fd < 0)
+			return; /* EAGAIN, or a transient error: the next event retries */
+		c = conn_new(lst->loop, &lst->o, &lst->cbs);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		set_sockopts(fd, &lst->o);
+		if (rdm_io_add(lst->loop, &c->io, fd, EPOLLIN | EPOLLRDHUP, tcp_io) < 0) {
+			close(fd);
+			conn_free(c);
+			continue;
+		}
+		rdm_addr_format(&ss, sl, c->base.peer, sizeof(c->base.peer));
+		c->lst = lst;
+		c->next = lst->conns;
+		lst->conns = c;
+		became_up(c);
+	}
+}
+
+static struct rdm_listener *tcp_listen(struct rdm_loop *l, const struct rdm_addr *addr,
+				       const struct rdm_conn_opts *o,
+				       const struct rdm_conn_cbs *cbs)
+{
+	struct tcp_listener *lst;
+	int fd, one = 1, e;
+
+	if (!addr || !addr->len || !cbs || !cbs->on_frames) {
+		errno = EINVAL;
+		return NULL;
+	}
+	lst = calloc(1, sizeof(*lst));
+	if (!lst)
+		return NULL;
+	lst->loop = l;
+	lst->o = *o;
+	lst->cbs = *cbs;
+	fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto err;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (o->reuseport)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 || listen(fd, 128) < 0)
+		goto err_fd;
+	if ((e = rdm_io_add(l, &lst->io, fd, EPOLLIN, accept_io)) < 0) {
+		errno = -e;
+		goto err_fd;
+	}
+	return (struct rdm_listener *)lst;
+err_fd:
+	e = errno;
+	close(fd);
+	errno = e;
+err:
+	e = errno;
+	free(lst);
+	errno = e;
+	return NULL;
+}
+
+static void listener_free(void *p)
+{
+	free(p);
+}
+
+static void tcp_close_listener(struct rdm_listener *bl)
+{
+	struct tcp_listener *lst = (struct tcp_listener *)bl;
+
+	if (!lst)
+		return;
+	while (lst->conns)
+		tcp_close(&lst->conns->base);
+	rdm_io_del(lst->loop, &lst->io);
+	close(lst->io.fd);
+	rdm_loop_defer_free(lst->loop, lst, listener_free);
+}
+
+const struct rdm_transport_ops rdm_tcp_ops = {
+	.name = "tcp",
+	.connect = tcp_connect,
+	.listen = tcp_listen,
+	.send_batch = tcp_send_batch,
+	.queued = tcp_queued,
+	.pause_rx = tcp_pause_rx,
+	.resume_rx = tcp_resume_rx,
+	.close = tcp_close,
+	.close_listener = tcp_close_listener,
+};

@@ -1,0 +1,45 @@
+#include "transport/transport.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+static const struct rdm_transport_ops *const backends[] = {&rdm_tcp_ops};
+
+const struct rdm_transport_ops *rdm_transport_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+		if (!strcmp(backends[i]->name, name))
+			return backends[i];
+	return NULL;
+}
+
+void rdm_conn_opts_from_conf(struct rdm_conn_opts *o, const struct rdm_transport_conf *t)
+{
+	memset(o, 0, sizeof(*o));
+	o->queue_bytes = t->queue_bytes;
+	o->max_frame = t->max_frame;
+	o->backoff_min_ms = t->backoff_min_ms;
+	o->backoff_max_ms = t->backoff_max_ms;
+	o->batch = t->batch;
+	o->keepalive_ms = 3000;
+}
+
+void rdm_addr_format(const struct sockaddr_storage *ss, socklen_t len, char *out, size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	if (ss->ss_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		snprintf(out, cap, "%s:%u", ip, ntohs(s4->sin_port));
+	} else if (ss->ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		snprintf(out, cap, "[%s]:%u", ip, ntohs(s6->sin6_port));
+	} else {
+		snprintf(out, cap, "?");
+	}
+}
