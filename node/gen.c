@@ -13,6 +13,7 @@
  * flow kinds and sizes. */
 #include "node/gen.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,12 +22,12 @@
 #include <string.h>
 #include <netinet/in.h>
 
-#define GEN_ACTIVE 64   /* flows in progress at once */
-#define GEN_MSS 1448    /* 1500 MTU less IPv4, TCP and the timestamp option */
-#define GEN_MAX_PKT 1500
-#define GEN_MIN_HTTP 9  /* handshake, request, 1 segment + ACK, teardown */
-#define GEN_MIN_TLS 11  /* handshake, hello, 1-segment server flight, finished, 1 + ACK, FIN */
-#define GEN_MIN_DNS 2   /* query, answer */
+#define GEN_ACTIVE     64   /* flows in progress at once */
+#define GEN_MSS	       1448 /* 1500 MTU less IPv4, TCP and the timestamp option */
+#define GEN_MAX_PKT    1500
+#define GEN_MIN_HTTP   9  /* handshake, request, 1 segment + ACK, teardown */
+#define GEN_MIN_TLS    11 /* handshake, hello, 1-segment server flight, finished, 1 + ACK, FIN */
+#define GEN_MIN_DNS    2  /* query, answer */
 #define GEN_MAX_PHASES 12
 
 /* Client (address, port) pairs: 10.1.0.1 .. 10.1.255.254 times ports 32768 .. 60999
@@ -35,7 +36,7 @@
 #define GEN_CLIENT_HOSTS 65534u
 #define GEN_CLIENT_PORTS 28232u
 #define GEN_CLIENT_PAIRS (GEN_CLIENT_HOSTS * GEN_CLIENT_PORTS)
-#define GEN_SITES 5000u /* www.example1.test .. www.example5000.test */
+#define GEN_SITES	 5000u /* www.example1.test .. www.example5000.test */
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -99,11 +100,11 @@ struct flow {
 	uint64_t rng; /* the flow's own PRNG */
 	uint64_t key; /* seeds payload bytes, by stream and offset */
 	uint32_t index;
-	uint32_t site;  /* N of www.exampleN.test */
-	uint32_t pnum;  /* a number in the HTTP path */
+	uint32_t site; /* N of www.exampleN.test */
+	uint32_t pnum; /* a number in the HTTP path */
 	uint8_t ua, path;
-	uint64_t body;   /* HTTP body bytes */
-	uint32_t tls_e;  /* ciphertext bytes of the server's encrypted handshake */
+	uint64_t body;	 /* HTTP body bytes */
+	uint32_t tls_e;	 /* ciphertext bytes of the server's encrypted handshake */
 	uint32_t tls_rq; /* ciphertext bytes of the client's first request */
 
 	uint64_t dns_n, dns_i; /* DNS: packets planned, packets sent */
@@ -160,24 +161,30 @@ static uint64_t stream_key(const struct flow *f, unsigned stream)
 	return mix64(f->key + stream * 0xd6e8feb86659fd93ull);
 }
 
-/* Bytes [pos, pos + n) of the pseudo-random stream named by key. */
+/* Word i of the pseudo-random stream named by key: wyrand on a counter, so any offset
+ * can be computed directly, at one 128-bit multiply per 8 bytes. */
+static uint64_t stream_word(uint64_t key, uint64_t i)
+{
+	uint64_t s = key + i * 0xa0761d6478bd642full;
+	__uint128_t t = (__uint128_t)s * (s ^ 0xe7037ed1a0b428dbull);
+
+	return (uint64_t)(t >> 64) ^ (uint64_t)t;
+}
+
+/* Bytes [pos, pos + n) of the pseudo-random stream named by key (words little-endian,
+ * so the bytes are the same on every host). */
 static void rnd_fill(uint64_t key, uint64_t pos, uint8_t *dst, size_t n)
 {
-	while (n) {
-		uint64_t v = mix64(key + (pos >> 3) * 0x9e3779b97f4a7c15ull);
-		unsigned s = (unsigned)(pos & 7);
+	uint64_t w;
 
-		if (s == 0 && n >= 8) {
-			for (unsigned i = 0; i < 8; i++)
-				dst[i] = (uint8_t)(v >> (8 * i));
-			dst += 8;
-			pos += 8;
-			n -= 8;
-			continue;
-		}
-		for (; s < 8 && n; s++, n--, pos++)
-			*dst++ = (uint8_t)(v >> (8 * s));
+	for (; n && (pos & 7); n--, pos++)
+		*dst++ = (uint8_t)(stream_word(key, pos >> 3) >> (8 * (pos & 7)));
+	for (; n >= 8; n -= 8, pos += 8, dst += 8) {
+		w = htole64(stream_word(key, pos >> 3));
+		memcpy(dst, &w, 8);
 	}
+	for (unsigned i = 0; i < n; i++)
+		dst[i] = (uint8_t)(stream_word(key, pos >> 3) >> (8 * i));
 }
 
 /* ---- byte writers ---- */
@@ -369,14 +376,14 @@ static void l4_csum(const uint8_t *ip, uint8_t *l4, uint32_t l4len, unsigned at,
 /* ---- message content ---- */
 
 static const char *const gen_uas[] = {
-	"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-	"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-	"Chrome/126.0.0.0 Safari/537.36",
-	"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-	"Version/17.5 Safari/605.1.15",
-	"Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
-	"like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
-	"curl/7.88.1",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.5 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+    "like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    "curl/7.88.1",
 };
 #define GEN_N_UAS (sizeof(gen_uas) / sizeof(gen_uas[0]))
 
@@ -388,15 +395,15 @@ struct gen_path {
 };
 
 static const struct gen_path gen_paths[] = {
-	{"/%.0u", "text/html; charset=utf-8", "text/html,application/xhtml+xml,*/*;q=0.8", B_HTML},
-	{"/index.html%.0u", "text/html; charset=utf-8", "text/html,application/xhtml+xml,*/*;q=0.8",
-	 B_HTML},
-	{"/news/article-%u.html", "text/html; charset=utf-8",
-	 "text/html,application/xhtml+xml,*/*;q=0.8", B_HTML},
-	{"/static/js/app.%08x.js", "application/javascript", "*/*", B_JS},
-	{"/api/v1/items?page=%u", "application/json", "application/json", B_JSON},
-	{"/images/photo-%u.jpg", "image/jpeg", "image/avif,image/webp,*/*", B_JPEG},
-	{"/downloads/update-%u.bin", "application/octet-stream", "*/*", B_BIN},
+    {"/%.0u", "text/html; charset=utf-8", "text/html,application/xhtml+xml,*/*;q=0.8", B_HTML},
+    {"/index.html%.0u", "text/html; charset=utf-8", "text/html,application/xhtml+xml,*/*;q=0.8",
+     B_HTML},
+    {"/news/article-%u.html", "text/html; charset=utf-8",
+     "text/html,application/xhtml+xml,*/*;q=0.8", B_HTML},
+    {"/static/js/app.%08x.js", "application/javascript", "*/*", B_JS},
+    {"/api/v1/items?page=%u", "application/json", "application/json", B_JSON},
+    {"/images/photo-%u.jpg", "image/jpeg", "image/avif,image/webp,*/*", B_JPEG},
+    {"/downloads/update-%u.bin", "application/octet-stream", "*/*", B_BIN},
 };
 #define GEN_N_PATHS (sizeof(gen_paths) / sizeof(gen_paths[0]))
 
@@ -407,22 +414,21 @@ struct body_fmt {
 	uint32_t head_len, tail_len;
 };
 
-static const uint8_t jpeg_head[] = {0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 'J',  'F',  'I', 'F',
+static const uint8_t jpeg_head[] = {0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 'J',  'F',  'I',  'F',
 				    0x00, 0x01, 0x01, 0x00, 0x00, 0x48, 0x00, 0x48, 0x00, 0x00};
 static const uint8_t jpeg_tail[] = {0xff, 0xd9};
 
 static const struct body_fmt gen_bodies[] = {
-	[B_HTML] = {"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-		    "<title>Example</title>\n</head>\n<body>\n",
-		    "<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod "
-		    "tempor incididunt ut labore et dolore magna aliqua.</p>\n",
-		    "</body>\n</html>\n", 0, 0},
-	[B_JS] = {"\"use strict\";\n", "function add(a, b) {\n\treturn a + b;\n}\n", "", 0, 0},
-	[B_JSON] = {"{\"items\":[", "{\"id\":42,\"name\":\"widget\",\"price\":9.99},", "{}]}\n",
-		    0, 0},
-	[B_JPEG] = {(const char *)jpeg_head, NULL, (const char *)jpeg_tail, sizeof(jpeg_head),
-		    sizeof(jpeg_tail)},
-	[B_BIN] = {"", NULL, "", 0, 0},
+    [B_HTML] = {"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+		"<title>Example</title>\n</head>\n<body>\n",
+		"<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod "
+		"tempor incididunt ut labore et dolore magna aliqua.</p>\n",
+		"</body>\n</html>\n", 0, 0},
+    [B_JS] = {"\"use strict\";\n", "function add(a, b) {\n\treturn a + b;\n}\n", "", 0, 0},
+    [B_JSON] = {"{\"items\":[", "{\"id\":42,\"name\":\"widget\",\"price\":9.99},", "{}]}\n", 0, 0},
+    [B_JPEG] = {(const char *)jpeg_head, NULL, (const char *)jpeg_tail, sizeof(jpeg_head),
+		sizeof(jpeg_tail)},
+    [B_BIN] = {"", NULL, "", 0, 0},
 };
 
 static uint32_t slen(const struct body_fmt *b, int tail)
@@ -498,7 +504,8 @@ static void http_resp_hdr(const struct flow *f, struct wbuf *w, uint64_t body)
 	uint32_t t = f->index % 86400;
 
 	wfmt(w,
-	     "HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nDate: Mon, 01 Jan 2024 %02u:%02u:%02u GMT\r\n"
+	     "HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nDate: Mon, 01 Jan 2024 %02u:%02u:%02u "
+	     "GMT\r\n"
 	     "Content-Type: %s\r\nContent-Length: %llu\r\nConnection: keep-alive\r\n"
 	     "Cache-Control: max-age=3600\r\n\r\n",
 	     t / 3600, t / 60 % 60, t % 60, gen_paths[f->path].ctype, (unsigned long long)body);
@@ -508,9 +515,9 @@ static void http_resp_hdr(const struct flow *f, struct wbuf *w, uint64_t body)
  * key_share (x25519), and padding to 512 bytes as BoringSSL does. */
 static void tls_ch(struct flow *f, struct wbuf *w)
 {
-	static const uint16_t suites[] = {0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c,
-					  0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c,
-					  0x009d, 0x002f, 0x0035};
+	static const uint16_t suites[] = {0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f,
+					  0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
+					  0xc014, 0x009c, 0x009d, 0x002f, 0x0035};
 	static const uint16_t sigalgs[] = {0x0403, 0x0804, 0x0401, 0x0503,
 					   0x0805, 0x0501, 0x0806, 0x0601};
 	uint32_t rec, hs, exts, e, l;
@@ -632,7 +639,7 @@ static void tls_sflight_head(struct flow *f, struct wbuf *w)
 	wrnd(w, stream_key(f, RS_SH_RANDOM), 32);
 	w8(w, 32);
 	wrnd(w, stream_key(f, RS_SESSION_ID), 32); /* echoes the client's */
-	w16(w, 0x1301);                            /* TLS_AES_128_GCM_SHA256 */
+	w16(w, 0x1301);				   /* TLS_AES_128_GCM_SHA256 */
 	w8(w, 0);
 	exts = w_open(w, 2);
 	w16(w, 0x002b);
@@ -1129,7 +1136,7 @@ static int plan_tls(struct flow *f, uint64_t pkts)
  * whatever is left, so the counts always add up. */
 static void flow_size(struct rdm_gen *g, uint32_t remaining, int *kind, uint64_t *pkts)
 {
-	uint64_t b = g->budget, maxp = b - 2 * (uint64_t)(remaining - 1), p, min;
+	uint64_t b = g->budget, maxp = b - GEN_MIN_DNS * (uint64_t)(remaining - 1), p, min;
 	uint32_t u = rnd_below(&g->rng, 100);
 	int k = u < 40 ? FK_HTTP : u < 75 ? FK_TLS : FK_DNS;
 
@@ -1172,7 +1179,7 @@ static void flow_size(struct rdm_gen *g, uint32_t remaining, int *kind, uint64_t
 		k = FK_HTTP;
 	else if (p < min) {
 		k = FK_DNS;
-		p = 2;
+		p = GEN_MIN_DNS;
 	}
 	*kind = k;
 	*pkts = p;
@@ -1215,8 +1222,8 @@ static int flow_new(struct rdm_gen *g, struct flow *f)
 	f->ip[0] = 10u << 24 | 1u << 16 | (1 + pair % GEN_CLIENT_HOSTS);
 	f->port[0] = (uint16_t)(32768 + pair / GEN_CLIENT_HOSTS);
 	/* Half the lookups go to the 50 most popular sites. */
-	f->site = rnd_below(&f->rng, 2) ? rnd_range(&f->rng, 1, 50)
-				       : rnd_range(&f->rng, 1, GEN_SITES);
+	f->site =
+	    rnd_below(&f->rng, 2) ? rnd_range(&f->rng, 1, 50) : rnd_range(&f->rng, 1, GEN_SITES);
 	f->ttl[0] = rnd_below(&f->rng, 4) ? 64 : 128; /* Linux and macOS, or Windows */
 	{
 		static const uint8_t init[] = {64, 64, 128, 255};
@@ -1252,7 +1259,7 @@ struct rdm_gen *rdm_gen_new(const struct rdm_gen_conf *conf)
 
 	/* Every flow needs at least a DNS query and its answer. */
 	if (!conf || conf->flows < 1 || conf->flows > GEN_CLIENT_PAIRS ||
-	    conf->packets < 2 * (uint64_t)conf->flows) {
+	    conf->packets < GEN_MIN_DNS * (uint64_t)conf->flows) {
 		errno = EINVAL;
 		return NULL;
 	}

@@ -14,17 +14,18 @@
 
 /* Captures start at 2024-01-01T00:00:00Z, so a seed always gives the same file. */
 #define GEN_CMD_EPOCH_NS (1704067200ull * 1000000000ull)
-#define GEN_CMD_RATE 10000
+#define GEN_CMD_RATE	 10000
 
 static void gen_usage(FILE *to)
 {
-	fprintf(to, "usage: rdmesh gen --flows N --packets N [--seed S] --out FILE.pcap "
-		    "[--rate PPS]\n"
-		    "  --flows N     number of flows (HTTP, TLS and DNS)\n"
-		    "  --packets N   total packets, at least 2 per flow\n"
-		    "  --seed S      PRNG seed (default 1)\n"
-		    "  --out FILE    capture to write (raw IP link type)\n"
-		    "  --rate PPS    packets per second of capture time (default %d)\n",
+	fprintf(to,
+		"usage: rdmesh gen --flows N --packets N [--seed S] --out FILE.pcap "
+		"[--rate PPS]\n"
+		"  --flows N     number of flows (HTTP, TLS and DNS)\n"
+		"  --packets N   total packets, at least 2 per flow\n"
+		"  --seed S      PRNG seed (default 1)\n"
+		"  --out FILE    capture to write (raw IP link type)\n"
+		"  --rate PPS    packets per second of capture time (default %d)\n",
 		GEN_CMD_RATE);
 }
 
@@ -85,10 +86,13 @@ static int hset_add(struct hset *s, uint64_t h)
 int rdm_cmd_gen(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"flows", required_argument, NULL, 'f'}, {"packets", required_argument, NULL, 'n'},
-		{"seed", required_argument, NULL, 's'},  {"out", required_argument, NULL, 'o'},
-		{"rate", required_argument, NULL, 'r'},  {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"flows", required_argument, NULL, 'f'},
+	    {"packets", required_argument, NULL, 'n'},
+	    {"seed", required_argument, NULL, 's'},
+	    {"out", required_argument, NULL, 'o'},
+	    {"rate", required_argument, NULL, 'r'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct rdm_gen_conf conf = {.seed = 1};
 	uint64_t flows = 0, rate = GEN_CMD_RATE, n = 0;
@@ -165,8 +169,8 @@ int rdm_cmd_gen(int argc, char **argv)
 	for (;;) {
 		struct rdm_flow_key k;
 		/* n / rate seconds, exactly, without drift */
-		uint64_t ts = GEN_CMD_EPOCH_NS +
-			      (uint64_t)((unsigned __int128)n * 1000000000u / rate);
+		uint64_t ts =
+		    GEN_CMD_EPOCH_NS + (uint64_t)((unsigned __int128)n * 1000000000u / rate);
 		int len = rdm_gen_next(g, buf, sizeof(buf)), wrc;
 
 		if (len == 0)
@@ -189,8 +193,7 @@ int rdm_cmd_gen(int argc, char **argv)
 	}
 	rdm_pcap_close_out(out);
 	out = NULL;
-	printf("wrote %" PRIu64 " packets in %zu flows to %s\n", n, seen.n + seen.has_zero,
-	       path);
+	printf("wrote %" PRIu64 " packets in %zu flows to %s\n", n, seen.n + seen.has_zero, path);
 	rc = 0;
 done:
 	rdm_pcap_close_out(out);

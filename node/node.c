@@ -312,12 +312,12 @@ static int egress_budget(struct worker *w, int n)
 	if (!w->eg_start_ns)
 		w->eg_start_ns = now;
 	allowed = (uint64_t)((double)(now - w->eg_start_ns) * rate / 1e9) + 1;
-	if (allowed <= w->eg_taken) {
+	if (allowed - w->eg_taken < (uint64_t)n || allowed <= w->eg_taken) {
+		/* Whatever is left waits in the transport, which stops reading until the
+		 * timer resumes it: the sender feels a slow egress as backpressure. */
+		n = allowed > w->eg_taken ? (int)(allowed - w->eg_taken) : 0;
 		rdm_timer_arm(w->loop, &w->eg_resume, 1, egress_resume, w);
-		return 0;
 	}
-	if (allowed - w->eg_taken < (uint64_t)n)
-		n = (int)(allowed - w->eg_taken);
 	w->eg_taken += (uint64_t)n;
 	return n;
 }

@@ -9,11 +9,12 @@
 
 #include "transport/frame.h"
 
-#define ETH_HLEN 14
+#define ETH_HLEN      14
 #define ETHERTYPE_NSH 0x894f
 
-/* The largest record the NSH writer takes: a full header and a maximal IP packet. */
+/* The largest frame the NSH writer takes: a full header and a maximal IP packet. */
 #define PCAPIO_MAX_FRAME (RDM_NSH_MAX_HDR + 65535)
+#define PCAPIO_SNAPLEN	 (ETH_HLEN + PCAPIO_MAX_FRAME)
 
 /* Raw IP link types as pcap_datalink() reports them: DLT_RAW is 12 on most systems and
  * 14 on OpenBSD, and files written elsewhere may carry either, or LINKTYPE_RAW (101)
@@ -267,7 +268,7 @@ struct rdm_pcap_out *rdm_pcap_open_out(const char *path, enum rdm_pcap_kind kind
 	}
 	out->kind = kind;
 	if (kind == RDM_PCAP_NSH) {
-		out->frame = malloc(ETH_HLEN + PCAPIO_MAX_FRAME);
+		out->frame = malloc(PCAPIO_SNAPLEN);
 		if (!out->frame) {
 			snprintf(err, errlen, "%s: out of memory", path);
 			free(out);
@@ -277,8 +278,8 @@ struct rdm_pcap_out *rdm_pcap_open_out(const char *path, enum rdm_pcap_kind kind
 	}
 	dlt = kind == RDM_PCAP_NSH ? DLT_EN10MB : DLT_RAW;
 	/* Nanosecond files keep the timestamps we are given. */
-	out->dead = pcap_open_dead_with_tstamp_precision(dlt, ETH_HLEN + PCAPIO_MAX_FRAME,
-							 PCAP_TSTAMP_PRECISION_NANO);
+	out->dead =
+	    pcap_open_dead_with_tstamp_precision(dlt, PCAPIO_SNAPLEN, PCAP_TSTAMP_PRECISION_NANO);
 	if (!out->dead) {
 		snprintf(err, errlen, "%s: pcap_open_dead failed", path);
 		rdm_pcap_close_out(out);
@@ -304,7 +305,7 @@ int rdm_pcap_write(struct rdm_pcap_out *out, const uint8_t *data, uint32_t len, 
 		memcpy(out->frame + ETH_HLEN, data, len);
 		rec = out->frame;
 		len += ETH_HLEN;
-	} else if (len > ETH_HLEN + PCAPIO_MAX_FRAME) {
+	} else if (len > PCAPIO_SNAPLEN) {
 		return -EMSGSIZE;
 	}
 	memset(&h, 0, sizeof(h));

@@ -211,10 +211,10 @@ uint64_t rdm_flow_hash(const struct rdm_flow_key *k)
 	const uint8_t *a = k->src, *b = k->dst;
 	uint16_t pa = k->sport, pb = k->dport;
 	struct sip s = {
-		.v0 = k0 ^ 0x736f6d6570736575ull,
-		.v1 = k1 ^ 0x646f72616e646f6dull,
-		.v2 = k0 ^ 0x6c7967656e657261ull,
-		.v3 = k1 ^ 0x7465646279746573ull,
+	    .v0 = k0 ^ 0x736f6d6570736575ull,
+	    .v1 = k1 ^ 0x646f72616e646f6dull,
+	    .v2 = k0 ^ 0x6c7967656e657261ull,
+	    .v3 = k1 ^ 0x7465646279746573ull,
 	};
 	int c;
 
@@ -229,8 +229,8 @@ uint64_t rdm_flow_hash(const struct rdm_flow_key *k)
 		pa = pb;
 		pb = tp;
 	}
-	sip_word(&s, (uint64_t)k->family << 56 | (uint64_t)k->proto << 48 | (uint64_t)pa << 16 |
-			     pb);
+	sip_word(&s,
+		 (uint64_t)k->family << 56 | (uint64_t)k->proto << 48 | (uint64_t)pa << 16 | pb);
 	sip_word(&s, rd64(a));
 	sip_word(&s, rd64(a + 8));
 	sip_word(&s, rd64(b));

@@ -105,11 +105,10 @@ Test(gen, exact_counts)
 		uint32_t flows;
 		uint64_t packets, seed;
 	} cases[] = {
-		{1, 2, 1},       {1, 3, 1},        {1, 9, 2},         {1, 10, 3},
-		{1, 11, 4},      {1, 5000, 5},     {3, 7, 6},         {10, 20, 7},
-		{10, 25, 8},     {10, 50, 9},      {10, 100, 10},     {64, 1000, 11},
-		{65, 1000, 12},  {100, 200, 13},   {100, 10000, 14},  {200, 5000, 15},
-		{1000, 2001, 16}, {1000, 100000, 17}, {5, 50000, 18},
+	    {1, 2, 1},	     {1, 3, 1},	       {1, 9, 2},	   {1, 10, 3},	   {1, 11, 4},
+	    {1, 5000, 5},    {3, 7, 6},	       {10, 20, 7},	   {10, 25, 8},	   {10, 50, 9},
+	    {10, 100, 10},   {64, 1000, 11},   {65, 1000, 12},	   {100, 200, 13}, {100, 10000, 14},
+	    {200, 5000, 15}, {1000, 2001, 16}, {1000, 100000, 17}, {5, 50000, 18},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -221,6 +220,9 @@ struct tflow {
 	uint32_t next[2]; /* next expected sequence number per side */
 	uint64_t resp_bytes, resp_expect;
 	int have_req;
+	/* TLS record framing per side: header bytes seen, ciphertext bytes still due */
+	uint8_t rhdr[2][5];
+	uint32_t rhave[2], rleft[2], records[2];
 };
 
 #define TFLOWS 4096
@@ -257,9 +259,9 @@ static int find_sni(const uint8_t *p, uint32_t n, char *out, size_t cap)
 	if ((uint32_t)(p[6] << 16 | p[7] << 8 | p[8]) + 9 != n)
 		return -1;
 	off = 9 + 2 + 32;
-	off += 1 + p[off];      /* session id */
+	off += 1 + p[off];	  /* session id */
 	off += 2 + be16(p + off); /* cipher suites */
-	off += 1 + p[off];      /* compression */
+	off += 1 + p[off];	  /* compression */
 	elen = be16(p + off);
 	off += 2;
 	end = off + elen;
@@ -291,6 +293,35 @@ static int host_name_ok(const char *h)
 
 	return sscanf(h, "www.example%u.%15s", &n, tail) == 2 && strcmp(tail, "test") == 0 &&
 	       n >= 1 && n <= 5000;
+}
+
+/* Follows one side's byte stream as a sequence of TLS records across segments. */
+static void tls_stream(struct tflow *f, int d, const uint8_t *p, uint32_t n)
+{
+	while (n) {
+		if (f->rleft[d]) {
+			uint32_t k = n < f->rleft[d] ? n : f->rleft[d];
+
+			f->rleft[d] -= k;
+			p += k;
+			n -= k;
+			continue;
+		}
+		f->rhdr[d][f->rhave[d]++] = *p++;
+		n--;
+		if (f->rhave[d] < 5)
+			continue;
+		f->rhave[d] = 0;
+		cr_assert(f->rhdr[d][0] >= 0x14 && f->rhdr[d][0] <= 0x17, "content type %#x",
+			  f->rhdr[d][0]);
+		cr_assert_eq(f->rhdr[d][1], 3);
+		cr_assert(f->rhdr[d][2] == 1 || f->rhdr[d][2] == 3);
+		f->rleft[d] = be16(f->rhdr[d] + 3);
+		cr_assert(f->rleft[d] >= 1 && f->rleft[d] <= 16384 + 256, "record %u", f->rleft[d]);
+		if (f->rhdr[d][0] == 0x17)
+			cr_assert_geq(f->rleft[d], 17, "room for a content type and a tag");
+		f->records[d]++;
+	}
 }
 
 static void check_tcp(struct check *c, const uint8_t *ip, uint32_t len)
@@ -331,6 +362,12 @@ static void check_tcp(struct check *c, const uint8_t *ip, uint32_t len)
 		cr_assert_eq(ack, f->next[!d], "acknowledges everything the peer sent");
 	else
 		cr_assert(flags == 0x02);
+	if ((flags & 0x01) && (sport == 443 || dport == 443)) {
+		cr_assert(f->rhave[d] == 0 && f->rleft[d] == 0, "whole records before FIN");
+		cr_assert_geq(f->records[d], 4, "hello, CCS, and encrypted records");
+	}
+	if (sport == 443 || dport == 443)
+		tls_stream(f, d, t + doff, len - 20 - doff);
 
 	if (!plen)
 		return;
@@ -360,8 +397,8 @@ static void check_tcp(struct check *c, const uint8_t *ip, uint32_t len)
 
 			cr_assert_eq(memcmp(pay, "HTTP/1.1 200 OK\r\n", 17), 0);
 			cr_assert(cl && eoh);
-			f->resp_expect = (uint64_t)(eoh + 4 - pay) + strtoull((const char *)cl + 18,
-									      NULL, 10);
+			f->resp_expect =
+			    (uint64_t)(eoh + 4 - pay) + strtoull((const char *)cl + 18, NULL, 10);
 		}
 		f->resp_bytes += plen;
 		cr_assert_leq(f->resp_bytes, f->resp_expect);
@@ -498,28 +535,30 @@ Test(gen, flow_mix)
 /* ---- pkt ---- */
 
 static const uint8_t v4_tcp[] = {
-	0x45, 0x00, 0x00, 0x28, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, /* */
-	10,   1,    2,    3,    10,   2,    3,    4,                         /* */
-	0xc0, 0x00, 0x01, 0xbb, 0,    0,    0,    1,    0,    0,    0,    0, /* */
-	0x50, 0x02, 0xff, 0xff, 0,    0,    0,    0,
+    0x45, 0x00, 0x00, 0x28, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, /* 40 bytes, DF, TCP */
+    0x00, 0x00, 10,   1,    2,	  3,	10,   2,    3,	  4,	/* 10.1.2.3 > 10.2.3.4 */
+    0xc0, 0x00, 0x01, 0xbb, 0,	  0,	0,    1,    0,	  0,	/* 49152 > 443 */
+    0,	  0,	0x50, 0x02, 0xff, 0xff, 0,    0,    0,	  0,	/* SYN */
 };
 
 static const uint8_t v4_udp_opts[] = {
-	0x46, 0x00, 0x00, 0x20, 0x12, 0x34, 0x00, 0x00, 0x40, 0x11, 0x00, 0x00, /* */
-	192,  168,  0,    1,    192,  168,  0,    2,    0x01, 0x01, 0x01, 0x00, /* NOP NOP NOP EOL */
-	0x13, 0x88, 0x00, 0x35, 0x00, 0x08, 0x00, 0x00,
+    0x46, 0x00, 0x00, 0x20, 0x12, 0x34, 0x00, 0x00, 0x40, 0x11, 0x00, 0x00, /* IHL 6, UDP */
+    192,  168,	0,    1,    192,  168,	0,    2,    0x01, 0x01, 0x01, 0x00, /* NOP NOP NOP EOL */
+    0x13, 0x88, 0x00, 0x35, 0x00, 0x08, 0x00, 0x00,			    /* 5000 > 53 */
 };
 
 /* IPv6: hop-by-hop, routing, destination options, fragment (offset 0), then UDP. */
 static const uint8_t v6_ext[] = {
-	0x60, 0, 0, 0, 0x00, 0x28, 0x00, 0x40, /* payload 40, next hop-by-hop */
-	0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, /* */
-	0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, /* */
-	43,   0, 1, 4, 0, 0, 0, 0, /* hop-by-hop: PadN */
-	60,   0, 0, 0, 0, 0, 0, 0, /* routing, 0 segments left */
-	44,   0, 1, 4, 0, 0, 0, 0, /* destination options */
-	17,   0, 0, 0, 0xde, 0xad, 0xbe, 0xef, /* fragment, offset 0, last */
-	0x04, 0xd2, 0x16, 0x2e, 0x00, 0x08, 0x00, 0x00, /* UDP 1234 -> 5678 */
+    0x60, 0,	0,    0,    0x00, 0x28, 0x00, 0x40,		      /* payload 40 */
+    0xfd, 0,	0,    0,    0,	  0,	0,    0,    0, 0, 0, 0, 0, 0, /* src fd00::1 */
+    0,	  0x01,							      /* */
+    0xfd, 0,	0,    0,    0,	  0,	0,    0,    0, 0, 0, 0, 0, 0, /* dst fd00::2 */
+    0,	  0x02,							      /* */
+    43,	  0,	1,    4,    0,	  0,	0,    0,		      /* hop-by-hop: PadN */
+    60,	  0,	0,    0,    0,	  0,	0,    0,		      /* routing, 0 left */
+    44,	  0,	1,    4,    0,	  0,	0,    0,		      /* destination options */
+    17,	  0,	0,    0,    0xde, 0xad, 0xbe, 0xef,		      /* fragment 0, last */
+    0x04, 0xd2, 0x16, 0x2e, 0x00, 0x08, 0x00, 0x00,		      /* UDP 1234 > 5678 */
 };
 
 static int key_of(const uint8_t *p, uint32_t len, struct rdm_flow_key *k)
@@ -847,7 +886,8 @@ Test(pcapio, ip_round_trip)
 
 	cr_assert(g && out, "%s", err);
 	while ((len = rdm_gen_next(g, buf, sizeof(buf))) > 0)
-		cr_assert_eq(rdm_pcap_write(out, buf, (uint32_t)len, ts0 + (uint64_t)n++ * 1001), 0);
+		cr_assert_eq(rdm_pcap_write(out, buf, (uint32_t)len, ts0 + (uint64_t)n++ * 1001),
+			     0);
 	rdm_pcap_close_out(out);
 	rdm_gen_free(g);
 
@@ -872,8 +912,8 @@ Test(pcapio, ip_round_trip)
 	/* And through libpcap: raw IP, nanosecond timestamps. */
 	{
 		char ebuf[PCAP_ERRBUF_SIZE];
-		pcap_t *pc = pcap_open_offline_with_tstamp_precision(
-			path, PCAP_TSTAMP_PRECISION_NANO, ebuf);
+		pcap_t *pc =
+		    pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_NANO, ebuf);
 		struct pcap_pkthdr *h;
 		const u_char *d;
 
@@ -1003,7 +1043,7 @@ Test(pcapio, ethernet_vlan)
 	r[n].d = f[n];
 	n++;
 	r[n].len = r[n].caplen =
-		frame(f[n], MAC12 "\x81\x00\x00\x64\x08\x00", 18, v4_udp_opts, sizeof(v4_udp_opts));
+	    frame(f[n], MAC12 "\x81\x00\x00\x64\x08\x00", 18, v4_udp_opts, sizeof(v4_udp_opts));
 	r[n].d = f[n];
 	n++;
 	r[n].len = r[n].caplen = frame(f[n], MAC12 "\x88\xa8\x00\x0a\x81\x00\x00\x14\x86\xdd", 22,
@@ -1049,12 +1089,12 @@ Test(pcapio, other_links)
 	struct rec r[3];
 
 	/* Linux cooked v1: protocol at 14 */
-	r[0].len = r[0].caplen = frame(f[0], "\0\0\0\x01\0\x06\x02\0\0\0\0\x01\0\0\x08\x00", 16,
-				       v4_tcp, sizeof(v4_tcp));
-	r[1].len = r[1].caplen = frame(f[1], "\0\0\0\x01\0\x06\x02\0\0\0\0\x01\0\0\x86\xdd", 16,
-				       v6_ext, sizeof(v6_ext));
-	r[2].len = r[2].caplen = frame(f[2], "\0\0\0\x01\0\x06\x02\0\0\0\0\x01\0\0\x08\x06", 16,
-				       v4_tcp, sizeof(v4_tcp));
+	r[0].len = r[0].caplen =
+	    frame(f[0], "\0\0\0\x01\0\x06\x02\0\0\0\0\x01\0\0\x08\x00", 16, v4_tcp, sizeof(v4_tcp));
+	r[1].len = r[1].caplen =
+	    frame(f[1], "\0\0\0\x01\0\x06\x02\0\0\0\0\x01\0\0\x86\xdd", 16, v6_ext, sizeof(v6_ext));
+	r[2].len = r[2].caplen =
+	    frame(f[2], "\0\0\0\x01\0\x06\x02\0\0\0\0\x01\0\0\x08\x06", 16, v4_tcp, sizeof(v4_tcp));
 	for (int i = 0; i < 3; i++)
 		r[i].d = f[i];
 	write_capture(path, DLT_LINUX_SLL, r, 3);
@@ -1062,11 +1102,11 @@ Test(pcapio, other_links)
 
 	/* Linux cooked v2: protocol first */
 	r[0].len = r[0].caplen =
-		frame(f[0], "\x08\x00\0\0\0\0\0\x02\0\x01\0\x06\x02\0\0\0\0\x01\0\0", 20, v4_tcp,
-		      sizeof(v4_tcp));
+	    frame(f[0], "\x08\x00\0\0\0\0\0\x02\0\x01\0\x06\x02\0\0\0\0\x01\0\0", 20, v4_tcp,
+		  sizeof(v4_tcp));
 	r[1].len = r[1].caplen =
-		frame(f[1], "\x86\xdd\0\0\0\0\0\x02\0\x01\0\x06\x02\0\0\0\0\x01\0\0", 20, v6_ext,
-		      sizeof(v6_ext));
+	    frame(f[1], "\x86\xdd\0\0\0\0\0\x02\0\x01\0\x06\x02\0\0\0\0\x01\0\0", 20, v6_ext,
+		  sizeof(v6_ext));
 	write_capture(path, DLT_LINUX_SLL2, r, 2);
 	expect_read(path, want, wlen, 2, 0);
 

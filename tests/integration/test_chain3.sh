@@ -24,16 +24,19 @@ FLOWS=250
 	exit 1
 }
 
-# chain RATE: the chain config, replaying in.pcap at RATE packets/s (0 = unlimited).
+# chain RATE [COUNT QUEUE EGRESS_RATE]: the chain config, replaying in.pcap at RATE
+# packets/s (0 = unlimited), COUNT packets of it, with QUEUE bytes of send queue per
+# connection and an egress that takes EGRESS_RATE packets/s (0 = no limit).
 chain() {
+	local count=${2:-$PACKETS} queue=${3:-4194304} erate=${4:-0}
 	cat <<EOC
 chain: {name: chain3, spi: 7}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100, batch: 32}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, batch: 32, queue_bytes: $queue}
 nodes:
   - name: host1
     stages: [stamp]
     next: host2
-    ingress: {mode: pcap, file: $work/in.pcap, rate: $1, wait_ms: 5000}
+    ingress: {mode: pcap, file: $work/in.pcap, rate: $1, count: $count, wait_ms: 5000}
   - name: host2
     listen: $RACK_NET.2:7001
     stages: [stamp]
@@ -41,8 +44,18 @@ nodes:
   - name: host3
     listen: $RACK_NET.3:7001
     stages: [stamp]
-    egress: {pcap: $work/out.pcap, frames: $work/frames.pcap, count: $PACKETS}
+    egress: {pcap: $work/out.pcap, frames: $work/frames.pcap, count: $count, rate: $erate}
 EOC
+}
+
+# wait_log I TEXT: wait up to 5 s for hostI's log to say TEXT.
+wait_log() {
+	local t=0
+	until grep -q "$2" "$work/log$1" 2>/dev/null; do
+		[ $t -ge 50 ] && return 1
+		sleep 0.1
+		t=$((t + 1))
+	done
 }
 
 # node I: start rdmesh node hostI in its namespace, in the background. ip netns exec
@@ -79,10 +92,15 @@ run_chain() { # $1 = label
 
 # --- run 1: everything arrives, identical, in order, with state and timestamps --------
 chain 0 >"$work/chain.yaml"
-node 3; node 2; node 1
+node 3; node 2
+# Malformed frames from a rogue upstream first: each is counted under its reason and
+# dropped, and host2 goes on serving the real chain.
+wait_log 2 listening && ip netns exec "$RACK-h1" "$BUILD/tools/badframes" "$RACK_NET.2:7001"
+node 1
 if run_chain "run 1"; then
 	if "$CHECK" --in "$work/in.pcap" --frames "$work/frames.pcap" --ip "$work/out.pcap" \
 		--egress-stats "$work/stats3" --hops 1,2,3 >"$work/check1" 2>&1 &&
+		[ "$(stat "$work/stats2" tx_frames)" = "$PACKETS" ] &&
 		[ "$(stat "$work/stats3" egress_packets)" = "$PACKETS" ]; then
 		pass "3-host chain: $PACKETS packets in $FLOWS flows arrive byte-identical, in order, with state and 3 hop stamps"
 	else
@@ -90,13 +108,20 @@ if run_chain "run 1"; then
 		fail "3-host chain delivery"
 	fi
 	cat "$work/check1"
-	if [ "$(stat "$work/stats2" drops)" = 0 ] && [ "$(stat "$work/stats1" drops)" = 0 ]; then
-		pass "no drops on a healthy chain (host2 congestion stalls: $(stat "$work/stats2" stalls), ingress stalls: $(stat "$work/stats1" stalls))"
+	if [ "$(stat "$work/stats3" drops)" = 0 ] && [ "$(stat "$work/stats1" drops)" = 0 ]; then
+		pass "no drops of real traffic on a healthy chain (host2 congestion stalls: $(stat "$work/stats2" stalls), ingress stalls: $(stat "$work/stats1" stalls))"
 	else
 		fail "drops on a healthy chain"
 	fi
 	[ "$(stat "$work/stats1" ingress_taken)" = "$PACKETS" ] && pass "ingress replayed the whole capture" ||
 		fail "ingress replayed $(stat "$work/stats1" ingress_taken) of $PACKETS"
+	bad=""
+	for r in short bad_version bad_md_type hdr_zero_len hdr_overrun tlv_overrun tlv_bad_value tlv_critical; do
+		[ "$(stat "$work/stats2" "drop_$r")" = 1 ] || bad="$bad $r=$(stat "$work/stats2" "drop_$r")"
+	done
+	[ -z "$bad" ] && [ "$(stat "$work/stats2" drops)" = 8 ] &&
+		pass "8 malformed frames each counted under its own reason, the chain unharmed" ||
+		fail "malformed frame counters:$bad drops=$(stat "$work/stats2" drops)"
 	grep -q 'draining and stopping' "$work/log2" && [ -s "$work/stats2" ] &&
 		pass "SIGTERM stops host2 cleanly and reports its counters" || fail "host2 clean stop"
 fi
@@ -131,3 +156,23 @@ if run_chain "run 2"; then
 	echo "ingress: drop_peer_down $(stat "$work/stats1" drop_peer_down), down_lost_on_close $(stat "$work/stats1" down_lost_on_close), reconnects $(stat "$work/stats1" down_connects)"
 fi
 for i in 1 2 3; do echo "--- run 2 host$i"; cat "$work/log$i"; done
+
+# --- run 3: a slow egress: backpressure travels upstream, nothing is dropped ------------
+rm -f "$work"/stats* "$work"/log* "$work/out.pcap" "$work/frames.pcap"
+SLOW=6000
+chain 0 $SLOW 65536 4000 >"$work/chain.yaml"
+node 3; node 2; node 1
+if run_chain "run 3"; then
+	if "$CHECK" --in "$work/in.pcap" --count $SLOW --frames "$work/frames.pcap" \
+		--egress-stats "$work/stats3" --hops 1,2,3 >"$work/check3" 2>&1 &&
+		[ "$(stat "$work/stats3" egress_packets)" = $SLOW ] &&
+		[ "$(stat "$work/stats1" drops)" = 0 ] && [ "$(stat "$work/stats2" drops)" = 0 ] &&
+		[ "$(stat "$work/stats1" stalls)" -gt 0 ] && [ "$(stat "$work/stats2" stalls)" -gt 0 ] &&
+		[ "$(stat "$work/stats2" down_congested)" -gt 0 ]; then
+		pass "egress at 4000 pkt/s, unlimited ingress, 64 KiB queues: backpressure reached the ingress (stalls: host1 $(stat "$work/stats1" stalls), host2 $(stat "$work/stats2" stalls)), all $SLOW arrived, no drops"
+	else
+		fail "backpressure run"
+	fi
+	cat "$work/check3"
+	for i in 1 2 3; do echo "--- run 3 host$i"; cat "$work/stats$i" | grep -E 'stalls|drops|congested|egress_packets|ingress_sent'; done
+fi

@@ -30,8 +30,9 @@ SHARE=/run/rdm                      # the results share as the initramfs mounted
 N=3
 NET=10.88.0
 
-uptime_s() { cut -d' ' -f1 /proc/uptime; }
-log() { echo "RDM-GUEST: [$(uptime_s)] $*"; }
+# Few exec()s here: every program start reads its binary and libraries over 9p,
+# which costs tens of ms under TCG (hundreds when the host is busy).
+log() { local up _; read -r up _ </proc/uptime; echo "RDM-GUEST: [$up] $*"; }
 power_off() {
     sync
     echo o >/proc/sysrq-trigger
@@ -47,76 +48,80 @@ trap 'fail "guest set-up failed (line $LINENO): $BASH_COMMAND"' ERR
 
 sysw() { printf '%s\n' "$2" >"/proc/sys/$1"; }
 
-log "guest-init: kernel $(uname -r)"
+read -r kver </proc/sys/kernel/osrelease
+log "guest-init: kernel $kver"
 
 # ---- file systems
-mkdir -p /dev/pts /dev/shm
+mkdir -p /dev/pts /dev/shm "$RDM_OUT" "/lib/modules/$RDM_KVER"
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts
 mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm
 # The results share at the same absolute path as on the host.
-mkdir -p "$RDM_OUT"
 mount --bind "$SHARE" "$RDM_OUT"
 # The unpacked kernel's modules where kmod looks for them, so plain modprobe and the
 # kernel's own module auto-loading (request_module) work in the guest.
-mkdir -p "/lib/modules/$RDM_KVER"
 mount --bind "$RDM_KDIR/lib/modules/$RDM_KVER" "/lib/modules/$RDM_KVER"
-hostname rdm-guest 2>/dev/null || echo rdm-guest >/proc/sys/kernel/hostname
+sysw kernel/hostname rdm-guest
 ulimit -l unlimited
 
-log "mounts done"
 # ---- modules. crc32_generic: rxe needs the crc32 hash (crc32_pclmul has no CPU for it).
-for m in rdma_rxe rdma_ucm ib_uverbs ib_umad veth bridge crc32_generic; do
-    modprobe "$m" || fail "modprobe $m failed"
-done
-
+modprobe -a rdma_rxe rdma_ucm ib_uverbs ib_umad veth bridge crc32_generic ||
+    fail "modprobe failed (rdma_rxe rdma_ucm ib_uverbs ib_umad veth bridge crc32_generic)"
 log "modules loaded"
+
 # ---- network
-ip link set lo up
 sysw net/ipv4/conf/all/rp_filter 0
 sysw net/ipv4/conf/default/rp_filter 0
 sysw net/ipv4/conf/all/accept_local 1
 sysw net/ipv4/conf/default/accept_local 1
 sysw net/ipv4/conf/all/arp_ignore 1       # answer ARP only for the veth's own address
 sysw net/ipv4/conf/all/arp_announce 2
-ip link add br0 type bridge stp_state 0 forward_delay 0
-ip link set br0 up
 addrs=() devs=() netdevs=()
-for i in $(seq 0 $((N - 1))); do
-    a=$NET.$((i + 1))
-    ip link add "veth$i" type veth peer name "veth${i}p"
-    ip link set "veth${i}p" master br0
-    ip link set "veth${i}p" up
-    sysw "net/ipv4/conf/veth$i/rp_filter" 0
-    sysw "net/ipv4/conf/veth$i/accept_local" 1
-    ip addr add "$a/24" dev "veth$i"
-    ip link set "veth$i" up
-    ip route add "$NET.0/24" dev "veth$i" src "$a" table $((100 + i))
-    ip rule add pref $((50 + i)) from "$a" to "$a" lookup local
-    ip rule add pref $((100 + i)) from "$a" iif lo lookup $((100 + i))
-    addrs+=("$a") devs+=("rxe$i") netdevs+=("veth$i")
-done
-# The local table after our source rules (it is pref 0 by default).
-ip rule add pref 1000 lookup local
-ip rule del pref 0 lookup local
+{
+    echo "link set lo up"
+    echo "link add br0 type bridge stp_state 0 forward_delay 0"
+    echo "link set br0 up"
+    for i in $(seq 0 $((N - 1))); do
+        a=$NET.$((i + 1))
+        echo "link add veth$i type veth peer name veth${i}p"
+        echo "link set veth${i}p master br0"
+        echo "link set veth${i}p up"
+        echo "addr add $a/24 dev veth$i"
+        echo "link set veth$i up"
+        echo "route add $NET.0/24 dev veth$i src $a table $((100 + i))"
+        echo "rule add pref $((50 + i)) from $a to $a lookup local"
+        echo "rule add pref $((100 + i)) from $a iif lo lookup $((100 + i))"
+        addrs+=("$a") devs+=("rxe$i") netdevs+=("veth$i")
+    done
+    # The local table after our source rules (it is pref 0 by default).
+    echo "rule add pref 1000 lookup local"
+    echo "rule del pref 0 lookup local"
+} >/run/rdm-net.batch
+ip -batch /run/rdm-net.batch || fail "ip -batch /run/rdm-net.batch failed"
 # Static neighbours: no ARP round trips, no ARP flux between the veths.
 for i in $(seq 0 $((N - 1))); do
+    sysw "net/ipv4/conf/veth$i/rp_filter" 0
+    sysw "net/ipv4/conf/veth$i/accept_local" 1
     for j in $(seq 0 $((N - 1))); do
         [ "$i" = "$j" ] && continue
-        ip neigh replace "$NET.$((j + 1))" lladdr "$(cat "/sys/class/net/veth$j/address")" \
-            dev "veth$i" nud permanent
+        read -r mac <"/sys/class/net/veth$j/address"
+        echo "neigh replace $NET.$((j + 1)) lladdr $mac dev veth$i nud permanent"
     done
-done
+done >/run/rdm-neigh.batch
+ip -batch /run/rdm-neigh.batch || fail "ip -batch /run/rdm-neigh.batch failed"
 log "network up"
+
 for i in $(seq 0 $((N - 1))); do
-    rdma link add "rxe$i" type rxe netdev "veth$i"
-done
+    echo "link add rxe$i type rxe netdev veth$i"
+done >/run/rdm-rdma.batch
+rdma -b /run/rdm-rdma.batch || fail "rdma -b /run/rdm-rdma.batch failed"
 for i in $(seq 0 $((N - 1))); do
-    for _ in $(seq 50); do
-        grep -q ACTIVE "/sys/class/infiniband/rxe$i/ports/1/state" 2>/dev/null && break
+    st=""
+    for _ in $(seq 100); do
+        read -r st <"/sys/class/infiniband/rxe$i/ports/1/state" 2>/dev/null || true
+        [[ $st == *ACTIVE* ]] && break
         sleep 0.1
     done
-    grep -q ACTIVE "/sys/class/infiniband/rxe$i/ports/1/state" ||
-        fail "rxe$i port is not ACTIVE: $(cat "/sys/class/infiniband/rxe$i/ports/1/state" 2>&1)"
+    [[ $st == *ACTIVE* ]] || fail "rxe$i port is not ACTIVE: '$st'"
 done
 log "rxe ready: ${devs[*]} on ${addrs[*]}"
 

@@ -229,7 +229,11 @@ echo "RDM-GUEST-BOOT: initramfs at $(cut -d' ' -f1 /proc/uptime) s"
 while read -r m; do
     insmod "/modules/$m" || fail "insmod $m"
 done </modules/order
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /lower || fail "mounting the host root (9p tag hostroot)"
+cache=none
+for a in $(cat /proc/cmdline); do
+    case $a in rdm.9pcache=*) cache=${a#rdm.9pcache=} ;; esac
+done
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=$cache hostroot /lower || fail "mounting the host root (9p tag hostroot)"
 mount -t tmpfs -o mode=0755 overlay-rw /rw || fail "tmpfs"
 mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot || fail "overlay mount"
@@ -373,8 +377,8 @@ trap 'on_signal 130' INT
 trap 'on_signal 143' TERM
 trap 'on_signal 129' HUP
 
-append="console=ttyS0 panic=-1 loglevel=4 mitigations=off"
-qemu-system-x86_64 -nodefaults -no-user-config -accel tcg -smp "$smp" -m "$mem" \
+append="console=ttyS0 panic=-1 loglevel=4 mitigations=off rdm.9pcache=${RDM_GUEST_9PCACHE:-none}"
+qemu-system-x86_64 -nodefaults -no-user-config -accel tcg -smp "$smp" -m "$mem" ${RDM_GUEST_QEMU_EXTRA:-} \
     -display none -monitor none -serial "file:$out/console.log" -no-reboot \
     -kernel "$VMLINUZ" -initrd "$INITRD" -append "$append" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \

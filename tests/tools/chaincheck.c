@@ -6,8 +6,9 @@
  * egress counted, which must be equal.
  *
  *   chaincheck --in IN.pcap --frames FRAMES.pcap --egress-stats FILE --hops 1,2,3
- *              [--ip OUT.pcap] [--after SEQ]
- * --after: every packet with a sequence number >= SEQ must have arrived. */
+ *              [--ip OUT.pcap] [--after SEQ] [--count N]
+ * --after: every packet with a sequence number >= SEQ must have arrived.
+ * --count: the ingress replayed only the first N packets of IN. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -72,10 +73,11 @@ int main(int argc, char **argv)
 		{"in", required_argument, NULL, 'i'},	  {"frames", required_argument, NULL, 'f'},
 		{"ip", required_argument, NULL, 'o'},	  {"egress-stats", required_argument, NULL, 'e'},
 		{"hops", required_argument, NULL, 'h'},   {"after", required_argument, NULL, 'a'},
+		{"count", required_argument, NULL, 'n'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *in = NULL, *frames = NULL, *ip = NULL, *estats = NULL, *hops = NULL;
-	uint64_t after = UINT64_MAX, n_in = 0, cap_in = 0, n_frames = 0, missing = 0, flows = 0;
+	uint64_t after = UINT64_MAX, count = UINT64_MAX, n_in = 0, cap_in = 0, n_frames = 0, missing = 0, flows = 0;
 	uint32_t hop_ids[RDM_MAX_HOPS];
 	int n_hop_ids = 0, c;
 	struct pkt *pk = NULL;
@@ -99,6 +101,7 @@ int main(int argc, char **argv)
 		case 'e': estats = optarg; break;
 		case 'h': hops = optarg; break;
 		case 'a': after = strtoull(optarg, NULL, 10); break;
+		case 'n': count = strtoull(optarg, NULL, 10); break;
 		default: return 2;
 		}
 	}
@@ -106,8 +109,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: chaincheck --in IN --frames FRAMES --egress-stats F --hops 1,2,3 [--ip OUT] [--after SEQ]\n");
 		return 2;
 	}
-	for (char *s = strdup(hops), *tok = strtok(s, ","); tok; tok = strtok(NULL, ","))
-		hop_ids[n_hop_ids++] = (uint32_t)strtoul(tok, NULL, 10);
+	{
+		char *s = strdup(hops);
+
+		for (char *tok = strtok(s, ","); tok && n_hop_ids < RDM_MAX_HOPS;
+		     tok = strtok(NULL, ","))
+			hop_ids[n_hop_ids++] = (uint32_t)strtoul(tok, NULL, 10);
+		free(s);
+	}
 
 	/* The input, indexed by sequence number (the ingress numbers packets as it reads). */
 	pin = rdm_pcap_open_in(in, err, sizeof(err));
@@ -115,7 +124,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "chaincheck: %s\n", err);
 		return 2;
 	}
-	while ((len = rdm_pcap_next(pin, &p)) > 0) {
+	while (n_in < count && (len = rdm_pcap_next(pin, &p)) > 0) {
 		if (n_in == cap_in) {
 			cap_in = cap_in ? cap_in * 2 : 4096;
 			pk = realloc(pk, cap_in * sizeof(*pk));
@@ -236,5 +245,9 @@ int main(int argc, char **argv)
 	printf("chaincheck: input %" PRIu64 " packets; arrived %" PRIu64 " in %" PRIu64
 	       " flows; missing %" PRIu64 "; %s\n",
 	       n_in, n_frames, flows, missing, fails ? "FAILED" : "all checks hold");
+	for (uint64_t s = 0; s < n_in; s++)
+		free(pk[s].data);
+	free(pk);
+	free(fl);
 	return fails ? 1 : 0;
 }
