@@ -185,8 +185,9 @@ static int load_chain_section(struct ld *l, const struct rdm_ynode *root, struct
 static int load_transport_section(struct ld *l, const struct rdm_ynode *root,
 				  struct rdm_transport_conf *t)
 {
-	static const char *const keys[] = {"queue_bytes",    "max_frame", "backoff_min_ms",
-					   "backoff_max_ms", "batch",	  NULL};
+	static const char *const keys[] = {"queue_bytes",  "max_frame", "backoff_min_ms",
+					   "backoff_max_ms", "batch", "keepalive_ms",
+					   "credits", "inline", "spin_us", NULL};
 	const struct rdm_ynode *m = NULL, *v = rdm_ymap_get(root, "transport");
 	int rc = 0;
 
@@ -204,6 +205,14 @@ static int load_transport_section(struct ld *l, const struct rdm_ynode *root,
 		rc = u32_opt(l, m, "backoff_max_ms", 1, 3600000, 1000, &t->backoff_max_ms);
 	if (!rc)
 		rc = u32_opt(l, m, "batch", 1, 1024, 32, &t->batch);
+	if (!rc)
+		rc = u32_opt(l, m, "keepalive_ms", 100, 3600000, 3000, &t->keepalive_ms);
+	if (!rc)
+		rc = u32_opt(l, m, "credits", 4, 4096, 64, &t->credits);
+	if (!rc)
+		rc = u32_opt(l, m, "inline", 0, 4096, 256, &t->inline_max);
+	if (!rc)
+		rc = u32_opt(l, m, "spin_us", 0, 1000000, 20, &t->spin_us);
 	if (rc)
 		return rc;
 	if (t->backoff_max_ms < t->backoff_min_ms) {
@@ -478,10 +487,15 @@ static int load_node(struct ld *l, const struct rdm_ynode *m, size_t idx, struct
 		rc = rdm_ymap_str(l->doc, m, "transport", NULL, &s, l->err, l->len);
 		if (rc)
 			return rc;
-		if (strcmp(s, "tcp"))
+		if (!strcmp(s, "tcp"))
+			nc->transport = RDM_TRANSPORT_TCP;
+		else if (!strcmp(s, "rdma"))
+			nc->transport = RDM_TRANSPORT_RDMA;
+		else if (!strcmp(s, "auto"))
+			nc->transport = RDM_TRANSPORT_AUTO;
+		else
 			return rdm_yerr(l->doc, v, l->err, l->len,
-					"unknown transport '%s' (expected tcp)", s);
-		nc->transport = RDM_TRANSPORT_TCP;
+					"unknown transport '%s' (expected tcp, rdma or auto)", s);
 	}
 
 	v = rdm_ymap_get(m, "egress");

@@ -43,7 +43,11 @@ struct rdm_stage_conf {
 	int line, col;
 };
 
-enum rdm_transport_kind { RDM_TRANSPORT_TCP = 0 };
+enum rdm_transport_kind {
+	RDM_TRANSPORT_TCP = 0,
+	RDM_TRANSPORT_RDMA,
+	RDM_TRANSPORT_AUTO, /* RDMA when both ends have a device, else TCP */
+};
 
 struct rdm_node_conf {
 	char *name;
@@ -64,6 +68,10 @@ struct rdm_transport_conf {
 	uint32_t max_frame;     /* largest frame accepted, header + packet */
 	uint32_t backoff_min_ms, backoff_max_ms; /* reconnect backoff */
 	uint32_t batch;         /* frames per receive/send batch */
+	uint32_t keepalive_ms;  /* a silent peer is declared dead after about this long */
+	uint32_t credits;       /* rdma: receive slots granted to each peer */
+	uint32_t inline_max;    /* rdma: inline bytes asked of the device */
+	uint32_t spin_us;       /* rdma: CQ polling before sleeping on the channel */
 };
 
 struct rdm_chain_conf {

@@ -77,7 +77,7 @@ struct worker {
 	pthread_t thr;
 	struct rdm_loop *loop;
 	struct rdm_io wake;
-	struct rdm_listener *lst;
+	struct rdm_listener *lst, *lst_rdma;
 	struct rdm_conn *down;
 	struct rdm_conn *ups[MAX_UPS];
 	int n_ups;
@@ -118,7 +118,8 @@ struct rdm_node {
 	const struct rdm_chain_conf *chain;
 	const struct rdm_node_conf *conf;
 	const struct rdm_node_conf *next;
-	const struct rdm_transport_ops *ops;
+	const struct rdm_transport_ops *ops; /* towards next */
+	int listen_rdma;                     /* an upstream reaches us over RDMA */
 	struct rdm_conn_opts copts;
 	const struct rdm_stage_ops *stage_ops[MAX_STAGES];
 	void *stage_conf[MAX_STAGES];
@@ -434,6 +435,7 @@ static int down_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n, v
 	return n;
 }
 
+/* Listens on TCP, and on RDMA too when an upstream node reaches this one that way. */
 static int start_listener(struct worker *w)
 {
 	struct rdm_node *n = w->node;
@@ -441,13 +443,20 @@ static int start_listener(struct worker *w)
 	struct rdm_conn_opts o = n->copts;
 
 	o.reuseport = n->n_workers > 1;
-	w->lst = n->ops->listen(w->loop, &n->conf->listen, &o, &cbs);
+	w->lst = rdm_tcp_ops.listen(w->loop, &n->conf->listen, &o, &cbs);
 	if (!w->lst) {
-		nlog(n, "listen on %s: %s", n->conf->listen.text, strerror(errno));
+		nlog(n, "listen on %s (tcp): %s", n->conf->listen.text, strerror(errno));
 		return -errno;
 	}
+	if (n->listen_rdma) {
+		w->lst_rdma = rdm_rdma_ops.listen(w->loop, &n->conf->listen, &o, &cbs);
+		if (!w->lst_rdma)
+			nlog(n, "listen on %s (rdma): %s: upstream hops over RDMA cannot reach this node",
+			     n->conf->listen.text,
+			     errno == ENODEV ? "no RDMA device has this address" : strerror(errno));
+	}
 	if (w->idx == 0)
-		nlog(n, "listening on %s (%s)", n->conf->listen.text, n->ops->name);
+		nlog(n, "listening on %s (tcp%s)", n->conf->listen.text, w->lst_rdma ? ", rdma" : "");
 	return 0;
 }
 
@@ -778,7 +787,9 @@ static void worker_fini(struct rdm_node *n, struct worker *w)
 	if (w->down)
 		w->down->ops->close(w->down);
 	if (w->lst)
-		n->ops->close_listener(w->lst);
+		rdm_tcp_ops.close_listener(w->lst);
+	if (w->lst_rdma)
+		rdm_rdma_ops.close_listener(w->lst_rdma);
 	for (int s = 0; s < n->n_stages; s++)
 		if (w->stage_rt[s])
 			n->stage_ops[s]->deinit(w->stage_rt[s]);
@@ -821,11 +832,18 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	n->chain = chain;
 	n->conf = c;
 	n->next = c->next >= 0 ? &chain->nodes[c->next] : NULL;
-	n->ops = &rdm_tcp_ops;
+	n->ops = c->transport == RDM_TRANSPORT_TCP ? &rdm_tcp_ops : &rdm_rdma_ops;
+	for (int i = 0; i < chain->n_nodes; i++)
+		if (chain->nodes[i].next >= 0 && &chain->nodes[chain->nodes[i].next] == c &&
+		    chain->nodes[i].transport != RDM_TRANSPORT_TCP)
+			n->listen_rdma = 1;
 	n->n_workers = c->workers > 0 ? c->workers : 1;
 	n->drain_ms = 2000;
 	pthread_mutex_init(&n->eg_mu, NULL);
 	rdm_conn_opts_from_conf(&n->copts, &chain->transport);
+	/* Hops leave from this node's own data address: with RDMA that picks the device. */
+	n->copts.local = c->has_listen ? &c->listen : NULL;
+	n->copts.node_id = c->id;
 	if (c->n_stages > MAX_STAGES) {
 		snprintf(err, errlen, "%s: node '%s': at most %d stages", chain->file, name,
 			 MAX_STAGES);
@@ -1015,6 +1033,15 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			t.down.tx_frames, t.down.tx_bytes, t.down.connects, t.down.connect_fails,
 			t.down.disconnects, t.down.congested, t.down.lost_on_close,
 			t.down.queue_full);
+	if (n->next && n->ops == &rdm_rdma_ops)
+		fprintf(out,
+			"down_inline_sends %" PRIu64 "\ndown_zero_copy %" PRIu64
+			"\ndown_credit_stalls %" PRIu64 "\ndown_credit_msgs %" PRIu64
+			"\ndown_keepalives %" PRIu64 "\ndown_rnr_errors %" PRIu64
+			"\ndown_retry_errors %" PRIu64 "\ndown_wc_errors %" PRIu64 "\n",
+			t.down.inline_sends, t.down.zero_copy, t.down.credit_stalls,
+			t.down.credit_msgs, t.down.keepalives, t.down.rnr_errors, t.down.retry_errors,
+			t.down.wc_errors);
 	if (n->conf->has_listen)
 		fprintf(out,
 			"up_rx_frames %" PRIu64 "\nup_rx_bytes %" PRIu64 "\nup_rx_bad_len %" PRIu64

@@ -466,8 +466,8 @@ Test(config, reports_bad_next_hops)
 
 Test(config, reports_other_bad_values)
 {
-	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    transport: rdma\n",
-			  ":6:16: unknown transport 'rdma' (expected tcp)");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    transport: rmda\n",
+			  ":6:16: unknown transport 'rmda' (expected tcp, rdma or auto)");
 	expect_text_error(HEAD "  - name: a b\n    listen: 1.2.3.4:5\n",
 			  ":4:11: bad node name 'a b' (expected 1 to 63 of A-Z a-z 0-9 _ . -)");
 	expect_text_error("chain:\n  name: t\nnodes: []\n", ":3:8: 'nodes' must not be empty");

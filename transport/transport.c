@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const struct rdm_transport_ops *const backends[] = {&rdm_tcp_ops};
+static const struct rdm_transport_ops *const backends[] = {&rdm_tcp_ops, &rdm_rdma_ops};
 
 const struct rdm_transport_ops *rdm_transport_find(const char *name)
 {
@@ -22,7 +22,10 @@ void rdm_conn_opts_from_conf(struct rdm_conn_opts *o, const struct rdm_transport
 	o->backoff_min_ms = t->backoff_min_ms;
 	o->backoff_max_ms = t->backoff_max_ms;
 	o->batch = t->batch;
-	o->keepalive_ms = 3000;
+	o->keepalive_ms = t->keepalive_ms ? t->keepalive_ms : 3000;
+	o->credits = t->credits;
+	o->inline_max = t->inline_max;
+	o->spin_us = t->spin_us;
 }
 
 void rdm_addr_format(const struct sockaddr_storage *ss, socklen_t len, char *out, size_t cap)

@@ -51,6 +51,12 @@ struct rdm_conn_opts {
 	int sndbuf, rcvbuf;   /* socket buffer sizes, 0 = the kernel's */
 	int reuseport;        /* listeners: one per worker on the same port */
 	uint32_t keepalive_ms; /* a silent peer is declared dead after about this long */
+	const struct rdm_addr *local; /* outbound: source address (port ignored), or NULL */
+	uint32_t node_id;     /* announced to the peer at connection set-up */
+	/* rdma */
+	uint32_t credits;     /* receive slots granted to each peer (default 64) */
+	uint32_t inline_max;  /* inline bytes to ask the device for (default 256) */
+	uint32_t spin_us;     /* poll the CQ this long before sleeping (default 20) */
 };
 
 struct rdm_conn_stats {
@@ -62,6 +68,13 @@ struct rdm_conn_stats {
 	uint64_t lost_on_close;  /* frames still queued when the connection failed */
 	uint64_t rx_bad_len;     /* length prefixes over max_frame (connection reset) */
 	uint64_t connects, connect_fails, disconnects;
+	/* rdma */
+	uint64_t inline_sends;   /* frames sent inline (copied by the device at post) */
+	uint64_t zero_copy;      /* frames whose packet was sent from the receive slot */
+	uint64_t credit_stalls;  /* frames that had to wait for credits */
+	uint64_t credit_msgs;    /* explicit credit returns (one-way traffic) */
+	uint64_t keepalives;
+	uint64_t rnr_errors, retry_errors, wc_errors;
 };
 
 struct rdm_transport_ops {
@@ -98,6 +111,7 @@ struct rdm_conn {
 };
 
 extern const struct rdm_transport_ops rdm_tcp_ops;
+extern const struct rdm_transport_ops rdm_rdma_ops;
 
 /* The backend called name ("tcp"), or NULL. */
 const struct rdm_transport_ops *rdm_transport_find(const char *name);

@@ -16,7 +16,7 @@ HERE=$(dirname "$SELF")
 REPO=$(cd "$HERE/../.." && pwd -P)
 CACHE=${RDM_SOFTROCE_CACHE:-$HERE/cache}
 KERNEL_META=linux-image-amd64          # Debian meta package; we take what it depends on
-TRIM_VERSION=1                         # bump when the trim list below changes
+CACHE_LAYOUT=2                         # bump when what the kernel cache holds changes
 
 # Module trees dropped from the unpacked kernel (hardware drivers a TCG guest never
 # needs; about 250 MB). Everything else stays, so modprobe/auto-loading work as usual.
@@ -40,6 +40,7 @@ envs=()
 prog=tests/softroce/guest.sh
 log() { printf '[guest.sh] %s\n' "$*" >&2; }
 die() { printf '[guest.sh] error: %s\n' "$*" >&2; exit 125; }
+bad() { printf '[guest.sh] usage error: %s (see --help)\n' "$*" >&2; exit 2; }
 usage() {
     cat <<EOF
 usage: $prog [options] -- COMMAND...
@@ -96,14 +97,14 @@ while [ $# -gt 0 ]; do
 done
 job=("$@")
 
-case $timeout_s in ''|*[!0-9]*) die "--timeout wants whole seconds, got '$timeout_s'" ;; esac
-case $mem in ''|*[!0-9]*) die "--mem wants MB, got '$mem'" ;; esac
-case $smp in ''|*[!0-9]*) die "--smp wants a number, got '$smp'" ;; esac
+case $timeout_s in ''|*[!0-9]*) bad "--timeout wants whole seconds, got '$timeout_s'" ;; esac
+case $mem in ''|*[!0-9]*) bad "--mem wants MB, got '$mem'" ;; esac
+case $smp in ''|*[!0-9]*) bad "--smp wants a number, got '$smp'" ;; esac
 for e in "${envs[@]+"${envs[@]}"}"; do
-    [[ $e =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--env wants NAME=VALUE, got '$e'"
+    [[ $e =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || bad "--env wants NAME=VALUE, got '$e'"
 done
 if [ "$mode" = check ]; then
-    [ ${#job[@]} -eq 0 ] || die "--check takes no COMMAND"
+    [ ${#job[@]} -eq 0 ] || bad "--check takes no COMMAND"
     job=(bash "$HERE/selftest.sh")
     cwd=$REPO
 elif [ "$mode" = run ] && [ ${#job[@]} -eq 0 ]; then
@@ -117,7 +118,7 @@ need() {
         command -v "$t" >/dev/null 2>&1 || die "'$t' not found; install the Debian packages: qemu-system-x86 busybox-static cpio kmod (make deps)"
     done
 }
-need qemu-system-x86_64 busybox cpio gzip depmod modprobe apt-get apt-cache dpkg-deb flock tail sha256sum
+need qemu-system-x86_64 busybox cpio gzip depmod modprobe apt-get apt-cache dpkg-deb flock tail sha256sum setpriv
 BUSYBOX=$(command -v busybox)
 if ! grep -q 'not a dynamic executable' <<<"$(LC_ALL=C ldd "$BUSYBOX" 2>&1 || true)"; then
     die "$BUSYBOX is dynamically linked; the initramfs needs busybox-static (apt-get install busybox-static)"
@@ -128,13 +129,25 @@ CACHE=$(cd "$CACHE" && pwd -P)
 
 # ---------------------------------------------------------------- kernel
 # Prints "PKG VERSION" of the kernel image linux-image-amd64 currently points at.
+# apt-cache takes about a second, so the answer is kept until apt's lists or
+# configuration change (their mtimes are the key).
+apt_key() { stat -c '%n %Y' /var/lib/apt/lists /etc/apt /etc/apt/*.d /etc/apt/sources.list 2>/dev/null | tr '\n' ' '; }
 resolve_kernel() {
-    local pkg ver
+    local pkg ver key saved
+    read -r key <<<"$(apt_key)" || true
+    if [ -f "$CACHE/kernel/.resolved" ]; then
+        { read -r saved; read -r pkg ver; } <"$CACHE/kernel/.resolved" || true
+        if [ "$saved" = "$key" ] && [ -n "${ver:-}" ]; then
+            printf '%s %s\n' "$pkg" "$ver"; return 0
+        fi
+    fi
     pkg=$(apt-cache depends "$KERNEL_META" 2>/dev/null |
         sed -n 's/^ *|\{0,1\}Depends: <\{0,1\}\(linux-image-[0-9][^ >]*\).*/\1/p' | head -n1)
     [ -n "$pkg" ] || return 1
     ver=$(apt-cache policy "$pkg" 2>/dev/null | awk '$1 == "Candidate:" { print $2; exit }')
     [ -n "$ver" ] && [ "$ver" != "(none)" ] || return 1
+    printf '%s\n%s %s\n' "$key" "$pkg" "$ver" >"$CACHE/kernel/.resolved.$$" &&
+        mv -f "$CACHE/kernel/.resolved.$$" "$CACHE/kernel/.resolved" || true
     printf '%s %s\n' "$pkg" "$ver"
 }
 
@@ -142,15 +155,35 @@ apt_updated=0
 apt_update_once() {
     [ $apt_updated = 0 ] || return 1
     apt_updated=1
+    rm -f "$CACHE/kernel/.resolved"
     log "running apt-get update"
     apt-get update -qq >&2 || { log "apt-get update failed"; return 1; }
 }
 
 kernel_ready() { [ -f "$1/.unpacked" ] && [ "$(cat "$1/.unpacked")" = "$2" ]; }
 
-# Sets KDIR (unpacked tree), KVER (uname -r), KID (cache key).
+# The bzImage's payload as a plain ELF vmlinux: qemu boots it through the PVH entry
+# point and skips the in-guest decompression (about 3 s under TCG).
+extract_vmlinux() { # VMLINUZ OUT
+    local magic off cmd
+    grep -q '^CONFIG_PVH=y' "$(dirname "$1")/config-${1##*/vmlinuz-}" 2>/dev/null || return 1
+    for magic in xz zstd gzip; do
+        case $magic in
+            xz) off=$(LC_ALL=C grep -abo $'\xfd7zXZ\x00' "$1" | head -n1 | cut -d: -f1); cmd="xz -dc --single-stream" ;;
+            zstd) off=$(LC_ALL=C grep -abo $'\x28\xb5\x2f\xfd' "$1" | head -n1 | cut -d: -f1); cmd="zstd -dcq" ;;
+            gzip) off=$(LC_ALL=C grep -abo $'\x1f\x8b\x08' "$1" | head -n1 | cut -d: -f1); cmd="gzip -dcq" ;;
+        esac
+        [ -n "$off" ] && command -v "${cmd%% *}" >/dev/null || continue
+        tail -c +$((off + 1)) "$1" | $cmd >"$2" 2>/dev/null || true
+        [ "$(head -c 4 "$2" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ] && return 0
+    done
+    rm -f "$2"
+    return 1
+}
+
+# Sets KDIR (unpacked tree), KVER (uname -r), KID (cache key), KERNEL (what qemu boots).
 prepare_kernel() {
-    local pv pkg ver newest marker tmp deb d f
+    local pv pkg ver newest marker tmp deb d
     pv=$(resolve_kernel) || { apt_update_once && pv=$(resolve_kernel); } || pv=""
     if [ -z "$pv" ]; then
         # No apt metadata (offline?): fall back to the newest complete cached kernel.
@@ -160,9 +193,9 @@ prepare_kernel() {
         log "warning: apt metadata unavailable; using cached $(basename "$KDIR")"
     else
         read -r pkg ver <<<"$pv"
-        KID="${pkg}_${ver//:/%}"
+        KID="${pkg}_${ver//:/%}_L$CACHE_LAYOUT"
         KDIR=$CACHE/kernel/$KID
-        marker="$pkg $ver trim$TRIM_VERSION"
+        marker="$pkg $ver layout$CACHE_LAYOUT"
         if ! kernel_ready "$KDIR" "$marker"; then
             exec 8>"$CACHE/.prepare.lock"
             flock 8
@@ -172,9 +205,9 @@ prepare_kernel() {
                 log "downloading $pkg ($ver) into $CACHE"
                 if ! (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver" >&2); then
                     apt_update_once || true
-                    pv=$(resolve_kernel) || die "apt-cache cannot resolve $KERNEL_META after apt-get update"
+                    pv=$(resolve_kernel) || { rm -rf "$tmp"; die "apt-cache cannot resolve $KERNEL_META after apt-get update"; }
                     read -r pkg ver <<<"$pv"
-                    KID="${pkg}_${ver//:/%}"; KDIR=$CACHE/kernel/$KID; marker="$pkg $ver trim$TRIM_VERSION"
+                    KID="${pkg}_${ver//:/%}_L$CACHE_LAYOUT"; KDIR=$CACHE/kernel/$KID; marker="$pkg $ver layout$CACHE_LAYOUT"
                     (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver" >&2) ||
                         { rm -rf "$tmp"; die "apt-get download $pkg=$ver failed"; }
                 fi
@@ -187,26 +220,34 @@ prepare_kernel() {
                 [ -n "$KVER" ] && [ -f "$tmp/root/boot/vmlinuz-$KVER" ] || { rm -rf "$tmp"; die "$pkg has no /boot/vmlinuz or /lib/modules"; }
                 for d in $TRIM_DIRS; do rm -rf "$tmp/root/lib/modules/$KVER/kernel/$d"; done
                 depmod -b "$tmp/root" "$KVER" || { rm -rf "$tmp"; die "depmod -b failed"; }
+                extract_vmlinux "$tmp/root/boot/vmlinuz-$KVER" "$tmp/root/boot/vmlinux-$KVER" ||
+                    log "note: no PVH vmlinux could be extracted; booting the compressed vmlinuz"
                 printf '%s\n' "$marker" >"$tmp/root/.unpacked"
                 rm -rf "$KDIR"
                 mv "$tmp/root" "$KDIR"
                 rm -rf "$tmp"
                 log "kernel $KVER ready in $((SECONDS - t0)) s ($(du -sh "$KDIR" | cut -f1))"
-                # Drop other versions no running guest holds.
-                for d in "$CACHE"/kernel/*/; do
-                    d=${d%/}
-                    [ "$d" = "$KDIR" ] && continue
-                    (flock -xn 7 && rm -rf "$d" "$d.inuse") 7>"$d.inuse" || true
-                done
             fi
             flock -u 8; exec 8>&-
         fi
     fi
     KID=$(basename "$KDIR")
     KVER=$(ls "$KDIR/lib/modules" | head -n1)
-    VMLINUZ=$KDIR/boot/vmlinuz-$KVER
-    [ -f "$VMLINUZ" ] || die "no $VMLINUZ; remove $KDIR and retry"
-    rm -rf "$CACHE"/kernel/.unpack.* 2>/dev/null || true
+    KERNEL=$KDIR/boot/vmlinux-$KVER
+    [ -f "$KERNEL" ] || KERNEL=$KDIR/boot/vmlinuz-$KVER
+    [ -f "$KERNEL" ] || die "no kernel image in $KDIR/boot; remove $KDIR and retry"
+    # Hold this tree (shared lock, until exit) so that a concurrent run that resolves
+    # another kernel version does not delete it under a running guest; drop the other
+    # trees that no run holds.
+    exec 6>"$KDIR.inuse"
+    flock -s 6
+    for d in "$CACHE"/kernel/*/; do
+        d=${d%/}
+        [ "$d" = "$KDIR" ] || [ ! -d "$d" ] && continue
+        { flock -xn 7 && rm -rf "$d"; } 7>"$d.inuse" 2>/dev/null || true
+    done
+    # Half-finished unpacks (an interrupted run), unless one is in progress right now.
+    { flock -xn 8 && rm -rf "$CACHE"/kernel/.unpack.*; } 8>"$CACHE/.prepare.lock" 2>/dev/null || true
 }
 
 # ---------------------------------------------------------------- initramfs
@@ -295,21 +336,30 @@ prepare_initramfs() {
     log "initramfs built: $(basename "$INITRD") ($n modules)"
 }
 
-t_start=$SECONDS
+# The self-test's helper (max-inline.c) is built on the host: compiling under TCG is slow.
+build_probe() {
+    local src=$HERE/max-inline.c bin=$CACHE/bin/max-inline
+    [ -x "$bin" ] && [ "$bin" -nt "$src" ] && return 0
+    command -v cc >/dev/null || { log "note: no cc; the self-test skips the max_inline_data probe"; return 0; }
+    mkdir -p "$CACHE/bin"
+    if cc -O2 -o "$bin.tmp.$$" "$src" -libverbs 2>"$CACHE/bin/max-inline.log"; then
+        mv -f "$bin.tmp.$$" "$bin"
+    else
+        rm -f "$bin.tmp.$$"
+        log "note: building max-inline failed (libibverbs-dev missing?); see $CACHE/bin/max-inline.log"
+    fi
+}
+
 prepare_kernel
 prepare_initramfs
+[ "$mode" != check ] || build_probe
 if [ "$mode" = prepare ]; then
     log "cache ready: kernel $KVER in $KDIR ($(du -sh "$KDIR" | cut -f1)), initramfs $INITRD"
     exit 0
 fi
 
-# Hold the kernel tree (shared) while the guest uses it, so a concurrent upgrade
-# does not delete it.
-exec 7>"$KDIR.inuse"
-flock -s 7
-
 # ---------------------------------------------------------------- job files
-[ -d "$cwd" ] || die "--cwd $cwd: no such directory"
+[ -d "$cwd" ] || bad "--cwd $cwd: no such directory"
 cwd=$(cd "$cwd" && pwd -P)
 case $cwd in
     /proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/run|/run/*)
@@ -345,6 +395,7 @@ rm -f "$out"/{output.log,status,error,console.log,qemu.log,guest.env,job.sh}
     printf 'export RDM_REPO=%q\n' "$REPO"
     printf 'export RDM_KDIR=%q\n' "$KDIR"
     printf 'export RDM_KVER=%q\n' "$KVER"
+    printf 'export RDM_SOFTROCE_CACHE=%q\n' "$CACHE"
     for e in "${envs[@]+"${envs[@]}"}"; do
         printf 'export %s=%q\n' "${e%%=*}" "${e#*=}"
     done
@@ -378,9 +429,10 @@ trap 'on_signal 143' TERM
 trap 'on_signal 129' HUP
 
 append="console=ttyS0 panic=-1 loglevel=4 mitigations=off rdm.9pcache=${RDM_GUEST_9PCACHE:-none}"
-qemu-system-x86_64 -nodefaults -no-user-config -accel tcg -smp "$smp" -m "$mem" ${RDM_GUEST_QEMU_EXTRA:-} \
+# setpriv --pdeathsig: qemu dies with this script even on SIGKILL.
+setpriv --pdeathsig KILL qemu-system-x86_64 -nodefaults -no-user-config -accel tcg -smp "$smp" -m "$mem" \
     -display none -monitor none -serial "file:$out/console.log" -no-reboot \
-    -kernel "$VMLINUZ" -initrd "$INITRD" -append "$append" \
+    -kernel "$KERNEL" -initrd "$INITRD" -append "$append" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$out,mount_tag=rdmout,security_model=none,multidevs=remap" \
     </dev/null >"$out/qemu.log" 2>&1 &
@@ -447,6 +499,7 @@ elif grep -q 'RDM-GUEST-BOOT' "$out/console.log" 2>/dev/null; then
     log "guest booted but stopped before the job finished (qemu exit $qrc)"
 else
     log "guest did not boot (qemu exit $qrc)"
+    [ -s "$out/console.log" ] || log "no console output at all: the kernel did not start (too little --mem? see $out/qemu.log)"
 fi
 show_console
 exit 125
