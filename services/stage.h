@@ -52,5 +52,6 @@ const struct rdm_stage_ops *rdm_stage_find(const char *name);
 const char *const *rdm_stage_names(void);
 
 extern const struct rdm_stage_ops rdm_stage_stamp;
+extern const struct rdm_stage_ops rdm_stage_tag;
 
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Criterion unit tests, then the integration tests, and prints one total.
-#   tests/run.sh [unit|integration]     (BUILD=build by default)
+#   tests/run.sh [unit|integration|rdma]     (BUILD=build by default)
+# integration includes rdma: the Soft-RoCE guest runs whenever qemu can.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -31,13 +32,15 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
 	done
 fi
 
-if [ "$what" = all ] || [ "$what" = integration ]; then
+if [ "$what" = all ] || [ "$what" = integration ] || [ "$what" = rdma ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "integration tests need root (network namespaces)" >&2
 		failed=$((failed + 1))
 		failures+=("integration: not root")
 	else
-		for t in tests/integration/test_*.sh; do
+		scripts=(tests/integration/test_*.sh)
+		[ "$what" = rdma ] && scripts=(tests/integration/test_softroce.sh)
+		for t in "${scripts[@]}"; do
 			name=$(basename "$t" .sh)
 			start=$(date +%s)
 			log=$(mktemp)
@@ -46,11 +49,12 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
 			secs=$(($(date +%s) - start))
 			p=$(grep -c '^PASS ' "$log")
 			f=$(grep -c '^FAIL ' "$log")
+			sk=$(grep -c '^SKIP ' "$log")
 			if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
 			passed=$((passed + p))
 			failed=$((failed + f))
-			printf '%-28s %d passed, %d failed (%ds)\n' "$name" "$p" "$f" "$secs"
-			grep -E '^(PASS|FAIL) ' "$log" | sed 's/^/    /'
+			printf '%-28s %d passed, %d failed, %d skipped (%ds)\n' "$name" "$p" "$f" "$sk" "$secs"
+			grep -E '^(PASS|FAIL|SKIP) ' "$log" | sed 's/^/    /'
 			if [ "$f" -ne 0 ]; then
 				echo "---- $name log (last 60 lines) ----"
 				tail -60 "$log"

@@ -17,6 +17,7 @@ struct rdm_loop {
 	struct rdm_timer *timers; /* sorted by due time */
 	struct deferred *defer;
 	int n_defer, cap_defer;
+	struct rdm_poller *pollers;
 };
 
 uint64_t rdm_now_ns(void)
@@ -137,6 +138,29 @@ void rdm_timer_arm(struct rdm_loop *l, struct rdm_timer *t, uint32_t delay_ms, r
 	rdm_timer_arm_ns(l, t, (uint64_t)delay_ms * 1000000ull, fn, arg);
 }
 
+void rdm_poller_wake(struct rdm_loop *l, struct rdm_poller *p)
+{
+	if (!p->added) {
+		p->next = l->pollers;
+		l->pollers = p;
+		p->added = 1;
+	}
+	p->hot = 1;
+}
+
+void rdm_poller_del(struct rdm_loop *l, struct rdm_poller *p)
+{
+	struct rdm_poller **pp;
+
+	for (pp = &l->pollers; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	p->added = 0;
+	p->hot = 0;
+}
+
 void rdm_loop_defer_free(struct rdm_loop *l, void *p, void (*fn)(void *))
 {
 	if (l->n_defer == l->cap_defer) {
@@ -170,6 +194,9 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 		if (wait < 0 || ms < wait)
 			wait = ms;
 	}
+	for (struct rdm_poller *p = l->pollers; p; p = p->next)
+		if (p->hot)
+			wait = 0;
 	n = epoll_wait(l->epfd, ev, MAX_EVENTS, wait);
 	if (n < 0 && errno != EINTR)
 		return -errno;
@@ -188,6 +215,11 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 		t->fn(t->arg);
 		ran++;
 	}
+	for (struct rdm_poller *p = l->pollers; p; p = p->next)
+		if (p->hot) {
+			p->hot = p->poll(p);
+			ran++;
+		}
 	run_deferred(l);
 	return ran;
 }

@@ -20,6 +20,15 @@ struct rdm_io {
 	rdm_io_fn fn;
 };
 
+/* A poller runs on every turn of the loop while it is hot, and the loop does not block
+ * then: busy polling that still lets the worker send, receive and run its timers. poll()
+ * returns 1 to stay hot, 0 to go cold (something else, an fd, will wake it again). */
+struct rdm_poller {
+	int (*poll)(struct rdm_poller *p);
+	struct rdm_poller *next;
+	int hot, added;
+};
+
 struct rdm_timer {
 	uint64_t due_ns;
 	rdm_timer_fn fn;
@@ -42,6 +51,10 @@ void rdm_timer_arm(struct rdm_loop *l, struct rdm_timer *t, uint32_t delay_ms, r
 void rdm_timer_arm_ns(struct rdm_loop *l, struct rdm_timer *t, uint64_t delay_ns, rdm_timer_fn fn,
 		      void *arg);
 void rdm_timer_cancel(struct rdm_loop *l, struct rdm_timer *t);
+
+/* Adds p (once) and makes it hot; removal takes it off the loop. */
+void rdm_poller_wake(struct rdm_loop *l, struct rdm_poller *p);
+void rdm_poller_del(struct rdm_loop *l, struct rdm_poller *p);
 
 /* Calls fn(p) after the current batch of events, when no callback can still hold p. */
 void rdm_loop_defer_free(struct rdm_loop *l, void *p, void (*fn)(void *));

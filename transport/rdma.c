@@ -70,6 +70,8 @@ struct rdma_ctx {
 	struct ibv_cq *cq;
 	struct ibv_srq *srq;
 	struct rdm_io ch_io, async_io;
+	struct rdm_poller poller;
+	uint64_t hot_until; /* keep polling the CQ until then, then arm and sleep */
 	uint32_t slot;      /* receive slot size = max_frame */
 	uint32_t n_rslots;
 	uint8_t *rbuf;
@@ -154,6 +156,7 @@ static struct rdma_worker *workers;
 static void conn_fail(struct rdma_conn *c, const char *why);
 static void start_connect(void *arg);
 static void ctx_poll(struct rdma_ctx *x);
+static int ctx_poller(struct rdm_poller *p);
 
 static inline struct rdma_conn *to_rc(struct rdm_conn *c)
 {
@@ -234,6 +237,7 @@ static void ctx_free(struct rdma_ctx *x)
 {
 	if (!x)
 		return;
+	rdm_poller_del(x->rw->loop, &x->poller);
 	if (x->ch_io.fn)
 		rdm_io_del(x->rw->loop, &x->ch_io);
 	if (x->async_io.fn)
@@ -309,7 +313,9 @@ static void ch_io(struct rdm_io *io, uint32_t events)
 			x->unacked = 0;
 		}
 	}
-	ctx_poll(x);
+	x->hot_until = rdm_now_ns() + x->spin_ns;
+	rdm_poller_wake(x->rw->loop, &x->poller);
+	x->poller.hot = ctx_poller(&x->poller);
 }
 
 static void async_io(struct rdm_io *io, uint32_t events)
@@ -353,6 +359,7 @@ static struct rdma_ctx *ctx_get(struct rdma_worker *rw, struct ibv_context *verb
 	x->credits = o->credits;
 	x->n_rslots = o->credits * MAX_CONNS;
 	x->spin_ns = (uint64_t)o->spin_us * 1000;
+	x->poller.poll = ctx_poller;
 	x->pd = ibv_alloc_pd(verbs);
 	x->ch = ibv_create_comp_channel(verbs);
 	if (!x->pd || !x->ch)
@@ -624,6 +631,11 @@ static int post_list(struct rdma_conn *c, struct ibv_send_wr *wr, int n)
 	}
 	c->sq_used += (uint32_t)n;
 	c->last_tx_ns = rdm_now_ns();
+	/* Completions (and, often, the peer's answer) follow a send: poll for them. */
+	if (c->ctx->spin_ns) {
+		c->ctx->hot_until = c->last_tx_ns + c->ctx->spin_ns;
+		rdm_poller_wake(c->rw->loop, &c->ctx->poller);
+	}
 	return 0;
 }
 
@@ -942,38 +954,51 @@ static void after_poll(struct rdma_ctx *x)
 	}
 }
 
-/* Polls the CQ, spinning up to spin_us after the last completion, then re-arms it. */
-static void ctx_poll(struct rdma_ctx *x)
+/* Polls up to one batch of completions and acts on them; returns how many. */
+static int poll_batch(struct rdma_ctx *x)
 {
 	struct ibv_wc wc[32];
-	uint64_t until = rdm_now_ns() + x->spin_ns;
-	int armed = 0;
+	int n = ibv_poll_cq(x->cq, 32, wc);
 
-	for (;;) {
-		int n = ibv_poll_cq(x->cq, 32, wc);
-
-		if (n < 0)
-			break;
-		for (int i = 0; i < n; i++) {
-			if (wc[i].opcode & IBV_WC_RECV)
-				on_recv(x, &wc[i]);
-			else
-				on_send_done(x, &wc[i]);
-		}
-		if (n > 0) {
-			after_poll(x);
-			until = rdm_now_ns() + x->spin_ns;
-			armed = 0;
-			continue;
-		}
-		if (rdm_now_ns() < until)
-			continue;
-		if (armed)
-			break;
-		/* Arm, then poll once more: a completion that raced the arming is not lost. */
-		ibv_req_notify_cq(x->cq, 0);
-		armed = 1;
+	for (int i = 0; i < n; i++) {
+		if (wc[i].opcode & IBV_WC_RECV)
+			on_recv(x, &wc[i]);
+		else
+			on_send_done(x, &wc[i]);
 	}
+	if (n > 0)
+		after_poll(x);
+	return n;
+}
+
+/* One turn of adaptive polling. While completions keep coming the context stays hot:
+ * the loop calls this on every turn without blocking, so the worker goes on sending and
+ * running its timers while it polls. After spin_us without a completion it arms the CQ
+ * and sleeps on the completion channel. Returns whether it is still hot. */
+static int ctx_poller(struct rdm_poller *p)
+{
+	struct rdma_ctx *x = container_of(p, struct rdma_ctx, poller);
+
+	if (poll_batch(x) > 0) {
+		x->hot_until = rdm_now_ns() + x->spin_ns;
+		return 1;
+	}
+	if (rdm_now_ns() < x->hot_until)
+		return 1;
+	/* Arm, then poll once more: a completion that raced the arming is not lost. */
+	ibv_req_notify_cq(x->cq, 0);
+	if (poll_batch(x) > 0) {
+		x->hot_until = rdm_now_ns() + x->spin_ns;
+		return 1;
+	}
+	return 0;
+}
+
+/* Takes every completion there is now (before a teardown). */
+static void ctx_poll(struct rdma_ctx *x)
+{
+	while (poll_batch(x) > 0)
+		;
 }
 
 static void kick_deliver(void *arg)
@@ -1081,6 +1106,15 @@ static void handle_conn_event(struct rdma_conn *c, struct rdma_cm_event *ev)
 		conn_fail(c, rdma_event_str(ev->event));
 		return;
 	case RDMA_CM_EVENT_DISCONNECTED:
+		/* Frames the peer sent before it left are already in our slots: hand them
+		 * over first, as TCP delivers what precedes a FIN. */
+		if (c->ctx && c->established)
+			ctx_poll(c->ctx);
+		if (c->established && c->rxq_n && !c->rx_paused)
+			deliver(c);
+		if (c->id && !c->closed)
+			conn_fail(c, rdma_event_str(ev->event));
+		return;
 	case RDMA_CM_EVENT_DEVICE_REMOVAL:
 	case RDMA_CM_EVENT_ADDR_CHANGE:
 	case RDMA_CM_EVENT_TIMEWAIT_EXIT:

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# make bench-rdma: runs inside the Soft-RoCE guest and measures one hop, host1 (rxe0) ->
+# host2 (rxe1), side by side in one run, for 64 B and 1500 B packets with 128 B of state:
+#  (a) round trips with both ends polling, as ib_send_lat does: rdmesh's transport over
+#      RDMA, ib_send_lat at the same message size (the device's floor), rdmesh's transport
+#      over TCP between the same addresses;
+#  (b) the chain itself at a paced rate, hop latency from the frames' own timestamps,
+#      over RDMA and over TCP.
+# Writes hop-rdma.csv and hop-rdma.md to $RDM_OUT and prints the table with the ratios.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. tests/lib/rack.sh
+BUILD=${BUILD:-build}
+RDMESH=$PWD/$BUILD/rdmesh
+read -r A1 A2 _ <<<"${RDM_RXE_ADDRS:?run me in the Soft-RoCE guest}"
+read -r D1 D2 _ <<<"${RDM_RXE_DEVS:?}"
+N=${BENCH_PACKETS:-2000}
+RATE=${BENCH_RATE:-500}
+work=${RDM_OUT:?}/bench
+rm -rf "$work"
+mkdir -p "$work"
+# State at the hop: flow key 44 + flow id 12 + seq 16 + hop stamps 16 + tenant 16 + user
+# 24 = 128 bytes of TLVs; with the 8-byte base header a frame is the packet + 136.
+STATE_HDR=136
+port=7300
+
+# rdmesh_hop TRANSPORT SIZE -> "p50_us p99_us"
+rdmesh_hop() {
+	port=$((port + 1))
+	cat >"$work/chain.yaml" <<EOC
+chain: {name: bench, spi: 1}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100}
+nodes:
+  - name: host1
+    listen: $A1:$port
+    stages:
+      - {name: tag, tenant: bench-tenant, user: bench-user-00000001}
+      - stamp
+    next: host2
+    transport: $1
+    ingress: {mode: pcap, file: $work/in-$2.pcap, rate: $RATE, wait_ms: 10000}
+  - name: host2
+    listen: $A2:$port
+    stages: [stamp]
+    egress: {count: $N}
+EOC
+	"$RDMESH" node --config "$work/chain.yaml" --name host2 --stats "$work/s2" 2>"$work/l2-$1-$2" &
+	local p2=$!
+	timeout 120 "$RDMESH" node --config "$work/chain.yaml" --name host1 --stats "$work/s1" \
+		2>"$work/l1-$1-$2"
+	timeout 30 tail --pid=$p2 -f /dev/null || kill -TERM $p2
+	wait $p2 2>/dev/null
+	[ "$(stat "$work/s2" egress_packets)" = "$N" ] || echo "bench: $1 $2 B: only $(stat "$work/s2" egress_packets) of $N arrived" >&2
+	awk '$1=="hop1_p50_ns"{a=$2} $1=="hop1_p99_ns"{b=$2} END{printf "%.1f %.1f\n", a/1000, b/1000}' "$work/s2"
+}
+
+# ib_send_lat_hop BYTES -> "p50_us p99_us" (t_typical and the 99% column)
+ib_send_lat_hop() {
+	port=$((port + 1))
+	timeout 60 ib_send_lat -z -d "$D2" --source_ip "$A2" -p $port -n "$N" -s "$1" >"$work/lat-s-$1" 2>&1 &
+	local sp=$!
+	sleep 1
+	timeout 60 ib_send_lat -z -d "$D1" --source_ip "$A1" -p $port -n "$N" -s "$1" "$A2" >"$work/lat-c-$1" 2>&1
+	wait $sp
+	awk '/t_typical/ { getline; print $5, $8; exit }' "$work/lat-c-$1"
+}
+
+# pingpong TRANSPORT FRAME_BYTES -> "p50_us p99_us" (half a round trip, polling)
+pingpong() {
+	port=$((port + 1))
+	"$PWD/$BUILD/tools/pingpong" server "$1" "$A2:$port" &
+	local sp=$!
+	sleep 0.5
+	"$PWD/$BUILD/tools/pingpong" client "$1" "$A2:$port" "$A1:1" "$2" "$N" 1000
+	kill $sp
+	wait $sp 2>/dev/null
+}
+
+name_of() {
+	case $1 in
+	pp_rdma) echo "rdmesh transport, RDMA" ;;
+	ib) echo "ib_send_lat -z" ;;
+	pp_tcp) echo "rdmesh transport, TCP" ;;
+	hop_rdma) echo "rdmesh chain hop, RDMA" ;;
+	hop_tcp) echo "rdmesh chain hop, TCP" ;;
+	esac
+}
+
+echo "bench-rdma: one hop $A1 ($D1) -> $A2 ($D2); 64 B and 1500 B packets with 128 B of state"
+echo "  (a) round trips, both ends polling like ib_send_lat: $N each, half the round trip"
+echo "  (b) the chain: host1 (tag, stamp) -> host2 (stamp, egress), $N packets at $RATE pkt/s, stamp to stamp"
+printf 'size_b,frame_b,path,p50_us,p99_us\n' >"$work/hop-rdma.csv"
+declare -A R
+for size in 64 1500; do
+	frame=$((size + STATE_HDR))
+	"$PWD/$BUILD/tools/fixedpcap" $size "$N" 16 "$work/in-$size.pcap"
+	echo "  $size B: (a) rdma, ib_send_lat, tcp; (b) rdma, tcp"
+	R[pp_rdma, $size]=$(pingpong rdma $frame)
+	R[ib, $size]=$(ib_send_lat_hop $frame)
+	R[pp_tcp, $size]=$(pingpong tcp $frame)
+	R[hop_rdma, $size]=$(rdmesh_hop rdma $size)
+	R[hop_tcp, $size]=$(rdmesh_hop tcp $size)
+	for p in pp_rdma ib pp_tcp hop_rdma hop_tcp; do
+		printf '%s,%s,%s,%s\n' $size $frame "$(name_of $p)" "${R[$p, $size]// /,}" >>"$work/hop-rdma.csv"
+	done
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+{
+	echo "| packet | frame | path | p50 (us) | p99 (us) |"
+	echo "|---:|---:|---|---:|---:|"
+	for size in 64 1500; do
+		for p in pp_rdma ib pp_tcp hop_rdma hop_tcp; do
+			read -r a b <<<"${R[$p, $size]}"
+			echo "| $size B | $((size + STATE_HDR)) B | $(name_of $p) | $a | $b |"
+		done
+	done
+	echo
+	echo "| packet | (a) rdma / ib_send_lat p50 (target <= 1.25) | (a) rdma / tcp p50 | (a) rdma / tcp p99 | (b) rdma / tcp p50 | (b) rdma / tcp p99 |"
+	echo "|---:|---:|---:|---:|---:|---:|"
+	for size in 64 1500; do
+		read -r r50 r99 <<<"${R[pp_rdma, $size]}"
+		read -r i50 i99 <<<"${R[ib, $size]}"
+		read -r t50 t99 <<<"${R[pp_tcp, $size]}"
+		read -r h50 h99 <<<"${R[hop_rdma, $size]}"
+		read -r k50 k99 <<<"${R[hop_tcp, $size]}"
+		echo "| $size B | $(ratio "$r50" "$i50") | $(ratio "$r50" "$t50") | $(ratio "$r99" "$t99") | $(ratio "$h50" "$k50") | $(ratio "$h99" "$k99") |"
+	done
+} | tee "$work/hop-rdma.md"
+echo
+echo "setup: QEMU TCG guest, 2 vCPU, Debian kernel $(uname -r), Soft-RoCE (rdma_rxe) with each end on its own rxe device (veth pair over a bridge). (a) pingpong (tests/tools/pingpong, spin_us 1000) and ib_send_lat both poll; (b) uses the default spin_us (20) and sleeps between packets, so it includes the guest's wake-up cost. Emulation inflates every absolute figure: compare within one run."
