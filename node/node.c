@@ -109,6 +109,7 @@ struct worker {
 	struct rdm_timer eg_resume;
 
 	struct rdm_timer progress;
+	uint64_t auto_fallbacks;
 	int stopping, finished;
 	uint64_t drain_until_ns;
 	struct worker_stats st;
@@ -119,6 +120,7 @@ struct rdm_node {
 	const struct rdm_node_conf *conf;
 	const struct rdm_node_conf *next;
 	const struct rdm_transport_ops *ops; /* towards next */
+	int auto_tcp_fallback;               /* transport auto: TCP if the peer has no RDMA */
 	int listen_rdma;                     /* an upstream reaches us over RDMA */
 	struct rdm_conn_opts copts;
 	const struct rdm_stage_ops *stage_ops[MAX_STAGES];
@@ -412,7 +414,8 @@ static void down_state(struct rdm_conn *c, int up, void *arg)
 	struct rdm_node *n = w->node;
 
 	if (up) {
-		nlog(n, "next hop %s (%s) up, epoch %u", n->next->name, c->peer, c->epoch);
+		nlog(n, "next hop %s (%s) up over %s, epoch %u", n->next->name, c->peer,
+		     c->ops->name, c->epoch);
 		if (w->ever_up && (w->gen || w->pin))
 			w->st.ingress_reconnect_seq = w->st.ingress_taken;
 		w->ever_up = 1;
@@ -659,6 +662,27 @@ static void progress(void *arg)
 	rdm_timer_arm(w->loop, &w->progress, 1000, progress, w);
 }
 
+/* Transport auto: a peer with no RDMA responder (address or route errors, no answer to
+ * RDMA CM) is reached over TCP instead. A rejection means RDMA is there, so it waits. */
+static void auto_check(struct worker *w)
+{
+	struct rdm_node *n = w->node;
+	struct rdm_conn_cbs cbs = down_cbs_tmpl;
+
+	if (!n->auto_tcp_fallback || w->ever_up || !w->down || w->down->ops != &rdm_rdma_ops ||
+	    w->down->stats.unreachable < 2)
+		return;
+	nlog(n, "transport auto: no RDMA responder at %s after %" PRIu64 " tries: using TCP",
+	     n->next->listen.text, w->down->stats.unreachable);
+	w->auto_fallbacks++;
+	w->down->ops->close(w->down);
+	cbs.on_frames = down_frames;
+	cbs.arg = w;
+	w->down = rdm_tcp_ops.connect(w->loop, &n->next->listen, &n->copts, &cbs);
+	if (!w->down)
+		nlog(n, "connect %s: %s", n->next->listen.text, strerror(errno));
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -674,6 +698,7 @@ static void *worker_main(void *arg)
 		rdm_loop_run_once(w->loop, 50);
 		if (atomic_load(&n->stop) && !w->stopping)
 			begin_stop(w);
+		auto_check(w);
 		check_finished(w);
 	}
 	return NULL;
@@ -833,6 +858,19 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	n->conf = c;
 	n->next = c->next >= 0 ? &chain->nodes[c->next] : NULL;
 	n->ops = c->transport == RDM_TRANSPORT_TCP ? &rdm_tcp_ops : &rdm_rdma_ops;
+	if (c->transport == RDM_TRANSPORT_AUTO && n->next) {
+		/* Auto: RDMA only from an address on an active RDMA device; the peer's side
+		 * shows when connecting (see auto_check). */
+		if (!c->has_listen || !rdm_rdma_probe(&c->listen)) {
+			n->ops = &rdm_tcp_ops;
+			nlog(n, "transport auto: %s is on no active RDMA device: using TCP",
+			     c->has_listen ? c->listen.text : "this node (no listen address)");
+		} else {
+			n->auto_tcp_fallback = 1;
+			nlog(n, "transport auto: %s has an active RDMA device: trying RDMA",
+			     c->listen.text);
+		}
+	}
 	for (int i = 0; i < chain->n_nodes; i++)
 		if (chain->nodes[i].next >= 0 && &chain->nodes[chain->nodes[i].next] == c &&
 		    chain->nodes[i].transport != RDM_TRANSPORT_TCP)
@@ -1024,6 +1062,14 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			"ingress_taken %" PRIu64 "\ningress_sent %" PRIu64
 			"\ningress_reconnect_seq %" PRIu64 "\n",
 			t.st.ingress_taken, t.st.ingress_sent, t.st.ingress_reconnect_seq);
+	if (n->next) {
+		uint64_t fb = 0;
+
+		for (int i = 0; i < n->n_workers; i++)
+			fb += n->w[i].auto_fallbacks;
+		fprintf(out, "down_transport %s\ndown_auto_fallbacks %" PRIu64 "\n",
+			n->w[0].down ? n->w[0].down->ops->name : "none", fb);
+	}
 	if (n->next)
 		fprintf(out,
 			"down_tx_frames %" PRIu64 "\ndown_tx_bytes %" PRIu64 "\ndown_connects %" PRIu64
@@ -1033,7 +1079,7 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			t.down.tx_frames, t.down.tx_bytes, t.down.connects, t.down.connect_fails,
 			t.down.disconnects, t.down.congested, t.down.lost_on_close,
 			t.down.queue_full);
-	if (n->next && n->ops == &rdm_rdma_ops)
+	if (n->next && n->w[0].down && n->w[0].down->ops == &rdm_rdma_ops)
 		fprintf(out,
 			"down_inline_sends %" PRIu64 "\ndown_zero_copy %" PRIu64
 			"\ndown_credit_stalls %" PRIu64 "\ndown_credit_msgs %" PRIu64

@@ -40,6 +40,7 @@
 #define WIRE_VERSION 1  /* private data and message layout */
 #define RESOLVE_MS 2000
 #define NONE 0xFFFFFFFFu
+#define CTRL 0xFFFFFFFEu /* a posted credit or keepalive message: no slot, not a frame */
 
 enum imm_type { IMM_DATA = 0, IMM_CREDIT = 1, IMM_KEEPALIVE = 2 };
 #define IMM(type, credits) htonl((uint32_t)(type) << 24 | ((credits)&0xFFFFFF))
@@ -108,7 +109,11 @@ struct rxq {
 	uint32_t slot, len;
 };
 
+/* What a cm_id's context points at: every such struct starts with its kind. */
+enum { KIND_CONN = 1, KIND_LISTENER };
+
 struct rdma_conn {
+	int kind;
 	struct rdm_conn base;
 	struct rdma_worker *rw;
 	struct rdma_ctx *ctx;
@@ -142,6 +147,7 @@ struct rdma_conn {
 };
 
 struct rdma_listener {
+	int kind;
 	struct rdma_worker *rw;
 	struct rdma_cm_id *id;
 	struct rdm_conn_opts o;
@@ -507,7 +513,7 @@ static void conn_fail(struct rdma_conn *c, const char *why)
 	if (c->closed)
 		return;
 	/* Say why, once per distinct reason, so a retry loop does not flood the log. */
-	if (strcmp(c->last_why, why)) {
+	if (strcmp(c->last_why, why) && (c->outbound || strcmp(why, "RDMA_CM_EVENT_DISCONNECTED"))) {
 		fprintf(stderr, "rdma %s: %s%s\n", c->base.peer, why,
 			c->outbound ? ", retrying with backoff" : "");
 		snprintf(c->last_why, sizeof(c->last_why), "%s", why);
@@ -660,7 +666,7 @@ static void send_ctrl(struct rdma_conn *c, enum imm_type t)
 	wr.opcode = IBV_WR_SEND_WITH_IMM;
 	wr.imm_data = IMM(t, take_owed(c));
 	wr.num_sge = 0;
-	note_posted(c, &wr, NONE, NONE);
+	note_posted(c, &wr, CTRL, NONE);
 	c->credits--;
 	if (post_list(c, &wr, 1) == 0) {
 		if (t == IMM_CREDIT)
@@ -700,7 +706,9 @@ static void flush_pending(struct rdma_conn *c)
 		if (post_list(c, wr, n) < 0)
 			return;
 	}
-	if (c->base.congested && c->pend_n <= c->n_sslots / 4) {
+	/* Congestion counts every send slot in use: queued frames and large frames posted
+	 * but not yet completed both hold one. */
+	if (c->base.congested && c->n_sslots - c->n_sfree <= c->n_sslots / 4) {
 		c->base.congested = 0;
 		if (c->base.cbs.on_writable)
 			c->base.cbs.on_writable(&c->base, c->base.cbs.arg);
@@ -722,8 +730,11 @@ static int rdma_send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int
 		int direct = c->pend_n == 0 && c->credits > 1 &&
 			     c->sq_used + (uint32_t)nw < c->sq_depth;
 
-		if (len > c->slot)
-			return i ? i : -EMSGSIZE;
+		if (len > c->slot) {
+			if (i == 0)
+				return -EMSGSIZE;
+			break; /* post what was prepared: those frames were taken */
+		}
 		if (direct && len <= c->max_inline) {
 			/* Inline: the device copies at post time, both pieces as they are. */
 			sge[nw][0] = (struct ibv_sge){(uintptr_t)f[i].hdr, f[i].hdr_len, 0};
@@ -794,7 +805,7 @@ static int rdma_send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int
 	}
 	if (nw && post_list(c, wr, nw) < 0)
 		return i;
-	if (c->pend_n >= c->n_sslots / 2 && !bc->congested) {
+	if (c->n_sslots - c->n_sfree >= c->n_sslots / 2 && !bc->congested) {
 		bc->congested = 1;
 		bc->stats.congested++;
 	}
@@ -884,7 +895,7 @@ static void on_send_done(struct rdma_ctx *x, struct ibv_wc *wc)
 		uint32_t h = c->post_head;
 		struct posted *p = &c->post[h];
 
-		if (p->sslot != NONE)
+		if (p->sslot != NONE && p->sslot != CTRL)
 			c->sfree[c->n_sfree++] = p->sslot;
 		if (p->rslot != NONE) {
 			x->rrefs[p->rslot]--;
@@ -894,7 +905,8 @@ static void on_send_done(struct rdma_ctx *x, struct ibv_wc *wc)
 		c->post_head = (h + 1) % c->sq_depth;
 		c->post_n--;
 		c->sq_used--;
-		c->base.stats.tx_frames++;
+		if (p->sslot != CTRL)
+			c->base.stats.tx_frames++;
 		if (h == pos)
 			break;
 	}
@@ -1050,6 +1062,7 @@ static void start_connect(void *arg)
 	}
 	if (rdma_resolve_addr(c->id, c->local.len ? (struct sockaddr *)&src : NULL,
 			      (struct sockaddr *)&c->peer.ss, RESOLVE_MS)) {
+		c->base.stats.unreachable++;
 		c->base.stats.connect_fails++;
 		conn_fail(c, "rdma_resolve_addr");
 	}
@@ -1099,8 +1112,13 @@ static void handle_conn_event(struct rdma_conn *c, struct rdma_cm_event *ev)
 		return;
 	case RDMA_CM_EVENT_ADDR_ERROR:
 	case RDMA_CM_EVENT_ROUTE_ERROR:
-	case RDMA_CM_EVENT_CONNECT_ERROR:
 	case RDMA_CM_EVENT_UNREACHABLE:
+		/* No RDMA path to the peer, or nothing there answers RDMA CM. */
+		c->base.stats.unreachable++;
+		c->base.stats.connect_fails++;
+		conn_fail(c, rdma_event_str(ev->event));
+		return;
+	case RDMA_CM_EVENT_CONNECT_ERROR:
 	case RDMA_CM_EVENT_REJECTED:
 		c->base.stats.connect_fails++;
 		conn_fail(c, rdma_event_str(ev->event));
@@ -1139,6 +1157,7 @@ static void accept_request(struct rdma_listener *lst, struct rdma_cm_event *ev)
 		rdma_destroy_id(id);
 		return;
 	}
+	c->kind = KIND_CONN;
 	c->base.ops = &rdm_rdma_ops;
 	c->base.cbs = lst->cbs;
 	c->o = lst->o;
@@ -1199,7 +1218,12 @@ static void cm_io(struct rdm_io *io, uint32_t events)
 		rdma_ack_cm_event(ev);
 		if (!copy.id || !copy.id->context)
 			continue;
-		if (copy.listen_id == NULL && copy.id->context) {
+		if (*(int *)copy.id->context == KIND_LISTENER) {
+			/* The listening id itself: its device went away, or its address. */
+			fprintf(stderr, "rdma listener: %s\n", rdma_event_str(copy.event));
+			continue;
+		}
+		if (copy.listen_id == NULL) {
 			struct rdma_conn *c = copy.id->context;
 
 			if (!c->outbound && copy.event == RDMA_CM_EVENT_ESTABLISHED) {
@@ -1242,6 +1266,7 @@ static struct rdm_conn *rdma_connect_(struct rdm_loop *l, const struct rdm_addr 
 		errno = e;
 		return NULL;
 	}
+	c->kind = KIND_CONN;
 	c->base.ops = &rdm_rdma_ops;
 	c->base.cbs = *cbs;
 	c->o = *o;
@@ -1279,6 +1304,7 @@ static struct rdm_listener *rdma_listen_(struct rdm_loop *l, const struct rdm_ad
 	lst->rw = worker_get(l);
 	if (!lst->rw)
 		goto err;
+	lst->kind = KIND_LISTENER;
 	lst->o = *o;
 	opts_defaults(&lst->o);
 	lst->cbs = *cbs;
@@ -1366,6 +1392,34 @@ static void rdma_close_listener(struct rdm_listener *bl)
 	rdma_destroy_id(lst->id);
 	free(lst);
 	worker_put(rw);
+}
+
+int rdm_rdma_probe(const struct rdm_addr *local)
+{
+	struct rdma_event_channel *ch;
+	struct rdma_cm_id *id = NULL;
+	struct sockaddr_storage ss;
+	struct ibv_port_attr pa;
+	int ok = 0;
+
+	if (!local || !local->len)
+		return 0;
+	ch = rdma_create_event_channel();
+	if (!ch)
+		return 0;
+	memcpy(&ss, &local->ss, sizeof(ss));
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+	if (rdma_create_id(ch, &id, NULL, RDMA_PS_TCP) == 0 &&
+	    rdma_bind_addr(id, (struct sockaddr *)&ss) == 0 && id->verbs &&
+	    ibv_query_port(id->verbs, id->port_num, &pa) == 0 && pa.state == IBV_PORT_ACTIVE)
+		ok = 1;
+	if (id)
+		rdma_destroy_id(id);
+	rdma_destroy_event_channel(ch);
+	return ok;
 }
 
 const struct rdm_transport_ops rdm_rdma_ops = {

@@ -75,6 +75,7 @@ struct rdm_conn_stats {
 	uint64_t credit_msgs;    /* explicit credit returns (one-way traffic) */
 	uint64_t keepalives;
 	uint64_t rnr_errors, retry_errors, wc_errors;
+	uint64_t unreachable;    /* attempts that found no RDMA responder at the peer */
 };
 
 struct rdm_transport_ops {
@@ -112,6 +113,10 @@ struct rdm_conn {
 
 extern const struct rdm_transport_ops rdm_tcp_ops;
 extern const struct rdm_transport_ops rdm_rdma_ops;
+
+/* 1 when an RDMA device with an active port owns local's address, else 0. Blocks for
+ * no network round trip: it only binds. */
+int rdm_rdma_probe(const struct rdm_addr *local);
 
 /* The backend called name ("tcp"), or NULL. */
 const struct rdm_transport_ops *rdm_transport_find(const char *name);

@@ -36,6 +36,7 @@ nodes:
   - name: host1
     stages: [stamp]
     next: host2
+    transport: auto
     ingress: {mode: pcap, file: $work/in.pcap, rate: $1, count: $count, wait_ms: 5000}
   - name: host2
     listen: $RACK_NET.2:7001
@@ -113,6 +114,9 @@ if run_chain "run 1"; then
 	else
 		fail "drops on a healthy chain"
 	fi
+	[ "$(stat "$work/stats1" down_transport)" = tcp ] && grep -q 'transport auto:.*using TCP' "$work/log1" &&
+		pass "transport auto picks TCP where there is no RDMA device, and says so" ||
+		fail "transport auto on a host without RDMA"
 	[ "$(stat "$work/stats1" ingress_taken)" = "$PACKETS" ] && pass "ingress replayed the whole capture" ||
 		fail "ingress replayed $(stat "$work/stats1" ingress_taken) of $PACKETS"
 	bad=""

@@ -138,3 +138,43 @@ if finish "run 2"; then
 	cat "$work/check2"
 fi
 show_logs "run 2"
+
+# --- run 3: transport auto ---------------------------------------------------------------
+# host1 -> host2 between rxe addresses must choose RDMA; host1 -> host4, whose address is
+# on a dummy interface with no RDMA device, must fall back to TCP and still deliver.
+rm -f "$work"/stats* "$work"/log*
+modprobe dummy 2>/dev/null
+ip link add rdmdummy0 type dummy 2>/dev/null
+ip addr add 10.89.0.1/32 dev rdmdummy0 2>/dev/null
+ip link set rdmdummy0 up
+for peer in "$A2" 10.89.0.1; do
+	cat >"$work/chain.yaml" <<EOC
+chain: {name: auto, spi: 4}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100}
+nodes:
+  - name: host1
+    listen: $A1:7301
+    stages: [stamp]
+    next: host2
+    transport: auto
+    ingress: {mode: gen, count: 500, flows: 20, rate: 0, wait_ms: 15000}
+  - name: host2
+    listen: $peer:7301
+    stages: [stamp]
+    egress: {count: 500}
+EOC
+	node 2; node 1
+	wait_exit "${pids[1]}" 60 || { fail "auto to $peer: ingress did not finish"; kill -9 "${pids[1]}"; }
+	wait_exit "${pids[2]}" 20 || { kill -TERM "${pids[2]}"; wait_exit "${pids[2]}" 5; }
+	want=rdma
+	[ "$peer" = 10.89.0.1 ] && want=tcp
+	got=$(stat "$work/stats1" down_transport)
+	if [ "$got" = $want ] && [ "$(stat "$work/stats2" egress_packets)" = 500 ]; then
+		pass "transport auto towards $peer chose $got and delivered 500 of 500 (fallbacks: $(stat "$work/stats1" down_auto_fallbacks))"
+	else
+		fail "transport auto towards $peer: chose '$got', want $want; delivered $(stat "$work/stats2" egress_packets)"
+		show_logs "auto $peer"
+	fi
+	grep 'transport auto' "$work/log1"
+	rm -f "$work"/stats* "$work"/log*
+done
