@@ -617,6 +617,14 @@ static int load(struct ld *l, struct rdm_chain_conf *c)
 	if (!rc)
 		rc = link_nodes(l, c, src);
 	free(src);
+	/* An RDMA receive slot holds a whole frame: an MTU-sized packet and its state. */
+	for (int i = 0; !rc && i < c->n_nodes; i++)
+		if (c->nodes[i].transport != RDM_TRANSPORT_TCP && c->transport.max_frame < 2048)
+			rc = rdm_yerr(l->doc, rdm_ymap_get(rdm_yseq_item(nodes, (size_t)i), "transport"),
+				      l->err, l->len,
+				      "RDMA slots must hold an MTU of 1500 plus state: "
+				      "transport.max_frame %u is below 2048",
+				      c->transport.max_frame);
 	return rc;
 }
 

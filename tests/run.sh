@@ -6,6 +6,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 what=${1:-all}
+# Under SANITIZE builds: leaks inside libcriterion are not ours (see the file).
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
 passed=0
 failed=0
 failures=()
@@ -14,7 +16,7 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
 	for t in "$BUILD"/tests/test_*; do
 		[ -x "$t" ] || continue
 		name=$(basename "$t")
-		out=$("$t" --jobs 2 2>&1)
+		out=$("$t" --jobs 2 --verbose 2>&1)
 		rc=$?
 		line=$(printf '%s\n' "$out" | grep 'Synthesis:' | tail -1)
 		p=$(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$line")
@@ -25,6 +27,9 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
 		passed=$((passed + p))
 		failed=$((failed + f))
 		printf '%-28s %s\n' "$name" "${line#*Synthesis: }"
+		sk=$(printf '%s\n' "$out" | grep -c '^\[SKIP\]')
+		[ "$sk" -gt 0 ] && printf '    %d skipped: %s\n' "$sk" \
+			"$(printf '%s\n' "$out" | grep -m1 '^\[SKIP\]' | sed 's/^\[SKIP\] [^ ]*: //')"
 		if [ "$f" -ne 0 ]; then
 			printf '%s\n' "$out" | grep -v '^\[----\] *$' | tail -40
 			failures+=("$name")

@@ -464,6 +464,14 @@ Test(config, reports_bad_next_hops)
 			  ":8:11: next hop 'a' has ingress, so it cannot be a next hop");
 }
 
+Test(config, rdma_slots_must_hold_an_mtu_and_state)
+{
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    transport: rdma\n"
+			       "transport: {max_frame: 1024}\n",
+			  ":6:16: RDMA slots must hold an MTU of 1500 plus state: "
+			  "transport.max_frame 1024 is below 2048");
+}
+
 Test(config, reports_other_bad_values)
 {
 	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    transport: rmda\n",

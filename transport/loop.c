@@ -194,6 +194,9 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 		if (wait < 0 || ms < wait)
 			wait = ms;
 	}
+	/* A hot poller keeps the loop spinning, but every turn still looks at the fds: a
+	 * system call a turn also lets the kernel run work it deferred (on Soft-RoCE, the
+	 * copy of every send that is not inline). */
 	for (struct rdm_poller *p = l->pollers; p; p = p->next)
 		if (p->hot)
 			wait = 0;

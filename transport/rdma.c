@@ -73,6 +73,7 @@ struct rdma_ctx {
 	struct rdm_io ch_io, async_io;
 	struct rdm_poller poller;
 	uint64_t hot_until; /* keep polling the CQ until then, then arm and sleep */
+	uint64_t poll_ns;   /* when the current batch of completions was taken */
 	uint32_t slot;      /* receive slot size = max_frame */
 	uint32_t n_rslots;
 	uint8_t *rbuf;
@@ -930,7 +931,7 @@ static void on_recv(struct rdma_ctx *x, struct ibv_wc *wc)
 	}
 	imm = (wc->wc_flags & IBV_WC_WITH_IMM) ? ntohl(wc->imm_data) : 0;
 	c->credits += imm & 0xFFFFFF;
-	c->last_rx_ns = rdm_now_ns();
+	c->last_rx_ns = x->poll_ns;
 	c->base.stats.rx_bytes += wc->byte_len;
 	x->rowner[slot] = (uint32_t)c->idx << 16 | c->gen;
 	if (imm >> 24 != IMM_DATA) {
@@ -972,6 +973,8 @@ static int poll_batch(struct rdma_ctx *x)
 	struct ibv_wc wc[32];
 	int n = ibv_poll_cq(x->cq, 32, wc);
 
+	if (n > 0)
+		x->poll_ns = rdm_now_ns(); /* one clock read a batch, not one a message */
 	for (int i = 0; i < n; i++) {
 		if (wc[i].opcode & IBV_WC_RECV)
 			on_recv(x, &wc[i]);

@@ -16,6 +16,7 @@ read -r A1 A2 _ <<<"${RDM_RXE_ADDRS:?run me in the Soft-RoCE guest}"
 read -r D1 D2 _ <<<"${RDM_RXE_DEVS:?}"
 N=${BENCH_PACKETS:-2000}
 RATE=${BENCH_RATE:-500}
+ROUNDS=${BENCH_ROUNDS:-3}
 work=${RDM_OUT:?}/bench
 rm -rf "$work"
 mkdir -p "$work"
@@ -76,6 +77,11 @@ pingpong() {
 	wait $sp 2>/dev/null
 }
 
+# median "P50 P99" ...: the pair whose p50 is the median (odd counts).
+median() {
+	printf '%s\n' "$@" | sort -n -k1,1 | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'
+}
+
 name_of() {
 	case $1 in
 	pp_rdma) echo "rdmesh transport, RDMA" ;;
@@ -87,7 +93,7 @@ name_of() {
 }
 
 echo "bench-rdma: one hop $A1 ($D1) -> $A2 ($D2); 64 B and 1500 B packets with 128 B of state"
-echo "  (a) round trips, both ends polling like ib_send_lat: $N each, half the round trip"
+echo "  (a) round trips, both ends polling like ib_send_lat: $N each, half the round trip, median of $ROUNDS interleaved rounds"
 echo "  (b) the chain: host1 (tag, stamp) -> host2 (stamp, egress), $N packets at $RATE pkt/s, stamp to stamp"
 printf 'size_b,frame_b,path,p50_us,p99_us\n' >"$work/hop-rdma.csv"
 declare -A R
@@ -95,9 +101,18 @@ for size in 64 1500; do
 	frame=$((size + STATE_HDR))
 	"$PWD/$BUILD/tools/fixedpcap" $size "$N" 16 "$work/in-$size.pcap"
 	echo "  $size B: (a) rdma, ib_send_lat, tcp; (b) rdma, tcp"
-	R[pp_rdma, $size]=$(pingpong rdma $frame)
-	R[ib, $size]=$(ib_send_lat_hop $frame)
-	R[pp_tcp, $size]=$(pingpong tcp $frame)
+	# The guest's speed drifts from minute to minute: interleave the three paths over
+	# ROUNDS rounds and keep each path's median round, so a ratio compares like with like.
+	a=() b=() c=()
+	for ((r = 0; r < ROUNDS; r++)); do
+		a+=("$(pingpong rdma $frame)")
+		b+=("$(ib_send_lat_hop $frame)")
+		c+=("$(pingpong tcp $frame)")
+	done
+	R[pp_rdma, $size]=$(median "${a[@]}")
+	R[ib, $size]=$(median "${b[@]}")
+	R[pp_tcp, $size]=$(median "${c[@]}")
+	echo "    rounds (p50 p99): rdma [${a[*]}] ib_send_lat [${b[*]}] tcp [${c[*]}]"
 	R[hop_rdma, $size]=$(rdmesh_hop rdma $size)
 	R[hop_tcp, $size]=$(rdmesh_hop tcp $size)
 	for p in pp_rdma ib pp_tcp hop_rdma hop_tcp; do

@@ -82,6 +82,29 @@ show_logs() {
 	for i in 1 2 3; do echo "--- $1 host$i"; cat "$work/log$i"; done
 }
 
+# cpu_ms PID: user + system CPU time the process has used so far, in ms.
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$1/stat"; }
+
+# --- run 0: an idle node uses about no CPU ----------------------------------------------
+# host2 connected to host3 over RDMA, nothing flowing: after the spin window both must
+# sleep on their completion channels.
+chain 0 >"$work/chain.yaml"
+node 3; node 2
+t=0
+until grep -q 'up over rdma' "$work/log2" 2>/dev/null || [ $t -ge 300 ]; do sleep 0.1; t=$((t + 1)); done
+sleep 1
+c2=$(cpu_ms "${pids[2]}") c3=$(cpu_ms "${pids[3]}")
+sleep 4
+d2=$(($(cpu_ms "${pids[2]}") - c2)) d3=$(($(cpu_ms "${pids[3]}") - c3))
+if [ $d2 -le 200 ] && [ $d3 -le 200 ]; then
+	pass "idle nodes on an RDMA hop sleep: CPU over 4 s: host2 $d2 ms, host3 $d3 ms"
+else
+	fail "idle nodes burn CPU: host2 $d2 ms, host3 $d3 ms over 4 s"
+fi
+kill -TERM "${pids[2]}" "${pids[3]}"
+wait "${pids[2]}" "${pids[3]}" 2>/dev/null
+rm -f "$work"/stats* "$work"/log*
+
 # --- run 1 ----------------------------------------------------------------------------
 chain 0 >"$work/chain.yaml"
 node 3; node 2; node 1
