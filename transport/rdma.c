@@ -589,11 +589,11 @@ static int setup_qp(struct rdma_conn *c, struct rdma_cm_id *id)
 
 static void keepalive(void *arg);
 
-static void became_up(struct rdma_conn *c, const uint8_t *pd, uint8_t pd_len)
+/* The connection is established; grant is what the peer lets us send (its credits). */
+static void became_up(struct rdma_conn *c, uint32_t grant)
 {
-	c->credits = pd && pd_len >= 4 ? (uint32_t)pd[2] << 8 | pd[3] : c->o.credits;
-	if (c->credits > c->ctx->credits)
-		c->credits = c->ctx->credits; /* never trust a peer to size our queue */
+	/* Our send queue is sized for our own credit count: use no more than that. */
+	c->credits = grant && grant < c->ctx->credits ? grant : c->ctx->credits;
 	c->established = 1;
 	c->base.up = 1;
 	c->base.epoch++;
@@ -611,6 +611,14 @@ static int check_pdata(const void *p, uint8_t len)
 	const uint8_t *b = p;
 
 	return b && len >= PDATA_LEN && b[0] == WIRE_VERSION ? 0 : -EPROTO;
+}
+
+/* The credits a checked private data grants. */
+static uint32_t pdata_credits(const void *p)
+{
+	const uint8_t *b = p;
+
+	return (uint32_t)b[2] << 8 | b[3];
 }
 
 /* ---- sending -------------------------------------------------------------------------- */
@@ -1111,7 +1119,7 @@ static void handle_conn_event(struct rdma_conn *c, struct rdma_cm_event *ev)
 			conn_fail(c, "peer speaks another protocol version");
 			return;
 		}
-		became_up(c, ev->param.conn.private_data, ev->param.conn.private_data_len);
+		became_up(c, pdata_credits(ev->param.conn.private_data));
 		return;
 	case RDMA_CM_EVENT_ADDR_ERROR:
 	case RDMA_CM_EVENT_ROUTE_ERROR:
@@ -1180,8 +1188,7 @@ static void accept_request(struct rdma_listener *lst, struct rdma_cm_event *ev)
 		return;
 	}
 	/* The peer's grant, from its request, is what we may send it. */
-	c->peer_grant = (uint32_t)((const uint8_t *)ev->param.conn.private_data)[2] << 8 |
-			((const uint8_t *)ev->param.conn.private_data)[3];
+	c->peer_grant = pdata_credits(ev->param.conn.private_data);
 	pdata_put(pd, c->o.credits, c->o.node_id, 1);
 	p.private_data = pd;
 	p.private_data_len = PDATA_LEN;
@@ -1230,17 +1237,7 @@ static void cm_io(struct rdm_io *io, uint32_t events)
 			struct rdma_conn *c = copy.id->context;
 
 			if (!c->outbound && copy.event == RDMA_CM_EVENT_ESTABLISHED) {
-				c->credits = c->peer_grant ? c->peer_grant : c->o.credits;
-				if (c->credits > c->ctx->credits)
-					c->credits = c->ctx->credits;
-				c->established = 1;
-				c->base.up = 1;
-				c->base.epoch = 1;
-				c->base.stats.connects++;
-				c->last_rx_ns = c->last_tx_ns = rdm_now_ns();
-				rdm_timer_arm(rw->loop, &c->ka, c->o.keepalive_ms / 3, keepalive, c);
-				if (c->base.cbs.on_state)
-					c->base.cbs.on_state(&c->base, 1, c->base.cbs.arg);
+				became_up(c, c->peer_grant);
 				continue;
 			}
 			handle_conn_event(c, &copy);
@@ -1365,12 +1362,6 @@ static void rdma_close(struct rdm_conn *bc)
 	if (c->closed)
 		return;
 	c->closed = 1;
-	if (getenv("RDM_RDMA_DEBUG"))
-		fprintf(stderr,
-			"rdma %s: close: credits %u owed %u sfree %u/%u pend %u post %u sq_used %u "
-			"rxq %u inline %u\n",
-			bc->peer, c->credits, c->owed, c->n_sfree, c->n_sslots, c->pend_n, c->post_n,
-			c->sq_used, c->rxq_n, c->max_inline);
 	rdm_timer_cancel(c->rw->loop, &c->retry);
 	if (c->id && c->established)
 		rdma_disconnect(c->id);
