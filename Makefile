@@ -27,7 +27,8 @@ LDLIBS += $(PKG_LIBS) -lpthread -lm
 # Debian packages the build, the tests and the demo need. One list, used by `make deps`.
 DEB_PKGS := gcc make pkg-config clang libyaml-dev libpcap-dev libcriterion-dev libssl-dev \
 	libibverbs-dev librdmacm-dev libndpi-dev iproute2 iputils-ping procps tcpdump \
-	qemu-system-x86 busybox-static cpio kmod rdma-core ibverbs-utils rdmacm-utils perftest
+	qemu-system-x86 busybox-static cpio kmod rdma-core ibverbs-utils rdmacm-utils perftest \
+	sockperf haproxy gnuplot-nox
 
 LIB_SRC := $(filter-out node/main.c,$(wildcard transport/*.c services/*.c node/*.c orchestrator/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -36,7 +37,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps test unit integration test-rdma bench-rdma demo fuzz clean format
+.PHONY: all deps test unit integration test-rdma bench bench-rdma demo fuzz clean format
 all: $(BUILD)/rdmesh
 
 deps:
@@ -90,13 +91,19 @@ test-rdma: deps
 	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/run.sh rdma
 
-# One hop over RDMA against ib_send_lat and rdmesh over TCP, inside the Soft-RoCE guest.
+# The paths side by side on this host (native, overlay, sidecar): build/bench/results.
+bench: deps
+	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
+	@$(BUILD)/rdmesh bench --out $(PWD)/$(BUILD)/bench/results
+
+# Inside the Soft-RoCE guest: one hop over RDMA against ib_send_lat and TCP
+# (hop-rdma.sh), then all four paths (rdmesh bench --rdma).
 bench-rdma: deps
 	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
 	@mkdir -p $(BUILD)/bench
 	@tests/softroce/guest.sh --timeout 600 --out $(PWD)/$(BUILD)/bench --env BUILD=$(BUILD) -- \
-	  bash tests/bench/hop-rdma.sh
-	@echo "results: $(BUILD)/bench/bench/hop-rdma.csv, $(BUILD)/bench/bench/hop-rdma.md"
+	  'bash tests/bench/hop-rdma.sh && $(BUILD)/rdmesh bench --rdma --guest --out $$RDM_OUT/results'
+	@echo "results: $(BUILD)/bench/bench/hop-rdma.{csv,md}, $(BUILD)/bench/results/"
 
 demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)

@@ -4,5 +4,6 @@
 #define RDM_COMMANDS_H
 
 int rdm_cmd_gen(int argc, char **argv);
+int rdm_cmd_bench(int argc, char **argv);
 
 #endif

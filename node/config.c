@@ -394,11 +394,32 @@ static int valid_node_name(const char *s)
 	return 1;
 }
 
+/* The address under key: "IP:PORT" or "[IPV6]:PORT", errors at the value. */
+static int addr_key(struct ld *l, const struct rdm_ynode *m, const char *key, struct rdm_addr *a)
+{
+	const struct rdm_ynode *v = rdm_ymap_get(m, key);
+	const char *s;
+	int rc = rdm_ymap_str(l->doc, m, key, NULL, &s, l->err, l->len);
+
+	if (rc)
+		return rc;
+	switch (addr_parse(a, s)) {
+	case ADDR_OK:
+		return 0;
+	case ADDR_PORT:
+		return rdm_yerr(l->doc, v, l->err, l->len, "bad port in '%s' (expected 1..65535)", s);
+	default:
+		return rdm_yerr(l->doc, v, l->err, l->len,
+				"bad address '%s' (expected IPV4:PORT or [IPV6]:PORT)", s);
+	}
+}
+
 static int load_node(struct ld *l, const struct rdm_ynode *m, size_t idx, struct rdm_node_conf *nc,
 		     struct node_src *src)
 {
 	static const char *const keys[] = {"name", "id",	"listen",  "workers", "stages",
-					   "next", "transport", "ingress", "egress",  NULL};
+					   "next", "transport", "connect", "ingress", "egress",
+					   NULL};
 	const struct rdm_ynode *v;
 	const char *s;
 	char what[32];
@@ -443,24 +464,20 @@ static int load_node(struct ld *l, const struct rdm_ynode *m, size_t idx, struct
 
 	v = rdm_ymap_get(m, "listen");
 	if (v) {
-		rc = rdm_ymap_str(l->doc, m, "listen", NULL, &s, l->err, l->len);
+		rc = addr_key(l, m, "listen", &nc->listen);
 		if (rc)
 			return rc;
-		switch (addr_parse(&nc->listen, s)) {
-		case ADDR_OK:
-			break;
-		case ADDR_PORT:
-			return rdm_yerr(l->doc, v, l->err, l->len,
-					"bad port in '%s' (expected 1..65535)", s);
-		case ADDR_LONG:
-		case ADDR_SYNTAX:
-			return rdm_yerr(l->doc, v, l->err, l->len,
-					"bad address '%s' (expected IPV4:PORT or [IPV6]:PORT)", s);
-		}
 		nc->has_listen = 1;
 	} else if (!src->ingress) {
 		return rdm_yerr(l->doc, m, l->err, l->len, "node '%s': missing key 'listen'",
 				nc->name);
+	}
+
+	if (rdm_ymap_get(m, "connect")) {
+		rc = addr_key(l, m, "connect", &nc->connect);
+		if (rc)
+			return rc;
+		nc->has_connect = 1;
 	}
 
 	rc = rdm_ymap_u64(l->doc, m, "workers", 1, MAX_WORKERS, 1, &u, l->err, l->len);

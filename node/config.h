@@ -58,6 +58,9 @@ struct rdm_node_conf {
 	struct rdm_stage_conf *stages;
 	int n_stages;
 	int next;              /* index of the next-hop node, -1 at the chain's end */
+	int has_connect;
+	struct rdm_addr connect; /* reach next through this address (a sidecar proxy, NAT)
+				  * instead of its listen address */
 	enum rdm_transport_kind transport; /* towards next */
 	struct rdm_ingress_conf ingress;
 	struct rdm_egress_conf egress;

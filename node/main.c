@@ -21,6 +21,9 @@ static void usage(FILE *out)
 		"  check CHAIN.yaml    validate a chain config and print its nodes\n"
 		"  gen --flows N --packets N --out FILE.pcap [--seed S] [--rate PPS]\n"
 		"                      write generated traffic to a capture\n"
+		"  bench [--quick] [--out DIR] [--rdma]\n"
+		"                      one hop on each path (native, overlay, sidecar, rdma) side by\n"
+		"                      side: latency, throughput, CPU; CSV, markdown and PNG in DIR\n"
 		"  version\n");
 }
 
@@ -129,6 +132,8 @@ int main(int argc, char **argv)
 		return cmd_check(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "gen"))
 		return rdm_cmd_gen(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "bench"))
+		return rdm_cmd_bench(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 		printf("rdmesh %s\n", RDMESH_VERSION);
 		return 0;

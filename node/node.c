@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,6 +107,7 @@ struct worker {
 	struct rdm_hist hops[RDM_MAX_HOPS - 1];
 	struct rdm_hist e2e;
 	uint64_t eg_start_ns, eg_taken;
+	uint64_t eg_first_ns, eg_last_ns; /* wall clock of the first and last packet out */
 	struct rdm_timer eg_resume;
 
 	struct rdm_timer progress;
@@ -119,6 +121,7 @@ struct rdm_node {
 	const struct rdm_chain_conf *chain;
 	const struct rdm_node_conf *conf;
 	const struct rdm_node_conf *next;
+	const struct rdm_addr *peer;         /* where next is reached: its listen or connect */
 	const struct rdm_transport_ops *ops; /* towards next */
 	int auto_tcp_fallback;               /* transport auto: TCP if the peer has no RDMA */
 	int listen_rdma;                     /* an upstream reaches us over RDMA */
@@ -254,6 +257,11 @@ static void egress(struct worker *w, int m)
 			rdm_hist_add(&w->e2e, f->hops[f->n_hops - 1].ns - f->hops[0].ns);
 		w->st.egress_packets++;
 		w->st.egress_bytes += f->pkt_len;
+	}
+	if (m > 0) {
+		w->eg_last_ns = rdm_wall_ns();
+		if (!w->eg_first_ns)
+			w->eg_first_ns = w->eg_last_ns;
 	}
 
 	/* Sequence accounting: a gap in an origin's numbers is loss, counted exactly. */
@@ -673,14 +681,14 @@ static void auto_check(struct worker *w)
 	    w->down->stats.unreachable < 2)
 		return;
 	nlog(n, "transport auto: no RDMA responder at %s after %" PRIu64 " tries: using TCP",
-	     n->next->listen.text, w->down->stats.unreachable);
+	     n->peer->text, w->down->stats.unreachable);
 	w->auto_fallbacks++;
 	w->down->ops->close(w->down);
 	cbs.on_frames = down_frames;
 	cbs.arg = w;
-	w->down = rdm_tcp_ops.connect(w->loop, &n->next->listen, &n->copts, &cbs);
+	w->down = rdm_tcp_ops.connect(w->loop, n->peer, &n->copts, &cbs);
 	if (!w->down)
-		nlog(n, "connect %s: %s", n->next->listen.text, strerror(errno));
+		nlog(n, "connect %s: %s", n->peer->text, strerror(errno));
 }
 
 static void *worker_main(void *arg)
@@ -792,10 +800,9 @@ static int worker_init(struct rdm_node *n, struct worker *w, int idx, char *err,
 
 		cbs.on_frames = down_frames;
 		cbs.arg = w;
-		w->down = n->ops->connect(w->loop, &n->next->listen, &n->copts, &cbs);
+		w->down = n->ops->connect(w->loop, n->peer, &n->copts, &cbs);
 		if (!w->down) {
-			snprintf(err, errlen, "connect %s: %s", n->next->listen.text,
-				 strerror(errno));
+			snprintf(err, errlen, "connect %s: %s", n->peer->text, strerror(errno));
 			return -EIO;
 		}
 	}
@@ -857,6 +864,7 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	n->chain = chain;
 	n->conf = c;
 	n->next = c->next >= 0 ? &chain->nodes[c->next] : NULL;
+	n->peer = c->has_connect ? &c->connect : n->next ? &n->next->listen : NULL;
 	n->ops = c->transport == RDM_TRANSPORT_TCP ? &rdm_tcp_ops : &rdm_rdma_ops;
 	if (c->transport == RDM_TRANSPORT_AUTO && n->next) {
 		/* Auto: RDMA only from an address on an active RDMA device; the peer's side
@@ -989,8 +997,10 @@ struct totals {
 	struct rdm_conn_stats down, up;
 	uint64_t flows;
 	struct rdm_hist hops[RDM_MAX_HOPS - 1];
+	struct rdm_hist all_hops; /* every hop of every frame, for a per-hop figure */
 	struct rdm_hist e2e;
 	int n_hops;
+	uint64_t eg_first_ns, eg_last_ns;
 };
 
 static void sum_totals(const struct rdm_node *n, struct totals *t)
@@ -999,6 +1009,7 @@ static void sum_totals(const struct rdm_node *n, struct totals *t)
 	for (int h = 0; h < RDM_MAX_HOPS - 1; h++)
 		rdm_hist_init(&t->hops[h]);
 	rdm_hist_init(&t->e2e);
+	rdm_hist_init(&t->all_hops);
 	for (int i = 0; i < n->n_workers; i++) {
 		const struct worker *w = &n->w[i];
 		const uint64_t *src = (const uint64_t *)&w->st;
@@ -1025,8 +1036,13 @@ static void sum_totals(const struct rdm_node *n, struct totals *t)
 		}
 		if (n->conf->egress.enabled) {
 			t->flows += w->eflows.flows;
+			if (w->eg_first_ns && (!t->eg_first_ns || w->eg_first_ns < t->eg_first_ns))
+				t->eg_first_ns = w->eg_first_ns;
+			if (w->eg_last_ns > t->eg_last_ns)
+				t->eg_last_ns = w->eg_last_ns;
 			for (int h = 0; h < RDM_MAX_HOPS - 1; h++) {
 				rdm_hist_merge(&t->hops[h], &w->hops[h]);
+				rdm_hist_merge(&t->all_hops, &w->hops[h]);
 				if (w->hops[h].count && h + 1 > t->n_hops)
 					t->n_hops = h + 1;
 			}
@@ -1048,8 +1064,16 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 	uint64_t lost = 0, reordered = 0, drops = 0;
 
 	sum_totals(n, &t);
-	fprintf(out, "node %s\nnode_id %u\nworkers %d\nrun_ms %" PRIu64 "\n", n->conf->name,
-		n->conf->id, n->n_workers, n->run_ns / 1000000);
+	{
+		struct rusage ru;
+
+		getrusage(RUSAGE_SELF, &ru);
+		fprintf(out,
+			"node %s\nnode_id %u\nworkers %d\nrun_ms %" PRIu64 "\ncpu_ms %" PRIu64 "\n",
+			n->conf->name, n->conf->id, n->n_workers, n->run_ns / 1000000,
+			(uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+				(uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000);
+	}
 	fprintf(out, "rx_frames %" PRIu64 "\ntx_frames %" PRIu64 "\nstalls %" PRIu64 "\n",
 		t.st.rx_frames, t.st.tx_frames, t.st.stalls);
 	for (int r = 0; r < DROP_COUNT; r++) {
@@ -1107,9 +1131,18 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 		for (int h = 0; h < t.n_hops; h++)
 			fprintf(out,
 				"hop%d_count %" PRIu64 "\nhop%d_p50_ns %" PRIu64
-				"\nhop%d_p99_ns %" PRIu64 "\nhop%d_max_ns %" PRIu64 "\n",
+				"\nhop%d_p99_ns %" PRIu64 "\nhop%d_p999_ns %" PRIu64
+				"\nhop%d_max_ns %" PRIu64 "\n",
 				h + 1, t.hops[h].count, h + 1, rdm_hist_pct(&t.hops[h], 50), h + 1,
-				rdm_hist_pct(&t.hops[h], 99), h + 1, t.hops[h].max);
+				rdm_hist_pct(&t.hops[h], 99), h + 1, rdm_hist_pct(&t.hops[h], 99.9),
+				h + 1, t.hops[h].max);
+		fprintf(out,
+			"hops_count %" PRIu64 "\nhops_p50_ns %" PRIu64 "\nhops_p99_ns %" PRIu64
+			"\nhops_p999_ns %" PRIu64 "\nhops_max_ns %" PRIu64 "\negress_span_us %" PRIu64
+			"\n",
+			t.all_hops.count, rdm_hist_pct(&t.all_hops, 50), rdm_hist_pct(&t.all_hops, 99),
+			rdm_hist_pct(&t.all_hops, 99.9), t.all_hops.max,
+			t.eg_last_ns > t.eg_first_ns ? (t.eg_last_ns - t.eg_first_ns) / 1000 : 0);
 		fprintf(out, "e2e_p50_ns %" PRIu64 "\ne2e_p99_ns %" PRIu64 "\n",
 			rdm_hist_pct(&t.e2e, 50), rdm_hist_pct(&t.e2e, 99));
 	}

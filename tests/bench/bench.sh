@@ -1,0 +1,395 @@
+#!/usr/bin/env bash
+# rdmesh bench: how much one hop costs on each path, measured side by side in one run.
+# Run by `rdmesh bench [--quick] [--out DIR] [--rdma]` (which sets RDMESH), or `make bench`.
+#
+# Paths (each "host" and "container" is a network namespace this script makes and removes):
+#   native   two hosts joined by a veth pair
+#   overlay  Docker's overlay layout: each host holds a bridge and a VXLAN device (VNI 42,
+#            UDP 4789) towards the other; each container hangs off its host's bridge by a
+#            veth pair, in the overlay subnet 172.18.0.0/24
+#   sidecar  the overlay path with HAProxy (TCP mode) in front of every receiving node,
+#            the way a classic mesh adds a proxy hop
+#   rdma     (--rdma, where an RDMA device exists: the Soft-RoCE guest) rxe0 -> rxe1
+# For each path: per-hop latency of 1-hop and 3-hop chains (the frames' own timestamps,
+# p50/p99/p99.9/max), the transport's half round trip (tests/tools/pingpong) beside
+# sockperf ping-pong (TCP paths) or ib_send_lat (rdma), throughput through one hop with 1
+# and 2 workers at 64 B and 1500 B, and the CPU time per million packets.
+# Output in DIR: bench.csv, bench.md, latency.png, throughput.png.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+. "$ROOT/tests/lib/rack.sh"
+RDMESH=${RDMESH:-$ROOT/build/rdmesh}
+TOOLS=${TOOLS:-$(dirname "$RDMESH")/tools}
+quick=0
+rdma=0
+out=$ROOT/build/bench/results
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick) quick=1 ;;
+	--rdma) rdma=1 ;;
+	--guest) quick=2 ;; # both sizes and worker counts, at counts an emulated guest can take
+	--out) out=$2; shift ;;
+	*) echo "usage: rdmesh bench [--quick|--guest] [--out DIR] [--rdma]" >&2; exit 2 ;;
+	esac
+	shift
+done
+for t in pingpong fixedpcap; do
+	[ -x "$TOOLS/$t" ] || { echo "bench: $TOOLS/$t missing (make builds it)" >&2; exit 1; }
+done
+[ $rdma = 1 ] || [ "$(id -u)" = 0 ] || { echo "bench: needs root for network namespaces" >&2; exit 1; }
+
+if [ $quick = 1 ]; then
+	LAT_N=300 LAT_RATE=1000 PP_N=300 TP_N=2000 SIZES="64" WORKERS="1" SOCK_T=1
+elif [ $quick = 2 ]; then
+	LAT_N=1000 LAT_RATE=500 PP_N=1000 TP_N=5000 SIZES="64 1500" WORKERS="1 2" SOCK_T=2
+else
+	LAT_N=3000 LAT_RATE=1000 PP_N=3000 TP_N=100000 SIZES="64 1500" WORKERS="1 2" SOCK_T=3
+fi
+STATE_HDR=136 # 128 B of state TLVs + the 8-byte base header (see tests/bench/hop-rdma.sh)
+mkdir -p "$out"
+work=$(mktemp -d "${TMPDIR:-/tmp}/rdm-bench.XXXXXX")
+B=rdb$$
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$B-"); do
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+		ip netns del "$ns" 2>/dev/null
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+step() { printf '[%5ss] %s\n' "$SECONDS" "$*"; }
+
+# --- topologies ---------------------------------------------------------------------------
+# Each path sets: ${P}_S / ${P}_R (namespace of sender / receiver, "" = none) and
+# ${P}_SA / ${P}_RA (their addresses).
+ns_add() { ip netns add "$B-$1" && ip -n "$B-$1" link set lo up; }
+
+setup_native() {
+	ns_add na && ns_add nb || return 1
+	ip -n "$B-na" link add eth0 type veth peer name eth0 netns "$B-nb"
+	ip -n "$B-na" addr add 10.78.0.1/24 dev eth0
+	ip -n "$B-nb" addr add 10.78.0.2/24 dev eth0
+	ip -n "$B-na" link set eth0 up
+	ip -n "$B-nb" link set eth0 up
+	native_S=$B-na native_R=$B-nb native_SA=10.78.0.1 native_RA=10.78.0.2
+}
+
+setup_overlay() {
+	ns_add ha && ns_add hb && ns_add ca && ns_add cb || return 1
+	ip -n "$B-ha" link add eth0 type veth peer name eth0 netns "$B-hb"
+	ip -n "$B-ha" addr add 10.79.0.1/24 dev eth0
+	ip -n "$B-hb" addr add 10.79.0.2/24 dev eth0
+	local h o c
+	for h in a b; do
+		o=$([ $h = a ] && echo 2 || echo 1)
+		c=$([ $h = a ] && echo 2 || echo 3)
+		ip -n "$B-h$h" link set eth0 up
+		ip -n "$B-h$h" link add br0 type bridge
+		ip -n "$B-h$h" link add vxlan0 type vxlan id 42 dstport 4789 local "10.79.0.$([ $h = a ] && echo 1 || echo 2)" \
+			remote "10.79.0.$o" dev eth0
+		ip -n "$B-h$h" link set vxlan0 master br0 up
+		ip -n "$B-h$h" link set br0 up
+		# The container's veth: MTU 1450 leaves room for the 50 bytes VXLAN adds.
+		ip -n "$B-h$h" link add "veth-c$h" mtu 1450 type veth peer name eth0 netns "$B-c$h"
+		ip -n "$B-h$h" link set "veth-c$h" master br0 up
+		ip -n "$B-c$h" link set eth0 mtu 1450 up
+		ip -n "$B-c$h" addr add "172.18.0.$c/24" dev eth0
+	done
+	overlay_S=$B-ca overlay_R=$B-cb overlay_SA=172.18.0.2 overlay_RA=172.18.0.3
+	sidecar_S=$B-ca sidecar_R=$B-cb sidecar_SA=172.18.0.2 sidecar_RA=172.18.0.3
+	local t=0
+	until ip netns exec "$B-ca" ping -c1 -W1 172.18.0.3 >/dev/null 2>&1; do
+		t=$((t + 1))
+		[ $t -ge 30 ] && { echo "bench: overlay does not pass traffic" >&2; return 1; }
+		sleep 0.1
+	done
+}
+
+setup_rdma() {
+	read -r rdma_SA rdma_RA _ <<<"${RDM_RXE_ADDRS:?--rdma needs RDM_RXE_ADDRS (the Soft-RoCE guest)}"
+	rdma_S="" rdma_R=""
+}
+
+# inns NS CMD...: run in a namespace ("" = here).
+inns() {
+	local ns=$1
+	shift
+	if [ -n "$ns" ]; then ip netns exec "$ns" "$@"; else "$@"; fi
+}
+
+# spawn NS CMD... &: the same in the background; it execs, so $! is the command itself
+# (a function put in the background is a subshell, and signals would miss the command).
+spawn() {
+	local ns=$1
+	shift
+	if [ -n "$ns" ]; then exec ip netns exec "$ns" "$@"; else exec "$@"; fi
+}
+
+# sidecars PORT...: HAProxy in each container, in front of the nodes listening there:
+# frontend on PORT+1000, backend the node on PORT.
+sidecar_start() {
+	local c ip port cfg
+	for c in a b; do
+		ip=$([ $c = a ] && echo 172.18.0.2 || echo 172.18.0.3)
+		cfg=$work/haproxy-$c.cfg
+		printf 'global\n  maxconn 256\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\n' >"$cfg"
+		for port in "$@"; do
+			printf 'listen p%s\n  bind %s:%s\n  server s %s:%s\n' $port "$ip" $((port + 1000)) "$ip" $port >>"$cfg"
+		done
+		ip netns exec "$B-c$c" haproxy -q -f "$cfg" -db >"$work/haproxy-$c.log" 2>&1 &
+		pids+=($!)
+		eval "hap_$c=$!"
+	done
+	sleep 0.3
+}
+sidecar_stop() {
+	kill "$hap_a" "$hap_b" 2>/dev/null
+	wait "$hap_a" "$hap_b" 2>/dev/null
+}
+cpu_ms_of() { awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# --- one chain run ------------------------------------------------------------------------
+# chain PATH HOPS SIZE COUNT RATE WORKERS: runs host1..host(HOPS+1), alternating sender and
+# receiver namespaces; leaves the egress counters in $work/s<last>, node CPU in $work/cpu.
+chain() {
+	local p=$1 hops=$2 size=$3 count=$4 rate=$5 wk=$6 i last=$(($2 + 1))
+	local S=${p}_S R=${p}_R SA=${p}_SA RA=${p}_RA transport=tcp
+	[ "$p" = rdma ] && transport=rdma
+	"$TOOLS/fixedpcap" "$size" "$count" 64 "$work/in.pcap" || return 1
+	{
+		echo "chain: {name: bench, spi: 1}"
+		echo "transport: {backoff_min_ms: 10, backoff_max_ms: 100}"
+		echo "nodes:"
+		for ((i = 1; i <= last; i++)); do
+			local addr=${!SA}
+			[ $((i % 2)) = 0 ] && addr=${!RA}
+			echo "  - name: host$i"
+			echo "    listen: $addr:$((7100 + i))"
+			echo "    workers: $wk"
+			if [ $i = 1 ]; then
+				echo "    stages: [{name: tag, tenant: bench-tenant, user: bench-user-00000001}, stamp]"
+				echo "    ingress: {mode: pcap, file: $work/in.pcap, rate: $rate, wait_ms: 10000}"
+			else
+				echo "    stages: [stamp]"
+			fi
+			if [ $i -lt $last ]; then
+				echo "    next: host$((i + 1))"
+				echo "    transport: $transport"
+				if [ "$p" = sidecar ]; then
+					local naddr=${!RA}
+					[ $(((i + 1) % 2)) = 1 ] && naddr=${!SA}
+					echo "    connect: $naddr:$((8100 + i + 1))"
+				fi
+			else
+				echo "    egress: {count: $count}"
+			fi
+		done
+	} >"$work/chain.yaml"
+	[ "$p" = sidecar ] && sidecar_start $(seq 7102 $((7100 + last)))
+	local npids=()
+	for ((i = last; i >= 1; i--)); do
+		local ns=${!S}
+		[ $((i % 2)) = 0 ] && ns=${!R}
+		spawn "$ns" "$RDMESH" node --config "$work/chain.yaml" --name "host$i" --stats "$work/s$i" \
+			2>"$work/log$i" &
+		npids[$i]=$!
+		pids+=($!)
+		# Start upstream only once this node listens: a proxy in front of it would
+		# otherwise take the connection, fail to reach the node, and hold packets
+		# until its own retry.
+		local w=0
+		while [ $i -gt 1 ] && ! grep -q 'listening on' "$work/log$i" 2>/dev/null && [ $w -lt 100 ]; do
+			sleep 0.05
+			w=$((w + 1))
+		done
+	done
+	local t=0
+	while kill -0 "${npids[1]}" 2>/dev/null || kill -0 "${npids[$last]}" 2>/dev/null; do
+		sleep 0.1
+		t=$((t + 1))
+		[ $t -ge 1200 ] && { echo "bench: $p chain stuck" >&2; break; }
+	done
+	local cpu=0
+	[ "$p" = sidecar ] && cpu=$(($(cpu_ms_of "$hap_a") + $(cpu_ms_of "$hap_b")))
+	for ((i = 1; i <= last; i++)); do
+		kill -TERM "${npids[$i]}" 2>/dev/null
+		wait "${npids[$i]}" 2>/dev/null
+		cpu=$((cpu + $(stat "$work/s$i" cpu_ms) + 0))
+	done
+	[ "$p" = sidecar ] && sidecar_stop
+	echo "$cpu" >"$work/cpu"
+	got=$(stat "$work/s$last" egress_packets)
+	[ "$got" = "$count" ] || echo "bench: $p $hops-hop $size B: $got of $count arrived" >&2
+}
+
+# --- references ---------------------------------------------------------------------------
+pingpong() { # PATH SIZE -> "p50 p99" (us, half round trip)
+	local p=$1 S=${1}_S R=${1}_R SA=${1}_SA RA=${1}_RA tr=tcp port=7600 to
+	[ "$p" = rdma ] && tr=rdma
+	to=${!RA}:$port
+	[ "$p" = sidecar ] && { sidecar_start $port; to=${!RA}:$((port + 1000)); }
+	spawn "${!R}" "$TOOLS/pingpong" server $tr "${!RA}:$port" &
+	local sp=$!
+	sleep 0.4
+	inns "${!S}" "$TOOLS/pingpong" client $tr "$to" "${!SA}:1" "$2" "$PP_N" 1000
+	kill $sp
+	wait $sp 2>/dev/null
+	[ "$p" = sidecar ] && sidecar_stop
+}
+
+sockperf_pp() { # PATH SIZE -> "p50 p99" (us)
+	local S=${1}_S R=${1}_R RA=${1}_RA port=7700 sp
+	spawn "${!R}" sockperf sr --tcp -i "${!RA}" -p $port >/dev/null 2>&1 &
+	sp=$!
+	sleep 0.4
+	inns "${!S}" sockperf pp --tcp -i "${!RA}" -p $port -m "$2" -t $SOCK_T 2>&1 |
+		awk '/percentile 50.000/ { a = $NF } /percentile 99.000/ { b = $NF } END { print a, b }'
+	kill $sp
+	wait $sp 2>/dev/null
+}
+
+ib_send_lat_pp() { # SIZE -> "p50 p99"
+	read -r d1 d2 _ <<<"$RDM_RXE_DEVS"
+	timeout 60 ib_send_lat -z -d "$d2" --source_ip "$rdma_RA" -p 7800 -n "$PP_N" -s "$1" >/dev/null 2>&1 &
+	local sp=$!
+	sleep 1
+	timeout 60 ib_send_lat -z -d "$d1" --source_ip "$rdma_SA" -p 7800 -n "$PP_N" -s "$1" "$rdma_RA" |
+		awk '/t_typical/ { getline; print $5, $8; exit }'
+	wait $sp
+}
+
+# --- the run ------------------------------------------------------------------------------
+paths="native overlay sidecar"
+[ $rdma = 1 ] && paths="rdma native overlay sidecar"
+step "setting up: $paths$([ $quick = 1 ] && echo ' (quick)')"
+if [ $rdma = 1 ]; then setup_rdma || exit 1; fi
+if [ "$(id -u)" = 0 ]; then
+	setup_native || { echo "bench: native set-up failed" >&2; exit 1; }
+	setup_overlay || { echo "bench: overlay set-up failed" >&2; exit 1; }
+else
+	paths=rdma
+fi
+
+csv=$out/bench.csv
+echo "path,measure,size_b,workers,p50_us,p99_us,p999_us,max_us,pps,cpu_ms_per_mpkt" >"$csv"
+us() { awk -v v="$1" 'BEGIN { printf "%.1f", v / 1000 }'; }
+declare -A L
+for p in $paths; do
+	for size in $SIZES; do
+		frame=$((size + STATE_HDR))
+		for hops in 1 3; do
+			step "$p: $hops-hop chain, $size B packets, $LAT_N at $LAT_RATE pkt/s"
+			chain "$p" $hops "$size" "$LAT_N" "$LAT_RATE" 1
+			e=$work/s$((hops + 1))
+			row="$(us "$(stat "$e" hops_p50_ns)"),$(us "$(stat "$e" hops_p99_ns)"),$(us "$(stat "$e" hops_p999_ns)"),$(us "$(stat "$e" hops_max_ns)")"
+			echo "$p,hop_${hops}hop,$size,1,$row,," >>"$csv"
+			L[$p, $size, $hops]=$row
+		done
+		step "$p: transport round trip, $frame B frames"
+		read -r a b <<<"$(pingpong "$p" $frame)"
+		echo "$p,transport_rtt_half,$size,1,$a,$b,,,," >>"$csv"
+		L[$p, $size, pp]="$a $b"
+		if [ "$p" = rdma ]; then
+			step "rdma: ib_send_lat -s $frame"
+			read -r a b <<<"$(ib_send_lat_pp $frame)"
+			echo "rdma,ib_send_lat,$size,1,$a,$b,,,," >>"$csv"
+			L[$p, $size, ref]="$a $b"
+		elif [ "$p" != sidecar ]; then
+			step "$p: sockperf ping-pong, $frame B"
+			read -r a b <<<"$(sockperf_pp "$p" $frame)"
+			echo "$p,sockperf,$size,1,$a,$b,,,," >>"$csv"
+			L[$p, $size, ref]="$a $b"
+		fi
+		for wk in $WORKERS; do
+			step "$p: throughput, $size B, $wk worker(s), $TP_N packets"
+			chain "$p" 1 "$size" "$TP_N" 0 "$wk"
+			span=$(stat "$work/s2" egress_span_us)
+			got=$(stat "$work/s2" egress_packets)
+			pps=$(awk -v n="$got" -v s="$span" 'BEGIN { if (s > 0) printf "%.0f", n * 1e6 / s; else print 0 }')
+			cpu=$(awk -v c="$(cat "$work/cpu")" -v n="$got" 'BEGIN { if (n > 0) printf "%.0f", c * 1e6 / n; else print 0 }')
+			echo "$p,throughput,$size,$wk,,,,,$pps,$cpu" >>"$csv"
+			L[$p, $size, tp$wk]="$pps $cpu"
+		done
+	done
+done
+
+# --- report -------------------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
+p50() { echo "${1%%,*}"; }
+{
+	echo "# rdmesh bench ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, kernel $(uname -r)$([ $quick = 1 ] && echo ', quick')$([ $quick = 2 ] && echo ', guest scale'))"
+	echo
+	echo "Per-hop latency from the frames' timestamps ($LAT_N packets at $LAT_RATE pkt/s, 128 B of state), in us:"
+	echo
+	echo "| path | packet | chain | p50 | p99 | p99.9 | max |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
+	for p in $paths; do for size in $SIZES; do for hops in 1 3; do
+		IFS=, read -r a b c d <<<"${L[$p, $size, $hops]}"
+		echo "| $p | $size B | $hops hop | $a | $b | $c | $d |"
+	done; done; done
+	echo
+	echo "Half round trip with both ends polling (rdmesh transport vs the reference tool), in us:"
+	echo
+	echo "| path | frame | rdmesh p50 | rdmesh p99 | reference | ref p50 | ref p99 | rdmesh / ref p50 |"
+	echo "|---|---:|---:|---:|---|---:|---:|---:|"
+	for p in $paths; do for size in $SIZES; do
+		read -r a b <<<"${L[$p, $size, pp]}"
+		ref=sockperf
+		[ "$p" = rdma ] && ref=ib_send_lat
+		[ "$p" = sidecar ] && ref=-
+		read -r c d <<<"${L[$p, $size, ref]:-- -}"
+		echo "| $p | $((size + STATE_HDR)) B | $a | $b | $ref | $c | $d | $(ratio "$a" "$c") |"
+	done; done
+	echo
+	echo "Throughput through one hop ($TP_N packets, unpaced, batching on) and CPU per million packets (all processes of the path):"
+	echo
+	echo "| path | packet | workers | packets/s | CPU ms per Mpkt |"
+	echo "|---|---:|---:|---:|---:|"
+	for p in $paths; do for size in $SIZES; do for wk in $WORKERS; do
+		read -r a b <<<"${L[$p, $size, tp$wk]}"
+		echo "| $p | $size B | $wk | $a | $b |"
+	done; done; done
+	echo
+	echo "Ratios (p50 per hop, 1-hop chain):"
+	echo
+	for size in $SIZES; do
+		if [ $rdma = 1 ]; then
+			r=$(p50 "${L[rdma, $size, 1]}")
+			echo "- $size B: rdma/overlay $(ratio "$r" "$(p50 "${L[overlay, $size, 1]:-}")"), rdma/native-tcp $(ratio "$r" "$(p50 "${L[native, $size, 1]:-}")"), rdma transport/ib_send_lat $(ratio "${L[rdma, $size, pp]%% *}" "${L[rdma, $size, ref]%% *}")"
+		fi
+		for p in native overlay; do
+			[ -n "${L[$p, $size, pp]:-}" ] || continue
+			echo "- $size B: rdmesh-tcp/sockperf on $p $(ratio "${L[$p, $size, pp]%% *}" "${L[$p, $size, ref]%% *}") (target <= 1.2)"
+		done
+		[ -n "${L[sidecar, $size, 1]:-}" ] && echo "- $size B: sidecar/overlay hop $(ratio "$(p50 "${L[sidecar, $size, 1]}")" "$(p50 "${L[overlay, $size, 1]}")"), overlay/native hop $(ratio "$(p50 "${L[overlay, $size, 1]}")" "$(p50 "${L[native, $size, 1]}")")"
+	done
+} >"$out/bench.md"
+
+# Pictures: latency p50/p99 per path, throughput per path.
+awk -F, '$2 == "hop_1hop" { printf "%s-%sB %s %s\n", $1, $3, $5, $6 }' "$csv" >"$work/lat.dat"
+awk -F, '$2 == "throughput" { printf "%s-%sB-w%s %s\n", $1, $3, $4, $9 }' "$csv" >"$work/tp.dat"
+gnuplot <<EOG 2>"$work/gnuplot.err" || echo "bench: gnuplot failed: $(cat "$work/gnuplot.err")" >&2
+set terminal pngcairo size 900,500 noenhanced
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set grid ytics
+set xtics rotate by -30
+set key top left
+set output "$out/latency.png"
+set title "rdmesh per-hop latency, 1-hop chain (us)"
+set logscale y
+plot "$work/lat.dat" using 2:xtic(1) title "p50", "" using 3 title "p99"
+unset logscale y
+set output "$out/throughput.png"
+set title "rdmesh throughput through one hop (packets/s)"
+plot "$work/tp.dat" using 2:xtic(1) title "packets/s"
+EOG
+step "done"
+cat "$out/bench.md"
+echo
+echo "files: $out/bench.csv $out/bench.md $out/latency.png $out/throughput.png"

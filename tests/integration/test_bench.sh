@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Smoke test of `rdmesh bench --quick`: every path on this host (native, overlay, sidecar)
+# produces numbers, and the CSV, the markdown and both pictures are written. It checks no
+# speed: that is what the benchmark itself reports.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+out=$(mktemp -d /tmp/rdm-bench-smoke.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+pass() { echo "PASS bench: $*"; }
+fail() { echo "FAIL bench: $*"; }
+
+before=$(ip netns list | wc -l)
+if ! "$BUILD/rdmesh" bench --quick --out "$out" >"$out/log" 2>&1; then
+	fail "rdmesh bench --quick exited non-zero"
+	tail -30 "$out/log"
+	exit 1
+fi
+tail -40 "$out/log"
+for f in bench.csv bench.md latency.png throughput.png; do
+	[ -s "$out/$f" ] && pass "$f written" || fail "$f missing or empty"
+done
+for f in latency.png throughput.png; do
+	head -c 8 "$out/$f" | od -An -tx1 | grep -q '89 50 4e 47' || fail "$f is not a PNG"
+done
+num() { awk -v v="$1" 'BEGIN { exit !(v + 0 > 0) }'; }
+for p in native overlay sidecar; do
+	ok=1
+	for m in hop_1hop hop_3hop transport_rtt_half; do
+		v=$(awk -F, -v p=$p -v m=$m '$1 == p && $2 == m { print $5; exit }' "$out/bench.csv")
+		num "$v" || { ok=0; echo "  $p $m: '$v'"; }
+	done
+	v=$(awk -F, -v p=$p '$1 == p && $2 == "throughput" { print $9; exit }' "$out/bench.csv")
+	num "$v" || { ok=0; echo "  $p throughput: '$v'"; }
+	if [ $p != sidecar ]; then
+		v=$(awk -F, -v p=$p '$1 == p && $2 == "sockperf" { print $5; exit }' "$out/bench.csv")
+		num "$v" || { ok=0; echo "  $p sockperf: '$v'"; }
+	fi
+	[ $ok = 1 ] && pass "$p: latency (1 and 3 hops), round trip, throughput$([ $p != sidecar ] && echo ', sockperf') all measured" ||
+		fail "$p: some measures missing"
+done
+left=$(($(ip netns list | wc -l) - before))
+[ "$left" -le 0 ] && pass "no namespaces left behind" || fail "$left bench namespaces left behind"
