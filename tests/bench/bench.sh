@@ -242,10 +242,11 @@ pingpong() { # PATH SIZE -> "p50 p99" (us, half round trip)
 
 sockperf_pp() { # PATH SIZE -> "p50 p99" (us)
 	local S=${1}_S R=${1}_R RA=${1}_RA port=7700 sp
-	spawn "${!R}" sockperf sr --tcp -i "${!RA}" -p $port >/dev/null 2>&1 &
+	# Both ends poll, as pingpong does: --nonblocked with a zero epoll timeout.
+	spawn "${!R}" sockperf sr --tcp --nonblocked --timeout 0 -i "${!RA}" -p $port >/dev/null 2>&1 &
 	sp=$!
 	sleep 0.4
-	inns "${!S}" sockperf pp --tcp -i "${!RA}" -p $port -m "$2" -t $SOCK_T 2>&1 |
+	inns "${!S}" sockperf pp --tcp --nonblocked --timeout 0 -i "${!RA}" -p $port -m "$2" -t $SOCK_T 2>&1 |
 		awk '/percentile 50.000/ { a = $NF } /percentile 99.000/ { b = $NF } END { print a, b }'
 	kill $sp
 	wait $sp 2>/dev/null

@@ -48,8 +48,9 @@ int main(int argc, char **argv)
 			perror("pingpong: listen");
 			return 1;
 		}
+		/* Poll, as the client does and as ib_send_lat and sockperf --nonblocked do. */
 		for (;;)
-			rdm_loop_run_once(l, 100);
+			rdm_loop_run_once(l, 0);
 	}
 	if (argc < 7 || rdm_addr_parse(&local, argv[4]) < 0)
 		return 2;
