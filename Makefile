@@ -102,8 +102,8 @@ bench-rdma: deps
 	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
 	@mkdir -p $(BUILD)/bench
 	@tests/softroce/guest.sh --timeout 600 --out $(PWD)/$(BUILD)/bench --env BUILD=$(BUILD) -- \
-	  'bash tests/bench/hop-rdma.sh && $(BUILD)/rdmesh bench --rdma --guest --out $$RDM_OUT/results'
-	@echo "results: $(BUILD)/bench/bench/hop-rdma.{csv,md}, $(BUILD)/bench/results/"
+	  'bash tests/bench/hop-rdma.sh && $(BUILD)/rdmesh bench --rdma --guest --out $$RDM_OUT/results-guest'
+	@echo "results: $(BUILD)/bench/bench/hop-rdma.{csv,md}, $(BUILD)/bench/results-guest/"
 
 demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
