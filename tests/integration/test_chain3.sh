@@ -68,17 +68,6 @@ node() {
 	eval "pid$1=$!"
 }
 
-# wait_exit PID SECS: wait for a process to end; 0 if it did in time.
-wait_exit() {
-	local t=0
-	while kill -0 "$1" 2>/dev/null; do
-		[ $t -ge $(($2 * 10)) ] && return 1
-		sleep 0.1
-		t=$((t + 1))
-	done
-	wait "$1"
-}
-
 run_chain() { # $1 = label
 	if ! wait_exit "$pid1" 60; then fail "$1: ingress did not finish"; return 1; fi
 	if ! wait_exit "$pid3" 30; then

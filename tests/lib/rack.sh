@@ -50,6 +50,18 @@ rack_down() {
 	return 0
 }
 
+# wait_exit PID SECS: waits for a child process to end; its status if it did in time,
+# 1 if it is still running after SECS.
+wait_exit() {
+	local t=0
+	while kill -0 "$1" 2>/dev/null; do
+		[ $t -ge $(($2 * 10)) ] && return 1
+		sleep 0.1
+		t=$((t + 1))
+	done
+	wait "$1"
+}
+
 # stat FILE KEY: a value from a node's --stats file ("key value" lines).
 stat() {
 	awk -v k="$2" '$1 == k { print $2; found = 1 } END { if (!found) print "" }' "$1"

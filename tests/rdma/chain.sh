@@ -56,16 +56,6 @@ node() {
 	pids[$1]=$!
 }
 
-wait_exit() { # PID SECS
-	local t=0
-	while kill -0 "$1" 2>/dev/null; do
-		[ $t -ge $(($2 * 10)) ] && return 1
-		sleep 0.1
-		t=$((t + 1))
-	done
-	wait "$1"
-}
-
 finish() { # LABEL
 	wait_exit "${pids[1]}" 120 || { fail "$1: ingress did not finish"; return 1; }
 	if ! wait_exit "${pids[3]}" 60; then
