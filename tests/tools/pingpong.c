@@ -85,6 +85,9 @@ int main(int argc, char **argv)
 				rdm_hist_add(&h, (rdm_now_ns() - t0) / 2);
 		}
 		printf("%.1f %.1f\n", rdm_hist_pct(&h, 50) / 1000.0, rdm_hist_pct(&h, 99) / 1000.0);
+		fflush(stdout);
+		c->ops->close(c);
 	}
+	rdm_loop_free(l); /* runs the deferred frees: nothing is left for LeakSanitizer */
 	return 0;
 }
