@@ -437,14 +437,15 @@ static void down_state(struct rdm_conn *c, int up, void *arg)
 	resume_inputs(w);
 }
 
-static const struct rdm_conn_cbs down_cbs_tmpl = {
-	.on_frames = NULL, .on_writable = down_writable, .on_state = down_state};
-
 /* The next hop never sends frames back yet; anything it sends is consumed unread. */
 static int down_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n, void *arg)
 {
 	return n;
 }
+
+/* Callbacks of a worker's downstream connection; arg is set per worker. */
+static const struct rdm_conn_cbs down_cbs_tmpl = {
+	.on_frames = down_frames, .on_writable = down_writable, .on_state = down_state};
 
 /* Listens on TCP, and on RDMA too when an upstream node reaches this one that way. */
 static int start_listener(struct worker *w)
@@ -684,7 +685,6 @@ static void auto_check(struct worker *w)
 	     n->peer->text, w->down->stats.unreachable);
 	w->auto_fallbacks++;
 	w->down->ops->close(w->down);
-	cbs.on_frames = down_frames;
 	cbs.arg = w;
 	w->down = rdm_tcp_ops.connect(w->loop, n->peer, &n->copts, &cbs);
 	if (!w->down)
@@ -798,7 +798,6 @@ static int worker_init(struct rdm_node *n, struct worker *w, int idx, char *err,
 	if (n->next) {
 		struct rdm_conn_cbs cbs = down_cbs_tmpl;
 
-		cbs.on_frames = down_frames;
 		cbs.arg = w;
 		w->down = n->ops->connect(w->loop, n->peer, &n->copts, &cbs);
 		if (!w->down) {
