@@ -19,20 +19,12 @@
 
 #define MAXF 4096
 #define MINF 64
-#define SKIP_WHY "no RDMA device here: these run in the Soft-RoCE guest (make test-rdma)"
+/* 64 .. MAXF inclusive; about one in eight fits the 512 inline bytes rxe grants. */
+#define SINK_MIN MINF
+#define SINK_SPAN (MAXF - MINF + 1)
 
-struct sink {
-	uint32_t got;         /* frames received */
-	uint32_t expect_next; /* frames carry their index in the first 4 bytes */
-	uint32_t bad;
-	int pause;            /* when set, take nothing (backpressure) */
-	int ups, downs, writable;
-	struct rdm_conn *last;
-	/* decode mode (malformed_frames...): rdm_frame_decode's result per frame */
-	int decode;
-	int rc[64];
-	uint32_t seq[64];
-};
+#include "tests/lib/sink.h"
+#define SKIP_WHY "no RDMA device here: these run in the Soft-RoCE guest (make test-rdma)"
 
 static struct rdm_loop *loop;
 static struct sink srv, cli;
@@ -118,71 +110,6 @@ static int res_count(const char *what)
 
 /* ---- frames --------------------------------------------------------------------------- */
 
-static uint8_t pattern(uint32_t idx, uint32_t off)
-{
-	return (uint8_t)(idx * 31 + off * 7);
-}
-
-/* 64 .. MAXF inclusive; about one in eight fits the 512 inline bytes rxe grants. */
-static uint32_t size_of(uint32_t idx)
-{
-	return MINF + (idx * 97) % (MAXF - MINF + 1);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static int on_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n, void *arg)
-{
-	struct sink *s = arg;
-
-	if (s->pause)
-		return 0;
-	for (int i = 0; i < n; i++) {
-		if (s->decode) {
-			struct rdm_frame fr;
-			int rc = rdm_frame_decode(&fr, f[i].data, f[i].len);
-
-			if (s->got < 64) {
-				s->rc[s->got] = rc;
-				s->seq[s->got] = rc == 0 && (fr.present & RDM_F_SEQ) ? (uint32_t)fr.seq : 0;
-			}
-			s->got++;
-			continue;
-		}
-		uint32_t idx = f[i].len >= 4 ? get32(f[i].data) : 0xFFFFFFFFu;
-
-		if (idx != s->expect_next || f[i].len != size_of(idx))
-			s->bad++;
-		for (uint32_t o = 4; o < f[i].len; o++)
-			if (f[i].data[o] != pattern(idx, o)) {
-				s->bad++;
-				break;
-			}
-		s->expect_next = idx + 1;
-		s->got++;
-	}
-	return n;
-}
-
-static void on_state(struct rdm_conn *c, int up, void *arg)
-{
-	struct sink *s = arg;
-
-	if (up)
-		s->ups++;
-	else
-		s->downs++;
-	s->last = up ? c : NULL;
-}
-
-static void on_writable(struct rdm_conn *c, void *arg)
-{
-	((struct sink *)arg)->writable++;
-}
-
 /* 2 MiB of 4 KiB frames is 512 send slots. Non-inline frames hold a send slot until their
  * completion, and up to sq_depth (2 * credits + 16 = 144) can be posted and not yet
  * completed, on top of the half of the slots that may wait before `congested`: smaller
@@ -209,41 +136,6 @@ static struct rdm_conn_opts opts(void)
 #define RUN_FOR(ms) RUN_UNTIL(0, ms)
 
 /* Fills frame idx (index in the first 4 bytes, then the pattern) into b. */
-static uint32_t fill(uint8_t *b, uint32_t idx)
-{
-	uint32_t len = size_of(idx);
-
-	b[0] = (uint8_t)(idx >> 24);
-	b[1] = (uint8_t)(idx >> 16);
-	b[2] = (uint8_t)(idx >> 8);
-	b[3] = (uint8_t)idx;
-	for (uint32_t o = 4; o < len; o++)
-		b[o] = pattern(idx, o);
-	return len;
-}
-
-/* Sends frames [*next, upto) as long as the connection takes them and is not congested. */
-static void send_some(struct rdm_conn *c, uint32_t *next, uint32_t upto)
-{
-	static uint8_t bufs[16][MAXF];
-	struct rdm_txframe tx[16];
-
-	while (*next < upto && !c->congested && c->up) {
-		int n = 0, rc;
-
-		for (; n < 16 && *next + (uint32_t)n < upto; n++) {
-			uint32_t len = fill(bufs[n], *next + (uint32_t)n);
-
-			/* header and packet as two pieces, as the node sends them */
-			tx[n] = (struct rdm_txframe){bufs[n], 16, bufs[n] + 16, len - 16};
-		}
-		rc = rdm_conn_send(c, tx, n);
-		cr_assert_eq(rc, n, "send_batch took %d of %d (queue_full %lu)", rc, n,
-			     (unsigned long)c->stats.queue_full);
-		*next += (uint32_t)n;
-	}
-}
-
 /* Streams frames [*next, upto) and waits until the receiver has them all. */
 static void stream(struct rdm_conn *c, uint32_t *next, uint32_t upto, uint32_t ms)
 {

@@ -11,15 +11,10 @@
 #include "transport/transport.h"
 
 #define MAXF 4096
+#define SINK_MIN 16
+#define SINK_SPAN (MAXF - 16)
 
-struct sink {
-	uint32_t got;         /* frames received */
-	uint32_t expect_next; /* frames carry their index in the first 4 bytes */
-	uint32_t bad;
-	int pause;            /* when set, take nothing (backpressure) */
-	int ups, downs, writable;
-	struct rdm_conn *last;
-};
+#include "tests/lib/sink.h"
 
 static struct rdm_loop *loop;
 static struct sink srv, cli;
@@ -34,55 +29,6 @@ static void setup(void)
 static void teardown(void)
 {
 	rdm_loop_free(loop);
-}
-
-static uint8_t pattern(uint32_t idx, uint32_t off)
-{
-	return (uint8_t)(idx * 31 + off * 7);
-}
-
-static uint32_t size_of(uint32_t idx)
-{
-	return 16 + (idx * 97) % (MAXF - 16);
-}
-
-static int on_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n, void *arg)
-{
-	struct sink *s = arg;
-
-	if (s->pause)
-		return 0;
-	for (int i = 0; i < n; i++) {
-		uint32_t idx = (uint32_t)f[i].data[0] << 24 | (uint32_t)f[i].data[1] << 16 |
-			       (uint32_t)f[i].data[2] << 8 | f[i].data[3];
-
-		if (idx != s->expect_next || f[i].len != size_of(idx))
-			s->bad++;
-		for (uint32_t o = 4; o < f[i].len; o++)
-			if (f[i].data[o] != pattern(idx, o)) {
-				s->bad++;
-				break;
-			}
-		s->expect_next = idx + 1;
-		s->got++;
-	}
-	return n;
-}
-
-static void on_state(struct rdm_conn *c, int up, void *arg)
-{
-	struct sink *s = arg;
-
-	if (up)
-		s->ups++;
-	else
-		s->downs++;
-	s->last = up ? c : NULL;
-}
-
-static void on_writable(struct rdm_conn *c, void *arg)
-{
-	((struct sink *)arg)->writable++;
 }
 
 static struct rdm_addr addr_of(int port)
@@ -124,33 +70,6 @@ static struct rdm_conn_opts opts(void)
 		while (!(cond) && rdm_now_ns() < end_)                                            \
 			rdm_loop_run_once(loop, 5);                                               \
 	} while (0)
-
-/* Sends frames [*next, upto) as long as the connection takes them and is not congested. */
-static void send_some(struct rdm_conn *c, uint32_t *next, uint32_t upto)
-{
-	static uint8_t bufs[16][MAXF];
-	struct rdm_txframe tx[16];
-
-	while (*next < upto && !c->congested) {
-		int n = 0, rc;
-
-		for (; n < 16 && *next + (uint32_t)n < upto; n++) {
-			uint32_t idx = *next + (uint32_t)n, len = size_of(idx);
-
-			bufs[n][0] = (uint8_t)(idx >> 24);
-			bufs[n][1] = (uint8_t)(idx >> 16);
-			bufs[n][2] = (uint8_t)(idx >> 8);
-			bufs[n][3] = (uint8_t)idx;
-			for (uint32_t o = 4; o < len; o++)
-				bufs[n][o] = pattern(idx, o);
-			/* header and packet as two pieces, as the node sends them */
-			tx[n] = (struct rdm_txframe){bufs[n], 16, bufs[n] + 16, len - 16};
-		}
-		rc = rdm_conn_send(c, tx, n);
-		cr_assert_eq(rc, n, "send_batch took %d of %d", rc, n);
-		*next += (uint32_t)n;
-	}
-}
 
 TestSuite(tcp, .init = setup, .fini = teardown, .timeout = 20);
 
