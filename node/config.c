@@ -234,11 +234,66 @@ static int load_transport_section(struct ld *l, const struct rdm_ynode *root,
 	return 0;
 }
 
+static int load_flows_section(struct ld *l, const struct rdm_ynode *root, struct rdm_flow_conf *f)
+{
+	static const char *const keys[] = {"max",	  "tcp_idle_ms",   "tcp_closed_ms",
+					   "udp_idle_ms", "other_idle_ms", NULL};
+	const struct rdm_ynode *m = NULL, *v = rdm_ymap_get(root, "flows");
+	int rc = 0;
+
+	if (v)
+		rc = section(l, v, "flows", &m);
+	if (!rc && m)
+		rc = rdm_ymap_check_keys(l->doc, m, keys, l->err, l->len);
+	if (!rc)
+		rc = u32_opt(l, m, "max", 16, 1u << 26, 65536, &f->max_flows);
+	if (!rc)
+		rc = u32_opt(l, m, "tcp_idle_ms", 1, 86400000, 300000, &f->tcp_idle_ms);
+	if (!rc)
+		rc = u32_opt(l, m, "tcp_closed_ms", 1, 86400000, 5000, &f->tcp_closed_ms);
+	if (!rc)
+		rc = u32_opt(l, m, "udp_idle_ms", 1, 86400000, 60000, &f->udp_idle_ms);
+	if (!rc)
+		rc = u32_opt(l, m, "other_idle_ms", 1, 86400000, 30000, &f->other_idle_ms);
+	return rc;
+}
+
+/* A TUN device: "tun: NAME" or "tun: {name: NAME, mtu: N}". */
+static int load_tun(struct ld *l, const struct rdm_ynode *v, struct rdm_tun_conf *t)
+{
+	static const char *const keys[] = {"name", "mtu", NULL};
+	const char *s;
+	int rc;
+
+	if (rdm_ynode_scalar(v)) {
+		s = rdm_ynode_scalar(v);
+		rc = 0;
+		t->mtu = 1400;
+	} else {
+		rc = rdm_yexpect(l->doc, v, "tun", RDM_YMAP, l->err, l->len);
+		if (!rc)
+			rc = rdm_ymap_check_keys(l->doc, v, keys, l->err, l->len);
+		if (!rc && !rdm_ymap_get(v, "name"))
+			rc = rdm_yerr(l->doc, v, l->err, l->len, "tun: missing key 'name'");
+		if (!rc)
+			rc = rdm_ymap_str(l->doc, v, "name", NULL, &s, l->err, l->len);
+		if (!rc)
+			rc = u32_opt(l, v, "mtu", 576, 9000, 1400, &t->mtu);
+		if (rc)
+			return rc;
+	}
+	if (!*s || strlen(s) >= 16 || strchr(s, '/') || strchr(s, ' '))
+		return rdm_yerr(l->doc, v, l->err, l->len,
+				"tun: '%s' is not an interface name (1 to 15 characters, no '/' or space)",
+				s);
+	return dup_str(l, s, &t->name);
+}
+
 static int load_ingress(struct ld *l, const char *node, const struct rdm_ynode *v,
 			struct rdm_ingress_conf *in)
 {
 	static const char *const keys[] = {"mode",  "file", "count",   "rate",
-					   "flows", "seed", "wait_ms", NULL};
+					   "flows", "seed", "wait_ms", "tun", NULL};
 	const struct rdm_ynode *m, *mv, *k;
 	const char *mode;
 	uint64_t u;
@@ -261,9 +316,34 @@ static int load_ingress(struct ld *l, const char *node, const struct rdm_ynode *
 		in->mode = RDM_INGRESS_GEN;
 	else if (!strcmp(mode, "pcap"))
 		in->mode = RDM_INGRESS_PCAP;
+	else if (!strcmp(mode, "tun"))
+		in->mode = RDM_INGRESS_TUN;
 	else
 		return rdm_yerr(l->doc, mv, l->err, l->len,
-				"unknown ingress mode '%s' (expected gen or pcap)", mode);
+				"unknown ingress mode '%s' (expected gen, pcap or tun)", mode);
+
+	if (in->mode == RDM_INGRESS_TUN) {
+		for (size_t i = 0; i < rdm_ymap_size(m); i++) {
+			const char *key = rdm_ynode_scalar(rdm_ymap_key(m, i));
+
+			if (strcmp(key, "mode") && strcmp(key, "tun") && strcmp(key, "wait_ms"))
+				return rdm_yerr(l->doc, rdm_ymap_key(m, i), l->err, l->len,
+						"'%s' is not allowed for ingress mode tun", key);
+		}
+		if (!rdm_ymap_get(m, "tun"))
+			return rdm_yerr(l->doc, m, l->err, l->len,
+					"node '%s': ingress: missing key 'tun' (mode tun needs a "
+					"device name)",
+					node);
+		rc = load_tun(l, rdm_ymap_get(m, "tun"), &in->tun);
+		if (!rc)
+			rc = rdm_ymap_u64(l->doc, m, "wait_ms", 0, 3600000, 5000, &u, l->err, l->len);
+		if (!rc)
+			in->wait_ms = (int)u;
+		return rc;
+	}
+	if ((k = rdm_ymap_get(m, "tun")))
+		return rdm_yerr(l->doc, k, l->err, l->len, "'tun' is only allowed for ingress mode tun");
 
 	for (size_t i = 0; i < rdm_ymap_size(m); i++) {
 		k = rdm_ymap_key(m, i);
@@ -313,7 +393,7 @@ static int load_ingress(struct ld *l, const char *node, const struct rdm_ynode *
 
 static int load_egress(struct ld *l, const struct rdm_ynode *v, struct rdm_egress_conf *eg)
 {
-	static const char *const keys[] = {"pcap", "frames", "count", "rate", NULL};
+	static const char *const keys[] = {"pcap", "frames", "count", "rate", "tun", NULL};
 	const struct rdm_ynode *m;
 	int rc;
 
@@ -330,6 +410,8 @@ static int load_egress(struct ld *l, const struct rdm_ynode *v, struct rdm_egres
 		rc = rdm_ymap_u64(l->doc, m, "count", 0, UINT64_MAX, 0, &eg->count, l->err, l->len);
 	if (!rc)
 		rc = rdm_ymap_double(l->doc, m, "rate", 0, DBL_MAX, 0, &eg->rate, l->err, l->len);
+	if (!rc && m && rdm_ymap_get(m, "tun"))
+		rc = load_tun(l, rdm_ymap_get(m, "tun"), &eg->tun);
 	return rc;
 }
 
@@ -588,7 +670,7 @@ static int link_nodes(struct ld *l, struct rdm_chain_conf *c, const struct node_
 
 static int load(struct ld *l, struct rdm_chain_conf *c)
 {
-	static const char *const keys[] = {"chain", "transport", "nodes", NULL};
+	static const char *const keys[] = {"chain", "transport", "flows", "nodes", NULL};
 	const struct rdm_ynode *root = rdm_ydoc_root(l->doc), *nodes;
 	struct node_src *src;
 	size_t n;
@@ -611,6 +693,8 @@ static int load(struct ld *l, struct rdm_chain_conf *c)
 	rc = load_chain_section(l, root, c);
 	if (!rc)
 		rc = load_transport_section(l, root, &c->transport);
+	if (!rc)
+		rc = load_flows_section(l, root, &c->flows);
 	if (!rc)
 		rc = rdm_yexpect(l->doc, nodes, "nodes", RDM_YSEQ, l->err, l->len);
 	if (rc)
@@ -679,6 +763,8 @@ void rdm_chain_free(struct rdm_chain_conf *c)
 		free(nc->stages);
 		free(nc->name);
 		free(nc->ingress.file);
+		free(nc->ingress.tun.name);
+		free(nc->egress.tun.name);
 		free(nc->egress.pcap);
 		free(nc->egress.frames);
 	}

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "services/flowtable.h"
+
 struct rdm_ydoc;
 struct rdm_ynode;
 
@@ -17,7 +19,13 @@ struct rdm_addr {
 	char text[64]; /* as written, "10.0.0.1:7000" or "[fd00::1]:7000" */
 };
 
-enum rdm_ingress_mode { RDM_INGRESS_NONE = 0, RDM_INGRESS_GEN, RDM_INGRESS_PCAP };
+enum rdm_ingress_mode { RDM_INGRESS_NONE = 0, RDM_INGRESS_GEN, RDM_INGRESS_PCAP, RDM_INGRESS_TUN };
+
+/* A TUN device at the chain's edge: inline mode, for real traffic. */
+struct rdm_tun_conf {
+	char *name;   /* interface name, created by the node if absent */
+	uint32_t mtu; /* default 1400 */
+};
 
 struct rdm_ingress_conf {
 	enum rdm_ingress_mode mode;
@@ -27,6 +35,8 @@ struct rdm_ingress_conf {
 	uint32_t flows;  /* gen: number of flows */
 	uint64_t seed;   /* gen: PRNG seed, so a run is repeatable */
 	int wait_ms;     /* how long to wait for the next hop before starting (0 = 5000) */
+	struct rdm_tun_conf tun; /* tun: packets routed into this device enter the chain;
+				  * replies coming back are written to it */
 };
 
 struct rdm_egress_conf {
@@ -35,6 +45,8 @@ struct rdm_egress_conf {
 	char *frames;   /* whole frames out as Ethernet/NSH (ethertype 0x894F); NULL = none */
 	uint64_t count; /* exit after this many packets are accounted for; 0 = run on */
 	double rate;    /* packets per second this egress takes; 0 = no limit */
+	struct rdm_tun_conf tun; /* name set: packets leave into this TUN device, and what
+				  * comes back from it goes up the chain in reverse */
 };
 
 struct rdm_stage_conf {
@@ -82,6 +94,7 @@ struct rdm_chain_conf {
 	char *name;
 	uint32_t spi;
 	struct rdm_transport_conf transport;
+	struct rdm_flow_conf flows; /* per-worker flow tables of stateful stages */
 	struct rdm_node_conf *nodes;
 	int n_nodes;
 	struct rdm_ydoc *doc; /* owns the YAML nodes that stage confs point at */

@@ -42,7 +42,8 @@ static int pkt_ports(uint8_t proto, const uint8_t *l4, uint32_t avail, struct rd
 	return 0;
 }
 
-static int pkt_v4(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k)
+/* Both parsers set *l4 to the transport header's offset, or to 0 for a later fragment. */
+static int pkt_v4(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k, uint32_t *l4)
 {
 	uint32_t ihl, tot;
 	uint16_t frag;
@@ -59,12 +60,14 @@ static int pkt_v4(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k)
 	memcpy(k->src, pkt + 12, 4);
 	memcpy(k->dst, pkt + 16, 4);
 	frag = rd16(pkt + 6);
+	*l4 = 0;
 	if (frag & 0x1fff)
 		return 0; /* a later fragment: its transport header is in the first one */
+	*l4 = ihl;
 	return pkt_ports(k->proto, pkt + ihl, tot - ihl, k);
 }
 
-static int pkt_v6(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k)
+static int pkt_v6(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k, uint32_t *l4)
 {
 	uint32_t end, off, plen;
 	uint8_t nh;
@@ -87,6 +90,7 @@ static int pkt_v6(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k)
 	memcpy(k->dst, pkt + 24, 16);
 
 	off = 40;
+	*l4 = 0;
 	for (n = 0;; n++) {
 		uint32_t hlen;
 
@@ -115,6 +119,7 @@ static int pkt_v6(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k)
 			break;
 		default:
 			k->proto = nh;
+			*l4 = off;
 			return pkt_ports(nh, pkt + off, end - off, k);
 		}
 		if (n >= PKT_MAX_EXT_HDRS || hlen > end - off)
@@ -124,7 +129,7 @@ static int pkt_v6(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k)
 	}
 }
 
-int rdm_pkt_flow_key(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k)
+static int pkt_parse(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k, uint32_t *l4)
 {
 	int rc;
 
@@ -133,10 +138,10 @@ int rdm_pkt_flow_key(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k)
 		return -EINVAL;
 	switch (pkt[0] >> 4) {
 	case 4:
-		rc = pkt_v4(pkt, len, k);
+		rc = pkt_v4(pkt, len, k, l4);
 		break;
 	case 6:
-		rc = pkt_v6(pkt, len, k);
+		rc = pkt_v6(pkt, len, k, l4);
 		break;
 	default:
 		rc = -EINVAL;
@@ -144,6 +149,37 @@ int rdm_pkt_flow_key(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k)
 	if (rc)
 		memset(k, 0, sizeof(*k));
 	return rc;
+}
+
+int rdm_pkt_flow_key(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k)
+{
+	uint32_t l4;
+
+	return pkt_parse(pkt, len, k, &l4);
+}
+
+int rdm_pkt_l4(const uint8_t *pkt, uint32_t len, uint8_t *proto)
+{
+	struct rdm_flow_key k;
+	uint32_t l4 = 0;
+
+	if (pkt_parse(pkt, len, &k, &l4) < 0 || l4 == 0)
+		return -EINVAL;
+	*proto = k.proto;
+	return (int)l4;
+}
+
+uint8_t rdm_pkt_tcp_flags(const uint8_t *pkt, uint32_t len, const struct rdm_flow_key *k)
+{
+	uint8_t proto;
+	int off;
+
+	if (k->proto != IPPROTO_TCP)
+		return 0;
+	off = rdm_pkt_l4(pkt, len, &proto);
+	if (off < 0 || proto != IPPROTO_TCP || (uint32_t)off + 14 > len)
+		return 0;
+	return pkt[off + 13];
 }
 
 uint8_t rdm_pkt_next_proto(const uint8_t *pkt, uint32_t len)

@@ -100,6 +100,9 @@ static int plan(const struct rdm_frame *f, struct tlv_plan *p)
 	ADD(RDM_F_HOST, RDM_TLV_HOST, f->host.len);
 	ADD(RDM_F_VERDICT, RDM_TLV_VERDICT, 8);
 	ADD(RDM_F_HOPS, RDM_TLV_HOP_TS, (unsigned)f->n_hops * HOP_LEN);
+	ADD(RDM_F_FLAGS, RDM_TLV_FLAGS, 4);
+	ADD(RDM_F_RULE, RDM_TLV_RULE, f->rule.len);
+	ADD(RDM_F_RISK, RDM_TLV_RISK, 8);
 #undef ADD
 	return n;
 }
@@ -194,6 +197,15 @@ static void put_value(const struct rdm_frame *f, uint8_t type, uint8_t *q)
 			put32(q, f->hops[i].node);
 			put64(q + 4, f->hops[i].ns);
 		}
+		break;
+	case RDM_TLV_FLAGS:
+		put32(q, f->flags);
+		break;
+	case RDM_TLV_RULE:
+		put_str(q, f->rule);
+		break;
+	case RDM_TLV_RISK:
+		put64(q, f->risk);
 		break;
 	}
 }
@@ -358,6 +370,21 @@ static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsig
 			f->hops[i].ns = get64(v + i * HOP_LEN + 4);
 		}
 		f->present |= RDM_F_HOPS;
+		return 0;
+	case RDM_TLV_FLAGS:
+		if (len != 4)
+			return -RDM_FERR_TLV_VALUE;
+		f->flags = get32(v);
+		f->present |= RDM_F_FLAGS;
+		return 0;
+	case RDM_TLV_RULE:
+		f->present |= RDM_F_RULE;
+		return get_str(&f->rule, v, len);
+	case RDM_TLV_RISK:
+		if (len != 8)
+			return -RDM_FERR_TLV_VALUE;
+		f->risk = get64(v);
+		f->present |= RDM_F_RISK;
 		return 0;
 	}
 	return 1; /* not ours */

@@ -45,6 +45,16 @@ enum rdm_tlv_type {
 	RDM_TLV_HOST = 0x0A,     /* string: TLS SNI or HTTP Host */
 	RDM_TLV_VERDICT = 0x0B,  /* 8 B: action u8, flags u8, 2 pad, rule id u32 */
 	RDM_TLV_HOP_TS = 0x0C,   /* list of 12 B entries: node u32, ns u64 */
+	RDM_TLV_FLAGS = 0x0D,    /* 4 B: RDM_FF_* bits */
+	RDM_TLV_RULE = 0x0E,     /* string: the name of the policy rule that decided */
+	RDM_TLV_RISK = 0x0F,     /* 8 B: nDPI risk bitmap (ndpi_risk) */
+};
+
+/* Bits of the FLAGS TLV: facts about a flow that earlier stages established. */
+enum {
+	RDM_FF_ID_UNKNOWN = 1u << 0, /* identity looked the flow up and found no entry */
+	RDM_FF_DPI_DONE = 1u << 1,   /* DPI is final for this flow (detected or gave up) */
+	RDM_FF_DPI_GAVEUP = 1u << 2, /* DPI ran out of its packet budget */
 };
 
 /* Bits of rdm_frame.present: which optional fields hold a value. */
@@ -61,6 +71,9 @@ enum {
 	RDM_F_HOST = 1u << 9,
 	RDM_F_VERDICT = 1u << 10,
 	RDM_F_HOPS = 1u << 11,
+	RDM_F_FLAGS = 1u << 12,
+	RDM_F_RULE = 1u << 13,
+	RDM_F_RISK = 1u << 14,
 };
 
 /* Decode errors, returned negated. They start above errno's range so that both can
@@ -130,6 +143,9 @@ struct rdm_frame {
 	uint8_t verdict;
 	uint8_t verdict_flags;
 	uint32_t rule_id;
+	uint32_t flags; /* RDM_FF_* */
+	struct rdm_str rule;
+	uint64_t risk;
 	uint8_t n_hops;
 	struct rdm_hop_ts hops[RDM_MAX_HOPS];
 

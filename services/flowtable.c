@@ -1,0 +1,316 @@
+#include "services/flowtable.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NIL UINT32_MAX
+#define ALIGN16(n) (((n) + 15u) & ~(size_t)15u)
+
+/* Timeout classes: one LRU list each, so that the head of a list is always the flow of
+ * that class closest to its deadline. */
+enum { CLS_TCP, CLS_TCP_CLOSED, CLS_UDP, CLS_OTHER, CLS_COUNT };
+
+struct lru {
+	uint32_t head, tail;
+};
+
+struct rdm_flowtab {
+	struct rdm_flow_conf c;
+	uint64_t timeout_ns[CLS_COUNT];
+	size_t stride;
+	uint8_t *mem;
+	uint32_t *bucket;
+	uint32_t mask;
+	uint32_t free_head;
+	struct lru lru[CLS_COUNT];
+	rdm_flow_end_cb end;
+	void *arg;
+	struct rdm_flowtab_stats st;
+};
+
+void rdm_flow_conf_defaults(struct rdm_flow_conf *c)
+{
+	if (!c->max_flows)
+		c->max_flows = 65536;
+	if (!c->tcp_idle_ms)
+		c->tcp_idle_ms = 300000;
+	if (!c->tcp_closed_ms)
+		c->tcp_closed_ms = 5000;
+	if (!c->udp_idle_ms)
+		c->udp_idle_ms = 60000;
+	if (!c->other_idle_ms)
+		c->other_idle_ms = 30000;
+}
+
+static inline struct rdm_flow *at(const struct rdm_flowtab *t, uint32_t i)
+{
+	return (struct rdm_flow *)(t->mem + (size_t)i * t->stride);
+}
+
+static inline uint32_t idx(const struct rdm_flowtab *t, const struct rdm_flow *f)
+{
+	return (uint32_t)(((const uint8_t *)f - t->mem) / t->stride);
+}
+
+void *rdm_flow_data(struct rdm_flow *f)
+{
+	return (uint8_t *)f + ALIGN16(sizeof(*f));
+}
+
+struct rdm_flowtab *rdm_flowtab_new(const struct rdm_flow_conf *c, size_t data_size,
+				    rdm_flow_end_cb end, void *arg)
+{
+	struct rdm_flowtab *t = calloc(1, sizeof(*t));
+	uint32_t nb = 1;
+
+	if (!t)
+		return NULL;
+	t->c = *c;
+	rdm_flow_conf_defaults(&t->c);
+	if (t->c.max_flows > (1u << 26)) {
+		free(t);
+		errno = EINVAL;
+		return NULL;
+	}
+	t->timeout_ns[CLS_TCP] = (uint64_t)t->c.tcp_idle_ms * 1000000ull;
+	t->timeout_ns[CLS_TCP_CLOSED] = (uint64_t)t->c.tcp_closed_ms * 1000000ull;
+	t->timeout_ns[CLS_UDP] = (uint64_t)t->c.udp_idle_ms * 1000000ull;
+	t->timeout_ns[CLS_OTHER] = (uint64_t)t->c.other_idle_ms * 1000000ull;
+	while (nb < t->c.max_flows)
+		nb <<= 1;
+	t->mask = nb - 1;
+	t->stride = ALIGN16(sizeof(struct rdm_flow)) + ALIGN16(data_size);
+	t->mem = calloc(t->c.max_flows, t->stride);
+	t->bucket = malloc((size_t)nb * sizeof(*t->bucket));
+	if (!t->mem || !t->bucket) {
+		free(t->mem);
+		free(t->bucket);
+		free(t);
+		errno = ENOMEM;
+		return NULL;
+	}
+	memset(t->bucket, 0xff, (size_t)nb * sizeof(*t->bucket));
+	for (uint32_t i = 0; i < t->c.max_flows; i++)
+		at(t, i)->next_hash = i + 1 < t->c.max_flows ? i + 1 : NIL;
+	t->free_head = 0;
+	for (int k = 0; k < CLS_COUNT; k++)
+		t->lru[k].head = t->lru[k].tail = NIL;
+	t->end = end;
+	t->arg = arg;
+	t->st.max = t->c.max_flows;
+	return t;
+}
+
+static void lru_unlink(struct rdm_flowtab *t, struct rdm_flow *f)
+{
+	struct lru *l = &t->lru[f->cls];
+
+	if (f->prev_lru != NIL)
+		at(t, f->prev_lru)->next_lru = f->next_lru;
+	else
+		l->head = f->next_lru;
+	if (f->next_lru != NIL)
+		at(t, f->next_lru)->prev_lru = f->prev_lru;
+	else
+		l->tail = f->prev_lru;
+}
+
+static void lru_append(struct rdm_flowtab *t, struct rdm_flow *f)
+{
+	struct lru *l = &t->lru[f->cls];
+	uint32_t i = idx(t, f);
+
+	f->next_lru = NIL;
+	f->prev_lru = l->tail;
+	if (l->tail != NIL)
+		at(t, l->tail)->next_lru = i;
+	else
+		l->head = i;
+	l->tail = i;
+}
+
+/* Takes f out of the table, telling the owner first. */
+static void flow_end(struct rdm_flowtab *t, struct rdm_flow *f, enum rdm_flow_end why)
+{
+	uint32_t i = idx(t, f), *pp = &t->bucket[f->hash & t->mask];
+
+	if (t->end)
+		t->end(t->arg, f, why);
+	switch (why) {
+	case RDM_FLOW_END_TIMEOUT:
+		t->st.timeouts++;
+		break;
+	case RDM_FLOW_END_CLOSED:
+		t->st.closed++;
+		break;
+	case RDM_FLOW_END_EVICTED:
+		t->st.evicted++;
+		break;
+	case RDM_FLOW_END_SHUTDOWN:
+		break;
+	}
+	while (*pp != i)
+		pp = &at(t, *pp)->next_hash;
+	*pp = f->next_hash;
+	lru_unlink(t, f);
+	f->next_hash = t->free_head;
+	t->free_head = i;
+	t->st.flows--;
+}
+
+void rdm_flowtab_free(struct rdm_flowtab *t)
+{
+	if (!t)
+		return;
+	for (int k = 0; k < CLS_COUNT; k++)
+		while (t->lru[k].head != NIL)
+			flow_end(t, at(t, t->lru[k].head), RDM_FLOW_END_SHUTDOWN);
+	free(t->mem);
+	free(t->bucket);
+	free(t);
+}
+
+static int same(const struct rdm_flow_key *a, const struct rdm_flow_key *b)
+{
+	return a->family == b->family && a->proto == b->proto && a->sport == b->sport &&
+	       a->dport == b->dport && !memcmp(a->src, b->src, 16) && !memcmp(a->dst, b->dst, 16);
+}
+
+static int reverse(const struct rdm_flow_key *a, const struct rdm_flow_key *b)
+{
+	return a->family == b->family && a->proto == b->proto && a->sport == b->dport &&
+	       a->dport == b->sport && !memcmp(a->src, b->dst, 16) && !memcmp(a->dst, b->src, 16);
+}
+
+struct rdm_flow *rdm_flowtab_find(struct rdm_flowtab *t, const struct rdm_flow_key *k,
+				  uint64_t hash, int *dir)
+{
+	for (uint32_t i = t->bucket[hash & t->mask]; i != NIL; i = at(t, i)->next_hash) {
+		struct rdm_flow *f = at(t, i);
+
+		if (f->hash != hash)
+			continue;
+		if (same(&f->key, k)) {
+			*dir = 0;
+			return f;
+		}
+		if (reverse(&f->key, k)) {
+			*dir = 1;
+			return f;
+		}
+	}
+	return NULL;
+}
+
+static uint64_t deadline(const struct rdm_flowtab *t, const struct rdm_flow *f)
+{
+	return f->last_ns + t->timeout_ns[f->cls];
+}
+
+/* The flow to give up for a new one: a closed TCP flow if any, else the one nearest
+ * its deadline. */
+static struct rdm_flow *victim(struct rdm_flowtab *t)
+{
+	struct rdm_flow *best = NULL;
+
+	if (t->lru[CLS_TCP_CLOSED].head != NIL)
+		return at(t, t->lru[CLS_TCP_CLOSED].head);
+	for (int k = 0; k < CLS_COUNT; k++) {
+		struct rdm_flow *f;
+
+		if (t->lru[k].head == NIL)
+			continue;
+		f = at(t, t->lru[k].head);
+		if (!best || deadline(t, f) < deadline(t, best))
+			best = f;
+	}
+	return best;
+}
+
+static uint8_t cls_of(const struct rdm_flow *f)
+{
+	if (f->key.proto == IPPROTO_TCP) {
+		if ((f->tcp_flags[0] | f->tcp_flags[1]) & RDM_TCP_RST)
+			return CLS_TCP_CLOSED;
+		if ((f->tcp_flags[0] & RDM_TCP_FIN) && (f->tcp_flags[1] & RDM_TCP_FIN))
+			return CLS_TCP_CLOSED;
+		return CLS_TCP;
+	}
+	return f->key.proto == IPPROTO_UDP ? CLS_UDP : CLS_OTHER;
+}
+
+struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_key *k,
+				   uint64_t hash, uint32_t bytes, uint8_t tcp_flags,
+				   uint64_t now_ns, int *dir, int *created)
+{
+	struct rdm_flow *f = rdm_flowtab_find(t, k, hash, dir);
+
+	if (created)
+		*created = !f;
+	if (f) {
+		lru_unlink(t, f);
+	} else {
+		uint32_t i, *b;
+
+		if (t->free_head == NIL)
+			flow_end(t, victim(t), RDM_FLOW_END_EVICTED);
+		i = t->free_head;
+		f = at(t, i);
+		t->free_head = f->next_hash;
+		memset(f, 0, t->stride);
+		f->key = *k;
+		f->hash = hash;
+		f->first_ns = now_ns;
+		b = &t->bucket[hash & t->mask];
+		f->next_hash = *b;
+		*b = i;
+		*dir = 0;
+		t->st.created++;
+		if (++t->st.flows > t->st.peak)
+			t->st.peak = t->st.flows;
+	}
+	f->last_ns = now_ns;
+	f->packets[*dir]++;
+	f->bytes[*dir] += bytes;
+	if (k->proto == IPPROTO_TCP)
+		f->tcp_flags[*dir] |= tcp_flags;
+	f->cls = cls_of(f);
+	lru_append(t, f);
+	return f;
+}
+
+int rdm_flowtab_expire(struct rdm_flowtab *t, uint64_t now_ns, int budget)
+{
+	int n = 0;
+
+	for (int k = 0; k < CLS_COUNT; k++) {
+		while (t->lru[k].head != NIL && (budget <= 0 || n < budget)) {
+			struct rdm_flow *f = at(t, t->lru[k].head);
+
+			if (deadline(t, f) > now_ns)
+				break;
+			flow_end(t, f, k == CLS_TCP_CLOSED ? RDM_FLOW_END_CLOSED : RDM_FLOW_END_TIMEOUT);
+			n++;
+		}
+	}
+	return n;
+}
+
+void rdm_flowtab_foreach(struct rdm_flowtab *t, void (*fn)(void *arg, struct rdm_flow *f),
+			 void *arg)
+{
+	for (int k = 0; k < CLS_COUNT; k++)
+		for (uint32_t i = t->lru[k].head; i != NIL;) {
+			struct rdm_flow *f = at(t, i);
+
+			i = f->next_lru;
+			fn(arg, f);
+		}
+}
+
+void rdm_flowtab_get_stats(const struct rdm_flowtab *t, struct rdm_flowtab_stats *s)
+{
+	*s = t->st;
+}

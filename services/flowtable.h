@@ -1,0 +1,104 @@
+/* The per-worker flow table that stateful stages keep (dpi, policy, flowlog). A flow is
+ * keyed by its 5-tuple in either direction: the first packet seen fixes the initiator,
+ * and both directions find the one entry. Memory is allocated once, for max_flows
+ * entries; a full table evicts its least recently used flow (closed TCP flows first).
+ * Idle flows expire by protocol: TCP after tcp_idle_ms, or tcp_closed_ms once RST or a
+ * FIN each way was seen; UDP after udp_idle_ms; anything else after other_idle_ms.
+ * Not thread-safe: each worker owns its tables. */
+#ifndef RDM_FLOWTABLE_H
+#define RDM_FLOWTABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "transport/frame.h"
+
+/* The chain's `flows:` settings; zero fields take the defaults below. */
+struct rdm_flow_conf {
+	uint32_t max_flows;     /* default 65536 */
+	uint32_t tcp_idle_ms;   /* default 300000 */
+	uint32_t tcp_closed_ms; /* default 5000 */
+	uint32_t udp_idle_ms;   /* default 60000 */
+	uint32_t other_idle_ms; /* default 30000 */
+};
+
+enum rdm_flow_end {
+	RDM_FLOW_END_TIMEOUT = 0, /* idle past its timeout */
+	RDM_FLOW_END_CLOSED,      /* TCP ended (RST, or FIN both ways) and its linger passed */
+	RDM_FLOW_END_EVICTED,     /* the table was full and a new flow needed the entry */
+	RDM_FLOW_END_SHUTDOWN,    /* the table is being freed */
+};
+
+/* TCP flags tracked per direction (the TCP header's bits). */
+#define RDM_TCP_FIN 0x01
+#define RDM_TCP_SYN 0x02
+#define RDM_TCP_RST 0x04
+#define RDM_TCP_ACK 0x10
+
+struct rdm_flow {
+	struct rdm_flow_key key;    /* as the initiator sent it: src is the client */
+	uint64_t hash;              /* rdm_flow_hash(&key), same for both directions */
+	uint64_t first_ns, last_ns; /* the caller's clock (CLOCK_MONOTONIC) */
+	uint64_t packets[2], bytes[2]; /* [0] initiator to responder, [1] back */
+	uint8_t tcp_flags[2];       /* every TCP flag seen each way, ORed */
+	/* Private to the table. */
+	uint8_t cls;
+	uint32_t next_hash, prev_lru, next_lru;
+};
+
+/* Called once for every flow that leaves the table, before its entry is reused. The
+ * flow and its data are valid during the call. */
+typedef void (*rdm_flow_end_cb)(void *arg, struct rdm_flow *f, enum rdm_flow_end why);
+
+struct rdm_flowtab_stats {
+	uint64_t flows;    /* in the table now */
+	uint64_t max;      /* its bound */
+	uint64_t peak;     /* most flows at once */
+	uint64_t created;
+	uint64_t timeouts; /* RDM_FLOW_END_TIMEOUT */
+	uint64_t closed;   /* RDM_FLOW_END_CLOSED */
+	uint64_t evicted;  /* RDM_FLOW_END_EVICTED */
+};
+
+struct rdm_flowtab;
+
+/* Defaults for the zero fields of c, in place. */
+void rdm_flow_conf_defaults(struct rdm_flow_conf *c);
+
+/* A table for c->max_flows flows (defaults applied to a copy of c), each with
+ * data_size bytes of caller data, zeroed when the flow is created. end may be NULL.
+ * NULL with errno set. */
+struct rdm_flowtab *rdm_flowtab_new(const struct rdm_flow_conf *c, size_t data_size,
+				    rdm_flow_end_cb end, void *arg);
+
+/* Ends every flow (RDM_FLOW_END_SHUTDOWN) and frees the table; accepts NULL. */
+void rdm_flowtab_free(struct rdm_flowtab *t);
+
+/* Finds the flow of a packet with key k and hash (rdm_flow_hash(k)), creating it when
+ * absent (*created = 1), evicting when the table is full. Counts the packet (bytes,
+ * TCP flags) in its direction, refreshes the idle timer, and sets *dir to 0 when k is
+ * the initiator's direction and 1 when it is the reply's. created may be NULL. Never
+ * NULL. */
+struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_key *k,
+				   uint64_t hash, uint32_t bytes, uint8_t tcp_flags,
+				   uint64_t now_ns, int *dir, int *created);
+
+/* The flow of k without counting or creating anything; NULL if absent. */
+struct rdm_flow *rdm_flowtab_find(struct rdm_flowtab *t, const struct rdm_flow_key *k,
+				  uint64_t hash, int *dir);
+
+/* Ends flows idle past their timeout at now_ns, at most budget of them (0: no limit).
+ * Returns how many ended. */
+int rdm_flowtab_expire(struct rdm_flowtab *t, uint64_t now_ns, int budget);
+
+/* Calls fn for every flow in the table (timeout class by class, least recently used
+ * first within each). fn must not add or remove flows. */
+void rdm_flowtab_foreach(struct rdm_flowtab *t, void (*fn)(void *arg, struct rdm_flow *f),
+			 void *arg);
+
+/* The caller's data of a flow (data_size bytes, 16-byte aligned). */
+void *rdm_flow_data(struct rdm_flow *f);
+
+void rdm_flowtab_get_stats(const struct rdm_flowtab *t, struct rdm_flowtab_stats *s);
+
+#endif
