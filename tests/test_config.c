@@ -425,7 +425,7 @@ Test(config, reports_ingress_keys_that_do_not_fit_the_mode)
 			       "      flows: 3\n",
 			  ":8:7: 'flows' is only allowed for ingress mode gen");
 	expect_text_error(HEAD "  - name: a\n    ingress:\n      mode: tap\n",
-			  ":6:13: unknown ingress mode 'tap' (expected gen or pcap)");
+			  ":6:13: unknown ingress mode 'tap' (expected gen, pcap or tun)");
 	expect_text_error(HEAD "  - name: a\n    ingress:\n      mode: pcap\n      file: ''\n",
 			  ":7:13: file: must not be empty");
 }
