@@ -268,7 +268,7 @@ static int load_tun(struct ld *l, const struct rdm_ynode *v, struct rdm_tun_conf
 	if (rdm_ynode_scalar(v)) {
 		s = rdm_ynode_scalar(v);
 		rc = 0;
-		t->mtu = 1400;
+		t->mtu = 1500;
 	} else {
 		rc = rdm_yexpect(l->doc, v, "tun", RDM_YMAP, l->err, l->len);
 		if (!rc)
@@ -278,7 +278,7 @@ static int load_tun(struct ld *l, const struct rdm_ynode *v, struct rdm_tun_conf
 		if (!rc)
 			rc = rdm_ymap_str(l->doc, v, "name", NULL, &s, l->err, l->len);
 		if (!rc)
-			rc = u32_opt(l, v, "mtu", 576, 9000, 1400, &t->mtu);
+			rc = u32_opt(l, v, "mtu", 576, 9000, 1500, &t->mtu);
 		if (rc)
 			return rc;
 	}

@@ -24,7 +24,7 @@ enum rdm_ingress_mode { RDM_INGRESS_NONE = 0, RDM_INGRESS_GEN, RDM_INGRESS_PCAP,
 /* A TUN device at the chain's edge: inline mode, for real traffic. */
 struct rdm_tun_conf {
 	char *name;   /* interface name, created by the node if absent */
-	uint32_t mtu; /* default 1400 */
+	uint32_t mtu; /* default 1500 */
 };
 
 struct rdm_ingress_conf {

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -18,7 +19,9 @@
 #include "node/hist.h"
 #include "node/pcapio.h"
 #include "node/pkt.h"
+#include "node/tun.h"
 #include "node/yaml.h"
+#include "services/flowtable.h"
 #include "services/stage.h"
 #include "transport/frame.h"
 #include "transport/transport.h"
@@ -28,6 +31,11 @@
 #define MAX_ORIGINS 256
 #define HDR_SLOT 4096
 #define INGRESS_SI 255
+#define TICK_MS 100
+
+/* Which way a batch travels: forward from the chain's ingress towards its egress, or
+ * back (inline mode's return traffic, and stages' replies to a packet's sender). */
+enum { FWD = 0, BACK = 1 };
 
 /* Why a frame was dropped. Decode errors come first, one per RDM_FERR_* code. */
 enum drop_reason {
@@ -39,6 +47,9 @@ enum drop_reason {
 	DROP_OVERSIZE,
 	DROP_STAGE,
 	DROP_STAGE_ERROR,
+	DROP_NO_PATH,   /* going back, but no upstream connection carried the flow */
+	DROP_NO_CLIENT, /* going back to an ingress that replays a file: nobody to reach */
+	DROP_TUN,       /* the TUN device did not take the packet (its queue is full) */
 	DROP_COUNT,
 };
 
@@ -48,7 +59,8 @@ static const char *drop_name(int r)
 		[DROP_TTL] = "ttl_expired",	[DROP_NOT_IP] = "not_ip",
 		[DROP_PEER_DOWN] = "peer_down",	[DROP_QUEUE_FULL] = "queue_full",
 		[DROP_OVERSIZE] = "oversize",	[DROP_STAGE] = "stage_verdict",
-		[DROP_STAGE_ERROR] = "stage_error",
+		[DROP_STAGE_ERROR] = "stage_error",	[DROP_NO_PATH] = "no_return_path",
+		[DROP_NO_CLIENT] = "reply_no_client",	[DROP_TUN] = "tun_full",
 	};
 
 	if (r < RDM_FERR_COUNT)
@@ -65,6 +77,10 @@ struct worker_stats {
 	uint64_t ingress_reconnect_seq; /* first seq sent after the latest reconnect */
 	uint64_t egress_packets, egress_bytes;
 	uint64_t stage_drop[MAX_STAGES], stage_error[MAX_STAGES];
+	uint64_t back_rx_frames; /* frames that came back from the next hop */
+	uint64_t back_tx_frames; /* frames sent back to an upstream node */
+	uint64_t replies;        /* frames stages turned into replies */
+	uint64_t tun_rx, tun_tx; /* packets read from and written to the TUN device */
 };
 
 struct origin {
@@ -81,15 +97,27 @@ struct worker {
 	struct rdm_listener *lst, *lst_rdma;
 	struct rdm_conn *down;
 	struct rdm_conn *ups[MAX_UPS];
+	uint64_t up_serial[MAX_UPS]; /* tells a reused connection slot from its predecessor */
+	uint64_t next_serial;
 	int n_ups;
 	struct rdm_conn_stats up_closed; /* counters of upstream connections now gone */
 	void *stage_rt[MAX_STAGES];
 
 	struct rdm_frame *fr;
 	struct rdm_frame **frp;
+	struct rdm_frame **back; /* replies stages made in the current batch */
+	int n_back;
 	int *verdict;
+	int *upi; /* per frame: index into ups of the connection it goes back on */
 	uint8_t *hdr;
 	struct rdm_txframe *tx;
+
+	/* inline mode: the TUN device at this edge, and where each flow came from */
+	int tun_fd;
+	struct rdm_io tun_io;
+	struct rdm_flowtab *paths;
+	struct rdm_timer tick;
+	atomic_uint reload_seen; /* the reload generation this worker's stages run */
 
 	/* ingress */
 	struct rdm_gen *gen;
@@ -112,7 +140,8 @@ struct worker {
 
 	struct rdm_timer progress;
 	uint64_t auto_fallbacks;
-	int stopping, finished;
+	int stopping;
+	atomic_int finished; /* the main thread reads it during a reload */
 	uint64_t drain_until_ns;
 	struct worker_stats st;
 };
@@ -124,6 +153,8 @@ struct rdm_node {
 	const struct rdm_addr *peer;         /* where next is reached: its listen or connect */
 	const struct rdm_transport_ops *ops; /* towards next */
 	int auto_tcp_fallback;               /* transport auto: TCP if the peer has no RDMA */
+	int returns;                         /* frames may travel back: track return paths */
+	const struct rdm_tun_conf *tun;      /* this node's TUN edge, or NULL */
 	int listen_rdma;                     /* an upstream reaches us over RDMA */
 	struct rdm_conn_opts copts;
 	const struct rdm_stage_ops *stage_ops[MAX_STAGES];
@@ -135,6 +166,8 @@ struct rdm_node {
 	atomic_int n_finished;
 	int drain_ms;
 	uint64_t run_ns;
+	atomic_uint reload_gen;                   /* bumped when reload_conf is ready */
+	void *reload_conf[MAX_STAGES];            /* the confs workers switch to, or NULL */
 
 	pthread_mutex_t eg_mu; /* egress sequence accounting, shared by workers */
 	struct origin origins[MAX_ORIGINS];
@@ -161,17 +194,22 @@ static void nlog(const struct rdm_node *n, const char *fmt, ...)
 		ts.tv_nsec / 1000000, n->conf->name, buf);
 }
 
-/* Runs the node's stages over w->frp[0..m) and compacts it to the frames that pass. */
+/* Runs the node's stages over w->frp[0..m) and compacts it to the frames that pass;
+ * replies a stage made go to w->back and skip the stages after it. */
 static int run_stages(struct worker *w, int m)
 {
 	struct rdm_node *n = w->node;
 
+	w->n_back = 0;
 	for (int s = 0; s < n->n_stages && m > 0; s++) {
 		int k = 0;
 
 		n->stage_ops[s]->process(w->stage_rt[s], w->frp, m, w->verdict);
 		for (int i = 0; i < m; i++) {
-			if (w->verdict[i] > 0) {
+			if (w->verdict[i] == RDM_STAGE_REPLY) {
+				w->back[w->n_back++] = w->frp[i];
+				w->st.replies++;
+			} else if (w->verdict[i] > 0) {
 				w->frp[k++] = w->frp[i];
 			} else if (w->verdict[i] == 0) {
 				w->st.stage_drop[s]++;
@@ -186,17 +224,23 @@ static int run_stages(struct worker *w, int m)
 	return m;
 }
 
-static void forward(struct worker *w, int m)
+/* Encodes frames fs[0..m) into w->tx (headers in w->hdr) for one connection; frames
+ * whose upi differs from want are skipped (want -1 takes all). Returns how many. */
+static int encode_tx(struct worker *w, struct rdm_frame *const *fs, int m, int want, int dir)
 {
 	struct rdm_node *n = w->node;
-	int k = 0, rc;
+	int k = 0;
 
 	for (int i = 0; i < m; i++) {
-		struct rdm_frame *f = w->frp[i];
+		struct rdm_frame *f = fs[i];
 		uint8_t *h = w->hdr + (size_t)k * HDR_SLOT;
 		int len;
 
-		f->si--;
+		if (want >= 0 && w->upi[i] != want)
+			continue;
+		/* The service index counts the chain's positions down; going back it stays. */
+		if (dir == FWD)
+			f->si--;
 		len = rdm_frame_encode_hdr(f, h, HDR_SLOT);
 		if (len < 0 || (uint32_t)len + f->pkt_len > n->copts.max_frame) {
 			w->st.drops[DROP_OVERSIZE]++;
@@ -208,6 +252,13 @@ static void forward(struct worker *w, int m)
 		w->tx[k].pkt_len = f->pkt_len;
 		k++;
 	}
+	return k;
+}
+
+static void forward(struct worker *w, struct rdm_frame *const *fs, int m)
+{
+	int k = encode_tx(w, fs, m, -1, FWD), rc;
+
 	if (k == 0)
 		return;
 	rc = rdm_conn_send(w->down, w->tx, k);
@@ -230,14 +281,26 @@ static struct origin *origin_get(struct rdm_node *n, uint32_t id)
 	return &n->origins[n->n_origins++];
 }
 
-static void egress(struct worker *w, int m)
+static void tun_write(struct worker *w, struct rdm_frame *const *fs, int m)
+{
+	for (int i = 0; i < m; i++) {
+		if (write(w->tun_fd, fs[i]->pkt, fs[i]->pkt_len) == (ssize_t)fs[i]->pkt_len)
+			w->st.tun_tx++;
+		else
+			w->st.drops[DROP_TUN]++;
+	}
+}
+
+static void egress(struct worker *w, struct rdm_frame *const *fs, int m)
 {
 	struct rdm_node *n = w->node;
 	uint64_t count = n->conf->egress.count;
 	int done = 0;
 
+	if (w->tun_fd >= 0)
+		tun_write(w, fs, m);
 	for (int i = 0; i < m; i++) {
-		struct rdm_frame *f = w->frp[i];
+		struct rdm_frame *f = fs[i];
 		uint64_t now = f->n_hops ? f->hops[f->n_hops - 1].ns : rdm_wall_ns();
 
 		if (w->pout)
@@ -267,7 +330,7 @@ static void egress(struct worker *w, int m)
 	/* Sequence accounting: a gap in an origin's numbers is loss, counted exactly. */
 	pthread_mutex_lock(&n->eg_mu);
 	for (int i = 0; i < m; i++) {
-		struct rdm_frame *f = w->frp[i];
+		struct rdm_frame *f = fs[i];
 		struct origin *o = (f->present & RDM_F_SEQ) ? origin_get(n, f->origin) : NULL;
 
 		if (!o) {
@@ -293,16 +356,98 @@ static void egress(struct worker *w, int m)
 	}
 }
 
-/* Stages, then egress or forward. The frames are w->frp[0..m). */
-static void handle_batch(struct worker *w, int m)
+/* The upstream connection that carried flow f here, as an index into w->ups, or -1. */
+static int path_of(struct worker *w, const struct rdm_frame *f)
 {
-	m = run_stages(w, m);
+	struct rdm_flow *fl;
+	const uint64_t *d;
+	int dir;
+
+	if (w->n_ups == 1)
+		return 0;
+	if (!w->paths || !(f->present & RDM_F_FLOW_KEY))
+		return -1;
+	fl = rdm_flowtab_find(w->paths, &f->key, rdm_flow_hash(&f->key), &dir);
+	if (!fl)
+		return -1;
+	d = rdm_flow_data(fl);
+	for (int u = 0; u < w->n_ups; u++)
+		if (w->up_serial[u] == d[0])
+			return u;
+	return -1; /* that connection is gone */
+}
+
+/* Remembers which upstream connection (serial) brought flow f, for the way back. */
+static void path_note(struct worker *w, const struct rdm_frame *f, uint64_t serial)
+{
+	struct rdm_flow *fl;
+	int dir;
+
+	if (!w->paths || !(f->present & RDM_F_FLOW_KEY))
+		return;
+	fl = rdm_flowtab_track(w->paths, &f->key, rdm_flow_hash(&f->key), f->pkt_len,
+			       rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &f->key), rdm_now_ns(), &dir,
+			       NULL);
+	*(uint64_t *)rdm_flow_data(fl) = serial;
+}
+
+/* Sends frames back towards the client: into this edge's TUN, or up the connection each
+ * flow came in on. */
+static void send_back(struct worker *w, struct rdm_frame *const *fs, int m)
+{
+	struct rdm_node *n = w->node;
+
 	if (m == 0)
 		return;
-	if (w->node->conf->egress.enabled)
-		egress(w, m);
+	if (n->conf->ingress.mode == RDM_INGRESS_TUN) {
+		tun_write(w, fs, m);
+		return;
+	}
+	if (n->conf->ingress.mode != RDM_INGRESS_NONE || !n->conf->has_listen) {
+		w->st.drops[DROP_NO_CLIENT] += (uint64_t)m;
+		return;
+	}
+	for (int i = 0; i < m; i++) {
+		w->upi[i] = path_of(w, fs[i]);
+		if (w->upi[i] < 0)
+			w->st.drops[DROP_NO_PATH]++;
+	}
+	for (int u = 0; u < w->n_ups; u++) {
+		int k = encode_tx(w, fs, m, u, BACK), rc;
+
+		if (k == 0)
+			continue;
+		rc = rdm_conn_send(w->ups[u], w->tx, k);
+		if (rc < 0) {
+			w->st.drops[DROP_PEER_DOWN] += (uint64_t)k;
+			continue;
+		}
+		w->st.back_tx_frames += (uint64_t)rc;
+		w->st.drops[DROP_QUEUE_FULL] += (uint64_t)(k - rc);
+	}
+}
+
+/* Sends frames on in direction dir. */
+static void send_on(struct worker *w, struct rdm_frame *const *fs, int m, int dir)
+{
+	if (m == 0)
+		return;
+	if (dir == BACK)
+		send_back(w, fs, m);
+	else if (w->node->conf->egress.enabled)
+		egress(w, fs, m);
 	else if (w->down)
-		forward(w, m);
+		forward(w, fs, m);
+}
+
+/* Stages, then on in the batch's direction; replies go the other way. The frames are
+ * w->frp[0..m). */
+static void handle_batch(struct worker *w, int m, int dir)
+{
+	m = run_stages(w, m);
+	send_on(w, w->frp, m, dir);
+	if (w->n_back)
+		send_on(w, w->back, w->n_back, dir == FWD ? BACK : FWD);
 }
 
 static void resume_inputs(struct worker *w);
@@ -333,6 +478,31 @@ static int egress_budget(struct worker *w, int n)
 	return n;
 }
 
+/* Decodes received frames into w->fr / w->frp; returns how many are good. Frames going
+ * back keep their service index, so only forward ones can run out of it. */
+static int decode_batch(struct worker *w, const struct rdm_rxframe *rx, int n, int dir)
+{
+	int m = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct rdm_frame *f = &w->fr[m];
+		int rc = rdm_frame_decode(f, rx[i].data, rx[i].len);
+
+		if (rc < 0) {
+			w->st.drops[-rc - RDM_FERR_FIRST]++;
+			continue;
+		}
+		if (f->ttl <= 1 || (dir == FWD && f->si == 0)) {
+			w->st.drops[DROP_TTL]++;
+			continue;
+		}
+		f->ttl--;
+		w->frp[m] = f;
+		m++;
+	}
+	return m;
+}
+
 static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, void *arg)
 {
 	struct worker *w = arg;
@@ -348,24 +518,18 @@ static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, vo
 	}
 	if (w->node->conf->egress.enabled)
 		n = egress_budget(w, n);
-	for (int i = 0; i < n; i++) {
-		struct rdm_frame *f = &w->fr[m];
-		int rc = rdm_frame_decode(f, rx[i].data, rx[i].len);
+	w->st.rx_frames += (uint64_t)n;
+	m = decode_batch(w, rx, n, FWD);
+	if (w->paths) {
+		uint64_t serial = 0;
 
-		w->st.rx_frames++;
-		if (rc < 0) {
-			w->st.drops[-rc - RDM_FERR_FIRST]++;
-			continue;
-		}
-		if (f->ttl <= 1 || f->si == 0) {
-			w->st.drops[DROP_TTL]++;
-			continue;
-		}
-		f->ttl--;
-		w->frp[m] = f;
-		m++;
+		for (int u = 0; u < w->n_ups; u++)
+			if (w->ups[u] == c)
+				serial = w->up_serial[u];
+		for (int i = 0; i < m; i++)
+			path_note(w, w->frp[i], serial);
 	}
-	handle_batch(w, m);
+	handle_batch(w, m, FWD);
 	return n;
 }
 
@@ -380,6 +544,7 @@ static void up_state(struct rdm_conn *c, int up, void *arg)
 			c->ops->close(c);
 			return;
 		}
+		w->up_serial[w->n_ups] = ++w->next_serial;
 		w->ups[w->n_ups++] = c;
 		nlog(w->node, "upstream %s connected", c->peer);
 		return;
@@ -393,6 +558,7 @@ static void up_state(struct rdm_conn *c, int up, void *arg)
 			w->up_closed.rx_bad_len += s->rx_bad_len;
 			w->up_closed.disconnects++;
 			w->ups[i] = w->ups[--w->n_ups];
+			w->up_serial[i] = w->up_serial[w->n_ups];
 			break;
 		}
 	}
@@ -403,6 +569,8 @@ static void pump(void *arg);
 
 static void resume_inputs(struct worker *w)
 {
+	if (w->tun_fd >= 0 && w->node->conf->ingress.mode == RDM_INGRESS_TUN && !w->stopping)
+		rdm_io_mod(w->loop, &w->tun_io, EPOLLIN);
 	for (int i = 0; i < w->n_ups; i++)
 		w->ups[i]->ops->resume_rx(w->ups[i]);
 	if (w->gen || w->pin)
@@ -437,9 +605,17 @@ static void down_state(struct rdm_conn *c, int up, void *arg)
 	resume_inputs(w);
 }
 
-/* The next hop never sends frames back yet; anything it sends is consumed unread. */
-static int down_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n, void *arg)
+/* Frames the next hop sends back: inline mode's return traffic and stages' replies. */
+static int down_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, void *arg)
 {
+	struct worker *w = arg;
+	int m;
+
+	if (w->stopping)
+		return 0;
+	w->st.back_rx_frames += (uint64_t)n;
+	m = decode_batch(w, rx, n, BACK);
+	handle_batch(w, m, BACK);
 	return n;
 }
 
@@ -514,6 +690,23 @@ static int source_next(struct worker *w, uint8_t *slot, uint32_t cap)
 	}
 }
 
+/* A fresh frame for an IP packet entering the chain here; -EINVAL (counted) if it is
+ * not one. */
+static int frame_of_packet(struct worker *w, struct rdm_frame *f, const uint8_t *pkt,
+			   uint32_t len)
+{
+	rdm_frame_init(f, w->node->chain->spi, INGRESS_SI, rdm_pkt_next_proto(pkt, len));
+	if (rdm_pkt_flow_key(pkt, len, &f->key) < 0) {
+		w->st.drops[DROP_NOT_IP]++;
+		return -EINVAL;
+	}
+	f->flow_id = rdm_flow_hash(&f->key);
+	f->present = RDM_F_FLOW_KEY | RDM_F_FLOW_ID;
+	f->pkt = pkt;
+	f->pkt_len = len;
+	return 0;
+}
+
 /* Takes up to want packets from the source and builds their frames into frp. */
 static int fill_batch(struct worker *w, int want)
 {
@@ -534,20 +727,53 @@ static int fill_batch(struct worker *w, int want)
 			break;
 		}
 		w->st.ingress_taken++;
-		rdm_frame_init(f, n->chain->spi, INGRESS_SI, rdm_pkt_next_proto(slot, (uint32_t)len));
-		if (rdm_pkt_flow_key(slot, (uint32_t)len, &f->key) < 0) {
-			w->st.drops[DROP_NOT_IP]++;
+		if (frame_of_packet(w, f, slot, (uint32_t)len) < 0)
 			continue;
-		}
-		f->flow_id = rdm_flow_hash(&f->key);
 		f->origin = n->conf->id << 8 | (uint32_t)w->idx;
 		f->seq = seq;
-		f->present = RDM_F_FLOW_KEY | RDM_F_FLOW_ID | RDM_F_SEQ;
-		f->pkt = slot;
-		f->pkt_len = (uint32_t)len;
+		f->present |= RDM_F_SEQ;
 		w->frp[m++] = f;
 	}
 	return m;
+}
+
+/* Reads up to batch packets from the TUN device and runs them: forward at an ingress
+ * edge, back at an egress edge. */
+static void tun_io(struct rdm_io *io, uint32_t events)
+{
+	struct worker *w = (struct worker *)((char *)io - offsetof(struct worker, tun_io));
+	struct rdm_node *n = w->node;
+	uint32_t cap = n->copts.max_frame;
+	int dir = n->conf->ingress.mode == RDM_INGRESS_TUN ? FWD : BACK, m = 0;
+
+	if (w->stopping)
+		return;
+	if (dir == FWD && w->down && w->down->congested) {
+		/* The kernel queues, then drops, as a full NIC would; writable resumes us. */
+		w->st.stalls++;
+		rdm_io_mod(w->loop, &w->tun_io, 0);
+		return;
+	}
+	for (uint32_t i = 0; i < n->copts.batch; i++) {
+		uint8_t *slot = w->pkt + (size_t)i * cap;
+		struct rdm_frame *f = &w->fr[m];
+		ssize_t len = read(w->tun_fd, slot, cap);
+
+		if (len <= 0)
+			break;
+		w->st.tun_rx++;
+		if (frame_of_packet(w, f, slot, (uint32_t)len) < 0)
+			continue;
+		if (dir == FWD) {
+			f->origin = n->conf->id << 8 | (uint32_t)w->idx;
+			f->seq = w->st.ingress_taken++;
+			f->present |= RDM_F_SEQ;
+		}
+		w->frp[m++] = f;
+	}
+	if (dir == FWD)
+		w->st.ingress_sent += (uint64_t)m;
+	handle_batch(w, m, dir);
 }
 
 /* The ingress pump: paced by the configured rate, held back by congestion. */
@@ -594,7 +820,7 @@ static void pump(void *arg)
 		if (m > 0) {
 			uint64_t tx0 = w->st.tx_frames;
 
-			handle_batch(w, m);
+			handle_batch(w, m, FWD);
 			w->st.ingress_sent += w->st.tx_frames - tx0;
 		}
 	}
@@ -627,6 +853,8 @@ static void begin_stop(struct worker *w)
 
 	w->stopping = 1;
 	rdm_timer_cancel(w->loop, &w->pump);
+	if (w->tun_fd >= 0)
+		rdm_io_mod(w->loop, &w->tun_io, 0);
 	for (int i = 0; i < w->n_ups; i++)
 		w->ups[i]->ops->pause_rx(w->ups[i]);
 	w->drain_until_ns = rdm_now_ns() + (uint64_t)n->drain_ms * 1000000ull;
@@ -691,6 +919,35 @@ static void auto_check(struct worker *w)
 		nlog(n, "connect %s: %s", n->peer->text, strerror(errno));
 }
 
+/* Stages' housekeeping (flow expiry, log flushing) and the return paths' expiry. */
+static void tick(void *arg)
+{
+	struct worker *w = arg;
+	struct rdm_node *n = w->node;
+	uint64_t now = rdm_now_ns();
+
+	for (int s = 0; s < n->n_stages; s++)
+		if (n->stage_ops[s]->tick)
+			n->stage_ops[s]->tick(w->stage_rt[s], now);
+	if (w->paths)
+		rdm_flowtab_expire(w->paths, now, 4096);
+	rdm_timer_arm(w->loop, &w->tick, TICK_MS, tick, w);
+}
+
+/* Between batches: switch the stages to confs the main thread reloaded. */
+static void take_reload(struct worker *w)
+{
+	struct rdm_node *n = w->node;
+	unsigned gen = atomic_load(&n->reload_gen);
+
+	if (gen == atomic_load(&w->reload_seen))
+		return;
+	for (int s = 0; s < n->n_stages; s++)
+		if (n->reload_conf[s])
+			n->stage_ops[s]->conf_swap(w->stage_rt[s], n->reload_conf[s]);
+	atomic_store(&w->reload_seen, gen);
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -702,8 +959,10 @@ static void *worker_main(void *arg)
 		rdm_timer_arm(w->loop, &w->pump, 0, pump, w);
 	if (w->gen || w->pin || n->conf->egress.enabled)
 		rdm_timer_arm(w->loop, &w->progress, 1000, progress, w);
+	rdm_timer_arm(w->loop, &w->tick, TICK_MS, tick, w);
 	while (!w->finished) {
 		rdm_loop_run_once(w->loop, 50);
+		take_reload(w);
 		if (atomic_load(&n->stop) && !w->stopping)
 			begin_stop(w);
 		auto_check(w);
@@ -716,19 +975,28 @@ static int worker_init(struct rdm_node *n, struct worker *w, int idx, char *err,
 {
 	const struct rdm_node_conf *c = n->conf;
 	uint32_t batch = n->copts.batch;
-	struct rdm_stage_env env = {.node_id = c->id, .worker = idx};
+	struct rdm_stage_env env = {
+	    .node_id = c->id, .node_name = c->name, .worker = idx, .flows = &n->chain->flows};
 	int fd;
 
 	w->node = n;
 	w->idx = idx;
+	w->tun_fd = -1;
 	w->loop = rdm_loop_new();
 	w->fr = calloc(batch, sizeof(*w->fr));
 	w->frp = calloc(batch, sizeof(*w->frp));
+	w->back = calloc(batch, sizeof(*w->back));
 	w->verdict = calloc(batch, sizeof(*w->verdict));
+	w->upi = calloc(batch, sizeof(*w->upi));
 	w->hdr = malloc((size_t)batch * HDR_SLOT);
 	w->tx = calloc(batch, sizeof(*w->tx));
-	if (!w->loop || !w->fr || !w->frp || !w->verdict || !w->hdr || !w->tx)
+	if (!w->loop || !w->fr || !w->frp || !w->back || !w->verdict || !w->upi || !w->hdr || !w->tx)
 		goto nomem;
+	if (n->returns && c->has_listen) {
+		w->paths = rdm_flowtab_new(&n->chain->flows, sizeof(uint64_t), NULL, NULL);
+		if (!w->paths)
+			goto nomem;
+	}
 	fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (fd < 0 || rdm_io_add(w->loop, &w->wake, fd, EPOLLIN, wake_io) < 0) {
 		if (fd >= 0)
@@ -744,10 +1012,21 @@ static int worker_init(struct rdm_node *n, struct worker *w, int idx, char *err,
 			return -EIO;
 		}
 	}
-	if (c->ingress.mode != RDM_INGRESS_NONE) {
+	if (n->tun) {
+		w->tun_fd = rdm_tun_open(n->tun->name, n->tun->mtu, err, (unsigned)errlen);
+		if (w->tun_fd < 0)
+			return w->tun_fd;
+		if (rdm_io_add(w->loop, &w->tun_io, w->tun_fd, EPOLLIN, tun_io) < 0) {
+			snprintf(err, errlen, "tun %s: epoll: %s", n->tun->name, strerror(errno));
+			return -EIO;
+		}
+	}
+	if (c->ingress.mode != RDM_INGRESS_NONE || n->tun) {
 		w->pkt = malloc((size_t)batch * n->copts.max_frame);
 		if (!w->pkt)
 			goto nomem;
+	}
+	if (c->ingress.mode == RDM_INGRESS_GEN || c->ingress.mode == RDM_INGRESS_PCAP) {
 		if (c->ingress.mode == RDM_INGRESS_GEN) {
 			struct rdm_gen_conf gc = {.flows = c->ingress.flows,
 						  .packets = c->ingress.count,
@@ -829,8 +1108,15 @@ static void worker_fini(struct rdm_node *n, struct worker *w)
 			rdm_io_del(w->loop, &w->wake);
 			close(w->wake.fd);
 		}
+		if (w->tun_fd >= 0)
+			rdm_io_del(w->loop, &w->tun_io);
 		rdm_loop_free(w->loop);
 	}
+	if (w->tun_fd >= 0)
+		close(w->tun_fd);
+	rdm_flowtab_free(w->paths);
+	free(w->back);
+	free(w->upi);
 	rdm_gen_free(w->gen);
 	rdm_pcap_close_in(w->pin);
 	rdm_pcap_close_out(w->pout);
@@ -884,6 +1170,25 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 			n->listen_rdma = 1;
 	n->n_workers = c->workers > 0 ? c->workers : 1;
 	n->drain_ms = 2000;
+	n->tun = c->ingress.mode == RDM_INGRESS_TUN ? &c->ingress.tun
+		 : c->egress.tun.name			  ? &c->egress.tun
+							  : NULL;
+	if (n->tun && n->n_workers > 1) {
+		snprintf(err, errlen, "%s: node '%s': inline mode (tun %s) runs one worker for now",
+			 chain->file, name, n->tun->name);
+		goto err;
+	}
+	/* Frames travel back in inline mode and when a stage may reply (policy's reject):
+	 * then each node remembers which upstream connection brought each flow. */
+	for (int i = 0; i < chain->n_nodes; i++) {
+		const struct rdm_node_conf *o = &chain->nodes[i];
+
+		if (o->ingress.mode == RDM_INGRESS_TUN || o->egress.tun.name)
+			n->returns = 1;
+		for (int s = 0; s < o->n_stages; s++)
+			if (!strcmp(o->stages[s].name, "policy"))
+				n->returns = 1;
+	}
 	pthread_mutex_init(&n->eg_mu, NULL);
 	rdm_conn_opts_from_conf(&n->copts, &chain->transport);
 	/* Hops leave from this node's own data address: with RDMA that picks the device. */
@@ -946,6 +1251,67 @@ void rdm_node_free(struct rdm_node *n)
 	free(n);
 }
 
+/* SIGHUP: stages that can reload build new confs here, on the main thread; workers
+ * switch between batches (take_reload); the old confs go once every worker has. A
+ * stage whose files are broken keeps running on what it had. */
+static void reload_stages(struct rdm_node *n)
+{
+	char err[512];
+	void *old[MAX_STAGES] = {0};
+	int any = 0;
+	unsigned gen;
+	uint64_t one = 1, until = rdm_now_ns() + 5000000000ull;
+
+	for (int s = 0; s < n->n_stages; s++) {
+		const struct rdm_stage_ops *ops = n->stage_ops[s];
+
+		n->reload_conf[s] = NULL;
+		if (!ops->conf_reload)
+			continue;
+		err[0] = 0;
+		n->reload_conf[s] = ops->conf_reload(n->stage_conf[s], err, sizeof(err));
+		if (!n->reload_conf[s]) {
+			nlog(n, "reload %s: %s: keeping the running configuration", ops->name, err);
+			continue;
+		}
+		any = 1;
+	}
+	if (!any)
+		return;
+	gen = atomic_fetch_add(&n->reload_gen, 1) + 1;
+	for (int i = 0; i < n->n_workers; i++)
+		if (write(n->w[i].wake.fd, &one, sizeof(one)) < 0)
+			nlog(n, "wake worker %d: %s", i, strerror(errno));
+	for (;;) {
+		int behind = 0;
+
+		for (int i = 0; i < n->n_workers; i++)
+			if (atomic_load(&n->w[i].reload_seen) != gen && !n->w[i].finished)
+				behind++;
+		if (!behind)
+			break;
+		if (rdm_now_ns() > until) {
+			/* A worker stuck this long is a bug; leaking the old conf is safer than
+			 * freeing memory a worker may still read. */
+			nlog(n, "reload: %d workers did not switch in 5 s; old configuration kept in memory",
+			     behind);
+			return;
+		}
+		usleep(1000);
+	}
+	for (int i = 0; i < n->n_workers; i++)
+		if (atomic_load(&n->w[i].reload_seen) != gen)
+			take_reload(&n->w[i]); /* a finished worker: its thread is gone */
+	for (int s = 0; s < n->n_stages; s++) {
+		if (!n->reload_conf[s])
+			continue;
+		old[s] = n->stage_conf[s];
+		n->stage_conf[s] = n->reload_conf[s];
+		n->stage_ops[s]->conf_free(old[s]);
+		nlog(n, "reload %s: done", n->stage_ops[s]->name);
+	}
+}
+
 int rdm_node_run(struct rdm_node *n, int drain_ms)
 {
 	sigset_t set;
@@ -956,6 +1322,7 @@ int rdm_node_run(struct rdm_node *n, int drain_ms)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	for (int i = 0; i < n->n_workers; i++) {
 		int rc = pthread_create(&n->w[i].thr, NULL, worker_main, &n->w[i]);
 
@@ -971,6 +1338,8 @@ int rdm_node_run(struct rdm_node *n, int drain_ms)
 		struct timespec to = {0, 100 * 1000000};
 		int sig = sigtimedwait(&set, NULL, &to);
 
+		if (sig == SIGHUP && !atomic_load(&n->stop))
+			reload_stages(n);
 		if (sig == SIGINT || sig == SIGTERM) {
 			if (!atomic_load(&n->stop))
 				nlog(n, "%s: draining and stopping", strsignal(sig));
