@@ -1444,6 +1444,10 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 	}
 	fprintf(out, "rx_frames %" PRIu64 "\ntx_frames %" PRIu64 "\nstalls %" PRIu64 "\n",
 		t.st.rx_frames, t.st.tx_frames, t.st.stalls);
+	fprintf(out,
+		"back_rx_frames %" PRIu64 "\nback_tx_frames %" PRIu64 "\nreplies %" PRIu64
+		"\ntun_rx %" PRIu64 "\ntun_tx %" PRIu64 "\n",
+		t.st.back_rx_frames, t.st.back_tx_frames, t.st.replies, t.st.tun_rx, t.st.tun_tx);
 	for (int r = 0; r < DROP_COUNT; r++) {
 		fprintf(out, "drop_%s %" PRIu64 "\n", drop_name(r), t.st.drops[r]);
 		drops += t.st.drops[r];

@@ -3,6 +3,8 @@
 # machine's own network is never touched. Source this file, then:
 #   rack_up N          hosts $RACK-h1..hN with 10.77.0.1..N/24 (RACK defaults to rdm<pid>)
 #   rack_exec I CMD..  run CMD inside host I
+#   rack_edge NAME I NET  a namespace $RACK-NAME joined to host I by a veth pair:
+#                      NAME gets NET.2/24 (default route via NET.1), host I gets NET.1/24
 #   rack_down          kill everything inside and delete the namespaces (idempotent)
 # Callers set `trap rack_down EXIT` so a failing test still cleans up.
 
@@ -35,6 +37,18 @@ rack_up() {
 	done
 }
 
+rack_edge() {
+	local name=$1 i=$2 net=$3
+	ip netns add "$RACK-$name" || return 1
+	ip -n "$RACK-h$i" link add "to-$name" type veth peer name eth0 netns "$RACK-$name" || return 1
+	ip -n "$RACK-h$i" addr add "$net.1/24" dev "to-$name"
+	ip -n "$RACK-h$i" link set "to-$name" up
+	ip -n "$RACK-$name" addr add "$net.2/24" dev eth0
+	ip -n "$RACK-$name" link set eth0 up
+	ip -n "$RACK-$name" link set lo up
+	ip -n "$RACK-$name" route add default via "$net.1"
+}
+
 rack_exec() {
 	local i=$1
 	shift
@@ -43,7 +57,7 @@ rack_exec() {
 
 rack_down() {
 	local ns
-	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$RACK-(h[0-9]+|sw)$"); do
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$RACK-[a-z0-9]+$"); do
 		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
 		ip netns del "$ns" 2>/dev/null
 	done
