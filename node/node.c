@@ -81,6 +81,7 @@ struct worker_stats {
 	uint64_t back_tx_frames; /* frames sent back to an upstream node */
 	uint64_t replies;        /* frames stages turned into replies */
 	uint64_t tun_rx, tun_tx; /* packets read from and written to the TUN device */
+	uint64_t notices;        /* state-only notices that reached the egress */
 };
 
 struct origin {
@@ -107,6 +108,8 @@ struct worker {
 	struct rdm_frame **frp;
 	struct rdm_frame **back; /* replies stages made in the current batch */
 	int n_back;
+	struct rdm_frame *notice; /* notices that go on for those replies */
+	int n_notice;
 	int *verdict;
 	int *upi; /* per frame: index into ups of the connection it goes back on */
 	uint8_t *hdr;
@@ -194,6 +197,15 @@ static void nlog(const struct rdm_node *n, const char *fmt, ...)
 		ts.tv_nsec / 1000000, n->conf->name, buf);
 }
 
+/* A frame a stage dropped or answered but marked RDM_FF_NOTICE goes on without its
+ * packet, so that the stages after it (the flow log) learn the decision. */
+static struct rdm_frame *as_notice(struct rdm_frame *f)
+{
+	f->pkt = NULL;
+	f->pkt_len = 0;
+	return f;
+}
+
 /* Runs the node's stages over w->frp[0..m) and compacts it to the frames that pass;
  * replies a stage made go to w->back and skip the stages after it. */
 static int run_stages(struct worker *w, int m)
@@ -201,19 +213,43 @@ static int run_stages(struct worker *w, int m)
 	struct rdm_node *n = w->node;
 
 	w->n_back = 0;
+	w->n_notice = 0;
 	for (int s = 0; s < n->n_stages && m > 0; s++) {
 		int k = 0;
 
 		n->stage_ops[s]->process(w->stage_rt[s], w->frp, m, w->verdict);
 		for (int i = 0; i < m; i++) {
+			struct rdm_frame *f = w->frp[i];
+			int notice = (f->present & RDM_F_FLAGS) && (f->flags & RDM_FF_NOTICE);
+
 			if (w->verdict[i] == RDM_STAGE_REPLY) {
-				w->back[w->n_back++] = w->frp[i];
+				w->back[w->n_back++] = f;
 				w->st.replies++;
+				if (notice) {
+					/* The reply holds the state with its 5-tuple turned
+					 * round; the notice goes on the original's way. */
+					struct rdm_frame *c = &w->notice[w->n_notice++];
+					struct rdm_flow_key *ck = &c->key;
+					uint8_t a[16];
+					uint16_t p;
+
+					*c = *f;
+					memcpy(a, ck->src, 16);
+					memcpy(ck->src, ck->dst, 16);
+					memcpy(ck->dst, a, 16);
+					p = ck->sport;
+					ck->sport = ck->dport;
+					ck->dport = p;
+					w->frp[k++] = as_notice(c);
+					f->flags &= ~RDM_FF_NOTICE;
+				}
 			} else if (w->verdict[i] > 0) {
-				w->frp[k++] = w->frp[i];
+				w->frp[k++] = f;
 			} else if (w->verdict[i] == 0) {
 				w->st.stage_drop[s]++;
 				w->st.drops[DROP_STAGE]++;
+				if (notice)
+					w->frp[k++] = as_notice(f);
 			} else {
 				w->st.stage_error[s]++;
 				w->st.drops[DROP_STAGE_ERROR]++;
@@ -284,6 +320,8 @@ static struct origin *origin_get(struct rdm_node *n, uint32_t id)
 static void tun_write(struct worker *w, struct rdm_frame *const *fs, int m)
 {
 	for (int i = 0; i < m; i++) {
+		if (fs[i]->pkt_len == 0)
+			continue; /* a notice: state only */
 		if (write(w->tun_fd, fs[i]->pkt, fs[i]->pkt_len) == (ssize_t)fs[i]->pkt_len)
 			w->st.tun_tx++;
 		else
@@ -303,6 +341,10 @@ static void egress(struct worker *w, struct rdm_frame *const *fs, int m)
 		struct rdm_frame *f = fs[i];
 		uint64_t now = f->n_hops ? f->hops[f->n_hops - 1].ns : rdm_wall_ns();
 
+		if (f->pkt_len == 0) {
+			w->st.notices++;
+			continue; /* a notice: the packet was dropped upstream by policy */
+		}
 		if (w->pout)
 			rdm_pcap_write(w->pout, f->pkt, f->pkt_len, now);
 		if (w->fout) {
@@ -986,11 +1028,13 @@ static int worker_init(struct rdm_node *n, struct worker *w, int idx, char *err,
 	w->fr = calloc(batch, sizeof(*w->fr));
 	w->frp = calloc(batch, sizeof(*w->frp));
 	w->back = calloc(batch, sizeof(*w->back));
+	w->notice = calloc(batch, sizeof(*w->notice));
 	w->verdict = calloc(batch, sizeof(*w->verdict));
 	w->upi = calloc(batch, sizeof(*w->upi));
 	w->hdr = malloc((size_t)batch * HDR_SLOT);
 	w->tx = calloc(batch, sizeof(*w->tx));
-	if (!w->loop || !w->fr || !w->frp || !w->back || !w->verdict || !w->upi || !w->hdr || !w->tx)
+	if (!w->loop || !w->fr || !w->frp || !w->back || !w->notice || !w->verdict || !w->upi ||
+	    !w->hdr || !w->tx)
 		goto nomem;
 	if (n->returns && c->has_listen) {
 		w->paths = rdm_flowtab_new(&n->chain->flows, sizeof(uint64_t), NULL, NULL);
@@ -1116,6 +1160,7 @@ static void worker_fini(struct rdm_node *n, struct worker *w)
 		close(w->tun_fd);
 	rdm_flowtab_free(w->paths);
 	free(w->back);
+	free(w->notice);
 	free(w->upi);
 	rdm_gen_free(w->gen);
 	rdm_pcap_close_in(w->pin);
@@ -1446,8 +1491,9 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 		t.st.rx_frames, t.st.tx_frames, t.st.stalls);
 	fprintf(out,
 		"back_rx_frames %" PRIu64 "\nback_tx_frames %" PRIu64 "\nreplies %" PRIu64
-		"\ntun_rx %" PRIu64 "\ntun_tx %" PRIu64 "\n",
-		t.st.back_rx_frames, t.st.back_tx_frames, t.st.replies, t.st.tun_rx, t.st.tun_tx);
+		"\ntun_rx %" PRIu64 "\ntun_tx %" PRIu64 "\nnotices %" PRIu64 "\n",
+		t.st.back_rx_frames, t.st.back_tx_frames, t.st.replies, t.st.tun_rx, t.st.tun_tx,
+		t.st.notices);
 	for (int r = 0; r < DROP_COUNT; r++) {
 		fprintf(out, "drop_%s %" PRIu64 "\n", drop_name(r), t.st.drops[r]);
 		drops += t.st.drops[r];
