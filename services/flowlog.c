@@ -64,11 +64,11 @@
 
 /* Worst line: 6 strings of 255 bytes at 6 output bytes each, 16 such groups and 32 hop
  * entries come to about 40 KiB; the rest is small. */
-#define FL_LINE_MAX (64 * 1024)
-#define FL_MAX_HOP_PAIRS 32
+#define FL_LINE_MAX	  (64 * 1024)
+#define FL_MAX_HOP_PAIRS  32
 #define FL_EXPIRE_PROCESS 64   /* flows ended per process() call at most */
-#define FL_EXPIRE_TICK 8192    /* and per tick() */
-#define FL_SEC 1000000000ull
+#define FL_EXPIRE_TICK	  8192 /* and per tick() */
+#define FL_SEC		  1000000000ull
 /* Room after the path for ".w" + worker + "." + rotation index. */
 #define FL_PATH_MAX (PATH_MAX - 32)
 
@@ -109,7 +109,7 @@ struct fl_rt {
 	const struct fl_conf *c;
 	int worker;
 	char *path; /* this worker's file */
-	int fd;     /* -1 while not open */
+	int fd;	    /* -1 while not open */
 	int regular;
 	uint64_t file_size; /* bytes in the current file (regular files only) */
 	char *buf;
@@ -117,15 +117,15 @@ struct fl_rt {
 	uint64_t buf_lines;
 	char *line;
 	struct rdm_flowtab *tab;
-	int64_t wall_off;  /* CLOCK_REALTIME - CLOCK_MONOTONIC, taken at init */
-	uint64_t now_ns;   /* monotonic time of the current call */
+	int64_t wall_off; /* CLOCK_REALTIME - CLOCK_MONOTONIC, taken at init */
+	uint64_t now_ns;  /* monotonic time of the current call */
 	uint64_t last_flush_ns, last_scan_ns;
 	/* Real monotonic times for rate limits, independent of the now_ns callers pass. */
 	uint64_t last_log_ns, retry_open_ns, retry_rotate_ns;
 	int logged;
 
 	uint64_t frames, flows, lines, lines_update, bytes_written, rotations, write_errors,
-		lines_lost, clock_skew, no_flow_key, hops_untracked, oom;
+	    lines_lost, clock_skew, no_flow_key, hops_untracked, oom;
 };
 
 /* ---- configuration ---- */
@@ -209,8 +209,8 @@ static void fl_err(struct fl_rt *rt, const char *what, const char *path, int e)
 static int fl_open(struct fl_rt *rt, int trunc)
 {
 	struct stat st;
-	int fd = open(rt->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (trunc ? O_TRUNC : 0),
-		      0644);
+	int fd =
+	    open(rt->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (trunc ? O_TRUNC : 0), 0644);
 
 	if (fd < 0) {
 		int e = errno;
@@ -243,8 +243,9 @@ static void fl_write(struct fl_rt *rt, const char *p, size_t len, uint64_t nline
 		if (w <= 0) {
 			int e = w < 0 ? errno : EIO;
 
+			/* Cut a partial write back off; if that fails, keep the size true. */
 			if (done && rt->regular && ftruncate(rt->fd, (off_t)rt->file_size) < 0)
-				rt->file_size += done; /* could not cut it back: keep the count true */
+				rt->file_size += done;
 			rt->lines_lost += nlines;
 			fl_err(rt, "write", rt->path, e);
 			return;
@@ -504,10 +505,10 @@ static const char *verdict_name(uint8_t v)
 }
 
 static const char *const reason_name[] = {
-	[RDM_FLOW_END_TIMEOUT] = "timeout",
-	[RDM_FLOW_END_CLOSED] = "closed",
-	[RDM_FLOW_END_EVICTED] = "evicted",
-	[RDM_FLOW_END_SHUTDOWN] = "shutdown",
+    [RDM_FLOW_END_TIMEOUT] = "timeout",
+    [RDM_FLOW_END_CLOSED] = "closed",
+    [RDM_FLOW_END_EVICTED] = "evicted",
+    [RDM_FLOW_END_SHUTDOWN] = "shutdown",
 };
 
 static uint64_t fl_wall(const struct fl_rt *rt, uint64_t mono_ns)
@@ -684,12 +685,12 @@ static void fl_learn(struct fl_rt *rt, struct fl_flow *d, const struct rdm_frame
 		int slot;
 		size_t off;
 	} strs[] = {
-		{RDM_F_TENANT, FS_TENANT, offsetof(struct rdm_frame, tenant)},
-		{RDM_F_USER, FS_USER, offsetof(struct rdm_frame, user)},
-		{RDM_F_APP_NAME, FS_APP, offsetof(struct rdm_frame, app_name)},
-		{RDM_F_CATEGORY, FS_CATEGORY, offsetof(struct rdm_frame, category)},
-		{RDM_F_HOST, FS_HOST, offsetof(struct rdm_frame, host)},
-		{RDM_F_RULE, FS_RULE, offsetof(struct rdm_frame, rule)},
+	    {RDM_F_TENANT, FS_TENANT, offsetof(struct rdm_frame, tenant)},
+	    {RDM_F_USER, FS_USER, offsetof(struct rdm_frame, user)},
+	    {RDM_F_APP_NAME, FS_APP, offsetof(struct rdm_frame, app_name)},
+	    {RDM_F_CATEGORY, FS_CATEGORY, offsetof(struct rdm_frame, category)},
+	    {RDM_F_HOST, FS_HOST, offsetof(struct rdm_frame, host)},
+	    {RDM_F_RULE, FS_RULE, offsetof(struct rdm_frame, rule)},
 	};
 	uint32_t p = f->present;
 
@@ -918,7 +919,8 @@ static void fl_tick(void *p, uint64_t now_ns)
 	rt->now_ns = now_ns;
 	rdm_flowtab_expire(rt->tab, now_ns, FL_EXPIRE_TICK);
 	/* Periodic lines: a walk over the table, so once a second rather than every tick. */
-	if (rt->c->interval_ns && (now_ns < rt->last_scan_ns || now_ns - rt->last_scan_ns >= FL_SEC)) {
+	if (rt->c->interval_ns &&
+	    (now_ns < rt->last_scan_ns || now_ns - rt->last_scan_ns >= FL_SEC)) {
 		rt->last_scan_ns = now_ns;
 		rdm_flowtab_foreach(rt->tab, fl_update_one, rt);
 	}
@@ -953,12 +955,12 @@ static void fl_report(void *p, rdm_stage_emit emit, void *arg)
 }
 
 const struct rdm_stage_ops rdm_stage_flowlog = {
-	.name = "flowlog",
-	.conf_new = fl_conf_new,
-	.conf_free = fl_conf_free,
-	.init = fl_init,
-	.deinit = fl_deinit,
-	.process = fl_process,
-	.report = fl_report,
-	.tick = fl_tick,
+    .name = "flowlog",
+    .conf_new = fl_conf_new,
+    .conf_free = fl_conf_free,
+    .init = fl_init,
+    .deinit = fl_deinit,
+    .process = fl_process,
+    .report = fl_report,
+    .tick = fl_tick,
 };
