@@ -13,9 +13,10 @@
  * file: FILE.(keep-1) -> FILE.keep, ..., FILE -> FILE.1, then a fresh FILE. A line is
  * never split across files; a single line longer than max_bytes goes alone into an
  * otherwise empty file. Only regular files are rotated or size-tracked, so pointing
- * file at a device or pipe (/dev/stdout) works. An existing file is appended to.
- * Lines are buffered and written when the buffer fills, from tick() at least once a
- * second, and at deinit. Output errors (ENOSPC, EACCES at open, a failed rename) are
+ * file at a device or pipe (/dev/stdout) works. An existing file is appended to; new
+ * files are mode 0640 (lines name users). Lines are buffered and written when the
+ * buffer fills, at least once a second (from tick(), and from process() in case ticks
+ * are rare), and at deinit. Output errors (ENOSPC, EACCES at open, a failed rename) are
  * counted in write_errors and logged to stderr at most once a second; the lines they
  * cost are counted in lines_lost (a partly written batch is cut back off a regular
  * file so that no half line stays). A file that cannot be opened is retried at most
@@ -154,12 +155,12 @@ static void *fl_conf_new(const struct rdm_ydoc *d, const struct rdm_ynode *n, ch
 		snprintf(err, errlen, "%s: out of memory", rdm_ydoc_name(d));
 		return NULL;
 	}
+	if (n && rdm_ymap_check_keys(d, n, keys, err, errlen) < 0)
+		goto err;
 	if (!n || !(v = rdm_ymap_get(n, "file"))) {
 		rdm_yerr(d, n, err, errlen, "stage flowlog needs file");
 		goto err;
 	}
-	if (rdm_ymap_check_keys(d, n, keys, err, errlen) < 0)
-		goto err;
 	if (rdm_yget_str(d, v, &s, err, errlen) < 0)
 		goto err;
 	if (!*s || strlen(s) > FL_PATH_MAX) {
@@ -210,7 +211,7 @@ static int fl_open(struct fl_rt *rt, int trunc)
 {
 	struct stat st;
 	int fd =
-	    open(rt->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (trunc ? O_TRUNC : 0), 0644);
+	    open(rt->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (trunc ? O_TRUNC : 0), 0640);
 
 	if (fd < 0) {
 		int e = errno;
@@ -910,6 +911,12 @@ static void fl_process(void *p, struct rdm_frame *const *fr, int n, int *verdict
 		fl_hops(rt, d, f);
 	}
 	rdm_flowtab_expire(rt->tab, rt->now_ns, FL_EXPIRE_PROCESS);
+	/* tick() flushes too; this keeps lines from waiting on a node that ticks rarely. */
+	if (rt->buf_len &&
+	    (rt->now_ns < rt->last_flush_ns || rt->now_ns - rt->last_flush_ns >= FL_SEC)) {
+		rt->last_flush_ns = rt->now_ns;
+		fl_flush(rt);
+	}
 }
 
 static void fl_tick(void *p, uint64_t now_ns)

@@ -820,6 +820,8 @@ Test(flowlog, conf_errors_name_file_line_col)
 	cr_assert_str_eq(err, "t.yaml:1:1: stage flowlog needs file");
 	cr_assert_null(conf_from("name: flowlog\nfile: x\nmax_byte: 5000\n"));
 	cr_assert_str_eq(err, "t.yaml:3:1: unknown key 'max_byte' (did you mean 'max_bytes'?)");
+	cr_assert_null(conf_from("name: flowlog\nfiel: x\n"));
+	cr_assert_str_eq(err, "t.yaml:2:1: unknown key 'fiel' (did you mean 'file'?)");
 	cr_assert_null(conf_from("name: flowlog\nfile: x\nmax_bytes: 100\n"));
 	cr_assert(strstr(err, "t.yaml:3:12: max_bytes") == err, "%s", err);
 	cr_assert_null(conf_from("name: flowlog\nfile: x\nbuffer_bytes: 1\n"));
@@ -916,4 +918,19 @@ Test(flowlog, long_line_written_whole_and_alone)
 	expect(logpath,
 	       "len(L), L[0][\"sport\"], len(L[0][\"groups\"]), set(map(len, L[0][\"groups\"]))",
 	       "(1, 2000, 16, {255})");
+}
+
+/* process() flushes a second after the last flush even when no tick comes. */
+Test(flowlog, process_flushes_without_ticks)
+{
+	void *c = conf_with(NULL), *rt;
+
+	fconf = (struct rdm_flow_conf){.max_flows = 1};
+	rt = rt_new(c, 0);
+	ops->tick(rt, 1); /* the last flush was "long ago" */
+	send4(rt, 1, 2, 1000, 53, -1, 0);
+	send4(rt, 1, 2, 1001, 53, -1, 0); /* evicts the first: its line is flushed */
+	expect(logpath, "[(l[\"sport\"], l[\"reason\"]) for l in L]", "[(1000, 'evicted')]");
+	ops->deinit(rt);
+	ops->conf_free(c);
 }
