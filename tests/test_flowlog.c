@@ -1,0 +1,936 @@
+/* The flowlog stage (services/flowlog.c), driven directly: conf from a YAML string,
+ * frames built around real IPv4/IPv6 packets, tick() with synthetic monotonic times
+ * for the timeouts. Output lines are checked with python3's json module, which also
+ * proves that every line is valid JSON (strict: no raw control characters, valid
+ * UTF-8). Each test works in its own temporary directory. */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "node/pkt.h"
+#include "node/yaml.h"
+#include "services/flowtable.h"
+#include "services/stage.h"
+#include "transport/loop.h"
+
+#define SEC 1000000000ull
+
+static char dir[64];
+static char logpath[128];
+static char err[512];
+static const struct rdm_stage_ops *ops;
+
+static void setup(void)
+{
+	strcpy(dir, "/tmp/rdm-test-flowlog-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(logpath, sizeof(logpath), "%s/flows.json", dir);
+	ops = rdm_stage_find("flowlog");
+	cr_assert_not_null(ops);
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+}
+
+TestSuite(flowlog, .init = setup, .fini = teardown, .timeout = 30);
+
+/* ---- helpers ---- */
+
+/* A conf from YAML text; NULL (message in err) when rejected. */
+static void *conf_from(const char *yaml)
+{
+	struct rdm_ydoc *d = rdm_ydoc_parse_string("t.yaml", yaml, err, sizeof(err));
+	void *c;
+
+	cr_assert_not_null(d, "%s", err);
+	err[0] = '\0';
+	c = ops->conf_new(d, rdm_ydoc_root(d), err, sizeof(err));
+	rdm_ydoc_free(d);
+	return c;
+}
+
+/* A conf writing to logpath with extra YAML lines. */
+static void *conf_with(const char *extra)
+{
+	char y[1024];
+	void *c;
+
+	snprintf(y, sizeof(y), "name: flowlog\nfile: %s\n%s", logpath, extra ? extra : "");
+	c = conf_from(y);
+	cr_assert_not_null(c, "%s", err);
+	return c;
+}
+
+static struct rdm_flow_conf fconf;
+
+static void *rt_new(const void *c, int worker)
+{
+	struct rdm_stage_env env = {
+	    .node_id = 9, .node_name = "egress", .worker = worker, .flows = &fconf};
+	void *rt = ops->init(c, &env);
+
+	cr_assert_not_null(rt, "init: %s", strerror(errno));
+	return rt;
+}
+
+struct ctr {
+	const char *name;
+	uint64_t v;
+	int found;
+};
+
+static void ctr_emit(void *arg, const char *name, uint64_t v)
+{
+	struct ctr *c = arg;
+
+	if (!strcmp(name, c->name)) {
+		c->v = v;
+		c->found = 1;
+	}
+}
+
+static uint64_t counter(void *rt, const char *name)
+{
+	struct ctr c = {.name = name};
+
+	ops->report(rt, ctr_emit, &c);
+	cr_assert(c.found, "no counter %s", name);
+	return c.v;
+}
+
+/* Packet builders: returns the length. v4 addresses as 10.0.0.a; tcp when flags >= 0,
+ * else UDP. */
+static uint32_t pkt4(uint8_t *b, uint8_t a, uint8_t z, uint16_t sp, uint16_t dp, int flags,
+		     uint32_t payload)
+{
+	uint32_t l4 = flags >= 0 ? 20 : 8, len = 20 + l4 + payload;
+
+	memset(b, 0, len);
+	b[0] = 0x45;
+	b[2] = (uint8_t)(len >> 8);
+	b[3] = (uint8_t)len;
+	b[8] = 64;
+	b[9] = flags >= 0 ? IPPROTO_TCP : IPPROTO_UDP;
+	b[12] = 10, b[15] = a;
+	b[16] = 10, b[19] = z;
+	b[20] = (uint8_t)(sp >> 8), b[21] = (uint8_t)sp;
+	b[22] = (uint8_t)(dp >> 8), b[23] = (uint8_t)dp;
+	if (flags >= 0) {
+		b[32] = 0x50;
+		b[33] = (uint8_t)flags;
+	} else {
+		b[24] = (uint8_t)((8 + payload) >> 8);
+		b[25] = (uint8_t)(8 + payload);
+	}
+	return len;
+}
+
+/* IPv6 UDP between 2001:db8::a and 2001:db8::z. */
+static uint32_t pkt6(uint8_t *b, uint8_t a, uint8_t z, uint16_t sp, uint16_t dp, uint32_t payload)
+{
+	uint32_t len = 40 + 8 + payload;
+
+	memset(b, 0, len);
+	b[0] = 0x60;
+	b[4] = (uint8_t)((8 + payload) >> 8);
+	b[5] = (uint8_t)(8 + payload);
+	b[6] = IPPROTO_UDP;
+	b[7] = 64;
+	b[8] = 0x20, b[9] = 0x01, b[10] = 0x0d, b[11] = 0xb8, b[23] = a;
+	b[24] = 0x20, b[25] = 0x01, b[26] = 0x0d, b[27] = 0xb8, b[39] = z;
+	b[40] = (uint8_t)(sp >> 8), b[41] = (uint8_t)sp;
+	b[42] = (uint8_t)(dp >> 8), b[43] = (uint8_t)dp;
+	b[44] = (uint8_t)((8 + payload) >> 8);
+	b[45] = (uint8_t)(8 + payload);
+	return len;
+}
+
+/* Packets live here until the test ends, as a batch's packets would until it is sent. */
+static uint8_t pktmem[256][2048];
+static int npkt;
+
+/* A frame around a built packet, as ingress makes it (flow key present). */
+static void frame(struct rdm_frame *f, uint8_t *p, uint32_t len)
+{
+	rdm_frame_init(f, 1, 254, rdm_pkt_next_proto(p, len));
+	cr_assert_eq(rdm_pkt_flow_key(p, len, &f->key), 0);
+	f->flow_id = rdm_flow_hash(&f->key);
+	f->present = RDM_F_FLOW_KEY | RDM_F_FLOW_ID;
+	f->pkt = p;
+	f->pkt_len = len;
+}
+
+/* Runs one frame through process() and checks that it passed. */
+static void run1(void *rt, struct rdm_frame *f)
+{
+	struct rdm_frame *fp[1] = {f};
+	int v = -99;
+
+	ops->process(rt, fp, 1, &v);
+	cr_assert_eq(v, RDM_STAGE_PASS);
+}
+
+/* Sends one IPv4 packet with no state; returns its length. */
+static uint32_t send4(void *rt, uint8_t a, uint8_t z, uint16_t sp, uint16_t dp, int flags,
+		      uint32_t payload)
+{
+	struct rdm_frame f;
+	uint8_t *p = pktmem[npkt++ % 256];
+	uint32_t len = pkt4(p, a, z, sp, dp, flags, payload);
+
+	frame(&f, p, len);
+	run1(rt, &f);
+	return len;
+}
+
+static struct rdm_str S(const char *s) {
+	return (struct rdm_str){s, (uint8_t)strlen(s)};
+}
+
+/* Runs python3 over the lines of path: `L` is the list of parsed lines. Prints expr
+ * and returns its output without the trailing newline (static buffer). Any invalid
+ * line fails the test. */
+static const char *
+py(const char *path, const char *expr)
+{
+	static char out[65536];
+	char cmd[4096];
+	size_t n;
+	FILE *p;
+	int rc;
+
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "python3 -c 'import json,sys\n"
+	    "L=[json.loads(l) for l in open(sys.argv[1], encoding=\"utf-8\", newline=\"\\n\")]\n"
+	    "r=(%s)\n"
+	    "print(r)' '%s'",
+	    expr, path);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	rc = pclose(p);
+	cr_assert_eq(rc, 0, "python3 failed on %s (%s): %s", path, expr, out);
+	if (n && out[n - 1] == '\n')
+		out[n - 1] = '\0';
+	return out;
+}
+
+static void expect(const char *path, const char *expr, const char *want)
+{
+	const char *got = py(path, expr);
+
+	cr_assert_str_eq(got, want, "%s: got %s, want %s", expr, got, want);
+}
+
+/* ---- tests ---- */
+
+Test(flowlog, tcp_fin_both_ways_ends_closed_after_linger)
+{
+	void *c = conf_with(NULL), *rt;
+	uint64_t fwd = 0, rev = 0, t0;
+
+	fconf = (struct rdm_flow_conf){.tcp_closed_ms = 5000};
+	rt = rt_new(c, 0);
+	fwd += send4(rt, 1, 2, 40000, 443, RDM_TCP_SYN, 0);
+	rev += send4(rt, 2, 1, 443, 40000, RDM_TCP_SYN | RDM_TCP_ACK, 0);
+	fwd += send4(rt, 1, 2, 40000, 443, RDM_TCP_ACK, 100);
+	rev += send4(rt, 2, 1, 443, 40000, RDM_TCP_ACK, 1000);
+	fwd += send4(rt, 1, 2, 40000, 443, RDM_TCP_FIN | RDM_TCP_ACK, 0);
+	rev += send4(rt, 2, 1, 443, 40000, RDM_TCP_FIN | RDM_TCP_ACK, 0);
+	fwd += send4(rt, 1, 2, 40000, 443, RDM_TCP_ACK, 0);
+	t0 = rdm_now_ns();
+
+	ops->tick(rt, t0 + 4 * SEC); /* still lingering */
+	cr_assert_eq(counter(rt, "flows_active"), 1);
+	cr_assert_eq(counter(rt, "lines"), 0);
+	ops->tick(rt, t0 + 6 * SEC);
+	cr_assert_eq(counter(rt, "flows_active"), 0);
+	cr_assert_eq(counter(rt, "flows_closed"), 1);
+	cr_assert_eq(counter(rt, "lines"), 1);
+	cr_assert_eq(counter(rt, "frames"), 7);
+	cr_assert_eq(counter(rt, "flows"), 1);
+
+	expect(logpath, "len(L)", "1");
+	expect(logpath, "L[0][\"event\"], L[0][\"reason\"]", "('end', 'closed')");
+	expect(logpath,
+	       "L[0][\"proto\"], L[0][\"src\"], L[0][\"sport\"], L[0][\"dst\"], L[0][\"dport\"]",
+	       "('tcp', '10.0.0.1', 40000, '10.0.0.2', 443)");
+	char want[128];
+	snprintf(want, sizeof(want), "(4, %llu, 3, %llu)", (unsigned long long)fwd,
+		 (unsigned long long)rev);
+	expect(logpath,
+	       "L[0][\"packets_fwd\"], L[0][\"bytes_fwd\"], L[0][\"packets_rev\"], "
+	       "L[0][\"bytes_rev\"]",
+	       want);
+	expect(logpath, "L[0][\"verdict\"], L[0][\"tenant\"], L[0][\"hops\"]",
+	       "('none', None, [])");
+	/* Timestamps: ISO-8601 UTC with microseconds, first <= last. */
+	expect(logpath,
+	       "all(__import__(\"re\").fullmatch(r\"\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\."
+	       "\\d{6}Z\", L[0][k]) for k in (\"ts\",\"first\",\"last\")), L[0][\"first\"] <= "
+	       "L[0][\"last\"], L[0][\"duration_ms\"] >= 0",
+	       "(True, True, True)");
+	/* The first timestamp is this wall clock, within a minute. */
+	expect(logpath,
+	       "abs(__import__(\"datetime\").datetime.strptime(L[0][\"first\"], "
+	       "\"%Y-%m-%dT%H:%M:%S.%fZ\").replace(tzinfo=__import__(\"datetime\").timezone.utc)."
+	       "timestamp() - __import__(\"time\").time()) < 60",
+	       "True");
+	ops->deinit(rt);
+	ops->conf_free(c);
+	expect(logpath, "len(L)", "1"); /* nothing left to end at shutdown */
+}
+
+Test(flowlog, key_order_is_stable)
+{
+	void *c = conf_with(NULL), *rt;
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	send4(rt, 1, 2, 1000, 53, -1, 10);
+	ops->deinit(rt);
+	ops->conf_free(c);
+	expect(logpath, "\",\".join(L[0].keys())",
+	       "ts,event,reason,proto,src,sport,dst,dport,tenant,user,groups,identity_unknown,"
+	       "app,master_proto,app_proto,category,category_id,host,risk,dpi_done,verdict,rule,"
+	       "rule_id,packets_fwd,bytes_fwd,packets_rev,bytes_rev,first,last,duration_ms,hops");
+	expect(logpath, "L[0][\"reason\"]", "shutdown");
+}
+
+Test(flowlog, udp_times_out)
+{
+	void *c = conf_with("interval_s: 0\n"), *rt;
+	uint64_t t0;
+
+	fconf = (struct rdm_flow_conf){.udp_idle_ms = 60000};
+	rt = rt_new(c, 0);
+	send4(rt, 1, 2, 5000, 53, -1, 30);
+	send4(rt, 2, 1, 53, 5000, -1, 90);
+	send4(rt, 2, 1, 53, 5000, -1, 90);
+	t0 = rdm_now_ns();
+	ops->tick(rt, t0 + 59 * SEC);
+	cr_assert_eq(counter(rt, "flows_active"), 1);
+	ops->tick(rt, t0 + 61 * SEC);
+	cr_assert_eq(counter(rt, "flows_active"), 0);
+	cr_assert_eq(counter(rt, "flows_timeout"), 1);
+	expect(logpath,
+	       "L[0][\"reason\"], L[0][\"proto\"], L[0][\"packets_fwd\"], L[0][\"bytes_fwd\"], "
+	       "L[0][\"packets_rev\"], L[0][\"bytes_rev\"]",
+	       "('timeout', 'udp', 1, 58, 2, 236)");
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
+
+Test(flowlog, flow_started_by_responder_side_packet_is_oriented_by_first_packet)
+{
+	void *c = conf_with(NULL), *rt;
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	send4(rt, 7, 8, 53, 6000, -1, 0); /* first seen: 10.0.0.7:53 -> 10.0.0.8:6000 */
+	send4(rt, 8, 7, 6000, 53, -1, 0);
+	send4(rt, 8, 7, 6000, 53, -1, 0);
+	ops->deinit(rt);
+	ops->conf_free(c);
+	expect(logpath,
+	       "L[0][\"src\"], L[0][\"sport\"], L[0][\"packets_fwd\"], L[0][\"packets_rev\"]",
+	       "('10.0.0.7', 53, 1, 2)");
+}
+
+Test(flowlog, state_fields_from_latest_frame)
+{
+	void *c = conf_with(NULL), *rt;
+	struct rdm_frame f;
+	uint8_t *p = pktmem[0];
+	uint32_t len = pkt4(p, 1, 2, 40000, 443, RDM_TCP_SYN, 0);
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	/* First frame: identity only, a verdict that a later one overrides. */
+	frame(&f, p, len);
+	f.present |= RDM_F_TENANT | RDM_F_USER | RDM_F_GROUPS | RDM_F_VERDICT | RDM_F_FLAGS;
+	f.tenant = S("acme");
+	f.user = S("bob");
+	f.n_groups = 1;
+	f.groups[0] = S("old");
+	f.verdict = RDM_V_LOG;
+	f.rule_id = 1;
+	f.flags = RDM_FF_ID_UNKNOWN;
+	run1(rt, &f);
+	/* Second: DPI and policy learned more; this frame's strings live in a scratch
+	 * buffer that is overwritten afterwards, as a frame buffer would be. */
+	char scratch[64];
+	frame(&f, p, len);
+	f.present |= RDM_F_USER | RDM_F_GROUPS | RDM_F_APP_ID | RDM_F_APP_NAME | RDM_F_CATEGORY |
+		     RDM_F_HOST | RDM_F_VERDICT | RDM_F_RULE | RDM_F_FLAGS | RDM_F_RISK;
+	strcpy(scratch, "alice");
+	f.user = S(scratch);
+	f.n_groups = 2;
+	f.groups[0] = S("eng");
+	f.groups[1] = S("vpn");
+	f.master_proto = 91;
+	f.app_proto = 126;
+	f.app_name = S("TLS.Google");
+	f.category_id = 5;
+	f.category = S("Web");
+	f.host = S("www.google.com");
+	f.verdict = RDM_V_ALLOW;
+	f.rule_id = 7;
+	f.rule = S("default");
+	f.flags = RDM_FF_ID_UNKNOWN | RDM_FF_DPI_DONE;
+	f.risk = 1ull << 40;
+	run1(rt, &f);
+	memset(scratch, 'X', sizeof(scratch));
+	/* Third: a plain packet changes nothing. */
+	send4(rt, 2, 1, 443, 40000, RDM_TCP_SYN | RDM_TCP_ACK, 0);
+	ops->deinit(rt);
+	ops->conf_free(c);
+
+	expect(logpath,
+	       "L[0][\"tenant\"], L[0][\"user\"], L[0][\"groups\"], L[0][\"identity_unknown\"]",
+	       "('acme', 'alice', ['eng', 'vpn'], True)");
+	expect(logpath,
+	       "L[0][\"app\"], L[0][\"master_proto\"], L[0][\"app_proto\"], L[0][\"category\"], "
+	       "L[0][\"category_id\"], L[0][\"host\"], L[0][\"risk\"], L[0][\"dpi_done\"]",
+	       "('TLS.Google', 91, 126, 'Web', 5, 'www.google.com', 1099511627776, True)");
+	expect(logpath, "L[0][\"verdict\"], L[0][\"rule\"], L[0][\"rule_id\"]",
+	       "('allow', 'default', 7)");
+	expect(logpath, "L[0][\"reason\"], L[0][\"packets_fwd\"], L[0][\"packets_rev\"]",
+	       "('shutdown', 2, 1)");
+}
+
+Test(flowlog, verdict_names)
+{
+	static const char *const want[] = {"none", "allow", "deny", "reject", "log"};
+	void *c = conf_with(NULL), *rt;
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	for (int v = 0; v < 5; v++) {
+		struct rdm_frame f;
+		uint8_t *p = pktmem[v];
+
+		frame(&f, p, pkt4(p, 1, 2, (uint16_t)(2000 + v), 80, RDM_TCP_SYN, 0));
+		f.present |= RDM_F_VERDICT;
+		f.verdict = (uint8_t)v;
+		run1(rt, &f);
+	}
+	ops->deinit(rt);
+	ops->conf_free(c);
+	for (int v = 0; v < 5; v++) {
+		char e[128];
+
+		snprintf(e, sizeof(e), "[l[\"verdict\"] for l in L if l[\"sport\"] == %d][0]",
+			 2000 + v);
+		expect(logpath, e, want[v]);
+	}
+}
+
+Test(flowlog, periodic_updates_for_long_flows)
+{
+	void *c = conf_with("interval_s: 10\n"), *rt;
+	uint64_t t0;
+
+	fconf = (struct rdm_flow_conf){.tcp_idle_ms = 300000};
+	rt = rt_new(c, 0);
+	send4(rt, 1, 2, 40000, 22, RDM_TCP_SYN, 0);
+	send4(rt, 2, 1, 22, 40000, RDM_TCP_SYN | RDM_TCP_ACK, 0);
+	send4(rt, 3, 4, 1234, 53, -1, 0); /* a short UDP flow that ends before any update */
+	t0 = rdm_now_ns();
+	ops->tick(rt, t0 + 5 * SEC);
+	cr_assert_eq(counter(rt, "lines_update"), 0);
+	ops->tick(rt, t0 + 11 * SEC);
+	cr_assert_eq(counter(rt, "lines_update"), 2);
+	ops->tick(rt, t0 + 11 * SEC + SEC / 2); /* too soon */
+	cr_assert_eq(counter(rt, "lines_update"), 2);
+	ops->tick(rt, t0 + 22 * SEC);
+	cr_assert_eq(counter(rt, "lines_update"), 4);
+	ops->tick(rt, t0 + 400 * SEC); /* both idle out first: no more updates */
+	cr_assert_eq(counter(rt, "lines_update"), 4);
+	cr_assert_eq(counter(rt, "lines"), 6);
+	ops->deinit(rt);
+	ops->conf_free(c);
+	expect(
+	    logpath,
+	    "[(l[\"event\"], l[\"reason\"], l[\"proto\"]) for l in L if l[\"proto\"] == \"tcp\"]",
+	    "[('update', None, 'tcp'), ('update', None, 'tcp'), ('end', 'timeout', 'tcp')]");
+	expect(logpath,
+	       "[(l[\"packets_fwd\"], l[\"packets_rev\"]) for l in L if l[\"proto\"] == \"tcp\"]",
+	       "[(1, 1), (1, 1), (1, 1)]");
+}
+
+Test(flowlog, interval_zero_means_no_updates)
+{
+	void *c = conf_with("interval_s: 0\n"), *rt;
+	uint64_t t0;
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	send4(rt, 1, 2, 40000, 22, RDM_TCP_SYN, 0);
+	t0 = rdm_now_ns();
+	for (int s = 1; s < 200; s += 7)
+		ops->tick(rt, t0 + (uint64_t)s * SEC);
+	cr_assert_eq(counter(rt, "lines_update"), 0);
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
+
+/* Counts the lines in every file FILE, FILE.1, ... and checks sizes and whole lines. */
+Test(flowlog, rotation_keeps_keep_files_and_never_splits_lines)
+{
+	void *c = conf_with("max_bytes: 4096\nkeep: 2\nbuffer_bytes: 4096\ninterval_s: 0\n"), *rt;
+	char p[256];
+	struct stat st;
+	uint64_t t0, lines;
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	for (int i = 0; i < 60; i++)
+		send4(rt, 1, 2, (uint16_t)(10000 + i), 53, -1, 0);
+	t0 = rdm_now_ns();
+	ops->tick(rt, t0 + 3600 * SEC);
+	lines = counter(rt, "lines");
+	cr_assert_eq(lines, 60);
+	cr_assert_geq(counter(rt, "rotations"), 3);
+	cr_assert_eq(counter(rt, "write_errors"), 0);
+	cr_assert_eq(counter(rt, "lines_lost"), 0);
+
+	/* FILE, FILE.1, FILE.2 exist; FILE.3 does not. */
+	for (int i = 0; i <= 3; i++) {
+		if (i)
+			snprintf(p, sizeof(p), "%s.%d", logpath, i);
+		else
+			snprintf(p, sizeof(p), "%s", logpath);
+		if (i == 3) {
+			cr_assert_lt(stat(p, &st), 0, "%s should not exist", p);
+			continue;
+		}
+		cr_assert_eq(stat(p, &st), 0, "%s missing", p);
+		cr_assert_leq(st.st_size, 4096, "%s is %lld bytes", p, (long long)st.st_size);
+		/* Every line parses (py fails otherwise) and the file ends in a newline. */
+		cr_assert_gt(atoi(py(p, "len(L)")), 0);
+		expect(p, "open(sys.argv[1],\"rb\").read().endswith(b\"\\n\")", "True");
+		expect(p, "all(l[\"event\"] == \"end\" for l in L)", "True");
+	}
+	/* The kept files hold the last lines: the newest file has the highest ports, and
+	 * together they end with port 10059 (lines are written in expiry order). */
+	snprintf(p, sizeof(p), "%s.1", logpath);
+	cr_assert_lt(atoi(py(p, "max(l[\"sport\"] for l in L)")),
+		     atoi(py(logpath, "min(l[\"sport\"] for l in L)")));
+	expect(logpath, "L[-1][\"sport\"]", "10059");
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
+
+Test(flowlog, keep_zero_drops_rotated_file)
+{
+	void *c = conf_with("max_bytes: 4096\nkeep: 0\ninterval_s: 0\n"), *rt;
+	char p[256];
+	struct stat st;
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	for (int i = 0; i < 30; i++)
+		send4(rt, 1, 2, (uint16_t)(10000 + i), 53, -1, 0);
+	ops->tick(rt, rdm_now_ns() + 3600 * SEC);
+	cr_assert_geq(counter(rt, "rotations"), 1);
+	snprintf(p, sizeof(p), "%s.1", logpath);
+	cr_assert_lt(stat(p, &st), 0);
+	cr_assert_eq(stat(logpath, &st), 0);
+	cr_assert_leq(st.st_size, 4096);
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
+
+Test(flowlog, hop_latency_stats)
+{
+	void *c = conf_with(NULL), *rt;
+	uint64_t base = 1764162000ull * SEC;
+	/* Per frame: ns at nodes 1, 2, 3 (relative to base). */
+	static const int64_t t[3][3] = {
+	    {0, 20000, 50000}, /* 1->2 20 us, 2->3 30 us */
+	    {0, 40000, 50000}, /* 40 us, 10 us */
+	    {0, 30000, 25000}, /* 30 us, then node 3's clock is behind: skew */
+	};
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	for (int i = 0; i < 3; i++) {
+		struct rdm_frame f;
+		uint8_t *p = pktmem[i];
+
+		frame(&f, p, pkt4(p, 1, 2, 40000, 80, -1, 0));
+		for (int h = 0; h < 3; h++)
+			cr_assert_eq(
+			    rdm_frame_add_hop(&f, (uint32_t)h + 1,
+					      base + (uint64_t)i * SEC + (uint64_t)t[i][h]),
+			    0);
+		run1(rt, &f);
+	}
+	cr_assert_eq(counter(rt, "clock_skew"), 1);
+	ops->deinit(rt);
+	ops->conf_free(c);
+	expect(logpath,
+	       "[(h[\"from\"], h[\"to\"], h[\"count\"], h[\"min_us\"], h[\"mean_us\"], "
+	       "h[\"max_us\"], h[\"skew\"]) for h in L[0][\"hops\"]]",
+	       "[(1, 2, 3, 20.0, 30.0, 40.0, 0), (2, 3, 2, 10.0, 20.0, 30.0, 1)]");
+}
+
+Test(flowlog, hop_pair_with_only_skew_has_null_stats)
+{
+	void *c = conf_with(NULL), *rt;
+	struct rdm_frame f;
+	uint8_t *p = pktmem[0];
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	frame(&f, p, pkt4(p, 1, 2, 40000, 80, -1, 0));
+	rdm_frame_add_hop(&f, 5, 2000);
+	rdm_frame_add_hop(&f, 6, 1000);
+	run1(rt, &f);
+	ops->deinit(rt);
+	ops->conf_free(c);
+	expect(logpath, "L[0][\"hops\"]",
+	       "[{'from': 5, 'to': 6, 'count': 0, 'min_us': None, 'mean_us': None, 'max_us': None, "
+	       "'skew': 1}]");
+}
+
+Test(flowlog, json_escaping_of_odd_strings)
+{
+	void *c = conf_with(NULL), *rt;
+	struct rdm_frame f;
+	uint8_t *p = pktmem[0];
+	/* quote, backslash, controls, DEL, a stray 0xff, valid é and €, an encoded
+	 * surrogate (invalid), an overlong slash (invalid), a cut-off sequence at the end. */
+	static const char host[] = "a\"b\\c\x01\n\t\x1f\x7f\xff\xc3\xa9\xe2\x82\xac\xed\xa0\x80"
+				   "\xc0\xaf/\xe2\x82";
+	static const char tenant[] = "new\r\nline\b\f";
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	frame(&f, p, pkt4(p, 1, 2, 40000, 443, -1, 0));
+	f.present |= RDM_F_HOST | RDM_F_TENANT | RDM_F_GROUPS;
+	f.host = (struct rdm_str){host, sizeof(host) - 1};
+	f.tenant = (struct rdm_str){tenant, sizeof(tenant) - 1};
+	f.n_groups = 1;
+	f.groups[0] = (struct rdm_str){"\x80g", 2};
+	run1(rt, &f);
+	ops->deinit(rt);
+	ops->conf_free(c);
+	expect(logpath,
+	       "L[0][\"host\"] == "
+	       "\"a\\\"b\\\\c\\x01\\n\\t\\x1f\\x7f\\xff\\u00e9\\u20ac\\xed\\xa0\\x80\\xc0\\xaf/"
+	       "\\xe2\\x82\"",
+	       "True");
+	expect(logpath,
+	       "L[0][\"tenant\"] == \"new\\r\\nline\\b\\f\", L[0][\"groups\"] == [\"\\x80g\"]",
+	       "(True, True)");
+	/* The raw line: one line, bytes >= 0x80 only inside valid UTF-8 (é, €), the bad
+	 * ones as \u00XX escapes. */
+	expect(logpath,
+	       "open(sys.argv[1],\"rb\").read().count(b\"\\n\"), b\"\\\\u00ff\" in "
+	       "open(sys.argv[1],\"rb\").read(), b\"\\xc3\\xa9\\xe2\\x82\\xac\" in "
+	       "open(sys.argv[1],\"rb\").read()",
+	       "(1, True, True)");
+}
+
+Test(flowlog, ipv6_addresses)
+{
+	void *c = conf_with(NULL), *rt;
+	struct rdm_frame f;
+	uint32_t a, b;
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	a = pkt6(pktmem[0], 1, 2, 5353, 53, 20);
+	frame(&f, pktmem[0], a);
+	run1(rt, &f);
+	b = pkt6(pktmem[1], 2, 1, 53, 5353, 100);
+	frame(&f, pktmem[1], b);
+	run1(rt, &f);
+	ops->deinit(rt);
+	ops->conf_free(c);
+	char want[128];
+	snprintf(want, sizeof(want), "('udp', '2001:db8::1', 5353, '2001:db8::2', 53, %u, %u)", a,
+		 b);
+	expect(logpath,
+	       "L[0][\"proto\"], L[0][\"src\"], L[0][\"sport\"], L[0][\"dst\"], L[0][\"dport\"], "
+	       "L[0][\"bytes_fwd\"], L[0][\"bytes_rev\"]",
+	       want);
+}
+
+Test(flowlog, frame_without_flow_key_uses_packet)
+{
+	void *c = conf_with(NULL), *rt;
+	struct rdm_frame f;
+	uint8_t *p = pktmem[0];
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	frame(&f, p, pkt4(p, 3, 4, 111, 222, -1, 0));
+	f.present = 0;
+	run1(rt, &f);
+	/* Not IP and no key: passed, counted, not logged. */
+	rdm_frame_init(&f, 1, 254, 0);
+	f.pkt = (const uint8_t *)"junk";
+	f.pkt_len = 4;
+	run1(rt, &f);
+	cr_assert_eq(counter(rt, "no_flow_key"), 1);
+	cr_assert_eq(counter(rt, "frames"), 2);
+	ops->deinit(rt);
+	ops->conf_free(c);
+	expect(logpath, "len(L), L[0][\"src\"], L[0][\"dport\"]", "(1, '10.0.0.3', 222)");
+}
+
+Test(flowlog, eviction_ends_the_oldest_flow)
+{
+	void *c = conf_with(NULL), *rt;
+
+	fconf = (struct rdm_flow_conf){.max_flows = 2};
+	rt = rt_new(c, 0);
+	send4(rt, 1, 2, 1, 53, -1, 0);
+	send4(rt, 1, 2, 2, 53, -1, 0);
+	send4(rt, 1, 2, 3, 53, -1, 0);
+	cr_assert_eq(counter(rt, "flows_evicted"), 1);
+	cr_assert_eq(counter(rt, "flows_active"), 2);
+	ops->deinit(rt);
+	ops->conf_free(c);
+	expect(logpath, "sorted((l[\"sport\"], l[\"reason\"]) for l in L)",
+	       "[(1, 'evicted'), (2, 'shutdown'), (3, 'shutdown')]");
+}
+
+Test(flowlog, write_error_is_counted_not_fatal)
+{
+	void *c = conf_from("name: flowlog\nfile: /dev/full\n"), *rt;
+	uint64_t t0;
+
+	cr_assert_not_null(c, "%s", err);
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	send4(rt, 1, 2, 1000, 53, -1, 0);
+	send4(rt, 1, 2, 1001, 53, -1, 0);
+	t0 = rdm_now_ns();
+	ops->tick(rt, t0 + 3600 * SEC);
+	cr_assert_eq(counter(rt, "lines"), 2);
+	cr_assert_geq(counter(rt, "write_errors"), 1);
+	cr_assert_eq(counter(rt, "lines_lost"), 2);
+	cr_assert_eq(counter(rt, "bytes_written"), 0);
+	cr_assert_eq(counter(rt, "rotations"), 0); /* a device is never rotated */
+	/* Traffic keeps flowing, and more lines are lost the same way. */
+	send4(rt, 1, 2, 1002, 53, -1, 0);
+	ops->tick(rt, t0 + 7200 * SEC);
+	cr_assert_eq(counter(rt, "lines_lost"), 3);
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
+
+Test(flowlog, unopenable_file_is_counted_not_fatal)
+{
+	char y[256];
+	void *c, *rt;
+
+	snprintf(y, sizeof(y), "name: flowlog\nfile: %s/no/such/dir/f.json\n", dir);
+	c = conf_from(y);
+	cr_assert_not_null(c, "%s", err);
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	cr_assert_eq(counter(rt, "write_errors"), 1);
+	send4(rt, 1, 2, 1000, 53, -1, 0);
+	ops->tick(rt, rdm_now_ns() + 3600 * SEC);
+	cr_assert_eq(counter(rt, "lines_lost"), 1);
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
+
+Test(flowlog, buffered_until_tick_flush)
+{
+	void *c = conf_with("interval_s: 0\n"), *rt;
+	struct stat st;
+	uint64_t t0;
+
+	fconf = (struct rdm_flow_conf){.udp_idle_ms = 1000};
+	rt = rt_new(c, 0);
+	send4(rt, 1, 2, 1000, 53, -1, 0);
+	t0 = rdm_now_ns();
+	ops->tick(rt, t0 + 2 * SEC); /* ends the flow and flushes */
+	cr_assert_eq(stat(logpath, &st), 0);
+	cr_assert_gt(st.st_size, 0);
+	cr_assert_eq((uint64_t)st.st_size, counter(rt, "bytes_written"));
+	send4(rt, 1, 2, 1001, 53, -1, 0);
+	ops->tick(rt, t0 + 4 * SEC + SEC / 2); /* flow ends; flushed a second or more on */
+	ops->tick(rt, t0 + 4 * SEC + SEC / 2 + SEC / 10);
+	expect(logpath, "len(L)", "2");
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
+
+Test(flowlog, worker_files)
+{
+	void *c = conf_with(NULL), *r0, *r1;
+	char p[256];
+
+	fconf = (struct rdm_flow_conf){0};
+	r0 = rt_new(c, 0);
+	r1 = rt_new(c, 1);
+	send4(r0, 1, 2, 1000, 53, -1, 0);
+	send4(r1, 1, 2, 2000, 53, -1, 0);
+	ops->deinit(r0);
+	ops->deinit(r1);
+	ops->conf_free(c);
+	snprintf(p, sizeof(p), "%s.w1", logpath);
+	expect(logpath, "[l[\"sport\"] for l in L]", "[1000]");
+	expect(p, "[l[\"sport\"] for l in L]", "[2000]");
+}
+
+Test(flowlog, appends_to_existing_file)
+{
+	void *c = conf_with(NULL), *rt;
+	FILE *fp = fopen(logpath, "w");
+
+	cr_assert_not_null(fp);
+	fputs("{\"old\":1}\n", fp);
+	fclose(fp);
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	send4(rt, 1, 2, 1000, 53, -1, 0);
+	ops->deinit(rt);
+	ops->conf_free(c);
+	expect(logpath, "len(L), L[0]", "(2, {'old': 1})");
+}
+
+Test(flowlog, conf_errors_name_file_line_col)
+{
+	cr_assert_null(conf_from("name: flowlog\n"));
+	cr_assert_str_eq(err, "t.yaml:1:1: stage flowlog needs file");
+	cr_assert_null(conf_from("name: flowlog\nfile: x\nmax_byte: 5000\n"));
+	cr_assert_str_eq(err, "t.yaml:3:1: unknown key 'max_byte' (did you mean 'max_bytes'?)");
+	cr_assert_null(conf_from("name: flowlog\nfiel: x\n"));
+	cr_assert_str_eq(err, "t.yaml:2:1: unknown key 'fiel' (did you mean 'file'?)");
+	cr_assert_null(conf_from("name: flowlog\nfile: x\nmax_bytes: 100\n"));
+	cr_assert(strstr(err, "t.yaml:3:12: max_bytes") == err, "%s", err);
+	cr_assert_null(conf_from("name: flowlog\nfile: x\nbuffer_bytes: 1\n"));
+	cr_assert(strstr(err, "t.yaml:3:15: buffer_bytes") == err, "%s", err);
+	cr_assert_null(conf_from("name: flowlog\nfile: x\nkeep: -1\n"));
+	cr_assert(strstr(err, "t.yaml:3:7: keep") == err, "%s", err);
+	cr_assert_null(conf_from("name: flowlog\nfile: ''\n"));
+	cr_assert(strstr(err, "t.yaml:2:7: file: must be") == err, "%s", err);
+	cr_assert_null(conf_from("name: flowlog\nfile: [a]\n"));
+	cr_assert(strstr(err, "t.yaml:2:7:") == err, "%s", err);
+	void *c = conf_from("name: flowlog\nfile: x\nmax_bytes: 4096\nkeep: 0\ninterval_s: 0\n"
+			    "buffer_bytes: 4096\n");
+	cr_assert_not_null(c, "%s", err);
+	ops->conf_free(c);
+}
+
+Test(flowlog, registered_by_name)
+{
+	const char *const *n = rdm_stage_names();
+	int found = 0;
+
+	for (; *n; n++)
+		found |= !strcmp(*n, "flowlog");
+	cr_assert(found);
+	cr_assert_eq(rdm_stage_find("flowlog"), &rdm_stage_flowlog);
+}
+
+/* A write cut short (here by RLIMIT_FSIZE, as a nearly full disk would) loses the
+ * batch's lines but leaves no half line in the file. */
+Test(flowlog, partial_write_is_cut_back_to_whole_lines)
+{
+	void *c = conf_with("interval_s: 0\n"), *rt;
+	struct rlimit rl;
+	rlim_t old;
+	uint64_t t0, size1;
+	struct stat st;
+
+	fconf = (struct rdm_flow_conf){.udp_idle_ms = 1000};
+	rt = rt_new(c, 0);
+	send4(rt, 1, 2, 1000, 53, -1, 0);
+	t0 = rdm_now_ns();
+	ops->tick(rt, t0 + 2 * SEC);
+	size1 = counter(rt, "bytes_written");
+	cr_assert_gt(size1, 0);
+	/* Room for about one and a half more lines. */
+	signal(SIGXFSZ, SIG_IGN);
+	cr_assert_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+	old = rl.rlim_cur;
+	rl.rlim_cur = size1 + size1 * 3 / 2;
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	for (int i = 0; i < 5; i++)
+		send4(rt, 1, 2, (uint16_t)(2000 + i), 53, -1, 0);
+	ops->tick(rt, t0 + 10 * SEC);
+	cr_assert_eq(counter(rt, "lines_lost"), 5);
+	cr_assert_eq(counter(rt, "write_errors"), 1);
+	cr_assert_eq(stat(logpath, &st), 0);
+	cr_assert_eq((uint64_t)st.st_size, size1);
+	expect(logpath, "[l[\"sport\"] for l in L]", "[1000]");
+	/* Once there is room again, lines follow the whole ones. */
+	rl.rlim_cur = old;
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	send4(rt, 1, 2, 3000, 53, -1, 0);
+	ops->tick(rt, t0 + 20 * SEC);
+	expect(logpath, "[l[\"sport\"] for l in L]", "[1000, 3000]");
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
+
+/* A line longer than both the buffer and max_bytes is written whole, alone in a file. */
+Test(flowlog, long_line_written_whole_and_alone)
+{
+	void *c = conf_with("interval_s: 0\nmax_bytes: 4096\nbuffer_bytes: 4096\n"), *rt;
+	static char g[RDM_MAX_GROUPS][RDM_STR_MAX];
+	struct rdm_frame f;
+	uint8_t *p = pktmem[0];
+	char p1[256];
+
+	fconf = (struct rdm_flow_conf){.udp_idle_ms = 1000};
+	rt = rt_new(c, 0);
+	send4(rt, 1, 2, 1000, 53, -1, 0);
+	ops->tick(rt, rdm_now_ns() + 2 * SEC);
+	frame(&f, p, pkt4(p, 1, 2, 2000, 53, -1, 0));
+	f.present |= RDM_F_GROUPS;
+	f.n_groups = RDM_MAX_GROUPS;
+	for (int i = 0; i < RDM_MAX_GROUPS; i++) {
+		memset(g[i], 'a' + i, RDM_STR_MAX);
+		f.groups[i] = (struct rdm_str){g[i], RDM_STR_MAX};
+	}
+	run1(rt, &f);
+	ops->deinit(rt);
+	ops->conf_free(c);
+	snprintf(p1, sizeof(p1), "%s.1", logpath);
+	expect(p1, "[l[\"sport\"] for l in L]", "[1000]");
+	expect(logpath,
+	       "len(L), L[0][\"sport\"], len(L[0][\"groups\"]), set(map(len, L[0][\"groups\"]))",
+	       "(1, 2000, 16, {255})");
+}
+
+/* process() flushes a second after the last flush even when no tick comes. */
+Test(flowlog, process_flushes_without_ticks)
+{
+	void *c = conf_with(NULL), *rt;
+
+	fconf = (struct rdm_flow_conf){.max_flows = 1};
+	rt = rt_new(c, 0);
+	ops->tick(rt, 1); /* the last flush was "long ago" */
+	send4(rt, 1, 2, 1000, 53, -1, 0);
+	send4(rt, 1, 2, 1001, 53, -1, 0); /* evicts the first: its line is flushed */
+	expect(logpath, "[(l[\"sport\"], l[\"reason\"]) for l in L]", "[(1000, 'evicted')]");
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
