@@ -247,6 +247,12 @@ struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_
 {
 	struct rdm_flow *f = rdm_flowtab_find(t, k, hash, dir);
 
+	/* A new connection on the 5-tuple of one that closed moments ago (a client reusing
+	 * its port) is a new flow, not the old one's tail. */
+	if (f && f->cls == CLS_TCP_CLOSED && (tcp_flags & (RDM_TCP_SYN | RDM_TCP_ACK)) == RDM_TCP_SYN) {
+		flow_end(t, f, RDM_FLOW_END_CLOSED);
+		f = NULL;
+	}
 	if (created)
 		*created = !f;
 	if (f) {

@@ -77,8 +77,8 @@ void rdm_flowtab_free(struct rdm_flowtab *t);
 /* Finds the flow of a packet with key k and hash (rdm_flow_hash(k)), creating it when
  * absent (*created = 1), evicting when the table is full. Counts the packet (bytes,
  * TCP flags) in its direction, refreshes the idle timer, and sets *dir to 0 when k is
- * the initiator's direction and 1 when it is the reply's. created may be NULL. Never
- * NULL. */
+ * the initiator's direction and 1 when it is the reply's. created may be NULL. A SYN
+ * (without ACK) on a closed TCP flow ends it and starts a new one. Never NULL. */
 struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_key *k,
 				   uint64_t hash, uint32_t bytes, uint8_t tcp_flags,
 				   uint64_t now_ns, int *dir, int *created);

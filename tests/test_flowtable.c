@@ -340,6 +340,31 @@ Test(flowtab, tcp_closes_after_a_rst_either_way)
 	rdm_flowtab_free(t);
 }
 
+Test(flowtab, a_syn_on_a_closed_flow_starts_a_new_one)
+{
+	struct rdm_flowtab *t = rdm_flowtab_new(&small, 0, on_end, &ends);
+	struct rdm_flow_key a = key4(IPPROTO_TCP, 1, 1000, 2, 80);
+	int created = -1, dir = -1;
+	struct rdm_flow *f;
+
+	cr_assert_not_null(t);
+	pkt(t, a, 60, RDM_TCP_SYN, T0, NULL, NULL);
+	pkt(t, rev(a), 40, RDM_TCP_RST | RDM_TCP_ACK, T0, NULL, NULL);
+	/* A late ACK of the old connection stays with it... */
+	pkt(t, a, 40, RDM_TCP_ACK, T0 + 10 * MS, NULL, &created);
+	cr_assert_eq(created, 0);
+	/* ...a new SYN on the same 5-tuple does not. */
+	f = pkt(t, a, 60, RDM_TCP_SYN, T0 + 20 * MS, &dir, &created);
+	cr_assert_eq(created, 1);
+	cr_assert_eq(dir, 0);
+	cr_assert_eq(f->packets[0], 1);
+	cr_assert_eq(f->tcp_flags[1], 0);
+	cr_assert_eq(ends.n, 1);
+	cr_assert_eq(ends.why[0], RDM_FLOW_END_CLOSED);
+	cr_assert_eq(stats(t).flows, 1);
+	rdm_flowtab_free(t);
+}
+
 Test(flowtab, expire_respects_its_budget)
 {
 	struct rdm_flowtab *t = rdm_flowtab_new(&small, 0, on_end, &ends);
