@@ -104,6 +104,11 @@ static int cmd_check(int argc, char **argv)
 		fprintf(stderr, "rdmesh: %s\n", err);
 		return 1;
 	}
+	if (rdm_chain_check_stages(&chain, err, sizeof(err)) < 0) {
+		fprintf(stderr, "rdmesh: %s\n", err);
+		rdm_chain_free(&chain);
+		return 1;
+	}
 	printf("%s: chain '%s' (spi %u), %d nodes\n", argv[1], chain.name, chain.spi,
 	       chain.n_nodes);
 	for (int i = 0; i < chain.n_nodes; i++) {

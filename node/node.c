@@ -1177,6 +1177,44 @@ static void worker_fini(struct rdm_node *n, struct worker *w)
 	w->node = NULL;
 }
 
+/* The stage a chain entry names, or NULL with "FILE:LINE:COL: unknown stage" in err. */
+static const struct rdm_stage_ops *stage_lookup(const struct rdm_chain_conf *chain,
+						const struct rdm_stage_conf *sc, char *err,
+						size_t errlen)
+{
+	const struct rdm_stage_ops *ops = rdm_stage_find(sc->name);
+	const char *const *names = rdm_stage_names();
+	const char *hint;
+	size_t k = 0;
+
+	if (ops)
+		return ops;
+	while (names[k])
+		k++;
+	hint = rdm_yclosest(sc->name, names, k, 2);
+	snprintf(err, errlen, "%s:%d:%d: unknown stage '%s'%s%s%s", chain->file, sc->line, sc->col,
+		 sc->name, hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+	return NULL;
+}
+
+int rdm_chain_check_stages(const struct rdm_chain_conf *chain, char *err, size_t errlen)
+{
+	for (int i = 0; i < chain->n_nodes; i++)
+		for (int s = 0; s < chain->nodes[i].n_stages; s++) {
+			const struct rdm_stage_conf *sc = &chain->nodes[i].stages[s];
+			const struct rdm_stage_ops *ops = stage_lookup(chain, sc, err, errlen);
+			void *conf;
+
+			if (!ops)
+				return -EINVAL;
+			conf = ops->conf_new(chain->doc, sc->conf, err, errlen);
+			if (!conf)
+				return -EINVAL;
+			ops->conf_free(conf);
+		}
+	return 0;
+}
+
 struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *name, char *err,
 			      size_t errlen)
 {
@@ -1246,21 +1284,10 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	}
 	for (int s = 0; s < c->n_stages; s++) {
 		const struct rdm_stage_conf *sc = &c->stages[s];
-		const struct rdm_stage_ops *ops = rdm_stage_find(sc->name);
+		const struct rdm_stage_ops *ops = stage_lookup(chain, sc, err, errlen);
 
-		if (!ops) {
-			const char *const *names = rdm_stage_names();
-			size_t k = 0;
-
-			while (names[k])
-				k++;
-			const char *hint = rdm_yclosest(sc->name, names, k, 2);
-
-			snprintf(err, errlen, "%s:%d:%d: unknown stage '%s'%s%s%s", chain->file,
-				 sc->line, sc->col, sc->name, hint ? " (did you mean '" : "",
-				 hint ? hint : "", hint ? "'?)" : "");
+		if (!ops)
 			goto err;
-		}
 		n->stage_ops[s] = ops;
 		n->stage_conf[s] = ops->conf_new(chain->doc, sc->conf, err, errlen);
 		if (!n->stage_conf[s])

@@ -18,6 +18,10 @@ struct rdm_node;
 struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *name, char *err,
 			      size_t errlen);
 
+/* Parses every stage's settings in the chain (files they name included), as starting
+ * each node would; 0, or -EINVAL with "FILE:LINE:COL: message" in err. */
+int rdm_chain_check_stages(const struct rdm_chain_conf *chain, char *err, size_t errlen);
+
 /* Runs the workers until the node is done (its ingress sent everything, its egress
  * counted enough packets) or SIGINT/SIGTERM arrives; then drains the send queues (at
  * most drain_ms) and returns 0. The caller blocks SIGINT and SIGTERM in every thread
