@@ -40,11 +40,11 @@
 
 /* An IPv6 ICMP error may fill the minimum MTU (RFC 4443 2.4 (c)); nothing we build is
  * larger. */
-#define POL_REPLY_MAX 1280
-#define POL_NAME_MAX 256
-#define POL_RST_GAP_NS (100ull * 1000000ull)
+#define POL_REPLY_MAX	  1280
+#define POL_NAME_MAX	  256
+#define POL_RST_GAP_NS	  (100ull * 1000000ull)
 #define POL_EXPIRE_BUDGET 16
-#define POL_TICK_BUDGET 4096
+#define POL_TICK_BUDGET	  4096
 
 struct policy_conf {
 	struct rdm_policy *pol;
@@ -64,16 +64,16 @@ enum { PF_NEW = 0, PF_PENDING, PF_DECIDED };
 
 /* Per-flow data in the flow table. */
 struct pol_flow {
-	uint8_t state;  /* PF_* */
-	uint8_t action; /* enum rdm_pol_action, when decided */
-	uint8_t stale;  /* decide again on the next packet (reload with reevaluate) */
+	uint8_t state;	   /* PF_* */
+	uint8_t action;	   /* enum rdm_pol_action, when decided */
+	uint8_t stale;	   /* decide again on the next packet (reload with reevaluate) */
 	uint16_t pending;  /* packets passed while pending */
 	uint16_t sig_pres; /* the state it was last evaluated on: which fields */
 	uint64_t sig_hash; /* ... and their values */
 	uint32_t rule_id;  /* index + 1 in the policy of generation gen; 0 default */
 	uint32_t gen;
 	uint64_t last_reply_ns; /* 0: never replied */
-	struct pol_name *name;  /* set when the policy of gen was replaced */
+	struct pol_name *name;	/* set when the policy of gen was replaced */
 };
 
 struct policy_stats {
@@ -123,8 +123,8 @@ static char *doc_dir(const struct rdm_ydoc *d)
 static void *policy_conf_new(const struct rdm_ydoc *d, const struct rdm_ynode *n, char *err,
 			     size_t errlen)
 {
-	static const char *const keys[] = {"name",  "file", "default", "reevaluate",
-					   "pending_packets", "rules", NULL};
+	static const char *const keys[] = {
+	    "name", "file", "default", "reevaluate", "pending_packets", "rules", NULL};
 	static const char *const extra[] = {"name", NULL};
 	struct policy_conf *c = calloc(1, sizeof(*c));
 	const struct rdm_ynode *file;
@@ -309,9 +309,8 @@ static uint8_t *arena_take(struct policy_rt *rt, size_t n)
 
 static uint16_t sig_pres(const struct rdm_frame *f)
 {
-	static const uint32_t bits[] = {RDM_F_TENANT,   RDM_F_USER,     RDM_F_GROUPS,
-					RDM_F_APP_ID,   RDM_F_APP_NAME, RDM_F_CATEGORY,
-					RDM_F_HOST};
+	static const uint32_t bits[] = {RDM_F_TENANT,	RDM_F_USER,	RDM_F_GROUPS, RDM_F_APP_ID,
+					RDM_F_APP_NAME, RDM_F_CATEGORY, RDM_F_HOST};
 	uint16_t b = 0;
 
 	for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)

@@ -165,7 +165,8 @@ static int each_item(struct pctx *c, struct rdm_pol_rule *r, const struct rdm_yn
 		return fn(c, r, n);
 	if (!rdm_yseq_size(n))
 		return rdm_yerr(c->d, n, c->err, c->len,
-				"%s: an empty list matches nothing; leave the key out instead", what);
+				"%s: an empty list matches nothing; leave the key out instead",
+				what);
 	for (size_t i = 0; i < rdm_yseq_size(n); i++) {
 		const struct rdm_ynode *it = rdm_yseq_item(n, i);
 
@@ -206,14 +207,13 @@ static int strs_add(struct pctx *c, struct rdm_pol_strs *s, const char *v)
 	return 0;
 }
 
-#define STR_ITEM(field, what)                                                               \
-	static int item_##field(struct pctx *c, struct rdm_pol_rule *r,                      \
-				const struct rdm_ynode *n)                                   \
-	{                                                                                    \
-		const char *s;                                                               \
-		if (tlv_str(c, n, what, &s) < 0)                                             \
-			return -EINVAL;                                                      \
-		return strs_add(c, &r->field, s);                                            \
+#define STR_ITEM(field, what)                                                                      \
+	static int item_##field(struct pctx *c, struct rdm_pol_rule *r, const struct rdm_ynode *n) \
+	{                                                                                          \
+		const char *s;                                                                     \
+		if (tlv_str(c, n, what, &s) < 0)                                                   \
+			return -EINVAL;                                                            \
+		return strs_add(c, &r->field, s);                                                  \
 	}
 STR_ITEM(tenant, "tenant")
 STR_ITEM(user, "user")
@@ -336,7 +336,8 @@ static int item_proto(struct pctx *c, struct rdm_pol_rule *r, const struct rdm_y
 		return rdm_yerr(c->d, n, c->err, c->len,
 				"proto: unknown protocol '%s'%s%s%s (tcp, udp, icmp, icmpv6, sctp, "
 				"udplite or a number 0..255)",
-				s, hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+				s, hint ? " (did you mean '" : "", hint ? hint : "",
+				hint ? "'?)" : "");
 	}
 	r->proto[v / 8] |= (uint8_t)(1u << (v % 8));
 	return 0;
@@ -513,10 +514,14 @@ static int parse_match(struct pctx *c, struct rdm_pol_rule *r, const struct rdm_
 		uint32_t bit;
 		item_fn fn;
 	} fields[] = {
-	    {"tenant", RDM_PM_TENANT, item_tenant}, {"user", RDM_PM_USER, item_user},
-	    {"group", RDM_PM_GROUP, item_group},    {"app", RDM_PM_APP, item_app},
-	    {"category", RDM_PM_CATEGORY, item_category}, {"dst", RDM_PM_DST, item_dst},
-	    {"port", RDM_PM_PORT, item_port},       {"proto", RDM_PM_PROTO, item_proto},
+	    {"tenant", RDM_PM_TENANT, item_tenant},
+	    {"user", RDM_PM_USER, item_user},
+	    {"group", RDM_PM_GROUP, item_group},
+	    {"app", RDM_PM_APP, item_app},
+	    {"category", RDM_PM_CATEGORY, item_category},
+	    {"dst", RDM_PM_DST, item_dst},
+	    {"port", RDM_PM_PORT, item_port},
+	    {"proto", RDM_PM_PROTO, item_proto},
 	    {"host", RDM_PM_HOST, item_host},
 	};
 	static const char *const keys[] = {"tenant", "user", "group", "app",  "category",
@@ -799,7 +804,8 @@ static int rule_match(const struct rdm_pol_rule *r, const struct rdm_pol_facts *
 	uint32_t m = r->fields;
 	int maybe = 0, l7_open;
 
-	if ((m & RDM_PM_TENANT) && (!(f->present & RDM_F_TENANT) || !strs_has(&r->tenant, f->tenant)))
+	if ((m & RDM_PM_TENANT) &&
+	    (!(f->present & RDM_F_TENANT) || !strs_has(&r->tenant, f->tenant)))
 		return NO;
 	if ((m & RDM_PM_USER) && (!(f->present & RDM_F_USER) || !strs_has(&r->user, f->user)))
 		return NO;

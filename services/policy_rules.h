@@ -66,7 +66,7 @@ struct rdm_pol_strs {
 struct rdm_pol_rule {
 	char *name;
 	uint8_t name_len;
-	uint8_t action; /* enum rdm_pol_action */
+	uint8_t action;	 /* enum rdm_pol_action */
 	uint32_t fields; /* RDM_PM_* */
 	struct rdm_pol_strs tenant, user, group, app, category;
 	struct rdm_pol_cidr *dst;

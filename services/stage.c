@@ -3,7 +3,7 @@
 #include <string.h>
 
 static const struct rdm_stage_ops *const registry[] = {&rdm_stage_stamp, &rdm_stage_tag,
-							    &rdm_stage_policy};
+						       &rdm_stage_policy};
 static const char *const names[] = {"stamp", "tag", "policy", NULL};
 
 _Static_assert(sizeof(registry) / sizeof(registry[0]) + 1 == sizeof(names) / sizeof(names[0]),
