@@ -2,7 +2,6 @@
 
 #include <string.h>
 
-<<<<<<< HEAD
 static const struct rdm_stage_ops *const registry[] = {
     &rdm_stage_stamp, &rdm_stage_tag, &rdm_stage_identity, &rdm_stage_policy, &rdm_stage_flowlog};
 static const char *const names[] = {"stamp", "tag", "identity", "policy", "flowlog", NULL};
