@@ -652,6 +652,14 @@ static int apply(struct policy_rt *rt, struct rdm_frame *f, struct pol_flow *pf,
 	f->rule_id = rule_id;
 	f->rule = (struct rdm_str){name, nlen};
 	f->present |= RDM_F_VERDICT | RDM_F_RULE;
+	if (a == RDM_POL_DENY || a == RDM_POL_REJECT) {
+		/* The packet stops here; its state goes on as a notice, so the flow log
+		 * downstream records the decision and egress accounting sees no loss. */
+		if (!(f->present & RDM_F_FLAGS))
+			f->flags = 0;
+		f->flags |= RDM_FF_NOTICE;
+		f->present |= RDM_F_FLAGS;
+	}
 	switch (a) {
 	case RDM_POL_ALLOW:
 		rt->st.allowed++;
@@ -760,8 +768,13 @@ static void policy_process(void *p, struct rdm_frame *const *f, int n, int *verd
 
 	arena_reset(rt, n);
 	rdm_flowtab_expire(rt->ft, now, POL_EXPIRE_BUDGET);
-	for (int i = 0; i < n; i++)
-		verdict[i] = decide(rt, f[i], now);
+	for (int i = 0; i < n; i++) {
+		/* A notice from an earlier policy stage: its decision stands. */
+		if ((f[i]->present & RDM_F_FLAGS) && (f[i]->flags & RDM_FF_NOTICE))
+			verdict[i] = RDM_STAGE_PASS;
+		else
+			verdict[i] = decide(rt, f[i], now);
+	}
 }
 
 /* ---- reload -------------------------------------------------------------------------- */

@@ -308,6 +308,7 @@ static int one_rule(const char *match, struct pk *p)
 	snprintf(pol, sizeof(pol),
 		 "default: allow\nrules:\n  - name: r\n    match: %s\n    action: deny\n", match);
 	start(&s, pol);
+	p->f.flags &= ~RDM_FF_NOTICE; /* the frame stands for a new packet each time */
 	v = run(&s, &p->f);
 	stop(&s);
 	return v;
@@ -1098,11 +1099,31 @@ Test(policy, frame_without_a_key_gets_the_stateless_decision)
 	f.pkt = junk;
 	f.pkt_len = sizeof(junk);
 	cr_assert_eq(run(&s, &f), RDM_STAGE_DROP);
+	f.flags &= ~RDM_FF_NOTICE; /* the next packet */
 	f.tenant = S("acme");
 	f.present |= RDM_F_TENANT;
 	cr_assert_eq(run(&s, &f), RDM_STAGE_PASS);
 	cr_assert_eq(counter(&s, "no_key"), 2);
 	stop(&s);
+}
+
+Test(policy, a_denied_packet_leaves_a_notice_that_later_policies_pass)
+{
+	struct stg s, later;
+	struct pk p;
+
+	start(&s, "default: allow\nrules:\n  - {name: no-web, match: {port: 443}, action: deny}\n");
+	syn4(&p, 40000);
+	cr_assert_eq(run(&s, &p.f), RDM_STAGE_DROP);
+	cr_assert(p.f.present & RDM_F_FLAGS);
+	cr_assert(p.f.flags & RDM_FF_NOTICE, "the decision travels on as a notice");
+	with_rule_str(&p.f, "no-web");
+	stop(&s);
+	/* A second policy stage downstream leaves the notice alone, even a deny-all one. */
+	start(&later, "default: deny\n");
+	cr_assert_eq(run(&later, &p.f), RDM_STAGE_PASS);
+	cr_assert_eq(counter(&later, "denied"), 0);
+	stop(&later);
 }
 
 Test(policy, batch_replies_each_get_their_own_buffer)
