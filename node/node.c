@@ -1341,9 +1341,14 @@ static void reload_stages(struct rdm_node *n)
 		if (!ops->conf_reload)
 			continue;
 		err[0] = 0;
+		errno = 0;
 		n->reload_conf[s] = ops->conf_reload(n->stage_conf[s], err, sizeof(err));
 		if (!n->reload_conf[s]) {
-			nlog(n, "reload %s: %s: keeping the running configuration", ops->name, err);
+			if (errno == EOPNOTSUPP) /* nothing to reload: settings in the chain file */
+				nlog(n, "reload %s: %s", ops->name, err);
+			else
+				nlog(n, "reload %s: %s: keeping the running configuration", ops->name,
+				     err);
 			continue;
 		}
 		any = 1;
