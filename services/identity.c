@@ -318,22 +318,28 @@ static void *id_conf_new(const struct rdm_ydoc *d, const struct rdm_ynode *n, ch
 			 hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
 		goto inval;
 	}
-	/* Fixed now, against the directory the node started in, and kept: a reload reads
-	 * the same file even if the working directory changes. Not canonicalised, so a
-	 * symlink swapped to a new version is followed on reload. */
+	/* A relative path is the chain file's neighbour, as the policy's is; fixed now and
+	 * kept, so a reload reads the same file whatever the working directory. Not
+	 * canonicalised, so a symlink swapped to a new version is followed on reload. */
 	if (dir[0] == '/') {
 		if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
 			goto toolong;
 	} else {
+		const char *chain = rdm_ydoc_name(d), *slash = strrchr(chain, '/');
+		int base = slash ? (int)(slash - chain) : 0;
 		char cwd[PATH_MAX];
 
-		if (!getcwd(cwd, sizeof(cwd))) {
+		if (chain[0] == '/') {
+			if (snprintf(path, sizeof(path), "%.*s/%s", base, chain, dir) >= (int)sizeof(path))
+				goto toolong;
+		} else if (!getcwd(cwd, sizeof(cwd))) {
 			rdm_yerr(d, dn, err, errlen, "directory: cannot resolve '%s': %s", dir,
 				 strerror(errno));
 			goto inval;
-		}
-		if (snprintf(path, sizeof(path), "%s/%s", cwd, dir) >= (int)sizeof(path))
+		} else if (snprintf(path, sizeof(path), "%s/%.*s%s%s", cwd, base, chain,
+				    slash ? "/" : "", dir) >= (int)sizeof(path)) {
 			goto toolong;
+		}
 	}
 	c = id_load(path, !strcmp(mode, "src"), err, errlen);
 	if (!c && errno != EINVAL && errno != ENOMEM) {

@@ -670,6 +670,29 @@ Test(identity, a_relative_path_is_fixed_at_load_for_reloads)
 	ops->conf_free(c2);
 }
 
+Test(identity, a_relative_path_is_the_chain_files_neighbour)
+{
+	char chain[128];
+	struct rdm_ydoc *d;
+	void *c, *rt;
+	struct rdm_frame f;
+
+	write_file(dirfile, basic);
+	cr_assert_eq(chdir("/"), 0);
+	snprintf(chain, sizeof(chain), "%s/chain.yaml", dir);
+	d = rdm_ydoc_parse_string(chain, "name: identity\ndirectory: directory.yaml\n", err,
+				  sizeof(err));
+	cr_assert_not_null(d, "%s", err);
+	c = ops->conf_new(d, rdm_ydoc_root(d), err, sizeof(err));
+	rdm_ydoc_free(d);
+	cr_assert_not_null(c, "%s", err);
+	rt = ops->init(c, &env);
+	run1(rt, frame(&f, "10.1.0.1", "8.8.8.8"));
+	cr_assert(!unknown(&f), "found next to %s", chain);
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
+
 Test(identity, a_reload_keeps_the_lookup_mode)
 {
 	void *c1 = load_dir(basic, "src"), *c2, *rt;
