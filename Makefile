@@ -109,14 +109,20 @@ demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/demo.sh
 
-# libFuzzer on the frame decoder, with ASan and UBSan: make fuzz FUZZ_SECONDS=60
+# libFuzzer with ASan and UBSan, FUZZ_SECONDS each: the frame decoder, then the stage
+# pipeline (identity, dpi, policy, flowlog) on frames and raw packets.
 FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -I. $(PKG_CFLAGS) \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 fuzz: deps
-	@mkdir -p build/fuzz/corpus
-	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
-	  -fno-sanitize-recover=all tests/fuzz/fuzz_frame.c transport/frame.c -o build/fuzz/fuzz_frame
+	@mkdir -p build/fuzz/corpus build/fuzz/corpus-pipeline
+	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_frame.c transport/frame.c -o build/fuzz/fuzz_frame
+	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_pipeline.c $(LIB_SRC) -o build/fuzz/fuzz_pipeline \
+	  $(PKG_LIBS) -lpthread -lm
 	build/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  build/fuzz/corpus tests/fuzz/seeds
+	build/fuzz/fuzz_pipeline -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  build/fuzz/corpus-pipeline tests/fuzz/seeds-pipeline
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1496,11 +1496,29 @@ static void sum_totals(const struct rdm_node *n, struct totals *t)
 	}
 }
 
+/* A stage's counters summed over the workers, in the order it first emits them. */
+#define MAX_STAGE_COUNTERS 256
+struct stage_sum {
+	int n;
+	char name[MAX_STAGE_COUNTERS][64];
+	uint64_t v[MAX_STAGE_COUNTERS];
+};
+
 static void stage_emit(void *arg, const char *name, uint64_t v)
 {
-	void **a = arg;
+	struct stage_sum *sum = arg;
+	int i;
 
-	fprintf(a[0], "stage_%s_%s %" PRIu64 "\n", (const char *)a[1], name, v);
+	for (i = 0; i < sum->n; i++)
+		if (!strcmp(sum->name[i], name))
+			break;
+	if (i == sum->n) {
+		if (sum->n == MAX_STAGE_COUNTERS)
+			return;
+		snprintf(sum->name[sum->n++], sizeof(sum->name[0]), "%s", name);
+		sum->v[i] = 0;
+	}
+	sum->v[i] += v;
 }
 
 void rdm_node_report(const struct rdm_node *n, FILE *out)
@@ -1599,13 +1617,17 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 	for (int s = 0; s < n->n_stages; s++) {
 		uint64_t fail = 0, drop = 0;
 
-		for (int i = 0; i < n->n_workers; i++) {
-			void *a[2] = {out, (void *)n->stage_ops[s]->name};
+		static struct stage_sum sum; /* 18 KiB: not on the stack; reports are serial */
 
-			n->stage_ops[s]->report(n->w[i].stage_rt[s], stage_emit, a);
+		sum.n = 0;
+		for (int i = 0; i < n->n_workers; i++) {
+			n->stage_ops[s]->report(n->w[i].stage_rt[s], stage_emit, &sum);
 			fail += n->w[i].st.stage_error[s];
 			drop += n->w[i].st.stage_drop[s];
 		}
+		for (int k = 0; k < sum.n; k++)
+			fprintf(out, "stage_%s_%s %" PRIu64 "\n", n->stage_ops[s]->name, sum.name[k],
+				sum.v[k]);
 		fprintf(out, "stage_%s_errors %" PRIu64 "\nstage_%s_dropped %" PRIu64 "\n",
 			n->stage_ops[s]->name, fail, n->stage_ops[s]->name, drop);
 	}

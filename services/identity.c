@@ -56,6 +56,7 @@ struct id_conf {
 
 struct id_rt {
 	const struct id_conf *c;
+	int worker;
 	uint64_t frames, matched_src, matched_dst, unknown, no_key, reloads;
 };
 
@@ -369,8 +370,10 @@ static void *id_init(const void *conf, const struct rdm_stage_env *env)
 {
 	struct id_rt *rt = calloc(1, sizeof(*rt));
 
-	if (rt)
+	if (rt) {
 		rt->c = conf;
+		rt->worker = env ? env->worker : 0;
+	}
 	return rt;
 }
 
@@ -456,8 +459,10 @@ static void id_report(void *p, rdm_stage_emit emit, void *arg)
 	emit(arg, "matched_dst", rt->matched_dst);
 	emit(arg, "unknown", rt->unknown);
 	emit(arg, "no_key", rt->no_key);
-	emit(arg, "directory_entries", rt->c->n_entries);
-	emit(arg, "directory_prefixes", rt->c->n_pfx);
+	if (rt->worker == 0) { /* facts of the conf, not per-worker counts */
+		emit(arg, "directory_entries", rt->c->n_entries);
+		emit(arg, "directory_prefixes", rt->c->n_pfx);
+	}
 	emit(arg, "reloads", rt->reloads);
 }
 

@@ -83,6 +83,7 @@ struct policy_stats {
 
 struct policy_rt {
 	const struct policy_conf *c;
+	int worker;
 	struct rdm_flowtab *ft;
 	/* Replies and copied rule names of the current batch; reset by each process(). */
 	uint8_t *arena;
@@ -261,6 +262,7 @@ static void *policy_init(const void *conf, const struct rdm_stage_env *env)
 	if (env && env->flows)
 		fc = *env->flows;
 	rt->c = c;
+	rt->worker = env ? env->worker : 0;
 	rt->n_hits = c->pol->n_rules + 1;
 	rt->hits = calloc(rt->n_hits, sizeof(*rt->hits));
 	rt->ft = rdm_flowtab_new(&fc, sizeof(struct pol_flow), on_flow_end, rt);
@@ -866,7 +868,8 @@ static void policy_report(void *p, rdm_stage_emit emit, void *arg)
 	emit(arg, "replies_icmp", rt->st.replies_icmp);
 	emit(arg, "reply_suppressed", rt->st.reply_suppressed);
 	emit(arg, "no_key", rt->st.no_key);
-	emit(arg, "rules", rt->c->pol->n_rules);
+	if (rt->worker == 0) /* a fact of the policy, not a per-worker count */
+		emit(arg, "rules", rt->c->pol->n_rules);
 	emit(arg, "reloads", rt->st.reloads);
 	rdm_flowtab_get_stats(rt->ft, &fs);
 	emit(arg, "flows", fs.flows);

@@ -33,7 +33,9 @@ struct rdm_stage_env {
 	const struct rdm_flow_conf *flows; /* the chain's flow-table settings */
 };
 
-/* Calls emit(name, value) for each counter; names are snake_case. */
+/* Calls emit(name, value) for each counter; names are snake_case. The node sums each
+ * name over its workers, so a fact of the conf (a rule count) is emitted by worker 0
+ * alone. name need only live during the call. */
 typedef void (*rdm_stage_emit)(void *arg, const char *name, uint64_t value);
 
 struct rdm_stage_ops {
