@@ -2,8 +2,9 @@
 
 #include <string.h>
 
-static const struct rdm_stage_ops *const registry[] = {&rdm_stage_stamp, &rdm_stage_tag};
-static const char *const names[] = {"stamp", "tag", NULL};
+static const struct rdm_stage_ops *const registry[] = {&rdm_stage_stamp, &rdm_stage_tag,
+						       &rdm_stage_dpi};
+static const char *const names[] = {"stamp", "tag", "dpi", NULL};
 
 _Static_assert(sizeof(registry) / sizeof(registry[0]) + 1 == sizeof(names) / sizeof(names[0]),
 	       "every registered stage has a name entry");
