@@ -145,6 +145,33 @@ if [ "${STAGES:-all}" = all ]; then
 	fi
 fi
 
+if [ "${STAGES:-all}" = all ]; then
+	# 4. SIGHUP: a broken policy file is refused and the running policy stays; a good
+	# one blocks files.test for new connections.
+	cp "$work/policy.yaml" "$work/policy.good"
+	printf 'default: allow\nrules:\n  - name: x\n    match: {hots: files.test}\n    action: deny\n' >"$work/policy.yaml"
+	kill -HUP "$pid2"
+	n=0
+	until grep -q "reload policy" "$work/log2"; do n=$((n + 1)); [ $n -ge 50 ] && break; sleep 0.1; done
+	if grep -q "policy.yaml:4:.*unknown key 'hots'.*keeping the running configuration" "$work/log2"; then
+		pass "SIGHUP with a broken policy: refused with file:line:col, old policy kept ($(grep -m1 'reload policy' "$work/log2" | cut -d' ' -f3- | cut -c1-90))"
+	else
+		fail "broken policy reload: $(grep 'reload' "$work/log2")"
+	fi
+	{ cat "$work/policy.good"; printf '  - name: no-files\n    match: {host: files.test}\n    action: reject\n'; } >"$work/policy.yaml"
+	kill -HUP "$pid2"
+	n=0
+	until grep -q "reload policy: done" "$work/log2"; do n=$((n + 1)); [ $n -ge 50 ] && break; sleep 0.1; done
+	cli curl -sS -k --max-time 10 --resolve files.test:443:10.91.2.2 https://files.test/hello.txt \
+		>/dev/null 2>"$work/curl3.err"
+	if [ $? -ne 0 ] && grep -qi reset "$work/curl3.err"; then
+		pass "SIGHUP with a good policy: files.test now gets a reset"
+	else
+		fail "after reload files.test: $(cat "$work/curl3.err")"
+	fi
+	sleep 1 # finished TCP flows linger tcp_closed_ms, then the flow log writes them
+fi
+
 for i in 1 2 3; do kill -TERM "$(eval echo \$pid$i)"; done
 for i in 1 2 3; do wait_exit "$(eval echo \$pid$i)" 10 || fail "host$i ignored SIGTERM"; done
 
@@ -159,10 +186,10 @@ if [ "${STAGES:-all}" = all ]; then
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 def find(host):
-    for l in lines:
-        if l.get("host") == host and l.get("dport") == 443:
-            return l
-    return None
+    # files.test is reached twice (the download, then a reset after the reload): the
+    # download is the flow that carried the most bytes back.
+    ls = [l for l in lines if l.get("host") == host and l.get("dport") == 443]
+    return max(ls, key=lambda l: l.get("bytes_rev", 0)) if ls else None
 ok = True
 for host, verdict, rule in (("files.test", "allow", "default"),
                             ("www.blocked.test", "reject", "no-blocked-sites")):
@@ -175,6 +202,8 @@ for host, verdict, rule in (("files.test", "allow", "default"),
             print(host, k, "is", l.get(k), "want", v); ok = False
     if "TLS" not in (l.get("app") or ""):
         print(host, "app is", l.get("app")); ok = False
+    if host == "files.test" and l.get("reason") != "closed":
+        print(host, "ended", l.get("reason"), "(want closed: FIN both ways seen)"); ok = False
 big = find("files.test")
 if big and big.get("bytes_rev", 0) < 10485760:
     print("files.test bytes back", big.get("bytes_rev")); ok = False
