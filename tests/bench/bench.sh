@@ -317,6 +317,89 @@ for p in $paths; do
 	done
 done
 
+# --- the full chain: the SASE stages on against bare forwarding ----------------------------
+# fullchain MODE COUNT RATE: host1 -> host2 -> host3 on the native path (alternating
+# namespaces) replaying realistic generated traffic ($work/real.pcap: HTTP, TLS with SNI,
+# DNS). MODE bare: every host only stamps. MODE full: identity on host1, dpi and policy
+# on host2, flowlog on host3 (configs/directory.yaml and configs/policy.yaml). Leaves
+# host3's counters in $work/s3, host2's in $work/s2, all nodes' CPU in $work/cpu.
+fullchain() {
+	local mode=$1 count=$2 rate=$3 i st1=[stamp] st2=[stamp] st3=[stamp]
+	if [ "$mode" = full ]; then
+		st1="[stamp, {name: identity, directory: $ROOT/configs/directory.yaml}]"
+		st2="[stamp, dpi, {name: policy, file: $ROOT/configs/policy.yaml}]"
+		st3="[stamp, {name: flowlog, file: $work/flows.json, interval_s: 0}]"
+	fi
+	cat >"$work/full.yaml" <<EOC
+chain: {name: bench-full, spi: 2}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100}
+nodes:
+  - name: host1
+    stages: $st1
+    next: host2
+    ingress: {mode: pcap, file: $work/real.pcap, count: $count, rate: $rate, wait_ms: 10000}
+  - name: host2
+    listen: $native_RA:7302
+    stages: $st2
+    next: host3
+  - name: host3
+    listen: $native_SA:7303
+    stages: $st3
+    egress: {count: $count}
+EOC
+	local npids=() ns
+	for i in 3 2 1; do
+		ns=$native_S
+		[ $i = 2 ] && ns=$native_R
+		spawn "$ns" "$RDMESH" node --config "$work/full.yaml" --name "host$i" --stats "$work/s$i" \
+			2>"$work/log$i" &
+		npids[$i]=$!
+		pids+=($!)
+		local w=0
+		while [ $i -gt 1 ] && ! grep -q 'listening on' "$work/log$i" 2>/dev/null && [ $w -lt 100 ]; do
+			sleep 0.05
+			w=$((w + 1))
+		done
+	done
+	local t=0
+	while kill -0 "${npids[1]}" 2>/dev/null || kill -0 "${npids[3]}" 2>/dev/null; do
+		sleep 0.1
+		t=$((t + 1))
+		[ $t -ge 1200 ] && { echo "bench: full chain ($mode) stuck" >&2; break; }
+	done
+	local cpu=0
+	for i in 1 2 3; do
+		kill -TERM "${npids[$i]}" 2>/dev/null
+		wait "${npids[$i]}" 2>/dev/null
+		cpu=$((cpu + $(stat "$work/s$i" cpu_ms) + 0))
+	done
+	echo "$cpu" >"$work/cpu"
+}
+
+if [ "$(id -u)" = 0 ] && [ -n "${native_S:-}" ]; then
+	"$RDMESH" gen --flows 500 --packets "$TP_N" --seed 11 --out "$work/real.pcap" >/dev/null || exit 1
+	for mode in bare full; do
+		step "full chain ($mode stages): 2 hops, generated HTTP/TLS/DNS, $LAT_N at $LAT_RATE pkt/s"
+		fullchain $mode "$LAT_N" "$LAT_RATE"
+		e=$work/s3
+		row="$(us "$(stat "$e" hops_p50_ns)"),$(us "$(stat "$e" hops_p99_ns)"),$(us "$(stat "$e" hops_p999_ns)"),$(us "$(stat "$e" hops_max_ns)")"
+		echo "chain-$mode,hop_2hop,real,1,$row,," >>"$csv"
+		L[chain-$mode, lat]=$row
+		step "full chain ($mode stages): throughput, $TP_N packets unpaced"
+		fullchain $mode "$TP_N" 0
+		got=$(stat "$e" egress_packets)
+		acc=$(($(stat "$e" egress_packets) + $(stat "$e" notices)))
+		span=$(stat "$e" egress_span_us)
+		pps=$(awk -v n="$acc" -v s="$span" 'BEGIN { if (s > 0) printf "%.0f", n * 1e6 / s; else print 0 }')
+		cpu=$(awk -v c="$(cat "$work/cpu")" -v n="$acc" 'BEGIN { if (n > 0) printf "%.0f", c * 1e6 / n; else print 0 }')
+		# nDPI's share: time inside nDPI calls over the CPU time of the whole chain.
+		nd=$(stat "$work/s2" stage_dpi_ndpi_ns)
+		share=$(awk -v ns="${nd:-0}" -v c="$(cat "$work/cpu")" 'BEGIN { if (c > 0) printf "%.1f", ns / 1e4 / c; else print 0 }')
+		echo "chain-$mode,throughput,real,1,,,,,$pps,$cpu" >>"$csv"
+		L[chain-$mode, tp]="$pps $cpu $share $got $acc"
+	done
+fi
+
 # --- report -------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
 p50() { echo "${1%%,*}"; }
@@ -353,6 +436,23 @@ p50() { echo "${1%%,*}"; }
 		read -r a b <<<"${L[$p, $size, tp$wk]}"
 		echo "| $p | $size B | $wk | $a | $b |"
 	done; done; done
+	if [ -n "${L[chain-full, tp]:-}" ]; then
+		echo
+		echo "The full chain (host1 identity -> host2 dpi, policy -> host3 flowlog; every host stamps) against bare forwarding (stamp only), native path, generated HTTP/TLS/DNS traffic:"
+		echo
+		echo "| chain | per-hop p50 us | p99 us | p99.9 us | max us | packets/s | CPU ms per Mpkt | nDPI share of CPU |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+		for mode in bare full; do
+			IFS=, read -r a b c d <<<"${L[chain-$mode, lat]}"
+			read -r e f g _ <<<"${L[chain-$mode, tp]}"
+			[ $mode = bare ] && g=-
+			[ $mode = full ] && g="$g %"
+			echo "| $mode | $a | $b | $c | $d | $e | $f | $g |"
+		done
+		read -r e f g got acc <<<"${L[chain-full, tp]}"
+		echo
+		echo "Full/bare: packets/s $(ratio "$e" "${L[chain-bare, tp]%% *}"), per-hop p50 $(ratio "$(p50 "${L[chain-full, lat]}")" "$(p50 "${L[chain-bare, lat]}")"). In the full run policy dropped $((acc - got)) of $acc packets (the demo policy's deny and reject rules); they are counted from their notices."
+	fi
 	echo
 	echo "Ratios (p50 per hop, 1-hop chain):"
 	echo
@@ -371,7 +471,7 @@ p50() { echo "${1%%,*}"; }
 
 # Pictures: latency p50/p99 per path, throughput per path.
 awk -F, '$2 == "hop_1hop" { printf "%s-%sB %s %s\n", $1, $3, $5, $6 }' "$csv" >"$work/lat.dat"
-awk -F, '$2 == "throughput" { printf "%s-%sB-w%s %s\n", $1, $3, $4, $9 }' "$csv" >"$work/tp.dat"
+awk -F, '$2 == "throughput" { if ($3 == "real") printf "%s %s\n", $1, $9; else printf "%s-%sB-w%s %s\n", $1, $3, $4, $9 }' "$csv" >"$work/tp.dat"
 gnuplot <<EOG 2>"$work/gnuplot.err" || echo "bench: gnuplot failed: $(cat "$work/gnuplot.err")" >&2
 set terminal pngcairo size 900,500 noenhanced
 set style data histograms

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke test of `rdmesh bench --quick`: every path on this host (native, overlay, sidecar)
-# produces numbers, and the CSV, the markdown and both pictures are written. It checks no
+# and the full-chain row (SASE stages against bare forwarding) produce numbers, and the CSV, the markdown and both pictures are written. It checks no
 # speed: that is what the benchmark itself reports.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,5 +39,15 @@ for p in native overlay sidecar; do
 	[ $ok = 1 ] && pass "$p: latency (1 and 3 hops), round trip, throughput$([ $p != sidecar ] && echo ', sockperf') all measured" ||
 		fail "$p: some measures missing"
 done
+ok=1
+for p in chain-bare chain-full; do
+	v=$(awk -F, -v p=$p '$1 == p && $2 == "hop_2hop" { print $5; exit }' "$out/bench.csv")
+	num "$v" || { ok=0; echo "  $p latency: '$v'"; }
+	v=$(awk -F, -v p=$p '$1 == p && $2 == "throughput" { print $9; exit }' "$out/bench.csv")
+	num "$v" || { ok=0; echo "  $p throughput: '$v'"; }
+done
+grep -q '^| full |.* % |$' "$out/bench.md" || { ok=0; echo "  no nDPI share in bench.md"; }
+[ $ok = 1 ] && pass "full chain (identity, dpi, policy, flowlog) and bare chain: latency, throughput, nDPI share" ||
+	fail "full chain row incomplete"
 left=$(($(ip netns list | wc -l) - before))
 [ "$left" -le 0 ] && pass "no namespaces left behind" || fail "$left bench namespaces left behind"
