@@ -334,10 +334,10 @@ static uint64_t *dpi_check(struct dpi_rt *rt, const struct rdm_frame *f, uint16_
 		return &rt->fragments;
 	if (k.family == 4)
 		ip_len = (uint32_t)f->pkt[2] << 8 | f->pkt[3];
-	else if (f->pkt[4] | f->pkt[5])
-		ip_len = 40 + ((uint32_t)f->pkt[4] << 8 | f->pkt[5]);
+	else if (!(f->pkt[4] | f->pkt[5]) && f->pkt[6] == IPPROTO_HOPOPTS)
+		return &rt->malformed; /* a jumbogram: nDPI takes 16-bit lengths */
 	else
-		ip_len = f->pkt_len; /* a jumbogram: too big below */
+		ip_len = 40 + ((uint32_t)f->pkt[4] << 8 | f->pkt[5]);
 	if (ip_len > UINT16_MAX)
 		return &rt->malformed;
 	*len = (uint16_t)ip_len;

@@ -372,6 +372,7 @@ Test(dpi, http_get_names_host_and_both_directions_share_the_flow)
 	http_flow(rt, &cn, &get, &rsp);
 	expect_app(&get, "HTTP", 0, P_HTTP);
 	expect_host(&get, "www.example.test");
+	cr_assert_not(done(&get), "nDPI waits for the response, the GET already carries state");
 	expect_app(&rsp, "HTTP", 0, P_HTTP);
 	expect_host(&rsp, "www.example.test");
 	cr_assert(done(&rsp), "final after the response");
@@ -599,6 +600,53 @@ Test(dpi, malformed_packets_are_counted_and_passed_untouched)
 	cr_assert_eq(counter(rt, "packets_inspected"), 0, "nDPI never saw them");
 	cr_assert_eq(counter(rt, "flows"), 0);
 	cr_assert_eq(counter(rt, "packets"), (uint64_t)n);
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
+
+/* Garbage behind valid IP and transport headers, on ports whose dissectors will try
+ * to parse it, both directions, with truncated TCP options and odd lengths: nDPI sees
+ * every packet, and the stage must come through with every frame passed. */
+Test(dpi, random_payloads_never_crash, .timeout = 60)
+{
+	static const uint16_t ports[] = {53, 80, 443, 5060, 1194, 3478, 8080, 123, 0};
+	void *c = conf_from(NULL, NULL, 0), *rt = rt_new(c, NULL);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	uint8_t payload[1400];
+	struct pkt p;
+	struct rdm_frame f;
+	int n = 4000;
+
+	for (int i = 0; i < n; i++) {
+		uint32_t len;
+		uint16_t sp, dp;
+
+		for (size_t k = 0; k < sizeof(payload); k++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			payload[k] = (uint8_t)x;
+		}
+		len = (uint32_t)(x % sizeof(payload));
+		sp = (uint16_t)(40000 + (x >> 20) % 64);
+		dp = ports[(x >> 32) % (sizeof(ports) / sizeof(ports[0]))];
+		if (!dp)
+			dp = (uint16_t)(x >> 40);
+		if (x & 1) {
+			if ((x >> 8) & 1)
+				udp4(&p, CLIENT, sp, SERVER, dp, payload, len);
+			else
+				udp4(&p, SERVER, dp, CLIENT, sp, payload, len);
+		} else {
+			struct conn cn = {
+			    {CLIENT, SERVER}, {sp, dp}, {(uint32_t)x, (uint32_t)(x >> 32)}};
+
+			tcp(&p, &cn, (int)((x >> 8) & 1), (uint8_t)(x >> 16), payload, len);
+			p.b[32] =
+			    (uint8_t)((x >> 24) & 0xf0); /* any data offset, even past the end */
+		}
+		run1(rt, &p, &f);
+	}
+	cr_assert_eq(counter(rt, "packets"), (uint64_t)n);
+	cr_assert_gt(counter(rt, "packets_inspected"), 0);
 	ops->deinit(rt);
 	ops->conf_free(c);
 }
