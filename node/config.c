@@ -97,7 +97,9 @@ struct ld {
 /* Where each node's name, id and next were written, for checks across nodes. */
 struct node_src {
 	const struct rdm_ynode *map, *name, *id, *next, *ingress;
-	const char *next_name;
+	const char *next_name[RDM_MAX_NEXT];
+	const struct rdm_ynode *next_at[RDM_MAX_NEXT];
+	int n_next;
 };
 
 /* Reports "FILE: out of memory"; returns -ENOMEM. */
@@ -574,11 +576,30 @@ static int load_node(struct ld *l, const struct rdm_ynode *m, size_t idx, struct
 			return rc;
 	}
 
+	/* next: a node, or a list of replicas of the next stage. */
 	src->next = v = rdm_ymap_get(m, "next");
-	if (v) {
-		rc = rdm_ymap_str(l->doc, m, "next", NULL, &src->next_name, l->err, l->len);
+	if (v && rdm_ynode_kind(v) == RDM_YSEQ) {
+		if (rdm_yseq_size(v) == 0 || rdm_yseq_size(v) > RDM_MAX_NEXT)
+			return rdm_yerr(l->doc, v, l->err, l->len,
+					"next: a list of 1 to %d nodes", RDM_MAX_NEXT);
+		for (size_t i = 0; i < rdm_yseq_size(v); i++) {
+			const struct rdm_ynode *it = rdm_yseq_item(v, i);
+
+			rc = rdm_yget_str(l->doc, it, &src->next_name[i], l->err, l->len);
+			if (rc)
+				return rc;
+			src->next_at[i] = it;
+			src->n_next++;
+		}
+		if (nc->has_connect)
+			return rdm_yerr(l->doc, rdm_ymap_get(m, "connect"), l->err, l->len,
+					"connect: only with a single next hop");
+	} else if (v) {
+		rc = rdm_ymap_str(l->doc, m, "next", NULL, &src->next_name[0], l->err, l->len);
 		if (rc)
 			return rc;
+		src->next_at[0] = v;
+		src->n_next = 1;
 	}
 
 	v = rdm_ymap_get(m, "transport");
@@ -633,35 +654,45 @@ static int link_nodes(struct ld *l, struct rdm_chain_conf *c, const struct node_
 
 	int rc = 0;
 	for (int i = 0; i < n && !rc; i++) {
-		const char *nx = src[i].next_name;
-		const struct rdm_ynode *at = src[i].next;
-		int t;
+		for (int r = 0; r < src[i].n_next && !rc; r++) {
+			const char *nx = src[i].next_name[r];
+			const struct rdm_ynode *at = src[i].next_at[r];
+			int t;
 
-		if (!nx)
-			continue;
-		for (t = 0; t < n; t++)
-			if (!strcmp(names[t], nx))
-				break;
-		if (t == n) {
-			const char *hint = rdm_yclosest(nx, names, (size_t)n, 2);
-			if (hint)
+			for (t = 0; t < n; t++)
+				if (!strcmp(names[t], nx))
+					break;
+			if (t == n) {
+				const char *hint = rdm_yclosest(nx, names, (size_t)n, 2);
+				if (hint)
+					rc = rdm_yerr(l->doc, at, l->err, l->len,
+						      "next hop '%s' is not a node (did you mean '%s'?)",
+						      nx, hint);
+				else
+					rc = rdm_yerr(l->doc, at, l->err, l->len,
+						      "next hop '%s' is not a node", nx);
+			} else if (t == i) {
 				rc = rdm_yerr(l->doc, at, l->err, l->len,
-					      "next hop '%s' is not a node (did you mean '%s'?)",
-					      nx, hint);
-			else
+					      "node '%s' cannot be its own next hop", nx);
+			} else if (c->nodes[t].ingress.mode != RDM_INGRESS_NONE) {
 				rc = rdm_yerr(l->doc, at, l->err, l->len,
-					      "next hop '%s' is not a node", nx);
-		} else if (t == i) {
-			rc = rdm_yerr(l->doc, at, l->err, l->len,
-				      "node '%s' cannot be its own next hop", nx);
-		} else if (c->nodes[t].ingress.mode != RDM_INGRESS_NONE) {
-			rc = rdm_yerr(l->doc, at, l->err, l->len,
-				      "next hop '%s' has ingress, so it cannot be a next hop", nx);
-		} else if (!c->nodes[t].has_listen) {
-			rc = rdm_yerr(l->doc, at, l->err, l->len,
-				      "next hop '%s' has no listen address", nx);
-		} else {
-			c->nodes[i].next = t;
+					      "next hop '%s' has ingress, so it cannot be a next hop",
+					      nx);
+			} else if (!c->nodes[t].has_listen) {
+				rc = rdm_yerr(l->doc, at, l->err, l->len,
+					      "next hop '%s' has no listen address", nx);
+			} else {
+				for (int q = 0; q < r && !rc; q++)
+					if (c->nodes[i].nexts[q] == t)
+						rc = rdm_yerr(l->doc, at, l->err, l->len,
+							      "next hop '%s' is listed twice", nx);
+				if (!rc) {
+					c->nodes[i].nexts[r] = t;
+					c->nodes[i].n_next = r + 1;
+					if (r == 0)
+						c->nodes[i].next = t;
+				}
+			}
 		}
 	}
 	free(names);

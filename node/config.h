@@ -13,6 +13,8 @@
 struct rdm_ydoc;
 struct rdm_ynode;
 
+#define RDM_MAX_NEXT 16
+
 struct rdm_addr {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -69,7 +71,10 @@ struct rdm_node_conf {
 	int workers;           /* worker threads, default 1 */
 	struct rdm_stage_conf *stages;
 	int n_stages;
-	int next;              /* index of the next-hop node, -1 at the chain's end */
+	int next;              /* index of the next-hop node (the first replica), -1 at the end */
+	int nexts[RDM_MAX_NEXT]; /* replicas of the next stage: a flow goes to
+				  * nexts[symmetric flow hash % n_next], both directions alike */
+	int n_next;
 	int has_connect;
 	struct rdm_addr connect; /* reach next through this address (a sidecar proxy, NAT)
 				  * instead of its listen address */

@@ -96,7 +96,8 @@ struct worker {
 	struct rdm_loop *loop;
 	struct rdm_io wake;
 	struct rdm_listener *lst, *lst_rdma;
-	struct rdm_conn *down;
+	struct rdm_conn *downs[RDM_MAX_NEXT]; /* one per replica of the next stage */
+	uint8_t down_ever_up[RDM_MAX_NEXT];
 	struct rdm_conn *ups[MAX_UPS];
 	uint64_t up_serial[MAX_UPS]; /* tells a reused connection slot from its predecessor */
 	uint64_t next_serial;
@@ -152,8 +153,9 @@ struct worker {
 struct rdm_node {
 	const struct rdm_chain_conf *chain;
 	const struct rdm_node_conf *conf;
-	const struct rdm_node_conf *next;
-	const struct rdm_addr *peer;         /* where next is reached: its listen or connect */
+	const struct rdm_node_conf *next[RDM_MAX_NEXT]; /* replicas of the next stage */
+	int n_next;
+	const struct rdm_addr *peer[RDM_MAX_NEXT]; /* where each is reached: listen or connect */
 	const struct rdm_transport_ops *ops; /* towards next */
 	int auto_tcp_fallback;               /* transport auto: TCP if the peer has no RDMA */
 	int returns;                         /* frames may travel back: track return paths */
@@ -291,19 +293,53 @@ static int encode_tx(struct worker *w, struct rdm_frame *const *fs, int m, int w
 	return k;
 }
 
+/* The replica of the next stage that carries flow f: both directions of a flow hash
+ * alike, so they meet the same replica. */
+static int replica_of(const struct rdm_node *n, const struct rdm_frame *f)
+{
+	if (n->n_next == 1 || !(f->present & RDM_F_FLOW_KEY))
+		return 0;
+	return (int)(rdm_flow_hash(&f->key) % (uint64_t)n->n_next);
+}
+
 static void forward(struct worker *w, struct rdm_frame *const *fs, int m)
 {
-	int k = encode_tx(w, fs, m, -1, FWD), rc;
+	struct rdm_node *n = w->node;
 
-	if (k == 0)
-		return;
-	rc = rdm_conn_send(w->down, w->tx, k);
-	if (rc < 0) {
-		w->st.drops[DROP_PEER_DOWN] += (uint64_t)k;
-		return;
+	for (int i = 0; i < m; i++)
+		w->upi[i] = replica_of(n, fs[i]);
+	for (int r = 0; r < n->n_next; r++) {
+		int k = encode_tx(w, fs, m, r, FWD), rc;
+
+		if (k == 0)
+			continue;
+		rc = w->downs[r] ? rdm_conn_send(w->downs[r], w->tx, k) : -ENOTCONN;
+		if (rc < 0) {
+			w->st.drops[DROP_PEER_DOWN] += (uint64_t)k;
+			continue;
+		}
+		w->st.tx_frames += (uint64_t)rc;
+		w->st.drops[DROP_QUEUE_FULL] += (uint64_t)(k - rc);
 	}
-	w->st.tx_frames += (uint64_t)rc;
-	w->st.drops[DROP_QUEUE_FULL] += (uint64_t)(k - rc);
+}
+
+/* 1 when some replica of the next stage pushes back: the worker holds its input. */
+static int downs_congested(const struct worker *w)
+{
+	for (int r = 0; r < w->node->n_next; r++)
+		if (w->downs[r] && w->downs[r]->congested)
+			return 1;
+	return 0;
+}
+
+/* How many replicas of the next stage are connected. */
+static int downs_up(const struct worker *w)
+{
+	int k = 0;
+
+	for (int r = 0; r < w->node->n_next; r++)
+		k += w->downs[r] && w->downs[r]->up;
+	return k;
 }
 
 static struct origin *origin_get(struct rdm_node *n, uint32_t id)
@@ -478,7 +514,7 @@ static void send_on(struct worker *w, struct rdm_frame *const *fs, int m, int di
 		send_back(w, fs, m);
 	else if (w->node->conf->egress.enabled)
 		egress(w, fs, m);
-	else if (w->down)
+	else if (w->node->n_next)
 		forward(w, fs, m);
 }
 
@@ -552,7 +588,7 @@ static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, vo
 
 	if (w->stopping)
 		return 0;
-	if (w->down && w->down->congested) {
+	if (downs_congested(w)) {
 		/* Leave the frames with the transport: it stops reading, TCP's window
 		 * closes, and the upstream sender sees congestion in turn. */
 		w->st.stalls++;
@@ -630,19 +666,23 @@ static void down_state(struct rdm_conn *c, int up, void *arg)
 {
 	struct worker *w = arg;
 	struct rdm_node *n = w->node;
+	int r = 0;
 
+	while (r + 1 < n->n_next && w->downs[r] != c)
+		r++;
 	if (up) {
-		nlog(n, "next hop %s (%s) up over %s, epoch %u", n->next->name, c->peer,
+		nlog(n, "next hop %s (%s) up over %s, epoch %u", n->next[r]->name, c->peer,
 		     c->ops->name, c->epoch);
 		if (w->ever_up && (w->gen || w->pin))
 			w->st.ingress_reconnect_seq = w->st.ingress_taken;
 		w->ever_up = 1;
+		w->down_ever_up[r] = 1;
 		/* A node takes frames only once it can pass them on. */
 		if (!w->lst && n->conf->has_listen)
 			start_listener(w);
 	} else {
 		nlog(n, "next hop %s (%s) down: frames are dropped and counted until it is back",
-		     n->next->name, c->peer);
+		     n->next[r]->name, c->peer);
 	}
 	resume_inputs(w);
 }
@@ -790,7 +830,7 @@ static void tun_io(struct rdm_io *io, uint32_t events)
 
 	if (w->stopping)
 		return;
-	if (dir == FWD && w->down && w->down->congested) {
+	if (dir == FWD && downs_congested(w)) {
 		/* The kernel queues, then drops, as a full NIC would; writable resumes us. */
 		w->st.stalls++;
 		rdm_io_mod(w->loop, &w->tun_io, 0);
@@ -831,13 +871,13 @@ static void pump(void *arg)
 	if (w->stopping || w->src_done)
 		return;
 	if (!w->started) {
-		if (w->down && !w->down->up && now < w->wait_until_ns) {
+		if (n->n_next && downs_up(w) < n->n_next && now < w->wait_until_ns) {
 			rdm_timer_arm(w->loop, &w->pump, 10, pump, w);
 			return;
 		}
-		if (w->down && !w->down->up)
-			nlog(n, "next hop not up after %d ms: starting anyway, counting drops",
-			     ic->wait_ms);
+		if (n->n_next && downs_up(w) < n->n_next)
+			nlog(n, "%d of %d next hops not up after %d ms: starting anyway, counting drops",
+			     n->n_next - downs_up(w), n->n_next, ic->wait_ms);
 		w->started = 1;
 		w->start_ns = now;
 	}
@@ -853,7 +893,7 @@ static void pump(void *arg)
 		int m, want = allow < (uint64_t)batch ? (int)allow : batch;
 		uint64_t before = w->st.ingress_taken;
 
-		if (w->down && w->down->congested) {
+		if (downs_congested(w)) {
 			w->st.stalls++;
 			return; /* down_writable re-arms the pump */
 		}
@@ -902,9 +942,20 @@ static void begin_stop(struct worker *w)
 	w->drain_until_ns = rdm_now_ns() + (uint64_t)n->drain_ms * 1000000ull;
 }
 
+/* Bytes still queued towards connected next hops. */
+static size_t downs_queued(const struct worker *w)
+{
+	size_t q = 0;
+
+	for (int r = 0; r < w->node->n_next; r++)
+		if (w->downs[r] && w->downs[r]->up)
+			q += w->downs[r]->ops->queued(w->downs[r]);
+	return q;
+}
+
 static int drained(const struct worker *w)
 {
-	return !w->down || !w->down->up || w->down->ops->queued(w->down) == 0;
+	return downs_queued(w) == 0;
 }
 
 static void check_finished(struct worker *w)
@@ -917,8 +968,7 @@ static void check_finished(struct worker *w)
 		w->finished = 1;
 	} else if (w->stopping && (drained(w) || rdm_now_ns() >= w->drain_until_ns)) {
 		if (!drained(w))
-			nlog(n, "drain timeout: %zu bytes still queued",
-			     w->down->ops->queued(w->down));
+			nlog(n, "drain timeout: %zu bytes still queued", downs_queued(w));
 		w->finished = 1;
 	}
 	if (w->finished)
@@ -948,17 +998,22 @@ static void auto_check(struct worker *w)
 	struct rdm_node *n = w->node;
 	struct rdm_conn_cbs cbs = down_cbs_tmpl;
 
-	if (!n->auto_tcp_fallback || w->ever_up || !w->down || w->down->ops != &rdm_rdma_ops ||
-	    w->down->stats.unreachable < 2)
+	if (!n->auto_tcp_fallback)
 		return;
-	nlog(n, "transport auto: no RDMA responder at %s after %" PRIu64 " tries: using TCP",
-	     n->peer->text, w->down->stats.unreachable);
-	w->auto_fallbacks++;
-	w->down->ops->close(w->down);
 	cbs.arg = w;
-	w->down = rdm_tcp_ops.connect(w->loop, n->peer, &n->copts, &cbs);
-	if (!w->down)
-		nlog(n, "connect %s: %s", n->peer->text, strerror(errno));
+	for (int r = 0; r < n->n_next; r++) {
+		struct rdm_conn *d = w->downs[r];
+
+		if (w->down_ever_up[r] || !d || d->ops != &rdm_rdma_ops || d->stats.unreachable < 2)
+			continue;
+		nlog(n, "transport auto: no RDMA responder at %s after %" PRIu64 " tries: using TCP",
+		     n->peer[r]->text, d->stats.unreachable);
+		w->auto_fallbacks++;
+		d->ops->close(d);
+		w->downs[r] = rdm_tcp_ops.connect(w->loop, n->peer[r], &n->copts, &cbs);
+		if (!w->downs[r])
+			nlog(n, "connect %s: %s", n->peer[r]->text, strerror(errno));
+	}
 }
 
 /* Stages' housekeeping (flow expiry, log flushing) and the return paths' expiry. */
@@ -995,7 +1050,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct rdm_node *n = w->node;
 
-	if (w->down == NULL && n->conf->has_listen)
+	if (n->n_next == 0 && n->conf->has_listen)
 		start_listener(w);
 	if (w->gen || w->pin)
 		rdm_timer_arm(w->loop, &w->pump, 0, pump, w);
@@ -1118,13 +1173,13 @@ static int worker_init(struct rdm_node *n, struct worker *w, int idx, char *err,
 				return -EIO;
 		}
 	}
-	if (n->next) {
+	for (int r = 0; r < n->n_next; r++) {
 		struct rdm_conn_cbs cbs = down_cbs_tmpl;
 
 		cbs.arg = w;
-		w->down = n->ops->connect(w->loop, n->peer, &n->copts, &cbs);
-		if (!w->down) {
-			snprintf(err, errlen, "connect %s: %s", n->peer->text, strerror(errno));
+		w->downs[r] = n->ops->connect(w->loop, n->peer[r], &n->copts, &cbs);
+		if (!w->downs[r]) {
+			snprintf(err, errlen, "connect %s: %s", n->peer[r]->text, strerror(errno));
 			return -EIO;
 		}
 	}
@@ -1138,8 +1193,9 @@ static void worker_fini(struct rdm_node *n, struct worker *w)
 {
 	if (!w->node)
 		return;
-	if (w->down)
-		w->down->ops->close(w->down);
+	for (int r = 0; r < n->n_next; r++)
+		if (w->downs[r])
+			w->downs[r]->ops->close(w->downs[r]);
 	if (w->lst)
 		rdm_tcp_ops.close_listener(w->lst);
 	if (w->lst_rdma)
@@ -1231,10 +1287,13 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 		return NULL;
 	n->chain = chain;
 	n->conf = c;
-	n->next = c->next >= 0 ? &chain->nodes[c->next] : NULL;
-	n->peer = c->has_connect ? &c->connect : n->next ? &n->next->listen : NULL;
+	n->n_next = c->n_next;
+	for (int r = 0; r < c->n_next; r++) {
+		n->next[r] = &chain->nodes[c->nexts[r]];
+		n->peer[r] = c->has_connect ? &c->connect : &n->next[r]->listen;
+	}
 	n->ops = c->transport == RDM_TRANSPORT_TCP ? &rdm_tcp_ops : &rdm_rdma_ops;
-	if (c->transport == RDM_TRANSPORT_AUTO && n->next) {
+	if (c->transport == RDM_TRANSPORT_AUTO && n->n_next) {
 		/* Auto: RDMA only from an address on an active RDMA device; the peer's side
 		 * shows when connecting (see auto_check). */
 		if (!c->has_listen || !rdm_rdma_probe(&c->listen)) {
@@ -1248,9 +1307,10 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 		}
 	}
 	for (int i = 0; i < chain->n_nodes; i++)
-		if (chain->nodes[i].next >= 0 && &chain->nodes[chain->nodes[i].next] == c &&
-		    chain->nodes[i].transport != RDM_TRANSPORT_TCP)
-			n->listen_rdma = 1;
+		for (int r = 0; r < chain->nodes[i].n_next; r++)
+			if (&chain->nodes[chain->nodes[i].nexts[r]] == c &&
+			    chain->nodes[i].transport != RDM_TRANSPORT_TCP)
+				n->listen_rdma = 1;
 	n->n_workers = c->workers > 0 ? c->workers : 1;
 	n->drain_ms = 2000;
 	n->tun = c->ingress.mode == RDM_INGRESS_TUN ? &c->ingress.tun
@@ -1463,10 +1523,13 @@ static void sum_totals(const struct rdm_node *n, struct totals *t)
 		for (size_t k = 0; k < sizeof(w->st) / sizeof(uint64_t); k++)
 			dst[k] += src[k];
 		t->st.ingress_reconnect_seq = w->st.ingress_reconnect_seq;
-		if (w->down) {
-			const uint64_t *a = (const uint64_t *)&w->down->stats;
+		for (int r = 0; r < n->n_next; r++) {
+			const uint64_t *a;
 			uint64_t *b = (uint64_t *)&t->down;
 
+			if (!w->downs[r])
+				continue;
+			a = (const uint64_t *)&w->downs[r]->stats;
 			for (size_t k = 0; k < sizeof(t->down) / sizeof(uint64_t); k++)
 				b[k] += a[k];
 		}
@@ -1554,15 +1617,15 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			"ingress_taken %" PRIu64 "\ningress_sent %" PRIu64
 			"\ningress_reconnect_seq %" PRIu64 "\n",
 			t.st.ingress_taken, t.st.ingress_sent, t.st.ingress_reconnect_seq);
-	if (n->next) {
+	if (n->n_next) {
 		uint64_t fb = 0;
 
 		for (int i = 0; i < n->n_workers; i++)
 			fb += n->w[i].auto_fallbacks;
-		fprintf(out, "down_transport %s\ndown_auto_fallbacks %" PRIu64 "\n",
-			n->w[0].down ? n->w[0].down->ops->name : "none", fb);
+		fprintf(out, "down_transport %s\ndown_replicas %d\ndown_auto_fallbacks %" PRIu64 "\n",
+			n->w[0].downs[0] ? n->w[0].downs[0]->ops->name : "none", n->n_next, fb);
 	}
-	if (n->next)
+	if (n->n_next)
 		fprintf(out,
 			"down_tx_frames %" PRIu64 "\ndown_tx_bytes %" PRIu64 "\ndown_connects %" PRIu64
 			"\ndown_connect_fails %" PRIu64 "\ndown_disconnects %" PRIu64
@@ -1571,7 +1634,7 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			t.down.tx_frames, t.down.tx_bytes, t.down.connects, t.down.connect_fails,
 			t.down.disconnects, t.down.congested, t.down.lost_on_close,
 			t.down.queue_full);
-	if (n->next && n->w[0].down && n->w[0].down->ops == &rdm_rdma_ops)
+	if (n->n_next && n->w[0].downs[0] && n->w[0].downs[0]->ops == &rdm_rdma_ops)
 		fprintf(out,
 			"down_inline_sends %" PRIu64 "\ndown_zero_copy %" PRIu64
 			"\ndown_credit_stalls %" PRIu64 "\ndown_credit_msgs %" PRIu64

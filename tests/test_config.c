@@ -939,3 +939,75 @@ Test(yaml, yerr_formats_one_line)
 	cr_assert_eq(rdm_yerr(d, v, NULL, 0, "nowhere"), -EINVAL);
 	rdm_ydoc_free(d);
 }
+
+/* ---- replicas of the next stage, flows, inline mode ---- */
+
+#define REPLICAS                                                                                   \
+	HEAD "  - {name: a, next: [b, c], ingress: {mode: gen, count: 1}}\n"                       \
+	     "  - {name: b, listen: 10.0.0.2:7000, next: d}\n"                                     \
+	     "  - {name: c, listen: 10.0.0.3:7000, next: d}\n"                                     \
+	     "  - {name: d, listen: 10.0.0.4:7000, egress: }\n"
+
+Test(config, next_lists_the_replicas_of_the_next_stage)
+{
+	struct rdm_chain_conf c;
+	const char *msg = NULL;
+
+	cr_assert_eq(load_text(REPLICAS, &c, &msg), 0, "%s", msg);
+	cr_assert_eq(c.nodes[0].n_next, 2);
+	cr_assert_eq(c.nodes[0].nexts[0], 1);
+	cr_assert_eq(c.nodes[0].nexts[1], 2);
+	cr_assert_eq(c.nodes[0].next, 1, "next is the first replica");
+	cr_assert_eq(c.nodes[1].n_next, 1);
+	cr_assert_eq(c.nodes[1].nexts[0], 3);
+	cr_assert_eq(c.nodes[3].n_next, 0);
+	cr_assert_eq(c.nodes[3].next, -1);
+	rdm_chain_free(&c);
+}
+
+Test(config, reports_bad_replica_lists)
+{
+	expect_text_error(HEAD "  - {name: a, next: [b, b], ingress: {mode: gen, count: 1}}\n"
+			       "  - {name: b, listen: 10.0.0.2:7000, egress: }\n",
+			  ":4:25: next hop 'b' is listed twice");
+	expect_text_error(HEAD "  - {name: a, next: [b, x], ingress: {mode: gen, count: 1}}\n"
+			       "  - {name: b, listen: 10.0.0.2:7000, egress: }\n",
+			  ":4:25: next hop 'x' is not a node");
+	expect_text_error(HEAD "  - {name: a, next: [], ingress: {mode: gen, count: 1}}\n",
+			  ":4:21: next: a list of 1 to 16 nodes");
+	expect_text_error(HEAD "  - {name: a, connect: 10.0.0.9:1, next: [b], ingress: {mode: gen, count: 1}}\n"
+			       "  - {name: b, listen: 10.0.0.2:7000, egress: }\n",
+			  ":4:24: connect: only with a single next hop");
+}
+
+Test(config, flows_section_and_tun_edges)
+{
+	struct rdm_chain_conf c;
+	const char *msg = NULL;
+	const char *text = "chain: {name: t}\n"
+			   "flows: {max: 1000, tcp_closed_ms: 50}\n"
+			   "nodes:\n"
+			   "  - {name: a, next: b, ingress: {mode: tun, tun: rdm-in}}\n"
+			   "  - {name: b, listen: 10.0.0.2:7000, egress: {tun: {name: rdm-out, mtu: 1400}}}\n";
+
+	cr_assert_eq(load_text(text, &c, &msg), 0, "%s", msg);
+	cr_assert_eq(c.flows.max_flows, 1000);
+	cr_assert_eq(c.flows.tcp_closed_ms, 50);
+	cr_assert_eq(c.flows.tcp_idle_ms, 300000, "defaults fill the rest");
+	cr_assert_eq(c.nodes[0].ingress.mode, RDM_INGRESS_TUN);
+	cr_assert_str_eq(c.nodes[0].ingress.tun.name, "rdm-in");
+	cr_assert_eq(c.nodes[0].ingress.tun.mtu, 1500);
+	cr_assert_str_eq(c.nodes[1].egress.tun.name, "rdm-out");
+	cr_assert_eq(c.nodes[1].egress.tun.mtu, 1400);
+	rdm_chain_free(&c);
+	expect_text_error("chain: {name: t}\nflows: {max: 8}\nnodes:\n  - {name: a}\n",
+			  ":2:14: max: 8 is out of range (16..67108864)");
+	expect_text_error("chain: {name: t}\nflows: {tcp_idel_ms: 8}\nnodes:\n  - {name: a}\n",
+			  ":2:9: unknown key 'tcp_idel_ms' (did you mean 'tcp_idle_ms'?)");
+	expect_text_error(HEAD "  - {name: a, next: b, ingress: {mode: tun, tun: rdm-in, count: 5}}\n"
+			       "  - {name: b, listen: 10.0.0.2:7000, egress: }\n",
+			  ":4:58: 'count' is not allowed for ingress mode tun");
+	expect_text_error(HEAD "  - {name: a, next: b, ingress: {mode: tun, tun: a/b}}\n"
+			       "  - {name: b, listen: 10.0.0.2:7000, egress: }\n",
+			  ":4:50: tun: 'a/b' is not an interface name (1 to 15 characters, no '/' or space)");
+}
