@@ -32,6 +32,7 @@
 #define HDR_SLOT 4096
 #define INGRESS_SI 255
 #define TICK_MS 100
+#define EGRESS_GRACE_NS 500000000ull /* how long the egress waits for late packets */
 
 /* Which way a batch travels: forward from the chain's ingress towards its egress, or
  * back (inline mode's return traffic, and stages' replies to a packet's sender). */
@@ -178,6 +179,8 @@ struct rdm_node {
 	struct origin origins[MAX_ORIGINS];
 	int n_origins;
 	uint64_t eg_unsequenced, eg_accounted;
+	uint64_t eg_missing; /* gaps not filled yet, over all origins */
+	uint64_t eg_full_ns; /* when accounting reached the count with gaps left */
 };
 
 static void nlog(const struct rdm_node *n, const char *fmt, ...)
@@ -419,14 +422,26 @@ static void egress(struct worker *w, struct rdm_frame *const *fs, int m)
 		o->received++;
 		if (f->seq >= o->next) {
 			o->lost += f->seq - o->next;
+			n->eg_missing += f->seq - o->next;
 			n->eg_accounted += f->seq - o->next + 1;
 			o->next = f->seq + 1;
 		} else {
+			/* Late, by another replica's path: it fills a gap counted as lost. */
 			o->reordered++;
+			if (o->lost) {
+				o->lost--;
+				n->eg_missing--;
+			}
 		}
 	}
-	if (count && n->eg_accounted >= count)
-		done = 1;
+	if (count && n->eg_accounted >= count) {
+		/* Everything is accounted for; packets still missing may be on a slower
+		 * replica's path: wait for them a moment (see tick). */
+		if (n->eg_missing == 0)
+			done = 1;
+		else if (!n->eg_full_ns)
+			n->eg_full_ns = rdm_now_ns();
+	}
 	pthread_mutex_unlock(&n->eg_mu);
 	if (done && !atomic_load(&n->stop)) {
 		nlog(n, "egress: %" PRIu64 " packets accounted for, stopping", count);
@@ -1028,6 +1043,19 @@ static void tick(void *arg)
 			n->stage_ops[s]->tick(w->stage_rt[s], now);
 	if (w->paths)
 		rdm_flowtab_expire(w->paths, now, 4096);
+	if (n->conf->egress.count) {
+		int late = 0;
+
+		pthread_mutex_lock(&n->eg_mu);
+		late = n->eg_full_ns && now - n->eg_full_ns >= EGRESS_GRACE_NS;
+		pthread_mutex_unlock(&n->eg_mu);
+		if (late && !atomic_load(&n->stop)) {
+			nlog(n, "egress: %" PRIu64 " packets accounted for, %" PRIu64
+				" missing after %d ms: counted lost, stopping",
+			     n->conf->egress.count, n->eg_missing, (int)(EGRESS_GRACE_NS / 1000000));
+			atomic_store(&n->stop, 1);
+		}
+	}
 	rdm_timer_arm(w->loop, &w->tick, TICK_MS, tick, w);
 }
 

@@ -771,8 +771,10 @@ static void policy_process(void *p, struct rdm_frame *const *f, int n, int *verd
 	arena_reset(rt, n);
 	rdm_flowtab_expire(rt->ft, now, POL_EXPIRE_BUDGET);
 	for (int i = 0; i < n; i++) {
-		/* A notice from an earlier policy stage: its decision stands. */
-		if ((f[i]->present & RDM_F_FLAGS) && (f[i]->flags & RDM_FF_NOTICE))
+		/* A notice from an earlier policy stage: its decision stands. One that
+		 * carries a packet is no notice, whatever its flags say. */
+		if ((f[i]->present & RDM_F_FLAGS) && (f[i]->flags & RDM_FF_NOTICE) &&
+		    f[i]->pkt_len == 0)
 			verdict[i] = RDM_STAGE_PASS;
 		else
 			verdict[i] = decide(rt, f[i], now);

@@ -1119,11 +1119,27 @@ Test(policy, a_denied_packet_leaves_a_notice_that_later_policies_pass)
 	cr_assert(p.f.flags & RDM_FF_NOTICE, "the decision travels on as a notice");
 	with_rule_str(&p.f, "no-web");
 	stop(&s);
-	/* A second policy stage downstream leaves the notice alone, even a deny-all one. */
+	/* A second policy stage downstream leaves the notice alone, even a deny-all one:
+	 * the node sends notices on without their packet. */
+	p.f.pkt_len = 0;
 	start(&later, "default: deny\n");
 	cr_assert_eq(run(&later, &p.f), RDM_STAGE_PASS);
 	cr_assert_eq(counter(&later, "denied"), 0);
 	stop(&later);
+}
+
+Test(policy, a_notice_flag_on_a_packet_does_not_bypass_the_policy)
+{
+	struct stg s;
+	struct pk p;
+
+	start(&s, "default: deny\n");
+	syn4(&p, 40000);
+	p.f.flags = RDM_FF_NOTICE; /* forged upstream, with a packet behind it */
+	p.f.present |= RDM_F_FLAGS;
+	cr_assert_eq(run(&s, &p.f), RDM_STAGE_DROP);
+	cr_assert_eq(counter(&s, "denied"), 1);
+	stop(&s);
 }
 
 Test(policy, batch_replies_each_get_their_own_buffer)
