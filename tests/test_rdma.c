@@ -23,6 +23,7 @@
 #define SINK_MIN MINF
 #define SINK_SPAN (MAXF - MINF + 1)
 
+#include "tests/lib/raw.h"
 #include "tests/lib/sink.h"
 #define SKIP_WHY "no RDMA device here: these run in the Soft-RoCE guest (make test-rdma)"
 
@@ -433,23 +434,6 @@ Test(rdma, oversized_frame_mid_batch_keeps_earlier_frames)
 	RUN_UNTIL(p.c->ops->queued(p.c) == 0, 5000);
 	cr_assert_eq(p.c->ops->queued(p.c), 0);
 	pair_close(&p);
-}
-
-/* A header of `words` 32-bit words with the given TLV bytes after the fixed part (as in
- * test_frame.c). */
-static size_t raw(uint8_t *buf, unsigned words, const uint8_t *tlvs, size_t tlen)
-{
-	buf[0] = 0x0F; /* ttl high bits */
-	buf[1] = (uint8_t)(0xC0 | (words & 0x3F));
-	buf[2] = (uint8_t)(((words >> 6) & 0xF) << 4 | 2);
-	buf[3] = 1;
-	buf[4] = 0;
-	buf[5] = 0;
-	buf[6] = 1;
-	buf[7] = 255;
-	if (tlen)
-		memcpy(buf + 8, tlvs, tlen);
-	return 8 + tlen;
 }
 
 Test(rdma, malformed_frames_counted_connection_survives)
