@@ -1667,10 +1667,11 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			"down_inline_sends %" PRIu64 "\ndown_zero_copy %" PRIu64
 			"\ndown_credit_stalls %" PRIu64 "\ndown_credit_msgs %" PRIu64
 			"\ndown_keepalives %" PRIu64 "\ndown_rnr_errors %" PRIu64
-			"\ndown_retry_errors %" PRIu64 "\ndown_wc_errors %" PRIu64 "\n",
+			"\ndown_retry_errors %" PRIu64 "\ndown_wc_errors %" PRIu64
+			"\ndown_tx_msgs %" PRIu64 "\ndown_tx_packed %" PRIu64 "\n",
 			t.down.inline_sends, t.down.zero_copy, t.down.credit_stalls,
 			t.down.credit_msgs, t.down.keepalives, t.down.rnr_errors, t.down.retry_errors,
-			t.down.wc_errors);
+			t.down.wc_errors, t.down.tx_msgs, t.down.tx_packed);
 	if (n->conf->has_listen)
 		fprintf(out,
 			"up_rx_frames %" PRIu64 "\nup_rx_bytes %" PRIu64 "\nup_rx_bad_len %" PRIu64

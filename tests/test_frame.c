@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "transport/frame.h"
+#include "tests/lib/raw.h"
 
 static const uint8_t pkt[] = {0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1,
 			      10, 0, 0, 2, 0x30, 0x39, 0, 53, 0, 8, 0, 0};
@@ -149,22 +150,6 @@ Test(frame, encode_refuses_small_buffer_and_bad_counts)
 	for (int i = 2; i < RDM_MAX_HOPS; i++)
 		cr_assert_eq(rdm_frame_add_hop(&f, (uint32_t)i, (uint64_t)i), 0);
 	cr_assert_eq(rdm_frame_add_hop(&f, 99, 99), -ENOSPC);
-}
-
-/* Builds a header of words 32-bit words with the given TLV bytes after the fixed part. */
-static size_t raw(uint8_t *buf, unsigned words, const uint8_t *tlvs, size_t tlen)
-{
-	buf[0] = 0x0F; /* ttl high bits */
-	buf[1] = (uint8_t)(0xC0 | (words & 0x3F));
-	buf[2] = (uint8_t)(((words >> 6) & 0xF) << 4 | 2);
-	buf[3] = 1;
-	buf[4] = 0;
-	buf[5] = 0;
-	buf[6] = 1;
-	buf[7] = 255;
-	if (tlen)
-		memcpy(buf + 8, tlvs, tlen);
-	return 8 + tlen;
 }
 
 Test(frame, malformed_each_has_its_error)

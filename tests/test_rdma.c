@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "transport/frame.h"
+#include "transport/rdma.h"
 #include "transport/transport.h"
 
 #define MAXF 4096
@@ -23,6 +24,7 @@
 #define SINK_MIN MINF
 #define SINK_SPAN (MAXF - MINF + 1)
 
+#include "tests/lib/raw.h"
 #include "tests/lib/sink.h"
 #define SKIP_WHY "no RDMA device here: these run in the Soft-RoCE guest (make test-rdma)"
 
@@ -274,8 +276,12 @@ Test(rdma, frames_100k_intact_in_order, .timeout = 400)
 	cr_assert_eq(srv.last->stats.rx_frames, n);
 	RUN_UNTIL(p.c->ops->queued(p.c) == 0, 5000);
 	cr_assert_eq(p.c->ops->queued(p.c), 0, "every send completed");
-	cr_assert_gt(p.c->stats.inline_sends, 0, "small frames go inline");
+	/* A small frame goes inline when alone, packed with its neighbours otherwise (here,
+	 * in batches of 16, nearly always packed). */
+	cr_assert_gt(p.c->stats.inline_sends + p.c->stats.tx_packed, 0,
+		     "small frames go inline or packed");
 	cr_assert_lt(p.c->stats.inline_sends, n, "large frames do not");
+	cr_assert_lt(p.c->stats.tx_msgs, n, "some frames share a message");
 	cr_assert_eq(p.c->stats.queue_full, 0);
 	cr_assert_eq(p.c->stats.rnr_errors, 0);
 	cr_assert_eq(p.c->stats.retry_errors, 0);
@@ -433,23 +439,6 @@ Test(rdma, oversized_frame_mid_batch_keeps_earlier_frames)
 	RUN_UNTIL(p.c->ops->queued(p.c) == 0, 5000);
 	cr_assert_eq(p.c->ops->queued(p.c), 0);
 	pair_close(&p);
-}
-
-/* A header of `words` 32-bit words with the given TLV bytes after the fixed part (as in
- * test_frame.c). */
-static size_t raw(uint8_t *buf, unsigned words, const uint8_t *tlvs, size_t tlen)
-{
-	buf[0] = 0x0F; /* ttl high bits */
-	buf[1] = (uint8_t)(0xC0 | (words & 0x3F));
-	buf[2] = (uint8_t)(((words >> 6) & 0xF) << 4 | 2);
-	buf[3] = 1;
-	buf[4] = 0;
-	buf[5] = 0;
-	buf[6] = 1;
-	buf[7] = 255;
-	if (tlen)
-		memcpy(buf + 8, tlvs, tlen);
-	return 8 + tlen;
 }
 
 Test(rdma, malformed_frames_counted_connection_survives)
@@ -683,6 +672,268 @@ Test(rdma, tx_frames_counts_frames_not_control_messages)
 		     (unsigned long)srv.last->stats.tx_frames,
 		     (unsigned long)srv.last->stats.credit_msgs,
 		     (unsigned long)srv.last->stats.keepalives);
+	pair_close(&p);
+}
+
+/* ---- packing: several small frames in one message ------------------------------------ */
+
+/* Frames of the size sequence `sz`, indexed like the sink's (index, then pattern), so
+ * the sink can check them with its own size: a receiver for other sizes. */
+static uint32_t (*mix_size)(uint32_t idx);
+
+static int on_mix_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n, void *arg)
+{
+	struct sink *s = arg;
+
+	for (int i = 0; i < n; i++) {
+		uint32_t idx = f[i].len >= 4 ? get32(f[i].data) : 0xFFFFFFFFu;
+
+		if (idx != s->expect_next || f[i].len != mix_size(idx))
+			s->bad++;
+		for (uint32_t o = 4; o < f[i].len; o++)
+			if (f[i].data[o] != pattern(idx, o)) {
+				s->bad++;
+				break;
+			}
+		s->expect_next = idx + 1;
+		s->got++;
+	}
+	return n;
+}
+
+static uint32_t fill_sized(uint8_t *b, uint32_t idx)
+{
+	uint32_t len = mix_size(idx);
+
+	b[0] = (uint8_t)(idx >> 24);
+	b[1] = (uint8_t)(idx >> 16);
+	b[2] = (uint8_t)(idx >> 8);
+	b[3] = (uint8_t)idx;
+	for (uint32_t o = 4; o < len; o++)
+		b[o] = pattern(idx, o);
+	return len;
+}
+
+/* Sends frames [*next, upto) of mix_size in batches of 32 while the connection takes them;
+ * then runs the loop once. */
+static void send_mix(struct rdm_conn *c, uint32_t *next, uint32_t upto)
+{
+	static uint8_t bufs[32][MAXF];
+	struct rdm_txframe tx[32];
+
+	while (*next < upto && !c->congested && c->up) {
+		int n = 0, rc;
+
+		for (; n < 32 && *next + (uint32_t)n < upto; n++) {
+			uint32_t len = fill_sized(bufs[n], *next + (uint32_t)n);
+
+			tx[n] = (struct rdm_txframe){bufs[n], 16, bufs[n] + 16, len - 16};
+		}
+		rc = rdm_conn_send(c, tx, n);
+		cr_assert_eq(rc, n, "send_batch took %d of %d", rc, n);
+		*next += (uint32_t)n;
+	}
+	rdm_loop_run_once(loop, 5);
+}
+
+static uint32_t small_size(uint32_t idx)
+{
+	return 64 + (idx * 37) % 200; /* 64 .. 263 B */
+}
+
+Test(rdma, small_frames_burst_packed_intact_in_order, .timeout = 200)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_conn_cbs scb = {on_mix_frames, NULL, on_state, &srv};
+	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_listener *l;
+	struct rdm_conn *c;
+	struct rdm_addr a, local;
+	uint32_t next = 0, n = 20000;
+	uint64_t end;
+
+	NEED_RDMA();
+	mix_size = small_size;
+	a = addr_of(1, 18516);
+	local = addr_of(0, 1);
+	l = rdm_rdma_ops.listen(loop, &a, &o, &scb);
+	cr_assert_not_null(l);
+	o.local = &local;
+	c = rdm_rdma_ops.connect(loop, &a, &o, &ccb);
+	cr_assert_not_null(c);
+	RUN_UNTIL(c->up && srv.ups, 10000);
+	cr_assert(c->up && srv.ups);
+	/* A lone frame is never held back to fill a message: it goes at once, inline. */
+	send_mix(c, &next, 1);
+	RUN_UNTIL(srv.got == 1, 2000);
+	cr_assert_eq(srv.got, 1);
+	cr_assert_eq(c->stats.inline_sends, 1, "a lone small frame goes inline");
+	cr_assert_eq(c->stats.tx_packed, 0, "and unpacked");
+	end = rdm_now_ns() + 150000000000ull;
+	while (srv.got < n && rdm_now_ns() < end)
+		send_mix(c, &next, n);
+	RUN_UNTIL(c->ops->queued(c) == 0, 5000);
+	cr_log_info("%u frames in %lu messages (%lu packed), %lu inline, credit stalls %lu",
+		    n, (unsigned long)c->stats.tx_msgs, (unsigned long)c->stats.tx_packed,
+		    (unsigned long)c->stats.inline_sends, (unsigned long)c->stats.credit_stalls);
+	cr_assert_eq(srv.got, n, "received %u of %u", srv.got, n);
+	cr_assert_eq(srv.bad, 0, "intact and in order");
+	cr_assert_eq(srv.last->stats.rx_frames, n, "rx_frames counts frames, not messages");
+	cr_assert_eq(c->stats.tx_frames, n, "tx_frames counts frames, not messages");
+	cr_assert_gt(c->stats.tx_packed, 0);
+	cr_assert_leq(c->stats.tx_msgs * 4, c->stats.tx_frames,
+		      "packed: %lu messages for %lu frames", (unsigned long)c->stats.tx_msgs,
+		      (unsigned long)c->stats.tx_frames);
+	cr_assert_eq(srv.last->stats.rx_packed, c->stats.tx_packed);
+	cr_assert_eq(srv.last->stats.rx_bad_len, 0);
+	cr_assert_eq(c->stats.queue_full + c->stats.disconnects + c->stats.wc_errors, 0);
+	c->ops->close(c);
+	rdm_rdma_ops.close_listener(l);
+	RUN_FOR(20);
+}
+
+/* Small ones to pack, one at the inline limit, ones too large to share a slot, one of the
+ * slot size exactly (no room for a record header), and runs that fill a slot. */
+static uint32_t mixed_size(uint32_t idx)
+{
+	static const uint32_t s[] = {64,  100, 3000, 80,   MAXF, 70,	1500, 1500, 1500, 512,
+				     513, 90,  2040, 2040, 2041, 4000, 64,   200,  MAXF - 4, 66};
+
+	return s[idx % (sizeof(s) / sizeof(s[0]))];
+}
+
+/* Run with plenty of credits (whole batches go at once) and with 4 (most frames wait in
+ * the queue and are packed there), each with a receiver that pauses now and then. */
+static void mixed_batches(int port, uint32_t credits)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_conn_cbs scb = {on_mix_frames, NULL, on_state, &srv};
+	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_listener *l;
+	struct rdm_conn *c;
+	struct rdm_addr a, local;
+	uint32_t next = 0, n = 6000;
+	uint64_t end;
+
+	mix_size = mixed_size;
+	o.credits = credits;
+	a = addr_of(1, port);
+	local = addr_of(0, 1);
+	l = rdm_rdma_ops.listen(loop, &a, &o, &scb);
+	cr_assert_not_null(l);
+	o.local = &local;
+	c = rdm_rdma_ops.connect(loop, &a, &o, &ccb);
+	cr_assert_not_null(c);
+	RUN_UNTIL(c->up && srv.ups, 10000);
+	cr_assert(c->up && srv.ups);
+	end = rdm_now_ns() + 150000000000ull;
+	for (int r = 0; srv.got < n && rdm_now_ns() < end; r++) {
+		send_mix(c, &next, n);
+		if (r % 50 == 10 && srv.last) { /* a receiver that stalls for a moment */
+			srv.last->ops->pause_rx(srv.last);
+			for (int k = 0; k < 5; k++)
+				send_mix(c, &next, n);
+			srv.last->ops->resume_rx(srv.last);
+		}
+	}
+	RUN_UNTIL(c->ops->queued(c) == 0, 5000);
+	cr_log_info("credits %u: %u frames in %lu messages (%lu packed), %lu inline, stalls %lu",
+		    credits, n, (unsigned long)c->stats.tx_msgs,
+		    (unsigned long)c->stats.tx_packed, (unsigned long)c->stats.inline_sends,
+		    (unsigned long)c->stats.credit_stalls);
+	cr_assert_eq(srv.got, n, "received %u of %u", srv.got, n);
+	cr_assert_eq(srv.bad, 0, "intact and in order");
+	cr_assert_eq(c->stats.tx_frames, n);
+	cr_assert_gt(c->stats.tx_packed, 0, "small neighbours share a message");
+	cr_assert_lt(c->stats.tx_msgs, n);
+	cr_assert_eq(srv.last->stats.rx_bad_len, 0);
+	cr_assert_eq(c->stats.queue_full + c->stats.disconnects + c->stats.wc_errors, 0);
+	c->ops->close(c);
+	rdm_rdma_ops.close_listener(l);
+	RUN_FOR(20);
+}
+
+Test(rdma, mixed_small_and_large_frames_in_one_batch_stay_in_order, .timeout = 200)
+{
+	NEED_RDMA();
+	mixed_batches(18517, 64);
+}
+
+Test(rdma, mixed_frames_packed_while_waiting_for_credits, .timeout = 200)
+{
+	NEED_RDMA();
+	mixed_batches(18518, 4);
+}
+
+/* Appends frame idx (the sink's sizes) as a record at *used in m. */
+static void add_record(uint8_t *m, uint32_t *used, uint32_t idx)
+{
+	uint32_t at = RDM_RDMA_REC_ALIGN(*used), len = fill(m + at + 4, idx);
+
+	m[at] = (uint8_t)(len >> 24);
+	m[at + 1] = (uint8_t)(len >> 16);
+	m[at + 2] = (uint8_t)(len >> 8);
+	m[at + 3] = (uint8_t)len;
+	*used = at + 4 + len;
+}
+
+/* Posts m as one packed message, waiting for a credit if need be. */
+static void post_packed(struct rdm_conn *c, const uint8_t *m, uint32_t len)
+{
+	int rc;
+
+	for (int t = 0; (rc = rdm_rdma__send_raw(c, RDM_RDMA_IMM_PACKED, m, len)) == -EAGAIN &&
+			t < 1000;
+	     t++)
+		rdm_loop_run_once(loop, 2);
+	cr_assert_eq(rc, 0, "send_raw: %s", strerror(-rc));
+	rdm_loop_run_once(loop, 2);
+}
+
+Test(rdma, malformed_packed_message_counted_rest_dropped_connection_survives)
+{
+	struct rdm_conn_opts o = opts();
+	struct pair p;
+	static uint8_t m[MAXF];
+	uint32_t used, next;
+
+	NEED_RDMA();
+	pair_open(&p, 18519, &o);
+	/* frame 0, then a record claiming 9999 bytes */
+	used = 0;
+	add_record(m, &used, 0);
+	memcpy(m + RDM_RDMA_REC_ALIGN(used), "\0\0\x27\x0f" "abcdefgh", 12);
+	post_packed(p.c, m, RDM_RDMA_REC_ALIGN(used) + 12);
+	/* frame 1, then 2 bytes: too short for a record header */
+	used = 0;
+	add_record(m, &used, 1);
+	m[RDM_RDMA_REC_ALIGN(used)] = 0;
+	m[RDM_RDMA_REC_ALIGN(used) + 1] = 1;
+	post_packed(p.c, m, RDM_RDMA_REC_ALIGN(used) + 2);
+	/* an empty packed message; one whose only record claims 4 GiB - 1 */
+	post_packed(p.c, m, 0);
+	memset(m, 0xFF, 8);
+	post_packed(p.c, m, 8);
+	/* frames 2, 3 and 4, well formed, built by hand from the documented layout, the
+	 * last one unpadded */
+	used = 0;
+	for (uint32_t i = 2; i < 5; i++)
+		add_record(m, &used, i);
+	post_packed(p.c, m, used);
+	RUN_UNTIL(srv.got == 5, 5000);
+	cr_assert_eq(srv.got, 5, "the whole records arrive: %u of 5", srv.got);
+	cr_assert_eq(srv.bad, 0, "intact and in order");
+	cr_assert_eq(srv.last->stats.rx_bad_len, 4, "each malformed message counted once: %lu",
+		     (unsigned long)srv.last->stats.rx_bad_len);
+	cr_assert_eq(srv.last->stats.rx_packed, 5);
+	cr_assert(p.c->up, "the connection carries on");
+	cr_assert_eq(srv.downs + cli.downs, 0);
+	next = 5;
+	stream(p.c, &next, 3000, 30000); /* credits came back for every slot */
+	cr_assert_eq(srv.got, 3000);
+	cr_assert_eq(srv.bad, 0);
+	cr_assert_eq(srv.last->stats.rx_frames, 3000);
+	cr_assert_eq(srv.last->stats.rx_bad_len, 4);
 	pair_close(&p);
 }
 

@@ -20,7 +20,30 @@
  * sent straight from the receive slot it arrived in when that slot belongs to the same
  * device (the receive slot is then reposted only after the send completes), and copied
  * otherwise. Work requests are posted in lists of up to 16 with one signalled completion.
+ *
+ * Small frames are packed. rxe (and any RDMA device) pays per message: building the
+ * packet, its ICRC, the work request and its completion. So when a batch, or the queue
+ * waiting for credits, holds several frames in a row that we would copy anyway (anything
+ * but a packet that is zero-copy from a receive slot and too large to go inline), they
+ * are copied into one send slot as one message, up to the slot size. Only what is in
+ * hand is packed: a lone frame goes out at once on the path above, never held back to
+ * fill a message. A credit is still one message, one receive slot.
+ *
+ * Messages (transport/rdma.h has the constants). Immediate data: type << 24 | credits
+ * returned. IMM_DATA: the payload is one frame. IMM_PACKED: the payload is a sequence of
+ * records [u32 length, network order][frame], each record starting 4-byte aligned from
+ * the start of the message, the last one unpadded:
+ *
+ *   | len0 | frame0 ... | pad | len1 | frame1 ... | pad | ... | lenN | frameN ... |
+ *
+ * IMM_CREDIT and IMM_KEEPALIVE carry no payload. The receiver hands the frames of a
+ * packed message to on_frames in order, straight from the receive slot, and reposts the
+ * slot once every frame of it is consumed and every zero-copy send reading it completed.
+ * A record running past the end of its message makes the message malformed: the frames
+ * before it are delivered, the rest is dropped and counted (rx_bad_len); the connection
+ * carries on.
  */
+#include "transport/rdma.h"
 #include "transport/transport.h"
 
 #include <errno.h>
@@ -42,7 +65,14 @@
 #define NONE 0xFFFFFFFFu
 #define CTRL 0xFFFFFFFEu /* a posted credit or keepalive message: no slot, not a frame */
 
-enum imm_type { IMM_DATA = 0, IMM_CREDIT = 1, IMM_KEEPALIVE = 2 };
+enum imm_type {
+	IMM_DATA = RDM_RDMA_IMM_DATA,
+	IMM_CREDIT = RDM_RDMA_IMM_CREDIT,
+	IMM_KEEPALIVE = RDM_RDMA_IMM_KEEPALIVE,
+	IMM_PACKED = RDM_RDMA_IMM_PACKED,
+};
+#define REC_HDR RDM_RDMA_REC_HDR
+#define REC_ALIGN(off) RDM_RDMA_REC_ALIGN(off)
 #define IMM(type, credits) htonl((uint32_t)(type) << 24 | ((credits)&0xFFFFFF))
 
 /* Connection private data: explicit bytes, network order. */
@@ -97,17 +127,25 @@ struct rdma_worker {
 	int refs;
 };
 
+/* A message waiting for credits, in a send slot. Frames that fit a record are kept as
+ * records, so later frames can join the message until it is posted; a message of one
+ * record goes out as a plain frame (its record header skipped). */
 struct pend {
-	uint32_t slot, len;
+	uint32_t slot, len; /* len: bytes used in the slot */
+	uint32_t frames;
+	int rec;            /* 1: records; 0: one frame as is (too large for a record) */
 };
 
 struct posted {
 	uint32_t sslot;  /* send slot to free, or NONE */
 	uint32_t rslot;  /* receive slot read by this send (zero copy), or NONE */
+	uint32_t frames; /* frames in the message: 0 for credit, keepalive and raw messages */
 };
 
+/* A received message not yet consumed: its next frame (or record) starts at off. */
 struct rxq {
-	uint32_t slot, len;
+	uint32_t slot, off, end;
+	int packed;
 };
 
 /* What a cm_id's context points at: every such struct starts with its kind. */
@@ -468,7 +506,8 @@ static void reclaim(struct rdma_conn *c)
 		c->rxq_head = (c->rxq_head + 1) % c->rxq_cap;
 		c->rxq_n--;
 	}
-	c->base.stats.lost_on_close += c->pend_n;
+	for (uint32_t i = 0; i < c->pend_n; i++)
+		c->base.stats.lost_on_close += c->pend[(c->pend_head + i) % c->n_sslots].frames;
 	c->pend_n = 0;
 	c->pend_head = 0;
 	c->n_sfree = 0;
@@ -655,12 +694,13 @@ static int post_list(struct rdma_conn *c, struct ibv_send_wr *wr, int n)
 }
 
 static void note_posted(struct rdma_conn *c, struct ibv_send_wr *wr, uint32_t sslot,
-			uint32_t rslot)
+			uint32_t rslot, uint32_t frames)
 {
 	uint32_t pos = (c->post_head + c->post_n) % c->sq_depth;
 
 	c->post[pos].sslot = sslot;
 	c->post[pos].rslot = rslot;
+	c->post[pos].frames = frames;
 	c->post_n++;
 	wr->wr_id = (uint64_t)c->idx << 48 | (uint64_t)c->gen << 32 | pos;
 }
@@ -675,7 +715,7 @@ static void send_ctrl(struct rdma_conn *c, enum imm_type t)
 	wr.opcode = IBV_WR_SEND_WITH_IMM;
 	wr.imm_data = IMM(t, take_owed(c));
 	wr.num_sge = 0;
-	note_posted(c, &wr, CTRL, NONE);
+	note_posted(c, &wr, CTRL, NONE, 0);
 	c->credits--;
 	if (post_list(c, &wr, 1) == 0) {
 		if (t == IMM_CREDIT)
@@ -698,15 +738,18 @@ static void flush_pending(struct rdma_conn *c)
 		while (n < POST_BATCH && c->pend_n && c->credits > 1 &&
 		       c->sq_used + (uint32_t)n < c->sq_depth) {
 			struct pend *p = &c->pend[c->pend_head];
+			uint8_t *b = c->sbuf + (size_t)p->slot * c->slot;
+			int one = !p->rec || p->frames == 1;
 
-			sge[n].addr = (uintptr_t)(c->sbuf + (size_t)p->slot * c->slot);
-			sge[n].length = p->len;
+			/* One frame kept as a record goes out plain, without its header. */
+			sge[n].addr = (uintptr_t)(p->rec && one ? b + REC_HDR : b);
+			sge[n].length = p->rec && one ? p->len - REC_HDR : p->len;
 			sge[n].lkey = c->smr->lkey;
 			wr[n].sg_list = &sge[n];
 			wr[n].num_sge = 1;
 			wr[n].opcode = IBV_WR_SEND_WITH_IMM;
-			wr[n].imm_data = IMM(IMM_DATA, take_owed(c));
-			note_posted(c, &wr[n], p->slot, NONE);
+			wr[n].imm_data = IMM(one ? IMM_DATA : IMM_PACKED, take_owed(c));
+			note_posted(c, &wr[n], p->slot, NONE, p->frames);
 			c->credits--;
 			c->pend_head = (c->pend_head + 1) % c->n_sslots;
 			c->pend_n--;
@@ -724,6 +767,109 @@ static void flush_pending(struct rdma_conn *c)
 	}
 }
 
+static uint32_t frame_len(const struct rdm_txframe *f)
+{
+	return f->hdr_len + f->pkt_len;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The receive slot of this connection's device that holds f's packet, or NONE. */
+static uint32_t rslot_of(const struct rdma_conn *c, const struct rdm_txframe *f)
+{
+	const struct rdma_ctx *x = c->ctx;
+
+	if (!f->pkt_len || f->pkt < x->rbuf ||
+	    f->pkt + f->pkt_len > x->rbuf + (size_t)x->n_rslots * x->slot)
+		return NONE;
+	return (uint32_t)((size_t)(f->pkt - x->rbuf) / x->slot);
+}
+
+/* Whether f may be copied into a packed message: it fits a record, and it is not a packet
+ * that would otherwise go zero copy from its receive slot (too large for inline). */
+static int packable(const struct rdma_conn *c, const struct rdm_txframe *f)
+{
+	uint32_t len = frame_len(f);
+
+	return len + REC_HDR <= c->slot && (len <= c->max_inline || rslot_of(c, f) == NONE);
+}
+
+/* Whether a record of len bytes still fits after `used` bytes of a message. */
+static int rec_fits(const struct rdma_conn *c, uint32_t used, uint32_t len)
+{
+	return len + REC_HDR <= c->slot && REC_ALIGN(used) <= c->slot - REC_HDR - len;
+}
+
+/* Appends f as a record to the message in b that has `used` bytes; returns its new end. */
+static uint32_t put_record(uint8_t *b, uint32_t used, const struct rdm_txframe *f)
+{
+	uint32_t at = REC_ALIGN(used);
+
+	memset(b + used, 0, at - used);
+	put32(b + at, frame_len(f));
+	memcpy(b + at + REC_HDR, f->hdr, f->hdr_len);
+	if (f->pkt_len)
+		memcpy(b + at + REC_HDR + f->hdr_len, f->pkt, f->pkt_len);
+	return at + REC_HDR + frame_len(f);
+}
+
+/* How many frames from f[0] on go into one packed message (at most n): 0 or 1 when f[0]
+ * is better sent alone. */
+static int pack_run(const struct rdma_conn *c, const struct rdm_txframe *f, int n)
+{
+	uint32_t used = 0;
+	int k = 0;
+
+	while (k < n && packable(c, &f[k]) && rec_fits(c, used, frame_len(&f[k]))) {
+		used = REC_ALIGN(used) + REC_HDR + frame_len(&f[k]);
+		k++;
+	}
+	return k;
+}
+
+/* Queues f behind the messages waiting for credits: into the last of them when it is
+ * still open to records and f fits, else into a send slot of its own. 0, or -ENOBUFS
+ * without a free send slot. */
+static int queue_frame(struct rdma_conn *c, const struct rdm_txframe *f)
+{
+	uint32_t len = frame_len(f), s;
+	struct pend *t = c->pend_n ? &c->pend[(c->pend_head + c->pend_n - 1) % c->n_sslots] : NULL;
+	uint8_t *b;
+
+	if (t && t->rec && rec_fits(c, t->len, len)) {
+		t->len = put_record(c->sbuf + (size_t)t->slot * c->slot, t->len, f);
+		t->frames++;
+		return 0;
+	}
+	if (c->n_sfree == 0)
+		return -ENOBUFS;
+	s = c->sfree[--c->n_sfree];
+	b = c->sbuf + (size_t)s * c->slot;
+	t = &c->pend[(c->pend_head + c->pend_n) % c->n_sslots];
+	c->pend_n++;
+	*t = (struct pend){.slot = s, .frames = 1, .rec = len + REC_HDR <= c->slot};
+	if (t->rec) {
+		t->len = put_record(b, 0, f);
+	} else {
+		memcpy(b, f->hdr, f->hdr_len);
+		if (f->pkt_len)
+			memcpy(b + f->hdr_len, f->pkt, f->pkt_len);
+		t->len = len;
+	}
+	return 0;
+}
+
 static int rdma_send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int n)
 {
 	struct rdma_conn *c = to_rc(bc);
@@ -733,28 +879,61 @@ static int rdma_send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int
 
 	if (!bc->up || !c->established)
 		return -ENOTCONN;
+	if (n > 0 && frame_len(&f[0]) > c->slot)
+		return -EMSGSIZE;
 	memset(wr, 0, sizeof(wr));
-	for (i = 0; i < n; i++) {
-		uint32_t len = f[i].hdr_len + f[i].pkt_len;
+	while (i < n) {
+		uint32_t len = frame_len(&f[i]);
 		int direct = c->pend_n == 0 && c->credits > 1 &&
 			     c->sq_used + (uint32_t)nw < c->sq_depth;
+		int k;
 
-		if (len > c->slot) {
-			if (i == 0)
-				return -EMSGSIZE;
+		if (len > c->slot)
 			break; /* post what was prepared: those frames were taken */
+		if (!direct) {
+			/* Out of credits or send queue: wait, packed with what already waits. */
+			if (queue_frame(c, &f[i]) < 0) {
+				bc->stats.queue_full += (uint64_t)(n - i);
+				break;
+			}
+			if (c->credits <= 1)
+				bc->stats.credit_stalls++;
+			bc->stats.tx_bytes += len;
+			i++;
+			continue;
 		}
-		if (direct && len <= c->max_inline) {
+		k = pack_run(c, &f[i], n - i);
+		if (k >= 2 && c->n_sfree) {
+			/* Several frames in hand: one message. */
+			uint32_t s = c->sfree[--c->n_sfree], used = 0;
+			uint8_t *p = c->sbuf + (size_t)s * c->slot;
+
+			for (int j = 0; j < k; j++) {
+				used = put_record(p, used, &f[i + j]);
+				bc->stats.tx_bytes += frame_len(&f[i + j]);
+			}
+			sge[nw][0] = (struct ibv_sge){(uintptr_t)p, used, c->smr->lkey};
+			wr[nw].sg_list = sge[nw];
+			wr[nw].num_sge = 1;
+			wr[nw].opcode = IBV_WR_SEND_WITH_IMM;
+			wr[nw].imm_data = IMM(IMM_PACKED, take_owed(c));
+			note_posted(c, &wr[nw], s, NONE, (uint32_t)k);
+			i += k;
+		} else if (len <= c->max_inline) {
 			/* Inline: the device copies at post time, both pieces as they are. */
 			sge[nw][0] = (struct ibv_sge){(uintptr_t)f[i].hdr, f[i].hdr_len, 0};
 			sge[nw][1] = (struct ibv_sge){(uintptr_t)f[i].pkt, f[i].pkt_len, 0};
 			wr[nw].sg_list = sge[nw];
 			wr[nw].num_sge = f[i].pkt_len ? 2 : 1;
 			wr[nw].send_flags = IBV_SEND_INLINE;
-			note_posted(c, &wr[nw], NONE, NONE);
+			wr[nw].opcode = IBV_WR_SEND_WITH_IMM;
+			wr[nw].imm_data = IMM(IMM_DATA, take_owed(c));
+			note_posted(c, &wr[nw], NONE, NONE, 1);
 			bc->stats.inline_sends++;
+			bc->stats.tx_bytes += len;
+			i++;
 		} else {
-			uint32_t s;
+			uint32_t s, rs;
 			uint8_t *p;
 
 			if (c->n_sfree == 0) {
@@ -764,50 +943,33 @@ static int rdma_send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int
 			s = c->sfree[--c->n_sfree];
 			p = c->sbuf + (size_t)s * c->slot;
 			memcpy(p, f[i].hdr, f[i].hdr_len);
-			if (!direct) {
-				if (f[i].pkt_len)
-					memcpy(p + f[i].hdr_len, f[i].pkt, f[i].pkt_len);
-				c->pend[(c->pend_head + c->pend_n) % c->n_sslots] =
-					(struct pend){s, len};
-				c->pend_n++;
-				if (c->credits <= 1)
-					bc->stats.credit_stalls++;
-				bc->stats.tx_bytes += len;
-				continue;
-			}
 			sge[nw][0] = (struct ibv_sge){(uintptr_t)p, f[i].hdr_len, c->smr->lkey};
 			wr[nw].sg_list = sge[nw];
 			wr[nw].num_sge = 1;
-			{
-				struct rdma_ctx *x = c->ctx;
-				const uint8_t *pk = f[i].pkt;
-				uint32_t rs = NONE;
-
-				if (f[i].pkt_len && pk >= x->rbuf &&
-				    pk + f[i].pkt_len <= x->rbuf + (size_t)x->n_rslots * x->slot) {
-					/* Zero copy: the packet is still in the receive slot it
-					 * arrived in; that slot waits for this send. */
-					rs = (uint32_t)((size_t)(pk - x->rbuf) / x->slot);
-					x->rrefs[rs]++;
-					sge[nw][1] = (struct ibv_sge){(uintptr_t)pk, f[i].pkt_len,
-								      x->rmr->lkey};
-					wr[nw].num_sge = 2;
-					bc->stats.zero_copy++;
-				} else if (f[i].pkt_len) {
-					memcpy(p + f[i].hdr_len, pk, f[i].pkt_len);
-					sge[nw][0].length = len;
-				}
-				note_posted(c, &wr[nw], s, rs);
+			rs = rslot_of(c, &f[i]);
+			if (rs != NONE) {
+				/* Zero copy: the packet is still in the receive slot it arrived in;
+				 * that slot waits for this send. */
+				c->ctx->rrefs[rs]++;
+				sge[nw][1] = (struct ibv_sge){(uintptr_t)f[i].pkt, f[i].pkt_len,
+							      c->ctx->rmr->lkey};
+				wr[nw].num_sge = 2;
+				bc->stats.zero_copy++;
+			} else if (f[i].pkt_len) {
+				memcpy(p + f[i].hdr_len, f[i].pkt, f[i].pkt_len);
+				sge[nw][0].length = len;
 			}
+			wr[nw].opcode = IBV_WR_SEND_WITH_IMM;
+			wr[nw].imm_data = IMM(IMM_DATA, take_owed(c));
+			note_posted(c, &wr[nw], s, rs, 1);
+			bc->stats.tx_bytes += len;
+			i++;
 		}
-		wr[nw].opcode = IBV_WR_SEND_WITH_IMM;
-		wr[nw].imm_data = IMM(IMM_DATA, take_owed(c));
 		c->credits--;
-		bc->stats.tx_bytes += len;
 		nw++;
 		if (nw == POST_BATCH) {
 			if (post_list(c, wr, nw) < 0)
-				return i + 1;
+				return i;
 			memset(wr, 0, sizeof(wr));
 			nw = 0;
 		}
@@ -819,6 +981,32 @@ static int rdma_send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int
 		bc->stats.congested++;
 	}
 	return i;
+}
+
+/* Tests only (transport/rdma.h). */
+int rdm_rdma__send_raw(struct rdm_conn *bc, uint32_t type, const void *buf, uint32_t len)
+{
+	struct rdma_conn *c = to_rc(bc);
+	struct ibv_send_wr wr = {0};
+	struct ibv_sge sge;
+	uint32_t s;
+
+	if (bc->ops != &rdm_rdma_ops || !bc->up || !c->established)
+		return -ENOTCONN;
+	if (len > c->slot)
+		return -EMSGSIZE;
+	if (c->pend_n || c->credits <= 1 || !c->n_sfree || c->sq_used >= c->sq_depth)
+		return -EAGAIN;
+	s = c->sfree[--c->n_sfree];
+	memcpy(c->sbuf + (size_t)s * c->slot, buf, len);
+	sge = (struct ibv_sge){(uintptr_t)(c->sbuf + (size_t)s * c->slot), len, c->smr->lkey};
+	wr.sg_list = &sge;
+	wr.num_sge = len ? 1 : 0;
+	wr.opcode = IBV_WR_SEND_WITH_IMM;
+	wr.imm_data = IMM(type, take_owed(c));
+	note_posted(c, &wr, s, NONE, 0);
+	c->credits--;
+	return post_list(c, &wr, 1);
 }
 
 /* ---- receiving and completions -------------------------------------------------------- */
@@ -839,22 +1027,36 @@ static void release_rslot(struct rdma_ctx *x, uint32_t s)
 		x->conns[idx]->owed++;
 }
 
+/* Hands queued frames to on_frames in order, at most `batch` a call: whole messages, and
+ * the records of packed ones one by one. A slot is released once its last frame is taken. */
 static void deliver(struct rdma_conn *c)
 {
 	struct rdm_rxframe fr[64];
+	uint32_t next[64]; /* where its message's cursor goes once frame i is taken */
 	struct rdma_ctx *x = c->ctx;
 
 	while (!c->rx_paused && c->rxq_n && !c->closed && c->established) {
-		uint32_t n = c->rxq_n < 64 ? c->rxq_n : 64;
+		uint32_t max = c->o.batch < 64 ? c->o.batch : 64, qi = 0, n = 0;
+		uint32_t off = c->rxq[c->rxq_head].off;
 		int took;
 
-		if (n > c->o.batch)
-			n = c->o.batch;
-		for (uint32_t i = 0; i < n; i++) {
-			struct rxq *q = &c->rxq[(c->rxq_head + i) % c->rxq_cap];
+		while (n < max && qi < c->rxq_n) {
+			struct rxq *q = &c->rxq[(c->rxq_head + qi) % c->rxq_cap];
+			const uint8_t *b = x->rbuf + (size_t)q->slot * x->slot;
 
-			fr[i].data = x->rbuf + (size_t)q->slot * x->slot;
-			fr[i].len = q->len;
+			if (q->packed) {
+				/* Checked on arrival: the record lies within [off, end). */
+				uint32_t len = get32(b + off), e = off + REC_HDR + len;
+
+				fr[n] = (struct rdm_rxframe){b + off + REC_HDR, len};
+				next[n] = e < q->end ? REC_ALIGN(e) : q->end;
+			} else {
+				fr[n] = (struct rdm_rxframe){b, q->end};
+				next[n] = q->end;
+			}
+			off = next[n];
+			if (next[n++] >= q->end && ++qi < c->rxq_n)
+				off = c->rxq[(c->rxq_head + qi) % c->rxq_cap].off;
 		}
 		took = c->base.cbs.on_frames(&c->base, fr, (int)n, c->base.cbs.arg);
 		if (c->closed || !c->established)
@@ -862,10 +1064,15 @@ static void deliver(struct rdma_conn *c)
 		if (took < 0)
 			took = 0;
 		for (int i = 0; i < took; i++) {
-			release_rslot(x, c->rxq[c->rxq_head].slot);
+			struct rxq *q = &c->rxq[c->rxq_head];
+
+			q->off = next[i];
+			c->base.stats.rx_frames++;
+			if (q->off < q->end)
+				continue;
+			release_rslot(x, q->slot);
 			c->rxq_head = (c->rxq_head + 1) % c->rxq_cap;
 			c->rxq_n--;
-			c->base.stats.rx_frames++;
 		}
 		if ((uint32_t)took < n)
 			c->rx_paused = 1;
@@ -914,16 +1121,42 @@ static void on_send_done(struct rdma_ctx *x, struct ibv_wc *wc)
 		c->post_head = (h + 1) % c->sq_depth;
 		c->post_n--;
 		c->sq_used--;
-		if (p->sslot != CTRL)
-			c->base.stats.tx_frames++;
+		c->base.stats.tx_frames += p->frames;
+		if (p->frames)
+			c->base.stats.tx_msgs++;
+		if (p->frames > 1)
+			c->base.stats.tx_packed++;
 		if (h == pos)
 			break;
 	}
 }
 
+/* Walks the records of a packed message of len bytes in b. *end: where the last whole
+ * record ends (0 when there is none), *bytes: the frame bytes up to there. 0, or -EBADMSG
+ * when a record runs past the message or the message holds none. */
+static int pack_scan(const uint8_t *b, uint32_t len, uint32_t *end, uint64_t *bytes)
+{
+	uint32_t off = 0;
+
+	*end = 0;
+	while (off < len) {
+		uint32_t l;
+
+		if (len - off < REC_HDR)
+			return -EBADMSG;
+		l = get32(b + off);
+		if (l > len - off - REC_HDR)
+			return -EBADMSG;
+		*bytes += l;
+		*end = off + REC_HDR + l;
+		off = REC_ALIGN(*end);
+	}
+	return *end ? 0 : -EBADMSG;
+}
+
 static void on_recv(struct rdma_ctx *x, struct ibv_wc *wc)
 {
-	uint32_t slot = (uint32_t)wc->wr_id, imm;
+	uint32_t slot = (uint32_t)wc->wr_id, imm, end;
 	struct rdma_conn *c = conn_of_qp(x, wc->qp_num);
 
 	if (wc->status != IBV_WC_SUCCESS) {
@@ -940,9 +1173,20 @@ static void on_recv(struct rdma_ctx *x, struct ibv_wc *wc)
 	imm = (wc->wc_flags & IBV_WC_WITH_IMM) ? ntohl(wc->imm_data) : 0;
 	c->credits += imm & 0xFFFFFF;
 	c->last_rx_ns = x->poll_ns;
-	c->base.stats.rx_bytes += wc->byte_len;
 	x->rowner[slot] = (uint32_t)c->idx << 16 | c->gen;
-	if (imm >> 24 != IMM_DATA) {
+	end = wc->byte_len;
+	if (imm >> 24 == IMM_PACKED) {
+		uint64_t bytes = 0;
+
+		c->base.stats.rx_packed++;
+		if (pack_scan(x->rbuf + (size_t)slot * x->slot, wc->byte_len, &end, &bytes) < 0)
+			c->base.stats.rx_bad_len++; /* the frames before the bad record still go */
+		c->base.stats.rx_bytes += bytes;
+	} else if (imm >> 24 == IMM_DATA) {
+		c->base.stats.rx_bytes += wc->byte_len;
+	}
+	if ((imm >> 24 != IMM_DATA && imm >> 24 != IMM_PACKED) ||
+	    (imm >> 24 == IMM_PACKED && end == 0)) {
 		x->rrefs[slot] = 0;
 		release_rslot(x, slot);
 		return;
@@ -954,7 +1198,8 @@ static void on_recv(struct rdma_ctx *x, struct ibv_wc *wc)
 		conn_fail(c, "peer exceeded its credits");
 		return;
 	}
-	c->rxq[(c->rxq_head + c->rxq_n) % c->rxq_cap] = (struct rxq){slot, wc->byte_len};
+	c->rxq[(c->rxq_head + c->rxq_n) % c->rxq_cap] =
+		(struct rxq){slot, 0, end, imm >> 24 == IMM_PACKED};
 	c->rxq_n++;
 }
 

@@ -66,7 +66,9 @@ struct rdm_conn_stats {
 	uint64_t congested;      /* times the send queue passed its limit */
 	uint64_t queue_full;     /* frames refused at the hard limit (caller ignored congestion) */
 	uint64_t lost_on_close;  /* frames still queued when the connection failed */
-	uint64_t rx_bad_len;     /* length prefixes over max_frame (connection reset) */
+	uint64_t rx_bad_len;     /* tcp: length prefixes over max_frame (connection reset);
+				  * rdma: packed messages with a record past their end (the
+				  * rest of that message dropped) */
 	uint64_t connects, connect_fails, disconnects;
 	/* rdma */
 	uint64_t inline_sends;   /* frames sent inline (copied by the device at post) */
@@ -76,6 +78,9 @@ struct rdm_conn_stats {
 	uint64_t keepalives;
 	uint64_t rnr_errors, retry_errors, wc_errors;
 	uint64_t unreachable;    /* attempts that found no RDMA responder at the peer */
+	uint64_t tx_msgs;        /* messages that carried frames, one or several */
+	uint64_t tx_packed;      /* of those, messages that carried several (packed) */
+	uint64_t rx_packed;      /* packed messages received */
 };
 
 struct rdm_transport_ops {
