@@ -302,7 +302,7 @@ static int replica_of(const struct rdm_node *n, const struct rdm_frame *f)
 {
 	if (n->n_next == 1 || !(f->present & RDM_F_FLOW_KEY))
 		return 0;
-	return (int)(rdm_flow_hash(&f->key) % (uint64_t)n->n_next);
+	return (int)(rdm_frame_flow_hash(f, &f->key) % (uint64_t)n->n_next);
 }
 
 static void forward(struct worker *w, struct rdm_frame *const *fs, int m)
@@ -460,7 +460,7 @@ static int path_of(struct worker *w, const struct rdm_frame *f)
 		return 0;
 	if (!w->paths || !(f->present & RDM_F_FLOW_KEY))
 		return -1;
-	fl = rdm_flowtab_find(w->paths, &f->key, rdm_flow_hash(&f->key), &dir);
+	fl = rdm_flowtab_find(w->paths, &f->key, rdm_frame_flow_hash(f, &f->key), &dir);
 	if (!fl)
 		return -1;
 	d = rdm_flow_data(fl);
@@ -478,7 +478,7 @@ static void path_note(struct worker *w, const struct rdm_frame *f, uint64_t seri
 
 	if (!w->paths || !(f->present & RDM_F_FLOW_KEY))
 		return;
-	fl = rdm_flowtab_track(w->paths, &f->key, rdm_flow_hash(&f->key), f->pkt_len,
+	fl = rdm_flowtab_track(w->paths, &f->key, rdm_frame_flow_hash(f, &f->key), f->pkt_len,
 			       rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &f->key), rdm_now_ns(), &dir,
 			       NULL);
 	*(uint64_t *)rdm_flow_data(fl) = serial;

@@ -241,6 +241,14 @@ static uint64_t rd64(const uint8_t *p)
 	return v;
 }
 
+uint64_t rdm_frame_flow_hash(const struct rdm_frame *f, const struct rdm_flow_key *k)
+{
+	if ((f->present & (RDM_F_FLOW_KEY | RDM_F_FLOW_ID)) == (RDM_F_FLOW_KEY | RDM_F_FLOW_ID) &&
+	    k == &f->key)
+		return f->flow_id;
+	return rdm_flow_hash(k);
+}
+
 uint64_t rdm_flow_hash(const struct rdm_flow_key *k)
 {
 	static const uint64_t k0 = 0x0706050403020100ull, k1 = 0x0f0e0d0c0b0a0908ull;

@@ -22,6 +22,12 @@ int rdm_pkt_l4(const uint8_t *pkt, uint32_t len, uint8_t *proto);
 /* A hash of the 5-tuple that is the same for both directions of a flow. */
 uint64_t rdm_flow_hash(const struct rdm_flow_key *k);
 
+/* The symmetric hash of the flow of frame f, whose key is k: the FLOW_ID the chain's
+ * ingress wrote when f carries it with its FLOW_KEY (k is then f's key), else computed
+ * from k. Saves each stage its own SipHash of every packet; a wrong FLOW_ID from upstream
+ * only splits that flow's own state. */
+uint64_t rdm_frame_flow_hash(const struct rdm_frame *f, const struct rdm_flow_key *k);
+
 /* The NSH next-protocol value for an IP packet (from its version nibble), 0 if none. */
 uint8_t rdm_pkt_next_proto(const uint8_t *pkt, uint32_t len);
 

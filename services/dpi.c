@@ -384,7 +384,7 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 			(*bad)++;
 			continue;
 		}
-		fl = rdm_flowtab_track(rt->flows, &fr->key, rdm_flow_hash(&fr->key), fr->pkt_len,
+		fl = rdm_flowtab_track(rt->flows, &fr->key, rdm_frame_flow_hash(fr, &fr->key), fr->pkt_len,
 				       rdm_pkt_tcp_flags(fr->pkt, fr->pkt_len, &fr->key), now, &dir,
 				       &created);
 		df = rdm_flow_data(fl);

@@ -900,7 +900,10 @@ static void fl_process(void *p, struct rdm_frame *const *fr, int n, int *verdict
 		}
 		if (f->pkt && k.proto == IPPROTO_TCP)
 			tcp = rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &k);
-		fl = rdm_flowtab_track(rt->tab, &k, rdm_flow_hash(&k), f->pkt_len, tcp, rt->now_ns,
+		fl = rdm_flowtab_track(rt->tab, &k,
+				       (f->present & RDM_F_FLOW_KEY) ? rdm_frame_flow_hash(f, &f->key)
+								     : rdm_flow_hash(&k),
+				       f->pkt_len, tcp, rt->now_ns,
 				       &dir, &created);
 		d = rdm_flow_data(fl);
 		if (created) {

@@ -712,7 +712,10 @@ static int decide(struct policy_rt *rt, struct rdm_frame *f, uint64_t now)
 		rdm_policy_eval(pol, &x, &rule);
 		return apply(rt, f, NULL, 0, 0, rule, rdm_policy_action(pol, rule), 1, now);
 	}
-	fl = rdm_flowtab_track(rt->ft, &key, rdm_flow_hash(&key), f->pkt_len,
+	fl = rdm_flowtab_track(rt->ft, &key,
+			       (f->present & RDM_F_FLOW_KEY) ? rdm_frame_flow_hash(f, &f->key)
+							     : rdm_flow_hash(&key),
+			       f->pkt_len,
 			       f->pkt ? rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &key) : 0, now, &dir,
 			       NULL);
 	pf = rdm_flow_data(fl);
