@@ -701,38 +701,11 @@ static int on_mix_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n,
 	return n;
 }
 
-static uint32_t fill_sized(uint8_t *b, uint32_t idx)
-{
-	uint32_t len = mix_size(idx);
-
-	b[0] = (uint8_t)(idx >> 24);
-	b[1] = (uint8_t)(idx >> 16);
-	b[2] = (uint8_t)(idx >> 8);
-	b[3] = (uint8_t)idx;
-	for (uint32_t o = 4; o < len; o++)
-		b[o] = pattern(idx, o);
-	return len;
-}
-
 /* Sends frames [*next, upto) of mix_size in batches of 32 while the connection takes them;
  * then runs the loop once. */
 static void send_mix(struct rdm_conn *c, uint32_t *next, uint32_t upto)
 {
-	static uint8_t bufs[32][MAXF];
-	struct rdm_txframe tx[32];
-
-	while (*next < upto && !c->congested && c->up) {
-		int n = 0, rc;
-
-		for (; n < 32 && *next + (uint32_t)n < upto; n++) {
-			uint32_t len = fill_sized(bufs[n], *next + (uint32_t)n);
-
-			tx[n] = (struct rdm_txframe){bufs[n], 16, bufs[n] + 16, len - 16};
-		}
-		rc = rdm_conn_send(c, tx, n);
-		cr_assert_eq(rc, n, "send_batch took %d of %d", rc, n);
-		*next += (uint32_t)n;
-	}
+	send_sized(c, next, upto, 32, mix_size);
 	rdm_loop_run_once(loop, 5);
 }
 

@@ -151,6 +151,42 @@ sidecar_stop() {
 }
 cpu_ms_of() { awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
+# run_nodes YAML LAST PATH: starts host LAST..1 of YAML (odd hosts in PATH's sender
+# namespace, even ones in its receiver's), each once the one after it listens; waits for
+# the ingress and the egress to finish, then stops the rest. Leaves each node's counters
+# in $work/s<i> and the nodes' CPU time (ms) in $work/cpu.
+run_nodes() {
+	local yaml=$1 last=$2 S=${3}_S R=${3}_R i ns w t cpu=0 npids=()
+	for ((i = last; i >= 1; i--)); do
+		ns=${!S}
+		[ $((i % 2)) = 0 ] && ns=${!R}
+		spawn "$ns" "$RDMESH" node --config "$yaml" --name "host$i" --stats "$work/s$i" \
+			2>"$work/log$i" &
+		npids[$i]=$!
+		pids+=($!)
+		# Start upstream only once this node listens: a proxy in front of it would
+		# otherwise take the connection, fail to reach the node, and hold packets
+		# until its own retry.
+		w=0
+		while [ $i -gt 1 ] && ! grep -q 'listening on' "$work/log$i" 2>/dev/null && [ $w -lt 100 ]; do
+			sleep 0.05
+			w=$((w + 1))
+		done
+	done
+	t=0
+	while kill -0 "${npids[1]}" 2>/dev/null || kill -0 "${npids[$last]}" 2>/dev/null; do
+		sleep 0.1
+		t=$((t + 1))
+		[ $t -ge 1200 ] && { echo "bench: $3 chain stuck" >&2; break; }
+	done
+	for ((i = 1; i <= last; i++)); do
+		kill -TERM "${npids[$i]}" 2>/dev/null
+		wait "${npids[$i]}" 2>/dev/null
+		cpu=$((cpu + $(stat "$work/s$i" cpu_ms) + 0))
+	done
+	echo "$cpu" >"$work/cpu"
+}
+
 # --- one chain run ------------------------------------------------------------------------
 # chain PATH HOPS SIZE COUNT RATE WORKERS: runs host1..host(HOPS+1), alternating sender and
 # receiver namespaces; leaves the egress counters in $work/s<last>, node CPU in $work/cpu.
@@ -189,38 +225,11 @@ chain() {
 		done
 	} >"$work/chain.yaml"
 	[ "$p" = sidecar ] && sidecar_start $(seq 7102 $((7100 + last)))
-	local npids=()
-	for ((i = last; i >= 1; i--)); do
-		local ns=${!S}
-		[ $((i % 2)) = 0 ] && ns=${!R}
-		spawn "$ns" "$RDMESH" node --config "$work/chain.yaml" --name "host$i" --stats "$work/s$i" \
-			2>"$work/log$i" &
-		npids[$i]=$!
-		pids+=($!)
-		# Start upstream only once this node listens: a proxy in front of it would
-		# otherwise take the connection, fail to reach the node, and hold packets
-		# until its own retry.
-		local w=0
-		while [ $i -gt 1 ] && ! grep -q 'listening on' "$work/log$i" 2>/dev/null && [ $w -lt 100 ]; do
-			sleep 0.05
-			w=$((w + 1))
-		done
-	done
-	local t=0
-	while kill -0 "${npids[1]}" 2>/dev/null || kill -0 "${npids[$last]}" 2>/dev/null; do
-		sleep 0.1
-		t=$((t + 1))
-		[ $t -ge 1200 ] && { echo "bench: $p chain stuck" >&2; break; }
-	done
-	local cpu=0
-	[ "$p" = sidecar ] && cpu=$(($(cpu_ms_of "$hap_a") + $(cpu_ms_of "$hap_b")))
-	for ((i = 1; i <= last; i++)); do
-		kill -TERM "${npids[$i]}" 2>/dev/null
-		wait "${npids[$i]}" 2>/dev/null
-		cpu=$((cpu + $(stat "$work/s$i" cpu_ms) + 0))
-	done
-	[ "$p" = sidecar ] && sidecar_stop
-	echo "$cpu" >"$work/cpu"
+	run_nodes "$work/chain.yaml" $last "$p"
+	if [ "$p" = sidecar ]; then
+		echo $(($(cat "$work/cpu") + $(cpu_ms_of "$hap_a") + $(cpu_ms_of "$hap_b"))) >"$work/cpu"
+		sidecar_stop
+	fi
 	got=$(stat "$work/s$last" egress_packets)
 	[ "$got" = "$count" ] || echo "bench: $p $hops-hop $size B: $got of $count arrived" >&2
 }
@@ -347,33 +356,7 @@ nodes:
     stages: $st3
     egress: {count: $count}
 EOC
-	local npids=() ns
-	for i in 3 2 1; do
-		ns=$native_S
-		[ $i = 2 ] && ns=$native_R
-		spawn "$ns" "$RDMESH" node --config "$work/full.yaml" --name "host$i" --stats "$work/s$i" \
-			2>"$work/log$i" &
-		npids[$i]=$!
-		pids+=($!)
-		local w=0
-		while [ $i -gt 1 ] && ! grep -q 'listening on' "$work/log$i" 2>/dev/null && [ $w -lt 100 ]; do
-			sleep 0.05
-			w=$((w + 1))
-		done
-	done
-	local t=0
-	while kill -0 "${npids[1]}" 2>/dev/null || kill -0 "${npids[3]}" 2>/dev/null; do
-		sleep 0.1
-		t=$((t + 1))
-		[ $t -ge 1200 ] && { echo "bench: full chain ($mode) stuck" >&2; break; }
-	done
-	local cpu=0
-	for i in 1 2 3; do
-		kill -TERM "${npids[$i]}" 2>/dev/null
-		wait "${npids[$i]}" 2>/dev/null
-		cpu=$((cpu + $(stat "$work/s$i" cpu_ms) + 0))
-	done
-	echo "$cpu" >"$work/cpu"
+	run_nodes "$work/full.yaml" 3 native
 }
 
 if [ "$(id -u)" = 0 ] && [ -n "${native_S:-}" ]; then

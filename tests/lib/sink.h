@@ -92,10 +92,9 @@ static void on_writable(struct rdm_conn *c, void *arg)
 	((struct sink *)arg)->writable++;
 }
 
-static uint32_t fill(uint8_t *b, uint32_t idx)
+/* Writes frame idx of len bytes into b: its index, then its pattern. Returns len. */
+static uint32_t fill_len(uint8_t *b, uint32_t idx, uint32_t len)
 {
-	uint32_t len = size_of(idx);
-
 	b[0] = (uint8_t)(idx >> 24);
 	b[1] = (uint8_t)(idx >> 16);
 	b[2] = (uint8_t)(idx >> 8);
@@ -105,17 +104,25 @@ static uint32_t fill(uint8_t *b, uint32_t idx)
 	return len;
 }
 
-/* Sends frames [*next, upto) as long as the connection takes them and is not congested. */
-static void send_some(struct rdm_conn *c, uint32_t *next, uint32_t upto)
+static inline uint32_t fill(uint8_t *b, uint32_t idx)
 {
-	static uint8_t bufs[16][MAXF];
-	struct rdm_txframe tx[16];
+	return fill_len(b, idx, size_of(idx));
+}
+
+/* Sends frames [*next, upto), sized by sizer, in batches of at most batch (<= 32) as long
+ * as the connection takes them and is not congested. */
+static void send_sized(struct rdm_conn *c, uint32_t *next, uint32_t upto, int batch,
+		       uint32_t (*sizer)(uint32_t idx))
+{
+	static uint8_t bufs[32][MAXF];
+	struct rdm_txframe tx[32];
 
 	while (*next < upto && !c->congested && c->up) {
 		int n = 0, rc;
 
-		for (; n < 16 && *next + (uint32_t)n < upto; n++) {
-			uint32_t len = fill(bufs[n], *next + (uint32_t)n);
+		for (; n < batch && *next + (uint32_t)n < upto; n++) {
+			uint32_t idx = *next + (uint32_t)n;
+			uint32_t len = fill_len(bufs[n], idx, sizer(idx));
 
 			/* header and packet as two pieces, as the node sends them */
 			tx[n] = (struct rdm_txframe){bufs[n], 16, bufs[n] + 16, len - 16};
@@ -125,6 +132,11 @@ static void send_some(struct rdm_conn *c, uint32_t *next, uint32_t upto)
 			     (unsigned long)c->stats.queue_full);
 		*next += (uint32_t)n;
 	}
+}
+
+static void send_some(struct rdm_conn *c, uint32_t *next, uint32_t upto)
+{
+	send_sized(c, next, upto, 16, size_of);
 }
 
 #endif
