@@ -3,13 +3,15 @@
 # client and a server namespace share a veth; the server runs an HTTP server (python3),
 # a TLS server (openssl s_server, a throwaway self-signed certificate) and a DNS server
 # (dnsmasq); the client's side is captured with tcpdump while curl, dig and openssl
-# s_client talk to them. That capture is replayed through a one-node rdmesh chain whose
-# stage is dpi and whose egress writes whole frames; tests/tools/dpiflows reads the
-# per-flow result back from the frames. ndpiReader reads the same capture. Every flow
+# s_client talk to them. That capture is replayed through a three-node rdmesh chain over
+# loopback TCP whose middle node runs dpi and whose egress writes whole frames;
+# tests/tools/dpiflows reads the per-flow result back from the frames. ndpiReader reads
+# the same capture. Every flow
 # ndpiReader reports must be found with the same protocol ids, protocol name, category
 # and host (SNI, HTTP Host, DNS query name), and rdmesh must report no flow it lacks.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+. tests/lib/rack.sh # wait_exit
 BUILD=${BUILD:-build}
 RDMESH=$PWD/$BUILD/rdmesh
 DPIFLOWS=$PWD/$BUILD/tools/dpiflows
@@ -161,25 +163,49 @@ awk '/^[[:space:]]+[0-9]+[[:space:]]+[A-Z0-9]+ .* <-> / {
 	print $2 " " (a < b ? a " " b : b " " a) "|" ids "|" name "|" cat "|" host
 }' "$work/ndpi.txt" | sort >"$work/ndpi.flows"
 
-# replay TAG STAGE: replays the capture through a one-node chain whose stage list is
-# STAGE, egress frames to $work/TAG.frames; dpiflows' table to $work/TAG.txt and the
-# comparable form to $work/TAG.flows. Returns non-zero (and says FAIL) if a step fails.
+# replay TAG STAGE: replays the capture through a three-node chain over loopback TCP
+# (replay -> inspect, whose stage list is STAGE -> out), egress frames to $work/TAG.frames;
+# the inspecting node's counters, with the egress count and every node's drops, to
+# $work/TAG.stats; dpiflows' table to $work/TAG.txt and the comparable form to
+# $work/TAG.flows. Returns non-zero (and says FAIL) if a step fails.
 replay() {
-	local tag=$1 stage=$2
+	local tag=$1 stage=$2 port=$((20000 + $$ % 20000)) count pin pout
+	count=$(tcpdump -r "$work/capture.pcap" 2>/dev/null | wc -l)
 	cat >"$work/$tag.yaml" <<EOC
 chain: {name: dpi-agreement, spi: 66}
 nodes:
   - name: replay
-    stages: [$stage]
+    stages: [stamp]
+    next: inspect
     ingress: {mode: pcap, file: $work/capture.pcap}
-    egress: {frames: $work/$tag.frames}
+  - name: inspect
+    listen: 127.0.0.1:$port
+    stages: [stamp, $stage]
+    next: out
+  - name: out
+    listen: 127.0.0.1:$((port + 1))
+    stages: [stamp]
+    egress: {frames: $work/$tag.frames, count: $count}
 EOC
+	for n in out inspect; do
+		"$RDMESH" node --config "$work/$tag.yaml" --name $n --stats "$work/$tag.$n.stats" \
+			>"$work/$tag.$n.log" 2>&1 &
+		[ $n = out ] && pout=$! || pin=$!
+	done
 	if ! timeout 60 "$RDMESH" node --config "$work/$tag.yaml" --name replay \
-		--stats "$work/$tag.stats" >"$work/$tag.log" 2>&1; then
-		fail "$tag: rdmesh node"
-		cat "$work/$tag.log"
+		--stats "$work/$tag.replay.stats" >"$work/$tag.log" 2>&1 || ! wait_exit "$pout" 20; then
+		fail "$tag: the replay chain did not finish"
+		kill -9 "$pin" "$pout" 2>/dev/null
+		tail -5 "$work/$tag".*log
 		return 1
 	fi
+	kill -TERM "$pin"
+	wait_exit "$pin" 10 || { fail "$tag: inspect ignored SIGTERM"; return 1; }
+	{
+		cat "$work/$tag.inspect.stats"
+		grep '^egress_packets ' "$work/$tag.out.stats"
+		awk '$1 == "drops" { s += $2 } END { print "drops", s }' "$work/$tag".*.stats
+	} >"$work/$tag.stats"
 	if ! "$DPIFLOWS" "$work/$tag.frames" >"$work/$tag.txt" 2>"$work/$tag.dpiflows"; then
 		fail "$tag: dpiflows: $(cat "$work/$tag.dpiflows")"
 		return 1
