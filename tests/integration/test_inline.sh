@@ -169,6 +169,15 @@ if [ "${STAGES:-all}" = all ]; then
 	else
 		fail "after reload files.test: $(cat "$work/curl3.err")"
 	fi
+	# SIGHUP to host1: alice's entry in the directory changes; new flows carry it.
+	sed -i 's/user: alice$/user: alice-v2/' "$work/directory.yaml"
+	kill -HUP "$pid1"
+	n=0
+	until grep -q "reload identity: done" "$work/log1"; do n=$((n + 1)); [ $n -ge 50 ] && break; sleep 0.1; done
+	body=$(cli curl -sS --max-time 10 http://10.91.2.2/hello.txt 2>&1)
+	[ "$body" = hello ] && grep -q "reload identity: done" "$work/log1" &&
+		pass "SIGHUP reloads the identity directory on host1 without dropping traffic" ||
+		fail "identity reload: '$body' $(grep reload "$work/log1")"
 	sleep 1 # finished TCP flows linger tcp_closed_ms, then the flow log writes them
 fi
 
@@ -204,6 +213,9 @@ for host, verdict, rule in (("files.test", "allow", "default"),
         print(host, "app is", l.get("app")); ok = False
     if host == "files.test" and l.get("reason") != "closed":
         print(host, "ended", l.get("reason"), "(want closed: FIN both ways seen)"); ok = False
+users = [l.get("user") for l in lines if l.get("dport") == 80]
+if users[:1] != ["alice"] or users[-1:] != ["alice-v2"]:
+    print("HTTP flows' users before and after the directory reload:", users); ok = False
 big = find("files.test")
 if big and big.get("bytes_rev", 0) < 10485760:
     print("files.test bytes back", big.get("bytes_rev")); ok = False
