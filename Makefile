@@ -12,7 +12,7 @@ BUILD := build/san-$(subst $(comma),-,$(SANITIZE))
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
-PKGS := yaml-0.1 libpcap libibverbs librdmacm libndpi
+PKGS := yaml-0.1 libpcap libibverbs librdmacm libndpi openssl libmicrohttpd
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CRIT_CFLAGS = $(shell pkg-config --cflags criterion 2>/dev/null)
@@ -28,7 +28,7 @@ LDLIBS += $(PKG_LIBS) -lpthread -lm
 DEB_PKGS := gcc make pkg-config clang libyaml-dev libpcap-dev libcriterion-dev libssl-dev \
 	libibverbs-dev librdmacm-dev libndpi-dev iproute2 iputils-ping procps tcpdump \
 	qemu-system-x86 busybox-static cpio kmod rdma-core ibverbs-utils rdmacm-utils perftest \
-	sockperf haproxy gnuplot-nox libndpi-bin curl openssl dnsutils dnsmasq-base python3
+	sockperf haproxy gnuplot-nox libndpi-bin curl openssl dnsutils dnsmasq-base python3 libmicrohttpd-dev
 
 LIB_SRC := $(filter-out node/main.c,$(wildcard transport/*.c services/*.c node/*.c orchestrator/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
