@@ -189,7 +189,7 @@ static int load_transport_section(struct ld *l, const struct rdm_ynode *root,
 {
 	static const char *const keys[] = {"queue_bytes",  "max_frame", "backoff_min_ms",
 					   "backoff_max_ms", "batch", "keepalive_ms",
-					   "credits", "inline", "spin_us", NULL};
+					   "credits", "inline", "spin_us", "drain_ms", NULL};
 	const struct rdm_ynode *m = NULL, *v = rdm_ymap_get(root, "transport");
 	int rc = 0;
 
@@ -215,6 +215,8 @@ static int load_transport_section(struct ld *l, const struct rdm_ynode *root,
 		rc = u32_opt(l, m, "inline", 0, 4096, 256, &t->inline_max);
 	if (!rc)
 		rc = u32_opt(l, m, "spin_us", 0, 1000000, 20, &t->spin_us);
+	if (!rc)
+		rc = u32_opt(l, m, "drain_ms", 0, 86400000, 30000, &t->drain_ms);
 	if (rc)
 		return rc;
 	if (t->backoff_max_ms < t->backoff_min_ms) {

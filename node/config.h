@@ -92,6 +92,7 @@ struct rdm_transport_conf {
 	uint32_t credits;       /* rdma: receive slots granted to each peer */
 	uint32_t inline_max;    /* rdma: inline bytes asked of the device */
 	uint32_t spin_us;       /* rdma: CQ polling before sleeping on the channel */
+	uint32_t drain_ms;      /* a replica that leaves a next list keeps its flows this long */
 };
 
 struct rdm_chain_conf {

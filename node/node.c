@@ -17,6 +17,7 @@
 #include "node/flowcount.h"
 #include "node/gen.h"
 #include "node/hist.h"
+#include "node/maglev.h"
 #include "node/pcapio.h"
 #include "node/pkt.h"
 #include "node/tun.h"
@@ -33,6 +34,7 @@
 #define INGRESS_SI 255
 #define TICK_MS 100
 #define EGRESS_GRACE_NS 500000000ull /* how long the egress waits for late packets */
+#define MAX_DOWNS (2 * RDM_MAX_NEXT)  /* replicas of the next stage, plus ones draining */
 
 /* Which way a batch travels: forward from the chain's ingress towards its egress, or
  * back (inline mode's return traffic, and stages' replies to a packet's sender). */
@@ -83,11 +85,44 @@ struct worker_stats {
 	uint64_t replies;        /* frames stages turned into replies */
 	uint64_t tun_rx, tun_tx; /* packets read from and written to the TUN device */
 	uint64_t notices;        /* state-only notices that reached the egress */
+	uint64_t pins_moved;     /* flows re-steered because their replica went away */
+	uint64_t drained_idle;   /* draining replicas closed once no flow was pinned */
+	uint64_t drain_timeouts; /* draining replicas closed with flows still pinned */
 };
 
 struct origin {
 	uint32_t id;
 	uint64_t next, received, lost, reordered;
+};
+
+/* The replicas of the next stage a node steers to, and the Maglev table over their
+ * names. Immutable once published; every one is kept until the node is freed. */
+struct steer {
+	int n;
+	const char *name[RDM_MAX_NEXT];
+	const struct rdm_addr *peer[RDM_MAX_NEXT];
+	struct rdm_maglev *mg;
+	struct rdm_chain_conf *chain; /* a reloaded chain file the names point into, or NULL */
+	struct steer *older;
+};
+
+/* A worker's connection to one replica of the next stage. A replica that leaves the
+ * table drains: it gets no new flows, and goes once no flow is pinned to it or the
+ * drain timeout passes. */
+struct down {
+	struct rdm_conn *c; /* NULL: the slot is free */
+	const char *name;
+	const struct rdm_addr *peer;
+	int active;	/* in the current table */
+	int ever_up;
+	uint32_t gen;	/* bumped when the slot is freed: pins to the old replica go stale */
+	uint64_t pins;	/* flows pinned to this replica */
+	uint64_t drain_start_ns;
+};
+
+/* A flow's pin: the slot of the replica it started on, as of that slot's generation. */
+struct pin {
+	uint32_t slot, gen;
 };
 
 struct worker {
@@ -97,8 +132,12 @@ struct worker {
 	struct rdm_loop *loop;
 	struct rdm_io wake;
 	struct rdm_listener *lst, *lst_rdma;
-	struct rdm_conn *downs[RDM_MAX_NEXT]; /* one per replica of the next stage */
-	uint8_t down_ever_up[RDM_MAX_NEXT];
+	/* Steering: a connection per replica of the next stage, the table that picks one
+	 * for a new flow, and each flow's pin to the replica it started on. */
+	struct down downs[MAX_DOWNS];
+	const struct steer *steer;
+	int slot_of[RDM_MAX_NEXT]; /* steer's replica i is downs[slot_of[i]] */
+	struct rdm_flowtab *pins;
 	struct rdm_conn *ups[MAX_UPS];
 	uint64_t up_serial[MAX_UPS]; /* tells a reused connection slot from its predecessor */
 	uint64_t next_serial;
@@ -154,9 +193,9 @@ struct worker {
 struct rdm_node {
 	const struct rdm_chain_conf *chain;
 	const struct rdm_node_conf *conf;
-	const struct rdm_node_conf *next[RDM_MAX_NEXT]; /* replicas of the next stage */
-	int n_next;
-	const struct rdm_addr *peer[RDM_MAX_NEXT]; /* where each is reached: listen or connect */
+	int n_next;                   /* replicas of the next stage at start (0: chain's end) */
+	struct steer *steer;          /* the current one; older ones hang off it */
+	const struct steer *reload_steer; /* what workers switch to on a reload, or NULL */
 	const struct rdm_transport_ops *ops; /* towards next */
 	int auto_tcp_fallback;               /* transport auto: TCP if the peer has no RDMA */
 	int returns;                         /* frames may travel back: track return paths */
@@ -296,27 +335,61 @@ static int encode_tx(struct worker *w, struct rdm_frame *const *fs, int m, int w
 	return k;
 }
 
-/* The replica of the next stage that carries flow f: both directions of a flow hash
- * alike, so they meet the same replica. */
-static int replica_of(const struct rdm_node *n, const struct rdm_frame *f)
+/* The slot of the replica that carries frame f. A flow's first packet picks one from the
+ * Maglev table by the flow's symmetric hash (both directions alike) and pins the flow to
+ * it; later packets follow the pin, so a changed table never moves a flow. A pin to a
+ * replica that has gone is renewed from the table (counted: pins_moved). */
+static int steer_frame(struct worker *w, const struct rdm_frame *f, uint64_t now)
 {
-	if (n->n_next == 1 || !(f->present & RDM_F_FLOW_KEY))
-		return 0;
-	return (int)(rdm_frame_flow_hash(f, &f->key) % (uint64_t)n->n_next);
+	uint64_t hash;
+	struct rdm_flow *fl;
+	struct pin *p;
+	int dir, created, slot;
+
+	if (!(f->present & RDM_F_FLOW_KEY))
+		return w->slot_of[0];
+	hash = rdm_frame_flow_hash(f, &f->key);
+	fl = rdm_flowtab_track(w->pins, &f->key, hash, f->pkt_len,
+			       f->pkt_len ? rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &f->key) : 0, now,
+			       &dir, &created);
+	p = rdm_flow_data(fl);
+	if (!created && p->gen == w->downs[p->slot].gen && w->downs[p->slot].c)
+		return (int)p->slot;
+	if (!created)
+		w->st.pins_moved++;
+	slot = w->slot_of[rdm_maglev_lookup(w->steer->mg, hash)];
+	p->slot = (uint32_t)slot;
+	p->gen = w->downs[slot].gen;
+	w->downs[slot].pins++;
+	return slot;
+}
+
+/* A pin leaves with its flow (idle, closed, evicted): its replica has one flow less. */
+static void pin_end(void *arg, struct rdm_flow *fl, enum rdm_flow_end why)
+{
+	struct worker *w = arg;
+	const struct pin *p = rdm_flow_data(fl);
+
+	if (p->slot < MAX_DOWNS && p->gen == w->downs[p->slot].gen && w->downs[p->slot].pins)
+		w->downs[p->slot].pins--;
 }
 
 static void forward(struct worker *w, struct rdm_frame *const *fs, int m)
 {
-	struct rdm_node *n = w->node;
+	uint64_t now = rdm_now_ns();
 
 	for (int i = 0; i < m; i++)
-		w->upi[i] = replica_of(n, fs[i]);
-	for (int r = 0; r < n->n_next; r++) {
-		int k = encode_tx(w, fs, m, r, FWD), rc;
+		w->upi[i] = steer_frame(w, fs[i], now);
+	for (int r = 0; r < MAX_DOWNS; r++) {
+		struct rdm_conn *c = w->downs[r].c;
+		int k, rc;
 
+		if (!c)
+			continue;
+		k = encode_tx(w, fs, m, r, FWD);
 		if (k == 0)
 			continue;
-		rc = w->downs[r] ? rdm_conn_send(w->downs[r], w->tx, k) : -ENOTCONN;
+		rc = rdm_conn_send(c, w->tx, k);
 		if (rc < 0) {
 			w->st.drops[DROP_PEER_DOWN] += (uint64_t)k;
 			continue;
@@ -329,19 +402,19 @@ static void forward(struct worker *w, struct rdm_frame *const *fs, int m)
 /* 1 when some replica of the next stage pushes back: the worker holds its input. */
 static int downs_congested(const struct worker *w)
 {
-	for (int r = 0; r < w->node->n_next; r++)
-		if (w->downs[r] && w->downs[r]->congested)
+	for (int r = 0; r < MAX_DOWNS; r++)
+		if (w->downs[r].c && w->downs[r].c->congested)
 			return 1;
 	return 0;
 }
 
-/* How many replicas of the next stage are connected. */
+/* How many replicas in the current table are connected. */
 static int downs_up(const struct worker *w)
 {
 	int k = 0;
 
-	for (int r = 0; r < w->node->n_next; r++)
-		k += w->downs[r] && w->downs[r]->up;
+	for (int i = 0; w->steer && i < w->steer->n; i++)
+		k += w->downs[w->slot_of[i]].c && w->downs[w->slot_of[i]].c->up;
 	return k;
 }
 
@@ -529,7 +602,7 @@ static void send_on(struct worker *w, struct rdm_frame *const *fs, int m, int di
 		send_back(w, fs, m);
 	else if (w->node->conf->egress.enabled)
 		egress(w, fs, m);
-	else if (w->node->n_next)
+	else if (w->steer)
 		forward(w, fs, m);
 }
 
@@ -683,21 +756,21 @@ static void down_state(struct rdm_conn *c, int up, void *arg)
 	struct rdm_node *n = w->node;
 	int r = 0;
 
-	while (r + 1 < n->n_next && w->downs[r] != c)
+	while (r + 1 < MAX_DOWNS && w->downs[r].c != c)
 		r++;
 	if (up) {
-		nlog(n, "next hop %s (%s) up over %s, epoch %u", n->next[r]->name, c->peer,
+		nlog(n, "next hop %s (%s) up over %s, epoch %u", w->downs[r].name, c->peer,
 		     c->ops->name, c->epoch);
 		if (w->ever_up && (w->gen || w->pin))
 			w->st.ingress_reconnect_seq = w->st.ingress_taken;
 		w->ever_up = 1;
-		w->down_ever_up[r] = 1;
+		w->downs[r].ever_up = 1;
 		/* A node takes frames only once it can pass them on. */
 		if (!w->lst && n->conf->has_listen)
 			start_listener(w);
 	} else {
 		nlog(n, "next hop %s (%s) down: frames are dropped and counted until it is back",
-		     n->next[r]->name, c->peer);
+		     w->downs[r].name, c->peer);
 	}
 	resume_inputs(w);
 }
@@ -886,13 +959,13 @@ static void pump(void *arg)
 	if (w->stopping || w->src_done)
 		return;
 	if (!w->started) {
-		if (n->n_next && downs_up(w) < n->n_next && now < w->wait_until_ns) {
+		if (w->steer && downs_up(w) < w->steer->n && now < w->wait_until_ns) {
 			rdm_timer_arm(w->loop, &w->pump, 10, pump, w);
 			return;
 		}
-		if (n->n_next && downs_up(w) < n->n_next)
+		if (w->steer && downs_up(w) < w->steer->n)
 			nlog(n, "%d of %d next hops not up after %d ms: starting anyway, counting drops",
-			     n->n_next - downs_up(w), n->n_next, ic->wait_ms);
+			     w->steer->n - downs_up(w), w->steer->n, ic->wait_ms);
 		w->started = 1;
 		w->start_ns = now;
 	}
@@ -962,9 +1035,9 @@ static size_t downs_queued(const struct worker *w)
 {
 	size_t q = 0;
 
-	for (int r = 0; r < w->node->n_next; r++)
-		if (w->downs[r] && w->downs[r]->up)
-			q += w->downs[r]->ops->queued(w->downs[r]);
+	for (int r = 0; r < MAX_DOWNS; r++)
+		if (w->downs[r].c && w->downs[r].c->up)
+			q += w->downs[r].c->ops->queued(w->downs[r].c);
 	return q;
 }
 
@@ -1016,18 +1089,113 @@ static void auto_check(struct worker *w)
 	if (!n->auto_tcp_fallback)
 		return;
 	cbs.arg = w;
-	for (int r = 0; r < n->n_next; r++) {
-		struct rdm_conn *d = w->downs[r];
+	for (int r = 0; r < MAX_DOWNS; r++) {
+		struct down *d = &w->downs[r];
 
-		if (w->down_ever_up[r] || !d || d->ops != &rdm_rdma_ops || d->stats.unreachable < 2)
+		if (d->ever_up || !d->c || d->c->ops != &rdm_rdma_ops || d->c->stats.unreachable < 2)
 			continue;
 		nlog(n, "transport auto: no RDMA responder at %s after %" PRIu64 " tries: using TCP",
-		     n->peer[r]->text, d->stats.unreachable);
+		     d->peer->text, d->c->stats.unreachable);
 		w->auto_fallbacks++;
-		d->ops->close(d);
-		w->downs[r] = rdm_tcp_ops.connect(w->loop, n->peer[r], &n->copts, &cbs);
-		if (!w->downs[r])
-			nlog(n, "connect %s: %s", n->peer[r]->text, strerror(errno));
+		d->c->ops->close(d->c);
+		d->c = rdm_tcp_ops.connect(w->loop, d->peer, &n->copts, &cbs);
+		if (!d->c) {
+			nlog(n, "connect %s: %s", d->peer->text, strerror(errno));
+			d->gen++; /* the slot is free: pins to it renew */
+		}
+	}
+}
+
+/* Switches worker w to steer sp: replicas it names keep their connections (a draining
+ * one comes back), new ones are connected, and those it no longer names start to
+ * drain. 0, or -errno when a connection cannot be set up (the old table then stays). */
+static int apply_steer(struct worker *w, const struct steer *sp)
+{
+	struct rdm_node *n = w->node;
+	struct rdm_conn_cbs cbs = down_cbs_tmpl;
+	int slot_of[RDM_MAX_NEXT], keep[MAX_DOWNS] = {0};
+
+	cbs.arg = w;
+	for (int i = 0; i < sp->n; i++) {
+		int r, fr = -1;
+
+		for (r = 0; r < MAX_DOWNS; r++) {
+			if (w->downs[r].c && !strcmp(w->downs[r].name, sp->name[i]))
+				break;
+			if (!w->downs[r].c && fr < 0 && !keep[r])
+				fr = r;
+		}
+		if (r == MAX_DOWNS) {
+			struct down *d;
+
+			if (fr < 0) {
+				nlog(n, "steering: no free slot for replica %s (%d draining)", sp->name[i],
+				     MAX_DOWNS);
+				return -ENOSPC;
+			}
+			r = fr;
+			d = &w->downs[r];
+			d->c = n->ops->connect(w->loop, sp->peer[i], &n->copts, &cbs);
+			if (!d->c) {
+				nlog(n, "connect %s: %s", sp->peer[i]->text, strerror(errno));
+				return -errno;
+			}
+			d->name = sp->name[i];
+			d->peer = sp->peer[i];
+			d->pins = 0;
+			d->ever_up = 0;
+		} else if (!w->downs[r].active && w->steer) {
+			nlog(n, "steering: replica %s is back in the table (%" PRIu64 " flows pinned)",
+			     sp->name[i], w->downs[r].pins);
+		}
+		keep[r] = 1;
+		slot_of[i] = r;
+	}
+	for (int r = 0; r < MAX_DOWNS; r++) {
+		struct down *d = &w->downs[r];
+
+		if (!d->c)
+			continue;
+		if (keep[r]) {
+			d->active = 1;
+		} else if (d->active) {
+			d->active = 0;
+			d->drain_start_ns = rdm_now_ns();
+			nlog(n, "steering: replica %s leaves the table: draining %" PRIu64
+				" pinned flows (at most %u ms)",
+			     d->name, d->pins, n->chain->transport.drain_ms);
+		}
+	}
+	memcpy(w->slot_of, slot_of, sizeof(slot_of));
+	w->steer = sp;
+	return 0;
+}
+
+/* Closes draining replicas whose flows are all gone, or whose time is up. */
+static void drain_check(struct worker *w, uint64_t now)
+{
+	uint64_t limit = (uint64_t)w->node->chain->transport.drain_ms * 1000000ull;
+
+	for (int r = 0; r < MAX_DOWNS; r++) {
+		struct down *d = &w->downs[r];
+
+		if (!d->c || d->active)
+			continue;
+		if (d->pins && now - d->drain_start_ns < limit)
+			continue;
+		if (d->pins) {
+			w->st.drain_timeouts++;
+			nlog(w->node, "steering: replica %s drained by timeout: %" PRIu64
+				      " flows still pinned move on their next packet",
+			     d->name, d->pins);
+		} else {
+			w->st.drained_idle++;
+			nlog(w->node, "steering: replica %s drained: no flow left on it", d->name);
+		}
+		d->c->ops->close(d->c);
+		d->c = NULL;
+		d->gen++;
+		d->pins = 0;
 	}
 }
 
@@ -1043,6 +1211,10 @@ static void tick(void *arg)
 			n->stage_ops[s]->tick(w->stage_rt[s], now);
 	if (w->paths)
 		rdm_flowtab_expire(w->paths, now, 4096);
+	if (w->pins) {
+		rdm_flowtab_expire(w->pins, now, 4096);
+		drain_check(w, now);
+	}
 	if (n->conf->egress.count) {
 		int late = 0;
 
@@ -1059,8 +1231,10 @@ static void tick(void *arg)
 	rdm_timer_arm(w->loop, &w->tick, TICK_MS, tick, w);
 }
 
-/* Between batches: switch the stages to confs the main thread reloaded. */
-static void take_reload(struct worker *w)
+/* Between batches: switch the stages to confs the main thread reloaded, and steering to
+ * a new next list. on_worker is 0 when the main thread does it for a worker that has
+ * finished: its stages still switch (their confs are freed next), its connections not. */
+static void take_reload(struct worker *w, int on_worker)
 {
 	struct rdm_node *n = w->node;
 	unsigned gen = atomic_load(&n->reload_gen);
@@ -1070,6 +1244,8 @@ static void take_reload(struct worker *w)
 	for (int s = 0; s < n->n_stages; s++)
 		if (n->reload_conf[s])
 			n->stage_ops[s]->conf_swap(w->stage_rt[s], n->reload_conf[s]);
+	if (on_worker && n->reload_steer && w->steer != n->reload_steer)
+		apply_steer(w, n->reload_steer);
 	atomic_store(&w->reload_seen, gen);
 }
 
@@ -1078,7 +1254,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct rdm_node *n = w->node;
 
-	if (n->n_next == 0 && n->conf->has_listen)
+	if (!w->steer && n->conf->has_listen)
 		start_listener(w);
 	if (w->gen || w->pin)
 		rdm_timer_arm(w->loop, &w->pump, 0, pump, w);
@@ -1087,7 +1263,7 @@ static void *worker_main(void *arg)
 	rdm_timer_arm(w->loop, &w->tick, TICK_MS, tick, w);
 	while (!w->finished) {
 		rdm_loop_run_once(w->loop, 50);
-		take_reload(w);
+		take_reload(w, 1);
 		if (atomic_load(&n->stop) && !w->stopping)
 			begin_stop(w);
 		auto_check(w);
@@ -1201,13 +1377,12 @@ static int worker_init(struct rdm_node *n, struct worker *w, int idx, char *err,
 				return -EIO;
 		}
 	}
-	for (int r = 0; r < n->n_next; r++) {
-		struct rdm_conn_cbs cbs = down_cbs_tmpl;
-
-		cbs.arg = w;
-		w->downs[r] = n->ops->connect(w->loop, n->peer[r], &n->copts, &cbs);
-		if (!w->downs[r]) {
-			snprintf(err, errlen, "connect %s: %s", n->peer[r]->text, strerror(errno));
+	if (n->steer) {
+		w->pins = rdm_flowtab_new(&n->chain->flows, sizeof(struct pin), pin_end, w);
+		if (!w->pins)
+			goto nomem;
+		if (apply_steer(w, n->steer) < 0) {
+			snprintf(err, errlen, "connecting to the next hops: %s", strerror(errno));
 			return -EIO;
 		}
 	}
@@ -1221,9 +1396,10 @@ static void worker_fini(struct rdm_node *n, struct worker *w)
 {
 	if (!w->node)
 		return;
-	for (int r = 0; r < n->n_next; r++)
-		if (w->downs[r])
-			w->downs[r]->ops->close(w->downs[r]);
+	for (int r = 0; r < MAX_DOWNS; r++)
+		if (w->downs[r].c)
+			w->downs[r].c->ops->close(w->downs[r].c);
+	rdm_flowtab_free(w->pins);
 	if (w->lst)
 		rdm_tcp_ops.close_listener(w->lst);
 	if (w->lst_rdma)
@@ -1299,6 +1475,46 @@ int rdm_chain_check_stages(const struct rdm_chain_conf *chain, char *err, size_t
 	return 0;
 }
 
+/* The steering of node conf c of chain: its next replicas and their Maglev table.
+ * owned is a reloaded chain the steer keeps (freed with it), or NULL. */
+static struct steer *steer_new(const struct rdm_chain_conf *chain, const struct rdm_node_conf *c,
+			       struct rdm_chain_conf *owned)
+{
+	struct steer *sp = calloc(1, sizeof(*sp));
+
+	if (!sp)
+		return NULL;
+	sp->n = c->n_next;
+	for (int r = 0; r < c->n_next; r++) {
+		const struct rdm_node_conf *nx = &chain->nodes[c->nexts[r]];
+
+		sp->name[r] = nx->name;
+		sp->peer[r] = c->has_connect ? &c->connect : &nx->listen;
+	}
+	sp->mg = rdm_maglev_new(sp->name, sp->n, 0);
+	if (!sp->mg) {
+		free(sp);
+		return NULL;
+	}
+	sp->chain = owned;
+	return sp;
+}
+
+static void steer_free_all(struct steer *sp)
+{
+	while (sp) {
+		struct steer *o = sp->older;
+
+		rdm_maglev_free(sp->mg);
+		if (sp->chain) {
+			rdm_chain_free(sp->chain);
+			free(sp->chain);
+		}
+		free(sp);
+		sp = o;
+	}
+}
+
 struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *name, char *err,
 			      size_t errlen)
 {
@@ -1316,9 +1532,10 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	n->chain = chain;
 	n->conf = c;
 	n->n_next = c->n_next;
-	for (int r = 0; r < c->n_next; r++) {
-		n->next[r] = &chain->nodes[c->nexts[r]];
-		n->peer[r] = c->has_connect ? &c->connect : &n->next[r]->listen;
+	if (c->n_next && !(n->steer = steer_new(chain, c, NULL))) {
+		snprintf(err, errlen, "%s: node '%s': steering table: %s", chain->file, name,
+			 strerror(errno));
+		goto err;
 	}
 	n->ops = c->transport == RDM_TRANSPORT_TCP ? &rdm_tcp_ops : &rdm_rdma_ops;
 	if (c->transport == RDM_TRANSPORT_AUTO && n->n_next) {
@@ -1406,9 +1623,69 @@ void rdm_node_free(struct rdm_node *n)
 			worker_fini(n, &n->w[i]);
 	for (int s = 0; s < n->n_stages; s++)
 		n->stage_ops[s]->conf_free(n->stage_conf[s]);
+	steer_free_all(n->steer);
 	pthread_mutex_destroy(&n->eg_mu);
 	free(n->w);
 	free(n);
+}
+
+/* 1 when steer sp names exactly the next hops of node conf c of chain (in any order). */
+static int same_next(const struct steer *sp, const struct rdm_chain_conf *chain,
+		     const struct rdm_node_conf *c)
+{
+	if (sp->n != c->n_next)
+		return 0;
+	for (int r = 0; r < c->n_next; r++) {
+		int i = 0;
+
+		while (i < sp->n && strcmp(sp->name[i], chain->nodes[c->nexts[r]].name))
+			i++;
+		if (i == sp->n)
+			return 0;
+	}
+	return 1;
+}
+
+/* SIGHUP, for the data plane: reads the chain file again and, when this node's next
+ * replicas changed, makes the new steer current (workers switch in take_reload). Only
+ * the next list is taken from the file; other changes need a restart, and are not
+ * looked at. NULL when nothing changes or the file is broken (logged). */
+static const struct steer *reload_next(struct rdm_node *n)
+{
+	struct rdm_chain_conf *c = calloc(1, sizeof(*c));
+	const struct rdm_node_conf *me;
+	struct steer *sp = NULL;
+	char err[512];
+
+	if (!c || rdm_chain_load(n->chain->file, c, err, sizeof(err)) < 0) {
+		if (c)
+			nlog(n, "reload %s: %s: keeping the running next hops", n->chain->file, err);
+		free(c);
+		return NULL;
+	}
+	me = rdm_chain_node(c, n->conf->name);
+	if (!me)
+		nlog(n, "reload %s: no node named %s any more: keeping the running next hops",
+		     n->chain->file, n->conf->name);
+	else if (!n->steer || !me->n_next) {
+		if (!n->steer != !me->n_next)
+			nlog(n, "reload %s: a node cannot start or stop being the chain's end while "
+				"running: keeping the running next hops",
+			     n->chain->file);
+	} else if (!same_next(n->steer, c, me)) {
+		sp = steer_new(c, me, c);
+		if (!sp)
+			nlog(n, "reload: steering table: %s", strerror(errno));
+	}
+	if (!sp) {
+		rdm_chain_free(c);
+		free(c);
+		return NULL;
+	}
+	sp->older = n->steer;
+	n->steer = sp;
+	nlog(n, "reload: next hops now %d replicas (was %d)", sp->n, sp->older->n);
+	return sp;
 }
 
 /* SIGHUP: stages that can reload build new confs here, on the main thread; workers
@@ -1441,7 +1718,8 @@ static void reload_stages(struct rdm_node *n)
 		}
 		any = 1;
 	}
-	if (!any)
+	n->reload_steer = reload_next(n);
+	if (!any && !n->reload_steer)
 		return;
 	gen = atomic_fetch_add(&n->reload_gen, 1) + 1;
 	for (int i = 0; i < n->n_workers; i++)
@@ -1466,7 +1744,8 @@ static void reload_stages(struct rdm_node *n)
 	}
 	for (int i = 0; i < n->n_workers; i++)
 		if (atomic_load(&n->w[i].reload_seen) != gen)
-			take_reload(&n->w[i]); /* a finished worker: its thread is gone */
+			take_reload(&n->w[i], 0); /* a finished worker: its thread is gone */
+	n->reload_steer = NULL;
 	for (int s = 0; s < n->n_stages; s++) {
 		if (!n->reload_conf[s])
 			continue;
@@ -1551,13 +1830,13 @@ static void sum_totals(const struct rdm_node *n, struct totals *t)
 		for (size_t k = 0; k < sizeof(w->st) / sizeof(uint64_t); k++)
 			dst[k] += src[k];
 		t->st.ingress_reconnect_seq = w->st.ingress_reconnect_seq;
-		for (int r = 0; r < n->n_next; r++) {
+		for (int r = 0; r < MAX_DOWNS; r++) {
 			const uint64_t *a;
 			uint64_t *b = (uint64_t *)&t->down;
 
-			if (!w->downs[r])
+			if (!w->downs[r].c)
 				continue;
-			a = (const uint64_t *)&w->downs[r]->stats;
+			a = (const uint64_t *)&w->downs[r].c->stats;
 			for (size_t k = 0; k < sizeof(t->down) / sizeof(uint64_t); k++)
 				b[k] += a[k];
 		}
@@ -1614,6 +1893,7 @@ static void stage_emit(void *arg, const char *name, uint64_t v)
 
 void rdm_node_report(const struct rdm_node *n, FILE *out)
 {
+	const struct rdm_conn *down0 = n->n_next ? n->w[0].downs[n->w[0].slot_of[0]].c : NULL;
 	struct totals t;
 	uint64_t lost = 0, reordered = 0, drops = 0;
 
@@ -1650,8 +1930,12 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 
 		for (int i = 0; i < n->n_workers; i++)
 			fb += n->w[i].auto_fallbacks;
-		fprintf(out, "down_transport %s\ndown_replicas %d\ndown_auto_fallbacks %" PRIu64 "\n",
-			n->w[0].downs[0] ? n->w[0].downs[0]->ops->name : "none", n->n_next, fb);
+		fprintf(out,
+			"down_transport %s\ndown_replicas %d\ndown_auto_fallbacks %" PRIu64
+			"\npins_moved %" PRIu64 "\ndrained_idle %" PRIu64 "\ndrain_timeouts %" PRIu64
+			"\n",
+			down0 ? down0->ops->name : "none", n->steer->n, fb, t.st.pins_moved,
+			t.st.drained_idle, t.st.drain_timeouts);
 	}
 	if (n->n_next)
 		fprintf(out,
@@ -1662,7 +1946,7 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			t.down.tx_frames, t.down.tx_bytes, t.down.connects, t.down.connect_fails,
 			t.down.disconnects, t.down.congested, t.down.lost_on_close,
 			t.down.queue_full);
-	if (n->n_next && n->w[0].downs[0] && n->w[0].downs[0]->ops == &rdm_rdma_ops)
+	if (n->n_next && down0 && down0->ops == &rdm_rdma_ops)
 		fprintf(out,
 			"down_inline_sends %" PRIu64 "\ndown_zero_copy %" PRIu64
 			"\ndown_credit_stalls %" PRIu64 "\ndown_credit_msgs %" PRIu64
