@@ -7,6 +7,9 @@
  *
  *   chaincheck --in IN.pcap --frames FRAMES.pcap --egress-stats FILE --hops 1,2,3
  *              [--ip OUT.pcap] [--after SEQ] [--count N]
+ * A hop may list replicas, "1,21|22|23,3": each frame must have passed one of them, and
+ * every frame of a flow the same one (so each flow was inspected by exactly one replica).
+ * Frames of different flows may then arrive in any order; each flow's order still holds.
  * --after: every packet with a sequence number >= SEQ must have arrived.
  * --count: the ingress replayed only the first N packets of IN. */
 #include <errno.h>
@@ -61,11 +64,15 @@ static uint64_t stat_get(const char *path, const char *key)
 	exit(2);
 }
 
-/* Per-flow last sequence seen, in a small open-addressing table. */
+/* Per-flow last sequence seen and the nodes that stamped it, in a small open-addressing
+ * table. */
 struct flow_last {
 	uint64_t id, last;
 	int used;
+	uint32_t hop[RDM_MAX_HOPS];
 };
+
+#define MAX_ALTS 16
 
 int main(int argc, char **argv)
 {
@@ -78,8 +85,9 @@ int main(int argc, char **argv)
 	};
 	const char *in = NULL, *frames = NULL, *ip = NULL, *estats = NULL, *hops = NULL;
 	uint64_t after = UINT64_MAX, count = UINT64_MAX, n_in = 0, cap_in = 0, n_frames = 0, missing = 0, flows = 0;
-	uint32_t hop_ids[RDM_MAX_HOPS];
-	int n_hop_ids = 0, c;
+	uint32_t hop_ids[RDM_MAX_HOPS][MAX_ALTS];
+	int n_alts[RDM_MAX_HOPS] = {0}, n_hop_ids = 0, replicas = 0, c;
+	uint64_t per_node[RDM_MAX_HOPS][MAX_ALTS] = {{0}};
 	struct pkt *pk = NULL;
 	struct flow_last *fl;
 	uint32_t fl_cap = 1u << 20;
@@ -113,8 +121,14 @@ int main(int argc, char **argv)
 		char *s = strdup(hops);
 
 		for (char *tok = strtok(s, ","); tok && n_hop_ids < RDM_MAX_HOPS;
-		     tok = strtok(NULL, ","))
-			hop_ids[n_hop_ids++] = (uint32_t)strtoul(tok, NULL, 10);
+		     tok = strtok(NULL, ",")) {
+			for (char *a = tok; a && n_alts[n_hop_ids] < MAX_ALTS; a = strchr(a, '|')) {
+				a += *a == '|';
+				hop_ids[n_hop_ids][n_alts[n_hop_ids]++] = (uint32_t)strtoul(a, NULL, 10);
+			}
+			replicas |= n_alts[n_hop_ids] > 1;
+			n_hop_ids++;
+		}
 		free(s);
 	}
 
@@ -166,8 +180,8 @@ int main(int argc, char **argv)
 		}
 		CHECK(!pk[f.seq].seen, "seq %" PRIu64 ": delivered twice", f.seq);
 		pk[f.seq].seen = 1;
-		CHECK(!have_prev || f.seq > prev_seq, "seq %" PRIu64 " after %" PRIu64 ": reordered",
-		      f.seq, prev_seq);
+		CHECK(replicas || !have_prev || f.seq > prev_seq,
+		      "seq %" PRIu64 " after %" PRIu64 ": reordered", f.seq, prev_seq);
 		prev_seq = f.seq;
 		have_prev = 1;
 		CHECK(f.pkt_len == pk[f.seq].len && !memcmp(f.pkt, pk[f.seq].data, f.pkt_len),
@@ -179,8 +193,12 @@ int main(int argc, char **argv)
 		CHECK(f.n_hops == n_hop_ids, "seq %" PRIu64 ": %d hop stamps, want %d", f.seq,
 		      f.n_hops, n_hop_ids);
 		for (int i = 0; i < f.n_hops && i < n_hop_ids; i++) {
-			CHECK(f.hops[i].node == hop_ids[i], "seq %" PRIu64 ": hop %d stamped by %u",
-			      f.seq, i, f.hops[i].node);
+			int a = 0;
+
+			while (a < n_alts[i] && f.hops[i].node != hop_ids[i][a])
+				a++;
+			CHECK(a < n_alts[i], "seq %" PRIu64 ": hop %d stamped by %u", f.seq, i,
+			      f.hops[i].node);
 			CHECK(f.hops[i].ns > 0 && (i == 0 || f.hops[i].ns >= f.hops[i - 1].ns),
 			      "seq %" PRIu64 ": hop %d timestamp goes back", f.seq, i);
 		}
@@ -190,12 +208,21 @@ int main(int argc, char **argv)
 				fl[j].used = 1;
 				fl[j].id = f.flow_id;
 				fl[j].last = f.seq;
+				for (int i = 0; i < f.n_hops && i < n_hop_ids; i++) {
+					fl[j].hop[i] = f.hops[i].node;
+					for (int a = 0; a < n_alts[i]; a++)
+						per_node[i][a] += hop_ids[i][a] == f.hops[i].node;
+				}
 				flows++;
 				break;
 			}
 			if (fl[j].id == f.flow_id) {
 				CHECK(f.seq > fl[j].last, "flow %016" PRIx64 ": out of order", f.flow_id);
 				fl[j].last = f.seq;
+				for (int i = 0; i < f.n_hops && i < n_hop_ids; i++)
+					CHECK(f.hops[i].node == fl[j].hop[i],
+					      "flow %016" PRIx64 ": hop %d went through %u, then %u",
+					      f.flow_id, i, fl[j].hop[i], f.hops[i].node);
 				break;
 			}
 		}
@@ -240,11 +267,19 @@ int main(int argc, char **argv)
 		      e_pk, n_frames);
 		CHECK(e_lost == missing, "egress counted %" PRIu64 " lost, %" PRIu64 " are missing",
 		      e_lost, missing);
-		CHECK(e_reord == 0, "egress counted %" PRIu64 " reordered", e_reord);
+		CHECK(replicas || e_reord == 0, "egress counted %" PRIu64 " reordered", e_reord);
 	}
 	printf("chaincheck: input %" PRIu64 " packets; arrived %" PRIu64 " in %" PRIu64
 	       " flows; missing %" PRIu64 "; %s\n",
 	       n_in, n_frames, flows, missing, fails ? "FAILED" : "all checks hold");
+	for (int i = 0; i < n_hop_ids; i++) {
+		if (n_alts[i] < 2)
+			continue;
+		printf("chaincheck: hop %d flows per replica:", i);
+		for (int a = 0; a < n_alts[i]; a++)
+			printf(" %u=%" PRIu64, hop_ids[i][a], per_node[i][a]);
+		printf("\n");
+	}
 	for (uint64_t s = 0; s < n_in; s++)
 		free(pk[s].data);
 	free(pk);
