@@ -1688,10 +1688,11 @@ static const struct steer *reload_next(struct rdm_node *n)
 	return sp;
 }
 
-/* SIGHUP: stages that can reload build new confs here, on the main thread; workers
+/* SIGHUP: stages that can reload build new confs here, on the caller's thread; workers
  * switch between batches (take_reload); the old confs go once every worker has. A
- * stage whose files are broken keeps running on what it had. */
-static void reload_stages(struct rdm_node *n)
+ * stage whose files are broken keeps running on what it had. The next list is re-read
+ * too (reload_next). */
+void rdm_node_reload(struct rdm_node *n)
 {
 	char err[512];
 	void *old[MAX_STAGES] = {0};
@@ -1783,7 +1784,7 @@ int rdm_node_run(struct rdm_node *n, int drain_ms)
 		int sig = sigtimedwait(&set, NULL, &to);
 
 		if (sig == SIGHUP && !atomic_load(&n->stop))
-			reload_stages(n);
+			rdm_node_reload(n);
 		if (sig == SIGINT || sig == SIGTERM) {
 			if (!atomic_load(&n->stop))
 				nlog(n, "%s: draining and stopping", strsignal(sig));

@@ -28,6 +28,12 @@ int rdm_chain_check_stages(const struct rdm_chain_conf *chain, char *err, size_t
  * before calling. */
 int rdm_node_run(struct rdm_node *n, int drain_ms);
 
+/* What SIGHUP does, callable from another thread while the node runs (not from a
+ * worker): stages re-read their files (identity's directory, the policy), and the chain
+ * file is read again for this node's next list (new replicas get new flows, leaving ones
+ * drain). Broken files are logged and change nothing. Calls must not overlap. */
+void rdm_node_reload(struct rdm_node *n);
+
 /* Writes every counter as "key value" lines (stable names, for scripts). */
 void rdm_node_report(const struct rdm_node *n, FILE *out);
 
