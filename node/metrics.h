@@ -1,0 +1,104 @@
+/* Prometheus metrics for a node: `rdmesh node --metrics IP:PORT` serves
+ *
+ *   GET /metrics   200, Content-Type: text/plain; version=0.0.4 (the Prometheus text
+ *                  format), the node's counters as of this request
+ *   HEAD /metrics  the same headers, no body
+ *   other methods  405 (Allow: GET, HEAD)
+ *   other paths    404
+ *   a report that does not convert (a bug, not a state): 500 with the reason
+ *
+ * over HTTP/1.1 from libmicrohttpd's internal polling thread: at most
+ * RDM_METRICS_MAX_CONNS connections at once, idle ones closed after
+ * RDM_METRICS_IDLE_S seconds. No TLS and no authentication: bind it to a management
+ * address (scrape config: `static_configs: [{targets: ["10.0.0.5:9464"]}]`).
+ *
+ * Where the numbers come from: on each scrape the node's report (rdm_node_report, the
+ * "key value" lines that `--stats FILE` writes) is rendered into memory and converted
+ * by rdm_metrics_render. The metrics therefore always name exactly what the report
+ * holds, and a counter added to the report appears here with no change to this module.
+ *
+ * Conversion rules (rdm_metrics_render):
+ *  - Every sample has a label node="NAME", NAME from the report's first line, which
+ *    must be "node NAME". Label values are escaped (\\, \", \n).
+ *  - Metric names are rdmesh_<key>, every character outside [a-zA-Z0-9_:] replaced by
+ *    '_'. Counters get a _total suffix (once); gauges do not.
+ *  - Type: a counter unless the key is in the gauge table below, or ends in "_active"
+ *    or "_queued_bytes" (occupancy figures, present and future). Gauges:
+ *      node_id workers run_ms down_replicas egress_origins egress_span_us
+ *      ingress_reconnect_seq (a sequence position, not a count), and the stage
+ *      counters flows_active rules directory_entries directory_prefixes.
+ *    run_ms is 0 until the run ends (the node sets it then). cpu_ms is process CPU
+ *    time, which only grows: rdmesh_cpu_ms_total, a counter (rate() / 1000 = cores).
+ *  - A value that is not a number (the node's name, down_transport) becomes a label of
+ *    one info metric, the label named after the key:
+ *      rdmesh_node_info{node="sase-1",down_transport="tcp"} 1   (a gauge)
+ *  - drop_<reason> -> rdmesh_drops_total{node,reason="<reason>"}. The report's "drops"
+ *    line is their sum and is left out: sum by (node) (rdmesh_drops_total) gives it,
+ *    and keeping it in the family would count every drop twice.
+ *  - stage_<stage>_<counter> -> rdmesh_stage_<counter>[_total]{node,stage="<stage>"}.
+ *    The stage is the longest name from rdm_stage_names() that the key starts with
+ *    (counters contain underscores, stage names might too); a key naming no known stage
+ *    falls back to the general rule. Two stage counters are reshaped:
+ *      policy's "flows" is its flow table's occupancy, so it joins the other stages'
+ *      gauge: rdmesh_stage_flows_active{stage="policy"};
+ *      rule_<N>_hits -> rdmesh_stage_rule_hits_total{node,stage,rule="<N>"}.
+ *  - Latency (nanoseconds in the report, seconds here, exactly: 47359 -> 0.000047359):
+ *      hop<N>_p50_ns / _p99_ns / _p999_ns, hops_*, e2e_* ->
+ *        rdmesh_hop_latency_seconds{node,hop="<N>"|"all"|"e2e",quantile="0.5|0.99|0.999"}
+ *      hop<N>_count, hops_count -> rdmesh_hop_latency_seconds_count{node,hop}
+ *      hop<N>_max_ns, hops_max_ns -> rdmesh_hop_latency_max_seconds{node,hop} (a gauge)
+ *    one summary family; hop="all" is every hop of every frame, hop="e2e" ingress to
+ *    egress (quantiles only: the report has no e2e count). There is no _sum: the
+ *    node's histograms do not keep one.
+ *  - Each family is written once, contiguously, as # HELP, # TYPE, then its samples in
+ *    report order (a summary's quantiles before its _count). Two report lines that
+ *    would make the same series are an error (-EINVAL), not a silent overwrite.
+ *
+ * Staleness: the report reads the workers' counters while they run, without locks.
+ * Each counter is a plain uint64_t written by one worker thread; a scrape may see a
+ * value a few microseconds old, and different counters from slightly different
+ * moments (rx_frames may lead tx_frames by a batch). Naturally aligned 64-bit loads do
+ * not tear on x86-64 and aarch64, the architectures we build for, so no value is ever
+ * half-written. The data path stays lock-free; only the scrape pays.
+ *
+ * Known limits of reading live (node.c and the stages, not this module): a scrape that
+ * races an upstream disconnect or a policy reload (SIGHUP) reads memory the worker is
+ * about to release; rdm_node_report keeps a static scratch buffer, so no other thread
+ * may call it while the server runs (cmd_node stops the server before its own report).
+ */
+#ifndef RDM_METRICS_H
+#define RDM_METRICS_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct rdm_node;
+struct rdm_metrics;
+
+#define RDM_METRICS_MAX_CONNS 16 /* concurrent HTTP connections; more wait in the backlog */
+#define RDM_METRICS_IDLE_S    10 /* an idle (or slow) connection is closed after this */
+
+/* Starts serving n's metrics on addr, "IP:PORT" or "[IPv6]:PORT" (port 0 picks a
+ * free one: see rdm_metrics_port). The server runs on its own thread, which inherits
+ * the caller's signal mask: block the signals the main thread waits for first. n must
+ * outlive the server. Returns the server, or NULL with a message in err ("metrics
+ * 127.0.0.1:9464: Address already in use"). */
+struct rdm_metrics *rdm_metrics_start(const char *addr, const struct rdm_node *n, char *err,
+				      size_t errlen);
+
+/* The TCP port the server listens on (useful after asking for port 0). */
+int rdm_metrics_port(const struct rdm_metrics *m);
+
+/* Stops the server: waits for a scrape in progress, closes every connection and the
+ * listening socket, frees m. Accepts NULL. */
+void rdm_metrics_stop(struct rdm_metrics *m);
+
+/* Converts report_text (rdm_node_report's output) into the Prometheus text format, by
+ * the rules above, and writes it to out in one piece. Returns 0; -EINVAL when the text
+ * is not a report (no "node NAME" first line, a line without a value, a duplicate
+ * series, a negative counter, a latency that is not a whole number of nanoseconds),
+ * with nothing written;
+ * -ENOMEM; -EIO when out fails. */
+int rdm_metrics_render(const char *report_text, FILE *out);
+
+#endif
