@@ -8,6 +8,7 @@
 
 #include "node/commands.h"
 #include "node/config.h"
+#include "node/metrics.h"
 #include "node/node.h"
 
 #define RDMESH_VERSION "0.1.0"
@@ -17,7 +18,9 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: rdmesh COMMAND [ARGS]\n"
 		"  node --config CHAIN.yaml --name NODE [--stats FILE] [--drain-ms MS]\n"
-		"                      run one node of a chain until done or SIGTERM\n"
+		"       [--metrics IP:PORT]\n"
+		"                      run one node of a chain until done or SIGTERM;\n"
+		"                      --metrics serves Prometheus text on http://IP:PORT/metrics\n"
 		"  check CHAIN.yaml    validate a chain config and print its nodes\n"
 		"  gen --flows N --packets N --out FILE.pcap [--seed S] [--rate PPS]\n"
 		"                      write generated traffic to a capture\n"
@@ -32,21 +35,24 @@ static int cmd_node(int argc, char **argv)
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
 		{"stats", required_argument, NULL, 's'},  {"drain-ms", required_argument, NULL, 'd'},
-		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
+		{"help", no_argument, NULL, 'h'},	  {"metrics", required_argument, NULL, 'm'},
+		{NULL, 0, NULL, 0},
 	};
-	const char *config = NULL, *name = NULL, *stats = NULL;
+	const char *config = NULL, *name = NULL, *stats = NULL, *metrics_at = NULL;
+	struct rdm_metrics *metrics = NULL;
 	int drain_ms = 2000, c, rc;
 	struct rdm_chain_conf chain;
 	struct rdm_node *node;
 	char err[512];
 	sigset_t set;
 
-	while ((c = getopt_long(argc, argv, "c:n:s:d:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:n:s:d:m:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': config = optarg; break;
 		case 'n': name = optarg; break;
 		case 's': stats = optarg; break;
 		case 'd': drain_ms = atoi(optarg); break;
+		case 'm': metrics_at = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -73,7 +79,22 @@ static int cmd_node(int argc, char **argv)
 		rdm_chain_free(&chain);
 		return 1;
 	}
+	/* --metrics: started once the signals are blocked (its thread inherits the mask).
+	 * Stopped as soon as the run ends: rdm_node_report is not reentrant, and the
+	 * summary and --stats below report from this thread. */
+	if (metrics_at) {
+		metrics = rdm_metrics_start(metrics_at, node, err, sizeof(err));
+		if (!metrics) {
+			fprintf(stderr, "rdmesh: %s\n", err);
+			rdm_node_free(node);
+			rdm_chain_free(&chain);
+			return 1;
+		}
+		fprintf(stderr, "rdmesh: %s: metrics on http://%s/metrics (port %d)\n", name,
+			metrics_at, rdm_metrics_port(metrics));
+	}
 	rc = rdm_node_run(node, drain_ms);
+	rdm_metrics_stop(metrics);
 	rdm_node_summary(node, stderr);
 	if (stats) {
 		FILE *f = fopen(stats, "w");

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# `rdmesh node --metrics`: a two-node chain on loopback (host "in" generates traffic for
+# about 3 s, host "out" counts it at the egress and serves /metrics). Scraped twice while
+# traffic flows: the packet counters grow, both scrapes pass the strict format checker
+# (tests/lib/promcheck.py), other paths are 404. A second node asking for the same port
+# is refused with a clear error. Once the node exits, its port is free.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. tests/lib/rack.sh # wait_exit, stat
+BUILD=${BUILD:-build}
+RDMESH=$PWD/$BUILD/rdmesh
+CHECK="python3 $PWD/tests/lib/promcheck.py"
+work=$(mktemp -d /tmp/rdm-metrics.XXXXXX)
+pid_in=""
+pid_out=""
+cleanup() {
+	for p in $pid_in $pid_out; do kill -9 "$p" 2>/dev/null; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS $*"; }
+fail() { echo "FAIL $*"; }
+
+# A port nothing listens on now, for the data connection.
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_log FILE TEXT: wait up to 5 s for FILE to say TEXT.
+wait_log() {
+	local t=0
+	until grep -q "$2" "$1" 2>/dev/null; do
+		[ $t -ge 50 ] && return 1
+		sleep 0.1
+		t=$((t + 1))
+	done
+}
+
+# value FILE SERIES: the value of one series in a scrape.
+value() {
+	awk -v s="$2" '$1 == s { print $2; found = 1 } END { if (!found) print "" }' "$1"
+}
+
+PACKETS=9000
+RATE=3000
+DATA=$(free_port)
+cat >"$work/chain.yaml" <<EOC
+chain: {name: metrics, spi: 11}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100}
+nodes:
+  - name: in
+    stages: [stamp]
+    next: out
+    ingress: {mode: gen, count: $PACKETS, flows: 50, rate: $RATE, seed: 5}
+  - name: out
+    listen: 127.0.0.1:$DATA
+    stages: [stamp, dpi]
+    egress: {count: $PACKETS}
+EOC
+
+# Port 0: the node picks a free one and logs it.
+"$RDMESH" node --config "$work/chain.yaml" --name out --stats "$work/stats_out" \
+	--metrics 127.0.0.1:0 >"$work/log_out" 2>&1 &
+pid_out=$!
+if ! wait_log "$work/log_out" "metrics on"; then
+	fail "egress node did not start its metrics endpoint"
+	cat "$work/log_out"
+	exit 1
+fi
+MPORT=$(sed -n 's/.*metrics on .*(port \([0-9]*\)).*/\1/p' "$work/log_out" | head -1)
+URL=http://127.0.0.1:$MPORT/metrics
+wait_log "$work/log_out" listening
+"$RDMESH" node --config "$work/chain.yaml" --name in --stats "$work/stats_in" \
+	>"$work/log_in" 2>&1 &
+pid_in=$!
+
+# First scrape once traffic flows, the second a second later.
+wait_log "$work/log_out" "upstream .* connected"
+sleep 0.7
+code1=$(curl -sS -o "$work/m1" -w '%{http_code} %{content_type}' "$URL")
+sleep 1
+code2=$(curl -sS -o "$work/m2" -w '%{http_code} %{content_type}' "$URL")
+code404=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/nope")
+busy=$("$RDMESH" node --config "$work/chain.yaml" --name in --metrics "127.0.0.1:$MPORT" 2>&1)
+busy_rc=$?
+running=0
+kill -0 "$pid_in" 2>/dev/null && kill -0 "$pid_out" 2>/dev/null && running=1
+
+rx1=$(value "$work/m1" 'rdmesh_rx_frames_total{node="out"}')
+rx2=$(value "$work/m2" 'rdmesh_rx_frames_total{node="out"}')
+eg1=$(value "$work/m1" 'rdmesh_egress_packets_total{node="out"}')
+eg2=$(value "$work/m2" 'rdmesh_egress_packets_total{node="out"}')
+dpi2=$(value "$work/m2" 'rdmesh_stage_packets_total{node="out",stage="dpi"}')
+echo "scrapes: rx_frames $rx1 -> $rx2, egress_packets $eg1 -> $eg2 (http $code1 / $code2)"
+
+if [ "$code1" = "200 text/plain; version=0.0.4; charset=utf-8" ] && [ "${code2%% *}" = 200 ] &&
+	[ "$running" = 1 ] && [ -n "$rx1" ] && [ -n "$rx2" ] && [ "$rx1" -gt 0 ] &&
+	[ "$rx2" -gt "$rx1" ] && [ -n "$eg2" ] && [ "$eg2" -gt "$eg1" ] && [ "$rx2" -lt "$PACKETS" ]; then
+	pass "GET /metrics during the run: 200, text/plain; version=0.0.4; packet counters grow ($rx1 -> $rx2 frames, $eg1 -> $eg2 at the egress)"
+else
+	fail "scrapes during the run: http '$code1' / '$code2', rx_frames '$rx1' -> '$rx2', egress '$eg1' -> '$eg2', both nodes running: $running"
+fi
+if out1=$($CHECK "$work/m1") && out2=$($CHECK "$work/m2"); then
+	pass "both scrapes pass the strict format checker ($out2)"
+else
+	fail "format checker: $out1 $out2"
+	head -40 "$work/m2"
+fi
+grep -q '^rdmesh_hop_latency_seconds{node="out",hop="1",quantile="0.99"} ' "$work/m2" &&
+	grep -q '^rdmesh_node_info{node="out"} 1$' "$work/m2" && [ -n "$dpi2" ] && [ "$dpi2" -gt 0 ] &&
+	pass "per-hop latency, per-stage counters (dpi packets $dpi2) and the node's name are there" ||
+	fail "expected families missing from the scrape"
+[ "$code404" = 404 ] && pass "another path is 404" || fail "GET /nope gave $code404"
+if [ "$busy_rc" = 1 ] && grep -q "metrics 127.0.0.1:$MPORT: Address already in use" <<<"$busy"; then
+	pass "a second node on the same metrics port is refused: $busy"
+else
+	fail "second node on a busy metrics port: rc $busy_rc: $busy"
+fi
+
+# Both nodes end by themselves once the egress has counted every packet.
+if wait_exit "$pid_in" 30 && wait_exit "$pid_out" 30; then
+	pid_in=""
+	pid_out=""
+	final=$(stat "$work/stats_out" rx_frames)
+	if [ "$final" = "$PACKETS" ] && [ "$(stat "$work/stats_out" egress_packets)" = "$PACKETS" ]; then
+		pass "the chain delivered all $PACKETS packets with the endpoint serving (scrapes took nothing from the data path)"
+	else
+		fail "the chain delivered $final of $PACKETS"
+	fi
+else
+	fail "nodes did not finish"
+	cat "$work/log_in" "$work/log_out"
+fi
+# The port is free: nothing listens, and a new listener can bind it at once.
+if [ -z "$(ss -ltnH "sport = :$MPORT" 2>/dev/null)" ] &&
+	python3 -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()' "$MPORT" &&
+	! curl -s -o /dev/null "$URL"; then
+	pass "after the node exits, port $MPORT is free"
+else
+	fail "port $MPORT still taken after the node exited"
+fi
+echo "--- out"
+cat "$work/log_out"
+echo "--- in"
+cat "$work/log_in"
