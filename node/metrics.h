@@ -62,9 +62,10 @@
  * half-written. The data path stays lock-free; only the scrape pays.
  *
  * Known limits of reading live (node.c and the stages, not this module): a scrape that
- * races an upstream disconnect or a policy reload (SIGHUP) reads memory the worker is
- * about to release; rdm_node_report keeps a static scratch buffer, so no other thread
- * may call it while the server runs (cmd_node stops the server before its own report).
+ * races an upstream disconnect, a policy reload or a next-list reload (SIGHUP,
+ * rdm_node_reload) may read memory that is being released; rdm_node_report keeps a
+ * static scratch buffer, so no other thread may call it while the server runs
+ * (cmd_node stops the server before its own report).
  */
 #ifndef RDM_METRICS_H
 #define RDM_METRICS_H
