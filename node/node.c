@@ -143,6 +143,10 @@ struct worker {
 	uint64_t next_serial;
 	int n_ups;
 	struct rdm_conn_stats up_closed; /* counters of upstream connections now gone */
+	struct rdm_conn_stats down_closed; /* and of next-hop connections */
+	/* Connection counters as of the last tick, for reports while the node runs: the
+	 * connections themselves may be freed under a reader on another thread. */
+	struct rdm_conn_stats up_snap, down_snap;
 	void *stage_rt[MAX_STAGES];
 
 	struct rdm_frame *fr;
@@ -212,6 +216,8 @@ struct rdm_node {
 	int drain_ms;
 	uint64_t run_ns;
 	atomic_uint reload_gen;                   /* bumped when reload_conf is ready */
+	atomic_int running;                       /* workers run: reports read snapshots */
+	pthread_rwlock_t report_mu; /* reports (read) against conf swaps and frees (write) */
 	void *reload_conf[MAX_STAGES];            /* the confs workers switch to, or NULL */
 
 	pthread_mutex_t eg_mu; /* egress sequence accounting, shared by workers */
@@ -221,6 +227,16 @@ struct rdm_node {
 	uint64_t eg_missing; /* gaps not filled yet, over all origins */
 	uint64_t eg_full_ns; /* when accounting reached the count with gaps left */
 };
+
+/* Adds a's counters to t, field by field (the stats struct is all uint64_t). */
+static void stats_add(struct rdm_conn_stats *t, const struct rdm_conn_stats *a)
+{
+	uint64_t *d = (uint64_t *)t;
+	const uint64_t *v = (const uint64_t *)a;
+
+	for (size_t k = 0; k < sizeof(*t) / sizeof(uint64_t); k++)
+		d[k] += v[k];
+}
 
 static void nlog(const struct rdm_node *n, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -1097,6 +1113,7 @@ static void auto_check(struct worker *w)
 		nlog(n, "transport auto: no RDMA responder at %s after %" PRIu64 " tries: using TCP",
 		     d->peer->text, d->c->stats.unreachable);
 		w->auto_fallbacks++;
+		stats_add(&w->down_closed, &d->c->stats);
 		d->c->ops->close(d->c);
 		d->c = rdm_tcp_ops.connect(w->loop, d->peer, &n->copts, &cbs);
 		if (!d->c) {
@@ -1171,6 +1188,20 @@ static int apply_steer(struct worker *w, const struct steer *sp)
 	return 0;
 }
 
+/* The connection counters readers on other threads see (refreshed every tick). */
+static void snap_stats(struct worker *w)
+{
+	struct rdm_conn_stats up = w->up_closed, down = w->down_closed;
+
+	for (int u = 0; u < w->n_ups; u++)
+		stats_add(&up, &w->ups[u]->stats);
+	for (int r = 0; r < MAX_DOWNS; r++)
+		if (w->downs[r].c)
+			stats_add(&down, &w->downs[r].c->stats);
+	w->up_snap = up;
+	w->down_snap = down;
+}
+
 /* Closes draining replicas whose flows are all gone, or whose time is up. */
 static void drain_check(struct worker *w, uint64_t now)
 {
@@ -1192,6 +1223,7 @@ static void drain_check(struct worker *w, uint64_t now)
 			w->st.drained_idle++;
 			nlog(w->node, "steering: replica %s drained: no flow left on it", d->name);
 		}
+		stats_add(&w->down_closed, &d->c->stats);
 		d->c->ops->close(d->c);
 		d->c = NULL;
 		d->gen++;
@@ -1215,6 +1247,7 @@ static void tick(void *arg)
 		rdm_flowtab_expire(w->pins, now, 4096);
 		drain_check(w, now);
 	}
+	snap_stats(w);
 	if (n->conf->egress.count) {
 		int late = 0;
 
@@ -1241,9 +1274,11 @@ static void take_reload(struct worker *w, int on_worker)
 
 	if (gen == atomic_load(&w->reload_seen))
 		return;
+	pthread_rwlock_wrlock(&n->report_mu); /* a swap may free what a report reads */
 	for (int s = 0; s < n->n_stages; s++)
 		if (n->reload_conf[s])
 			n->stage_ops[s]->conf_swap(w->stage_rt[s], n->reload_conf[s]);
+	pthread_rwlock_unlock(&n->report_mu);
 	if (on_worker && n->reload_steer && w->steer != n->reload_steer)
 		apply_steer(w, n->reload_steer);
 	atomic_store(&w->reload_seen, gen);
@@ -1578,6 +1613,7 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 				n->returns = 1;
 	}
 	pthread_mutex_init(&n->eg_mu, NULL);
+	pthread_rwlock_init(&n->report_mu, NULL);
 	rdm_conn_opts_from_conf(&n->copts, &chain->transport);
 	/* Hops leave from this node's own data address: with RDMA that picks the device. */
 	n->copts.local = c->has_listen ? &c->listen : NULL;
@@ -1625,6 +1661,7 @@ void rdm_node_free(struct rdm_node *n)
 		n->stage_ops[s]->conf_free(n->stage_conf[s]);
 	steer_free_all(n->steer);
 	pthread_mutex_destroy(&n->eg_mu);
+	pthread_rwlock_destroy(&n->report_mu);
 	free(n->w);
 	free(n);
 }
@@ -1747,6 +1784,7 @@ void rdm_node_reload(struct rdm_node *n)
 		if (atomic_load(&n->w[i].reload_seen) != gen)
 			take_reload(&n->w[i], 0); /* a finished worker: its thread is gone */
 	n->reload_steer = NULL;
+	pthread_rwlock_wrlock(&n->report_mu);
 	for (int s = 0; s < n->n_stages; s++) {
 		if (!n->reload_conf[s])
 			continue;
@@ -1755,6 +1793,7 @@ void rdm_node_reload(struct rdm_node *n)
 		n->stage_ops[s]->conf_free(old[s]);
 		nlog(n, "reload %s: done", n->stage_ops[s]->name);
 	}
+	pthread_rwlock_unlock(&n->report_mu);
 }
 
 int rdm_node_run(struct rdm_node *n, int drain_ms)
@@ -1768,6 +1807,9 @@ int rdm_node_run(struct rdm_node *n, int drain_ms)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	for (int i = 0; i < n->n_workers; i++)
+		snap_stats(&n->w[i]);
+	atomic_store(&n->running, 1);
 	for (int i = 0; i < n->n_workers; i++) {
 		int rc = pthread_create(&n->w[i].thr, NULL, worker_main, &n->w[i]);
 
@@ -1776,6 +1818,7 @@ int rdm_node_run(struct rdm_node *n, int drain_ms)
 			atomic_store(&n->stop, 1);
 			for (int j = 0; j < i; j++)
 				pthread_join(n->w[j].thr, NULL);
+			atomic_store(&n->running, 0);
 			return -rc;
 		}
 	}
@@ -1801,6 +1844,7 @@ int rdm_node_run(struct rdm_node *n, int drain_ms)
 	}
 	for (int i = 0; i < n->n_workers; i++)
 		pthread_join(n->w[i].thr, NULL);
+	atomic_store(&n->running, 0);
 	n->run_ns = rdm_now_ns() - t0;
 	return 0;
 }
@@ -1831,24 +1875,18 @@ static void sum_totals(const struct rdm_node *n, struct totals *t)
 		for (size_t k = 0; k < sizeof(w->st) / sizeof(uint64_t); k++)
 			dst[k] += src[k];
 		t->st.ingress_reconnect_seq = w->st.ingress_reconnect_seq;
-		for (int r = 0; r < MAX_DOWNS; r++) {
-			const uint64_t *a;
-			uint64_t *b = (uint64_t *)&t->down;
-
-			if (!w->downs[r].c)
-				continue;
-			a = (const uint64_t *)&w->downs[r].c->stats;
-			for (size_t k = 0; k < sizeof(t->down) / sizeof(uint64_t); k++)
-				b[k] += a[k];
-		}
-		t->up.rx_frames += w->up_closed.rx_frames;
-		t->up.rx_bytes += w->up_closed.rx_bytes;
-		t->up.rx_bad_len += w->up_closed.rx_bad_len;
-		t->up.disconnects += w->up_closed.disconnects;
-		for (int u = 0; u < w->n_ups; u++) {
-			t->up.rx_frames += w->ups[u]->stats.rx_frames;
-			t->up.rx_bytes += w->ups[u]->stats.rx_bytes;
-			t->up.rx_bad_len += w->ups[u]->stats.rx_bad_len;
+		if (atomic_load(&n->running)) {
+			/* Live: the worker's copies from its last tick (at most 100 ms old). */
+			stats_add(&t->down, &w->down_snap);
+			stats_add(&t->up, &w->up_snap);
+		} else {
+			stats_add(&t->down, &w->down_closed);
+			for (int r = 0; r < MAX_DOWNS; r++)
+				if (w->downs[r].c)
+					stats_add(&t->down, &w->downs[r].c->stats);
+			stats_add(&t->up, &w->up_closed);
+			for (int u = 0; u < w->n_ups; u++)
+				stats_add(&t->up, &w->ups[u]->stats);
 		}
 		if (n->conf->egress.enabled) {
 			t->flows += w->eflows.flows;
@@ -1994,17 +2032,21 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 	for (int s = 0; s < n->n_stages; s++) {
 		uint64_t fail = 0, drop = 0;
 
-		static struct stage_sum sum; /* 18 KiB: not on the stack; reports are serial */
+		struct stage_sum *sum = calloc(1, sizeof(*sum)); /* 18 KiB: not on the stack */
 
-		sum.n = 0;
+		if (!sum)
+			break;
+		pthread_rwlock_rdlock(&((struct rdm_node *)n)->report_mu);
 		for (int i = 0; i < n->n_workers; i++) {
-			n->stage_ops[s]->report(n->w[i].stage_rt[s], stage_emit, &sum);
+			n->stage_ops[s]->report(n->w[i].stage_rt[s], stage_emit, sum);
 			fail += n->w[i].st.stage_error[s];
 			drop += n->w[i].st.stage_drop[s];
 		}
-		for (int k = 0; k < sum.n; k++)
-			fprintf(out, "stage_%s_%s %" PRIu64 "\n", n->stage_ops[s]->name, sum.name[k],
-				sum.v[k]);
+		pthread_rwlock_unlock(&((struct rdm_node *)n)->report_mu);
+		for (int k = 0; k < sum->n; k++)
+			fprintf(out, "stage_%s_%s %" PRIu64 "\n", n->stage_ops[s]->name, sum->name[k],
+				sum->v[k]);
+		free(sum);
 		fprintf(out, "stage_%s_errors %" PRIu64 "\nstage_%s_dropped %" PRIu64 "\n",
 			n->stage_ops[s]->name, fail, n->stage_ops[s]->name, drop);
 	}

@@ -34,7 +34,10 @@ int rdm_node_run(struct rdm_node *n, int drain_ms);
  * drain). Broken files are logged and change nothing. Calls must not overlap. */
 void rdm_node_reload(struct rdm_node *n);
 
-/* Writes every counter as "key value" lines (stable names, for scripts). */
+/* Writes every counter as "key value" lines (stable names, for scripts). Safe while the
+ * node runs, from another thread (metrics): connection counters then come from the
+ * workers' last tick (at most 100 ms old), and stage counters are read under a lock
+ * that reloads take to swap and free confs. */
 void rdm_node_report(const struct rdm_node *n, FILE *out);
 
 /* A short human summary: packets, flows, drops, per-hop latency. */
