@@ -530,12 +530,35 @@ static int load_run(struct ld *l, const struct rdm_spec_stage *st)
 			continue;
 		hint = rdm_yclosest(name, names, n_names, 2);
 		return rdm_yerr(l->doc, nv, l->err, l->len, "unknown stage '%s'%s%s%s", name,
-				hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+				hint ? " (did you mean '" : "", hint ? hint : "",
+				hint ? "'?)" : "");
 	}
 	return 0;
 }
 
-/* Each run entry's settings, checked by the stage itself (it may read its files). */
+/* 1 if msg starts "FILE:LINE:COL: " (FILE without ": " in it). */
+static int has_position(const char *msg)
+{
+	for (const char *p = msg; *p && !(p[0] == ':' && p[1] == ' '); p++) {
+		const char *q = p + 1;
+
+		if (*p != ':' || !isdigit((unsigned char)*q))
+			continue;
+		while (isdigit((unsigned char)*q))
+			q++;
+		if (*q++ != ':' || !isdigit((unsigned char)*q))
+			continue;
+		while (isdigit((unsigned char)*q))
+			q++;
+		if (q[0] == ':' && q[1] == ' ')
+			return 1;
+	}
+	return 0;
+}
+
+/* Each run entry's settings, checked by the stage itself (it may read its files). An
+ * error without a position ("policy.yaml: No such file or directory") gets the run
+ * entry's, so the user knows which line named the file. */
 static int check_run_confs(struct ld *l, const struct rdm_spec_stage *st)
 {
 	for (size_t i = 0; i < rdm_yseq_size(st->run); i++) {
@@ -553,8 +576,15 @@ static int check_run_confs(struct ld *l, const struct rdm_spec_stage *st)
 			l->err[0] = '\0';
 		c = ops->conf_new(l->doc, conf, l->err, l->len);
 		if (!c) {
-			if (!l->len || !l->err[0])
-				rdm_yerr(l->doc, it, l->err, l->len, "stage '%s': bad settings", name);
+			if (!l->len || !l->err[0]) {
+				rdm_yerr(l->doc, it, l->err, l->len, "stage '%s': bad settings",
+					 name);
+			} else if (!has_position(l->err)) {
+				char msg[512];
+
+				snprintf(msg, sizeof(msg), "%s", l->err);
+				rdm_yerr(l->doc, it, l->err, l->len, "%s", msg);
+			}
 			return -EINVAL;
 		}
 		ops->conf_free(c);
@@ -564,10 +594,11 @@ static int check_run_confs(struct ld *l, const struct rdm_spec_stage *st)
 
 static int load_stage(struct ld *l, struct rdm_chain_spec *s, size_t idx, size_t count)
 {
-	static const char *const keys[] = {"name",	"run",	     "replicas", "workers",
-					   "placement", "transport", "ingress",	 "egress",
-					   NULL};
-	const struct rdm_ynode *m = rdm_yseq_item(rdm_ymap_get(rdm_ydoc_root(l->doc), "stages"), idx);
+	static const char *const keys[] = {"name",    "run",	   "replicas",
+					   "workers", "placement", "transport",
+					   "ingress", "egress",	   NULL};
+	const struct rdm_ynode *m =
+	    rdm_yseq_item(rdm_ymap_get(rdm_ydoc_root(l->doc), "stages"), idx);
 	struct rdm_spec_stage *st = &s->stages[idx];
 	const struct rdm_ynode *v;
 	const char *name;
@@ -585,7 +616,8 @@ static int load_stage(struct ld *l, struct rdm_chain_spec *s, size_t idx, size_t
 
 	v = rdm_ymap_get(m, "name");
 	if (!v)
-		return rdm_yerr(l->doc, m, l->err, l->len, "stage %zu: missing key 'name'", idx + 1);
+		return rdm_yerr(l->doc, m, l->err, l->len, "stage %zu: missing key 'name'",
+				idx + 1);
 	rc = rdm_ymap_str(l->doc, m, "name", NULL, &name, l->err, l->len);
 	if (rc)
 		return rc;
@@ -650,8 +682,8 @@ static int load_stage(struct ld *l, struct rdm_chain_spec *s, size_t idx, size_t
 				s->stages[0].name);
 	if ((st->egress = rdm_ymap_get(m, "egress")) && idx + 1 != count)
 		return rdm_yerr(l->doc, key_node(m, "egress"), l->err, l->len,
-				"egress: only the last stage takes egress (stage %zu of %zu)", idx + 1,
-				count);
+				"egress: only the last stage takes egress (stage %zu of %zu)",
+				idx + 1, count);
 	return 0;
 }
 
@@ -685,7 +717,8 @@ static char *abs_dir(const char *path)
 static int check_with_chain_loader(struct ld *l, const struct rdm_chain_spec *s)
 {
 	struct rdm_replica *reps = calloc((size_t)s->n_stages, sizeof(*reps));
-	char path[] = "/tmp/rdmesh-plan-check-XXXXXX", msg[512];
+	const char *tmp = getenv("TMPDIR");
+	char path[512], msg[512];
 	struct rdm_chain_conf conf;
 	struct sb b;
 	int fd = -1, rc, line, col, off = 0;
@@ -702,6 +735,7 @@ static int check_with_chain_loader(struct ld *l, const struct rdm_chain_spec *s)
 	rc = render(&b, s, NULL, reps, s->n_stages, l->err, l->len);
 	if (rc)
 		goto out;
+	snprintf(path, sizeof(path), "%s/rdmesh-plan-check-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	errno = 0;
 	fd = mkstemp(path);
 	if (fd < 0 || write(fd, b.buf, b.len) != (ssize_t)b.len) {
@@ -1043,7 +1077,8 @@ static int place(struct pctx *c)
 				  "stage '%s': impossible placement: no node %sfor %s with %d "
 				  "worker core%s (cores left: %s)",
 				  st->name,
-				  st->spread && !c->soft_spread ? "without a replica of it yet " : "",
+				  st->spread && !c->soft_spread ? "without a replica of it yet "
+								: "",
 				  r->id, st->workers, st->workers == 1 ? "" : "s", why);
 			break;
 		}
@@ -1169,8 +1204,8 @@ struct rdm_plan *rdm_plan_scale(const struct rdm_plan *old, const char *stage, i
 		return NULL;
 	}
 	if (replicas < 1 || replicas > RDM_PLAN_MAX_REPLICAS) {
-		snprintf(err, errlen, "scale: stage '%s': %d replicas is out of range (1..%d)", stage,
-			 replicas, RDM_PLAN_MAX_REPLICAS);
+		snprintf(err, errlen, "scale: stage '%s': %d replicas is out of range (1..%d)",
+			 stage, replicas, RDM_PLAN_MAX_REPLICAS);
 		errno = EINVAL;
 		return NULL;
 	}

@@ -35,9 +35,9 @@ struct rdm_ynode;
 
 struct rdm_spec_stage {
 	char *name;
-	int replicas; /* 1..RDM_PLAN_MAX_REPLICAS, default 1 */
-	int workers;  /* per replica, 1..RDM_PLAN_MAX_WORKERS, default 1 */
-	int spread;   /* replicas on distinct nodes (default 1) */
+	int replicas;			   /* 1..RDM_PLAN_MAX_REPLICAS, default 1 */
+	int workers;			   /* per replica, 1..RDM_PLAN_MAX_WORKERS, default 1 */
+	int spread;			   /* replicas on distinct nodes (default 1) */
 	enum rdm_transport_kind transport; /* towards the next stage, default auto */
 	struct rdm_label *labels;	   /* placement: a node must carry all of them */
 	int n_labels;
@@ -54,7 +54,7 @@ struct rdm_chain_spec {
 	char *name;
 	uint32_t spi;
 	const struct rdm_ynode *chain, *transport, *flows; /* sections; NULL when absent */
-	struct rdm_spec_stage *stages; /* in chain order */
+	struct rdm_spec_stage *stages;			   /* in chain order */
 	int n_stages;
 	struct rdm_ydoc *doc; /* owns every rdm_ynode above */
 };
@@ -82,7 +82,7 @@ struct rdm_replica {
 };
 
 struct rdm_plan {
-	const struct rdm_rack *rack;	   /* borrowed: rack and spec must outlive the plan */
+	const struct rdm_rack *rack; /* borrowed: rack and spec must outlive the plan */
 	const struct rdm_chain_spec *spec;
 	struct rdm_replica *replicas; /* by stage in chain order, then by number */
 	int n_replicas;

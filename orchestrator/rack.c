@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RACK_MAX_NODES	 4096
-#define RDMA_DEV_MAX	 63 /* an ibverbs device name fits IBV_SYSFS_NAME_MAX (64) */
+#define RACK_MAX_NODES 4096
+#define RDMA_DEV_MAX   63 /* an ibverbs device name fits IBV_SYSFS_NAME_MAX (64) */
 
 /* Loader state: the document and where errors go. */
 struct rl {
@@ -134,8 +134,8 @@ static int load_labels(struct rl *l, const struct rdm_ynode *v, struct rdm_rack_
 
 static int load_node(struct rl *l, const struct rdm_ynode *m, size_t idx, struct rdm_rack_node *rn)
 {
-	static const char *const keys[] = {"name",	   "control",  "data",
-					   "rdma_device", "capacity", "labels", NULL};
+	static const char *const keys[] = {"name",     "control", "data", "rdma_device",
+					   "capacity", "labels",  NULL};
 	const struct rdm_ynode *v;
 	const char *s;
 	char what[32];

@@ -34,9 +34,9 @@ struct rdm_rack_node {
 	uint16_t control_port;
 	/* The data-plane IP, as inet_ntop writes it; replicas placed here listen on it. */
 	char data[INET6_ADDRSTRLEN];
-	int data_family; /* AF_INET or AF_INET6 */
+	int data_family;   /* AF_INET or AF_INET6 */
 	char *rdma_device; /* "rxe0", or NULL when the node has none */
-	int capacity;      /* worker cores: 1..RDM_RACK_CAPACITY_MAX */
+	int capacity;	   /* worker cores: 1..RDM_RACK_CAPACITY_MAX */
 	struct rdm_label *labels;
 	int n_labels;
 	int line, col; /* where the node's entry starts in rack.yaml */
@@ -49,7 +49,7 @@ struct rdm_rack {
 	uint16_t port_first, port_last; /* data ports the orchestrator hands out, inclusive */
 	int has_orch_listen;
 	struct rdm_addr orch_listen; /* orchestrator: {listen: IP:PORT} */
-	struct rdm_ydoc *doc;        /* owns the nodes labels[].at point at */
+	struct rdm_ydoc *doc;	     /* owns the nodes labels[].at point at */
 };
 
 /* Loads path into *out. Returns 0, or a negative errno with a one-line message in err

@@ -142,23 +142,23 @@ static void expect_same(const struct rdm_plan *a, const struct rdm_plan *b, cons
 	cr_assert_eq(x->node_id, y->node_id, "%s changed node id", id);
 }
 
-#define RACK4                                                                                   \
-	"nodes:\n"                                                                              \
-	"  - {name: n1, control: 10.77.0.1, data: 10.77.0.1, capacity: 4}\n"                    \
-	"  - {name: n2, control: 10.77.0.2, data: 10.77.0.2, capacity: 4}\n"                    \
-	"  - {name: n3, control: 10.77.0.3, data: 10.77.0.3, capacity: 4}\n"                    \
+#define RACK4                                                                                      \
+	"nodes:\n"                                                                                 \
+	"  - {name: n1, control: 10.77.0.1, data: 10.77.0.1, capacity: 4}\n"                       \
+	"  - {name: n2, control: 10.77.0.2, data: 10.77.0.2, capacity: 4}\n"                       \
+	"  - {name: n3, control: 10.77.0.3, data: 10.77.0.3, capacity: 4}\n"                       \
 	"  - {name: n4, control: 10.77.0.4, data: 10.77.0.4, capacity: 4}\n"
 
-#define CHAIN3(dpi_extra)                                                                       \
-	"chain: {name: t}\n"                                                                    \
-	"stages:\n"                                                                             \
-	"  - name: edge\n"                                                                      \
-	"    run: [stamp]\n"                                                                    \
-	"    ingress: {mode: gen, count: 10}\n"                                                 \
-	"  - name: dpi\n"                                                                       \
-	"    run: [stamp, dpi]\n"                                                               \
-	"    workers: 2\n" dpi_extra "  - name: log\n"                                          \
-	"    run: [stamp]\n"                                                                    \
+#define CHAIN3(dpi_extra)                                                                          \
+	"chain: {name: t}\n"                                                                       \
+	"stages:\n"                                                                                \
+	"  - name: edge\n"                                                                         \
+	"    run: [stamp]\n"                                                                       \
+	"    ingress: {mode: gen, count: 10}\n"                                                    \
+	"  - name: dpi\n"                                                                          \
+	"    run: [stamp, dpi]\n"                                                                  \
+	"    workers: 2\n" dpi_extra "  - name: log\n"                                             \
+	"    run: [stamp]\n"                                                                       \
 	"    egress:\n"
 
 TestSuite(plan, .init = mkdir_tmp, .fini = rm_tmp);
@@ -237,9 +237,10 @@ Test(plan, rack_errors_say_where)
 	rack_fails("node:\n", ":1:1: unknown key 'node' (did you mean 'nodes'?)");
 	rack_fails("ports: 7100-7199\n", ":1:1: missing key 'nodes'");
 	rack_fails("nodes: []\n", ":1:8: 'nodes' must not be empty");
-	rack_fails("nodes:\n  - {name: n1, control: 10.77.0.1, data: 10.77.0.1:7100, capacity: 4}\n",
-		   ":2:42: data: '10.77.0.1:7100' is not an IP address (no port: replicas get "
-		   "theirs from 'ports')");
+	rack_fails(
+	    "nodes:\n  - {name: n1, control: 10.77.0.1, data: 10.77.0.1:7100, capacity: 4}\n",
+	    ":2:42: data: '10.77.0.1:7100' is not an IP address (no port: replicas get "
+	    "theirs from 'ports')");
 	rack_fails("nodes:\n  - {name: n1, control: 10.77.0.1, data: 10.77.0.1, capacity: 4}\n"
 		   "  - {name: n1, control: 10.77.0.2, data: 10.77.0.2, capacity: 4}\n",
 		   ":3:12: duplicate node name 'n1' (first at line 2)");
@@ -278,8 +279,7 @@ Test(plan, example_files_load)
 	char cwd[512], want[600];
 
 	cr_assert_eq(rdm_rack_load("configs/rack.yaml", &r, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(rdm_chain_spec_load("configs/chain.yaml", &s, err, sizeof(err)), 0, "%s",
-		     err);
+	cr_assert_eq(rdm_chain_spec_load("configs/chain.yaml", &s, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(r.n_nodes, 4);
 	for (int i = 0; i < 4; i++) {
 		char ip[16];
@@ -361,13 +361,15 @@ Test(plan, chain_reads_every_stage_key)
 
 Test(plan, chain_errors_say_where)
 {
-	chain_fails("chain: {name: t}\nstage:\n", ":2:1: unknown key 'stage' (did you mean 'stages'?)");
+	chain_fails("chain: {name: t}\nstage:\n",
+		    ":2:1: unknown key 'stage' (did you mean 'stages'?)");
 	chain_fails("chain: {name: t}\n", ":1:1: missing key 'stages'");
 	chain_fails(HEAD "  - name: a\n    run: [stamp]\n    replcas: 2\n",
 		    ":5:5: unknown key 'replcas' (did you mean 'replicas'?)");
 	chain_fails(HEAD "  - name: a\n    run: [stamp, dpii]\n",
 		    ":4:18: unknown stage 'dpii' (did you mean 'dpi'?)");
-	chain_fails(HEAD "  - name: a\n", ":3:5: stage 'a': missing key 'run' (its data-plane stages)");
+	chain_fails(HEAD "  - name: a\n",
+		    ":3:5: stage 'a': missing key 'run' (its data-plane stages)");
 	chain_fails(HEAD "  - name: a\n    run: []\n",
 		    ":4:10: stage 'a': run: list at least one data-plane stage");
 	chain_fails(HEAD "  - name: a\n    run: [stamp]\n  - name: a\n    run: [stamp]\n",
@@ -386,6 +388,10 @@ Test(plan, chain_errors_say_where)
 		    ":4:23: unknown key 'packet_budgt' (did you mean 'packet_budget'?)");
 	chain_fails(HEAD "  - name: a\n    run: [{name: flowlog}]\n",
 		    ":4:11: stage flowlog needs file");
+	/* A file the stage cannot read: its message, at the run entry that names it. */
+	char want[256];
+	snprintf(want, sizeof(want), ":4:11: %s/nope.yaml: No such file or directory", dir);
+	chain_fails(HEAD "  - name: a\n    run: [{name: policy, file: nope.yaml}]\n", want);
 }
 
 Test(plan, chain_ingress_and_egress_only_at_the_ends)
@@ -393,7 +399,8 @@ Test(plan, chain_ingress_and_egress_only_at_the_ends)
 	chain_fails(HEAD "  - name: a\n    run: [stamp]\n  - name: b\n    run: [stamp]\n"
 			 "    ingress: {mode: gen, count: 1}\n",
 		    ":7:5: ingress: only the first stage ('a') takes ingress");
-	chain_fails(HEAD "  - name: a\n    run: [stamp]\n    egress:\n  - name: b\n    run: [stamp]\n",
+	chain_fails(HEAD
+		    "  - name: a\n    run: [stamp]\n    egress:\n  - name: b\n    run: [stamp]\n",
 		    ":5:5: egress: only the last stage takes egress (stage 1 of 2)");
 	chain_fails(HEAD "  - name: a\n    run: [stamp]\n  - name: b\n    run: [stamp]\n"
 			 "    transport: tcp\n",
@@ -509,19 +516,21 @@ Test(plan, honours_capacity_and_labels)
 	struct rdm_plan *p;
 	int used[4] = {0};
 
-	load_rack("nodes:\n"
-		  "  - {name: big, control: 10.0.0.1, data: 10.0.0.1, capacity: 8, labels: {zone: a}}\n"
-		  "  - {name: small, control: 10.0.0.2, data: 10.0.0.2, capacity: 2, labels: {zone: a}}\n"
-		  "  - {name: b1, control: 10.0.0.3, data: 10.0.0.3, capacity: 6, labels: {zone: b, gpu: x}}\n"
-		  "  - {name: b2, control: 10.0.0.4, data: 10.0.0.4, capacity: 6, labels: {zone: b}}\n",
-		  &r);
+	load_rack(
+	    "nodes:\n"
+	    "  - {name: big, control: 10.0.0.1, data: 10.0.0.1, capacity: 8, labels: {zone: a}}\n"
+	    "  - {name: small, control: 10.0.0.2, data: 10.0.0.2, capacity: 2, labels: {zone: a}}\n"
+	    "  - {name: b1, control: 10.0.0.3, data: 10.0.0.3, capacity: 6, labels: {zone: b, gpu: "
+	    "x}}\n"
+	    "  - {name: b2, control: 10.0.0.4, data: 10.0.0.4, capacity: 6, labels: {zone: b}}\n",
+	    &r);
 	load_chain(HEAD "  - name: in\n    run: [stamp]\n    workers: 2\n    replicas: 2\n"
 			"    placement: {labels: {zone: a}}\n"
 			"  - name: mid\n    run: [stamp]\n    workers: 3\n    replicas: 4\n"
 			"    placement: {spread: false, labels: {zone: b}}\n"
 			"  - name: out\n    run: [stamp]\n    workers: 3\n"
 			"    placement: {labels: {gpu: x}}\n",
-		    &s);
+		   &s);
 	p = rdm_plan_new(&r, &s, err, sizeof(err));
 	cr_assert_null(p, "placed what does not fit");
 	/* mid takes all of b1 and b2 (4 x 3 = 12 cores), so out (gpu) has no room. */
@@ -538,7 +547,7 @@ Test(plan, honours_capacity_and_labels)
 			"    placement: {spread: false, labels: {zone: b}}\n"
 			"  - name: out\n    run: [stamp]\n    workers: 2\n"
 			"    placement: {labels: {gpu: x}}\n",
-		    &s);
+		   &s);
 	p = rdm_plan_new(&r, &s, err, sizeof(err));
 	cr_assert_not_null(p, "%s", err);
 	for (int i = 0; i < p->n_replicas; i++) {
@@ -591,16 +600,18 @@ static void plan_fails(const char *rack, const char *chain, const char *want)
 Test(plan, impossible_placement_refused)
 {
 	/* A label no node has, at the label. */
-	plan_fails(RACK4, HEAD "  - name: a\n    run: [stamp]\n    placement: {labels: {zone: c}}\n",
+	plan_fails(RACK4,
+		   HEAD "  - name: a\n    run: [stamp]\n    placement: {labels: {zone: c}}\n",
 		   ":5:26: stage 'a': impossible placement: no node in %s has label 'zone: c'");
 	/* Labels each somewhere, but never together. */
-	plan_fails("nodes:\n"
-		   "  - {name: n1, control: 10.0.0.1, data: 10.0.0.1, capacity: 4, labels: {zone: a}}\n"
-		   "  - {name: n2, control: 10.0.0.2, data: 10.0.0.2, capacity: 4, labels: {disk: ssd}}\n",
-		   HEAD "  - name: a\n    run: [stamp]\n"
-			"    placement: {labels: {zone: a, disk: ssd}}\n",
-		   ":5:25: stage 'a': impossible placement: no node that is up carries all of "
-		   "its labels");
+	plan_fails(
+	    "nodes:\n"
+	    "  - {name: n1, control: 10.0.0.1, data: 10.0.0.1, capacity: 4, labels: {zone: a}}\n"
+	    "  - {name: n2, control: 10.0.0.2, data: 10.0.0.2, capacity: 4, labels: {disk: ssd}}\n",
+	    HEAD "  - name: a\n    run: [stamp]\n"
+		 "    placement: {labels: {zone: a, disk: ssd}}\n",
+	    ":5:25: stage 'a': impossible placement: no node that is up carries all of "
+	    "its labels");
 	/* Spread: more replicas than nodes. */
 	plan_fails(RACK4, HEAD "  - name: a\n    run: [stamp]\n    replicas: 5\n",
 		   ":5:15: stage 'a': impossible placement: 5 replicas spread over distinct nodes, "
@@ -618,11 +629,12 @@ Test(plan, impossible_placement_refused)
 		   "for a-1 with 5 worker cores (cores left: n1 4 free, n2 4 free, n3 4 free, n4 4 "
 		   "free)");
 	/* Ports run out before cores. */
-	plan_fails("ports: 7100-7101\nnodes:\n"
-		   "  - {name: n1, control: 10.0.0.1, data: 10.0.0.1, capacity: 8}\n",
-		   HEAD "  - name: a\n    run: [stamp]\n    replicas: 3\n    placement: {spread: false}\n",
-		   ":5:15: stage 'a': impossible placement: no node for a-3 with 1 worker core "
-		   "(cores left: n1 6 free, no free port)");
+	plan_fails(
+	    "ports: 7100-7101\nnodes:\n"
+	    "  - {name: n1, control: 10.0.0.1, data: 10.0.0.1, capacity: 8}\n",
+	    HEAD "  - name: a\n    run: [stamp]\n    replicas: 3\n    placement: {spread: false}\n",
+	    ":5:15: stage 'a': impossible placement: no node for a-3 with 1 worker core "
+	    "(cores left: n1 6 free, no free port)");
 }
 
 Test(plan, spread_false_shares_nodes_and_ports_follow_the_ip)
@@ -834,8 +846,7 @@ Test(plan, render_round_trips_through_the_chain_loader)
 	char *text;
 
 	cr_assert_eq(rdm_rack_load("configs/rack.yaml", &r, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(rdm_chain_spec_load("configs/chain.yaml", &s, err, sizeof(err)), 0, "%s",
-		     err);
+	cr_assert_eq(rdm_chain_spec_load("configs/chain.yaml", &s, err, sizeof(err)), 0, "%s", err);
 	p = rdm_plan_new(&r, &s, err, sizeof(err));
 	cr_assert_not_null(p, "%s", err);
 	p3 = rdm_plan_scale(p, "dpi", 3, err, sizeof(err));
@@ -919,7 +930,8 @@ Test(plan, render_keeps_odd_values_intact)
 		   "stages:\n"
 		   "  - name: only\n"
 		   "    run:\n"
-		   "      - {name: tag, tenant: \"null\", user: \"a \\\"b\\\"\\tc\", groups: [x, \"y,z\"]}\n"
+		   "      - {name: tag, tenant: \"null\", user: \"a \\\"b\\\"\\tc\", groups: [x, "
+		   "\"y,z\"]}\n"
 		   "      - {name: flowlog, file: \"out dir/f:1.json\"}\n"
 		   "    transport: tcp\n"
 		   "    ingress: {mode: pcap, file: in.pcap, count: 0}\n"
