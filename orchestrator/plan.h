@@ -1,0 +1,148 @@
+/* chain.yaml (the chain the orchestrator deploys), placement of its replicas onto the
+ * nodes of a rack, and rendering of a placement as the static chain config the data
+ * plane runs (node/config.h).
+ *
+ * chain.yaml is checked as strictly as the static chain config, before anything is
+ * deployed: unknown keys, bad values, unknown data-plane stages and their settings, and
+ * ingress/egress/transport/flows sections, each reported as "FILE:LINE:COL: message".
+ * The sections shared with the static config are checked by node/config.c itself (they
+ * are rendered into a scratch chain with every written node's position remembered, and
+ * an error there is reported at the same node in chain.yaml), so both accept exactly the
+ * same keys. Example and every key explained: configs/chain.yaml.
+ *
+ * A plan is immutable: scaling a stage or losing a node yields a new plan that keeps
+ * every replica it can where it was, so the orchestrator moves as little as possible. */
+#ifndef RDM_PLAN_H
+#define RDM_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node/config.h"
+#include "orchestrator/rack.h"
+
+struct rdm_ydoc;
+struct rdm_ynode;
+
+#define RDM_PLAN_MAX_REPLICAS	RDM_MAX_NEXT /* per stage: a `next:` list holds them all */
+#define RDM_PLAN_MAX_WORKERS	64	     /* per replica, as a static chain node */
+#define RDM_PLAN_MAX_STAGES	256
+#define RDM_PLAN_STAGE_NAME_MAX 59 /* leaves room for "-16" in a 63-byte replica name */
+/* A replica's data-plane node id: (stage position in the chain, from 1) * STRIDE + its
+ * number, so "dpi-2" of a chain edge -> dpi -> log is 202 wherever it runs, and stays
+ * so across re-plans. */
+#define RDM_PLAN_ID_STRIDE 100
+
+struct rdm_spec_stage {
+	char *name;
+	int replicas;			   /* 1..RDM_PLAN_MAX_REPLICAS, default 1 */
+	int workers;			   /* per replica, 1..RDM_PLAN_MAX_WORKERS, default 1 */
+	int spread;			   /* replicas on distinct nodes (default 1) */
+	enum rdm_transport_kind transport; /* towards the next stage, default auto */
+	struct rdm_label *labels;	   /* placement: a node must carry all of them */
+	int n_labels;
+	/* Nodes of chain.yaml, owned by the spec's doc. run is the stage's data-plane
+	 * stage list; ingress/egress are NULL when absent (egress may be a null node:
+	 * "egress:" alone enables it with defaults). */
+	const struct rdm_ynode *map, *run, *ingress, *egress;
+	const struct rdm_ynode *replicas_at, *labels_at; /* NULL when not written */
+};
+
+struct rdm_chain_spec {
+	char *file;
+	char *dir; /* chain.yaml's directory, absolute: relative paths in it resolve here */
+	char *name;
+	uint32_t spi;
+	const struct rdm_ynode *chain, *transport, *flows; /* sections; NULL when absent */
+	struct rdm_spec_stage *stages;			   /* in chain order */
+	int n_stages;
+	struct rdm_ydoc *doc; /* owns every rdm_ynode above */
+};
+
+/* Loads and checks chain.yaml at path into *out, including each run entry's settings
+ * (through the stage's own conf_new, which reads its files, such as a policy). Returns
+ * 0, or a negative errno with one line in err ("chain.yaml:9:7: unknown key 'replcas'
+ * (did you mean 'replicas'?)"); *out is zeroed on error. */
+int rdm_chain_spec_load(const char *path, struct rdm_chain_spec *out, char *err, size_t errlen);
+
+/* Frees what rdm_chain_spec_load allocated; accepts a zeroed or already freed spec. */
+void rdm_chain_spec_free(struct rdm_chain_spec *s);
+
+/* The index of the stage named name, or -1. */
+int rdm_chain_spec_find(const struct rdm_chain_spec *s, const char *name);
+
+struct rdm_replica {
+	char id[RDM_RACK_NAME_MAX + 1]; /* "dpi-2": STAGE-N, its data-plane node name */
+	int stage;			/* index in spec->stages */
+	int n;				/* 1-based replica number within the stage */
+	uint32_t node_id;		/* see RDM_PLAN_ID_STRIDE */
+	int node;			/* index in rack->nodes */
+	uint16_t port;			/* from the rack's port range */
+	char listen[64];		/* "10.77.0.2:7100" or "[fd00::2]:7100" */
+};
+
+struct rdm_plan {
+	const struct rdm_rack *rack; /* borrowed: rack and spec must outlive the plan */
+	const struct rdm_chain_spec *spec;
+	struct rdm_replica *replicas; /* by stage in chain order, then by number */
+	int n_replicas;
+	int *stage_replicas; /* replicas of each stage now (a scale changes it) */
+	unsigned char *down; /* per rack node: 1 when dead or drained (no replicas) */
+};
+
+/* Places spec's replicas on rack's nodes. Deterministic: stages in chain order, replicas
+ * in order; each goes to a node that carries the stage's labels and has at least
+ * `workers` cores left and a free port; with spread, only to a node not yet hosting the
+ * stage; among candidates the most cores left wins, then the fewest replicas, then the
+ * first in rack.yaml. A replica listens on its node's data IP at the lowest port of the
+ * rack's range not taken on that IP. Returns the plan (free with rdm_plan_free), or NULL
+ * with errno (EINVAL: impossible placement, reported at the stage in chain.yaml as
+ * "FILE:LINE:COL: message"; ENOMEM) and a message in err. */
+struct rdm_plan *rdm_plan_new(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,
+			      char *err, size_t errlen);
+
+/* A new plan in which stage has `replicas` replicas: every replica of p stays where it
+ * is, new ones (numbered on from the highest) are placed as rdm_plan_new would, and
+ * scaling down removes the highest-numbered. NULL with errno (ENOENT: no such stage;
+ * EINVAL: count out of range or impossible placement) and a message in err; p is
+ * unchanged either way. */
+struct rdm_plan *rdm_plan_scale(const struct rdm_plan *p, const char *stage, int replicas,
+				char *err, size_t errlen);
+
+/* A new plan with the rack node named node marked down (dead, or drained by the
+ * operator): its replicas keep their ids and node ids and move to other nodes, placed in
+ * order as rdm_plan_new would but with spread as a preference only (a replica placed
+ * beside its sibling beats no replica); every other replica stays. Later scales avoid the
+ * node too. Marking a node that is already down returns a copy. NULL with errno
+ * (ENOENT: no such node; EINVAL: no room for a moved replica) and a message in err. */
+struct rdm_plan *rdm_plan_node_down(const struct rdm_plan *p, const char *node, char *err,
+				    size_t errlen);
+
+/* A new plan with node eligible again; nothing moves onto it until a later placement
+ * (a scale, another node going down) picks it. NULL with errno ENOENT or ENOMEM. */
+struct rdm_plan *rdm_plan_node_up(const struct rdm_plan *p, const char *node, char *err,
+				  size_t errlen);
+
+/* Frees p (not its rack or spec); accepts NULL. */
+void rdm_plan_free(struct rdm_plan *p);
+
+/* The replica with this id, or NULL. */
+const struct rdm_replica *rdm_plan_replica(const struct rdm_plan *p, const char *id);
+
+/* What the rack node named node must run: stores up to max pointers to its replicas, in
+ * plan order, in out (which may be NULL when max is 0), and returns how many it has (more
+ * than max means out was too small), or -ENOENT when the rack has no such node. */
+int rdm_plan_node_replicas(const struct rdm_plan *p, const char *node,
+			   const struct rdm_replica **out, int max);
+
+/* The static chain config (node/config.h) that runs plan p: one data-plane node per
+ * replica, named by its id, with id = node_id, listen = the replica's address, workers,
+ * stages = the stage's run list, next = every replica of the next stage, transport,
+ * ingress on the first stage's replicas, egress on the last's, and chain.yaml's chain,
+ * transport and flows sections. Relative paths in run settings (keys `file` and
+ * `directory`, at any depth), ingress.file and egress.pcap/frames are made absolute
+ * against chain.yaml's directory, so the text works from any directory. Returns a
+ * NUL-terminated string the caller frees, or NULL with errno and a message in err. */
+char *rdm_plan_render(const struct rdm_plan *p, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,73 @@
+/* rack.yaml: the hosts the orchestrator may place replicas on. Loading is strict, like
+ * the chain config's: unknown keys (with a did-you-mean hint), wrong types, out-of-range
+ * numbers and duplicate names are reported as "FILE:LINE:COL: message" and nothing is
+ * returned. Example and every key explained: configs/rack.yaml. */
+#ifndef RDM_RACK_H
+#define RDM_RACK_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node/config.h"
+
+struct rdm_ynode;
+
+#define RDM_RACK_NAME_MAX     63   /* node names, as the chain config's */
+#define RDM_RACK_CAPACITY_MAX 1024 /* worker cores of one node */
+#define RDM_RACK_PORTS_FIRST  7100 /* default data-plane port range */
+#define RDM_RACK_PORTS_LAST   7199
+
+/* One label, "zone: a". Both strings are owned by the rack. */
+struct rdm_label {
+	char *key;
+	char *value;
+	const struct rdm_ynode *at; /* the key as written, in the file it came from */
+};
+
+struct rdm_rack_node {
+	char *name;
+	/* The control address, as written: "IP" or "IP:PORT" ("[IPV6]:PORT"). The node's
+	 * control channel comes from control_ip; control_port is 0 when none was given. */
+	char control[64];
+	char control_ip[INET6_ADDRSTRLEN];
+	uint16_t control_port;
+	/* The data-plane IP, as inet_ntop writes it; replicas placed here listen on it. */
+	char data[INET6_ADDRSTRLEN];
+	int data_family;   /* AF_INET or AF_INET6 */
+	char *rdma_device; /* "rxe0", or NULL when the node has none */
+	int capacity;	   /* worker cores: 1..RDM_RACK_CAPACITY_MAX */
+	struct rdm_label *labels;
+	int n_labels;
+	int line, col; /* where the node's entry starts in rack.yaml */
+};
+
+struct rdm_rack {
+	char *file;
+	struct rdm_rack_node *nodes; /* in file order, which breaks placement ties */
+	int n_nodes;
+	uint16_t port_first, port_last; /* data ports the orchestrator hands out, inclusive */
+	int has_orch_listen;
+	struct rdm_addr orch_listen; /* orchestrator: {listen: IP:PORT} */
+	struct rdm_ydoc *doc;	     /* owns the nodes labels[].at point at */
+};
+
+/* Loads path into *out. Returns 0, or a negative errno with a one-line message in err
+ * ("rack.yaml:7:5: unknown key 'capcity' (did you mean 'capacity'?)"); *out is zeroed
+ * on error. */
+int rdm_rack_load(const char *path, struct rdm_rack *out, char *err, size_t errlen);
+
+/* Frees what rdm_rack_load allocated; accepts a zeroed or already freed rack. */
+void rdm_rack_free(struct rdm_rack *r);
+
+/* The index of the node named name in r->nodes, or -1. */
+int rdm_rack_find(const struct rdm_rack *r, const char *name);
+
+/* The value of label key on node n, or NULL when n does not carry it. */
+const char *rdm_rack_label(const struct rdm_rack_node *n, const char *key);
+
+/* 1 if name is a valid node (or replica) name: 1 to RDM_RACK_NAME_MAX of A-Z a-z 0-9
+ * _ . -; else 0. */
+int rdm_rack_valid_name(const char *name);
+
+#endif
