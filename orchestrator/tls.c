@@ -931,7 +931,8 @@ struct rdm_tls_conn *rdm_tls_connect(struct rdm_tls_ctx *ctx, const char *host_p
 fail_conn:
 	conn_abort(c);
 fail:
-	freeaddrinfo(res);
+	if (res)
+		freeaddrinfo(res);
 	errno = -rc;
 	return NULL;
 }
