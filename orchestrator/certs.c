@@ -379,21 +379,22 @@ int rdm_certs_make(const char *dir, const char *const *names, int n, int days, c
 	int rc, issued = 0;
 
 	if (!dir || !*dir || n < 0 || (n > 0 && !names))
-		return fail(err, errlen, -EINVAL, "certs: no directory or names given");
+		return fail(err, errlen, -EINVAL, "no directory or names given");
 	if (days == 0 || days > RDM_CERTS_MAX_DAYS || days < -RDM_CERTS_MAX_DAYS)
-		return fail(err, errlen, -EINVAL, "certs: days %d is not in 1..%d (or negative)",
-			    days, RDM_CERTS_MAX_DAYS);
+		return fail(err, errlen, -EINVAL, "days %d is not in 1..%d (or negative)", days,
+			    RDM_CERTS_MAX_DAYS);
 	/* Every name is checked before anything is written: a typo in the last name must
 	 * not leave the first ones made. */
 	for (int i = 0; i < n; i++) {
 		if (!rdm_certs_name_ok(names[i]))
-			return fail(err, errlen, -EINVAL,
-				    "certs: bad name '%s': 1..%d of [A-Za-z0-9._-], starting with "
-				    "a letter or digit, and not 'ca'",
-				    names[i] ? names[i] : "(null)", RDM_CERTS_NAME_MAX);
+			return fail(
+			    err, errlen, -EINVAL,
+			    "bad certificate name '%s': 1..%d of [A-Za-z0-9._-], starting with "
+			    "a letter or digit, and not 'ca'",
+			    names[i] ? names[i] : "(null)", RDM_CERTS_NAME_MAX);
 		for (int j = 0; j < i; j++)
 			if (!strcmp(names[i], names[j]))
-				return fail(err, errlen, -EINVAL, "certs: name '%s' given twice",
+				return fail(err, errlen, -EINVAL, "name '%s' given twice",
 					    names[i]);
 		if ((rc = join(pem, sizeof(pem), dir, names[i], ".pem", err, errlen)) < 0 ||
 		    (rc = join(keyp, sizeof(keyp), dir, names[i], ".key", err, errlen)) < 0 ||

@@ -882,7 +882,7 @@ Test(certs, bad_input_makes_nothing)
 
 	snprintf(d, sizeof(d), "%s/new", dir);
 	cr_assert_eq(rdm_certs_make(d, bad, 2, 30, err, sizeof(err)), -EINVAL);
-	cr_assert(strstr(err, "bad name 'bad/name'"), "%s", err);
+	cr_assert(strstr(err, "bad certificate name 'bad/name'"), "%s", err);
 	cr_assert_eq(access(d, F_OK), -1, "the directory was made");
 	cr_assert_eq(rdm_certs_make(d, dup, 2, 30, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "'n7' given twice"), "%s", err);
