@@ -27,6 +27,8 @@ static void usage(FILE *out)
 		"  bench [--quick] [--out DIR] [--rdma]\n"
 		"                      one hop on each path (native, overlay, sidecar, rdma) side by\n"
 		"                      side: latency, throughput, CPU; CSV, markdown and PNG in DIR\n"
+		"  ctl certs --out DIR [--days N] NAME...\n"
+		"                      make the rack's CA and a certificate for each NAME\n"
 		"  version\n");
 }
 
@@ -161,6 +163,8 @@ int main(int argc, char **argv)
 		return rdm_cmd_gen(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return rdm_cmd_bench(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ctl"))
+		return rdm_cmd_ctl(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 		printf("rdmesh %s\n", RDMESH_VERSION);
 		return 0;

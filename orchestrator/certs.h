@@ -1,0 +1,41 @@
+/* Certificates for a rack's control channel: one CA, and one certificate per node and
+ * for the orchestrator, each naming its holder (CN and a DNS subjectAltName).
+ *
+ * Keys are EC P-256 (ECDSA with SHA-256). TLS 1.3 makes ecdsa_secp256r1_sha256 a
+ * mandatory-to-implement signature scheme (RFC 8446, 9.1) while Ed25519 is optional, so
+ * every TLS 1.3 stack a user may bring (Go, Python, curl, Prometheus) takes these
+ * certificates; OpenSSL 3.0's FIPS provider approves P-256 but not Ed25519. */
+#ifndef RDM_CERTS_H
+#define RDM_CERTS_H
+
+#include <stddef.h>
+
+#define RDM_CERTS_CA_DAYS  3650	 /* a new CA lives this long, or as long as its leaves */
+#define RDM_CERTS_MAX_DAYS 36500 /* |days| above this is a typo, not a wish */
+#define RDM_CERTS_NAME_MAX 63	 /* one DNS label's length: names are node names */
+
+/* 1 when name can be a certificate holder: 1..63 characters of [A-Za-z0-9._-], starting
+ * with a letter or digit, and not "ca" (dir/ca.pem is the CA). Else 0. */
+int rdm_certs_name_ok(const char *name);
+
+/* Makes dir (mode 0700) if it is missing (its parent must exist), then:
+ *  - the CA: dir/ca.pem and dir/ca.key. When both exist they are loaded and reused, so a
+ *    node added later is signed by the rack's CA; the key must match the certificate and
+ *    the CA must not have expired. When neither exists a new self-signed CA is made
+ *    ("rdmesh CA" plus 8 random hex digits as CN, so two racks' CAs are told apart),
+ *    valid for max(RDM_CERTS_CA_DAYS, days) days. One without the other is an error.
+ *  - for each of the n names: dir/NAME.pem and dir/NAME.key, signed by that CA, with
+ *    NAME as CN and as a DNS subjectAltName, usable as TLS server and client. A name whose
+ *    two files both exist is kept as it is (delete both to reissue); one file without
+ *    the other is an error.
+ * days is each new leaf's lifetime, 1..RDM_CERTS_MAX_DAYS. A negative days makes an
+ * already-expired leaf, for tests: valid from 2*|days| to |days| days ago. 0 is an error.
+ * Keys are PKCS#8 PEM, unencrypted, mode 0600; certificates mode 0644 less the umask.
+ * Every file is written to a temporary name and renamed, so none is ever half written
+ * and nothing existing is overwritten. Names are all checked before anything is made.
+ * Returns how many leaf certificates were issued (0 when every name was kept), or
+ * -errno with a one-line reason in err. */
+int rdm_certs_make(const char *dir, const char *const *names, int n, int days, char *err,
+		   size_t errlen);
+
+#endif
