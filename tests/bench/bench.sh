@@ -184,6 +184,15 @@ run_nodes() {
 		wait "${npids[$i]}" 2>/dev/null
 		cpu=$((cpu + $(stat "$work/s$i" cpu_ms) + 0))
 	done
+	if [ $t -ge 1200 ]; then
+		# What each node last said and counted, for whoever reads the run's output.
+		for ((i = 1; i <= last; i++)); do
+			echo "bench: host$i: $(tail -2 "$work/log$i" | tr '\n' ' ')" >&2
+			grep -E '^(rx_frames|tx_frames|stalls|drops|drop_[a-z_]+|ingress_[a-z_]+|egress_packets|egress_lost|notices|back_[a-z_]+|down_congested|down_queue_full) [1-9]' \
+				"$work/s$i" 2>/dev/null | tr '\n' ' ' >&2
+			echo >&2
+		done
+	fi
 	echo "$cpu" >"$work/cpu"
 }
 
