@@ -165,6 +165,42 @@ Test(tcp, backpressure_not_loss)
 	rdm_tcp_ops.close_listener(l);
 }
 
+Test(tcp, frames_buffered_when_the_peer_closes_are_delivered_first)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
+	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
+	static uint8_t buf[4 + MAXF];
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	/* A plain socket as the upstream: it writes 60 frames (less than the receive buffer
+	 * holds, so the receiver reads them all, and the close, while it holds back) and
+	 * exits, as an ingress does once its queue is in the kernel's hands. */
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a.ss, a.len), 0);
+	RUN_UNTIL(srv.ups, 2000);
+	srv.pause = 1; /* the receiver holds back (its next hop is congested) */
+	for (uint32_t i = 0; i < 60; i++) {
+		uint32_t len = fill(buf + 4, i);
+
+		buf[0] = (uint8_t)(len >> 24), buf[1] = (uint8_t)(len >> 16);
+		buf[2] = (uint8_t)(len >> 8), buf[3] = (uint8_t)len;
+		cr_assert_eq(write(fd, buf, 4 + len), (ssize_t)(4 + len));
+	}
+	close(fd);
+	for (int i = 0; i < 50; i++)
+		rdm_loop_run_once(loop, 2);
+	cr_assert_eq(srv.got, 0);
+	cr_assert_eq(srv.downs, 0, "paused with frames buffered: not down yet");
+	srv.pause = 0;
+	srv.last->ops->resume_rx(srv.last);
+	RUN_UNTIL(srv.downs == 1, 2000);
+	cr_assert_eq(srv.got, 60, "every frame sent before the close arrives: %u", srv.got);
+	cr_assert_eq(srv.bad, 0);
+	cr_assert_eq(srv.downs, 1, "then the connection reports down");
+	rdm_tcp_ops.close_listener(l);
+}
+
 Test(tcp, reconnects_after_peer_restart)
 {
 	struct rdm_conn_opts o = opts();

@@ -43,6 +43,7 @@ struct tcp_conn {
 	uint8_t *rx;
 	uint32_t rx_cap, rx_start, rx_end;
 	int rx_paused;
+	int eof; /* the peer closed; frames still buffered go to the owner first */
 };
 
 struct tcp_listener {
@@ -72,7 +73,7 @@ static void update_events(struct tcp_conn *c)
 {
 	uint32_t ev = 0;
 
-	if (c->io.fd < 0)
+	if (c->io.fd < 0 || c->eof)
 		return;
 	if (c->connecting) {
 		ev = EPOLLOUT;
@@ -124,6 +125,7 @@ static void drop_socket(struct tcp_conn *c)
 	c->head_left = 0;
 	c->rx_start = c->rx_end = 0;
 	c->rx_paused = 0;
+	c->eof = 0;
 	c->connecting = 0;
 	c->base.congested = 0;
 	rdm_timer_cancel(c->loop, &c->kick);
@@ -238,7 +240,7 @@ static int tcp_send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int 
 	struct tcp_conn *c = to_tcp(bc);
 	int i;
 
-	if (!bc->up)
+	if (!bc->up || c->eof)
 		return -ENOTCONN;
 	for (i = 0; i < n; i++) {
 		uint32_t len = f[i].hdr_len + f[i].pkt_len;
@@ -313,9 +315,28 @@ static void deliver(struct tcp_conn *c)
 			break;
 		}
 	}
-	if (c->rx_start == c->rx_end)
+	if (c->rx_start == c->rx_end) {
 		c->rx_start = c->rx_end = 0;
+		if (c->eof) {
+			tcp_fail(c); /* everything the peer sent is delivered */
+			return;
+		}
+	} else if (c->eof && !c->rx_paused) {
+		/* What is left is less than a frame: the peer's last frame was cut. */
+		tcp_fail(c);
+		return;
+	}
 	update_events(c);
+}
+
+/* The peer closed (or reset) the connection. Frames already read but not yet taken by
+ * the owner (it paused us: backpressure) must not go with the socket: stop watching it,
+ * and let deliver() fail the connection once it has handed them all over. */
+static void tcp_eof(struct tcp_conn *c)
+{
+	c->eof = 1;
+	rdm_io_del(c->loop, &c->io); /* a hang-up would be reported again and again */
+	deliver(c);
 }
 
 static void tcp_read(struct tcp_conn *c)
@@ -331,12 +352,12 @@ static void tcp_read(struct tcp_conn *c)
 		return; /* paused with a full buffer: the peer waits on TCP's window */
 	n = read(c->io.fd, c->rx + c->rx_end, c->rx_cap - c->rx_end);
 	if (n == 0) {
-		tcp_fail(c);
+		tcp_eof(c);
 		return;
 	}
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			tcp_fail(c);
+			tcp_eof(c);
 		return;
 	}
 	c->rx_end += (uint32_t)n;
@@ -405,7 +426,7 @@ static void tcp_io(struct rdm_io *io, uint32_t events)
 		 * then read() returns 0 and the connection fails in order. */
 		if (c->rx_paused && c->rx_end == c->rx_cap && c->rx_start == 0 &&
 		    (events & (EPOLLHUP | EPOLLERR))) {
-			tcp_fail(c);
+			tcp_eof(c); /* nothing more can be read; what is buffered still counts */
 			return;
 		}
 		tcp_read(c);
