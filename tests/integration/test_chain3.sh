@@ -160,8 +160,11 @@ if run_chain "run 3"; then
 		--egress-stats "$work/stats3" --hops 1,2,3 >"$work/check3" 2>&1 &&
 		[ "$(stat "$work/stats3" egress_packets)" = $SLOW ] &&
 		[ "$(stat "$work/stats1" drops)" = 0 ] && [ "$(stat "$work/stats2" drops)" = 0 ] &&
-		[ "$(stat "$work/stats1" stalls)" -gt 0 ] && [ "$(stat "$work/stats2" stalls)" -gt 0 ] &&
+		[ "$(stat "$work/stats1" stalls)" -gt 0 ] &&
 		[ "$(stat "$work/stats2" down_congested)" -gt 0 ]; then
+		# host2 holds its own input only when a batch meets its congested next hop;
+		# on a slow (sanitized) build TCP's window may do all of that, so its stall
+		# count is reported, not required.
 		pass "egress at 4000 pkt/s, unlimited ingress, 64 KiB queues: backpressure reached the ingress (stalls: host1 $(stat "$work/stats1" stalls), host2 $(stat "$work/stats2" stalls)), all $SLOW arrived, no drops"
 	else
 		fail "backpressure run"
