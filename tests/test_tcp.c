@@ -201,6 +201,40 @@ Test(tcp, frames_buffered_when_the_peer_closes_are_delivered_first)
 	rdm_tcp_ops.close_listener(l);
 }
 
+Test(tcp, closing_with_unread_frames_from_the_peer_loses_nothing_it_sent)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
+	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
+	struct rdm_conn *c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+	static uint8_t back[64];
+	struct rdm_txframe tx = {back, 16, back + 16, 48};
+	uint32_t next = 0;
+
+	RUN_UNTIL(c->up && srv.ups, 2000);
+	srv.pause = 1; /* frames pile up at the receiver, much of them in its kernel */
+	for (int i = 0; i < 200 && next < 400; i++) {
+		send_some(c, &next, 400);
+		rdm_loop_run_once(loop, 2);
+	}
+	RUN_UNTIL(c->ops->queued(c) == 0, 5000);
+	cr_assert_eq(next, 400);
+	cr_assert_eq(c->ops->queued(c), 0, "everything sent is in the kernels' hands");
+	/* The receiver answers (a policy reply going back); the sender closes before it
+	 * reads the answer, as an ingress that is done does. */
+	fill_len(back, 0, sizeof(back));
+	cr_assert_eq(rdm_conn_send(srv.last, &tx, 1), 1);
+	c->ops->close(c);
+	srv.pause = 0;
+	srv.last->ops->resume_rx(srv.last);
+	RUN_UNTIL(srv.downs == 1, 5000);
+	cr_assert_eq(srv.got, 400, "all 400 frames arrive: %u", srv.got);
+	cr_assert_eq(srv.bad, 0);
+	rdm_tcp_ops.close_listener(l);
+}
+
 Test(tcp, reconnects_after_peer_restart)
 {
 	struct rdm_conn_opts o = opts();

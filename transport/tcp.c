@@ -113,7 +113,16 @@ static void unlink_from_listener(struct tcp_conn *c)
 static void drop_socket(struct tcp_conn *c)
 {
 	if (c->io.fd >= 0) {
+		uint8_t sink[4096];
+
 		rdm_io_del(c->loop, &c->io);
+		/* Close with a FIN, not a RST: a socket closed with unread data resets the
+		 * connection, and a reset makes the peer's kernel throw away what it has not
+		 * read yet, frames we sent among them. So say we are done, and read away what
+		 * the peer sent (frames it sent back that we no longer want). */
+		shutdown(c->io.fd, SHUT_WR);
+		for (int i = 0; i < 256 && read(c->io.fd, sink, sizeof(sink)) > 0; i++)
+			;
 		close(c->io.fd);
 		c->io.fd = -1;
 	}
