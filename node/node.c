@@ -35,6 +35,7 @@
 #define TICK_MS 100
 #define EGRESS_GRACE_NS 500000000ull /* how long the egress waits for late packets */
 #define MAX_DOWNS (2 * RDM_MAX_NEXT)  /* replicas of the next stage, plus ones draining */
+#define SHUT_GRACE_NS 2000000000ull   /* how long a leaving node waits for next hops to close */
 
 /* Which way a batch travels: forward from the chain's ingress towards its egress, or
  * back (inline mode's return traffic, and stages' replies to a packet's sender). */
@@ -114,6 +115,7 @@ struct down {
 	const char *name;
 	const struct rdm_addr *peer;
 	int active;	/* in the current table */
+	int closing;	/* drained: told it we are done, waiting for it to close */
 	int ever_up;
 	uint32_t gen;	/* bumped when the slot is freed: pins to the old replica go stale */
 	uint64_t pins;	/* flows pinned to this replica */
@@ -189,6 +191,7 @@ struct worker {
 	struct rdm_timer progress;
 	uint64_t auto_fallbacks;
 	int stopping;
+	uint64_t shut_ns; /* when this worker told its next hops it was done */
 	atomic_int finished; /* the main thread reads it during a reload */
 	uint64_t drain_until_ns;
 	struct worker_stats st;
@@ -1062,21 +1065,48 @@ static int drained(const struct worker *w)
 	return downs_queued(w) == 0;
 }
 
+/* Next-hop connections that said they are done sending and wait for the peer to close. */
+static int downs_closing(const struct worker *w)
+{
+	int k = 0;
+
+	for (int r = 0; r < MAX_DOWNS; r++)
+		k += w->downs[r].c && w->downs[r].c->up && w->downs[r].c->ops->shutdown_tx;
+	return k;
+}
+
 static void check_finished(struct worker *w)
 {
 	struct rdm_node *n = w->node;
+	uint64_t now = rdm_now_ns();
+	int done = 0;
 
 	if (w->finished)
 		return;
-	if (!w->stopping && (w->gen || w->pin) && w->src_done && drained(w)) {
-		w->finished = 1;
-	} else if (w->stopping && (drained(w) || rdm_now_ns() >= w->drain_until_ns)) {
+	if (w->shut_ns) {
+		done = 1;
+	} else if (!w->stopping && (w->gen || w->pin) && w->src_done && drained(w)) {
+		done = 1;
+	} else if (w->stopping && (drained(w) || now >= w->drain_until_ns)) {
 		if (!drained(w))
 			nlog(n, "drain timeout: %zu bytes still queued", downs_queued(w));
-		w->finished = 1;
+		done = 1;
 	}
-	if (w->finished)
-		atomic_fetch_add(&n->n_finished, 1);
+	if (!done)
+		return;
+	/* Leave the way TCP means it: say we are done and let the next hops close first.
+	 * A socket closed while data still comes in resets the connection, and the reset
+	 * makes the next hop drop the frames it has not read yet. */
+	if (!w->shut_ns) {
+		w->shut_ns = now;
+		for (int r = 0; r < MAX_DOWNS; r++)
+			if (w->downs[r].c && w->downs[r].c->up && w->downs[r].c->ops->shutdown_tx)
+				w->downs[r].c->ops->shutdown_tx(w->downs[r].c);
+	}
+	if (downs_closing(w) && now - w->shut_ns < SHUT_GRACE_NS)
+		return;
+	w->finished = 1;
+	atomic_fetch_add(&n->n_finished, 1);
 }
 
 /* Once a second, ingress and egress workers say how far they are: users watch long runs. */
@@ -1137,7 +1167,7 @@ static int apply_steer(struct worker *w, const struct steer *sp)
 		int r, fr = -1;
 
 		for (r = 0; r < MAX_DOWNS; r++) {
-			if (w->downs[r].c && !strcmp(w->downs[r].name, sp->name[i]))
+			if (w->downs[r].c && !w->downs[r].closing && !strcmp(w->downs[r].name, sp->name[i]))
 				break;
 			if (!w->downs[r].c && fr < 0 && !keep[r])
 				fr = r;
@@ -1214,6 +1244,16 @@ static void drain_check(struct worker *w, uint64_t now)
 			continue;
 		if (d->pins && now - d->drain_start_ns < limit)
 			continue;
+		if (d->closing) {
+			/* Told the replica we are done; gone once it closed too (or the grace). */
+			if (d->c->up && now - d->drain_start_ns < SHUT_GRACE_NS)
+				continue;
+			stats_add(&w->down_closed, &d->c->stats);
+			d->c->ops->close(d->c);
+			d->c = NULL;
+			d->closing = 0;
+			continue;
+		}
 		if (d->pins) {
 			w->st.drain_timeouts++;
 			nlog(w->node, "steering: replica %s drained by timeout: %" PRIu64
@@ -1223,11 +1263,19 @@ static void drain_check(struct worker *w, uint64_t now)
 			w->st.drained_idle++;
 			nlog(w->node, "steering: replica %s drained: no flow left on it", d->name);
 		}
+		/* No new frame goes to it (its pins are stale now); what is queued still
+		 * does, then the connection closes the way TCP means it. */
+		d->gen++;
+		d->pins = 0;
+		if (d->c->ops->shutdown_tx) {
+			d->c->ops->shutdown_tx(d->c);
+			d->closing = 1;
+			d->drain_start_ns = now;
+			continue;
+		}
 		stats_add(&w->down_closed, &d->c->stats);
 		d->c->ops->close(d->c);
 		d->c = NULL;
-		d->gen++;
-		d->pins = 0;
 	}
 }
 

@@ -44,6 +44,8 @@ struct tcp_conn {
 	uint32_t rx_cap, rx_start, rx_end;
 	int rx_paused;
 	int eof; /* the peer closed; frames still buffered go to the owner first */
+	int tx_shut; /* we are done sending (shutdown_tx): no reconnect after the peer closes */
+	int fin_sent;
 };
 
 struct tcp_listener {
@@ -135,6 +137,7 @@ static void drop_socket(struct tcp_conn *c)
 	c->rx_start = c->rx_end = 0;
 	c->rx_paused = 0;
 	c->eof = 0;
+	c->fin_sent = 0;
 	c->connecting = 0;
 	c->base.congested = 0;
 	rdm_timer_cancel(c->loop, &c->kick);
@@ -152,7 +155,7 @@ static void tcp_fail(struct tcp_conn *c)
 		if (c->base.cbs.on_state)
 			c->base.cbs.on_state(&c->base, 0, c->base.cbs.arg);
 	}
-	if (c->closed)
+	if (c->closed || c->tx_shut)
 		return;
 	if (c->lst || !c->peer.len) {
 		if (c->lst)
@@ -223,6 +226,10 @@ static int tcp_flush(struct tcp_conn *c)
 		if ((uint64_t)n < pending)
 			c->base.stats.partial_writes++;
 		tx_advance(c, (size_t)n);
+	}
+	if (c->tx_shut && !c->fin_sent && c->tx_tail == c->tx_head) {
+		shutdown(c->io.fd, SHUT_WR); /* all out: now the FIN */
+		c->fin_sent = 1;
 	}
 	update_events(c);
 	if (c->base.congested && tcp_queued(&c->base) <= c->o.queue_bytes / 2) {
@@ -549,6 +556,17 @@ static void kick_deliver(void *arg)
 	deliver(arg);
 }
 
+static void tcp_shutdown_tx(struct rdm_conn *bc)
+{
+	struct tcp_conn *c = to_tcp(bc);
+
+	if (c->io.fd < 0 || c->tx_shut)
+		return;
+	c->tx_shut = 1;
+	rdm_timer_cancel(c->loop, &c->retry);
+	tcp_flush(c); /* sends the FIN once what is queued is out */
+}
+
 static void tcp_pause_rx(struct rdm_conn *bc)
 {
 	struct tcp_conn *c = to_tcp(bc);
@@ -668,6 +686,7 @@ const struct rdm_transport_ops rdm_tcp_ops = {
 	.queued = tcp_queued,
 	.pause_rx = tcp_pause_rx,
 	.resume_rx = tcp_resume_rx,
+	.shutdown_tx = tcp_shutdown_tx,
 	.close = tcp_close,
 	.close_listener = tcp_close_listener,
 };

@@ -100,6 +100,11 @@ struct rdm_transport_ops {
 	size_t (*queued)(const struct rdm_conn *c);
 	void (*pause_rx)(struct rdm_conn *c);
 	void (*resume_rx)(struct rdm_conn *c);
+	/* Optional. The sender is done: once everything queued is out, tell the peer so
+	 * (TCP: a FIN) and stay to read until the peer closes too, when the connection goes
+	 * down and is not reopened. Closing at once instead could make the peer lose what
+	 * it has not read yet (a TCP reset discards it). */
+	void (*shutdown_tx)(struct rdm_conn *c);
 	/* Closes at once; queued frames count as lost_on_close. Accepts NULL. */
 	void (*close)(struct rdm_conn *c);
 	void (*close_listener)(struct rdm_listener *lst);
