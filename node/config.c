@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NODE_NAME_MAX 63
 #define MAX_WORKERS   64
 #define MAX_SPI	      0xFFFFFFu
 
@@ -469,10 +468,11 @@ static int load_stages(struct ld *l, const struct rdm_ynode *v, struct rdm_node_
 	return 0;
 }
 
-static int valid_node_name(const char *s)
+int rdm_node_name_ok(const char *s)
 {
 	size_t n = strlen(s);
-	if (n < 1 || n > NODE_NAME_MAX)
+
+	if (n < 1 || n > RDM_NODE_NAME_MAX)
 		return 0;
 	for (; *s; s++)
 		if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
@@ -527,10 +527,10 @@ static int load_node(struct ld *l, const struct rdm_ynode *m, size_t idx, struct
 	rc = rdm_ymap_str(l->doc, m, "name", NULL, &s, l->err, l->len);
 	if (rc)
 		return rc;
-	if (!valid_node_name(s))
+	if (!rdm_node_name_ok(s))
 		return rdm_yerr(l->doc, v, l->err, l->len,
 				"bad node name '%s' (expected 1 to %d of A-Z a-z 0-9 _ . -)", s,
-				NODE_NAME_MAX);
+				RDM_NODE_NAME_MAX);
 	rc = dup_str(l, s, &nc->name);
 	if (rc)
 		return rc;

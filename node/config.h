@@ -14,6 +14,7 @@ struct rdm_ydoc;
 struct rdm_ynode;
 
 #define RDM_MAX_NEXT 16
+#define RDM_NODE_NAME_MAX 63 /* node names: 1 to 63 of A-Z a-z 0-9 _ . - */
 
 struct rdm_addr {
 	struct sockaddr_storage ss;
@@ -115,6 +116,10 @@ void rdm_chain_free(struct rdm_chain_conf *c);
 
 /* The node named name, or NULL. */
 const struct rdm_node_conf *rdm_chain_node(const struct rdm_chain_conf *c, const char *name);
+
+/* 1 if s is a valid node name (RDM_NODE_NAME_MAX), else 0. Rack nodes and replicas
+ * follow the same rule. */
+int rdm_node_name_ok(const char *s);
 
 /* Parses "host:port" or "[v6]:port" into a; 0 or -EINVAL. */
 int rdm_addr_parse(struct rdm_addr *a, const char *text);

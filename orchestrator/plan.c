@@ -434,7 +434,7 @@ static const struct rdm_ynode *key_node(const struct rdm_ynode *map, const char 
 
 static int valid_stage_name(const char *s)
 {
-	return strlen(s) <= RDM_PLAN_STAGE_NAME_MAX && rdm_rack_valid_name(s);
+	return strlen(s) <= RDM_PLAN_STAGE_NAME_MAX && rdm_node_name_ok(s);
 }
 
 /* placement: {labels: {k: v}, spread: bool}; null or absent = no labels, spread. */

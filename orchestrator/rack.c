@@ -30,18 +30,6 @@ static int dup_str(struct rl *l, const char *s, char **out)
 	return *out ? 0 : oom(l);
 }
 
-int rdm_rack_valid_name(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < 1 || n > RDM_RACK_NAME_MAX)
-		return 0;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
-			return 0;
-	return 1;
-}
-
 /* A bare IP address into buf (inet_ntop's form); returns its family, or 0 if s is not
  * one. */
 static int parse_ip(const char *s, char *buf, size_t len)
@@ -157,7 +145,7 @@ static int load_node(struct rl *l, const struct rdm_ynode *m, size_t idx, struct
 	rc = rdm_ymap_str(l->doc, m, "name", NULL, &s, l->err, l->len);
 	if (rc)
 		return rc;
-	if (!rdm_rack_valid_name(s))
+	if (!rdm_node_name_ok(s))
 		return rdm_yerr(l->doc, v, l->err, l->len,
 				"bad node name '%s' (expected 1 to %d of A-Z a-z 0-9 _ . -)", s,
 				RDM_RACK_NAME_MAX);
@@ -185,7 +173,7 @@ static int load_node(struct rl *l, const struct rdm_ynode *m, size_t idx, struct
 		rc = rdm_ymap_str(l->doc, m, "rdma_device", NULL, &s, l->err, l->len);
 		if (rc)
 			return rc;
-		if (!*s || strlen(s) > RDMA_DEV_MAX || !rdm_rack_valid_name(s))
+		if (!*s || strlen(s) > RDMA_DEV_MAX || !rdm_node_name_ok(s))
 			return rdm_yerr(l->doc, v, l->err, l->len,
 					"rdma_device: '%s' is not a device name (1 to %d of "
 					"A-Z a-z 0-9 _ . -)",

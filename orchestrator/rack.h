@@ -13,7 +13,7 @@
 
 struct rdm_ynode;
 
-#define RDM_RACK_NAME_MAX     63   /* node names, as the chain config's */
+#define RDM_RACK_NAME_MAX     RDM_NODE_NAME_MAX /* node names: the chain config's rule */
 #define RDM_RACK_CAPACITY_MAX 1024 /* worker cores of one node */
 #define RDM_RACK_PORTS_FIRST  7100 /* default data-plane port range */
 #define RDM_RACK_PORTS_LAST   7199
@@ -65,9 +65,5 @@ int rdm_rack_find(const struct rdm_rack *r, const char *name);
 
 /* The value of label key on node n, or NULL when n does not carry it. */
 const char *rdm_rack_label(const struct rdm_rack_node *n, const char *key);
-
-/* 1 if name is a valid node (or replica) name: 1 to RDM_RACK_NAME_MAX of A-Z a-z 0-9
- * _ . -; else 0. */
-int rdm_rack_valid_name(const char *name);
 
 #endif
