@@ -216,6 +216,7 @@ struct rdm_node {
 	struct worker *w;
 	atomic_int stop;
 	atomic_int n_finished;
+	int embedded; /* one of several nodes in a process: takes no signals */
 	int drain_ms;
 	uint64_t run_ns;
 	atomic_uint reload_gen;                   /* bumped when reload_conf is ready */
@@ -372,7 +373,11 @@ static int steer_frame(struct worker *w, const struct rdm_frame *f, uint64_t now
 			       f->pkt_len ? rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &f->key) : 0, now,
 			       &dir, &created);
 	p = rdm_flow_data(fl);
-	if (!created && p->gen == w->downs[p->slot].gen && w->downs[p->slot].c)
+	/* A pin holds while its replica is in the table, or drains and is still there: a
+	 * replica that left the table and is unreachable (its node died) gives its flows
+	 * to the table at once rather than dropping their packets until the drain ends. */
+	if (!created && p->gen == w->downs[p->slot].gen && w->downs[p->slot].c &&
+	    (w->downs[p->slot].active || w->downs[p->slot].c->up))
 		return (int)p->slot;
 	if (!created)
 		w->st.pins_moved++;
@@ -1167,7 +1172,9 @@ static int apply_steer(struct worker *w, const struct steer *sp)
 		int r, fr = -1;
 
 		for (r = 0; r < MAX_DOWNS; r++) {
-			if (w->downs[r].c && !w->downs[r].closing && !strcmp(w->downs[r].name, sp->name[i]))
+			if (w->downs[r].c && !w->downs[r].closing &&
+			    !strcmp(w->downs[r].name, sp->name[i]) &&
+			    !strcmp(w->downs[r].peer->text, sp->peer[i]->text))
 				break;
 			if (!w->downs[r].c && fr < 0 && !keep[r])
 				fr = r;
@@ -1714,16 +1721,21 @@ void rdm_node_free(struct rdm_node *n)
 	free(n);
 }
 
-/* 1 when steer sp names exactly the next hops of node conf c of chain (in any order). */
+/* 1 when steer sp names exactly the next hops of node conf c of chain (in any order), at
+ * the same addresses: a replica that moved (its node died, or was drained) is a new
+ * next hop under its old name, and the old address drains. */
 static int same_next(const struct steer *sp, const struct rdm_chain_conf *chain,
 		     const struct rdm_node_conf *c)
 {
 	if (sp->n != c->n_next)
 		return 0;
 	for (int r = 0; r < c->n_next; r++) {
+		const struct rdm_node_conf *nx = &chain->nodes[c->nexts[r]];
+		const struct rdm_addr *peer = c->has_connect ? &c->connect : &nx->listen;
 		int i = 0;
 
-		while (i < sp->n && strcmp(sp->name[i], chain->nodes[c->nexts[r]].name))
+		while (i < sp->n &&
+		       (strcmp(sp->name[i], nx->name) || strcmp(sp->peer[i]->text, peer->text)))
 			i++;
 		if (i == sp->n)
 			return 0;
@@ -1844,6 +1856,17 @@ void rdm_node_reload(struct rdm_node *n)
 	pthread_rwlock_unlock(&n->report_mu);
 }
 
+void rdm_node_embed(struct rdm_node *n)
+{
+	n->embedded = 1;
+}
+
+void rdm_node_stop(struct rdm_node *n)
+{
+	if (!atomic_exchange(&n->stop, 1))
+		nlog(n, "asked to stop: draining and stopping");
+}
+
 int rdm_node_run(struct rdm_node *n, int drain_ms)
 {
 	sigset_t set;
@@ -1871,8 +1894,13 @@ int rdm_node_run(struct rdm_node *n, int drain_ms)
 		}
 	}
 	while (atomic_load(&n->n_finished) < n->n_workers) {
-		struct timespec to = {0, 100 * 1000000};
-		int sig = sigtimedwait(&set, NULL, &to);
+		struct timespec to = {0, (n->embedded ? 20 : 100) * 1000000};
+		int sig = 0;
+
+		if (n->embedded)
+			nanosleep(&to, NULL); /* the process's owner takes the signals */
+		else
+			sig = sigtimedwait(&set, NULL, &to);
 
 		if (sig == SIGHUP && !atomic_load(&n->stop))
 			rdm_node_reload(n);

@@ -28,6 +28,14 @@ int rdm_chain_check_stages(const struct rdm_chain_conf *chain, char *err, size_t
  * before calling. */
 int rdm_node_run(struct rdm_node *n, int drain_ms);
 
+/* For a process that runs several nodes on threads of its own (`rdmesh node --orch`):
+ * rdm_node_run then takes no signals, and stops on rdm_node_stop. Call before run. */
+void rdm_node_embed(struct rdm_node *n);
+
+/* What SIGTERM does: the node drains its send queues and rdm_node_run returns. Safe
+ * from any thread, any number of times. */
+void rdm_node_stop(struct rdm_node *n);
+
 /* What SIGHUP does, callable from another thread while the node runs (not from a
  * worker): stages re-read their files (identity's directory, the policy), and the chain
  * file is read again for this node's next list (new replicas get new flows, leaving ones
