@@ -37,7 +37,8 @@ int rdm_msg_parse(const void *data, size_t len, struct rdm_msg *m, char *err, si
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	memcpy(m->buf, data, len);
+	if (len) /* data may be NULL when len is 0 */
+		memcpy(m->buf, data, len);
 	m->buf[len] = 0;
 	end = m->buf + len;
 	nl = memchr(m->buf, '\n', len);
@@ -46,8 +47,13 @@ int rdm_msg_parse(const void *data, size_t len, struct rdm_msg *m, char *err, si
 		goto bad;
 	}
 	*nl = 0;
+	/* The lines are parsed as C strings: a NUL would hide whatever follows it. */
+	if (strlen(m->buf) != (size_t)(nl - m->buf)) {
+		snprintf(err, errlen, "first line: NUL byte");
+		goto bad;
+	}
 	sp = strchr(m->buf, ' ');
-	if (!sp || (size_t)(sp - m->buf) != strlen(RDM_MSG_PROTO) ||
+	if ((sp ? (size_t)(sp - m->buf) : strlen(m->buf)) != strlen(RDM_MSG_PROTO) ||
 	    memcmp(m->buf, RDM_MSG_PROTO, strlen(RDM_MSG_PROTO))) {
 		char proto[24];
 
@@ -57,6 +63,10 @@ int rdm_msg_parse(const void *data, size_t len, struct rdm_msg *m, char *err, si
 				*q = '?';
 		snprintf(err, errlen, "unsupported protocol '%s' (this end speaks %s)", proto,
 			 RDM_MSG_PROTO);
+		goto bad;
+	}
+	if (!sp) {
+		snprintf(err, errlen, "first line: no message type after %s", RDM_MSG_PROTO);
 		goto bad;
 	}
 	{
@@ -96,10 +106,21 @@ int rdm_msg_parse(const void *data, size_t len, struct rdm_msg *m, char *err, si
 		*nl = 0;
 		if (p == nl)
 			break;
+		if (strlen(p) != (size_t)(nl - p)) {
+			snprintf(err, errlen, "header line %d: NUL byte", line);
+			goto bad;
+		}
 		colon = strstr(p, ": ");
-		if (!colon || !key_ok(p, (size_t)(colon - p)) ||
-		    !value_ok(colon + 2, strlen(colon + 2))) {
-			snprintf(err, errlen, "header line %d: not 'key: value'", line);
+		if (!colon) {
+			snprintf(err, errlen, "header line %d: no ': '", line);
+			goto bad;
+		}
+		if (!key_ok(p, (size_t)(colon - p))) {
+			snprintf(err, errlen, "header line %d: bad key (want [a-z0-9_]+)", line);
+			goto bad;
+		}
+		if (!value_ok(colon + 2, (size_t)(nl - colon - 2))) {
+			snprintf(err, errlen, "header line %d: control character in value", line);
 			goto bad;
 		}
 		if (m->n_hdr == RDM_MSG_MAX_HDR) {
@@ -130,6 +151,8 @@ const char *rdm_msg_get(const struct rdm_msg *m, const char *key)
 
 void rdm_msg_free(struct rdm_msg *m)
 {
+	if (!m)
+		return;
 	free(m->buf);
 	memset(m, 0, sizeof(*m));
 }
