@@ -6,5 +6,6 @@
 int rdm_cmd_gen(int argc, char **argv);
 int rdm_cmd_bench(int argc, char **argv);
 int rdm_cmd_ctl(int argc, char **argv);
+int rdm_cmd_orch(int argc, char **argv);
 
 #endif

@@ -1,5 +1,7 @@
-/* rdmesh ctl: talks to the rack's control plane. So far one subcommand, certs, which
- * makes the rack's CA and certificates (orchestrator/certs.h). */
+/* rdmesh ctl: the operator's commands. certs makes the rack's CA and certificates
+ * (orchestrator/certs.h); the others are requests to the orchestrator over its control
+ * channel (TLS with the certificate "ctl", orchestrator/msg.h), each answered by one
+ * reply that is printed as it comes. */
 #include "node/commands.h"
 
 #include <errno.h>
@@ -9,8 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "orchestrator/certs.h"
+#include "orchestrator/msg.h"
+#include "orchestrator/orch.h"
+#include "orchestrator/tls.h"
 
 #define CTL_CERTS_DAYS 365
 
@@ -22,8 +28,18 @@ static void ctl_usage(FILE *to)
 		"  certs --out DIR [--days N] NAME...\n"
 		"                      make the rack's CA (DIR/ca.pem, DIR/ca.key; an existing\n"
 		"                      one is reused) and a certificate and key for each NAME\n"
-		"                      (DIR/NAME.pem, DIR/NAME.key), e.g. the orchestrator's\n"
-		"                      and every node's\n");
+		"                      (DIR/NAME.pem, DIR/NAME.key): orch, ctl and every node\n"
+		"  [--orch IP:PORT] [--certs DIR] REQUEST   to the orchestrator (default: $RDMESH_ORCH,\n"
+		"                      else 127.0.0.1:%d; certs: $RDMESH_CERTS, else certs/, with\n"
+		"                      ca.pem, ctl.pem, ctl.key). REQUEST is one of:\n"
+		"    status            nodes, replicas, pps, drops, hop latency\n"
+		"    scale STAGE N     run N replicas of STAGE (flows keep their replica)\n"
+		"    drain NODE        move NODE's replicas elsewhere; it gets no new ones\n"
+		"    apply [--dry-run|--yes] CHAIN.yaml\n"
+		"                      show what the chain file changes, then apply it (asks first\n"
+		"                      on a terminal; --yes applies without asking)\n"
+		"    logs [N]          the orchestrator's last N log lines (default 50)\n",
+		RDM_ORCH_PORT);
 }
 
 static void certs_usage(FILE *to)
@@ -124,19 +140,158 @@ static int cmd_certs(int argc, char **argv)
 	return 0;
 }
 
+/* One request (kv: NULL-terminated pairs) and its reply: the reply's text goes to
+ * stdout (ok) or stderr (error). Returns 0, 1 (the orchestrator said error, or no
+ * answer). */
+static int request(const char *orch, const char *certs, const char *const *kv, int quiet_ok)
+{
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], err[512];
+	struct rdm_tls_ctx *ctx;
+	struct rdm_tls_conn *c;
+	struct rdm_msg m;
+	const char *st;
+	int rc;
+
+	snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
+	snprintf(cert, sizeof(cert), "%s/%s.pem", certs, RDM_CTL_NAME);
+	snprintf(key, sizeof(key), "%s/%s.key", certs, RDM_CTL_NAME);
+	ctx = rdm_tls_ctx_new(ca, cert, key, 0, err, sizeof(err));
+	if (!ctx) {
+		fprintf(stderr, "rdmesh ctl: %s\n", err);
+		return 1;
+	}
+	c = rdm_tls_connect(ctx, orch, RDM_ORCH_NAME, 5000, err, sizeof(err));
+	if (!c) {
+		fprintf(stderr, "rdmesh ctl: orchestrator %s: %s\n", orch, err);
+		rdm_tls_ctx_free(ctx);
+		return 1;
+	}
+	rc = rdm_msg_send(c, "request", 0, kv, NULL, 0, 5000);
+	if (!rc)
+		rc = rdm_msg_recv(c, &m, 30000, err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "%s", strerror(-rc));
+	if (rc < 0) {
+		fprintf(stderr, "rdmesh ctl: orchestrator %s: no reply: %s\n", orch,
+			err[0] ? err : strerror(-rc));
+		rdm_tls_close(c);
+		rdm_tls_ctx_free(ctx);
+		return 1;
+	}
+	st = rdm_msg_get(&m, "status");
+	rc = !st || strcmp(st, "ok");
+	if (rc || !quiet_ok)
+		fwrite(m.body, 1, m.body_len, rc ? stderr : stdout);
+	rdm_msg_free(&m);
+	rdm_tls_close(c);
+	rdm_tls_ctx_free(ctx);
+	return rc;
+}
+
+static int cmd_apply(const char *orch, const char *certs, int argc, char **argv)
+{
+	const char *file = NULL;
+	int dry = 0, yes = 0, rc;
+	char line[16];
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--dry-run"))
+			dry = 1;
+		else if (!strcmp(argv[i], "--yes") || !strcmp(argv[i], "-y"))
+			yes = 1;
+		else if (!file && argv[i][0] != '-')
+			file = argv[i];
+		else {
+			fprintf(stderr, "rdmesh ctl apply: unexpected '%s'\n", argv[i]);
+			return 2;
+		}
+	}
+	if (!file) {
+		fprintf(stderr, "usage: rdmesh ctl apply [--dry-run|--yes] CHAIN.yaml\n");
+		return 2;
+	}
+	{
+		/* The orchestrator reads the file (and the files it names) at this path, as
+		 * the nodes do: rack-wide paths, as config management puts them. */
+		char real[PATH_MAX];
+		const char *kv[] = {"cmd", "apply", "file", real, "dry_run", "1", NULL};
+
+		if (!realpath(file, real)) {
+			fprintf(stderr, "rdmesh ctl apply: %s: %s\n", file, strerror(errno));
+			return 1;
+		}
+		rc = request(orch, certs, kv, 0);
+		if (rc || dry)
+			return rc;
+		if (!yes) {
+			if (!isatty(STDIN_FILENO)) {
+				fprintf(stderr, "rdmesh ctl apply: not applied: pass --yes to apply "
+						"without a terminal\n");
+				return 1;
+			}
+			printf("apply? [y/N] ");
+			fflush(stdout);
+			if (!fgets(line, sizeof(line), stdin) || (line[0] != 'y' && line[0] != 'Y')) {
+				printf("not applied\n");
+				return 1;
+			}
+		}
+		kv[4] = NULL;
+		return request(orch, certs, kv, 0);
+	}
+}
+
 int rdm_cmd_ctl(int argc, char **argv)
 {
+	char defaddr[32];
+	const char *orch = getenv("RDMESH_ORCH"), *certs = getenv("RDMESH_CERTS");
+
+	snprintf(defaddr, sizeof(defaddr), "127.0.0.1:%d", RDM_ORCH_PORT);
+	if (!orch || !*orch)
+		orch = defaddr;
+	if (!certs || !*certs)
+		certs = "certs";
+	while (argc >= 3 && (!strcmp(argv[1], "--orch") || !strcmp(argv[1], "--certs"))) {
+		if (!strcmp(argv[1], "--orch"))
+			orch = argv[2];
+		else
+			certs = argv[2];
+		argv += 2;
+		argc -= 2;
+	}
 	if (argc < 2) {
 		ctl_usage(stderr);
 		return 2;
 	}
+	if (!strcmp(argv[1], "status") && argc == 2) {
+		const char *kv[] = {"cmd", "status", NULL};
+
+		return request(orch, certs, kv, 0);
+	}
+	if (!strcmp(argv[1], "scale") && argc == 4) {
+		const char *kv[] = {"cmd", "scale", "stage", argv[2], "replicas", argv[3], NULL};
+
+		return request(orch, certs, kv, 0);
+	}
+	if (!strcmp(argv[1], "drain") && argc == 3) {
+		const char *kv[] = {"cmd", "drain", "node", argv[2], NULL};
+
+		return request(orch, certs, kv, 0);
+	}
+	if (!strcmp(argv[1], "logs") && argc <= 3) {
+		const char *kv[] = {"cmd", "logs", "lines", argc == 3 ? argv[2] : "50", NULL};
+
+		return request(orch, certs, kv, 0);
+	}
+	if (!strcmp(argv[1], "apply"))
+		return cmd_apply(orch, certs, argc - 1, argv + 1);
 	if (!strcmp(argv[1], "certs"))
 		return cmd_certs(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		ctl_usage(stdout);
 		return 0;
 	}
-	fprintf(stderr, "rdmesh ctl: unknown subcommand '%s'\n", argv[1]);
+	fprintf(stderr, "rdmesh ctl: unknown request '%s', or wrong arguments\n", argv[1]);
 	ctl_usage(stderr);
 	return 2;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "node/agent.h"
 #include "node/commands.h"
 #include "node/config.h"
 #include "node/metrics.h"
@@ -21,6 +22,12 @@ static void usage(FILE *out)
 		"       [--metrics IP:PORT]\n"
 		"                      run one node of a chain until done or SIGTERM;\n"
 		"                      --metrics serves Prometheus text on http://IP:PORT/metrics\n"
+		"  node --orch IP:PORT --name NODE [--certs DIR] [--dir DIR] [--drain-ms MS]\n"
+		"                      a rack node run by the orchestrator: runs the replicas it is\n"
+		"                      assigned (certs: DIR/ca.pem, DIR/NODE.pem, DIR/NODE.key;\n"
+		"                      default certs/; its files go in --dir, default rdmesh-NODE)\n"
+		"  orch --rack RACK.yaml --chain CHAIN.yaml [--certs DIR] [--state FILE] ...\n"
+		"                      the orchestrator (rdmesh orch --help)\n"
 		"  check CHAIN.yaml    validate a chain config and print its nodes\n"
 		"  gen --flows N --packets N --out FILE.pcap [--seed S] [--rate PPS]\n"
 		"                      write generated traffic to a capture\n"
@@ -38,9 +45,12 @@ static int cmd_node(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
 		{"stats", required_argument, NULL, 's'},  {"drain-ms", required_argument, NULL, 'd'},
 		{"help", no_argument, NULL, 'h'},	  {"metrics", required_argument, NULL, 'm'},
-		{NULL, 0, NULL, 0},
+		{"orch", required_argument, NULL, 'o'},	  {"certs", required_argument, NULL, 'C'},
+		{"dir", required_argument, NULL, 'D'},	  {NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *name = NULL, *stats = NULL, *metrics_at = NULL;
+	const char *orch = NULL, *certs = "certs", *dir = NULL;
+	char dirbuf[RDM_NODE_NAME_MAX + 16];
 	struct rdm_metrics *metrics = NULL;
 	int drain_ms = 2000, c, rc;
 	struct rdm_chain_conf chain;
@@ -48,8 +58,11 @@ static int cmd_node(int argc, char **argv)
 	char err[512];
 	sigset_t set;
 
-	while ((c = getopt_long(argc, argv, "c:n:s:d:m:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:n:s:d:m:o:C:D:h", opts, NULL)) != -1) {
 		switch (c) {
+		case 'o': orch = optarg; break;
+		case 'C': certs = optarg; break;
+		case 'D': dir = optarg; break;
 		case 'c': config = optarg; break;
 		case 'n': name = optarg; break;
 		case 's': stats = optarg; break;
@@ -58,6 +71,28 @@ static int cmd_node(int argc, char **argv)
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
+	}
+	if (orch) {
+		struct rdm_agent_opts ao = {.orch = orch, .name = name, .certs = certs,
+					    .drain_ms = drain_ms};
+
+		if (!name || config || stats || metrics_at || drain_ms < 0) {
+			fprintf(stderr, "rdmesh: node --orch takes --name, and --certs, --dir, "
+					"--drain-ms; the chain comes from the orchestrator\n");
+			return 2;
+		}
+		if (!dir) {
+			snprintf(dirbuf, sizeof(dirbuf), "rdmesh-%s", name);
+			dir = dirbuf;
+		}
+		ao.dir = dir;
+		sigemptyset(&set);
+		sigaddset(&set, SIGINT);
+		sigaddset(&set, SIGTERM);
+		sigaddset(&set, SIGHUP);
+		pthread_sigmask(SIG_BLOCK, &set, NULL);
+		signal(SIGPIPE, SIG_IGN);
+		return rdm_agent_run(&ao);
 	}
 	if (!config || !name || drain_ms < 0) {
 		usage(stderr);
@@ -163,6 +198,8 @@ int main(int argc, char **argv)
 		return rdm_cmd_gen(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return rdm_cmd_bench(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "orch"))
+		return rdm_cmd_orch(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return rdm_cmd_ctl(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {

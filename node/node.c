@@ -1856,6 +1856,15 @@ void rdm_node_reload(struct rdm_node *n)
 	pthread_rwlock_unlock(&n->report_mu);
 }
 
+int rdm_node_upstreams(const struct rdm_node *n)
+{
+	int k = 0;
+
+	for (int i = 0; i < n->n_workers; i++)
+		k += *(volatile const int *)&n->w[i].n_ups;
+	return k;
+}
+
 void rdm_node_embed(struct rdm_node *n)
 {
 	n->embedded = 1;

@@ -36,6 +36,10 @@ void rdm_node_embed(struct rdm_node *n);
  * from any thread, any number of times. */
 void rdm_node_stop(struct rdm_node *n);
 
+/* How many upstream connections the node has now (read while it runs: a moment's
+ * view). A replica that left its upstreams' tables has none once they drained it. */
+int rdm_node_upstreams(const struct rdm_node *n);
+
 /* What SIGHUP does, callable from another thread while the node runs (not from a
  * worker): stages re-read their files (identity's directory, the policy), and the chain
  * file is read again for this node's next list (new replicas get new flows, leaving ones

@@ -1296,3 +1296,8 @@ int rdm_plan_node_replicas(const struct rdm_plan *p, const char *node,
 		}
 	return n;
 }
+
+struct rdm_plan *rdm_plan_copy(const struct rdm_plan *p)
+{
+	return with_node(p, 0, p->down[0]);
+}

@@ -123,6 +123,9 @@ struct rdm_plan *rdm_plan_node_down(const struct rdm_plan *p, const char *node, 
 struct rdm_plan *rdm_plan_node_up(const struct rdm_plan *p, const char *node, char *err,
 				  size_t errlen);
 
+/* A copy of p (same rack and spec), or NULL with errno ENOMEM. */
+struct rdm_plan *rdm_plan_copy(const struct rdm_plan *p);
+
 /* Frees p (not its rack or spec); accepts NULL. */
 void rdm_plan_free(struct rdm_plan *p);
 

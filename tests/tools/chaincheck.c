@@ -11,7 +11,10 @@
  * every frame of a flow the same one (so each flow was inspected by exactly one replica).
  * Frames of different flows may then arrive in any order; each flow's order still holds.
  * --after: every packet with a sequence number >= SEQ must have arrived.
- * --count: the ingress replayed only the first N packets of IN. */
+ * --count: the ingress replayed only the first N packets of IN.
+ * --loss-via ID: packets may be missing, but only from flows that passed node ID (a
+ *   replica on a node that died): every flow with a gap must show ID among its hops;
+ *   flows none of whose packets arrived are counted and reported, not judged. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -80,7 +83,7 @@ int main(int argc, char **argv)
 		{"in", required_argument, NULL, 'i'},	  {"frames", required_argument, NULL, 'f'},
 		{"ip", required_argument, NULL, 'o'},	  {"egress-stats", required_argument, NULL, 'e'},
 		{"hops", required_argument, NULL, 'h'},   {"after", required_argument, NULL, 'a'},
-		{"count", required_argument, NULL, 'n'},
+		{"count", required_argument, NULL, 'n'},  {"loss-via", required_argument, NULL, 'l'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *in = NULL, *frames = NULL, *ip = NULL, *estats = NULL, *hops = NULL;
@@ -100,6 +103,8 @@ int main(int argc, char **argv)
 	const u_char *d;
 	uint64_t prev_seq = 0;
 	int have_prev = 0;
+	uint32_t loss_via = 0;
+	uint64_t lossy_via = 0, lossy_whole = 0;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -110,6 +115,7 @@ int main(int argc, char **argv)
 		case 'h': hops = optarg; break;
 		case 'a': after = strtoull(optarg, NULL, 10); break;
 		case 'n': count = strtoull(optarg, NULL, 10); break;
+		case 'l': loss_via = (uint32_t)strtoul(optarg, NULL, 10); break;
 		default: return 2;
 		}
 	}
@@ -252,6 +258,29 @@ int main(int argc, char **argv)
 	}
 
 	for (uint64_t s = 0; s < n_in; s++) {
+		if (!pk[s].seen && loss_via) {
+			struct rdm_flow_key k;
+			uint64_t id;
+			uint32_t j;
+
+			CHECK(rdm_pkt_flow_key(pk[s].data, pk[s].len, &k) == 0,
+			      "seq %" PRIu64 ": lost, and no flow key", s);
+			id = rdm_flow_hash(&k);
+			for (j = (uint32_t)id & (fl_cap - 1); fl[j].used && fl[j].id != id;
+			     j = (j + 1) & (fl_cap - 1)) {
+			}
+			if (!fl[j].used) {
+				lossy_whole++;
+			} else {
+				int via = 0;
+
+				for (int i = 0; i < n_hop_ids; i++)
+					via |= fl[j].hop[i] == loss_via;
+				CHECK(via, "seq %" PRIu64 ": lost from flow %016" PRIx64
+				      " that did not pass node %u", s, id, loss_via);
+				lossy_via++;
+			}
+		}
 		if (!pk[s].seen) {
 			missing++;
 			CHECK(s < after, "seq %" PRIu64 " was sent after the reconnect (at %" PRIu64
@@ -272,6 +301,9 @@ int main(int argc, char **argv)
 	printf("chaincheck: input %" PRIu64 " packets; arrived %" PRIu64 " in %" PRIu64
 	       " flows; missing %" PRIu64 "; %s\n",
 	       n_in, n_frames, flows, missing, fails ? "FAILED" : "all checks hold");
+	if (loss_via)
+		printf("chaincheck: missing packets via node %u: %" PRIu64 "; from flows none of whose "
+		       "packets arrived: %" PRIu64 "\n", loss_via, lossy_via, lossy_whole);
 	for (int i = 0; i < n_hop_ids; i++) {
 		if (n_alts[i] < 2)
 			continue;

@@ -1,0 +1,481 @@
+#include "node/agent.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node/config.h"
+#include "node/node.h"
+#include "orchestrator/msg.h"
+#include "orchestrator/orch.h"
+#include "orchestrator/tls.h"
+#include "transport/loop.h"
+
+#define MAX_REPLICAS   64
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 1000
+#define POLL_MS	       20
+
+struct replica {
+	char id[RDM_NODE_NAME_MAX + 1];
+	char listen[64];
+	struct rdm_chain_conf chain; /* its own copy, loaded when it started */
+	struct rdm_node *node;
+	pthread_t thr;
+	int drain_ms;
+	atomic_int ended; /* rdm_node_run returned */
+	int joined;
+	int stopping;		/* asked to stop (removed, or moved within this node) */
+	uint64_t stop_at_ns;	/* 0: not scheduled */
+	uint64_t idle_since_ns; /* leaving, and no upstream connected since */
+	const char *state;	/* running, done, stopping, stopped */
+};
+
+struct agent {
+	const struct rdm_agent_opts *o;
+	struct rdm_tls_ctx *tls;
+	struct rdm_tls_conn *c;
+	uint64_t epoch; /* applied */
+	int hb_ms, dead_ms;
+	uint64_t last_rx_ns, last_hb_ns, next_dial_ns;
+	int backoff_ms, dial_fails;
+	struct replica *r[MAX_REPLICAS];
+	int n;
+	char chain_path[PATH_MAX];
+};
+
+static void alog(const struct agent *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void alog(const struct agent *a, const char *fmt, ...)
+{
+	char msg[1024], ts[32];
+	struct timespec now;
+	struct tm tm;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
+	fprintf(stderr, "rdmesh: %s: %s.%03ld %s\n", a->o->name, ts, now.tv_nsec / 1000000, msg);
+}
+
+/* ---- replicas --------------------------------------------------------------------- */
+
+static void *replica_main(void *arg)
+{
+	struct replica *r = arg;
+
+	rdm_node_run(r->node, r->drain_ms);
+	atomic_store(&r->ended, 1);
+	return NULL;
+}
+
+static struct replica *find(struct agent *a, const char *id)
+{
+	for (int i = 0; i < a->n; i++)
+		if (!strcmp(a->r[i]->id, id) && !a->r[i]->stopping)
+			return a->r[i];
+	return NULL;
+}
+
+/* Starts replica id from the chain file now in place. 0 or -errno (logged). */
+static int start(struct agent *a, const char *id)
+{
+	struct replica *r;
+	char err[512];
+
+	if (a->n == MAX_REPLICAS) {
+		alog(a, "%s: more than %d replicas on one node", id, MAX_REPLICAS);
+		return -ENOSPC;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	r->drain_ms = a->o->drain_ms;
+	if (rdm_chain_load(a->chain_path, &r->chain, err, sizeof(err)) < 0) {
+		alog(a, "%s: %s", id, err);
+		free(r);
+		return -EINVAL;
+	}
+	r->node = rdm_node_new(&r->chain, id, err, sizeof(err));
+	if (!r->node) {
+		alog(a, "%s: %s", id, err);
+		rdm_chain_free(&r->chain);
+		free(r);
+		return -EINVAL;
+	}
+	snprintf(r->listen, sizeof(r->listen), "%s",
+		 rdm_chain_node(&r->chain, id)->has_listen ? rdm_chain_node(&r->chain, id)->listen.text
+							   : "-");
+	rdm_node_embed(r->node);
+	if (pthread_create(&r->thr, NULL, replica_main, r)) {
+		alog(a, "%s: cannot start a thread", id);
+		rdm_node_free(r->node);
+		rdm_chain_free(&r->chain);
+		free(r);
+		return -EAGAIN;
+	}
+	r->state = "running";
+	a->r[a->n++] = r;
+	alog(a, "%s: started (listen %s)", id, r->listen);
+	return 0;
+}
+
+/* A replica whose run ended: joined, its counters written, its state set. */
+static void reap(struct agent *a, struct replica *r)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	pthread_join(r->thr, NULL);
+	r->joined = 1;
+	r->state = r->stopping ? "stopped" : "done";
+	rdm_node_summary(r->node, stderr);
+	snprintf(path, sizeof(path), "%s/%s.stats", a->o->dir, r->id);
+	f = fopen(path, "w");
+	if (f) {
+		rdm_node_report(r->node, f);
+		fclose(f);
+	} else {
+		alog(a, "%s: %s", path, strerror(errno));
+	}
+	alog(a, "%s: %s (counters in %s)", r->id, r->state, path);
+}
+
+static void drop_replica(struct agent *a, int i)
+{
+	struct replica *r = a->r[i];
+
+	rdm_node_free(r->node);
+	rdm_chain_free(&r->chain);
+	free(r);
+	a->r[i] = a->r[--a->n];
+}
+
+/* Reaps ended replicas, stops the ones whose time came, frees stopped ones. */
+static void housekeeping(struct agent *a)
+{
+	uint64_t now = rdm_now_ns();
+
+	for (int i = 0; i < a->n; i++) {
+		struct replica *r = a->r[i];
+
+		if (!r->joined && atomic_load(&r->ended))
+			reap(a, r);
+		/* A leaving replica whose upstreams all closed (they drained it) need not
+		 * wait for the timer: a second without upstreams will do. */
+		if (r->stop_at_ns && !r->joined) {
+			if (rdm_node_upstreams(r->node))
+				r->idle_since_ns = 0;
+			else if (!r->idle_since_ns)
+				r->idle_since_ns = now;
+			else if (now - r->idle_since_ns >= 1000000000ull)
+				r->stop_at_ns = now;
+		}
+		if (r->stop_at_ns && now >= r->stop_at_ns && !r->joined) {
+			r->stop_at_ns = 0;
+			r->state = "stopping";
+			rdm_node_stop(r->node);
+		}
+		if (r->stopping && r->joined) {
+			drop_replica(a, i);
+			i--;
+		}
+	}
+}
+
+/* ---- the channel ------------------------------------------------------------------ */
+
+/* Space-separated ids of the replicas the node has (running or done). */
+static void running(const struct agent *a, char *out, size_t len)
+{
+	size_t used = 0;
+
+	out[0] = 0;
+	for (int i = 0; i < a->n; i++)
+		if (!a->r[i]->stopping)
+			used += (size_t)snprintf(out + used, used < len ? len - used : 0, "%s%s",
+						 used ? " " : "", a->r[i]->id);
+}
+
+static void hang_up(struct agent *a, const char *why)
+{
+	alog(a, "control channel to %s lost: %s; replicas keep forwarding on epoch %" PRIu64,
+	     a->o->orch, why, a->epoch);
+	rdm_tls_close(a->c);
+	a->c = NULL;
+	a->next_dial_ns = rdm_now_ns() + (uint64_t)BACKOFF_MIN_MS * 1000000ull;
+	a->backoff_ms = BACKOFF_MIN_MS;
+}
+
+static void dial(struct agent *a)
+{
+	char err[512], ep[24], run[1024];
+	const char *kv[] = {"running", run, NULL};
+
+	a->c = rdm_tls_connect(a->tls, a->o->orch, RDM_ORCH_NAME, 2000, err, sizeof(err));
+	if (!a->c) {
+		/* Every failure at first, then one in ten: an absent orchestrator is normal. */
+		if (a->dial_fails++ % 10 == 0)
+			alog(a, "orchestrator %s: %s (retrying)", a->o->orch, err);
+		a->next_dial_ns = rdm_now_ns() + (uint64_t)a->backoff_ms * 1000000ull;
+		a->backoff_ms = a->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : a->backoff_ms * 2;
+		return;
+	}
+	a->dial_fails = 0;
+	a->backoff_ms = BACKOFF_MIN_MS;
+	running(a, run, sizeof(run));
+	snprintf(ep, sizeof(ep), "%" PRIu64, a->epoch);
+	alog(a, "connected to the orchestrator at %s: hello (epoch %s, running [%s])", a->o->orch,
+	     ep, run);
+	a->last_rx_ns = rdm_now_ns();
+	if (rdm_msg_send(a->c, "hello", a->epoch, kv, NULL, 0, RDM_ORCH_SEND_MS) < 0)
+		hang_up(a, "hello not sent");
+}
+
+static void reply_applied(struct agent *a, uint64_t epoch, const char *result)
+{
+	const char *kv[] = {"result", result, NULL};
+
+	if (a->c && rdm_msg_send(a->c, "applied", epoch, kv, NULL, 0, RDM_ORCH_SEND_MS) < 0)
+		hang_up(a, "reply not sent");
+}
+
+/* An assign: refused unless newer; checked whole; then applied. */
+static void take_assign(struct agent *a, const struct rdm_msg *m)
+{
+	const char *reps = rdm_msg_get(m, "replicas"), *hb = rdm_msg_get(m, "heartbeat_ms");
+	const char *dead = rdm_msg_get(m, "dead_ms");
+	char tmp[PATH_MAX + 8], err[600], why[700], list[1024];
+	struct rdm_chain_conf check;
+	uint64_t stop_ns;
+	FILE *f;
+
+	if (m->epoch <= a->epoch) {
+		snprintf(why, sizeof(why), "refused: epoch %" PRIu64 " is not newer than the applied %" PRIu64,
+			 m->epoch, a->epoch);
+		alog(a, "assignment %s; running replicas untouched", why);
+		reply_applied(a, m->epoch, why);
+		return;
+	}
+	snprintf(list, sizeof(list), "%s", reps ? reps : "");
+	snprintf(tmp, sizeof(tmp), "%s.new", a->chain_path);
+	f = fopen(tmp, "w");
+	if (!f || fwrite(m->body, 1, m->body_len, f) != m->body_len || fclose(f)) {
+		snprintf(why, sizeof(why), "error: %.500s: %s", tmp, strerror(errno));
+		if (f)
+			fclose(f);
+		alog(a, "epoch %" PRIu64 ": %s", m->epoch, why);
+		reply_applied(a, m->epoch, why);
+		return;
+	}
+	/* Checked whole before anything changes: the chain parses, and names every replica. */
+	if (rdm_chain_load(tmp, &check, err, sizeof(err)) < 0) {
+		snprintf(why, sizeof(why), "error: %s", err);
+		alog(a, "epoch %" PRIu64 " refused: %s; running replicas untouched", m->epoch, err);
+		reply_applied(a, m->epoch, why);
+		return;
+	}
+	for (char *save = NULL, *id = strtok_r(list, " ", &save); id; id = strtok_r(NULL, " ", &save))
+		if (!rdm_chain_node(&check, id)) {
+			snprintf(why, sizeof(why), "error: the chain has no node '%s'", id);
+			alog(a, "epoch %" PRIu64 " refused: %s", m->epoch, why);
+			rdm_chain_free(&check);
+			reply_applied(a, m->epoch, why);
+			return;
+		}
+	stop_ns = ((uint64_t)check.transport.drain_ms + RDM_AGENT_STOP_GRACE_MS) * 1000000ull;
+	if (rename(tmp, a->chain_path) < 0) {
+		snprintf(why, sizeof(why), "error: %.500s: %s", a->chain_path, strerror(errno));
+		rdm_chain_free(&check);
+		reply_applied(a, m->epoch, why);
+		return;
+	}
+	a->epoch = m->epoch;
+	if (hb && atoi(hb) > 0)
+		a->hb_ms = atoi(hb);
+	if (dead && atoi(dead) > 0)
+		a->dead_ms = atoi(dead);
+	alog(a, "epoch %" PRIu64 ": replicas [%s]", m->epoch, reps ? reps : "");
+
+	/* Leaving: every replica not named (or named at another address). */
+	for (int i = 0; i < a->n; i++) {
+		struct replica *r = a->r[i];
+		const struct rdm_node_conf *nc = rdm_chain_node(&check, r->id);
+		char key[RDM_NODE_NAME_MAX + 3], set[1030];
+		int named;
+
+		if (r->stopping)
+			continue;
+		snprintf(key, sizeof(key), " %s ", r->id);
+		snprintf(set, sizeof(set), " %s ", reps ? reps : "");
+		named = strstr(set, key) != NULL;
+		if (named && nc && nc->has_listen && strcmp(nc->listen.text, r->listen)) {
+			alog(a, "%s: moves to %s: stopping the one at %s", r->id, nc->listen.text,
+			     r->listen);
+			r->stopping = 1;
+			if (!r->joined)
+				rdm_node_stop(r->node);
+			continue;
+		}
+		if (named) {
+			if (r->stop_at_ns)
+				alog(a, "%s: assigned again: kept", r->id);
+			r->stop_at_ns = 0;
+			continue;
+		}
+		r->stopping = 1;
+		if (!r->joined) {
+			r->stop_at_ns = rdm_now_ns() + stop_ns;
+			alog(a, "%s: no longer assigned: stops in %" PRIu64 " ms, once its upstreams "
+				"have drained it", r->id, stop_ns / 1000000);
+		}
+	}
+	rdm_chain_free(&check);
+	/* Staying ones re-read their next list; new ones start. */
+	snprintf(list, sizeof(list), "%s", reps ? reps : "");
+	for (char *save = NULL, *id = strtok_r(list, " ", &save); id; id = strtok_r(NULL, " ", &save)) {
+		struct replica *r = find(a, id);
+
+		if (r && !r->joined)
+			rdm_node_reload(r->node);
+		else if (!r)
+			start(a, id); /* a failure is logged and shows in the heartbeat */
+	}
+	reply_applied(a, m->epoch, "ok");
+}
+
+static void heartbeat(struct agent *a)
+{
+	char *body = NULL, run[1024];
+	size_t len = 0;
+	const char *kv[] = {"running", run, NULL};
+	FILE *f = open_memstream(&body, &len);
+
+	if (!f)
+		return;
+	for (int i = 0; i < a->n; i++) {
+		struct replica *r = a->r[i];
+
+		if (r->stopping)
+			continue;
+		fprintf(f, "replica %s %s\n", r->id, r->state);
+		rdm_node_report(r->node, f);
+	}
+	fclose(f);
+	running(a, run, sizeof(run));
+	if (rdm_msg_send(a->c, "heartbeat", a->epoch, kv, body, len, RDM_ORCH_SEND_MS) < 0)
+		hang_up(a, "heartbeat not sent");
+	free(body);
+	a->last_hb_ns = rdm_now_ns();
+}
+
+static void channel(struct agent *a)
+{
+	uint64_t now = rdm_now_ns();
+	struct rdm_msg m;
+	char err[512] = "";
+	int rc;
+
+	if (!a->c) {
+		if (now >= a->next_dial_ns)
+			dial(a);
+		if (!a->c)
+			return;
+	}
+	rc = rdm_msg_recv(a->c, &m, POLL_MS, err, sizeof(err));
+	if (rc == 0) {
+		a->last_rx_ns = rdm_now_ns();
+		if (!strcmp(m.type, "assign"))
+			take_assign(a, &m);
+		else if (strcmp(m.type, "ack"))
+			alog(a, "unexpected message '%s' from the orchestrator: ignored", m.type);
+		rdm_msg_free(&m);
+	} else if (rc == -EPROTO && err[0] && !strstr(err, "TLS")) {
+		alog(a, "bad message from the orchestrator: %s", err);
+	} else if (rc != -ETIMEDOUT) {
+		hang_up(a, err[0] ? err : strerror(-rc));
+		return;
+	}
+	if (a->c && rdm_now_ns() - a->last_rx_ns > (uint64_t)a->dead_ms * 2000000ull)
+		hang_up(a, "the orchestrator is silent");
+	else if (a->c && rdm_now_ns() - a->last_hb_ns >= (uint64_t)a->hb_ms * 1000000ull)
+		heartbeat(a);
+}
+
+int rdm_agent_run(const struct rdm_agent_opts *o)
+{
+	struct agent a = {.o = o, .hb_ms = RDM_ORCH_HEARTBEAT_MS, .dead_ms = RDM_ORCH_DEAD_MS,
+			  .backoff_ms = BACKOFF_MIN_MS};
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], err[512];
+	sigset_t set;
+	int stop = 0;
+
+	if (mkdir(o->dir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "rdmesh: %s: %s\n", o->dir, strerror(errno));
+		return 1;
+	}
+	snprintf(a.chain_path, sizeof(a.chain_path), "%s/chain.yaml", o->dir);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", o->certs);
+	snprintf(cert, sizeof(cert), "%s/%s.pem", o->certs, o->name);
+	snprintf(key, sizeof(key), "%s/%s.key", o->certs, o->name);
+	a.tls = rdm_tls_ctx_new(ca, cert, key, 0, err, sizeof(err));
+	if (!a.tls) {
+		fprintf(stderr, "rdmesh: %s: %s\n", o->name, err);
+		return 1;
+	}
+	if (strcmp(rdm_tls_ctx_name(a.tls), o->name)) {
+		fprintf(stderr, "rdmesh: %s: the certificate %s is for '%s'\n", o->name, cert,
+			rdm_tls_ctx_name(a.tls));
+		rdm_tls_ctx_free(a.tls);
+		return 1;
+	}
+	alog(&a, "agent for %s (state in %s)", o->orch, o->dir);
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	while (!stop || a.n) {
+		struct timespec zero = {0, 0};
+		int sig = sigtimedwait(&set, NULL, &zero);
+
+		if ((sig == SIGTERM || sig == SIGINT) && !stop) {
+			alog(&a, "%s: stopping %d replicas", strsignal(sig), a.n);
+			stop = 1;
+			if (a.c)
+				hang_up(&a, "stopping");
+			for (int i = 0; i < a.n; i++) {
+				a.r[i]->stopping = 1;
+				a.r[i]->stop_at_ns = 0;
+				if (!a.r[i]->joined)
+					rdm_node_stop(a.r[i]->node);
+			}
+		}
+		if (sig == SIGHUP)
+			for (int i = 0; i < a.n; i++)
+				if (!a.r[i]->joined && !a.r[i]->stopping)
+					rdm_node_reload(a.r[i]->node);
+		if (!stop)
+			channel(&a);
+		else
+			usleep(POLL_MS * 1000);
+		housekeeping(&a);
+	}
+	rdm_tls_close(a.c);
+	rdm_tls_ctx_free(a.tls);
+	alog(&a, "stopped");
+	return 0;
+}
