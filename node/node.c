@@ -89,6 +89,8 @@ struct worker_stats {
 	uint64_t pins_moved;     /* flows re-steered because their replica went away */
 	uint64_t drained_idle;   /* draining replicas closed once no flow was pinned */
 	uint64_t drain_timeouts; /* draining replicas closed with flows still pinned */
+	uint64_t drained_unreachable; /* draining replicas closed because unreachable */
+	uint64_t pins_detoured;	 /* new flows started off the table's pick: it was not connected */
 };
 
 struct origin {
@@ -364,7 +366,7 @@ static int steer_frame(struct worker *w, const struct rdm_frame *f, uint64_t now
 	uint64_t hash;
 	struct rdm_flow *fl;
 	struct pin *p;
-	int dir, created, slot;
+	int dir, created, slot, pick;
 
 	if (!(f->present & RDM_F_FLOW_KEY))
 		return w->slot_of[0];
@@ -379,9 +381,27 @@ static int steer_frame(struct worker *w, const struct rdm_frame *f, uint64_t now
 	if (!created && p->gen == w->downs[p->slot].gen && w->downs[p->slot].c &&
 	    (w->downs[p->slot].active || w->downs[p->slot].c->up))
 		return (int)p->slot;
-	if (!created)
+	if (!created) {
 		w->st.pins_moved++;
-	slot = w->slot_of[rdm_maglev_lookup(w->steer->mg, hash)];
+		if (p->gen == w->downs[p->slot].gen && w->downs[p->slot].pins)
+			w->downs[p->slot].pins--; /* the old replica has one flow less */
+	}
+	pick = rdm_maglev_lookup(w->steer->mg, hash);
+	slot = w->slot_of[pick];
+	if (!w->downs[slot].c || !w->downs[slot].c->up) {
+		/* The table's pick is not connected (a replica just added and still dialling,
+		 * or one whose node died): the flow starts on the next connected replica in
+		 * table order instead of losing its first packets, and stays there. */
+		for (int k = 1; k < w->steer->n; k++) {
+			int alt = w->slot_of[(pick + k) % w->steer->n];
+
+			if (w->downs[alt].c && w->downs[alt].c->up) {
+				slot = alt;
+				w->st.pins_detoured++;
+				break;
+			}
+		}
+	}
 	p->slot = (uint32_t)slot;
 	p->gen = w->downs[slot].gen;
 	w->downs[slot].pins++;
@@ -1249,6 +1269,21 @@ static void drain_check(struct worker *w, uint64_t now)
 
 		if (!d->c || d->active)
 			continue;
+		if (!d->c->up && !d->closing) {
+			/* It left the table while unreachable (its node died, or its link): its
+			 * flows moved on their next packet, and dialling it again could only
+			 * bring back a replica its node has been told to stop. */
+			w->st.drained_unreachable++;
+			nlog(w->node, "steering: replica %s (%s) left the table unreachable: closed, "
+				      "%" PRIu64 " pinned flows move on",
+			     d->name, d->peer->text, d->pins);
+			d->gen++;
+			d->pins = 0;
+			stats_add(&w->down_closed, &d->c->stats);
+			d->c->ops->close(d->c);
+			d->c = NULL;
+			continue;
+		}
 		if (d->pins && now - d->drain_start_ns < limit)
 			continue;
 		if (d->closing) {
@@ -2057,9 +2092,10 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 		fprintf(out,
 			"down_transport %s\ndown_replicas %d\ndown_auto_fallbacks %" PRIu64
 			"\npins_moved %" PRIu64 "\ndrained_idle %" PRIu64 "\ndrain_timeouts %" PRIu64
-			"\n",
+			"\ndrained_unreachable %" PRIu64 "\npins_detoured %" PRIu64 "\n",
 			down0 ? down0->ops->name : "none", n->steer->n, fb, t.st.pins_moved,
-			t.st.drained_idle, t.st.drain_timeouts);
+			t.st.drained_idle, t.st.drain_timeouts, t.st.drained_unreachable,
+			t.st.pins_detoured);
 	}
 	if (n->n_next)
 		fprintf(out,

@@ -13,8 +13,12 @@
  * --after: every packet with a sequence number >= SEQ must have arrived.
  * --count: the ingress replayed only the first N packets of IN.
  * --loss-via ID: packets may be missing, but only from flows that passed node ID (a
- *   replica on a node that died): every flow with a gap must show ID among its hops;
- *   flows none of whose packets arrived are counted and reported, not judged. */
+ *   replica on a node that died), which may then move on to another replica once:
+ *   every flow with a gap must show ID among its hops;
+ *   flows none of whose packets arrived are counted, and with --maglev NAMES (the
+ *   upstream's replicas, in next-list order) and --via-name NAME (node ID's replica name)
+ *   each must be one the upstream's Maglev table gives to NAME, and so may a flow that
+ *   lost packets there and arrived through another replica while NAME was moving. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -23,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "node/config.h"
+#include "node/maglev.h"
 #include "node/pcapio.h"
 #include "node/pkt.h"
 #include "transport/frame.h"
@@ -71,7 +77,7 @@ static uint64_t stat_get(const char *path, const char *key)
  * table. */
 struct flow_last {
 	uint64_t id, last;
-	int used;
+	int used, moved;
 	uint32_t hop[RDM_MAX_HOPS];
 };
 
@@ -84,6 +90,7 @@ int main(int argc, char **argv)
 		{"ip", required_argument, NULL, 'o'},	  {"egress-stats", required_argument, NULL, 'e'},
 		{"hops", required_argument, NULL, 'h'},   {"after", required_argument, NULL, 'a'},
 		{"count", required_argument, NULL, 'n'},  {"loss-via", required_argument, NULL, 'l'},
+		{"maglev", required_argument, NULL, 'm'}, {"via-name", required_argument, NULL, 'v'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *in = NULL, *frames = NULL, *ip = NULL, *estats = NULL, *hops = NULL;
@@ -104,7 +111,12 @@ int main(int argc, char **argv)
 	uint64_t prev_seq = 0;
 	int have_prev = 0;
 	uint32_t loss_via = 0;
-	uint64_t lossy_via = 0, lossy_whole = 0;
+	const char *maglev = NULL, *via_name = NULL;
+	const char *mg_names[RDM_MAX_NEXT];
+	int mg_n = 0, mg_via = -1;
+	struct rdm_maglev *mg = NULL;
+	char mg_buf[1024];
+	uint64_t lossy_via = 0, lossy_whole = 0, moved_off = 0;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -116,6 +128,8 @@ int main(int argc, char **argv)
 		case 'a': after = strtoull(optarg, NULL, 10); break;
 		case 'n': count = strtoull(optarg, NULL, 10); break;
 		case 'l': loss_via = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'm': maglev = optarg; break;
+		case 'v': via_name = optarg; break;
 		default: return 2;
 		}
 	}
@@ -225,10 +239,19 @@ int main(int argc, char **argv)
 			if (fl[j].id == f.flow_id) {
 				CHECK(f.seq > fl[j].last, "flow %016" PRIx64 ": out of order", f.flow_id);
 				fl[j].last = f.seq;
-				for (int i = 0; i < f.n_hops && i < n_hop_ids; i++)
-					CHECK(f.hops[i].node == fl[j].hop[i],
+				for (int i = 0; i < f.n_hops && i < n_hop_ids; i++) {
+					/* Off a dead replica (--loss-via) a flow may move, once. */
+					if (loss_via && fl[j].hop[i] == loss_via && !fl[j].moved &&
+					    f.hops[i].node != loss_via) {
+						fl[j].moved = 1;
+						moved_off++;
+						continue;
+					}
+					CHECK(f.hops[i].node == fl[j].hop[i] ||
+						      (fl[j].moved && fl[j].hop[i] == loss_via),
 					      "flow %016" PRIx64 ": hop %d went through %u, then %u",
 					      f.flow_id, i, fl[j].hop[i], f.hops[i].node);
+				}
 				break;
 			}
 		}
@@ -257,6 +280,20 @@ int main(int argc, char **argv)
 		      n_frames);
 	}
 
+	if (maglev) {
+		snprintf(mg_buf, sizeof(mg_buf), "%s", maglev);
+		for (char *sv = NULL, *t = strtok_r(mg_buf, ",", &sv); t && mg_n < RDM_MAX_NEXT;
+		     t = strtok_r(NULL, ",", &sv)) {
+			if (via_name && !strcmp(t, via_name))
+				mg_via = mg_n;
+			mg_names[mg_n++] = t;
+		}
+		mg = rdm_maglev_new(mg_names, mg_n, 0);
+		if (!mg || mg_via < 0) {
+			fprintf(stderr, "chaincheck: --maglev needs replica names and --via-name one of them\n");
+			return 2;
+		}
+	}
 	for (uint64_t s = 0; s < n_in; s++) {
 		if (!pk[s].seen && loss_via) {
 			struct rdm_flow_key k;
@@ -271,13 +308,20 @@ int main(int argc, char **argv)
 			}
 			if (!fl[j].used) {
 				lossy_whole++;
+				CHECK(!mg || rdm_maglev_lookup(mg, id) == mg_via,
+				      "seq %" PRIu64 ": lost from flow %016" PRIx64 " that the table gives "
+				      "to %s, not %s", s, id, mg_names[rdm_maglev_lookup(mg, id)], via_name);
 			} else {
 				int via = 0;
 
 				for (int i = 0; i < n_hop_ids; i++)
 					via |= fl[j].hop[i] == loss_via;
+				/* A flow of the dead replica may have lost its first packets there
+				 * and gone on through another while the replica was being moved. */
+				via |= mg && rdm_maglev_lookup(mg, id) == mg_via;
 				CHECK(via, "seq %" PRIu64 ": lost from flow %016" PRIx64
-				      " that did not pass node %u", s, id, loss_via);
+				      " that neither passed node %u nor is given to it by the table",
+				      s, id, loss_via);
 				lossy_via++;
 			}
 		}
@@ -303,7 +347,10 @@ int main(int argc, char **argv)
 	       n_in, n_frames, flows, missing, fails ? "FAILED" : "all checks hold");
 	if (loss_via)
 		printf("chaincheck: missing packets via node %u: %" PRIu64 "; from flows none of whose "
-		       "packets arrived: %" PRIu64 "\n", loss_via, lossy_via, lossy_whole);
+		       "packets arrived: %" PRIu64 "%s; flows that moved off it: %" PRIu64 "\n",
+		       loss_via, lossy_via, lossy_whole,
+		       mg ? ", each a flow the upstream's table gives to the same replica" : "",
+		       moved_off);
 	for (int i = 0; i < n_hop_ids; i++) {
 		if (n_alts[i] < 2)
 			continue;
@@ -316,5 +363,6 @@ int main(int argc, char **argv)
 		free(pk[s].data);
 	free(pk);
 	free(fl);
+	rdm_maglev_free(mg);
 	return fails ? 1 : 0;
 }

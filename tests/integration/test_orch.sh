@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# The orchestrator, end to end, on four namespace hosts (configs/rack.yaml: host N is
+# 10.77.0.N; the orchestrator runs on host1 at 10.77.0.1:7000). Every node is
+# `rdmesh node --orch`, every change goes through `rdmesh ctl`:
+#   1. deploy configs/rack.yaml + configs/chain.yaml: ctl status shows every replica
+#      running; refused, with the deployment untouched: broken YAML (ctl apply), a
+#      certificate from another CA, a name not in the rack;
+#   2. scale dpi 1 -> 3 -> 1 while traffic flows: no loss, every flow in order through
+#      one dpi replica (chaincheck on the egress's frames, the flow log, the per-replica
+#      dpi counters), and both leaving replicas drained;
+#   3. kill -9 a node: its replica comes back elsewhere within the dead time, and the
+#      loss is confined to flows through it, and counted;
+#   4. the same with the node's link cut (ip link set down), then restored;
+#   5. kill the orchestrator during traffic: forwarding goes on; restart it: it
+#      reconciles without redeploying anything; a replayed old epoch is refused.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. tests/lib/rack.sh
+BUILD=${BUILD:-build}
+RDMESH=$PWD/$BUILD/rdmesh
+CHECK=$PWD/$BUILD/tools/chaincheck
+REPLAY=$PWD/$BUILD/tools/orchreplay
+work=$(mktemp -d /tmp/rdm-orch.XXXXXX)
+ORCH=$RACK_NET.1:7000
+DEAD_MS=1500
+trap 'rack_down; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+
+pass() { echo "PASS $*"; }
+fail() { echo "FAIL $*"; }
+
+rack_up 4 || { fail "rack set-up"; exit 1; }
+"$RDMESH" ctl certs --out "$work/certs" orch ctl host1 host2 host3 host4 host9 >/dev/null &&
+	"$RDMESH" ctl certs --out "$work/rogue" host4 >/dev/null || { fail "certificates"; exit 1; }
+# The rogue node trusts the rack's CA, but its own certificate comes from another CA.
+cp "$work/certs/ca.pem" "$work/rogue/ca.pem"
+mkdir -p build/orch # configs/chain.yaml's flow log
+PACKETS=30000
+"$RDMESH" gen --flows 300 --packets $PACKETS --seed 21 --out "$work/in.pcap" >/dev/null ||
+	{ fail "generate capture"; exit 1; }
+
+ctl() { rack_exec 1 "$RDMESH" ctl --orch "$ORCH" --certs "$work/certs" "$@"; }
+
+# orch_start CHAIN: the orchestrator on host1, its state in $work/RUN.state.
+orch_start() {
+	ip netns exec "$RACK-h1" "$RDMESH" orch --rack configs/rack.yaml --chain "$1" --certs "$work/certs" \
+		--state "$work/$run.state" --dead-ms $DEAD_MS >>"$work/$run.orch.log" 2>&1 &
+	pid_orch=$!
+}
+
+# agent I: host I's node agent; its files in $work/RUN.hostI.
+agent() {
+	ip netns exec "$RACK-h$1" "$RDMESH" node --orch "$ORCH" --name "host$1" --certs "$work/certs" \
+		--dir "$work/$run.host$1" >>"$work/$run.host$1.log" 2>&1 &
+	eval "pid_$1=$!"
+}
+
+stop_all() {
+	for i in 1 2 3 4; do kill -TERM "$(eval echo "\${pid_$i:-0}")" 2>/dev/null; done
+	for i in 1 2 3 4; do wait_exit "$(eval echo "\${pid_$i:-0}")" 20 2>/dev/null || kill -9 "$(eval echo "\${pid_$i:-0}")" 2>/dev/null; done
+	kill -TERM "${pid_orch:-0}" 2>/dev/null
+	wait_exit "${pid_orch:-0}" 10 2>/dev/null
+	pid_1=0 pid_2=0 pid_3=0 pid_4=0 pid_orch=0
+}
+
+# until_status SECS AWK: polls ctl status until the awk program (over its output) exits 0.
+until_status() {
+	local t=0
+	while [ $t -lt $(($1 * 5)) ]; do
+		ctl status >"$work/status" 2>/dev/null && awk "$2" "$work/status" && return 0
+		sleep 0.2
+		t=$((t + 1))
+	done
+	return 1
+}
+# a replica's row: ID NODE STATE
+replica_is() { until_status "$4" "\$1 == \"$1\" && \$3 == \"$2\" && \$5 == \"$3\" { ok = 1 } END { exit !ok }"; }
+epoch_now() { ctl status 2>/dev/null | sed -n 's/.*  epoch \([0-9]*\) .*/\1/p'; }
+
+# chain DPI EXTRA_STAGE: the test chain. With EXTRA_STAGE=1 a source stage feeds the edge,
+# so the edge (whose steering the test watches) outlives the replay.
+chain() {
+	cat <<EOF
+chain: {name: orchtest, spi: 13}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, drain_ms: 20000, keepalive_ms: 1000}
+flows: {tcp_closed_ms: 300, udp_idle_ms: 1500, other_idle_ms: 1500}
+stages:
+EOF
+	[ "$2" = 1 ] && cat <<EOF
+  - name: src
+    run: [stamp]
+    placement: {labels: {zone: a}}
+    ingress: {mode: pcap, file: $work/in.pcap, rate: 5000, wait_ms: 15000}
+EOF
+	cat <<EOF
+  - name: edge
+    run: [stamp, {name: identity, directory: $PWD/configs/directory.yaml}]
+    placement: {labels: {zone: a}}
+EOF
+	[ "$2" = 1 ] || cat <<EOF
+    ingress: {mode: pcap, file: $work/in.pcap, rate: 5000, wait_ms: 15000}
+EOF
+	cat <<EOF
+  - name: dpi
+    run: [stamp, dpi]
+    replicas: $1
+  - name: log
+    run: [stamp, {name: flowlog, file: $work/$run.flows.json, interval_s: 0}]
+    placement: {labels: {zone: b}}
+    egress: {frames: $work/$run.frames.pcap, count: $PACKETS}
+EOF
+}
+
+# wait_file PATH SECS
+wait_file() {
+	local t=0
+	until [ -s "$1" ] || [ $t -ge $(($2 * 10)) ]; do sleep 0.1; t=$((t + 1)); done
+	[ -s "$1" ]
+}
+# started I: 0 once host I's ingress replica is replaying
+started() {
+	local t=0
+	until grep -q 'w0 ingress' "$work/$run.host$1.log" 2>/dev/null || [ $t -ge 150 ]; do sleep 0.1; t=$((t + 1)); done
+}
+
+# --- 1. deploy the configs/ examples; refusals leave it untouched ------------------------
+run=deploy
+orch_start configs/chain.yaml
+for i in 1 2 3 4; do agent $i; done
+if until_status 20 '$5 == "running" { r[$1] = 1 } END { exit !(r["edge-1"] && r["dpi-1"] && r["log-1"]) }'; then
+	pass "deploy configs/rack.yaml + configs/chain.yaml: ctl status shows edge-1, dpi-1, log-1 running ($(awk '$1 ~ /^(edge|dpi|log)-1$/ { printf "%s on %s; ", $1, $3 }' "$work/status"))"
+else
+	fail "deploy: not every replica running: $(cat "$work/status")"
+fi
+e0=$(epoch_now)
+sed 's/^    replicas: 1$/    replcas: 1/' configs/chain.yaml >"$work/broken.yaml"
+if out=$(ctl apply --yes "$work/broken.yaml" 2>&1); then
+	fail "broken YAML applied: $out"
+elif grep -qE "broken.yaml:[0-9]+:[0-9]+: .*unknown key 'replcas' \(did you mean 'replicas'\?\)" <<<"$out" &&
+	grep -q "nothing changed" <<<"$out" && [ "$(epoch_now)" = "$e0" ]; then
+	pass "broken YAML refused: $(head -1 <<<"$out" | sed "s|$work/||"); epoch still $e0"
+else
+	fail "broken YAML: '$out', epoch $(epoch_now) (was $e0)"
+fi
+# A certificate from another CA, and a name the rack does not have.
+ip netns exec "$RACK-h4" "$RDMESH" node --orch "$ORCH" --name host4 --certs "$work/rogue" \
+	--dir "$work/rogue.dir" >"$work/rogue.log" 2>&1 &
+pid_rogue=$!
+ip netns exec "$RACK-h2" "$RDMESH" node --orch "$ORCH" --name host9 --certs "$work/certs" \
+	--dir "$work/host9.dir" >"$work/host9.log" 2>&1 &
+pid_h9=$!
+sleep 2
+kill -TERM $pid_rogue $pid_h9 2>/dev/null
+wait_exit $pid_rogue 10
+wait_exit $pid_h9 10
+if grep -q "refused: .*unable to get local issuer" "$work/deploy.orch.log" &&
+	grep -q "alert unknown ca" "$work/rogue.log"; then
+	pass "a certificate from another CA is refused, on both sides: orch '$(grep -m1 -o 'refused: .*unable to get local issuer[^(]*' "$work/deploy.orch.log")'; node '$(grep -m1 -o 'orchestrator .*' "$work/rogue.log" | cut -c1-110)'"
+else
+	fail "rogue certificate: orch log '$(grep refused "$work/deploy.orch.log" | head -2)' node log '$(head -3 "$work/rogue.log")'"
+fi
+if grep -q "unknown node 'host9'" "$work/deploy.orch.log" && grep -q "unknown node 'host9'" "$work/host9.log"; then
+	pass "a name not in the rack is refused, on both sides: '$(grep -m1 -o "unknown node 'host9'.*" "$work/host9.log" | cut -c1-80)'"
+else
+	fail "host9: orch log '$(grep host9 "$work/deploy.orch.log" | head -2)' node log '$(head -3 "$work/host9.log")'"
+fi
+if until_status 5 '$5 == "running" { r[$1] = 1 } $1 == "host4" && $2 == "up" { h = 1 } END { exit !(r["edge-1"] && r["dpi-1"] && r["log-1"] && h) }' &&
+	[ "$(epoch_now)" = "$e0" ]; then
+	pass "after the refusals the deployment is untouched: epoch $e0, host4 still up, every replica running"
+else
+	fail "deployment changed by refused peers: $(cat "$work/status")"
+fi
+stop_all
+
+# --- 2. scale dpi 1 -> 3 -> 1 under traffic --------------------------------------------
+run=scale
+chain 1 1 >"$work/scale.yaml"
+orch_start "$work/scale.yaml"
+for i in 1 2 3 4; do agent $i; done
+started 1
+sleep 1
+ctl scale dpi 3 >"$work/scale.up" 2>&1 || fail "ctl scale dpi 3: $(cat "$work/scale.up")"
+sleep 2
+ctl scale dpi 1 >"$work/scale.down" 2>&1 || fail "ctl scale dpi 1: $(cat "$work/scale.down")"
+wait_file "$work/scale.host4/log-1.stats" 60 || fail "the egress did not account for every packet"
+# The leaving replicas stop once the edge drained them (flows end: TCP closed, UDP idle).
+t=0
+until [ "$(grep -c 'steering: replica .* drained' "$work/scale.host2.log")" -ge 2 ] || [ $t -ge 150 ]; do sleep 0.1; t=$((t + 1)); done
+stop_all
+grep -q "+ dpi-2" "$work/scale.up" && grep -q "+ dpi-3" "$work/scale.up" &&
+	grep -q "\- dpi-2" "$work/scale.down" && grep -q "\- dpi-3" "$work/scale.down" &&
+	pass "ctl scale dpi 3, then 1: $(tr '\n' ' ' <"$work/scale.up" | tr -s ' ')/ $(tr '\n' ' ' <"$work/scale.down" | tr -s ' ')" ||
+	fail "scale replies: $(cat "$work/scale.up" "$work/scale.down")"
+if "$CHECK" --in "$work/in.pcap" --frames "$work/scale.frames.pcap" --egress-stats "$work/scale.host4/log-1.stats" \
+	--hops "101,201,301|302|303,401" >"$work/check" 2>&1; then
+	pass "scale 1 -> 3 -> 1 through the orchestrator under traffic: $(head -1 "$work/check" | sed 's/^chaincheck: //'); every flow in order through one dpi replica ($(sed -n 's/^chaincheck: hop 2 flows per replica: //p' "$work/check"))"
+else
+	fail "chaincheck: $(tail -5 "$work/check")"
+fi
+per=$(sed -n 's/^chaincheck: hop 2 flows per replica: //p' "$work/check")
+[ -n "$per" ] && ! grep -qE '=0( |$)' <<<"$per" && pass "every dpi replica got new flows while in the table ($per)" ||
+	fail "a replica got no flow: '$per'"
+sum=0
+for f in "$work"/scale.host*/dpi-*.stats; do sum=$((sum + $(stat "$f" stage_dpi_flows))); done
+flows=$(sed -n 's/.* in \([0-9]*\) flows.*/\1/p' "$work/check" | head -1)
+[ "$sum" = "$flows" ] && pass "the dpi replicas' counters add up: $sum flows inspected, $flows at the egress" ||
+	fail "dpi flows $sum (stats: $(ls "$work"/scale.host*/dpi-*.stats)), egress flows $flows"
+# The flow log: one line per flow, each naming one dpi replica among its hops.
+if python3 - "$work/scale.flows.json" "$flows" <<'EOF'
+import json, sys
+ids, bad, n = {}, 0, 0
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    if d.get("event") == "update":
+        continue
+    n += 1
+    hop = {h[k] for h in d.get("hops", []) for k in ("from", "to")}
+    dpi = hop & {301, 302, 303}
+    bad += len(dpi) != 1
+    for x in dpi:
+        ids[x] = ids.get(x, 0) + 1
+print(f"flow log: {n} flows, {bad} with other than one dpi replica; per replica {dict(sorted(ids.items()))}")
+sys.exit(bad != 0 or n != int(sys.argv[2]))
+EOF
+then pass "$(python3 - "$work/scale.flows.json" "$flows" 2>&1 <<'EOF' | tail -1
+import json, sys
+ids, n = {}, 0
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    if d.get("event") == "update":
+        continue
+    n += 1
+    for x in {h[k] for h in d.get("hops", []) for k in ("from", "to")} & {301, 302, 303}:
+        ids[x] = ids.get(x, 0) + 1
+print(f"the flow log agrees: {n} flows, each through one dpi replica {dict(sorted(ids.items()))}")
+EOF
+)"
+else
+	fail "flow log: $(python3 -c 'import sys' 2>&1) $(head -c 300 "$work/scale.flows.json")"
+fi
+idle=$(stat "$work/scale.host2/edge-1.stats" drained_idle)
+late=$(stat "$work/scale.host2/edge-1.stats" drain_timeouts)
+[ "$idle" = 2 ] && [ "$late" = 0 ] &&
+	pass "both leaving replicas drained idle (drained_idle $idle, drain_timeouts $late) and stopped: $(grep -ho 'dpi-[23]: stopped' "$work"/scale.host*.log | tr '\n' ' ')" ||
+	fail "drain counters: drained_idle '$idle' drain_timeouts '$late'"
+
+# --- 3 and 4. a node dies: kill -9, then a cut link --------------------------------------
+# dpi has 3 replicas from the start; dpi-3 is host4's only replica.
+node_dies() { # RUN HOW
+	run=$1
+	chain 3 0 >"$work/$run.yaml"
+	orch_start "$work/$run.yaml"
+	for i in 1 2 3 4; do agent $i; done
+	replica_is dpi-3 host4 running 20 || fail "$run: dpi-3 not running on host4: $(cat "$work/status")"
+	started 1
+	sleep 1.5
+	t0=$(date +%s%N)
+	if [ "$2" = kill ]; then
+		kill -9 "$pid_4"
+	else
+		ip -n "$RACK-h4" link set eth0 down
+	fi
+	if replica_is dpi-3 host1 running $((DEAD_MS / 1000 + 10)); then
+		ms=$((($(date +%s%N) - t0) / 1000000))
+		[ $ms -le $((DEAD_MS + 3000)) ] &&
+			pass "$run: dpi-3 runs on host1 ${ms} ms after host4 went (dead after ${DEAD_MS} ms of silence)" ||
+			fail "$run: dpi-3 moved only after $ms ms"
+	else
+		fail "$run: dpi-3 did not come back elsewhere: $(cat "$work/status")"
+	fi
+	wait_file "$work/$run.host3/log-1.stats" 60 || fail "$run: the egress did not finish"
+	if [ "$2" = link ]; then
+		ip -n "$RACK-h4" link set eth0 up
+		t=0
+		until grep -q "host4: back after being declared dead" "$work/$run.orch.log" || [ $t -ge 100 ]; do sleep 0.1; t=$((t + 1)); done
+		t=0
+		until grep -q "dpi-3: stopped" "$work/$run.host4.log" || [ $t -ge 100 ]; do sleep 0.1; t=$((t + 1)); done
+		grep -q "host4: back after being declared dead" "$work/$run.orch.log" &&
+			grep -q "dpi-3: stopped" "$work/$run.host4.log" &&
+			pass "$run: link restored: host4 is back, eligible again, and stopped its stale dpi-3" ||
+			fail "$run: after the link came back: $(grep host4 "$work/$run.orch.log" | tail -3)"
+	fi
+	stop_all
+	if "$CHECK" --in "$work/in.pcap" --frames "$work/$run.frames.pcap" --egress-stats "$work/$run.host3/log-1.stats" \
+		--hops "101,201|202|203,301" --loss-via 203 --maglev dpi-1,dpi-2,dpi-3 --via-name dpi-3 >"$work/check" 2>&1; then
+		pass "$run: $(head -1 "$work/check" | sed 's/^chaincheck: //'); $(sed -n 's/^chaincheck: //p' "$work/check" | grep 'via node'); the egress counted the same loss"
+	else
+		fail "$run: chaincheck: $(tail -5 "$work/check")"
+	fi
+}
+node_dies kill kill
+node_dies link link
+
+# --- 5. the orchestrator dies and comes back; a replayed epoch ------------------------------
+run=restart
+chain 1 0 >"$work/restart.yaml"
+orch_start "$work/restart.yaml"
+for i in 1 2 3 4; do agent $i; done
+replica_is log-1 host3 running 20 || fail "restart: not deployed: $(cat "$work/status")"
+cp "$work/restart.host2/chain.yaml" "$work/epoch1.yaml"
+ctl scale dpi 2 >/dev/null || fail "restart: scale dpi 2"
+replica_is dpi-2 host4 running 10 || fail "restart: dpi-2 not running"
+started 1
+sleep 1
+kill -9 "$pid_orch"
+sleep 2
+# The orchestrator is gone: a stale one replays epoch 1 to whichever node dials it first.
+rack_exec 1 "$REPLAY" --listen "$ORCH" --certs "$work/certs" --epoch 1 --chain "$work/epoch1.yaml" \
+	--replicas "dpi-1" >"$work/replay" 2>&1
+if grep -q "applied: epoch 1: refused: epoch 1 is not newer than the applied 2" "$work/replay"; then
+	pass "a replayed old epoch is refused: $(tr '\n' ' ' <"$work/replay")"
+else
+	fail "replay: $(cat "$work/replay")"
+fi
+orch_start "$work/restart.yaml"
+wait_file "$work/restart.host3/log-1.stats" 60 || fail "restart: the egress did not finish"
+t=0
+until [ "$(grep -c 'nothing to redeploy' "$work/restart.orch.log")" -ge 4 ] || [ $t -ge 100 ]; do sleep 0.1; t=$((t + 1)); done
+stop_all
+got=$(stat "$work/restart.host3/log-1.stats" egress_packets)
+lost=$(stat "$work/restart.host3/log-1.stats" egress_lost)
+[ "$got" = $PACKETS ] && [ "$lost" = 0 ] &&
+	pass "forwarding went on while the orchestrator was gone: $got of $PACKETS packets, $lost lost" ||
+	fail "restart: delivered '$got' lost '$lost'"
+n=$(grep -c 'in step at epoch 2: nothing to redeploy' "$work/restart.orch.log")
+starts=$(cat "$work"/restart.host*.log | grep -c ': started (listen')
+[ "$n" = 4 ] && [ "$starts" = 4 ] &&
+	pass "the restarted orchestrator reconciled from its state: 4 nodes in step at epoch 2, nothing redeployed (4 replicas started once each)" ||
+	fail "reconcile: $n nodes in step, $starts replica starts: $(grep -E 'hello|assigned' "$work/restart.orch.log" | tail -6)"
+victim=$(sed -n 's/^hello: \(host[0-9]\) .*/\1/p' "$work/replay")
+grep -q "running replicas untouched" "$work/restart.$victim.log" &&
+	! sed -n '/assignment refused/,$p' "$work/restart.$victim.log" | grep -q "started (listen\|no longer assigned\|epoch [0-9]*: replicas" &&
+	pass "$victim logged the refusal and kept its replicas running as they were" ||
+	fail "replay on the node: $(grep -h refused "$work"/restart.host*.log)"
+exit 0
