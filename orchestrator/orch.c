@@ -338,8 +338,8 @@ static void take_heartbeat(struct orch *o, int k, const char *body)
 			tx = strtoull(val, NULL, 10);
 		else if (!strcmp(key, "drops"))
 			r->drops = strtoull(val, NULL, 10) - denied;
-		else if (!strcmp(key, "drop_stage_verdict"))
-			denied = strtoull(val, NULL, 10); /* policy's work, not a fault */
+		else if (!strcmp(key, "drop_stage_verdict") || !strcmp(key, "drop_reply_no_client"))
+			denied += strtoull(val, NULL, 10); /* policy's work, not a fault */
 		else if (!strcmp(key, "egress_lost"))
 			r->lost = strtoull(val, NULL, 10);
 		else if (!strcmp(key, "egress_packets"))
@@ -589,8 +589,8 @@ static void status(struct orch *o, FILE *f)
 	}
 	if (eg)
 		fprintf(f, "\negress (%s): %" PRIu64 " packets, %" PRIu64
-			   " lost; DROPS: dropped for any reason but a policy verdict; HOP: the hop into each\n"
-			   "stage, as the egress measures it\n",
+			   " lost\nDROPS: for any reason but policy (a verdict, or a reply with no client to go "
+			   "to); HOP: the hop\ninto each stage, as the egress measures it\n",
 			eg->id, eg->egress_packets, eg->lost);
 }
 

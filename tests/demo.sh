@@ -1,70 +1,111 @@
 #!/usr/bin/env bash
-# make demo: runs configs/demo.yaml on three hosts made of network namespaces and prints
-# a summary: delivery, per-application and per-verdict counts, hop latency. Captures, the
-# flow log and per-node counters stay in build/demo/.
+# make demo: the orchestrator deploys the default chain (configs/chain.yaml: edge ->
+# dpi -> log, with identity, nDPI, the firewall policy and the flow log) onto a rack of
+# four hosts (configs/rack.yaml), traffic flows, dpi is scaled from 1 to 3 replicas under
+# it, and `rdmesh ctl status` is shown before and after. Hosts are network namespaces
+# where this machine can make them, else processes on loopback addresses. Ends with a
+# summary: delivery and loss, per-application and per-verdict tables from the flow log,
+# hop latency, flows per dpi replica. Everything stays in build/demo/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/rack.sh
 BUILD=${BUILD:-build}
 RDMESH=$PWD/$BUILD/rdmesh
-CONF=${CONF:-$PWD/configs/demo.yaml}
+CHAIN=$PWD/configs/chain.yaml
 out=$PWD/build/demo
+rm -rf "$out"
 mkdir -p "$out"
-rm -f "$out"/stats* "$out"/log* "$out"/*.pcap "$out"/flows.json*
-trap 'rack_down' EXIT
-
-[ "$(id -u)" -eq 0 ] || { echo "demo: needs root for network namespaces" >&2; exit 1; }
-"$RDMESH" check "$CONF" || exit 1
-echo "demo: building a rack of 3 hosts (namespaces $RACK-h1..3, bridge in $RACK-sw)"
-rack_up 3 || exit 1
-
 pids=()
-for i in 3 2 1; do
-	(cd "$out" && exec ip netns exec "$RACK-h$i" "$RDMESH" node --config "$CONF" \
-		--name "host$i" --stats "$out/stats$i" 2>"$out/log$i") &
-	pids[$i]=$!
+trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rack_down' EXIT
+
+"$RDMESH" ctl certs --out "$out/certs" orch ctl host1 host2 host3 host4 >/dev/null || exit 1
+# Hosts: namespaces (configs/rack.yaml's addresses), or loopback.
+if [ "$(id -u)" -eq 0 ] && rack_up 4 2>/dev/null; then
+	RACKFILE=$PWD/configs/rack.yaml
+	ORCH=$RACK_NET.1:7000
+	on() { local i=$1; shift; ip netns exec "$RACK-h$i" "$@"; }
+	spawn() { local i=$1; shift; exec ip netns exec "$RACK-h$i" "$@"; }
+	echo "demo: a rack of 4 hosts: network namespaces $RACK-h1..4 (10.77.0.1-4) on a bridge"
+else
+	rack_down
+	RACKFILE=$out/rack-loopback.yaml
+	ORCH=127.0.0.1:7000
+	sed -e 's/10\.77\.0\.[0-9]*/127.0.0.1/' configs/rack.yaml >"$RACKFILE"
+	on() { shift; "$@"; }
+	spawn() { shift; exec "$@"; }
+	echo "demo: no network namespaces here: the 4 hosts are processes on 127.0.0.1"
+fi
+ctl() { on 1 "$RDMESH" ctl --orch "$ORCH" --certs "$out/certs" "$@"; }
+"$RDMESH" orch --rack "$RACKFILE" --chain "$CHAIN" --check >"$out/rendered.yaml" 2>"$out/placement" ||
+	{ cat "$out/placement"; exit 1; }
+
+spawn 1 "$RDMESH" orch --rack "$RACKFILE" --chain "$CHAIN" --certs "$out/certs" \
+	--state "$out/orch.state" 2>"$out/orch.log" &
+pids+=($!)
+for i in 1 2 3 4; do
+	spawn "$i" "$RDMESH" node --orch "$ORCH" --name "host$i" --certs "$out/certs" \
+		--dir "$out/host$i" 2>"$out/host$i.log" &
+	pids+=($!)
 done
-echo "demo: chain running (progress every second)"
+echo "demo: orchestrator on host1 ($ORCH), one node agent per host; deploying $CHAIN"
 t=0
-while kill -0 "${pids[1]}" 2>/dev/null || kill -0 "${pids[3]}" 2>/dev/null; do
+until ctl status >"$out/status" 2>/dev/null &&
+	awk '$5 == "running" { n++ } END { exit n < 3 }' "$out/status"; do
+	sleep 0.5
+	t=$((t + 1))
+	[ $t -ge 60 ] && { echo "demo: the chain did not come up; logs in $out" >&2; cat "$out/status" 2>/dev/null; exit 1; }
+done
+sleep 3
+echo
+echo "=== rdmesh ctl status (before) ======================================================"
+ctl status
+echo
+echo "=== rdmesh ctl scale dpi 3 =========================================================="
+ctl scale dpi 3 || exit 1
+sleep 5
+echo
+echo "=== rdmesh ctl status (after) ======================================================="
+ctl status
+echo
+echo "demo: traffic flows until the generator is done (progress every second)"
+t=0
+while ctl status >"$out/status" 2>/dev/null && ! awk '$1 == "edge-1" && $5 == "done" { d = 1 } END { exit !d }' "$out/status"; do
 	sleep 1
 	t=$((t + 1))
-	printf '  %3ds  %-52s | %s\n' "$t" "$(grep -h 'ingress' "$out/log1" | tail -1 | cut -d' ' -f3-)" \
-		"$(grep -h 'egress' "$out/log3" | tail -1 | cut -d' ' -f3-)"
-	if [ $t -ge 60 ]; then
-		echo "demo: still running after 60 s; stopping it" >&2
-		break
-	fi
+	printf '  %3ds  %s\n' "$t" "$(awk '$1 ~ /^(edge|dpi|log)-/ { printf "%s %s pps  ", $1, $6 } /^egress/ { e = $0 } END { sub(/;.*/, "", e); printf "| %s", e }' "$out/status")"
+	[ $t -ge 90 ] && { echo "demo: still running after 90 s; stopping it" >&2; break; }
 done
-wait "${pids[1]}" 2>/dev/null
-kill -TERM "${pids[3]}" 2>/dev/null
-wait "${pids[3]}" 2>/dev/null
-kill -TERM "${pids[2]}" 2>/dev/null
-wait "${pids[2]}" 2>/dev/null
+sleep 2 # the last packets and the flow log's last flows
+for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null; wait "${pids[$i]}" 2>/dev/null; done
+pids=()
 
-s1=$out/stats1 s2=$out/stats2 s3=$out/stats3
-for f in "$s1" "$s2" "$s3"; do
-	[ -s "$f" ] || { echo "demo: a node left no counters ($f); logs in $out" >&2; exit 1; }
-done
+eg=$out/host3/log-1.stats
+[ -s "$eg" ] || eg=$(ls "$out"/host*/log-1.stats 2>/dev/null | head -1)
+ed=$(ls "$out"/host*/edge-1.stats 2>/dev/null | head -1)
+[ -s "$eg" ] && [ -s "$ed" ] || { echo "demo: no counters from the edge or the log; logs in $out" >&2; exit 1; }
 us() { awk -v v="$1" 'BEGIN { printf "%9.1f us", v / 1000 }'; }
-drops=$(($(stat "$s1" drops) + $(stat "$s2" drops) + $(stat "$s3" drops)))
 echo
-echo "rdmesh demo: host1 (generator, identity) -> host2 (dpi, policy) -> host3 (flowlog, egress),"
-echo "             TCP hops between namespaces"
-printf '  %-22s %s\n' "packets sent" "$(stat "$s1" ingress_sent) of $(stat "$s1" ingress_taken) generated"
-printf '  %-22s %s\n' "packets delivered" "$(stat "$s3" egress_packets) ($(stat "$s3" egress_bytes) bytes)"
-printf '  %-22s %s\n' "flows" "$(stat "$s3" egress_flows)"
-printf '  %-22s %s\n' "lost (sequence gaps)" "$(stat "$s3" egress_lost)"
-printf '  %-22s %s\n' "drops (all nodes)" "$drops"
-printf '  %-22s %s\n' "policy (packets)" "allowed $(stat "$s2" stage_policy_allowed), logged $(stat "$s2" stage_policy_logged), denied $(stat "$s2" stage_policy_denied), rejected $(stat "$s2" stage_policy_rejected) (replies $(($(stat "$s2" stage_policy_replies_tcp_rst) + $(stat "$s2" stage_policy_replies_icmp))))"
-printf '  %-22s %s\n' "dpi (flows)" "$(stat "$s2" stage_dpi_flows_detected) detected, $(stat "$s2" stage_dpi_flows_gaveup) gave up; $(stat "$s2" stage_dpi_packets_inspected) packets inspected, $(stat "$s2" stage_dpi_packets_fastpath) on the fast path"
-# Per application and per verdict, from the flow log (one JSON line per flow).
+echo "rdmesh demo: edge (generator, identity) -> dpi x1, then x3 (nDPI, policy) -> log (flow log)"
+printf '  %-22s %s\n' "packets sent" "$(stat "$ed" ingress_sent) of $(stat "$ed" ingress_taken) generated"
+printf '  %-22s %s\n' "packets delivered" "$(stat "$eg" egress_packets) ($(stat "$eg" egress_bytes) bytes)"
+printf '  %-22s %s\n' "flows" "$(stat "$eg" egress_flows)"
+printf '  %-22s %s\n' "lost (sequence gaps)" "$(stat "$eg" egress_lost)"
+printf '  %-22s %s\n' "new flows steered" "pins moved $(stat "$ed" pins_moved), detoured $(stat "$ed" pins_detoured)"
+echo
+printf '  %-10s %-8s %10s %10s %10s %10s\n' "replica" "node" "flows" "inspected" "denied" "rejected"
+for f in "$out"/host*/dpi-*.stats; do
+	printf '  %-10s %-8s %10s %10s %10s %10s\n' "$(basename "$f" .stats)" "$(basename "$(dirname "$f")")" \
+		"$(stat "$f" stage_dpi_flows)" "$(stat "$f" stage_dpi_packets_inspected)" \
+		"$(stat "$f" stage_policy_denied)" "$(stat "$f" stage_policy_rejected)"
+done
 python3 - "$out/flows.json" <<'EOP' || echo "demo: could not read the flow log" >&2
 import collections, json, sys
 apps = collections.defaultdict(lambda: [0, 0, 0])
 verdicts = collections.defaultdict(lambda: [0, 0])
 for line in open(sys.argv[1]):
     l = json.loads(line)
+    if l.get("event") == "update":
+        continue
     pk = l["packets_fwd"] + l["packets_rev"]
     a = apps[l["app"] or "(none)"]
     a[0] += 1; a[1] += pk; a[2] += l["bytes_fwd"] + l["bytes_rev"]
@@ -81,13 +122,13 @@ for (v, r), (f, p) in sorted(verdicts.items(), key=lambda kv: -kv[1][0]):
 EOP
 echo
 printf '  %-22s %12s %12s %12s\n' "hop latency" "p50" "p99" "max"
-printf '  %-22s %12s %12s %12s\n' "host1 -> host2" "$(us "$(stat "$s3" hop1_p50_ns)")" \
-	"$(us "$(stat "$s3" hop1_p99_ns)")" "$(us "$(stat "$s3" hop1_max_ns)")"
-printf '  %-22s %12s %12s %12s\n' "host2 -> host3" "$(us "$(stat "$s3" hop2_p50_ns)")" \
-	"$(us "$(stat "$s3" hop2_p99_ns)")" "$(us "$(stat "$s3" hop2_max_ns)")"
-printf '  %-22s %12s %12s\n' "end to end" "$(us "$(stat "$s3" e2e_p50_ns)")" \
-	"$(us "$(stat "$s3" e2e_p99_ns)")"
+printf '  %-22s %12s %12s %12s\n' "edge -> dpi" "$(us "$(stat "$eg" hop1_p50_ns)")" \
+	"$(us "$(stat "$eg" hop1_p99_ns)")" "$(us "$(stat "$eg" hop1_max_ns)")"
+printf '  %-22s %12s %12s %12s\n' "dpi -> log" "$(us "$(stat "$eg" hop2_p50_ns)")" \
+	"$(us "$(stat "$eg" hop2_p99_ns)")" "$(us "$(stat "$eg" hop2_max_ns)")"
+printf '  %-22s %12s %12s\n' "end to end" "$(us "$(stat "$eg" e2e_p50_ns)")" \
+	"$(us "$(stat "$eg" e2e_p99_ns)")"
 echo
-echo "  captures: $out/out.pcap (IP), $out/frames.pcap (NSH frames; tcpdump -r reads both)"
-echo "  flow log: $out/flows.json"
-[ "$(stat "$s3" egress_packets)" -gt 0 ]
+echo "  orchestrator log: $out/orch.log (rdmesh ctl logs shows it live); state: $out/orch.state"
+echo "  flow log: $out/flows.json; per-replica counters: $out/host*/*.stats"
+[ "$(stat "$eg" egress_packets)" -gt 0 ] && [ "$(stat "$eg" egress_lost)" = 0 ]

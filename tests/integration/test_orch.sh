@@ -33,7 +33,7 @@ rack_up 4 || { fail "rack set-up"; exit 1; }
 	"$RDMESH" ctl certs --out "$work/rogue" host4 >/dev/null || { fail "certificates"; exit 1; }
 # The rogue node trusts the rack's CA, but its own certificate comes from another CA.
 cp "$work/certs/ca.pem" "$work/rogue/ca.pem"
-mkdir -p build/orch # configs/chain.yaml's flow log
+mkdir -p build/demo # configs/chain.yaml writes its flow log there
 PACKETS=30000
 "$RDMESH" gen --flows 300 --packets $PACKETS --seed 21 --out "$work/in.pcap" >/dev/null ||
 	{ fail "generate capture"; exit 1; }
