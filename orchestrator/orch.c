@@ -179,44 +179,55 @@ static int plan_diff(FILE *f, const struct rdm_plan *a, const struct rdm_plan *b
 	return k;
 }
 
-/* Persists the state with epoch+1 and op appended (op may be NULL), then makes plan
- * np current and pushes it. On a persistence failure nothing changes: np is freed and
- * -errno returned with err set. */
+/* Saves the state for plan np at epoch+1 (chain: the chain file in force from now on,
+ * NULL: the same), then makes np current and pushes it. On a failure nothing changes:
+ * np is freed and -errno returned with err set. */
 static void push_all(struct orch *o);
-static int commit(struct orch *o, struct rdm_plan *np, const char *op, char *err, size_t errlen)
+static int commit(struct orch *o, struct rdm_plan *np, const char *chain, char *err, size_t errlen)
 {
-	struct rdm_orch_state ns = o->st;
-	char *text = rdm_plan_render(np, err, errlen);
-	int rc;
+	struct rdm_orch_state ns = {.epoch = o->st.epoch + 1, .chain = (char *)(chain ? chain : o->st.chain)};
+	enum rdm_down_why *why = calloc((size_t)o->rack.n_nodes + 1, sizeof(*why));
+	char *text = rdm_plan_render(np, err, errlen), *dup = chain ? strdup(chain) : NULL;
+	int rc = -ENOMEM;
 
-	if (!text) {
-		rdm_plan_free(np);
-		return -EINVAL;
-	}
-	ns.epoch = o->st.epoch + 1;
-	if (op && (rc = rdm_state_add_op(&o->st, op)) < 0) {
-		snprintf(err, errlen, "state: %s", strerror(-rc));
-		free(text);
-		rdm_plan_free(np);
-		return rc;
-	}
-	ns.ops = o->st.ops;
-	ns.n_ops = o->st.n_ops;
+	if (!text || !why || (chain && !dup) || rdm_state_set_plan(&ns, np, why ? why : NULL) < 0)
+		goto fail;
+	for (int k = 0; k < o->rack.n_nodes; k++)
+		why[k] = o->nodes[k].drained ? RDM_DOWN_DRAINED : RDM_DOWN_DEAD;
+	rc = rdm_state_set_plan(&ns, np, why);
+	if (rc < 0)
+		goto fail;
 	rc = rdm_state_save(o->state_path, &ns, err, errlen);
-	if (rc < 0) {
-		if (op) /* undo the append */
-			free(o->st.ops[--o->st.n_ops]);
-		free(text);
-		rdm_plan_free(np);
-		return rc;
-	}
+	if (rc < 0)
+		goto fail;
+	free(o->st.replicas);
+	free(o->st.down);
+	o->st.replicas = ns.replicas;
+	o->st.n_replicas = ns.n_replicas;
+	o->st.down = ns.down;
+	o->st.n_down = ns.n_down;
 	o->st.epoch = ns.epoch;
+	if (dup) {
+		free(o->st.chain);
+		o->st.chain = dup;
+	}
+	free(why);
 	rdm_plan_free(o->plan);
 	o->plan = np;
 	free(o->rendered);
 	o->rendered = text;
 	push_all(o);
 	return 0;
+fail:
+	if (rc == -ENOMEM && text)
+		snprintf(err, errlen, "out of memory");
+	free(ns.replicas);
+	free(ns.down);
+	free(why);
+	free(dup);
+	free(text);
+	rdm_plan_free(np);
+	return rc;
 }
 
 /* ---- talking to nodes ------------------------------------------------------------- */
@@ -371,12 +382,10 @@ static void take_hello(struct orch *o, int k, const struct rdm_msg *m)
 	olog(o, "%s: hello from %s: epoch %" PRIu64 ", running [%s]", name,
 	     rdm_tls_peer_addr(ns->conn->c), m->epoch, ns->running);
 	if (ns->dead) {
-		char op[128];
 		struct rdm_plan *np = rdm_plan_node_up(o->plan, name, err, sizeof(err));
 
-		snprintf(op, sizeof(op), "up %s", name);
 		ns->dead = 0;
-		if (!np || commit(o, np, op, err, sizeof(err)) < 0)
+		if (!np || commit(o, np, NULL, err, sizeof(err)) < 0)
 			olog(o, "%s: back, but the plan did not change: %s", name, err);
 		else
 			olog(o, "%s: back after being declared dead: eligible for new replicas "
@@ -452,7 +461,7 @@ static void check_health(struct orch *o)
 		struct nstate *ns = &o->nodes[k];
 		const char *name = o->rack.nodes[k].name;
 		uint64_t limit = (uint64_t)o->dead_ms * 1000000ull, silent;
-		char err[512], op[128], *diff = NULL;
+		char err[512], *diff = NULL;
 		size_t dlen = 0;
 		struct rdm_plan *np;
 		FILE *f;
@@ -476,8 +485,7 @@ static void check_health(struct orch *o)
 			plan_diff(f, o->plan, np);
 			fclose(f);
 		}
-		snprintf(op, sizeof(op), "dead %s", name);
-		if (commit(o, np, op, err, sizeof(err)) < 0)
+		if (commit(o, np, NULL, err, sizeof(err)) < 0)
 			olog(o, "%s: silent for %" PRIu64 " ms: dead, but the new plan was not saved: "
 				"%s", name, silent / 1000000, err);
 		else
@@ -594,39 +602,11 @@ static void status(struct orch *o, FILE *f)
 			eg->id, eg->egress_packets, eg->lost);
 }
 
-/* A chain file's plan as this rack would run it now: placed afresh, then every node that
- * is down now marked down in order, as the state replays it. */
-static struct rdm_plan *plan_for(struct orch *o, const struct rdm_chain_spec *spec,
-				 struct rdm_orch_state *ops, char *err, size_t errlen)
-{
-	struct rdm_plan *p = rdm_plan_new(&o->rack, spec, err, errlen);
-
-	for (int k = 0; p && k < o->rack.n_nodes; k++) {
-		char op[128];
-		struct rdm_plan *np;
-
-		if (!o->nodes[k].dead && !o->nodes[k].drained)
-			continue;
-		snprintf(op, sizeof(op), "%s %s", o->nodes[k].dead ? "dead" : "drain",
-			 o->rack.nodes[k].name);
-		np = rdm_state_apply_op(p, op, err, errlen);
-		rdm_plan_free(p);
-		p = np;
-		if (p && ops && rdm_state_add_op(ops, op) < 0) {
-			rdm_plan_free(p);
-			snprintf(err, errlen, "out of memory");
-			return NULL;
-		}
-	}
-	return p;
-}
-
 /* ctl apply: the new chain file's plan against the running one, then (unless a dry run)
  * the switch to it. */
 static int req_apply(struct orch *o, const char *path, int dry, FILE *f)
 {
 	struct rdm_chain_spec ns;
-	struct rdm_orch_state st = {0};
 	struct rdm_plan *np;
 	char err[1024], real[PATH_MAX], *text, *cur;
 	int changes;
@@ -639,10 +619,11 @@ static int req_apply(struct orch *o, const char *path, int dry, FILE *f)
 		fprintf(f, "%s\nnothing changed\n", err);
 		return -1;
 	}
-	np = plan_for(o, &ns, &st, err, sizeof(err));
+	/* Replicas the new file still has stay where they run. */
+	np = rdm_plan_rebase(&o->rack, &ns, NULL, o->plan->down, o->plan->replicas,
+			     o->plan->n_replicas, err, sizeof(err));
 	if (!np) {
 		fprintf(f, "%s\nnothing changed\n", err);
-		rdm_state_free(&st);
 		rdm_chain_spec_free(&ns);
 		return -1;
 	}
@@ -654,14 +635,15 @@ static int req_apply(struct orch *o, const char *path, int dry, FILE *f)
 	if (text && strcmp(text, cur)) {
 		/* The settings part: which lines of the rendered chain differ. */
 		char *a = strdup(cur), *b = strdup(text), *sa = NULL, *sb = NULL;
-		int shown = 0;
+		int shown = 0, differ = 0;
 
-		fprintf(f, "  rendered chain config differs:\n");
 		for (char *la = a ? strtok_r(a, "\n", &sa) : NULL, *lb = b ? strtok_r(b, "\n", &sb) : NULL;
 		     (la || lb) && shown < 40;
 		     la = la ? strtok_r(NULL, "\n", &sa) : NULL, lb = lb ? strtok_r(NULL, "\n", &sb) : NULL) {
-			if (la && lb && !strcmp(la, lb))
+			if ((la && lb && !strcmp(la, lb)) || (la && lb && la[0] == '#' && lb[0] == '#'))
 				continue;
+			if (!differ++)
+				fprintf(f, "  rendered chain config differs:\n");
 			if (la)
 				fprintf(f, "    - %s\n", la);
 			if (lb)
@@ -670,56 +652,30 @@ static int req_apply(struct orch *o, const char *path, int dry, FILE *f)
 		}
 		free(a);
 		free(b);
-		changes++;
+		changes += differ > 0;
 	}
 	free(text);
-	if (!changes) {
-		fprintf(f, "no change\n");
+	if (!changes || dry) {
+		fprintf(f, "%s\n", changes ? "dry run: nothing applied" : "no change");
 		rdm_plan_free(np);
-		rdm_state_free(&st);
-		rdm_chain_spec_free(&ns);
-		return 0;
-	}
-	if (dry) {
-		fprintf(f, "dry run: nothing applied\n");
-		rdm_plan_free(np);
-		rdm_state_free(&st);
 		rdm_chain_spec_free(&ns);
 		return 0;
 	}
 	{
-		/* The plan points at the spec: move the spec into place first, under a copy of
-		 * the plan's pointer, then commit with the new base state. */
+		/* The plan points at the spec: move the new spec into place, keeping the old
+		 * one until the switch is committed. */
 		struct rdm_chain_spec old_spec = o->spec;
-		struct rdm_orch_state old_st = o->st;
-		struct rdm_plan *old_plan = o->plan;
-		char *old_rendered = o->rendered;
 
 		o->spec = ns;
 		np->spec = &o->spec;
-		o->st.chain = strdup(real);
-		o->st.ops = st.ops;
-		o->st.n_ops = st.n_ops;
-		o->plan = NULL;
-		o->rendered = NULL;
-		if (!o->st.chain || commit(o, np, NULL, err, sizeof(err)) < 0) {
-			fprintf(f, "%s\nnothing changed\n", o->st.chain ? err : "out of memory");
-			free(o->st.chain);
-			rdm_state_clear_ops(&o->st);
-			o->spec = ns; /* freed below */
+		o->plan->spec = &old_spec;
+		if (commit(o, np, real, err, sizeof(err)) < 0) {
+			fprintf(f, "%s\nnothing changed\n", err);
 			rdm_chain_spec_free(&o->spec);
 			o->spec = old_spec;
-			o->st = old_st;
-			o->plan = old_plan;
-			o->rendered = old_rendered;
+			o->plan->spec = &o->spec;
 			return -1;
 		}
-		free(old_st.chain);
-		for (int i = 0; i < old_st.n_ops; i++)
-			free(old_st.ops[i]);
-		free(old_st.ops);
-		rdm_plan_free(old_plan);
-		free(old_rendered);
 		rdm_chain_spec_free(&old_spec);
 	}
 	fprintf(f, "applied: epoch %" PRIu64 "\n", o->st.epoch);
@@ -729,7 +685,7 @@ static int req_apply(struct orch *o, const char *path, int dry, FILE *f)
 
 static int req_scale(struct orch *o, const char *stage, const char *count, FILE *f)
 {
-	char err[512], op[160], *end = NULL;
+	char err[512], *end = NULL;
 	long n = count ? strtol(count, &end, 10) : -1;
 	int s = stage ? rdm_chain_spec_find(&o->spec, stage) : -1;
 	struct rdm_plan *np;
@@ -755,8 +711,7 @@ static int req_scale(struct orch *o, const char *stage, const char *count, FILE 
 	}
 	fprintf(f, "%s: %d -> %ld replicas\n", stage, was, n);
 	plan_diff(f, o->plan, np);
-	snprintf(op, sizeof(op), "scale %s %ld", stage, n);
-	if (commit(o, np, op, err, sizeof(err)) < 0) {
+	if (commit(o, np, NULL, err, sizeof(err)) < 0) {
 		fprintf(f, "%s\nnothing changed\n", err);
 		return -1;
 	}
@@ -768,7 +723,7 @@ static int req_scale(struct orch *o, const char *stage, const char *count, FILE 
 static int req_drain(struct orch *o, const char *node, FILE *f)
 {
 	int k = node ? rdm_rack_find(&o->rack, node) : -1;
-	char err[512], op[160];
+	char err[512];
 	struct rdm_plan *np;
 
 	if (k < 0) {
@@ -787,12 +742,12 @@ static int req_drain(struct orch *o, const char *node, FILE *f)
 	fprintf(f, "%s: draining; its replicas move (flows already on them finish there):\n", node);
 	if (!plan_diff(f, o->plan, np))
 		fprintf(f, "  (it runs none)\n");
-	snprintf(op, sizeof(op), "drain %s", node);
-	if (commit(o, np, op, err, sizeof(err)) < 0) {
+	o->nodes[k].drained = 1; /* saved with the plan */
+	if (commit(o, np, NULL, err, sizeof(err)) < 0) {
+		o->nodes[k].drained = 0;
 		fprintf(f, "%s\nnothing changed\n", err);
 		return -1;
 	}
-	o->nodes[k].drained = 1;
 	fprintf(f, "epoch %" PRIu64 "\n", o->st.epoch);
 	olog(o, "ctl drain %s: epoch %" PRIu64, node, o->st.epoch);
 	return 0;
@@ -1028,40 +983,28 @@ static void usage(FILE *f)
 		RDM_ORCH_PORT, RDM_ORCH_DEAD_MS, RDM_ORCH_HEARTBEAT_MS);
 }
 
-/* Rebuilds the plan the state describes: the chain's placement, then every operation. */
-static int replay(struct orch *o, char *err, size_t errlen)
+/* The plan the saved state describes (every replica where it ran); a replica that cannot
+ * stay (its node left rack.yaml, labels changed) is placed afresh and logged. */
+static struct rdm_plan *restore(struct orch *o, int *moved, char *err, size_t errlen)
 {
-	struct rdm_plan *p = rdm_plan_new(&o->rack, &o->spec, err, errlen);
+	struct rdm_plan *p = rdm_state_plan(&o->st, &o->rack, &o->spec, err, errlen);
 
-	for (int i = 0; p && i < o->st.n_ops; i++) {
-		struct rdm_plan *np = rdm_state_apply_op(p, o->st.ops[i], err, errlen);
-		char verb[16], a[80];
+	for (int i = 0; p && i < o->st.n_down; i++) {
+		int k = rdm_rack_find(&o->rack, o->st.down[i].node);
 
-		rdm_plan_free(p);
-		p = np;
-		if (p && sscanf(o->st.ops[i], "%15s %79s", verb, a) == 2) {
-			int k = rdm_rack_find(&o->rack, a);
-
-			if (k >= 0 && !strcmp(verb, "dead"))
-				o->nodes[k].dead = 1;
-			if (k >= 0 && !strcmp(verb, "drain"))
-				o->nodes[k].drained = 1;
-			if (k >= 0 && !strcmp(verb, "up"))
-				o->nodes[k].dead = 0;
-		}
-		if (!p) {
-			char tmp[1024];
-
-			snprintf(tmp, sizeof(tmp), "%s", err);
-			snprintf(err, errlen, "%s: operation %d '%s': %.900s", o->state_path, i + 1,
-				 o->st.ops[i], tmp);
-		}
+		o->nodes[k].dead = o->st.down[i].why == RDM_DOWN_DEAD;
+		o->nodes[k].drained = o->st.down[i].why == RDM_DOWN_DRAINED;
 	}
-	if (!p)
-		return -EINVAL;
-	o->plan = p;
-	o->rendered = rdm_plan_render(p, err, errlen);
-	return o->rendered ? 0 : -EINVAL;
+	for (int i = 0; p && i < o->st.n_replicas; i++) {
+		const struct rdm_state_replica *sr = &o->st.replicas[i];
+		const struct rdm_replica *r = rdm_plan_replica(p, sr->id);
+
+		if (r && (strcmp(o->rack.nodes[r->node].name, sr->node) || r->port != sr->port) &&
+		    ++*moved)
+			olog(o, "state: %s cannot stay on %s:%u: placed on %s (%s)", sr->id, sr->node,
+			     sr->port, o->rack.nodes[r->node].name, r->listen);
+	}
+	return p;
 }
 
 int rdm_cmd_orch(int argc, char **argv)
@@ -1077,7 +1020,7 @@ int rdm_cmd_orch(int argc, char **argv)
 	struct orch o = {.dead_ms = RDM_ORCH_DEAD_MS, .heartbeat_ms = RDM_ORCH_HEARTBEAT_MS,
 			 .lfd = -1, .wake = {-1, -1}};
 	char err[1024], ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], real[PATH_MAX];
-	int c, check = 0, rc = 1, have_state;
+	int c, check = 0, rc = 1, have_state, moved = 0;
 	sigset_t set;
 
 	o.state_path = "rdmesh-orch.state";
@@ -1135,7 +1078,9 @@ int rdm_cmd_orch(int argc, char **argv)
 			o.state_path, o.st.chain, o.st.epoch, chain);
 	}
 	if (!o.st.chain || rdm_chain_spec_load(o.st.chain, &o.spec, err, sizeof(err)) < 0 ||
-	    replay(&o, err, sizeof(err)) < 0) {
+	    !(o.plan = have_state ? restore(&o, &moved, err, sizeof(err))
+				  : rdm_plan_new(&o.rack, &o.spec, err, sizeof(err))) ||
+	    !(o.rendered = rdm_plan_render(o.plan, err, sizeof(err)))) {
 		fprintf(stderr, "rdmesh orch: %s\n", o.st.chain ? err : "out of memory");
 		goto out;
 	}
@@ -1147,10 +1092,12 @@ int rdm_cmd_orch(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
-	if (!have_state) {
-		o.st.epoch = 1;
-		if (rdm_state_save(o.state_path, &o.st, err, sizeof(err)) < 0) {
-			fprintf(stderr, "rdmesh orch: %s\n", err);
+	if (!have_state || moved) {
+		/* The first epoch, or a new one for replicas that could not stay. */
+		struct rdm_plan *np = rdm_plan_copy(o.plan);
+
+		if (!np || commit(&o, np, NULL, err, sizeof(err)) < 0) {
+			fprintf(stderr, "rdmesh orch: %s\n", np ? err : "out of memory");
 			goto out;
 		}
 	}

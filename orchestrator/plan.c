@@ -1301,3 +1301,58 @@ struct rdm_plan *rdm_plan_copy(const struct rdm_plan *p)
 {
 	return with_node(p, 0, p->down[0]);
 }
+
+struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,
+				 const int *counts, const unsigned char *down,
+				 const struct rdm_replica *keep, int n_keep, char *err, size_t errlen)
+{
+	struct pctx c = {.positions = 1, .err = err, .len = errlen};
+	int *used = calloc((size_t)rack->n_nodes, sizeof(int));
+
+	if (!used)
+		return nomem(err, errlen);
+	for (int s = 0; counts && s < spec->n_stages; s++)
+		if (counts[s] < 1 || counts[s] > RDM_PLAN_MAX_REPLICAS) {
+			snprintf(err, errlen, "stage '%s': %d replicas is out of range (1..%d)",
+				 spec->stages[s].name, counts[s], RDM_PLAN_MAX_REPLICAS);
+			free(used);
+			errno = EINVAL;
+			return NULL;
+		}
+	c.p = plan_alloc(rack, spec, counts, down);
+	if (!c.p) {
+		free(used);
+		return nomem(err, errlen);
+	}
+	/* A kept replica stays on its node and port while the node is up, carries the
+	 * stage's labels, has the cores, and no other kept replica took the port. */
+	for (int i = 0; i < c.p->n_replicas; i++) {
+		struct rdm_replica *r = &c.p->replicas[i];
+		const struct rdm_spec_stage *st = &spec->stages[r->stage];
+
+		for (int j = 0; j < n_keep; j++) {
+			const struct rdm_replica *o = &keep[j];
+			int k = o->node, taken = 0;
+
+			if (strcmp(o->id, r->id) || k < 0 || k >= rack->n_nodes || (down && down[k]) ||
+			    !labels_match(&rack->nodes[k], st) ||
+			    used[k] + st->workers > rack->nodes[k].capacity ||
+			    o->port < rack->port_first || o->port > rack->port_last)
+				break;
+			for (int q = 0; q < i; q++)
+				taken |= c.p->replicas[q].node >= 0 && c.p->replicas[q].port == o->port &&
+					 !strcmp(rack->nodes[c.p->replicas[q].node].data,
+						 rack->nodes[k].data);
+			if (taken)
+				break;
+			r->node = k;
+			r->port = o->port;
+			set_listen(r, rack->nodes[k].data, rack->nodes[k].data_family != AF_INET,
+				   o->port);
+			used[k] += st->workers;
+			break;
+		}
+	}
+	free(used);
+	return finish(&c, -1);
+}

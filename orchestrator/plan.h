@@ -123,6 +123,17 @@ struct rdm_plan *rdm_plan_node_down(const struct rdm_plan *p, const char *node, 
 struct rdm_plan *rdm_plan_node_up(const struct rdm_plan *p, const char *node, char *err,
 				  size_t errlen);
 
+/* A plan for spec that keeps replicas where they are: every replica of keep (by id,
+ * "dpi-2") that spec still has stays on its node and port while that node is up (down,
+ * one flag per rack node, NULL: none), carries the stage's labels and has the cores;
+ * the others are placed as rdm_plan_new would. counts gives each stage's replicas
+ * (NULL: spec's). For `ctl apply` (keep = the running plan) and for a restart (keep =
+ * the placement the orchestrator saved). NULL with errno and "FILE:LINE:COL: message"
+ * in err, as rdm_plan_new. */
+struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,
+				 const int *counts, const unsigned char *down,
+				 const struct rdm_replica *keep, int n_keep, char *err, size_t errlen);
+
 /* A copy of p (same rack and spec), or NULL with errno ENOMEM. */
 struct rdm_plan *rdm_plan_copy(const struct rdm_plan *p);
 

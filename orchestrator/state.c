@@ -13,60 +13,116 @@
 #include "node/yaml.h"
 #include "orchestrator/plan.h"
 
-int rdm_state_add_op(struct rdm_orch_state *s, const char *op)
-{
-	char **ops, *dup;
-
-	if (s->n_ops >= RDM_STATE_MAX_OPS)
-		return -E2BIG;
-	ops = realloc(s->ops, sizeof(*ops) * (size_t)(s->n_ops + 1));
-	if (!ops)
-		return -ENOMEM;
-	s->ops = ops;
-	dup = strdup(op);
-	if (!dup)
-		return -ENOMEM;
-	s->ops[s->n_ops++] = dup;
-	return 0;
-}
-
-void rdm_state_clear_ops(struct rdm_orch_state *s)
-{
-	for (int i = 0; i < s->n_ops; i++)
-		free(s->ops[i]);
-	free(s->ops);
-	s->ops = NULL;
-	s->n_ops = 0;
-}
-
 void rdm_state_free(struct rdm_orch_state *s)
 {
-	rdm_state_clear_ops(s);
+	free(s->file);
 	free(s->chain);
+	free(s->down);
+	free(s->replicas);
 	memset(s, 0, sizeof(*s));
 }
 
-/* An op is a verb and its words, each a plain name or number: checked when loaded so
- * that a hand-edited file fails at load with its position, not halfway through replay. */
-static int op_ok(const char *op)
+/* A name as rack.yaml allows one (letters, digits, _ . -), into out. */
+static int get_name(const struct rdm_ydoc *d, const struct rdm_ynode *map, const char *key,
+		    char *out, size_t outlen, char *err, size_t errlen)
 {
-	char verb[16], a[80], b[16], extra[2];
-	int n = sscanf(op, "%15s %79s %15s %1s", verb, a, b, extra);
+	const char *v;
+	int rc = rdm_ymap_str(d, map, key, NULL, &v, err, errlen);
 
-	if (!strcmp(verb, "scale"))
-		return n == 3 && strspn(b, "0123456789") == strlen(b);
-	if (!strcmp(verb, "dead") || !strcmp(verb, "drain") || !strcmp(verb, "up"))
-		return n == 2;
+	if (rc)
+		return rc;
+	if (!v)
+		return rdm_yerr(d, map, err, errlen, "'%s' is required", key);
+	if (!rdm_node_name_ok(v) || strlen(v) >= outlen)
+		return rdm_yerr(d, rdm_ymap_get(map, key), err, errlen, "%s: '%s' is not a name", key,
+				v);
+	snprintf(out, outlen, "%s", v);
+	return 0;
+}
+
+static int load_down(const struct rdm_ydoc *d, const struct rdm_ynode *seq,
+		     struct rdm_orch_state *s, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"node", "why", NULL};
+	size_t n = rdm_yseq_size(seq);
+	int rc;
+
+	s->down = calloc(n ? n : 1, sizeof(*s->down));
+	if (!s->down)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const struct rdm_ynode *it = rdm_yseq_item(seq, i);
+		struct rdm_state_down *dn = &s->down[s->n_down];
+		const char *why;
+
+		rc = rdm_yexpect(d, it, "down entry", RDM_YMAP, err, errlen);
+		if (!rc)
+			rc = rdm_ymap_check_keys(d, it, keys, err, errlen);
+		if (!rc)
+			rc = get_name(d, it, "node", dn->node, sizeof(dn->node), err, errlen);
+		if (!rc)
+			rc = rdm_ymap_str(d, it, "why", "dead", &why, err, errlen);
+		if (rc)
+			return rc;
+		if (!strcmp(why, "dead"))
+			dn->why = RDM_DOWN_DEAD;
+		else if (!strcmp(why, "drained"))
+			dn->why = RDM_DOWN_DRAINED;
+		else
+			return rdm_yerr(d, rdm_ymap_get(it, "why"), err, errlen,
+					"why: '%s' is not dead or drained", why);
+		s->n_down++;
+	}
+	return 0;
+}
+
+static int load_replicas(const struct rdm_ydoc *d, const struct rdm_ynode *seq,
+			 struct rdm_orch_state *s, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"id", "node", "port", NULL};
+	size_t n = rdm_yseq_size(seq);
+	int rc;
+
+	s->replicas = calloc(n ? n : 1, sizeof(*s->replicas));
+	if (!s->replicas)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const struct rdm_ynode *it = rdm_yseq_item(seq, i);
+		struct rdm_state_replica *r = &s->replicas[s->n_replicas];
+		uint64_t port;
+
+		rc = rdm_yexpect(d, it, "replica", RDM_YMAP, err, errlen);
+		if (!rc)
+			rc = rdm_ymap_check_keys(d, it, keys, err, errlen);
+		if (!rc)
+			rc = get_name(d, it, "id", r->id, sizeof(r->id), err, errlen);
+		if (!rc)
+			rc = get_name(d, it, "node", r->node, sizeof(r->node), err, errlen);
+		if (!rc)
+			rc = rdm_ymap_u64(d, it, "port", 1, 65535, 0, &port, err, errlen);
+		if (!rc && !port)
+			rc = rdm_yerr(d, it, err, errlen, "'port' is required");
+		for (int j = 0; !rc && j < s->n_replicas; j++)
+			if (!strcmp(s->replicas[j].id, r->id))
+				rc = rdm_yerr(d, rdm_ymap_get(it, "id"), err, errlen,
+					      "replica '%s' twice", r->id);
+		if (rc)
+			return rc;
+		r->port = (uint16_t)port;
+		r->line = rdm_ynode_line(it);
+		r->col = rdm_ynode_col(it);
+		s->n_replicas++;
+	}
 	return 0;
 }
 
 int rdm_state_load(const char *path, struct rdm_orch_state *s, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"version", "epoch", "chain", "ops", NULL};
+	static const char *const keys[] = {"version", "epoch", "chain", "down", "replicas", NULL};
+	const struct rdm_ynode *root, *seq;
 	struct rdm_ydoc *d;
-	const struct rdm_ynode *root, *ops;
-	const char *chain;
-	uint64_t v;
+	const char *chain = NULL;
+	uint64_t v = 0;
 	int rc;
 
 	memset(s, 0, sizeof(*s));
@@ -74,19 +130,24 @@ int rdm_state_load(const char *path, struct rdm_orch_state *s, char *err, size_t
 		snprintf(err, errlen, "%s: no such file", path);
 		return -ENOENT;
 	}
+	errno = 0;
 	d = rdm_ydoc_load(path, err, errlen);
 	if (!d)
-		return -EINVAL;
+		return errno && errno != EINVAL ? -errno : -EINVAL;
 	root = rdm_ydoc_root(d);
-	rc = rdm_yexpect(d, root, "state", RDM_YMAP, err, errlen);
+	/* An empty file (or only comments) has no root node: no position to report. */
+	rc = root ? rdm_yexpect(d, root, "state", RDM_YMAP, err, errlen)
+		  : rdm_yerr(d, NULL, err, errlen, "state: the file is empty");
 	if (!rc)
 		rc = rdm_ymap_check_keys(d, root, keys, err, errlen);
+	if (!rc && !rdm_ymap_get(root, "version"))
+		rc = rdm_yerr(d, root, err, errlen, "no version (this orchestrator reads %d)",
+			      RDM_STATE_VERSION);
 	if (!rc)
 		rc = rdm_ymap_u64(d, root, "version", 1, UINT32_MAX, 0, &v, err, errlen);
 	if (!rc && v != RDM_STATE_VERSION)
 		rc = rdm_yerr(d, rdm_ymap_get(root, "version"), err, errlen,
-			      "state version %" PRIu64 " (this orchestrator reads %d)", v,
-			      RDM_STATE_VERSION);
+			      "version %" PRIu64 " (this orchestrator reads %d)", v, RDM_STATE_VERSION);
 	if (!rc)
 		rc = rdm_ymap_u64(d, root, "epoch", 1, INT64_MAX, 0, &s->epoch, err, errlen);
 	if (!rc && !s->epoch)
@@ -98,22 +159,20 @@ int rdm_state_load(const char *path, struct rdm_orch_state *s, char *err, size_t
 			      "chain: an absolute path is required");
 	if (!rc && !(s->chain = strdup(chain)))
 		rc = -ENOMEM;
-	ops = rdm_ymap_get(root, "ops");
-	if (!rc && ops && !rdm_ynode_is_null(ops))
-		rc = rdm_yexpect(d, ops, "ops", RDM_YSEQ, err, errlen);
-	for (size_t i = 0; !rc && ops && !rdm_ynode_is_null(ops) && i < rdm_yseq_size(ops); i++) {
-		const struct rdm_ynode *it = rdm_yseq_item(ops, i);
-		const char *op;
-
-		rc = rdm_yget_str(d, it, &op, err, errlen);
-		if (!rc && !op_ok(op))
-			rc = rdm_yerr(d, it, err, errlen,
-				      "'%s' is not an operation (scale STAGE N, dead NODE, drain "
-				      "NODE, up NODE)",
-				      op);
+	seq = rdm_ymap_get(root, "down");
+	if (!rc && seq && !rdm_ynode_is_null(seq)) {
+		rc = rdm_yexpect(d, seq, "down", RDM_YSEQ, err, errlen);
 		if (!rc)
-			rc = rdm_state_add_op(s, op);
+			rc = load_down(d, seq, s, err, errlen);
 	}
+	seq = rdm_ymap_get(root, "replicas");
+	if (!rc && seq && !rdm_ynode_is_null(seq)) {
+		rc = rdm_yexpect(d, seq, "replicas", RDM_YSEQ, err, errlen);
+		if (!rc)
+			rc = load_replicas(d, seq, s, err, errlen);
+	}
+	if (!rc && !(s->file = strdup(path)))
+		rc = -ENOMEM;
 	rdm_ydoc_free(d);
 	if (rc) {
 		if (rc == -ENOMEM)
@@ -123,19 +182,61 @@ int rdm_state_load(const char *path, struct rdm_orch_state *s, char *err, size_t
 	return rc;
 }
 
-/* A YAML double-quoted scalar: every byte but '"', '\\' and printable ASCII escaped. */
+static int utf8_seq(const unsigned char *s, uint32_t *cp)
+{
+	static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+	int n = s[0] < 0x80		       ? 1
+		: s[0] >= 0xc2 && s[0] <= 0xdf ? 2
+		: (s[0] & 0xf0) == 0xe0	       ? 3
+		: s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+					       : 0;
+	uint32_t c;
+
+	if (!n)
+		return 0;
+	c = n == 1 ? s[0] : s[0] & (0x7f >> n);
+	for (int i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (s[i] & 0x3f);
+	}
+	if (c < min[n] || (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+		return 0;
+	*cp = c;
+	return n;
+}
+static int utf8_ok(const char *s)
+{
+	uint32_t cp;
+
+	for (int n; *s; s += n)
+		if (!(n = utf8_seq((const unsigned char *)s, &cp)))
+			return 0;
+	return 1;
+}
+/* A YAML double-quoted scalar of the UTF-8 string s (see utf8_ok), in plain ASCII: '"'
+ * and '\\' escaped, control bytes as \xNN, every other code point past ASCII as \uXXXX
+ * or \UXXXXXXXX. Escaping them (rather than writing the bytes) keeps the file ASCII and
+ * sidesteps what YAML makes of some of them unescaped (U+0085, U+2028 and U+2029 are line
+ * breaks there, folded in a quoted scalar). \xNN is only right below 0x80: YAML reads it
+ * as a code point, so \xe9 would come back as the two bytes of U+00E9. */
 static void put_quoted(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (; *s; s++) {
+	while (*s) {
 		unsigned char c = (unsigned char)*s;
+		uint32_t cp = 0;
+		int n = utf8_seq((const unsigned char *)s, &cp);
 
-		if (c == '"' || c == '\\')
+		if (n > 1)
+			fprintf(f, cp > 0xffff ? "\\U%08" PRIX32 : "\\u%04" PRIX32, cp);
+		else if (c == '"' || c == '\\')
 			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
+		else if (c < 0x20 || c == 0x7f)
 			fprintf(f, "\\x%02x", c);
 		else
 			fputc(c, f);
+		s += n > 1 ? n : 1;
 	}
 	fputc('"', f);
 }
@@ -146,6 +247,12 @@ int rdm_state_save(const char *path, const struct rdm_orch_state *s, char *err, 
 	FILE *f;
 	int fd, rc = 0;
 
+	if (!s->chain || !utf8_ok(s->chain)) {
+		/* YAML text is Unicode: such a path could not be read back byte for byte. */
+		snprintf(err, errlen, "%s: %s", path,
+			 s->chain ? "the chain file's path is not valid UTF-8" : "state has no chain file");
+		return -EINVAL;
+	}
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
 		snprintf(err, errlen, "%s: path too long", path);
 		return -ENAMETOOLONG;
@@ -162,15 +269,14 @@ int rdm_state_save(const char *path, const struct rdm_orch_state *s, char *err, 
 		"version: %d\nepoch: %" PRIu64 "\nchain: ",
 		RDM_STATE_VERSION, s->epoch);
 	put_quoted(f, s->chain);
-	fputs("\nops:", f);
-	if (!s->n_ops)
-		fputs(" []", f);
-	fputc('\n', f);
-	for (int i = 0; i < s->n_ops; i++) {
-		fputs("  - ", f);
-		put_quoted(f, s->ops[i]);
-		fputc('\n', f);
-	}
+	fprintf(f, "\ndown:%s\n", s->n_down ? "" : " []");
+	for (int i = 0; i < s->n_down; i++)
+		fprintf(f, "  - {node: %s, why: %s}\n", s->down[i].node,
+			s->down[i].why == RDM_DOWN_DRAINED ? "drained" : "dead");
+	fprintf(f, "replicas:%s\n", s->n_replicas ? "" : " []");
+	for (int i = 0; i < s->n_replicas; i++)
+		fprintf(f, "  - {id: %s, node: %s, port: %u}\n", s->replicas[i].id,
+			s->replicas[i].node, s->replicas[i].port);
 	if (fflush(f) || fsync(fileno(f)) < 0)
 		rc = -errno;
 	if (fclose(f) && !rc)
@@ -192,24 +298,109 @@ int rdm_state_save(const char *path, const struct rdm_orch_state *s, char *err, 
 	return 0;
 }
 
-struct rdm_plan *rdm_state_apply_op(const struct rdm_plan *p, const char *op, char *err,
-				    size_t errlen)
+int rdm_state_set_plan(struct rdm_orch_state *s, const struct rdm_plan *p,
+		       const enum rdm_down_why *why)
 {
-	char verb[16], a[80];
-	int n = 0;
+	const struct rdm_rack *rack = p->rack;
+	struct rdm_state_replica *reps = calloc((size_t)p->n_replicas + 1, sizeof(*reps));
+	struct rdm_state_down *down = calloc((size_t)rack->n_nodes + 1, sizeof(*down));
+	int n_down = 0;
 
-	if (sscanf(op, "%15s %79s %d", verb, a, &n) < 2) {
-		snprintf(err, errlen, "'%s' is not an operation", op);
-		errno = EINVAL;
-		return NULL;
+	if (!reps || !down) {
+		free(reps);
+		free(down);
+		return -ENOMEM;
 	}
-	if (!strcmp(verb, "scale"))
-		return rdm_plan_scale(p, a, n, err, errlen);
-	if (!strcmp(verb, "dead") || !strcmp(verb, "drain"))
-		return rdm_plan_node_down(p, a, err, errlen);
-	if (!strcmp(verb, "up"))
-		return rdm_plan_node_up(p, a, err, errlen);
-	snprintf(err, errlen, "'%s' is not an operation", op);
-	errno = EINVAL;
-	return NULL;
+	for (int i = 0; i < p->n_replicas; i++) {
+		snprintf(reps[i].id, sizeof(reps[i].id), "%s", p->replicas[i].id);
+		snprintf(reps[i].node, sizeof(reps[i].node), "%s",
+			 rack->nodes[p->replicas[i].node].name);
+		reps[i].port = p->replicas[i].port;
+	}
+	for (int k = 0; k < rack->n_nodes; k++)
+		if (p->down[k]) {
+			snprintf(down[n_down].node, sizeof(down[n_down].node), "%s", rack->nodes[k].name);
+			down[n_down++].why = why && why[k] == RDM_DOWN_DRAINED ? RDM_DOWN_DRAINED
+									   : RDM_DOWN_DEAD;
+		}
+	free(s->replicas);
+	free(s->down);
+	s->replicas = reps;
+	s->n_replicas = p->n_replicas;
+	s->down = down;
+	s->n_down = n_down;
+	return 0;
+}
+
+/* "FILE:LINE:COL: " for replica r, or "FILE: " */
+static void where(const struct rdm_orch_state *s, const struct rdm_state_replica *r, char *out,
+		  size_t len)
+{
+	if (r && r->line)
+		snprintf(out, len, "%s:%d:%d: ", s->file ? s->file : "state", r->line, r->col);
+	else
+		snprintf(out, len, "%s: ", s->file ? s->file : "state");
+}
+
+struct rdm_plan *rdm_state_plan(const struct rdm_orch_state *s, const struct rdm_rack *rack,
+				const struct rdm_chain_spec *spec, char *err, size_t errlen)
+{
+	int *counts = calloc((size_t)spec->n_stages, sizeof(int));
+	unsigned char *down = calloc((size_t)rack->n_nodes + 1, 1);
+	struct rdm_replica *keep = calloc((size_t)s->n_replicas + 1, sizeof(*keep));
+	struct rdm_plan *p = NULL;
+	char at[PATH_MAX + 32];
+
+	if (!counts || !down || !keep) {
+		snprintf(err, errlen, "out of memory");
+		errno = ENOMEM;
+		goto out;
+	}
+	for (int i = 0; i < s->n_down; i++) {
+		int k = rdm_rack_find(rack, s->down[i].node);
+
+		if (k < 0) {
+			where(s, NULL, at, sizeof(at));
+			snprintf(err, errlen, "%sdown node '%s' is not in %s", at, s->down[i].node,
+				 rack->file);
+			errno = ENOENT;
+			goto out;
+		}
+		down[k] = 1;
+	}
+	for (int i = 0; i < s->n_replicas; i++) {
+		const struct rdm_state_replica *r = &s->replicas[i];
+		const char *dash = strrchr(r->id, '-');
+		char stage[RDM_RACK_NAME_MAX + 1];
+		int st, n;
+
+		where(s, r, at, sizeof(at));
+		if (!dash || sscanf(dash + 1, "%d", &n) != 1 || n < 1 || n > RDM_PLAN_MAX_REPLICAS) {
+			snprintf(err, errlen, "%sreplica id '%s' is not STAGE-N", at, r->id);
+			errno = EINVAL;
+			goto out;
+		}
+		snprintf(stage, sizeof(stage), "%.*s", (int)(dash - r->id), r->id);
+		st = rdm_chain_spec_find(spec, stage);
+		if (st < 0) {
+			snprintf(err, errlen, "%sreplica '%s': no stage '%s' in %s", at, r->id, stage,
+				 spec->file);
+			errno = ENOENT;
+			goto out;
+		}
+		if (n > counts[st])
+			counts[st] = n;
+		snprintf(keep[i].id, sizeof(keep[i].id), "%s", r->id);
+		keep[i].node = rdm_rack_find(rack, r->node); /* -1: placed afresh */
+		keep[i].port = r->port;
+	}
+	for (int st = 0; st < spec->n_stages; st++)
+		if (!counts[st])
+			counts[st] = spec->stages[st].replicas;
+	p = rdm_plan_rebase(rack, spec, counts, down, keep, s->n_replicas, err, errlen);
+out:
+	free(counts);
+	free(down);
+	free(keep);
+	return p;
 }

@@ -1,20 +1,19 @@
 /* The orchestrator's desired state, persisted so that a restarted orchestrator runs the
- * same deployment: the chain file in force, the epoch, and the operations applied to the
- * chain's first plan since, in order (scale, a node declared dead or drained, a node back).
- * Placement is deterministic, so replaying the operations on the chain's plan yields
- * the very plan that was running, replica for replica.
+ * same deployment: the chain file in force, the epoch, the nodes marked down (and why),
+ * and where every replica runs. The placement is saved as it is, not re-derived, so a
+ * restart (even by a newer rdmesh whose placement rules changed) moves nothing.
  *
  * The file is YAML, written whole to FILE.tmp, synced, and renamed over FILE, so a crash
  * leaves the old state or the new one, never half of either:
  *
  *   version: 1
  *   epoch: 7
- *   chain: /etc/rdmesh/chain.yaml
- *   ops:
- *     - scale dpi 3
- *     - dead host4
- *     - drain host2
- *     - up host4
+ *   chain: "/etc/rdmesh/chain.yaml"
+ *   down:
+ *     - {node: host4, why: dead}
+ *   replicas:
+ *     - {id: edge-1, node: host1, port: 7100}
+ *     - {id: dpi-1, node: host2, port: 7100}
  */
 #ifndef RDM_STATE_H
 #define RDM_STATE_H
@@ -22,16 +21,35 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "orchestrator/rack.h"
+
 #define RDM_STATE_VERSION 1
-#define RDM_STATE_MAX_OPS 4096
 
 struct rdm_plan;
+struct rdm_chain_spec;
+
+enum rdm_down_why { RDM_DOWN_DEAD = 1, RDM_DOWN_DRAINED };
+
+struct rdm_state_down {
+	char node[RDM_RACK_NAME_MAX + 1];
+	enum rdm_down_why why;
+};
+
+struct rdm_state_replica {
+	char id[RDM_RACK_NAME_MAX + 1];
+	char node[RDM_RACK_NAME_MAX + 1];
+	uint16_t port;
+	int line, col; /* where it was read from, for errors; 0 when not read */
+};
 
 struct rdm_orch_state {
+	char *file; /* where it was loaded from, or NULL */
 	uint64_t epoch;
 	char *chain; /* absolute path of the chain file */
-	char **ops;
-	int n_ops;
+	struct rdm_state_down *down;
+	int n_down;
+	struct rdm_state_replica *replicas;
+	int n_replicas;
 };
 
 /* Loads path into *s. 0; -ENOENT when there is no such file (*s zeroed); other -errno
@@ -39,20 +57,23 @@ struct rdm_orch_state {
 int rdm_state_load(const char *path, struct rdm_orch_state *s, char *err, size_t errlen);
 
 /* Writes s to path atomically (path.tmp, fsync, rename, fsync of the directory).
- * 0, or -errno with the reason in err. */
+ * 0, or -errno with the reason in err; the file is then as it was. */
 int rdm_state_save(const char *path, const struct rdm_orch_state *s, char *err, size_t errlen);
 
-/* Appends an operation ("scale dpi 3"); 0 or -ENOMEM / -E2BIG. */
-int rdm_state_add_op(struct rdm_orch_state *s, const char *op);
+/* Makes s describe plan p: its replicas' nodes and ports, and its down nodes, each
+ * with why[k] (per rack node; NULL: all dead). epoch and chain are left alone.
+ * 0 or -ENOMEM (s unchanged). */
+int rdm_state_set_plan(struct rdm_orch_state *s, const struct rdm_plan *p,
+		       const enum rdm_down_why *why);
 
-/* Drops every operation. */
-void rdm_state_clear_ops(struct rdm_orch_state *s);
+/* The plan s describes for rack and spec: every saved replica on its node and port
+ * (rdm_plan_rebase), each stage with as many replicas as saved (a stage with none saved:
+ * the spec's count), the saved nodes down. Replicas that no longer fit (a node gone
+ * from the rack, labels changed) are placed afresh; the caller compares. NULL with
+ * errno and a message in err ("STATE:LINE:COL: no node 'host9' in rack.yaml"). */
+struct rdm_plan *rdm_state_plan(const struct rdm_orch_state *s, const struct rdm_rack *rack,
+				const struct rdm_chain_spec *spec, char *err, size_t errlen);
 
 void rdm_state_free(struct rdm_orch_state *s);
-
-/* Applies one operation to p: "scale STAGE N", "dead NODE" and "drain NODE" (both mark
- * the node down), "up NODE". Returns the new plan, or NULL with errno and err. */
-struct rdm_plan *rdm_state_apply_op(const struct rdm_plan *p, const char *op, char *err,
-				    size_t errlen);
 
 #endif

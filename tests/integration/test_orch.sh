@@ -169,6 +169,29 @@ if until_status 5 '$5 == "running" { r[$1] = 1 } $1 == "host4" && $2 == "up" { h
 else
 	fail "deployment changed by refused peers: $(cat "$work/status")"
 fi
+# ctl apply: the same chain with two dpi replicas (paths made absolute: it lives elsewhere).
+awk -v d="$PWD" '/^  - name: dpi/ { dpi = 1 } dpi && /^    replicas: 1$/ { $0 = "    replicas: 2"; dpi = 0 }
+	{ sub(/directory: directory.yaml/, "directory: " d "/configs/directory.yaml")
+	  sub(/file: policy.yaml/, "file: " d "/configs/policy.yaml")
+	  sub(/file: ..\/build\/demo\/flows.json/, "file: " d "/build/demo/flows.json"); print }' \
+	configs/chain.yaml >"$work/two.yaml"
+ctl apply --dry-run "$work/two.yaml" >"$work/dry" 2>&1
+e1=$(epoch_now)
+if grep -q "+ dpi-2 on host" "$work/dry" && grep -q "dry run: nothing applied" "$work/dry" && [ "$e1" = "$e0" ] &&
+	ctl apply --yes "$work/two.yaml" >"$work/apply" 2>&1 && grep -q "applied: epoch $((e0 + 1))" "$work/apply" &&
+	replica_is dpi-2 host4 running 10; then
+	pass "ctl apply: the dry run shows '$(grep -o '+ dpi-2 on host[0-9]' "$work/dry")' and changes nothing; applied, epoch $((e0 + 1)), dpi-2 running on host4"
+else
+	fail "ctl apply: dry run '$(cat "$work/dry")' apply '$(cat "$work/apply" 2>/dev/null)' status $(cat "$work/status")"
+fi
+# ctl drain: host2's replica moves, host2 gets no new ones.
+if ctl drain host2 >"$work/drain" 2>&1 && grep -q "~ dpi-1: host2 -> host" "$work/drain" &&
+	to=$(sed -n 's/.*~ dpi-1: host2 -> \(host[0-9]\).*/\1/p' "$work/drain") &&
+	replica_is dpi-1 "$to" running 10 && awk '$1 == "host2" && $2 == "drained" { ok = 1 } END { exit !ok }' "$work/status"; then
+	pass "ctl drain host2: dpi-1 runs on $to, host2 is drained ($(tr '\n' ' ' <"$work/drain" | tr -s ' '))"
+else
+	fail "ctl drain: '$(cat "$work/drain")' status $(cat "$work/status")"
+fi
 stop_all
 
 # --- 2. scale dpi 1 -> 3 -> 1 under traffic --------------------------------------------
