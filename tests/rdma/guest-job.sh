@@ -22,3 +22,4 @@ if [ $rc -ne 0 ]; then
 	grep -q '^not ok' "$tap" || echo "FAIL test_rdma (exit $rc)"
 fi
 bash tests/rdma/chain.sh
+bash tests/rdma/orch.sh
