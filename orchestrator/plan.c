@@ -1334,7 +1334,9 @@ struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_c
 			const struct rdm_replica *o = &keep[j];
 			int k = o->node, taken = 0;
 
-			if (strcmp(o->id, r->id) || k < 0 || k >= rack->n_nodes || (down && down[k]) ||
+			if (strcmp(o->id, r->id))
+				continue;
+			if (k < 0 || k >= rack->n_nodes || (down && down[k]) ||
 			    !labels_match(&rack->nodes[k], st) ||
 			    used[k] + st->workers > rack->nodes[k].capacity ||
 			    o->port < rack->port_first || o->port > rack->port_last)
