@@ -443,8 +443,7 @@ static int metrics_report(void *arg, FILE *out)
 	pthread_mutex_lock(&a->lock);
 	for (int i = 0; i < a->n; i++)
 		assigned += !a->r[i]->stopping;
-	fprintf(out, "agent %s\nepoch %" PRIu64 "\nreplicas %d\n", a->o->name, a->epoch,
-		assigned);
+	fprintf(out, "agent %s\nepoch %" PRIu64 "\nreplicas %d\n", a->o->name, a->epoch, assigned);
 	for (int i = 0; i < a->n; i++) {
 		int shadowed = 0;
 
@@ -461,7 +460,7 @@ static int metrics_report(void *arg, FILE *out)
 int rdm_agent_run(const struct rdm_agent_opts *o)
 {
 	struct agent a = {.o = o, .hb_ms = RDM_ORCH_HEARTBEAT_MS, .dead_ms = RDM_ORCH_DEAD_MS,
-			  .backoff_ms = BACKOFF_MIN_MS, .lock = PTHREAD_MUTEX_INITIALIZER};
+			  .backoff_ms = BACKOFF_MIN_MS};
 	struct rdm_metrics *metrics = NULL;
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], err[512];
 	sigset_t set;
@@ -486,11 +485,13 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 		rdm_tls_ctx_free(a.tls);
 		return 1;
 	}
+	pthread_mutex_init(&a.lock, NULL); /* never fails for default attributes */
 	/* The server's thread inherits the caller's mask, which blocks our signals. */
 	if (o->metrics) {
 		metrics = rdm_metrics_start_fn(o->metrics, metrics_report, &a, err, sizeof(err));
 		if (!metrics) {
 			fprintf(stderr, "rdmesh: %s: %s\n", o->name, err);
+			pthread_mutex_destroy(&a.lock);
 			rdm_tls_ctx_free(a.tls);
 			return 1;
 		}
@@ -531,6 +532,7 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 		housekeeping(&a);
 	}
 	rdm_metrics_stop(metrics);
+	pthread_mutex_destroy(&a.lock);
 	rdm_tls_close(a.c);
 	rdm_tls_ctx_free(a.tls);
 	alog(&a, "stopped");

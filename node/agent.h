@@ -28,11 +28,11 @@
 #define RDM_AGENT_STOP_GRACE_MS 3000 /* after drain_ms, before a removed replica stops */
 
 struct rdm_agent_opts {
-	const char *orch;  /* "IP:PORT" */
-	const char *name;  /* this node's name in rack.yaml and its certificate */
-	const char *certs; /* DIR with ca.pem, NAME.pem, NAME.key */
-	const char *dir;   /* where the chain, stats and logs of replicas go */
-	int drain_ms;	   /* how long a stopping replica drains its queues */
+	const char *orch;    /* "IP:PORT" */
+	const char *name;    /* this node's name in rack.yaml and its certificate */
+	const char *certs;   /* DIR with ca.pem, NAME.pem, NAME.key */
+	const char *dir;     /* where the chain, stats and logs of replicas go */
+	int drain_ms;	     /* how long a stopping replica drains its queues */
 	const char *metrics; /* "IP:PORT" to serve metrics on, or NULL for none */
 };
 

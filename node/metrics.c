@@ -257,7 +257,8 @@ static int sample(struct conv *c, int fam, const char *suffix, const char *extra
 	}
 	if (group)
 		for (int i = 0; i < c->ns; i++)
-			if (c->s[i].fam == fam && c->s[i].group && !strcmp(c->s[i].group, s->group)) {
+			if (c->s[i].fam == fam && c->s[i].group &&
+			    !strcmp(c->s[i].group, s->group)) {
 				s->group_seq = c->s[i].group_seq;
 				break;
 			}

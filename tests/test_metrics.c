@@ -576,7 +576,8 @@ Test(metrics, several_reports_one_family_each_with_every_node)
 			 "0.001220607\n"
 			 "rdmesh_hop_latency_seconds_count{node=\"sase-2\",hop=\"1\"} 5852\n"),
 		  "%s", out);
-	has_line(out, "rdmesh_stage_rule_hits_total{node=\"sase-2\",stage=\"policy\",rule=\"4\"} 75");
+	has_line(out,
+		 "rdmesh_stage_rule_hits_total{node=\"sase-2\",stage=\"policy\",rule=\"4\"} 75");
 	has_line(out, "rdmesh_drops_total{node=\"edge-in\",reason=\"reply_no_client\"} 6");
 	has_line(out, "rdmesh_drops_total{node=\"sase-2\",reason=\"stage_verdict\"} 142");
 	/* The agent's own gauges, labelled by the agent. */
@@ -615,14 +616,15 @@ Test(metrics, empty_text_is_an_empty_exposition)
 	/* An agent with no replica yet: only its own gauges. */
 	out = render("agent host1\nepoch 0\nreplicas 0\n", &rc);
 	cr_assert_eq(rc, 0);
-	cr_assert_str_eq(out, "# HELP rdmesh_agent_epoch Epoch of the last assignment the agent "
-			      "applied; 0 until the first (agent key epoch).\n"
-			      "# TYPE rdmesh_agent_epoch gauge\n"
-			      "rdmesh_agent_epoch{agent=\"host1\"} 0\n"
-			      "# HELP rdmesh_agent_replicas Replicas assigned to the agent (running "
-			      "or ended; not leaving ones) (agent key replicas).\n"
-			      "# TYPE rdmesh_agent_replicas gauge\n"
-			      "rdmesh_agent_replicas{agent=\"host1\"} 0\n");
+	cr_assert_str_eq(out,
+			 "# HELP rdmesh_agent_epoch Epoch of the last assignment the agent "
+			 "applied; 0 until the first (agent key epoch).\n"
+			 "# TYPE rdmesh_agent_epoch gauge\n"
+			 "rdmesh_agent_epoch{agent=\"host1\"} 0\n"
+			 "# HELP rdmesh_agent_replicas Replicas assigned to the agent (running "
+			 "or ended; not leaving ones) (agent key replicas).\n"
+			 "# TYPE rdmesh_agent_replicas gauge\n"
+			 "rdmesh_agent_replicas{agent=\"host1\"} 0\n");
 	free(out);
 }
 
@@ -789,14 +791,13 @@ static char *body_of(char *r)
 	return b + 4;
 }
 
-Test(metrics, callback_server_serves_every_node, .init = node_up, .fini = node_down,
-     .timeout = 20)
+Test(metrics, callback_server_serves_every_node, .init = node_up, .fini = node_down, .timeout = 20)
 {
 	static const char get[] = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 	struct several s = {.n = node};
 	char err[256], msg[256], *r, *body;
-	struct rdm_metrics *m = rdm_metrics_start_fn("127.0.0.1:0", several_report, &s, err,
-						     sizeof(err));
+	struct rdm_metrics *m =
+	    rdm_metrics_start_fn("127.0.0.1:0", several_report, &s, err, sizeof(err));
 	int port, status;
 
 	cr_assert_not_null(m, "%s", err);
