@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "node/config.h"
+#include "node/metrics.h"
 #include "node/node.h"
 #include "orchestrator/msg.h"
 #include "orchestrator/orch.h"
@@ -52,6 +53,10 @@ struct agent {
 	struct replica *r[MAX_REPLICAS];
 	int n;
 	char chain_path[PATH_MAX];
+	/* Held by the main thread while it changes the list (r, n, stopping, epoch) and
+	 * while it calls rdm_node_report (a static scratch buffer), and by the metrics
+	 * callback; the main thread reads the list without it (it is the only writer). */
+	pthread_mutex_t lock;
 };
 
 static void alog(const struct agent *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -173,8 +178,11 @@ static void housekeeping(struct agent *a)
 	for (int i = 0; i < a->n; i++) {
 		struct replica *r = a->r[i];
 
-		if (!r->joined && atomic_load(&r->ended))
+		if (!r->joined && atomic_load(&r->ended)) {
+			pthread_mutex_lock(&a->lock);
 			reap(a, r);
+			pthread_mutex_unlock(&a->lock);
+		}
 		/* A leaving replica whose upstreams all closed (they drained it) need not
 		 * wait for the timer: a second without upstreams will do. */
 		if (r->stop_at_ns && !r->joined) {
@@ -191,7 +199,9 @@ static void housekeeping(struct agent *a)
 			rdm_node_stop(r->node);
 		}
 		if (r->stopping && r->joined) {
+			pthread_mutex_lock(&a->lock);
 			drop_replica(a, i);
+			pthread_mutex_unlock(&a->lock);
 			i--;
 		}
 	}
@@ -304,6 +314,7 @@ static void take_assign(struct agent *a, const struct rdm_msg *m)
 		reply_applied(a, m->epoch, why);
 		return;
 	}
+	pthread_mutex_lock(&a->lock); /* until the list is the new one */
 	a->epoch = m->epoch;
 	if (hb && atoi(hb) > 0)
 		a->hb_ms = atoi(hb);
@@ -355,6 +366,7 @@ static void take_assign(struct agent *a, const struct rdm_msg *m)
 		else if (!r)
 			start(a, id); /* a failure is logged and shows in the heartbeat */
 	}
+	pthread_mutex_unlock(&a->lock);
 	reply_applied(a, m->epoch, "ok");
 }
 
@@ -367,6 +379,7 @@ static void heartbeat(struct agent *a)
 
 	if (!f)
 		return;
+	pthread_mutex_lock(&a->lock);
 	for (int i = 0; i < a->n; i++) {
 		struct replica *r = a->r[i];
 
@@ -375,6 +388,7 @@ static void heartbeat(struct agent *a)
 		fprintf(f, "replica %s %s\n", r->id, r->state);
 		rdm_node_report(r->node, f);
 	}
+	pthread_mutex_unlock(&a->lock);
 	fclose(f);
 	running(a, run, sizeof(run));
 	if (rdm_msg_send(a->c, "heartbeat", a->epoch, kv, body, len, RDM_ORCH_SEND_MS) < 0)
@@ -416,10 +430,38 @@ static void channel(struct agent *a)
 		heartbeat(a);
 }
 
+/* --metrics (rdm_metrics_start_fn's report, on the server's thread): the agent's
+ * gauges, then the report of every replica it has. A leaving replica is reported until
+ * it is freed, unless another replica has its id (one moving within this node: the
+ * assigned one, or the first leaving one, is reported; the same series twice would fail
+ * the scrape). */
+static int metrics_report(void *arg, FILE *out)
+{
+	struct agent *a = arg;
+	int assigned = 0;
+
+	pthread_mutex_lock(&a->lock);
+	for (int i = 0; i < a->n; i++)
+		assigned += !a->r[i]->stopping;
+	fprintf(out, "agent %s\nepoch %" PRIu64 "\nreplicas %d\n", a->o->name, a->epoch, assigned);
+	for (int i = 0; i < a->n; i++) {
+		int shadowed = 0;
+
+		for (int j = 0; j < a->n && a->r[i]->stopping && !shadowed; j++)
+			shadowed = j != i && !strcmp(a->r[j]->id, a->r[i]->id) &&
+				   (!a->r[j]->stopping || j < i);
+		if (!shadowed)
+			rdm_node_report(a->r[i]->node, out);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return ferror(out) ? -EIO : 0;
+}
+
 int rdm_agent_run(const struct rdm_agent_opts *o)
 {
 	struct agent a = {.o = o, .hb_ms = RDM_ORCH_HEARTBEAT_MS, .dead_ms = RDM_ORCH_DEAD_MS,
 			  .backoff_ms = BACKOFF_MIN_MS};
+	struct rdm_metrics *metrics = NULL;
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], err[512];
 	sigset_t set;
 	int stop = 0;
@@ -443,6 +485,19 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 		rdm_tls_ctx_free(a.tls);
 		return 1;
 	}
+	pthread_mutex_init(&a.lock, NULL); /* never fails for default attributes */
+	/* The server's thread inherits the caller's mask, which blocks our signals. */
+	if (o->metrics) {
+		metrics = rdm_metrics_start_fn(o->metrics, metrics_report, &a, err, sizeof(err));
+		if (!metrics) {
+			fprintf(stderr, "rdmesh: %s: %s\n", o->name, err);
+			pthread_mutex_destroy(&a.lock);
+			rdm_tls_ctx_free(a.tls);
+			return 1;
+		}
+		alog(&a, "metrics on http://%s/metrics (port %d)", o->metrics,
+		     rdm_metrics_port(metrics));
+	}
 	alog(&a, "agent for %s (state in %s)", o->orch, o->dir);
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
@@ -457,12 +512,14 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 			stop = 1;
 			if (a.c)
 				hang_up(&a, "stopping");
+			pthread_mutex_lock(&a.lock);
 			for (int i = 0; i < a.n; i++) {
 				a.r[i]->stopping = 1;
 				a.r[i]->stop_at_ns = 0;
 				if (!a.r[i]->joined)
 					rdm_node_stop(a.r[i]->node);
 			}
+			pthread_mutex_unlock(&a.lock);
 		}
 		if (sig == SIGHUP)
 			for (int i = 0; i < a.n; i++)
@@ -474,6 +531,8 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 			usleep(POLL_MS * 1000);
 		housekeeping(&a);
 	}
+	rdm_metrics_stop(metrics);
+	pthread_mutex_destroy(&a.lock);
 	rdm_tls_close(a.c);
 	rdm_tls_ctx_free(a.tls);
 	alog(&a, "stopped");

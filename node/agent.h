@@ -18,18 +18,22 @@
  *  - The data plane never waits on the channel: when the orchestrator is gone the
  *    replicas go on forwarding on the last assignment, and the agent keeps redialling.
  *  - SIGTERM/SIGINT stop every replica (draining) and exit; SIGHUP reloads them. A
- *    replica that ends writes its counters to DIR/ID.stats. */
+ *    replica that ends writes its counters to DIR/ID.stats.
+ *  - With metrics set, Prometheus text on http://METRICS/metrics (node/metrics.h): in
+ *    one scrape every replica the agent has (node="ID"; a leaving one until it is
+ *    freed), plus rdmesh_agent_epoch and rdmesh_agent_replicas {agent="NAME"}. */
 #ifndef RDM_AGENT_H
 #define RDM_AGENT_H
 
 #define RDM_AGENT_STOP_GRACE_MS 3000 /* after drain_ms, before a removed replica stops */
 
 struct rdm_agent_opts {
-	const char *orch;  /* "IP:PORT" */
-	const char *name;  /* this node's name in rack.yaml and its certificate */
-	const char *certs; /* DIR with ca.pem, NAME.pem, NAME.key */
-	const char *dir;   /* where the chain, stats and logs of replicas go */
-	int drain_ms;	   /* how long a stopping replica drains its queues */
+	const char *orch;    /* "IP:PORT" */
+	const char *name;    /* this node's name in rack.yaml and its certificate */
+	const char *certs;   /* DIR with ca.pem, NAME.pem, NAME.key */
+	const char *dir;     /* where the chain, stats and logs of replicas go */
+	int drain_ms;	     /* how long a stopping replica drains its queues */
+	const char *metrics; /* "IP:PORT" to serve metrics on, or NULL for none */
 };
 
 /* Runs until SIGTERM/SIGINT (blocked by the caller in every thread first). Returns the

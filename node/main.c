@@ -23,9 +23,11 @@ static void usage(FILE *out)
 		"                      run one node of a chain until done or SIGTERM;\n"
 		"                      --metrics serves Prometheus text on http://IP:PORT/metrics\n"
 		"  node --orch IP:PORT --name NODE [--certs DIR] [--dir DIR] [--drain-ms MS]\n"
+		"       [--metrics IP:PORT]\n"
 		"                      a rack node run by the orchestrator: runs the replicas it is\n"
 		"                      assigned (certs: DIR/ca.pem, DIR/NODE.pem, DIR/NODE.key;\n"
 		"                      default certs/; its files go in --dir, default rdmesh-NODE)\n"
+		"                      --metrics serves all its replicas' metrics in one scrape\n"
 		"  orch --rack RACK.yaml --chain CHAIN.yaml [--certs DIR] [--state FILE] ...\n"
 		"                      the orchestrator (rdmesh orch --help)\n"
 		"  check CHAIN.yaml    validate a chain config and print its nodes\n"
@@ -74,11 +76,12 @@ static int cmd_node(int argc, char **argv)
 	}
 	if (orch) {
 		struct rdm_agent_opts ao = {.orch = orch, .name = name, .certs = certs,
-					    .drain_ms = drain_ms};
+					    .drain_ms = drain_ms, .metrics = metrics_at};
 
-		if (!name || config || stats || metrics_at || drain_ms < 0) {
+		if (!name || config || stats || drain_ms < 0) {
 			fprintf(stderr, "rdmesh: node --orch takes --name, and --certs, --dir, "
-					"--drain-ms; the chain comes from the orchestrator\n");
+					"--drain-ms, --metrics; the chain comes from the "
+					"orchestrator\n");
 			return 2;
 		}
 		if (!dir) {

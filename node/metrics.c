@@ -40,9 +40,10 @@ struct conv {
 	int nf, cf;
 	struct sample *s;
 	int ns, cs;
-	char *node;   /* the node label's value, escaped */
-	char *info;   /* ",key=\"value\"" for each non-numeric report value */
-	int info_fam; /* -1 until the node line */
+	const char *who; /* the section's label name: "node", or "agent" */
+	char *node;	 /* that label's value, escaped; NULL before the first section */
+	char *info;	 /* ",key=\"value\"" for each non-numeric report value */
+	int info_fam;	 /* -1 until the first node line */
 };
 
 /* Report keys whose values are levels, not running totals. Everything else is a
@@ -238,12 +239,16 @@ static int sample(struct conv *c, int fam, const char *suffix, const char *extra
 	s->sub = sub;
 	s->seq = c->ns;
 	s->group_seq = c->ns;
-	if (asprintf(&s->labels, "node=\"%s\"%s", c->node, extra) < 0) {
+	if (asprintf(&s->labels, "%s=\"%s\"%s", c->who, c->node, extra) < 0) {
 		s->labels = NULL;
 		return -ENOMEM;
 	}
 	s->value = strdup(value);
-	s->group = group ? strdup(group) : NULL;
+	/* The group is per node: one node's quantiles and count of a hop stay together,
+	 * and apart from another node's (node names hold no newline). */
+	s->group = NULL;
+	if (group && asprintf(&s->group, "%s\n%s", c->node, group) < 0)
+		s->group = NULL;
 	if (!s->value || (group && !s->group)) {
 		free(s->labels);
 		free(s->value);
@@ -252,7 +257,8 @@ static int sample(struct conv *c, int fam, const char *suffix, const char *extra
 	}
 	if (group)
 		for (int i = 0; i < c->ns; i++)
-			if (c->s[i].fam == fam && c->s[i].group && !strcmp(c->s[i].group, group)) {
+			if (c->s[i].fam == fam && c->s[i].group &&
+			    !strcmp(c->s[i].group, s->group)) {
 				s->group_seq = c->s[i].group_seq;
 				break;
 			}
@@ -432,7 +438,7 @@ static int conv_line(struct conv *c, const char *key, const char *value)
 		sanitize(label, 0);
 		if (!strcmp(label, "node") || (label[0] == '_' && label[1] == '_') ||
 		    (label[0] >= '0' && label[0] <= '9'))
-			return -EINVAL; /* a second node line, or no valid label name */
+			return -EINVAL; /* not a valid label name, or the node label */
 		snprintf(help, sizeof(help), ",%s=\"", label);
 		if (c->info && strstr(c->info, help))
 			return -EINVAL;
@@ -541,12 +547,75 @@ static void conv_free(struct conv *c)
 	free(c->info);
 }
 
-/* Parses the report line by line into c. */
+/* One "key value" line of an agent section: rdmesh_agent_<key>{agent="NAME"}, a
+ * gauge. The value must be a number. */
+static int conv_agent(struct conv *c, const char *key, const char *value)
+{
+	static const struct {
+		const char *key, *help;
+	} agent_help[] = {
+	    {"epoch", "Epoch of the last assignment the agent applied; 0 until the first"},
+	    {"replicas", "Replicas assigned to the agent (running or ended; not leaving ones)"},
+	};
+	char base[NAME_MAX_LEN], name[NAME_MAX_LEN], help[2 * NAME_MAX_LEN];
+	const char *h = NULL;
+
+	if (!is_number(value) || strlen(key) >= NAME_MAX_LEN - 16)
+		return -EINVAL;
+	snprintf(base, sizeof(base), "agent_%s", key);
+	metric_name(name, sizeof(name), base, 0);
+	for (size_t i = 0; i < sizeof(agent_help) / sizeof(agent_help[0]); i++)
+		if (!strcmp(agent_help[i].key, key))
+			h = agent_help[i].help;
+	if (h)
+		snprintf(help, sizeof(help), "%s (agent key %s).", h, key);
+	else
+		snprintf(help, sizeof(help), "Node agent key %s.", key);
+	return sample(c, family(c, name, "gauge", help), "", "", value, NULL, 0);
+}
+
+/* Ends the section in c, if any: a node's info sample carries the labels its report
+ * gathered. */
+static int end_section(struct conv *c)
+{
+	int rc = 0;
+
+	if (c->node && !strcmp(c->who, "node"))
+		rc = sample(c, c->info_fam, "", c->info ? c->info : "", "1", NULL, 0);
+	free(c->node);
+	free(c->info);
+	c->node = NULL;
+	c->info = NULL;
+	return rc;
+}
+
+/* Starts a section: "node NAME" (a node's report follows) or "agent NAME". */
+static int begin_section(struct conv *c, const char *who, const char *name)
+{
+	int rc = end_section(c);
+
+	if (rc)
+		return rc;
+	c->who = who;
+	if (!(c->node = escape_label(name)))
+		return -ENOMEM;
+	if (strcmp(who, "node"))
+		return 0;
+	/* Created at the first node line, so that the info family leads the output. */
+	rc = family(c, "rdmesh_node_info", "gauge",
+		    "Node identity, always 1: the report's non-numeric values as labels.");
+	if (rc < 0)
+		return rc;
+	c->info_fam = rc;
+	return 0;
+}
+
+/* Parses the text (sections one after another) line by line into c. */
 static int conv_parse(struct conv *c, const char *text)
 {
 	const char *p = text;
 	char *line = NULL;
-	int rc = 0, first = 1;
+	int rc = 0;
 
 	while (*p && !rc) {
 		const char *nl = strchr(p, '\n');
@@ -570,35 +639,24 @@ static int conv_parse(struct conv *c, const char *text)
 		*sp = '\0';
 		key = line;
 		value = sp + 1;
-		if (first) {
-			if (strcmp(key, "node")) {
-				rc = -EINVAL; /* a report starts with its node's name */
-				break;
-			}
-			first = 0;
-			if (!(c->node = escape_label(value)))
-				rc = -ENOMEM;
-			else
-				rc = c->info_fam = family(c, "rdmesh_node_info", "gauge",
-							  "Node identity, always 1: the report's "
-							  "non-numeric values as labels.");
-			if (rc > 0)
-				rc = 0;
-			continue;
-		}
-		rc = conv_line(c, key, value);
+		if (!strcmp(key, "node") || !strcmp(key, "agent"))
+			rc = begin_section(c, !strcmp(key, "node") ? "node" : "agent", value);
+		else if (!c->node)
+			rc = -EINVAL; /* a report starts with its node's name */
+		else if (!strcmp(c->who, "agent"))
+			rc = conv_agent(c, key, value);
+		else
+			rc = conv_line(c, key, value);
 	}
 	free(line);
-	if (!rc && first)
-		rc = -EINVAL; /* empty */
 	if (!rc)
-		rc = sample(c, c->info_fam, "", c->info ? c->info : "", "1", NULL, 0);
+		rc = end_section(c);
 	return rc;
 }
 
 int rdm_metrics_render(const char *report_text, FILE *out)
 {
-	struct conv c = {.info_fam = -1};
+	struct conv c = {.who = "node", .info_fam = -1};
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *o = NULL;
@@ -611,7 +669,8 @@ int rdm_metrics_render(const char *report_text, FILE *out)
 		rc = check_duplicates(&c);
 	if (rc)
 		goto out;
-	qsort(c.s, (size_t)c.ns, sizeof(*c.s), cmp_output);
+	if (c.ns) /* an empty text has no samples, and c.s is NULL */
+		qsort(c.s, (size_t)c.ns, sizeof(*c.s), cmp_output);
 	/* Whole text first, then one write: on error out gets nothing. */
 	o = open_memstream(&buf, &len);
 	if (!o) {
@@ -647,7 +706,8 @@ out:
 
 struct rdm_metrics {
 	struct MHD_Daemon *d;
-	const struct rdm_node *n;
+	int (*report)(void *arg, FILE *out);
+	void *arg;
 	int port;
 };
 
@@ -684,9 +744,16 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int status, c
 	return ret;
 }
 
-/* Renders the node's report and converts it; the text in *body (malloc'd), or a
- * negative errno. Runs on the server's one thread, so reports never overlap here. */
-static int scrape(const struct rdm_node *n, char **body, size_t *len)
+/* rdm_metrics_start's report: one node's. */
+static int node_report(void *arg, FILE *out)
+{
+	rdm_node_report(arg, out);
+	return 0;
+}
+
+/* Renders the reports and converts them; the text in *body (malloc'd), or a negative
+ * errno. Runs on the server's one thread, so reports never overlap here. */
+static int scrape(const struct rdm_metrics *m, char **body, size_t *len)
 {
 	char *rep = NULL;
 	size_t rlen = 0;
@@ -697,10 +764,12 @@ static int scrape(const struct rdm_node *n, char **body, size_t *len)
 	*len = 0;
 	if (!f)
 		return -ENOMEM;
-	rdm_node_report(n, f);
-	if (fclose(f)) {
+	rc = m->report(m->arg, f);
+	if (fclose(f) && !rc)
+		rc = -ENOMEM;
+	if (rc) {
 		free(rep);
-		return -ENOMEM;
+		return rc < 0 ? rc : -EIO;
 	}
 	f = open_memstream(body, len);
 	if (!f) {
@@ -735,7 +804,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
 		return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, not_allowed, strlen(not_allowed),
 			     MHD_RESPMEM_PERSISTENT, "GET, HEAD");
-	rc = scrape(m->n, &body, &len);
+	rc = scrape(m, &body, &len);
 	if (rc) {
 		snprintf(msg, sizeof(msg), "metrics: %s\n", strerror(-rc));
 		fprintf(stderr, "rdmesh %s", msg);
@@ -768,6 +837,18 @@ static int parse_listen(struct rdm_addr *a, const char *text)
 struct rdm_metrics *rdm_metrics_start(const char *addr, const struct rdm_node *n, char *err,
 				      size_t errlen)
 {
+	if (!n) {
+		snprintf(err, errlen, "metrics: no node");
+		errno = EINVAL;
+		return NULL;
+	}
+	/* The callback only reads the node: the cast drops const for the void * slot. */
+	return rdm_metrics_start_fn(addr, node_report, (void *)n, err, errlen);
+}
+
+struct rdm_metrics *rdm_metrics_start_fn(const char *addr, int (*report)(void *arg, FILE *out),
+					 void *arg, char *err, size_t errlen)
+{
 	struct rdm_metrics *m = NULL;
 	struct rdm_addr a;
 	struct sockaddr_storage bound;
@@ -775,7 +856,12 @@ struct rdm_metrics *rdm_metrics_start(const char *addr, const struct rdm_node *n
 	int fd = -1, one = 1, e;
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
 
-	if (!addr || !n || parse_listen(&a, addr) < 0) {
+	if (!report) {
+		snprintf(err, errlen, "metrics: no report function");
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!addr || parse_listen(&a, addr) < 0) {
 		snprintf(err, errlen, "metrics: '%s' is not IP:PORT", addr ? addr : "(null)");
 		errno = EINVAL;
 		return NULL;
@@ -786,7 +872,8 @@ struct rdm_metrics *rdm_metrics_start(const char *addr, const struct rdm_node *n
 		errno = ENOMEM;
 		return NULL;
 	}
-	m->n = n;
+	m->report = report;
+	m->arg = arg;
 	/* Our own socket, so that a busy port or a foreign address is reported as such;
 	 * MHD_start_daemon only says it failed. */
 	fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -1,7 +1,8 @@
 /* Prometheus metrics for a node: `rdmesh node --metrics IP:PORT` serves
  *
  *   GET /metrics   200, Content-Type: text/plain; version=0.0.4 (the Prometheus text
- *                  format), the node's counters as of this request
+ *                  format), the node's counters as of this request (an agent's: those of
+ *                  every replica it runs, plus its own gauges; none yet: an empty 200)
  *   HEAD /metrics  the same headers, no body
  *   other methods  405 (Allow: GET, HEAD)
  *   other paths    404
@@ -16,10 +17,20 @@
  * "key value" lines that `--stats FILE` writes) is rendered into memory and converted
  * by rdm_metrics_render. The metrics therefore always name exactly what the report
  * holds, and a counter added to the report appears here with no change to this module.
+ * A server that serves several nodes (an agent's replicas: rdm_metrics_start_fn) gets
+ * its text from a callback that writes their reports one after another.
  *
  * Conversion rules (rdm_metrics_render):
- *  - Every sample has a label node="NAME", NAME from the report's first line, which
- *    must be "node NAME". Label values are escaped (\\, \", \n).
+ *  - The text is a sequence of sections, each starting with a header line: "node NAME"
+ *    (a node's report follows) or "agent NAME" (an agent's own figures follow). The
+ *    keys "node" and "agent" are therefore reserved. Text before the first header is
+ *    an error; an empty text (no section: an agent with no replica yet) converts to an
+ *    empty text, which is a valid exposition with no samples.
+ *  - Every sample of a node section has a label node="NAME", NAME from its header line.
+ *    Label values are escaped (\\, \", \n).
+ *  - An agent section's lines are numbers: KEY VALUE -> rdmesh_agent_KEY{agent="NAME"}
+ *    VALUE, a gauge (the agent writes epoch and replicas: rdmesh_agent_epoch,
+ *    rdmesh_agent_replicas).
  *  - Metric names are rdmesh_<key>, every character outside [a-zA-Z0-9_:] replaced by
  *    '_'. Counters get a _total suffix (once); gauges do not.
  *  - Type: a counter unless the key is in the gauge table below, or ends in "_active"
@@ -51,8 +62,10 @@
  *    egress (quantiles only: the report has no e2e count). There is no _sum: the
  *    node's histograms do not keep one.
  *  - Each family is written once, contiguously, as # HELP, # TYPE, then its samples in
- *    report order (a summary's quantiles before its _count). Two report lines that
- *    would make the same series are an error (-EINVAL), not a silent overwrite.
+ *    report order, section after section (a summary's quantiles before its _count, per
+ *    node and hop), whatever the number of sections. Two lines that would make the
+ *    same series (in one report, or two sections for the same node) are an error
+ *    (-EINVAL), not a silent overwrite.
  *
  * Staleness: the report reads the workers' counters while they run, without locks.
  * Each counter is a plain uint64_t written by one worker thread; a scrape may see a
@@ -65,7 +78,8 @@
  * races an upstream disconnect, a policy reload or a next-list reload (SIGHUP,
  * rdm_node_reload) may read memory that is being released; rdm_node_report keeps a
  * static scratch buffer, so no other thread may call it while the server runs
- * (cmd_node stops the server before its own report).
+ * (cmd_node stops the server before its own report; the agent holds a mutex around
+ * every report and every change to its replica list, and so does its callback).
  */
 #ifndef RDM_METRICS_H
 #define RDM_METRICS_H
@@ -87,6 +101,15 @@ struct rdm_metrics;
 struct rdm_metrics *rdm_metrics_start(const char *addr, const struct rdm_node *n, char *err,
 				      size_t errlen);
 
+/* The same for a text made by report(arg, out), which the server calls on its one
+ * thread for each scrape (calls never overlap) to write the reports of the nodes it
+ * serves, one after another (see the rules above; nothing at all is fine). report
+ * returns 0, or a negative errno that makes the scrape a 500; it must take whatever
+ * lock guards its nodes against the thread that changes them. arg must outlive the
+ * server. */
+struct rdm_metrics *rdm_metrics_start_fn(const char *addr, int (*report)(void *arg, FILE *out),
+					 void *arg, char *err, size_t errlen);
+
 /* The TCP port the server listens on (useful after asking for port 0). */
 int rdm_metrics_port(const struct rdm_metrics *m);
 
@@ -94,12 +117,13 @@ int rdm_metrics_port(const struct rdm_metrics *m);
  * listening socket, frees m. Accepts NULL. */
 void rdm_metrics_stop(struct rdm_metrics *m);
 
-/* Converts report_text (rdm_node_report's output) into the Prometheus text format, by
- * the rules above, and writes it to out in one piece. Returns 0; -EINVAL when the text
- * is not a report (no "node NAME" first line, a line without a value, a duplicate
- * series, a negative counter, a latency that is not a whole number of nanoseconds),
- * with nothing written;
- * -ENOMEM; -EIO when out fails. */
+/* Converts report_text (rdm_node_report's output, or several reports and agent sections
+ * one after another) into the Prometheus text format, by the rules above, and writes it
+ * to out in one piece (nothing for an empty text). Returns 0; -EINVAL when the text is
+ * not made of reports (a line before the first "node NAME" or "agent NAME", a line
+ * without a value, a duplicate series, a negative counter, a latency that is not a
+ * whole number of nanoseconds, an agent value that is not a number), with nothing
+ * written; -ENOMEM; -EIO when out fails. */
 int rdm_metrics_render(const char *report_text, FILE *out);
 
 #endif

@@ -485,7 +485,6 @@ Test(metrics, strict_checker_passes)
 Test(metrics, bad_reports_are_refused_and_write_nothing)
 {
 	static const char *const bad[] = {
-	    "",
 	    "rx_frames 1\nnode n1\n",		   /* the node line is not first */
 	    "node n1\nrx_frames\n",		   /* no value */
 	    "node n1\n rx_frames 1\n",		   /* no key */
@@ -494,8 +493,12 @@ Test(metrics, bad_reports_are_refused_and_write_nothing)
 	    "node n1\nhop1_p50_ns 1.5\n",	   /* latency not in whole ns */
 	    "node n1\nhop1_max_ns -3\n",
 	    "node n1\nrx_frames -1\n",				  /* a counter below zero */
-	    "node n1\nnode n2\n",				  /* two names */
+	    "node n1\nnode n1\n",				  /* one node twice */
 	    "node n1\ndown_transport tcp\ndown_transport rdma\n", /* one label twice */
+	    "node n1\nrx_frames 1\nnode n1\nrx_frames 2\n",	  /* in two sections */
+	    "agent a\nepoch x\n",				  /* an agent value, not a number */
+	    "agent a\nepoch 1\nagent a\nepoch 2\n",		  /* one agent twice */
+	    "agent a\nepoch 1\nnode n1\nrx_frames 1\nnode n1\n",  /* the node twice, later */
 	};
 	int rc;
 	char *out;
@@ -511,6 +514,117 @@ Test(metrics, bad_reports_are_refused_and_write_nothing)
 	out = render("node n1\r\nrx_frames 4", &rc);
 	cr_assert_eq(rc, 0);
 	has_line(out, "rdmesh_rx_frames_total{node=\"n1\"} 4");
+	free(out);
+}
+
+/* report under another node's name (its first line replaced): malloc'd. */
+static char *renamed(const char *report, const char *name)
+{
+	char *out;
+
+	cr_assert_gt(asprintf(&out, "node %s%s", name, strchr(report, '\n')), 0);
+	return out;
+}
+
+/* Counts the lines of out that are exactly line. */
+static int count_lines(const char *out, const char *line)
+{
+	size_t n = strlen(line);
+	int k = 0;
+
+	for (const char *p = out; (p = strstr(p, line)); p++)
+		if ((p == out || p[-1] == '\n') && p[n] == '\n')
+			k++;
+	return k;
+}
+
+Test(metrics, several_reports_one_family_each_with_every_node)
+{
+	char *second = renamed(egress_report, "sase-2"), *text, *out, msg[256];
+	int rc;
+
+	cr_assert_gt(asprintf(&text, "agent host2\nepoch 7\nreplicas 3\n%s%s%s", egress_report,
+			      ingress_report, second),
+		     0);
+	out = render(text, &rc);
+	cr_assert_eq(rc, 0);
+	/* Every family once, contiguous, parseable: the strict checker says so. */
+	cr_assert_eq(promcheck(out, msg, sizeof(msg)), 0, "promcheck: %s\n%s", msg, out);
+	cr_assert_eq(count_lines(out, "# TYPE rdmesh_rx_frames_total counter"), 1);
+	cr_assert_eq(count_lines(out, "# TYPE rdmesh_node_info gauge"), 1);
+	cr_assert_eq(count_lines(out, "# TYPE rdmesh_hop_latency_seconds summary"), 1);
+	cr_assert(strstr(out, "# TYPE rdmesh_rx_frames_total counter\n"
+			      "rdmesh_rx_frames_total{node=\"sase-1\"} 6000\n"
+			      "rdmesh_rx_frames_total{node=\"edge-in\"} 0\n"
+			      "rdmesh_rx_frames_total{node=\"sase-2\"} 6000\n"),
+		  "%s", out);
+	/* The info metric leads, one sample per node, each with its own labels. */
+	cr_assert(strstr(out, "# TYPE rdmesh_node_info gauge\n"
+			      "rdmesh_node_info{node=\"sase-1\"} 1\n"
+			      "rdmesh_node_info{node=\"edge-in\",down_transport=\"tcp\"} 1\n"
+			      "rdmesh_node_info{node=\"sase-2\"} 1\n"),
+		  "%s", out);
+	/* A node's hop stays together (quantiles, then count), apart from the other's. */
+	cr_assert(strstr(out,
+			 "rdmesh_hop_latency_seconds{node=\"sase-1\",hop=\"1\",quantile=\"0.999\"} "
+			 "0.001220607\n"
+			 "rdmesh_hop_latency_seconds_count{node=\"sase-1\",hop=\"1\"} 5852\n"
+			 "rdmesh_hop_latency_seconds{node=\"sase-1\",hop=\"2\",quantile=\"0.5\"} "),
+		  "%s", out);
+	cr_assert(strstr(out,
+			 "rdmesh_hop_latency_seconds{node=\"sase-2\",hop=\"1\",quantile=\"0.999\"} "
+			 "0.001220607\n"
+			 "rdmesh_hop_latency_seconds_count{node=\"sase-2\",hop=\"1\"} 5852\n"),
+		  "%s", out);
+	has_line(out,
+		 "rdmesh_stage_rule_hits_total{node=\"sase-2\",stage=\"policy\",rule=\"4\"} 75");
+	has_line(out, "rdmesh_drops_total{node=\"edge-in\",reason=\"reply_no_client\"} 6");
+	has_line(out, "rdmesh_drops_total{node=\"sase-2\",reason=\"stage_verdict\"} 142");
+	/* The agent's own gauges, labelled by the agent. */
+	has_line(out, "# TYPE rdmesh_agent_epoch gauge");
+	has_line(out, "rdmesh_agent_epoch{agent=\"host2\"} 7");
+	has_line(out, "rdmesh_agent_replicas{agent=\"host2\"} 3");
+	lacks(out, "node=\"host2\"");
+	lacks(out, "rdmesh_agent_epoch_total");
+	free(out);
+	free(text);
+
+	/* The same node twice is a duplicate series: refused, nothing written. */
+	free(second);
+	second = renamed(egress_report, "sase-1");
+	cr_assert_gt(asprintf(&text, "%s%s", egress_report, second), 0);
+	out = render(text, &rc);
+	cr_assert_eq(rc, -EINVAL);
+	cr_assert_str_empty(out);
+	free(out);
+	free(text);
+	free(second);
+}
+
+Test(metrics, empty_text_is_an_empty_exposition)
+{
+	static const char *const empty[] = {"", "\n", "\r\n\n"};
+	int rc;
+	char *out;
+
+	for (size_t i = 0; i < sizeof(empty) / sizeof(empty[0]); i++) {
+		out = render(empty[i], &rc);
+		cr_assert_eq(rc, 0, "text %zu: rc %d", i, rc);
+		cr_assert_str_empty(out, "text %zu: wrote %s", i, out);
+		free(out);
+	}
+	/* An agent with no replica yet: only its own gauges. */
+	out = render("agent host1\nepoch 0\nreplicas 0\n", &rc);
+	cr_assert_eq(rc, 0);
+	cr_assert_str_eq(out,
+			 "# HELP rdmesh_agent_epoch Epoch of the last assignment the agent "
+			 "applied; 0 until the first (agent key epoch).\n"
+			 "# TYPE rdmesh_agent_epoch gauge\n"
+			 "rdmesh_agent_epoch{agent=\"host1\"} 0\n"
+			 "# HELP rdmesh_agent_replicas Replicas assigned to the agent (running "
+			 "or ended; not leaving ones) (agent key replicas).\n"
+			 "# TYPE rdmesh_agent_replicas gauge\n"
+			 "rdmesh_agent_replicas{agent=\"host1\"} 0\n");
 	free(out);
 }
 
@@ -643,4 +757,99 @@ Test(metrics, start_errors_are_clear, .init = node_up, .fini = node_down, .timeo
 	m2 = rdm_metrics_start("192.0.2.1:9464", node, err, sizeof(err)); /* not ours */
 	cr_assert_null(m2);
 	cr_assert(strstr(err, "Cannot assign requested address"), "%s", err);
+}
+
+/* ---- one server for several nodes (rdm_metrics_start_fn), as an agent runs it ------- */
+
+struct several {
+	const struct rdm_node *n;
+	_Atomic int mode; /* 0: agent, the real node, a second report; 1: none; 2: fails */
+	_Atomic int calls;
+};
+
+static int several_report(void *arg, FILE *out)
+{
+	struct several *s = arg;
+
+	s->calls++;
+	if (s->mode == 2)
+		return -EIO;
+	if (s->mode == 1)
+		return 0;
+	fprintf(out, "agent host3\nepoch 4\nreplicas 2\n");
+	rdm_node_report(s->n, out);
+	fputs(egress_report, out);
+	return 0;
+}
+
+/* The body of an HTTP answer (inside r). */
+static char *body_of(char *r)
+{
+	char *b = strstr(r, "\r\n\r\n");
+
+	cr_assert_not_null(b, "%s", r);
+	return b + 4;
+}
+
+Test(metrics, callback_server_serves_every_node, .init = node_up, .fini = node_down, .timeout = 20)
+{
+	static const char get[] = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+	struct several s = {.n = node};
+	char err[256], msg[256], *r, *body;
+	struct rdm_metrics *m =
+	    rdm_metrics_start_fn("127.0.0.1:0", several_report, &s, err, sizeof(err));
+	int port, status;
+
+	cr_assert_not_null(m, "%s", err);
+	port = rdm_metrics_port(m);
+	r = http(port, get, &status);
+	cr_assert_eq(status, 200, "%s", r);
+	body = body_of(r);
+	cr_assert_eq(promcheck(body, msg, sizeof(msg)), 0, "promcheck: %s\n%s", msg, body);
+	has_line(body, "rdmesh_agent_epoch{agent=\"host3\"} 4");
+	has_line(body, "rdmesh_agent_replicas{agent=\"host3\"} 2");
+	has_line(body, "rdmesh_node_info{node=\"solo\"} 1");
+	has_line(body, "rdmesh_node_info{node=\"sase-1\"} 1");
+	cr_assert(strstr(body, "# TYPE rdmesh_rx_frames_total counter\n"
+			       "rdmesh_rx_frames_total{node=\"solo\"} 0\n"
+			       "rdmesh_rx_frames_total{node=\"sase-1\"} 6000\n"),
+		  "%s", body);
+	has_line(body, "rdmesh_stage_packets_total{node=\"solo\",stage=\"dpi\"} 0");
+	cr_assert_eq(count_lines(body, "# TYPE rdmesh_stage_packets_total counter"), 1);
+	free(r);
+
+	/* No node yet: an empty 200, which a scraper takes as no samples. */
+	s.mode = 1;
+	r = http(port, get, &status);
+	cr_assert_eq(status, 200, "%s", r);
+	cr_assert(strstr(r, "\r\nContent-Type: text/plain; version=0.0.4"), "%s", r);
+	cr_assert(strstr(r, "\r\nContent-Length: 0\r\n"), "%s", r);
+	cr_assert_str_empty(body_of(r));
+	free(r);
+
+	/* A failing callback is a 500 with the reason; the server goes on. */
+	s.mode = 2;
+	r = http(port, get, &status);
+	cr_assert_eq(status, 500, "%s", r);
+	cr_assert(strstr(body_of(r), "metrics: Input/output error"), "%s", r);
+	free(r);
+	s.mode = 0;
+	r = http(port, get, &status);
+	cr_assert_eq(status, 200, "%s", r);
+	free(r);
+	/* Another path does not call it; every GET of /metrics did. */
+	r = http(port, "GET /x HTTP/1.0\r\n\r\n", &status);
+	cr_assert_eq(status, 404);
+	free(r);
+	cr_assert_eq(s.calls, 4);
+	rdm_metrics_stop(m);
+
+	errno = 0;
+	cr_assert_null(rdm_metrics_start_fn("127.0.0.1:0", NULL, &s, err, sizeof(err)));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(err, "no report function"), "%s", err);
+	cr_assert_null(rdm_metrics_start_fn("nowhere", several_report, &s, err, sizeof(err)));
+	cr_assert(strstr(err, "'nowhere' is not IP:PORT"), "%s", err);
+	cr_assert_null(rdm_metrics_start("127.0.0.1:0", NULL, err, sizeof(err)));
+	cr_assert_eq(errno, EINVAL);
 }
