@@ -325,6 +325,7 @@ replica_is dpi-2 host4 running 10 || fail "restart: dpi-2 not running"
 started 1
 sleep 1
 kill -9 "$pid_orch"
+wait "$pid_orch" 2>/dev/null
 sleep 2
 # The orchestrator is gone: a stale one replays epoch 1 to whichever node dials it first.
 rack_exec 1 "$REPLAY" --listen "$ORCH" --certs "$work/certs" --epoch 1 --chain "$work/epoch1.yaml" \
