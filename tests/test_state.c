@@ -193,7 +193,7 @@ static void expect_state(const struct rdm_orch_state *s, uint64_t epoch, const c
 	for (int i = 0; i < n; i++) {
 		snprintf(buf, sizeof(buf), "%s@%s:%u", s->replicas[i].id, s->replicas[i].node,
 			 s->replicas[i].port);
-		cr_assert_str_eq(buf, reps[i], "replica %d", i);
+		cr_assert_str_eq(buf, reps[i], "replica %d: %s, want %s", i, buf, reps[i]);
 	}
 }
 
@@ -540,4 +540,426 @@ Test(state, load_leaves_an_unreadable_file_alone)
 	cr_assert_neq(err[0], '\0');
 	cr_assert(is_zero(&s, sizeof(s)));
 	rmdir(at("d.yaml"));
+}
+
+/* ---- the placement, saved and restored ---- */
+
+#define RACK4                                                                                      \
+	"nodes:\n"                                                                                 \
+	"  - {name: n1, control: 10.77.0.1, data: 10.77.0.1, capacity: 4}\n"                       \
+	"  - {name: n2, control: 10.77.0.2, data: 10.77.0.2, capacity: 4}\n"                       \
+	"  - {name: n3, control: 10.77.0.3, data: 10.77.0.3, capacity: 4}\n"                       \
+	"  - {name: n4, control: 10.77.0.4, data: 10.77.0.4, capacity: 4}\n"
+
+/* Room for every replica on two nodes, so that losing two of four moves them all. */
+#define RACK4_BIG                                                                                  \
+	"nodes:\n"                                                                                 \
+	"  - {name: n1, control: 10.77.0.1, data: 10.77.0.1, capacity: 8}\n"                       \
+	"  - {name: n2, control: 10.77.0.2, data: 10.77.0.2, capacity: 8}\n"                       \
+	"  - {name: n3, control: 10.77.0.3, data: 10.77.0.3, capacity: 8}\n"                       \
+	"  - {name: n4, control: 10.77.0.4, data: 10.77.0.4, capacity: 8}\n"
+
+#define CHAIN_HEAD "chain: {name: t}\nstages:\n"
+#define EDGE	   "  - name: edge\n    run: [stamp]\n    ingress: {mode: gen, count: 10}\n"
+#define DPI	   "  - name: dpi\n    run: [stamp, dpi]\n    workers: 2\n"
+#define LOG	   "  - name: log\n    run: [stamp]\n    egress:\n"
+#define CHAIN3	   CHAIN_HEAD EDGE DPI LOG
+
+struct world {
+	struct rdm_rack rack;
+	struct rdm_chain_spec spec;
+};
+
+static void world_load_with(struct world *w, const char *rack, const char *chain)
+{
+	cr_assert_eq(rdm_rack_load(put("rack.yaml", rack), &w->rack, err, sizeof(err)), 0, "%s",
+		     err);
+	cr_assert_eq(rdm_chain_spec_load(put("chain.yaml", chain), &w->spec, err, sizeof(err)), 0,
+		     "%s", err);
+}
+
+static void world_load(struct world *w)
+{
+	world_load_with(w, RACK4, CHAIN3);
+}
+
+static void world_free(struct world *w)
+{
+	rdm_chain_spec_free(&w->spec);
+	rdm_rack_free(&w->rack);
+}
+
+/* The node a replica runs on, by name. */
+static const char *node_of(const struct rdm_plan *p, const char *id)
+{
+	const struct rdm_replica *r = rdm_plan_replica(p, id);
+
+	cr_assert_not_null(r, "no replica %s", id);
+	cr_assert_geq(r->node, 0, "%s not placed", id);
+	return p->rack->nodes[r->node].name;
+}
+
+static void expect_at(const struct rdm_plan *p, const char *id, const char *node,
+		      const char *listen)
+{
+	const struct rdm_replica *r = rdm_plan_replica(p, id);
+
+	cr_assert_not_null(r, "no replica %s", id);
+	cr_assert_str_eq(node_of(p, id), node, "%s", id);
+	cr_assert_str_eq(r->listen, listen, "%s", id);
+}
+
+/* id runs on the same node and port in a and b. */
+static void expect_kept(const struct rdm_plan *a, const struct rdm_plan *b, const char *id)
+{
+	const struct rdm_replica *x = rdm_plan_replica(a, id), *y = rdm_plan_replica(b, id);
+
+	cr_assert(x && y, "%s missing", id);
+	cr_assert_eq(x->node, y->node, "%s moved from %s to %s", id, node_of(a, id),
+		     node_of(b, id));
+	cr_assert_eq(x->port, y->port, "%s changed port", id);
+	cr_assert_str_eq(x->listen, y->listen, "%s", id);
+}
+
+/* The two plans are the same placement: same ids, nodes, ports, listen addresses, node
+ * ids, replicas per stage, and nodes down. */
+static void expect_same_plan(const struct rdm_plan *a, const struct rdm_plan *b)
+{
+	cr_assert_eq(a->n_replicas, b->n_replicas);
+	for (int i = 0; i < a->n_replicas; i++) {
+		const struct rdm_replica *x = &a->replicas[i];
+		const struct rdm_replica *y = rdm_plan_replica(b, x->id);
+
+		cr_assert_not_null(y, "%s missing", x->id);
+		expect_kept(a, b, x->id);
+		cr_assert_eq(x->node_id, y->node_id, "%s node id", x->id);
+		cr_assert_eq(x->stage, y->stage, "%s stage", x->id);
+		cr_assert_eq(x->n, y->n, "%s n", x->id);
+	}
+	for (int s = 0; s < a->spec->n_stages; s++)
+		cr_assert_eq(a->stage_replicas[s], b->stage_replicas[s], "stage %d", s);
+	for (int k = 0; k < a->rack->n_nodes; k++)
+		cr_assert_eq(a->down[k], b->down[k], "node %d", k);
+}
+
+/* Replaces *p by np, which must not be NULL. */
+static void take(struct rdm_plan **p, struct rdm_plan *np, const char *what)
+{
+	cr_assert_not_null(np, "%s: %s", what, err);
+	rdm_plan_free(*p);
+	*p = np;
+}
+
+/* One live change, as the orchestrator makes them: "scale STAGE N", "dead NODE",
+ * "drain NODE", "up NODE"; why[] tracks why each node is down. */
+static void change(struct rdm_plan **p, enum rdm_down_why *why, const char *op)
+{
+	char verb[16], arg[64];
+	int n = 0;
+
+	cr_assert_geq(sscanf(op, "%15s %63s %d", verb, arg, &n), 2, "%s", op);
+	if (!strcmp(verb, "scale")) {
+		take(p, rdm_plan_scale(*p, arg, n, err, sizeof(err)), op);
+	} else if (!strcmp(verb, "up")) {
+		take(p, rdm_plan_node_up(*p, arg, err, sizeof(err)), op);
+	} else {
+		int k = rdm_rack_find((*p)->rack, arg);
+
+		cr_assert_geq(k, 0, "%s", op);
+		take(p, rdm_plan_node_down(*p, arg, err, sizeof(err)), op);
+		why[k] = !strcmp(verb, "drain") ? RDM_DOWN_DRAINED : RDM_DOWN_DEAD;
+	}
+}
+
+/* What the orchestrator does on each change (commit) and at start (restore): describes
+ * live in st (epoch + 1), saves it to path, then loads it back and restores the plan,
+ * which is returned. */
+static struct rdm_plan *save_and_restore(const struct world *w, struct rdm_orch_state *st,
+					 const struct rdm_plan *live, const enum rdm_down_why *why,
+					 const char *path)
+{
+	struct rdm_orch_state back;
+	struct rdm_plan *p;
+
+	cr_assert_eq(rdm_state_set_plan(st, live, why), 0);
+	st->epoch++;
+	cr_assert_eq(rdm_state_save(path, st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rdm_state_load(path, &back, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(back.epoch, st->epoch);
+	cr_assert_str_eq(back.chain, st->chain);
+	p = rdm_state_plan(&back, &w->rack, &w->spec, err, sizeof(err));
+	cr_assert_not_null(p, "restore: %s", err);
+	rdm_state_free(&back);
+	return p;
+}
+
+Test(state, set_plan_describes_the_plan)
+{
+	enum rdm_down_why why[4] = {RDM_DOWN_DEAD, RDM_DOWN_DRAINED, RDM_DOWN_DRAINED,
+				    RDM_DOWN_DRAINED};
+	static const char *const reps[] = {"edge-1@n1:7100", "dpi-1@n2:7100", "dpi-2@n3:7100",
+					   "dpi-3@n4:7100",  "log-1@n1:7101", NULL};
+	static const char *const moved[] = {"edge-1@n4:7101", "dpi-1@n3:7102", "dpi-2@n3:7100",
+					    "dpi-3@n4:7100",  "log-1@n3:7101", NULL};
+	static const char *const down[] = {"n1:dead", "n2:drained", NULL};
+	static const char *const down_dead[] = {"n1:dead", "n2:dead", NULL};
+	struct world w;
+	struct rdm_orch_state st;
+	struct rdm_plan *p, *d;
+
+	world_load_with(&w, RACK4_BIG, CHAIN_HEAD EDGE DPI "    replicas: 3\n" LOG);
+	p = rdm_plan_new(&w.rack, &w.spec, err, sizeof(err));
+	cr_assert_not_null(p, "%s", err);
+	make_state(&st, 5, "/c.yaml", NULL, NULL);
+	cr_assert_eq(rdm_state_set_plan(&st, p, NULL), 0);
+	expect_state(&st, 5, "/c.yaml", NULL, reps);
+
+	/* Two nodes down: their replicas move (dpi-1 beside a sibling: no node is free of
+	 * dpi), and each down node is saved with its reason; only down nodes count. */
+	d = rdm_plan_node_down(p, "n1", err, sizeof(err));
+	cr_assert_not_null(d, "%s", err);
+	take(&d, rdm_plan_node_down(d, "n2", err, sizeof(err)), "down n2");
+	cr_assert_eq(rdm_state_set_plan(&st, d, why), 0);
+	expect_state(&st, 5, "/c.yaml", down, moved);
+	/* Without reasons, down is dead. */
+	cr_assert_eq(rdm_state_set_plan(&st, d, NULL), 0);
+	expect_state(&st, 5, "/c.yaml", down_dead, moved);
+	/* And back: the lists are replaced, not appended to. */
+	cr_assert_eq(rdm_state_set_plan(&st, p, why), 0);
+	expect_state(&st, 5, "/c.yaml", NULL, reps);
+	rdm_plan_free(d);
+	rdm_plan_free(p);
+	rdm_state_free(&st);
+	world_free(&w);
+}
+
+/* The restart property: after any sequence of live changes, the state the orchestrator
+ * saved, loaded by a restarted one and restored, is the placement that was running,
+ * replica for replica. */
+Test(state, restart_yields_the_live_placement)
+{
+	static const char *const ops[] = {
+	    "scale dpi 3", "dead n2",	   "scale log 2", "up n2",	 "drain n4",
+	    "scale dpi 2", "scale edge 2", "up n4",	  "scale dpi 4", "scale dpi 3",
+	    "dead n1",	   "scale log 1",  "drain n3",	  "up n1",	 "up n3",
+	    "scale dpi 4", "dead n2",	   "scale edge 1", "up n2",	 "scale log 3",
+	    NULL};
+	enum rdm_down_why why[4] = {0};
+	struct world w;
+	struct rdm_orch_state st;
+	struct rdm_plan *live, *restored;
+	const char *path = at("state.yaml");
+
+	world_load_with(&w, RACK4_BIG, CHAIN3);
+	live = rdm_plan_new(&w.rack, &w.spec, err, sizeof(err));
+	cr_assert_not_null(live, "%s", err);
+	make_state(&st, 0, w.spec.file, NULL, NULL);
+	restored = save_and_restore(&w, &st, live, why, path);
+	expect_same_plan(live, restored);
+	rdm_plan_free(restored);
+	for (int i = 0; ops[i]; i++) {
+		change(&live, why, ops[i]);
+		/* A restart at any point restores the plan running then. */
+		restored = save_and_restore(&w, &st, live, why, path);
+		expect_same_plan(live, restored);
+		/* And the restored plan goes on as the live one would. */
+		if (ops[i + 1]) {
+			enum rdm_down_why why2[4];
+			struct rdm_plan *a = rdm_plan_copy(live), *b = restored;
+
+			cr_assert_not_null(a);
+			memcpy(why2, why, sizeof(why2));
+			change(&a, why2, ops[i + 1]);
+			change(&b, why2, ops[i + 1]);
+			expect_same_plan(a, b);
+			rdm_plan_free(a);
+			restored = b;
+		}
+		rdm_plan_free(restored);
+	}
+	cr_assert_eq(st.epoch, 21);
+	cr_assert_eq(live->stage_replicas[1], 4);
+	cr_assert_eq(live->stage_replicas[2], 3);
+	rdm_plan_free(live);
+	rdm_state_free(&st);
+	world_free(&w);
+}
+
+/* Losing nodes may leave siblings of a spread stage on one node (spread is only a
+ * preference then); a restart keeps them so, as the live orchestrator did. */
+Test(state, restart_keeps_siblings_sharing_a_node)
+{
+	enum rdm_down_why why[4] = {0};
+	struct world w;
+	struct rdm_orch_state st;
+	struct rdm_plan *live, *restored;
+
+	world_load_with(&w, RACK4_BIG, CHAIN_HEAD EDGE DPI "    replicas: 3\n" LOG);
+	live = rdm_plan_new(&w.rack, &w.spec, err, sizeof(err));
+	cr_assert_not_null(live, "%s", err);
+	change(&live, why, "dead n1");
+	change(&live, why, "drain n2");
+	/* Three dpi replicas on the two nodes left. */
+	cr_assert_str_eq(node_of(live, "dpi-1"), node_of(live, "dpi-2"));
+	make_state(&st, 1, w.spec.file, NULL, NULL);
+	restored = save_and_restore(&w, &st, live, why, at("state.yaml"));
+	expect_same_plan(live, restored);
+	rdm_plan_free(restored);
+	rdm_plan_free(live);
+	rdm_state_free(&st);
+	world_free(&w);
+}
+
+/* Loads state text (a state file) for rdm_state_plan. */
+static void state_text(struct rdm_orch_state *st, const char *text)
+{
+	cr_assert_eq(rdm_state_load(put("state.yaml", text), st, err, sizeof(err)), 0, "%s", err);
+}
+
+/* The state text must not restore: errno e, and err is want after the state file's path
+ * (want starts with ":LINE:COL: " or ": "). */
+static void restore_fails(const struct world *w, const char *text, int e, const char *want)
+{
+	struct rdm_orch_state st;
+	const char *path = at("state.yaml");
+
+	state_text(&st, text);
+	err[0] = '\0';
+	errno = 0;
+	cr_assert_null(rdm_state_plan(&st, &w->rack, &w->spec, err, sizeof(err)), "%s restored",
+		       text);
+	cr_assert_eq(errno, e, "errno %d (%s)", errno, err);
+	cr_assert_eq(strncmp(err, path, strlen(path)), 0, "'%s' does not start with the path", err);
+	cr_assert_str_eq(err + strlen(path), want);
+	rdm_state_free(&st);
+}
+
+#define SHEAD "version: 1\nepoch: 3\nchain: /c.yaml\n"
+
+Test(state, restore_errors_name_the_state_file_position)
+{
+	char want[512];
+	struct world w;
+
+	world_load(&w);
+	snprintf(want, sizeof(want), ": down node 'n9' is not in %s", w.rack.file);
+	restore_fails(&w, SHEAD "down: [{node: n1}, {node: n9, why: drained}]\n", ENOENT, want);
+	snprintf(want, sizeof(want), ":6:5: replica 'fw-1': no stage 'fw' in %s", w.spec.file);
+	restore_fails(&w,
+		      SHEAD "replicas:\n  - {id: edge-1, node: n1, port: 7100}\n"
+			    "  - {id: fw-1, node: n2, port: 7100}\n",
+		      ENOENT, want);
+	/* Ids are STAGE-N, N 1..16, written as the orchestrator writes it. */
+	restore_fails(&w, SHEAD "replicas:\n  - {id: dpi, node: n1, port: 7100}\n", EINVAL,
+		      ":5:5: replica id 'dpi' is not STAGE-N");
+	restore_fails(&w, SHEAD "replicas:\n  - {id: dpi-, node: n1, port: 7100}\n", EINVAL,
+		      ":5:5: replica id 'dpi-' is not STAGE-N");
+	restore_fails(&w, SHEAD "replicas:\n  - {id: dpi-0, node: n1, port: 7100}\n", EINVAL,
+		      ":5:5: replica id 'dpi-0' is not STAGE-N");
+	restore_fails(&w, SHEAD "replicas:\n  - {id: dpi-17, node: n1, port: 7100}\n", EINVAL,
+		      ":5:5: replica id 'dpi-17' is not STAGE-N");
+	restore_fails(&w, SHEAD "replicas:\n  - {id: dpi-x, node: n1, port: 7100}\n", EINVAL,
+		      ":5:5: replica id 'dpi-x' is not STAGE-N");
+	restore_fails(&w, SHEAD "replicas:\n  - {id: dpi-1x, node: n1, port: 7100}\n", EINVAL,
+		      ":5:5: replica id 'dpi-1x' is not STAGE-N");
+	restore_fails(&w, SHEAD "replicas:\n  - {id: dpi-01, node: n1, port: 7100}\n", EINVAL,
+		      ":5:5: replica id 'dpi-01' is not STAGE-N");
+	restore_fails(&w, SHEAD "replicas:\n  - {id: dpi-99999999999, node: n1, port: 7100}\n",
+		      EINVAL, ":5:5: replica id 'dpi-99999999999' is not STAGE-N");
+	world_free(&w);
+}
+
+Test(state, restore_places_what_cannot_stay_afresh)
+{
+	struct world w;
+	struct rdm_orch_state st;
+	struct rdm_plan *p;
+
+	world_load(&w);
+	/* n9 left rack.yaml: dpi-1 is placed as rdm_plan_new would (not an error); the others
+	 * stay where they ran, even where rdm_plan_new would not put them. A port outside the
+	 * rack's range moves too. */
+	state_text(&st, SHEAD "down: [{node: n4, why: drained}]\n"
+			      "replicas:\n  - {id: edge-1, node: n3, port: 7150}\n"
+			      "  - {id: dpi-1, node: n9, port: 7100}\n"
+			      "  - {id: log-1, node: n2, port: 9000}\n");
+	p = rdm_state_plan(&st, &w.rack, &w.spec, err, sizeof(err));
+	cr_assert_not_null(p, "%s", err);
+	cr_assert_eq(p->n_replicas, 3);
+	expect_at(p, "edge-1", "n3", "10.77.0.3:7150");
+	expect_at(p, "dpi-1", "n1", "10.77.0.1:7100");
+	expect_at(p, "log-1", "n2", "10.77.0.2:7100");
+	cr_assert(p->down[3]);
+	cr_assert(!p->down[0] && !p->down[1] && !p->down[2]);
+	rdm_plan_free(p);
+	rdm_state_free(&st);
+
+	/* A saved replica on a node saved as down is placed afresh too. */
+	state_text(&st, SHEAD "down: [{node: n2}]\n"
+			      "replicas:\n  - {id: edge-1, node: n1, port: 7100}\n"
+			      "  - {id: dpi-1, node: n2, port: 7100}\n"
+			      "  - {id: log-1, node: n3, port: 7100}\n");
+	p = rdm_state_plan(&st, &w.rack, &w.spec, err, sizeof(err));
+	cr_assert_not_null(p, "%s", err);
+	expect_at(p, "edge-1", "n1", "10.77.0.1:7100");
+	expect_at(p, "dpi-1", "n4", "10.77.0.4:7100");
+	expect_at(p, "log-1", "n3", "10.77.0.3:7100");
+	rdm_plan_free(p);
+	rdm_state_free(&st);
+	world_free(&w);
+}
+
+Test(state, restore_counts_replicas_per_stage)
+{
+	struct world w;
+	struct rdm_orch_state st;
+	struct rdm_plan *p;
+
+	world_load_with(&w, RACK4, CHAIN_HEAD EDGE DPI "    replicas: 2\n" LOG);
+	/* dpi was scaled to 3 live: the saved count wins over chain.yaml's 2. log has none
+	 * saved (a state written by hand, or the stage's replicas all lost): chain.yaml's
+	 * count, placed afresh. */
+	state_text(&st, SHEAD "replicas:\n  - {id: edge-1, node: n1, port: 7100}\n"
+			      "  - {id: dpi-3, node: n4, port: 7100}\n"
+			      "  - {id: dpi-1, node: n2, port: 7100}\n"
+			      "  - {id: dpi-2, node: n3, port: 7100}\n");
+	p = rdm_state_plan(&st, &w.rack, &w.spec, err, sizeof(err));
+	cr_assert_not_null(p, "%s", err);
+	cr_assert_eq(p->n_replicas, 5);
+	cr_assert_eq(p->stage_replicas[0], 1);
+	cr_assert_eq(p->stage_replicas[1], 3);
+	cr_assert_eq(p->stage_replicas[2], 1);
+	expect_at(p, "dpi-1", "n2", "10.77.0.2:7100");
+	expect_at(p, "dpi-2", "n3", "10.77.0.3:7100");
+	expect_at(p, "dpi-3", "n4", "10.77.0.4:7100");
+	expect_at(p, "log-1", "n1", "10.77.0.1:7101");
+	cr_assert_eq(rdm_plan_replica(p, "dpi-3")->node_id, 203);
+	rdm_plan_free(p);
+	rdm_state_free(&st);
+
+	/* Only dpi-2 saved: dpi has 2 (1 and 2), dpi-1 placed afresh. */
+	state_text(&st, SHEAD "replicas:\n  - {id: dpi-2, node: n3, port: 7100}\n");
+	p = rdm_state_plan(&st, &w.rack, &w.spec, err, sizeof(err));
+	cr_assert_not_null(p, "%s", err);
+	cr_assert_eq(p->n_replicas, 4);
+	cr_assert_eq(p->stage_replicas[1], 2);
+	expect_at(p, "dpi-2", "n3", "10.77.0.3:7100");
+	cr_assert_str_neq(node_of(p, "dpi-1"), "n3");
+	rdm_plan_free(p);
+	rdm_state_free(&st);
+
+	/* Nothing saved at all: rdm_plan_new's placement. */
+	state_text(&st, SHEAD);
+	p = rdm_state_plan(&st, &w.rack, &w.spec, err, sizeof(err));
+	cr_assert_not_null(p, "%s", err);
+	{
+		struct rdm_plan *fresh = rdm_plan_new(&w.rack, &w.spec, err, sizeof(err));
+
+		cr_assert_not_null(fresh, "%s", err);
+		expect_same_plan(fresh, p);
+		rdm_plan_free(fresh);
+	}
+	rdm_plan_free(p);
+	rdm_state_free(&st);
+	world_free(&w);
 }
