@@ -163,9 +163,9 @@ static void make_state(struct rdm_orch_state *s, uint64_t epoch, const char *cha
 		struct rdm_state_replica *r = &s->replicas[s->n_replicas];
 		unsigned port;
 
-		cr_assert_eq(sscanf(reps[s->n_replicas], "%63[^@]@%63[^:]:%u", r->id, r->node,
-				    &port),
-			     3, "%s", reps[s->n_replicas]);
+		cr_assert_eq(
+		    sscanf(reps[s->n_replicas], "%63[^@]@%63[^:]:%u", r->id, r->node, &port), 3,
+		    "%s", reps[s->n_replicas]);
 		r->port = (uint16_t)port;
 	}
 }
@@ -284,8 +284,8 @@ Test(state, odd_chain_paths_survive_the_quoting)
 	static const char *const paths[] = {
 	    "/srv/my chains/chain \"prod\".yaml",
 	    "/a/back\\slash/'single'/#hash: colon- dash/[x]{y},z&*!|>%@`",
-	    "/ünïcødé/チェーン/chain-€.yaml", /* UTF-8: 2, 3 byte sequences */
-	    "/emoji/\xf0\x9f\x98\x80.yaml",   /* a 4-byte sequence */
+	    "/ünïcødé/チェーン/chain-€.yaml",		     /* UTF-8: 2, 3 byte sequences */
+	    "/emoji/\xf0\x9f\x98\x80.yaml",		     /* a 4-byte sequence */
 	    "/nel/\xc2\x85/ls/\xe2\x80\xa8/ps/\xe2\x80\xa9", /* YAML line breaks if unescaped */
 	    "/ctl/tab\there/nl\nthere/cr\rdel\x7f/bell\x01",
 	    "/trailing space ",
@@ -324,9 +324,12 @@ Test(state, bytes_that_are_not_utf8_are_refused_and_nothing_written)
 {
 	/* YAML text is Unicode: a path that is not UTF-8 cannot be written so that it reads
 	 * back the same, so the save refuses it rather than persist another path. */
-	static const char *const bad[] = {"/latin1/caf\xe9.yaml",    "/lone/\x80",
-					  "/cut/\xe2\x82",	     "/overlong/\xc0\xaf",
-					  "/surrogate/\xed\xa0\x80", "/too/big/\xf4\x90\x80\x80",
+	static const char *const bad[] = {"/latin1/caf\xe9.yaml",
+					  "/lone/\x80",
+					  "/cut/\xe2\x82",
+					  "/overlong/\xc0\xaf",
+					  "/surrogate/\xed\xa0\x80",
+					  "/too/big/\xf4\x90\x80\x80",
 					  NULL};
 	static const char *const reps[] = {"a-1@n1:7100", NULL};
 	const char *path = at("state.yaml");
@@ -739,11 +742,10 @@ Test(state, set_plan_describes_the_plan)
 Test(state, restart_yields_the_live_placement)
 {
 	static const char *const ops[] = {
-	    "scale dpi 3", "dead n2",	   "scale log 2", "up n2",	 "drain n4",
-	    "scale dpi 2", "scale edge 2", "up n4",	  "scale dpi 4", "scale dpi 3",
-	    "dead n1",	   "scale log 1",  "drain n3",	  "up n1",	 "up n3",
-	    "scale dpi 4", "dead n2",	   "scale edge 1", "up n2",	 "scale log 3",
-	    NULL};
+	    "scale dpi 3",  "dead n2",	   "scale log 2", "up n2",	 "drain n4", "scale dpi 2",
+	    "scale edge 2", "up n4",	   "scale dpi 4", "scale dpi 3", "dead n1",  "scale log 1",
+	    "drain n3",	    "up n1",	   "up n3",	  "scale dpi 4", "dead n2",  "scale edge 1",
+	    "up n2",	    "scale log 3", NULL};
 	enum rdm_down_why why[4] = {0};
 	struct world w;
 	struct rdm_orch_state st;
@@ -961,5 +963,313 @@ Test(state, restore_counts_replicas_per_stage)
 	}
 	rdm_plan_free(p);
 	rdm_state_free(&st);
+	world_free(&w);
+}
+
+/* ---- rdm_plan_rebase: keeping replicas where they run ---- */
+
+#define FW "  - name: fw\n    run: [stamp]\n"
+
+/* Loads chain.yaml text from DIR/name into s. */
+static void spec_load(const char *name, const char *text, struct rdm_chain_spec *s)
+{
+	cr_assert_eq(rdm_chain_spec_load(put(name, text), s, err, sizeof(err)), 0, "%s", err);
+}
+
+/* keep[i] = replica id on rack node k at port (what rebase reads of a kept replica). */
+static void keep_at(struct rdm_replica *keep, const char *id, int k, uint16_t port)
+{
+	memset(keep, 0, sizeof(*keep));
+	snprintf(keep->id, sizeof(keep->id), "%s", id);
+	keep->node = k;
+	keep->port = port;
+}
+
+Test(state, rebase_keeps_replicas_when_the_chain_changes)
+{
+	struct world w;
+	struct rdm_chain_spec added, removed, grown;
+	struct rdm_plan *p, *q;
+	int counts[3] = {2, 4, 1};
+
+	world_load(&w);
+	p = rdm_plan_new(&w.rack, &w.spec, err, sizeof(err));
+	cr_assert_not_null(p, "%s", err);
+	expect_at(p, "edge-1", "n1", "10.77.0.1:7100");
+	expect_at(p, "dpi-1", "n2", "10.77.0.2:7100");
+	expect_at(p, "log-1", "n3", "10.77.0.3:7100");
+
+	/* Nothing changed: the same plan. */
+	q = rdm_plan_rebase(&w.rack, &w.spec, NULL, NULL, p->replicas, p->n_replicas, err,
+			    sizeof(err));
+	cr_assert_not_null(q, "%s", err);
+	expect_same_plan(p, q);
+	rdm_plan_free(q);
+
+	/* A stage added before dpi: everything stays, dpi's node id follows its new position,
+	 * and fw-1 goes where rdm_plan_new would put it given the rest (n4: 4 cores left). */
+	spec_load("added.yaml", CHAIN_HEAD EDGE FW DPI LOG, &added);
+	q = rdm_plan_rebase(&w.rack, &added, NULL, NULL, p->replicas, p->n_replicas, err,
+			    sizeof(err));
+	cr_assert_not_null(q, "%s", err);
+	cr_assert_eq(q->n_replicas, 4);
+	expect_kept(p, q, "edge-1");
+	expect_kept(p, q, "dpi-1");
+	expect_kept(p, q, "log-1");
+	expect_at(q, "fw-1", "n4", "10.77.0.4:7100");
+	cr_assert_eq(rdm_plan_replica(q, "dpi-1")->node_id, 301);
+	cr_assert_eq(rdm_plan_replica(q, "fw-1")->node_id, 201);
+	cr_assert(q->spec == &added && q->rack == &w.rack);
+	rdm_plan_free(q);
+
+	/* dpi removed: its replica is gone, the others stay. */
+	spec_load("removed.yaml", CHAIN_HEAD EDGE LOG, &removed);
+	q = rdm_plan_rebase(&w.rack, &removed, NULL, NULL, p->replicas, p->n_replicas, err,
+			    sizeof(err));
+	cr_assert_not_null(q, "%s", err);
+	cr_assert_eq(q->n_replicas, 2);
+	expect_kept(p, q, "edge-1");
+	expect_kept(p, q, "log-1");
+	cr_assert_null(rdm_plan_replica(q, "dpi-1"));
+	rdm_plan_free(q);
+
+	/* dpi grows to 3 in chain.yaml: dpi-1 stays, the new ones spread over the nodes
+	 * without one (n4 has the most cores left, then n1 and n3 tie: rack order). */
+	spec_load("grown.yaml", CHAIN_HEAD EDGE DPI "    replicas: 3\n" LOG, &grown);
+	q = rdm_plan_rebase(&w.rack, &grown, NULL, NULL, p->replicas, p->n_replicas, err,
+			    sizeof(err));
+	cr_assert_not_null(q, "%s", err);
+	cr_assert_eq(q->n_replicas, 5);
+	expect_kept(p, q, "edge-1");
+	expect_kept(p, q, "dpi-1");
+	expect_kept(p, q, "log-1");
+	expect_at(q, "dpi-2", "n4", "10.77.0.4:7100");
+	expect_at(q, "dpi-3", "n1", "10.77.0.1:7101");
+	rdm_plan_free(q);
+
+	/* counts override chain.yaml's: the kept stay, the new are placed around them. */
+	q = rdm_plan_rebase(&w.rack, &w.spec, counts, NULL, p->replicas, p->n_replicas, err,
+			    sizeof(err));
+	cr_assert_not_null(q, "%s", err);
+	cr_assert_eq(q->n_replicas, 7);
+	cr_assert_eq(q->stage_replicas[0], 2);
+	cr_assert_eq(q->stage_replicas[1], 4);
+	expect_kept(p, q, "edge-1");
+	expect_kept(p, q, "dpi-1");
+	expect_kept(p, q, "log-1");
+	for (int i = 2; i <= 4; i++) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "dpi-%d", i);
+		cr_assert_str_neq(node_of(q, id), "n2", "%s beside dpi-1", id);
+	}
+	cr_assert_str_neq(node_of(q, "edge-2"), "n1");
+	rdm_plan_free(q);
+
+	rdm_chain_spec_free(&grown);
+	rdm_chain_spec_free(&removed);
+	rdm_chain_spec_free(&added);
+	rdm_plan_free(p);
+	world_free(&w);
+}
+
+Test(state, rebase_moves_what_cannot_stay)
+{
+	struct rdm_rack rack;
+	struct rdm_chain_spec spec, zoned;
+	struct rdm_plan *p, *q;
+	unsigned char down[4] = {0, 1, 0, 0};
+	struct rdm_replica keep[3];
+
+	cr_assert_eq(
+	    rdm_rack_load(put("rack.yaml",
+			      "nodes:\n"
+			      "  - {name: n1, control: 10.0.0.1, data: 10.0.0.1, capacity: "
+			      "4, labels: {zone: a}}\n"
+			      "  - {name: n2, control: 10.0.0.2, data: 10.0.0.2, capacity: "
+			      "4, labels: {zone: a}}\n"
+			      "  - {name: n3, control: 10.0.0.3, data: 10.0.0.3, capacity: "
+			      "4, labels: {zone: b}}\n"
+			      "  - {name: n4, control: 10.0.0.4, data: 10.0.0.4, capacity: "
+			      "4, labels: {zone: b}}\n"),
+			  &rack, err, sizeof(err)),
+	    0, "%s", err);
+	spec_load("chain.yaml", CHAIN3, &spec);
+	p = rdm_plan_new(&rack, &spec, err, sizeof(err));
+	cr_assert_not_null(p, "%s", err);
+	expect_at(p, "edge-1", "n1", "10.0.0.1:7100");
+	expect_at(p, "dpi-1", "n2", "10.0.0.2:7100");
+	expect_at(p, "log-1", "n3", "10.0.0.3:7100");
+
+	/* dpi-1's node is down: dpi-1 moves (n4: the most cores left), the others stay. */
+	q = rdm_plan_rebase(&rack, &spec, NULL, down, p->replicas, p->n_replicas, err, sizeof(err));
+	cr_assert_not_null(q, "%s", err);
+	cr_assert(q->down[1]);
+	expect_kept(p, q, "edge-1");
+	expect_kept(p, q, "log-1");
+	expect_at(q, "dpi-1", "n4", "10.0.0.4:7100");
+	rdm_plan_free(q);
+
+	/* dpi now wants zone b: dpi-1 leaves n2 (zone a) for n4; edge and log stay. */
+	spec_load("zoned.yaml", CHAIN_HEAD EDGE DPI "    placement: {labels: {zone: b}}\n" LOG,
+		  &zoned);
+	q = rdm_plan_rebase(&rack, &zoned, NULL, NULL, p->replicas, p->n_replicas, err,
+			    sizeof(err));
+	cr_assert_not_null(q, "%s", err);
+	expect_kept(p, q, "edge-1");
+	expect_kept(p, q, "log-1");
+	expect_at(q, "dpi-1", "n4", "10.0.0.4:7100");
+	rdm_plan_free(q);
+
+	/* Not enough cores on a node for every replica kept there, taken in plan order:
+	 * edge-1 and dpi-1 use 3 of n1's 4 cores, so dpi-2 (2 more) moves and log-1 (1 more)
+	 * stays. */
+	{
+		int counts[3] = {1, 2, 1};
+		struct rdm_replica k4[4];
+
+		keep_at(&k4[0], "edge-1", 0, 7100);
+		keep_at(&k4[1], "dpi-1", 0, 7101);
+		keep_at(&k4[2], "dpi-2", 0, 7102);
+		keep_at(&k4[3], "log-1", 0, 7103);
+		q = rdm_plan_rebase(&rack, &spec, counts, NULL, k4, 4, err, sizeof(err));
+		cr_assert_not_null(q, "%s", err);
+		expect_at(q, "edge-1", "n1", "10.0.0.1:7100");
+		expect_at(q, "dpi-1", "n1", "10.0.0.1:7101");
+		expect_at(q, "log-1", "n1", "10.0.0.1:7103");
+		cr_assert_str_neq(node_of(q, "dpi-2"), "n1");
+		rdm_plan_free(q);
+	}
+
+	/* A node index outside the rack, a port outside its range: placed afresh. */
+	keep_at(&keep[0], "edge-1", 7, 7100);
+	keep_at(&keep[1], "dpi-1", 1, 7000);
+	keep_at(&keep[2], "log-1", -1, 7100);
+	q = rdm_plan_rebase(&rack, &spec, NULL, NULL, keep, 3, err, sizeof(err));
+	cr_assert_not_null(q, "%s", err);
+	expect_same_plan(p, q);
+	rdm_plan_free(q);
+
+	rdm_chain_spec_free(&zoned);
+	rdm_plan_free(p);
+	rdm_chain_spec_free(&spec);
+	rdm_rack_free(&rack);
+}
+
+Test(state, rebase_gives_a_port_to_one_kept_replica_only)
+{
+	struct rdm_rack rack;
+	struct rdm_chain_spec spec;
+	struct rdm_plan *q;
+	struct rdm_replica keep[3];
+
+	/* a and b share a loopback IP, so its ports. */
+	cr_assert_eq(rdm_rack_load(put("rack.yaml",
+				       "ports: 9000-9099\nnodes:\n"
+				       "  - {name: a, control: 127.0.0.1, data: 127.0.0.1, "
+				       "capacity: 8}\n"
+				       "  - {name: b, control: 127.0.0.1, data: 127.0.0.1, "
+				       "capacity: 8}\n"
+				       "  - {name: c, control: \"::1\", data: \"::1\", capacity: "
+				       "8}\n"),
+				   &rack, err, sizeof(err)),
+		     0, "%s", err);
+	spec_load("chain.yaml",
+		  CHAIN_HEAD "  - name: s\n    run: [stamp]\n    replicas: 3\n"
+			     "    placement: {spread: false}\n",
+		  &spec);
+	/* s-1 on a:9000; s-2 claims 9000 on b, the same IP: it is placed afresh (on a, the
+	 * most cores left and first, at the lowest free port); s-3 on c:9000 is another IP. */
+	keep_at(&keep[0], "s-1", 0, 9000);
+	keep_at(&keep[1], "s-2", 1, 9000);
+	keep_at(&keep[2], "s-3", 2, 9000);
+	q = rdm_plan_rebase(&rack, &spec, NULL, NULL, keep, 3, err, sizeof(err));
+	cr_assert_not_null(q, "%s", err);
+	expect_at(q, "s-1", "a", "127.0.0.1:9000");
+	expect_at(q, "s-3", "c", "[::1]:9000");
+	cr_assert_neq(rdm_plan_replica(q, "s-2")->port, 9000);
+	expect_at(q, "s-2", "b", "127.0.0.1:9001");
+	rdm_plan_free(q);
+
+	/* The same node and port twice: the second in plan order moves. */
+	keep_at(&keep[0], "s-1", 1, 9005);
+	keep_at(&keep[1], "s-2", 1, 9005);
+	keep_at(&keep[2], "s-3", 1, 9000);
+	q = rdm_plan_rebase(&rack, &spec, NULL, NULL, keep, 3, err, sizeof(err));
+	cr_assert_not_null(q, "%s", err);
+	expect_at(q, "s-1", "b", "127.0.0.1:9005");
+	expect_at(q, "s-3", "b", "127.0.0.1:9000");
+	cr_assert_neq(rdm_plan_replica(q, "s-2")->port, 9005);
+	cr_assert_neq(rdm_plan_replica(q, "s-2")->port, 9000);
+	rdm_plan_free(q);
+	rdm_chain_spec_free(&spec);
+	rdm_rack_free(&rack);
+}
+
+Test(state, rebase_refuses_counts_out_of_range)
+{
+	struct world w;
+	struct rdm_plan *p;
+	int zero[3] = {1, 0, 1}, big[3] = {1, 1, RDM_PLAN_MAX_REPLICAS + 1};
+	int max[3] = {1, 1, RDM_PLAN_MAX_REPLICAS};
+
+	world_load_with(&w, RACK4_BIG, CHAIN_HEAD EDGE DPI LOG "    placement: {spread: false}\n");
+	p = rdm_plan_new(&w.rack, &w.spec, err, sizeof(err));
+	cr_assert_not_null(p, "%s", err);
+	errno = 0;
+	cr_assert_null(rdm_plan_rebase(&w.rack, &w.spec, zero, NULL, p->replicas, p->n_replicas,
+				       err, sizeof(err)));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_str_eq(err, "stage 'dpi': 0 replicas is out of range (1..16)");
+	errno = 0;
+	cr_assert_null(rdm_plan_rebase(&w.rack, &w.spec, big, NULL, p->replicas, p->n_replicas, err,
+				       sizeof(err)));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_str_eq(err, "stage 'log': 17 replicas is out of range (1..16)");
+	/* 16 is in range (log does not spread; 16 fit in the rack's cores). */
+	{
+		struct rdm_plan *q = rdm_plan_rebase(&w.rack, &w.spec, max, NULL, p->replicas,
+						     p->n_replicas, err, sizeof(err));
+
+		cr_assert_not_null(q, "%s", err);
+		cr_assert_eq(q->n_replicas, 18);
+		expect_kept(p, q, "log-1");
+		rdm_plan_free(q);
+	}
+	/* An impossible placement is reported at chain.yaml's position, as rdm_plan_new. */
+	max[1] = 5;
+	errno = 0;
+	cr_assert_null(rdm_plan_rebase(&w.rack, &w.spec, max, NULL, p->replicas, p->n_replicas, err,
+				       sizeof(err)));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(strncmp(err, w.spec.file, strlen(w.spec.file)), 0, "%s", err);
+	cr_assert_not_null(strstr(err, "stage 'dpi': impossible placement: 5 replicas spread"),
+			   "%s", err);
+	rdm_plan_free(p);
+	world_free(&w);
+}
+
+Test(state, plan_copy_is_the_same_plan)
+{
+	struct world w;
+	struct rdm_plan *p, *c;
+
+	world_load_with(&w, RACK4_BIG, CHAIN3);
+	p = rdm_plan_new(&w.rack, &w.spec, err, sizeof(err));
+	cr_assert_not_null(p, "%s", err);
+	take(&p, rdm_plan_scale(p, "dpi", 3, err, sizeof(err)), "scale");
+	take(&p, rdm_plan_node_down(p, "n1", err, sizeof(err)), "down n1");
+	take(&p, rdm_plan_node_down(p, "n3", err, sizeof(err)), "down n3");
+	c = rdm_plan_copy(p);
+	cr_assert_not_null(c);
+	cr_assert(c->rack == p->rack && c->spec == p->spec);
+	cr_assert_neq(c->replicas, p->replicas);
+	expect_same_plan(p, c);
+	cr_assert(c->down[0] && c->down[2]);
+	rdm_plan_free(p);
+	/* It owns its arrays: still whole once p is gone. */
+	cr_assert_eq(c->n_replicas, 5);
+	cr_assert_str_eq(c->replicas[4].id, "log-1");
+	rdm_plan_free(c);
 	world_free(&w);
 }
