@@ -1356,5 +1356,19 @@ struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_c
 		}
 	}
 	free(used);
-	return finish(&c, -1);
+	/* The stage checks only where something is left to place: a stage whose replicas all
+	 * stayed is as it ran (a node's loss may have put spread siblings on one node, which
+	 * the strict spread check would refuse, and a restart must not). */
+	for (int s = 0, i = 0, rc; s < spec->n_stages; s++) {
+		int open = 0;
+
+		for (int n = 0; n < c.p->stage_replicas[s]; n++, i++)
+			open |= c.p->replicas[i].node < 0;
+		if (open && (rc = check_stage(&c, s)) < 0) {
+			rdm_plan_free(c.p);
+			errno = -rc;
+			return NULL;
+		}
+	}
+	return finish(&c, INT32_MAX);
 }

@@ -371,11 +371,17 @@ struct rdm_plan *rdm_state_plan(const struct rdm_orch_state *s, const struct rdm
 	for (int i = 0; i < s->n_replicas; i++) {
 		const struct rdm_state_replica *r = &s->replicas[i];
 		const char *dash = strrchr(r->id, '-');
+		const char *num = dash ? dash + 1 : "";
 		char stage[RDM_RACK_NAME_MAX + 1];
-		int st, n;
+		int st, n = 0;
 
 		where(s, r, at, sizeof(at));
-		if (!dash || sscanf(dash + 1, "%d", &n) != 1 || n < 1 || n > RDM_PLAN_MAX_REPLICAS) {
+		/* N exactly as the plan writes it (decimal, no leading zero): "dpi-01" or
+		 * "dpi-1x" would match no replica of the plan and be dropped unseen. */
+		if (num[0] >= '1' && num[0] <= '9' && strlen(num) <= 2 &&
+		    strspn(num, "0123456789") == strlen(num))
+			n = atoi(num);
+		if (n < 1 || n > RDM_PLAN_MAX_REPLICAS) {
 			snprintf(err, errlen, "%sreplica id '%s' is not STAGE-N", at, r->id);
 			errno = EINVAL;
 			goto out;
