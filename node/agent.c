@@ -329,7 +329,8 @@ static void take_assign(struct agent *a, const struct rdm_msg *m)
 		char key[RDM_NODE_NAME_MAX + 3], set[1030];
 		int named;
 
-		if (r->stopping)
+		/* Gone or going for good; a leaving one still waiting to stop can stay. */
+		if (r->stopping && (!r->stop_at_ns || r->joined))
 			continue;
 		snprintf(key, sizeof(key), " %s ", r->id);
 		snprintf(set, sizeof(set), " %s ", reps ? reps : "");
@@ -338,16 +339,21 @@ static void take_assign(struct agent *a, const struct rdm_msg *m)
 			alog(a, "%s: moves to %s: stopping the one at %s", r->id, nc->listen.text,
 			     r->listen);
 			r->stopping = 1;
+			r->stop_at_ns = 0;
 			if (!r->joined)
 				rdm_node_stop(r->node);
 			continue;
 		}
 		if (named) {
-			if (r->stop_at_ns)
-				alog(a, "%s: assigned again: kept", r->id);
+			if (r->stopping)
+				alog(a, "%s: assigned again before it stopped: kept", r->id);
+			r->stopping = 0;
 			r->stop_at_ns = 0;
+			r->idle_since_ns = 0;
 			continue;
 		}
+		if (r->stopping)
+			continue; /* already leaving */
 		r->stopping = 1;
 		if (!r->joined) {
 			r->stop_at_ns = rdm_now_ns() + stop_ns;
@@ -418,7 +424,7 @@ static void channel(struct agent *a)
 		else if (strcmp(m.type, "ack"))
 			alog(a, "unexpected message '%s' from the orchestrator: ignored", m.type);
 		rdm_msg_free(&m);
-	} else if (rc == -EPROTO && err[0] && !strstr(err, "TLS")) {
+	} else if (rc == -EBADMSG) {
 		alog(a, "bad message from the orchestrator: %s", err);
 	} else if (rc != -ETIMEDOUT) {
 		hang_up(a, err[0] ? err : strerror(-rc));

@@ -225,5 +225,5 @@ int rdm_msg_recv(struct rdm_tls_conn *c, struct rdm_msg *m, int timeout_ms, char
 	}
 	rc = rdm_msg_parse(buf, len, m, err, errlen);
 	free(buf);
-	return rc;
+	return rc == -EPROTO ? -EBADMSG : rc; /* the stream itself is fine */
 }

@@ -62,8 +62,9 @@ int rdm_msg_send(struct rdm_tls_conn *c, const char *type, uint64_t epoch, const
 		 const char *body, size_t body_len, int timeout_ms);
 
 /* Receives and parses one message within timeout_ms. 0; -ETIMEDOUT when none came;
- * -EPIPE when the peer is gone; -EPROTO for a message that does not parse (reason in
- * err; the connection is still usable) or a broken stream. */
+ * -EBADMSG for a message that does not parse (reason in err; the connection is still
+ * usable and the next message may be fine); -EPIPE when the peer is gone; -EPROTO for a
+ * broken stream (TLS failure, an oversized length); -ENOMEM. */
 int rdm_msg_recv(struct rdm_tls_conn *c, struct rdm_msg *m, int timeout_ms, char *err,
 		 size_t errlen);
 

@@ -884,11 +884,12 @@ static int serve(struct orch *o, struct conn *c)
 
 		if (rc == -ETIMEDOUT)
 			return 0;
-		if (rc == -EPROTO && !m.buf && err[0] && rdm_tls_pending(c->c) >= 0) {
-			/* a message that does not parse: say so, keep the channel */
+		if (rc == -EBADMSG) {
+			/* A message that does not parse: say so. Another protocol version will
+			 * not get better: hang up; anything else may be a one-off. */
 			olog(o, "%s: bad message: %s",
 			     c->node >= 0 ? o->rack.nodes[c->node].name : RDM_CTL_NAME, err);
-			if (strstr(err, "unsupported protocol") || strstr(err, "TLS")) {
+			if (strstr(err, "unsupported protocol")) {
 				drop_conn(o, c, err);
 				return -1;
 			}

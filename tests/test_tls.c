@@ -914,7 +914,7 @@ Test(certs, ctl_certs_command)
 	char *again[] = {"ctl", "certs", "--out", d, "n1", "n3", NULL};
 	char *no_out[] = {"ctl", "certs", "n1", NULL};
 	char *bad_days[] = {"ctl", "certs", "--out", d, "--days", "0", "n1", NULL};
-	char *unknown[] = {"ctl", "status", NULL};
+	char *unknown[] = {"ctl", "frobnicate", NULL};
 	struct rdm_tls_ctx *ctx;
 
 	snprintf(d, sizeof(d), "%s/ctl", dir);

@@ -187,13 +187,16 @@ done
 e0=$(sed -n 's/.*  epoch \([0-9]*\) .*/\1/p' "$work/status")
 gone=$(awk '$1 == "dpi-2" { sub("host", "", $3); print $3 }' "$work/status")
 # Scraped back to back while the agent changes its replica list (the list's lock).
-(while :; do scrape "$gone" "$work/m.loop" >>"$work/loop.codes" 2>&1; echo >>"$work/loop.codes"; done) &
+(while [ ! -e "$work/loop.stop" ]; do
+	c=$(scrape "$gone" "$work/m.loop" 2>&1)
+	echo "${c:-no answer}" | tr -c '[:print:]\n' '?' >>"$work/loop.codes"
+done) &
 pid_loop=$!
 ctl scale dpi 1 >"$work/scale" 2>&1 || fail "ctl scale dpi 1: $(cat "$work/scale")"
 stopped=0
 wait_log "$work/host$gone.log" "dpi-2: stopped" 30 && stopped=1
 sleep 0.5
-kill "$pid_loop"
+touch "$work/loop.stop" # a scrape in flight finishes first
 wait "$pid_loop" 2>/dev/null
 n_ok=$(grep -c '^200$' "$work/loop.codes")
 n_all=$(grep -c . "$work/loop.codes")
