@@ -63,17 +63,13 @@ static void alog(const struct agent *a, const char *fmt, ...) __attribute__((for
 static void alog(const struct agent *a, const char *fmt, ...)
 {
 	char msg[1024], ts[32];
-	struct timespec now;
-	struct tm tm;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
-	fprintf(stderr, "rdmesh: %s: %s.%03ld %s\n", a->o->name, ts, now.tv_nsec / 1000000, msg);
+	rdm_log_clock(ts, sizeof(ts));
+	fprintf(stderr, "rdmesh: %s: %s %s\n", a->o->name, ts, msg);
 }
 
 /* ---- replicas --------------------------------------------------------------------- */

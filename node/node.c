@@ -249,18 +249,14 @@ static void nlog(const struct rdm_node *n, const char *fmt, ...)
 
 static void nlog(const struct rdm_node *n, const char *fmt, ...)
 {
-	char buf[512];
+	char buf[512], ts[32];
 	va_list ap;
-	struct timespec ts;
-	struct tm tm;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
+	rdm_log_clock(ts, sizeof(ts));
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "%02d:%02d:%02d.%03ld %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
-		ts.tv_nsec / 1000000, n->conf->name, buf);
+	fprintf(stderr, "%s %s: %s\n", ts, n->conf->name, buf);
 }
 
 /* A frame a stage dropped or answered but marked RDM_FF_NOTICE goes on without its

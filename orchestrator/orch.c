@@ -94,17 +94,13 @@ static void olog(struct orch *o, const char *fmt, ...) __attribute__((format(pri
 static void olog(struct orch *o, const char *fmt, ...)
 {
 	char msg[1024], line[1100], ts[32];
-	struct timespec now;
-	struct tm tm;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
-	snprintf(line, sizeof(line), "%s.%03ld %s", ts, now.tv_nsec / 1000000, msg);
+	rdm_log_clock(ts, sizeof(ts));
+	snprintf(line, sizeof(line), "%s %s", ts, msg);
 	pthread_mutex_lock(&o->log_mu);
 	fprintf(stderr, "rdmesh orch: %s\n", line);
 	free(o->log[o->log_next]);

@@ -4,6 +4,7 @@
 #ifndef RDM_LOOP_H
 #define RDM_LOOP_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 
@@ -66,5 +67,8 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms);
 /* Monotonic and wall clocks in nanoseconds. */
 uint64_t rdm_now_ns(void);
 uint64_t rdm_wall_ns(void);
+
+/* The wall clock as log lines start with it, "HH:MM:SS.mmm" (UTC), into buf (>= 13). */
+void rdm_log_clock(char *buf, size_t len);
 
 #endif

@@ -192,6 +192,13 @@ if ctl drain host2 >"$work/drain" 2>&1 && grep -q "~ dpi-1: host2 -> host" "$wor
 else
 	fail "ctl drain: '$(cat "$work/drain")' status $(cat "$work/status")"
 fi
+# ctl logs: the orchestrator's own account of the above.
+if ctl logs 200 >"$work/logs" 2>&1 && grep -q "ctl scale\|ctl apply" "$work/logs" &&
+	grep -q "ctl drain host2" "$work/logs" && grep -q "refused: .*unknown node 'host9'" "$work/logs"; then
+	pass "ctl logs tells the story: $(grep -c . "$work/logs") lines, e.g. '$(grep -m1 -o 'ctl drain host2.*' "$work/logs")'"
+else
+	fail "ctl logs: $(tail -5 "$work/logs")"
+fi
 stop_all
 
 # --- 2. scale dpi 1 -> 3 -> 1 under traffic --------------------------------------------
