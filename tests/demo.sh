@@ -6,6 +6,7 @@
 # where this machine can make them, else processes on loopback addresses. Ends with a
 # summary: delivery and loss, per-application and per-verdict tables from the flow log,
 # hop latency, flows per dpi replica. Everything stays in build/demo/.
+# RDM_DEMO_LOOPBACK=1 runs the hosts on loopback even where namespaces work.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/rack.sh
@@ -20,7 +21,7 @@ trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rack_down' EXIT
 
 "$RDMESH" ctl certs --out "$out/certs" orch ctl host1 host2 host3 host4 >/dev/null || exit 1
 # Hosts: namespaces (configs/rack.yaml's addresses), or loopback.
-if [ "$(id -u)" -eq 0 ] && rack_up 4 2>/dev/null; then
+if [ -z "${RDM_DEMO_LOOPBACK:-}" ] && [ "$(id -u)" -eq 0 ] && rack_up 4 2>/dev/null; then
 	RACKFILE=$PWD/configs/rack.yaml
 	ORCH=$RACK_NET.1:7000
 	on() { local i=$1; shift; ip netns exec "$RACK-h$i" "$@"; }

@@ -4,7 +4,8 @@
 # `rdmesh node --orch`, every change goes through `rdmesh ctl`:
 #   1. deploy configs/rack.yaml + configs/chain.yaml: ctl status shows every replica
 #      running; refused, with the deployment untouched: broken YAML (ctl apply), a
-#      certificate from another CA, a name not in the rack;
+#      certificate from another CA, an expired one, a name not in the rack; ctl apply,
+#      drain and logs;
 #   2. scale dpi 1 -> 3 -> 1 while traffic flows: no loss, every flow in order through
 #      one dpi replica (chaincheck on the egress's frames, the flow log, the per-replica
 #      dpi counters), and both leaving replicas drained;
@@ -33,6 +34,9 @@ rack_up 4 || { fail "rack set-up"; exit 1; }
 	"$RDMESH" ctl certs --out "$work/rogue" host4 >/dev/null || { fail "certificates"; exit 1; }
 # The rogue node trusts the rack's CA, but its own certificate comes from another CA.
 cp "$work/certs/ca.pem" "$work/rogue/ca.pem"
+# host3's certificate from the rack's CA, expired yesterday.
+mkdir -p "$work/expired" && cp "$work/certs/ca.pem" "$work/certs/ca.key" "$work/expired/" &&
+	"$RDMESH" ctl certs --out "$work/expired" --days -1 host3 >/dev/null || { fail "expired certificate"; exit 1; }
 mkdir -p build/demo # configs/chain.yaml writes its flow log there
 PACKETS=30000
 "$RDMESH" gen --flows 300 --packets $PACKETS --seed 21 --out "$work/in.pcap" >/dev/null ||
@@ -148,15 +152,25 @@ pid_rogue=$!
 ip netns exec "$RACK-h2" "$RDMESH" node --orch "$ORCH" --name host9 --certs "$work/certs" \
 	--dir "$work/host9.dir" >"$work/host9.log" 2>&1 &
 pid_h9=$!
+ip netns exec "$RACK-h3" "$RDMESH" node --orch "$ORCH" --name host3 --certs "$work/expired" \
+	--dir "$work/expired.dir" >"$work/expired.log" 2>&1 &
+pid_exp=$!
 sleep 2
-kill -TERM $pid_rogue $pid_h9 2>/dev/null
+kill -TERM $pid_rogue $pid_h9 $pid_exp 2>/dev/null
 wait_exit $pid_rogue 10
 wait_exit $pid_h9 10
+wait_exit $pid_exp 10
 if grep -q "refused: .*unable to get local issuer" "$work/deploy.orch.log" &&
 	grep -q "alert unknown ca" "$work/rogue.log"; then
 	pass "a certificate from another CA is refused, on both sides: orch '$(grep -m1 -o 'refused: .*unable to get local issuer[^(]*' "$work/deploy.orch.log")'; node '$(grep -m1 -o 'orchestrator .*' "$work/rogue.log" | cut -c1-110)'"
 else
 	fail "rogue certificate: orch log '$(grep refused "$work/deploy.orch.log" | head -2)' node log '$(head -3 "$work/rogue.log")'"
+fi
+if grep -q "unknown node 'host9'" "$work/deploy.orch.log" && grep -q "unknown node 'host9'" "$work/host9.log" &&
+	grep -q "refused: .*certificate has expired" "$work/deploy.orch.log" && grep -q "alert certificate expired" "$work/expired.log"; then
+	pass "an expired certificate is refused, on both sides: orch '$(grep -m1 -o 'refused: .*certificate has expired' "$work/deploy.orch.log")'"
+else
+	fail "expired certificate: orch log '$(grep expired "$work/deploy.orch.log" | head -2)' node log '$(head -3 "$work/expired.log")'"
 fi
 if grep -q "unknown node 'host9'" "$work/deploy.orch.log" && grep -q "unknown node 'host9'" "$work/host9.log"; then
 	pass "a name not in the rack is refused, on both sides: '$(grep -m1 -o "unknown node 'host9'.*" "$work/host9.log" | cut -c1-80)'"
