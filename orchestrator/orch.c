@@ -181,12 +181,17 @@ static int plan_diff(FILE *f, const struct rdm_plan *a, const struct rdm_plan *b
 static void push_all(struct orch *o);
 static int commit(struct orch *o, struct rdm_plan *np, const char *chain, char *err, size_t errlen)
 {
-	struct rdm_orch_state ns = {.epoch = o->st.epoch + 1, .chain = (char *)(chain ? chain : o->st.chain)};
+	struct rdm_orch_state ns = {.epoch = o->st.epoch + 1,
+				    .chain = (char *)(chain ? chain : o->st.chain)};
 	enum rdm_down_why *why = calloc((size_t)o->rack.n_nodes + 1, sizeof(*why));
 	char *text = rdm_plan_render(np, err, errlen), *dup = chain ? strdup(chain) : NULL;
 	int rc = -ENOMEM;
 
-	if (!text || !why || (chain && !dup) || rdm_state_set_plan(&ns, np, why ? why : NULL) < 0)
+	if (!text) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (!why || (chain && !dup))
 		goto fail;
 	for (int k = 0; k < o->rack.n_nodes; k++)
 		why[k] = o->nodes[k].drained ? RDM_DOWN_DRAINED : RDM_DOWN_DEAD;
@@ -215,7 +220,7 @@ static int commit(struct orch *o, struct rdm_plan *np, const char *chain, char *
 	push_all(o);
 	return 0;
 fail:
-	if (rc == -ENOMEM && text)
+	if (rc == -ENOMEM)
 		snprintf(err, errlen, "out of memory");
 	free(ns.replicas);
 	free(ns.down);
@@ -481,10 +486,13 @@ static void check_health(struct orch *o)
 			plan_diff(f, o->plan, np);
 			fclose(f);
 		}
-		if (commit(o, np, NULL, err, sizeof(err)) < 0)
+		if (commit(o, np, NULL, err, sizeof(err)) < 0) {
+			/* Nothing changed: try again after another dead time. */
 			olog(o, "%s: silent for %" PRIu64 " ms: dead, but the new plan was not saved: "
 				"%s", name, silent / 1000000, err);
-		else
+			ns->dead = 0;
+			ns->last_seen_ns = now;
+		} else
 			olog(o, "%s: silent for %" PRIu64 " ms (limit %" PRIu64 "): dead; epoch %" PRIu64
 				" moves its replicas:\n%s", name, silent / 1000000, limit / 1000000,
 			     o->st.epoch, diff ? diff : "");
