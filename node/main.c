@@ -41,6 +41,20 @@ static void usage(FILE *out)
 		"  version\n");
 }
 
+/* Signals are taken synchronously by the main thread (sigtimedwait); the threads it
+ * starts inherit the mask and never see them. A closed peer is an error, not SIGPIPE. */
+static void take_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
 static int cmd_node(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -58,7 +72,6 @@ static int cmd_node(int argc, char **argv)
 	struct rdm_chain_conf chain;
 	struct rdm_node *node;
 	char err[512];
-	sigset_t set;
 
 	while ((c = getopt_long(argc, argv, "c:n:s:d:m:o:C:D:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -89,12 +102,7 @@ static int cmd_node(int argc, char **argv)
 			dir = dirbuf;
 		}
 		ao.dir = dir;
-		sigemptyset(&set);
-		sigaddset(&set, SIGINT);
-		sigaddset(&set, SIGTERM);
-		sigaddset(&set, SIGHUP);
-		pthread_sigmask(SIG_BLOCK, &set, NULL);
-		signal(SIGPIPE, SIG_IGN);
+		take_signals();
 		return rdm_agent_run(&ao);
 	}
 	if (!config || !name || drain_ms < 0) {
@@ -105,13 +113,7 @@ static int cmd_node(int argc, char **argv)
 		fprintf(stderr, "rdmesh: %s\n", err);
 		return 1;
 	}
-	/* Signals are taken synchronously by the main thread; workers never see them. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	take_signals();
 
 	node = rdm_node_new(&chain, name, err, sizeof(err));
 	if (!node) {
