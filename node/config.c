@@ -122,14 +122,6 @@ static int section(struct ld *l, const struct rdm_ynode *n, const char *what,
 	return rc;
 }
 
-static int dup_str(struct ld *l, const char *s, char **out)
-{
-	*out = strdup(s);
-	if (!*out)
-		return oom(l);
-	return 0;
-}
-
 /* An optional path-like string: kept as written, must not be empty. */
 static int opt_path(struct ld *l, const struct rdm_ynode *map, const char *key, char **out)
 {
@@ -144,7 +136,7 @@ static int opt_path(struct ld *l, const struct rdm_ynode *map, const char *key, 
 		return rc;
 	if (!*s)
 		return rdm_yerr(l->doc, v, l->err, l->len, "%s: must not be empty", key);
-	return dup_str(l, s, out);
+	return rdm_ystrdup(l->doc, s, out, l->err, l->len);
 }
 
 static int u32_opt(struct ld *l, const struct rdm_ynode *map, const char *key, uint64_t min,
@@ -177,7 +169,7 @@ static int load_chain_section(struct ld *l, const struct rdm_ynode *root, struct
 		return rc;
 	if (!*name)
 		return rdm_yerr(l->doc, nv, l->err, l->len, "name: must not be empty");
-	rc = dup_str(l, name, &c->name);
+	rc = rdm_ystrdup(l->doc, name, &c->name, l->err, l->len);
 	if (!rc)
 		rc = u32_opt(l, m, "spi", 1, MAX_SPI, 1, &c->spi);
 	return rc;
@@ -289,7 +281,7 @@ static int load_tun(struct ld *l, const struct rdm_ynode *v, struct rdm_tun_conf
 		return rdm_yerr(l->doc, v, l->err, l->len,
 				"tun: '%s' is not an interface name (1 to 15 characters, no '/' or space)",
 				s);
-	return dup_str(l, s, &t->name);
+	return rdm_ystrdup(l->doc, s, &t->name, l->err, l->len);
 }
 
 static int load_ingress(struct ld *l, const char *node, const struct rdm_ynode *v,
@@ -458,7 +450,7 @@ static int load_stages(struct ld *l, const struct rdm_ynode *v, struct rdm_node_
 			return rc;
 		if (!*name)
 			return rdm_yerr(l->doc, nv, l->err, l->len, "stage name must not be empty");
-		rc = dup_str(l, name, &s->name);
+		rc = rdm_ystrdup(l->doc, name, &s->name, l->err, l->len);
 		if (rc)
 			return rc;
 		s->line = rdm_ynode_line(it);
@@ -531,7 +523,7 @@ static int load_node(struct ld *l, const struct rdm_ynode *m, size_t idx, struct
 		return rdm_yerr(l->doc, v, l->err, l->len,
 				"bad node name '%s' (expected 1 to %d of A-Z a-z 0-9 _ . -)", s,
 				RDM_NODE_NAME_MAX);
-	rc = dup_str(l, s, &nc->name);
+	rc = rdm_ystrdup(l->doc, s, &nc->name, l->err, l->len);
 	if (rc)
 		return rc;
 
@@ -774,7 +766,7 @@ int rdm_chain_load(const char *path, struct rdm_chain_conf *out, char *err, size
 	if (!l.doc)
 		return errno ? -errno : -EINVAL;
 	c.doc = l.doc;
-	rc = dup_str(&l, path, &c.file);
+	rc = rdm_ystrdup(l.doc, path, &c.file, l.err, l.len);
 	if (!rc)
 		rc = load(&l, &c);
 	if (rc) {

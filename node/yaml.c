@@ -731,3 +731,12 @@ const char *rdm_yclosest(const char *word, const char *const cands[], size_t n, 
 	}
 	return best;
 }
+
+int rdm_ystrdup(const struct rdm_ydoc *d, const char *s, char **out, char *err, size_t len)
+{
+	*out = strdup(s);
+	if (*out)
+		return 0;
+	rdm_yerr(d, NULL, err, len, "out of memory");
+	return -ENOMEM;
+}

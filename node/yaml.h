@@ -108,6 +108,10 @@ int rdm_ymap_bool(const struct rdm_ydoc *d, const struct rdm_ynode *map, const c
 int rdm_ymap_check_keys(const struct rdm_ydoc *d, const struct rdm_ynode *map,
 			const char *const allowed[], char *err, size_t len);
 
+/* A copy of s into *out: 0, or -ENOMEM with "FILE: out of memory" (d's file) in err,
+ * the way the loaders built on this DOM report it. */
+int rdm_ystrdup(const struct rdm_ydoc *d, const char *s, char **out, char *err, size_t len);
+
 /* Edit distance (insertions, deletions, substitutions and swaps of neighbours, each 1)
  * between a and b; SIZE_MAX if out of memory. */
 size_t rdm_yedit_distance(const char *a, const char *b);

@@ -417,12 +417,6 @@ static int oom(struct ld *l)
 	return -ENOMEM;
 }
 
-static int dup_str(struct ld *l, const char *s, char **out)
-{
-	*out = strdup(s);
-	return *out ? 0 : oom(l);
-}
-
 /* The key node of map's entry key (errors about a whole entry point at its key). */
 static const struct rdm_ynode *key_node(const struct rdm_ynode *map, const char *key)
 {
@@ -481,9 +475,9 @@ static int load_placement(struct ld *l, const struct rdm_ynode *v, struct rdm_sp
 			return rc;
 		st->n_labels = (int)(i + 1);
 		st->labels[i].at = k;
-		rc = dup_str(l, ks, &st->labels[i].key);
+		rc = rdm_ystrdup(l->doc, ks, &st->labels[i].key, l->err, l->len);
 		if (!rc)
-			rc = dup_str(l, vs, &st->labels[i].value);
+			rc = rdm_ystrdup(l->doc, vs, &st->labels[i].value, l->err, l->len);
 		if (rc)
 			return rc;
 	}
@@ -630,7 +624,7 @@ static int load_stage(struct ld *l, struct rdm_chain_spec *s, size_t idx, size_t
 			return rdm_yerr(l->doc, v, l->err, l->len,
 					"duplicate stage name '%s' (first at line %d)", name,
 					rdm_ynode_line(s->stages[j].map));
-	rc = dup_str(l, name, &st->name);
+	rc = rdm_ystrdup(l->doc, name, &st->name, l->err, l->len);
 	if (rc)
 		return rc;
 
@@ -821,7 +815,7 @@ static int load_spec(struct ld *l, struct rdm_chain_spec *s, const char *path)
 	/* Both checked by the chain loader above. */
 	rc = rdm_ymap_str(l->doc, s->chain, "name", NULL, &name, l->err, l->len);
 	if (!rc)
-		rc = dup_str(l, name, &s->name);
+		rc = rdm_ystrdup(l->doc, name, &s->name, l->err, l->len);
 	if (!rc)
 		rc = rdm_ymap_u64(l->doc, s->chain, "spi", 1, 0xFFFFFF, 1, &u, l->err, l->len);
 	if (!rc)
@@ -841,7 +835,7 @@ int rdm_chain_spec_load(const char *path, struct rdm_chain_spec *out, char *err,
 	if (!l.doc)
 		return errno ? -errno : -EINVAL;
 	s.doc = l.doc;
-	rc = dup_str(&l, path, &s.file);
+	rc = rdm_ystrdup(l.doc, path, &s.file, l.err, l.len);
 	if (!rc)
 		rc = load_spec(&l, &s, path);
 	if (rc) {

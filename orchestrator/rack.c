@@ -24,12 +24,6 @@ static int oom(struct rl *l)
 	return -ENOMEM;
 }
 
-static int dup_str(struct rl *l, const char *s, char **out)
-{
-	*out = strdup(s);
-	return *out ? 0 : oom(l);
-}
-
 /* A bare IP address into buf (inet_ntop's form); returns its family, or 0 if s is not
  * one. */
 static int parse_ip(const char *s, char *buf, size_t len)
@@ -111,9 +105,9 @@ static int load_labels(struct rl *l, const struct rdm_ynode *v, struct rdm_rack_
 			return rc;
 		rn->n_labels = (int)(i + 1);
 		lb->at = k;
-		rc = dup_str(l, ks, &lb->key);
+		rc = rdm_ystrdup(l->doc, ks, &lb->key, l->err, l->len);
 		if (!rc)
-			rc = dup_str(l, vs, &lb->value);
+			rc = rdm_ystrdup(l->doc, vs, &lb->value, l->err, l->len);
 		if (rc)
 			return rc;
 	}
@@ -149,7 +143,7 @@ static int load_node(struct rl *l, const struct rdm_ynode *m, size_t idx, struct
 		return rdm_yerr(l->doc, v, l->err, l->len,
 				"bad node name '%s' (expected 1 to %d of A-Z a-z 0-9 _ . -)", s,
 				RDM_RACK_NAME_MAX);
-	rc = dup_str(l, s, &rn->name);
+	rc = rdm_ystrdup(l->doc, s, &rn->name, l->err, l->len);
 	if (!rc)
 		rc = load_control(l, m, rn);
 	if (rc)
@@ -178,7 +172,7 @@ static int load_node(struct rl *l, const struct rdm_ynode *m, size_t idx, struct
 					"rdma_device: '%s' is not a device name (1 to %d of "
 					"A-Z a-z 0-9 _ . -)",
 					s, RDMA_DEV_MAX);
-		rc = dup_str(l, s, &rn->rdma_device);
+		rc = rdm_ystrdup(l->doc, s, &rn->rdma_device, l->err, l->len);
 		if (rc)
 			return rc;
 	}
@@ -320,7 +314,7 @@ int rdm_rack_load(const char *path, struct rdm_rack *out, char *err, size_t errl
 	if (!l.doc)
 		return errno ? -errno : -EINVAL;
 	r.doc = l.doc;
-	rc = dup_str(&l, path, &r.file);
+	rc = rdm_ystrdup(l.doc, path, &r.file, l.err, l.len);
 	if (!rc)
 		rc = load(&l, &r);
 	if (rc) {
