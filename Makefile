@@ -109,20 +109,25 @@ demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/demo.sh
 
-# libFuzzer with ASan and UBSan, FUZZ_SECONDS each: the frame decoder, then the stage
-# pipeline (identity, dpi, policy, flowlog) on frames and raw packets.
+# libFuzzer with ASan and UBSan, FUZZ_SECONDS each: the frame decoder, the stage
+# pipeline (identity, dpi, policy, flowlog) on frames and raw packets, and the control
+# channel's message parser (parse, build again, parse again: the same message).
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -I. $(PKG_CFLAGS) \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 fuzz: deps
-	@mkdir -p build/fuzz/corpus build/fuzz/corpus-pipeline
+	@mkdir -p build/fuzz/corpus build/fuzz/corpus-pipeline build/fuzz/corpus-control
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_frame.c transport/frame.c -o build/fuzz/fuzz_frame
+	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_control.c $(LIB_SRC) \
+	  -o build/fuzz/fuzz_control $(PKG_LIBS) -lpthread -lm
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_pipeline.c $(LIB_SRC) -o build/fuzz/fuzz_pipeline \
 	  $(PKG_LIBS) -lpthread -lm
 	build/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  build/fuzz/corpus tests/fuzz/seeds
 	build/fuzz/fuzz_pipeline -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  build/fuzz/corpus-pipeline tests/fuzz/seeds-pipeline
+	build/fuzz/fuzz_control -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  build/fuzz/corpus-control tests/fuzz/seeds-control
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

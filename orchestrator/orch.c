@@ -52,6 +52,7 @@ struct nstate {
 struct rstat {
 	char id[RDM_RACK_NAME_MAX + 1];
 	char state[16];
+	char via[8]; /* how it reaches the next stage: tcp, rdma ("" at the chain's end) */
 	int node;
 	uint64_t frames, drops, lost, egress_packets;
 	uint64_t t_ns, base_frames, base_ns; /* base: a sample >= PPS_WINDOW_NS older */
@@ -339,6 +340,7 @@ static void take_heartbeat(struct orch *o, int k, const char *body)
 				break;
 			snprintf(r->state, sizeof(r->state), "%.15s", val);
 			r->node = k;
+			r->via[0] = 0;
 			rx = tx = denied = 0;
 			continue;
 		}
@@ -352,6 +354,8 @@ static void take_heartbeat(struct orch *o, int k, const char *body)
 			r->drops = strtoull(val, NULL, 10) - denied;
 		else if (!strcmp(key, "drop_stage_verdict") || !strcmp(key, "drop_reply_no_client"))
 			denied += strtoull(val, NULL, 10); /* policy's work, not a fault */
+		else if (!strcmp(key, "down_transport"))
+			snprintf(r->via, sizeof(r->via), "%.7s", val);
 		else if (!strcmp(key, "egress_lost"))
 			r->lost = strtoull(val, NULL, 10);
 		else if (!strcmp(key, "egress_packets"))
@@ -577,15 +581,18 @@ static void status(struct orch *o, FILE *f)
 	for (int i = 0; i < o->n_rs; i++)
 		if (o->rs[i].n_hops && (!eg || o->rs[i].hop_count[0] > eg->hop_count[0]))
 			eg = &o->rs[i];
-	fprintf(f, "\n%-12s %-8s %-12s %-22s %-8s %9s %11s %8s %10s %10s\n", "REPLICA", "STAGE",
-		"NODE", "ADDRESS", "STATE", "PPS", "FRAMES", "DROPS", "HOP p50", "HOP p99");
+	fprintf(f, "\n%-12s %-8s %-12s %-22s %-8s %9s %11s %8s %10s %10s  %s\n", "REPLICA", "STAGE",
+		"NODE", "ADDRESS", "STATE", "PPS", "FRAMES", "DROPS", "HOP p50", "HOP p99", "NEXT");
 	for (int i = 0; i < o->plan->n_replicas; i++) {
 		const struct rdm_replica *r = &o->plan->replicas[i];
 		const struct rstat *rs;
 		const char *st = replica_state(o, r, &rs);
 		char p50[24] = "-", p99[24] = "-", pps[24] = "-", frames[24] = "-", drops[24] = "-";
+		const char *via = "-";
 
 		if (rs && !strcmp(st, rs->state)) {
+			if (rs->via[0] && strcmp(rs->via, "none"))
+				via = rs->via;
 			snprintf(pps, sizeof(pps), "%.0f", rs->pps);
 			snprintf(frames, sizeof(frames), "%" PRIu64, rs->frames);
 			snprintf(drops, sizeof(drops), "%" PRIu64, rs->drops);
@@ -595,14 +602,15 @@ static void status(struct orch *o, FILE *f)
 			fmt_us(p50, sizeof(p50), eg->hop_p50[r->stage - 1]);
 			fmt_us(p99, sizeof(p99), eg->hop_p99[r->stage - 1]);
 		}
-		fprintf(f, "%-12s %-8s %-12s %-22s %-8s %9s %11s %8s %10s %10s\n", r->id,
+		fprintf(f, "%-12s %-8s %-12s %-22s %-8s %9s %11s %8s %10s %10s  %s\n", r->id,
 			o->spec.stages[r->stage].name, o->rack.nodes[r->node].name, r->listen, st,
-			pps, frames, drops, p50, p99);
+			pps, frames, drops, p50, p99, via);
 	}
 	if (eg)
 		fprintf(f, "\negress (%s): %" PRIu64 " packets, %" PRIu64
 			   " lost\nDROPS: for any reason but policy (a verdict, or a reply with no client to go "
-			   "to); HOP: the hop\ninto each stage, as the egress measures it\n",
+			   "to); HOP: the hop\ninto each stage, as the egress measures it; NEXT: the transport "
+			   "to the next stage\n",
 			eg->id, eg->egress_packets, eg->lost);
 }
 

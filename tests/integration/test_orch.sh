@@ -13,7 +13,8 @@
 #      loss is confined to flows through it, and counted;
 #   4. the same with the node's link cut (ip link set down), then restored;
 #   5. kill the orchestrator during traffic: forwarding goes on; restart it: it
-#      reconciles without redeploying anything; a replayed old epoch is refused.
+#      reconciles without redeploying anything; a replayed old epoch is refused; an
+#      orchestrator that lost its state moves past the nodes' epoch.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/rack.sh
@@ -360,6 +361,21 @@ orch_start "$work/restart.yaml"
 wait_file "$work/restart.host3/log-1.stats" 60 || fail "restart: the egress did not finish"
 t=0
 until [ "$(grep -c 'nothing to redeploy' "$work/restart.orch.log")" -ge 4 ] || [ $t -ge 100 ]; do sleep 0.1; t=$((t + 1)); done
+victim=$(sed -n 's/^hello: \(host[0-9]\) .*/\1/p' "$work/replay")
+cp "$work/restart.$victim.log" "$work/victim.log" # its story up to here
+# Its state lost, an orchestrator starts over from chain.yaml at epoch 1; the nodes say
+# they run epoch 2, so it moves past that (or they would refuse it for ever) and the
+# deployment converges on chain.yaml (dpi back to one replica).
+kill -TERM "$pid_orch"
+wait "$pid_orch" 2>/dev/null
+rm -f "$work/restart.state"
+orch_start "$work/restart.yaml"
+if until_status 15 '/^host[0-9]/ && $2 == "up" && $3 == "3" { n++ } /^orchestrator/ && / epoch 3 / { e = 1 } END { exit !(n == 4 && e) }' &&
+	grep -q "newer than ours (1): moving past it" "$work/restart.orch.log"; then
+	pass "state lost: the orchestrator moved past the nodes' epoch 2 to 3, and all 4 nodes applied it ($(grep -m1 -o 'host[0-9]: applied epoch 2, newer than ours (1): moving past it' "$work/restart.orch.log"))"
+else
+	fail "state lost: $(grep -E 'newer|assigned' "$work/restart.orch.log" | tail -4) $(cat "$work/status")"
+fi
 stop_all
 got=$(stat "$work/restart.host3/log-1.stats" egress_packets)
 lost=$(stat "$work/restart.host3/log-1.stats" egress_lost)
@@ -371,9 +387,8 @@ starts=$(cat "$work"/restart.host*.log | grep -c ': started (listen')
 [ "$n" = 4 ] && [ "$starts" = 4 ] &&
 	pass "the restarted orchestrator reconciled from its state: 4 nodes in step at epoch 2, nothing redeployed (4 replicas started once each)" ||
 	fail "reconcile: $n nodes in step, $starts replica starts: $(grep -E 'hello|assigned' "$work/restart.orch.log" | tail -6)"
-victim=$(sed -n 's/^hello: \(host[0-9]\) .*/\1/p' "$work/replay")
-grep -q "running replicas untouched" "$work/restart.$victim.log" &&
-	! sed -n '/assignment refused/,$p' "$work/restart.$victim.log" | grep -q "started (listen\|no longer assigned\|epoch [0-9]*: replicas" &&
+grep -q "running replicas untouched" "$work/victim.log" &&
+	! sed -n '/assignment refused/,$p' "$work/victim.log" | grep -q "started (listen\|no longer assigned\|epoch [0-9]*: replicas" &&
 	pass "$victim logged the refusal and kept its replicas running as they were" ||
 	fail "replay on the node: $(grep -h refused "$work"/restart.host*.log)"
 exit 0
