@@ -30,7 +30,7 @@ DEB_PKGS := gcc make pkg-config clang libyaml-dev libpcap-dev libcriterion-dev l
 	qemu-system-x86 busybox-static cpio kmod rdma-core ibverbs-utils rdmacm-utils perftest \
 	sockperf haproxy gnuplot-nox libndpi-bin curl openssl dnsutils dnsmasq-base python3 libmicrohttpd-dev
 
-LIB_SRC := $(filter-out node/main.c,$(wildcard transport/*.c services/*.c node/*.c orchestrator/*.c))
+LIB_SRC := $(filter-out orchestrator/main.c,$(wildcard lib/*.c transport/*.c services/*.c node/*.c orchestrator/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -59,7 +59,7 @@ $(BUILD)/librdmesh.a: $(LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
-$(BUILD)/rdmesh: $(BUILD)/obj/node/main.o $(BUILD)/librdmesh.a
+$(BUILD)/rdmesh: $(BUILD)/obj/orchestrator/main.o $(BUILD)/librdmesh.a
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -117,7 +117,7 @@ FUZZ_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -I. $(PKG_CFLAGS) \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 fuzz: deps
 	@mkdir -p build/fuzz/corpus build/fuzz/corpus-pipeline build/fuzz/corpus-control
-	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_frame.c transport/frame.c -o build/fuzz/fuzz_frame
+	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_frame.c transport/frame.c lib/pkt.c -o build/fuzz/fuzz_frame
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_control.c $(LIB_SRC) \
 	  -o build/fuzz/fuzz_control $(PKG_LIBS) -lpthread -lm
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_pipeline.c $(LIB_SRC) -o build/fuzz/fuzz_pipeline \

@@ -17,10 +17,9 @@
 #include "node/config.h"
 #include "node/metrics.h"
 #include "node/node.h"
-#include "orchestrator/msg.h"
-#include "orchestrator/orch.h"
-#include "orchestrator/tls.h"
-#include "transport/loop.h"
+#include "lib/msg.h"
+#include "lib/tls.h"
+#include "lib/clock.h"
 
 #define MAX_REPLICAS   64
 #define BACKOFF_MIN_MS 100
@@ -119,8 +118,9 @@ static int start(struct agent *a, const char *id)
 		return -EINVAL;
 	}
 	snprintf(r->listen, sizeof(r->listen), "%s",
-		 rdm_chain_node(&r->chain, id)->has_listen ? rdm_chain_node(&r->chain, id)->listen.text
-							   : "-");
+		 rdm_chain_node(&r->chain, id)->has_listen
+		     ? rdm_chain_node(&r->chain, id)->listen.text
+		     : "-");
 	rdm_node_embed(r->node);
 	if (pthread_create(&r->thr, NULL, replica_main, r)) {
 		alog(a, "%s: cannot start a thread", id);
@@ -238,7 +238,8 @@ static void dial(struct agent *a)
 		if (a->dial_fails++ % 10 == 0)
 			alog(a, "orchestrator %s: %s (retrying)", a->o->orch, err);
 		a->next_dial_ns = rdm_now_ns() + (uint64_t)a->backoff_ms * 1000000ull;
-		a->backoff_ms = a->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : a->backoff_ms * 2;
+		a->backoff_ms =
+		    a->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : a->backoff_ms * 2;
 		return;
 	}
 	a->dial_fails = 0;
@@ -271,7 +272,8 @@ static void take_assign(struct agent *a, const struct rdm_msg *m)
 	FILE *f;
 
 	if (m->epoch <= a->epoch) {
-		snprintf(why, sizeof(why), "refused: epoch %" PRIu64 " is not newer than the applied %" PRIu64,
+		snprintf(why, sizeof(why),
+			 "refused: epoch %" PRIu64 " is not newer than the applied %" PRIu64,
 			 m->epoch, a->epoch);
 		alog(a, "assignment %s; running replicas untouched", why);
 		reply_applied(a, m->epoch, why);
@@ -295,7 +297,8 @@ static void take_assign(struct agent *a, const struct rdm_msg *m)
 		reply_applied(a, m->epoch, why);
 		return;
 	}
-	for (char *save = NULL, *id = strtok_r(list, " ", &save); id; id = strtok_r(NULL, " ", &save))
+	for (char *save = NULL, *id = strtok_r(list, " ", &save); id;
+	     id = strtok_r(NULL, " ", &save))
 		if (!rdm_chain_node(&check, id)) {
 			snprintf(why, sizeof(why), "error: the chain has no node '%s'", id);
 			alog(a, "epoch %" PRIu64 " refused: %s", m->epoch, why);
@@ -353,14 +356,17 @@ static void take_assign(struct agent *a, const struct rdm_msg *m)
 		r->stopping = 1;
 		if (!r->joined) {
 			r->stop_at_ns = rdm_now_ns() + stop_ns;
-			alog(a, "%s: no longer assigned: stops in %" PRIu64 " ms, once its upstreams "
-				"have drained it", r->id, stop_ns / 1000000);
+			alog(a,
+			     "%s: no longer assigned: stops in %" PRIu64 " ms, once its upstreams "
+			     "have drained it",
+			     r->id, stop_ns / 1000000);
 		}
 	}
 	rdm_chain_free(&check);
 	/* Staying ones re-read their next list; new ones start. */
 	snprintf(list, sizeof(list), "%s", reps ? reps : "");
-	for (char *save = NULL, *id = strtok_r(list, " ", &save); id; id = strtok_r(NULL, " ", &save)) {
+	for (char *save = NULL, *id = strtok_r(list, " ", &save); id;
+	     id = strtok_r(NULL, " ", &save)) {
 		struct replica *r = find(a, id);
 
 		if (r && !r->joined)
@@ -461,7 +467,9 @@ static int metrics_report(void *arg, FILE *out)
 
 int rdm_agent_run(const struct rdm_agent_opts *o)
 {
-	struct agent a = {.o = o, .hb_ms = RDM_ORCH_HEARTBEAT_MS, .dead_ms = RDM_ORCH_DEAD_MS,
+	struct agent a = {.o = o,
+			  .hb_ms = RDM_ORCH_HEARTBEAT_MS,
+			  .dead_ms = RDM_ORCH_DEAD_MS,
 			  .backoff_ms = BACKOFF_MIN_MS};
 	struct rdm_metrics *metrics = NULL;
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], err[512];

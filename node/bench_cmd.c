@@ -41,8 +41,10 @@ int rdm_cmd_bench(int argc, char **argv)
 		}
 	}
 	if (!script[0] || access(script, R_OK) != 0) {
-		fprintf(stderr, "rdmesh bench: cannot find tests/bench/bench.sh near %s "
-				"(set RDMESH_SRC to the source tree)\n", exe);
+		fprintf(stderr,
+			"rdmesh bench: cannot find tests/bench/bench.sh near %s "
+			"(set RDMESH_SRC to the source tree)\n",
+			exe);
 		return 1;
 	}
 	setenv("RDMESH", exe, 1);

@@ -1,5 +1,5 @@
 #include "node/config.h"
-#include "node/yaml.h"
+#include "lib/yaml.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -10,81 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_WORKERS   64
-#define MAX_SPI	      0xFFFFFFu
-
-/* Why an address did not parse. */
-enum addr_fault { ADDR_OK = 0, ADDR_SYNTAX, ADDR_PORT, ADDR_LONG };
-
-static enum addr_fault addr_parse(struct rdm_addr *a, const char *text)
-{
-	char host[INET6_ADDRSTRLEN];
-	const char *port;
-	size_t hlen;
-
-	memset(a, 0, sizeof(*a));
-	if (strlen(text) >= sizeof(a->text))
-		return ADDR_LONG;
-	if (text[0] == '[') {
-		const char *close = strchr(text, ']');
-		if (!close || close[1] != ':')
-			return ADDR_SYNTAX;
-		hlen = (size_t)(close - text - 1);
-		if (hlen == 0 || hlen >= sizeof(host))
-			return ADDR_SYNTAX;
-		memcpy(host, text + 1, hlen);
-		port = close + 2;
-	} else {
-		const char *colon = strrchr(text, ':');
-		if (!colon)
-			return ADDR_SYNTAX;
-		hlen = (size_t)(colon - text);
-		if (hlen == 0 || hlen >= sizeof(host))
-			return ADDR_SYNTAX;
-		memcpy(host, text, hlen);
-		port = colon + 1;
-	}
-	host[hlen] = '\0';
-
-	unsigned long p = 0;
-	size_t digits = strlen(port);
-	if (digits == 0 || digits > 5)
-		return ADDR_PORT;
-	for (const char *s = port; *s; s++) {
-		if (!isdigit((unsigned char)*s))
-			return ADDR_PORT;
-		p = p * 10 + (unsigned long)(*s - '0');
-	}
-	if (p < 1 || p > 65535)
-		return ADDR_PORT;
-
-	if (text[0] == '[') {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;
-		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
-			return ADDR_SYNTAX;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)p);
-		a->len = sizeof(*s6);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&a->ss;
-		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
-			return ADDR_SYNTAX;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)p);
-		a->len = sizeof(*s4);
-	}
-	strcpy(a->text, text);
-	return ADDR_OK;
-}
-
-int rdm_addr_parse(struct rdm_addr *a, const char *text)
-{
-	if (addr_parse(a, text) != ADDR_OK) {
-		memset(a, 0, sizeof(*a));
-		return -EINVAL;
-	}
-	return 0;
-}
+#define MAX_WORKERS 64
+#define MAX_SPI	    0xFFFFFFu
 
 /* Loader state: the document and where errors go. */
 struct ld {
@@ -178,9 +105,9 @@ static int load_chain_section(struct ld *l, const struct rdm_ynode *root, struct
 static int load_transport_section(struct ld *l, const struct rdm_ynode *root,
 				  struct rdm_transport_conf *t)
 {
-	static const char *const keys[] = {"queue_bytes",  "max_frame", "backoff_min_ms",
-					   "backoff_max_ms", "batch", "keepalive_ms",
-					   "credits", "inline", "spin_us", "drain_ms", NULL};
+	static const char *const keys[] = {
+	    "queue_bytes", "max_frame", "backoff_min_ms", "backoff_max_ms", "batch", "keepalive_ms",
+	    "credits",	   "inline",	"spin_us",	  "drain_ms",	    NULL};
 	const struct rdm_ynode *m = NULL, *v = rdm_ymap_get(root, "transport");
 	int rc = 0;
 
@@ -278,17 +205,17 @@ static int load_tun(struct ld *l, const struct rdm_ynode *v, struct rdm_tun_conf
 			return rc;
 	}
 	if (!*s || strlen(s) >= 16 || strchr(s, '/') || strchr(s, ' '))
-		return rdm_yerr(l->doc, v, l->err, l->len,
-				"tun: '%s' is not an interface name (1 to 15 characters, no '/' or space)",
-				s);
+		return rdm_yerr(
+		    l->doc, v, l->err, l->len,
+		    "tun: '%s' is not an interface name (1 to 15 characters, no '/' or space)", s);
 	return rdm_ystrdup(l->doc, s, &t->name, l->err, l->len);
 }
 
 static int load_ingress(struct ld *l, const char *node, const struct rdm_ynode *v,
 			struct rdm_ingress_conf *in)
 {
-	static const char *const keys[] = {"mode",  "file", "count",   "rate",
-					   "flows", "seed", "wait_ms", "tun", NULL};
+	static const char *const keys[] = {"mode", "file",    "count", "rate", "flows",
+					   "seed", "wait_ms", "tun",   NULL};
 	const struct rdm_ynode *m, *mv, *k;
 	const char *mode;
 	uint64_t u;
@@ -332,13 +259,15 @@ static int load_ingress(struct ld *l, const char *node, const struct rdm_ynode *
 					node);
 		rc = load_tun(l, rdm_ymap_get(m, "tun"), &in->tun);
 		if (!rc)
-			rc = rdm_ymap_u64(l->doc, m, "wait_ms", 0, 3600000, 5000, &u, l->err, l->len);
+			rc = rdm_ymap_u64(l->doc, m, "wait_ms", 0, 3600000, 5000, &u, l->err,
+					  l->len);
 		if (!rc)
 			in->wait_ms = (int)u;
 		return rc;
 	}
 	if ((k = rdm_ymap_get(m, "tun")))
-		return rdm_yerr(l->doc, k, l->err, l->len, "'tun' is only allowed for ingress mode tun");
+		return rdm_yerr(l->doc, k, l->err, l->len,
+				"'tun' is only allowed for ingress mode tun");
 
 	for (size_t i = 0; i < rdm_ymap_size(m); i++) {
 		k = rdm_ymap_key(m, i);
@@ -481,11 +410,12 @@ static int addr_key(struct ld *l, const struct rdm_ynode *m, const char *key, st
 
 	if (rc)
 		return rc;
-	switch (addr_parse(a, s)) {
-	case ADDR_OK:
+	switch (rdm_addr_parse_why(a, s)) {
+	case RDM_ADDR_OK:
 		return 0;
-	case ADDR_PORT:
-		return rdm_yerr(l->doc, v, l->err, l->len, "bad port in '%s' (expected 1..65535)", s);
+	case RDM_ADDR_PORT:
+		return rdm_yerr(l->doc, v, l->err, l->len, "bad port in '%s' (expected 1..65535)",
+				s);
 	default:
 		return rdm_yerr(l->doc, v, l->err, l->len,
 				"bad address '%s' (expected IPV4:PORT or [IPV6]:PORT)", s);
@@ -495,9 +425,9 @@ static int addr_key(struct ld *l, const struct rdm_ynode *m, const char *key, st
 static int load_node(struct ld *l, const struct rdm_ynode *m, size_t idx, struct rdm_node_conf *nc,
 		     struct node_src *src)
 {
-	static const char *const keys[] = {"name", "id",	"listen",  "workers", "stages",
-					   "next", "transport", "connect", "ingress", "egress",
-					   NULL};
+	static const char *const keys[] = {"name",    "id",	"listen",    "workers",
+					   "stages",  "next",	"transport", "connect",
+					   "ingress", "egress", NULL};
 	const struct rdm_ynode *v;
 	const char *s;
 	char what[32];
@@ -574,8 +504,8 @@ static int load_node(struct ld *l, const struct rdm_ynode *m, size_t idx, struct
 	src->next = v = rdm_ymap_get(m, "next");
 	if (v && rdm_ynode_kind(v) == RDM_YSEQ) {
 		if (rdm_yseq_size(v) == 0 || rdm_yseq_size(v) > RDM_MAX_NEXT)
-			return rdm_yerr(l->doc, v, l->err, l->len,
-					"next: a list of 1 to %d nodes", RDM_MAX_NEXT);
+			return rdm_yerr(l->doc, v, l->err, l->len, "next: a list of 1 to %d nodes",
+					RDM_MAX_NEXT);
 		for (size_t i = 0; i < rdm_yseq_size(v); i++) {
 			const struct rdm_ynode *it = rdm_yseq_item(v, i);
 
@@ -659,9 +589,10 @@ static int link_nodes(struct ld *l, struct rdm_chain_conf *c, const struct node_
 			if (t == n) {
 				const char *hint = rdm_yclosest(nx, names, (size_t)n, 2);
 				if (hint)
-					rc = rdm_yerr(l->doc, at, l->err, l->len,
-						      "next hop '%s' is not a node (did you mean '%s'?)",
-						      nx, hint);
+					rc = rdm_yerr(
+					    l->doc, at, l->err, l->len,
+					    "next hop '%s' is not a node (did you mean '%s'?)", nx,
+					    hint);
 				else
 					rc = rdm_yerr(l->doc, at, l->err, l->len,
 						      "next hop '%s' is not a node", nx);
@@ -669,9 +600,9 @@ static int link_nodes(struct ld *l, struct rdm_chain_conf *c, const struct node_
 				rc = rdm_yerr(l->doc, at, l->err, l->len,
 					      "node '%s' cannot be its own next hop", nx);
 			} else if (c->nodes[t].ingress.mode != RDM_INGRESS_NONE) {
-				rc = rdm_yerr(l->doc, at, l->err, l->len,
-					      "next hop '%s' has ingress, so it cannot be a next hop",
-					      nx);
+				rc = rdm_yerr(
+				    l->doc, at, l->err, l->len,
+				    "next hop '%s' has ingress, so it cannot be a next hop", nx);
 			} else if (!c->nodes[t].has_listen) {
 				rc = rdm_yerr(l->doc, at, l->err, l->len,
 					      "next hop '%s' has no listen address", nx);
@@ -746,7 +677,8 @@ static int load(struct ld *l, struct rdm_chain_conf *c)
 	/* An RDMA receive slot holds a whole frame: an MTU-sized packet and its state. */
 	for (int i = 0; !rc && i < c->n_nodes; i++)
 		if (c->nodes[i].transport != RDM_TRANSPORT_TCP && c->transport.max_frame < 2048)
-			rc = rdm_yerr(l->doc, rdm_ymap_get(rdm_yseq_item(nodes, (size_t)i), "transport"),
+			rc = rdm_yerr(l->doc,
+				      rdm_ymap_get(rdm_yseq_item(nodes, (size_t)i), "transport"),
 				      l->err, l->len,
 				      "RDMA slots must hold an MTU of 1500 plus state: "
 				      "transport.max_frame %u is below 2048",

@@ -8,19 +8,15 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "lib/addr.h"
 #include "services/flowtable.h"
+#include "transport/transport.h"
 
 struct rdm_ydoc;
 struct rdm_ynode;
 
-#define RDM_MAX_NEXT 16
+#define RDM_MAX_NEXT	  16
 #define RDM_NODE_NAME_MAX 63 /* node names: 1 to 63 of A-Z a-z 0-9 _ . - */
-
-struct rdm_addr {
-	struct sockaddr_storage ss;
-	socklen_t len;
-	char text[64]; /* as written, "10.0.0.1:7000" or "[fd00::1]:7000" */
-};
 
 enum rdm_ingress_mode { RDM_INGRESS_NONE = 0, RDM_INGRESS_GEN, RDM_INGRESS_PCAP, RDM_INGRESS_TUN };
 
@@ -32,22 +28,22 @@ struct rdm_tun_conf {
 
 struct rdm_ingress_conf {
 	enum rdm_ingress_mode mode;
-	char *file;      /* pcap: the capture to replay */
-	uint64_t count;  /* packets to send; 0 = the whole file (pcap) */
-	double rate;     /* packets per second; 0 = as fast as the chain takes them */
-	uint32_t flows;  /* gen: number of flows */
-	uint64_t seed;   /* gen: PRNG seed, so a run is repeatable */
-	int wait_ms;     /* how long to wait for the next hop before starting (0 = 5000) */
+	char *file;		 /* pcap: the capture to replay */
+	uint64_t count;		 /* packets to send; 0 = the whole file (pcap) */
+	double rate;		 /* packets per second; 0 = as fast as the chain takes them */
+	uint32_t flows;		 /* gen: number of flows */
+	uint64_t seed;		 /* gen: PRNG seed, so a run is repeatable */
+	int wait_ms;		 /* how long to wait for the next hop before starting (0 = 5000) */
 	struct rdm_tun_conf tun; /* tun: packets routed into this device enter the chain;
 				  * replies coming back are written to it */
 };
 
 struct rdm_egress_conf {
 	int enabled;
-	char *pcap;     /* IP packets out, LINKTYPE_RAW; NULL = none */
-	char *frames;   /* whole frames out as Ethernet/NSH (ethertype 0x894F); NULL = none */
+	char *pcap;	/* IP packets out, LINKTYPE_RAW; NULL = none */
+	char *frames;	/* whole frames out as Ethernet/NSH (ethertype 0x894F); NULL = none */
 	uint64_t count; /* exit after this many packets are accounted for; 0 = run on */
-	double rate;    /* packets per second this egress takes; 0 = no limit */
+	double rate;	/* packets per second this egress takes; 0 = no limit */
 	struct rdm_tun_conf tun; /* name set: packets leave into this TUN device, and what
 				  * comes back from it goes up the chain in reverse */
 };
@@ -66,34 +62,22 @@ enum rdm_transport_kind {
 
 struct rdm_node_conf {
 	char *name;
-	uint32_t id;           /* 1-based position in the nodes list unless given */
+	uint32_t id; /* 1-based position in the nodes list unless given */
 	int has_listen;
 	struct rdm_addr listen; /* data address this node accepts frames on */
-	int workers;           /* worker threads, default 1 */
+	int workers;		/* worker threads, default 1 */
 	struct rdm_stage_conf *stages;
 	int n_stages;
-	int next;              /* index of the next-hop node (the first replica), -1 at the end */
+	int next;		 /* index of the next-hop node (the first replica), -1 at the end */
 	int nexts[RDM_MAX_NEXT]; /* replicas of the next stage: a flow goes to
 				  * nexts[symmetric flow hash % n_next], both directions alike */
 	int n_next;
 	int has_connect;
-	struct rdm_addr connect; /* reach next through this address (a sidecar proxy, NAT)
-				  * instead of its listen address */
+	struct rdm_addr connect;	   /* reach next through this address (a sidecar proxy, NAT)
+					    * instead of its listen address */
 	enum rdm_transport_kind transport; /* towards next */
 	struct rdm_ingress_conf ingress;
 	struct rdm_egress_conf egress;
-};
-
-struct rdm_transport_conf {
-	uint32_t queue_bytes;   /* bounded send queue per connection */
-	uint32_t max_frame;     /* largest frame accepted, header + packet */
-	uint32_t backoff_min_ms, backoff_max_ms; /* reconnect backoff */
-	uint32_t batch;         /* frames per receive/send batch */
-	uint32_t keepalive_ms;  /* a silent peer is declared dead after about this long */
-	uint32_t credits;       /* rdma: receive slots granted to each peer */
-	uint32_t inline_max;    /* rdma: inline bytes asked of the device */
-	uint32_t spin_us;       /* rdma: CQ polling before sleeping on the channel */
-	uint32_t drain_ms;      /* a replica that leaves a next list keeps its flows this long */
 };
 
 struct rdm_chain_conf {
@@ -120,8 +104,5 @@ const struct rdm_node_conf *rdm_chain_node(const struct rdm_chain_conf *c, const
 /* 1 if s is a valid node name (RDM_NODE_NAME_MAX), else 0. Rack nodes and replicas
  * follow the same rule. */
 int rdm_node_name_ok(const char *s);
-
-/* Parses "host:port" or "[v6]:port" into a; 0 or -EINVAL. */
-int rdm_addr_parse(struct rdm_addr *a, const char *text);
 
 #endif

@@ -12,6 +12,8 @@
  * depend on how flows interleave; the generator's PRNG draws the interleaving and the
  * flow kinds and sizes. */
 #include "node/gen.h"
+#include "lib/byteorder.h"
+#include "lib/csum.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -189,20 +191,6 @@ static void rnd_fill(uint64_t key, uint64_t pos, uint8_t *dst, size_t n)
 
 /* ---- byte writers ---- */
 
-static void put16(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 /* A bounded writer for message heads; ovf marks a head that did not fit (a bug: every
  * head is sized to fit pre). */
 struct wbuf {
@@ -237,7 +225,7 @@ static void w16(struct wbuf *w, uint32_t v)
 	uint8_t *p = w_take(w, 2);
 
 	if (p)
-		put16(p, v);
+		rdm_put_be16(p, v);
 }
 
 static void w32(struct wbuf *w, uint32_t v)
@@ -245,7 +233,7 @@ static void w32(struct wbuf *w, uint32_t v)
 	uint8_t *p = w_take(w, 4);
 
 	if (p)
-		put32(p, v);
+		rdm_put_be32(p, v);
 }
 
 static void wmem(struct wbuf *w, const void *src, uint32_t n)
@@ -304,57 +292,20 @@ static void wfmt(struct wbuf *w, const char *fmt, ...)
 
 /* ---- checksums ---- */
 
-/* The ones' complement sum of native 16-bit words. The sum is byte-order independent
- * (RFC 1071), so the folded result is stored back natively. All but the last piece
- * summed must have an even length. */
-static uint64_t csum_add(uint64_t sum, const uint8_t *p, size_t n)
-{
-	uint32_t w;
-	uint16_t h;
-
-	for (; n >= 4; p += 4, n -= 4) {
-		memcpy(&w, p, 4);
-		sum += w;
-	}
-	if (n >= 2) {
-		memcpy(&h, p, 2);
-		sum += h;
-		p += 2;
-		n -= 2;
-	}
-	if (n) {
-		uint8_t t[2] = {p[0], 0};
-
-		memcpy(&h, t, 2);
-		sum += h;
-	}
-	return sum;
-}
-
-static uint16_t csum_fold(uint64_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
 /* Writes the IPv4 header for a packet of side d carrying l4len bytes of proto. */
 static void ip_hdr(struct flow *f, uint8_t *b, int d, uint8_t proto, uint32_t l4len)
 {
-	uint16_t c;
-
 	b[0] = 0x45;
 	b[1] = 0;
-	put16(b + 2, 20 + l4len);
-	put16(b + 4, f->ipid[d]++);
-	put16(b + 6, 0x4000); /* DF, as Linux sets for TCP and for UDP with PMTU discovery */
+	rdm_put_be16(b + 2, 20 + l4len);
+	rdm_put_be16(b + 4, f->ipid[d]++);
+	rdm_put_be16(b + 6, 0x4000); /* DF, as Linux sets for TCP and for UDP with PMTU discovery */
 	b[8] = f->ttl[d];
 	b[9] = proto;
 	b[10] = b[11] = 0;
-	put32(b + 12, f->ip[d]);
-	put32(b + 16, f->ip[!d]);
-	c = csum_fold(csum_add(0, b, 20));
-	memcpy(b + 10, &c, 2);
+	rdm_put_be32(b + 12, f->ip[d]);
+	rdm_put_be32(b + 16, f->ip[!d]);
+	rdm_put_be16(b + 10, rdm_csum_fold(rdm_csum_add(0, b, 20)));
 }
 
 /* Fills the transport checksum at l4 + at (the field zeroed before). */
@@ -366,11 +317,11 @@ static void l4_csum(const uint8_t *ip, uint8_t *l4, uint32_t l4len, unsigned at,
 	memcpy(ph, ip + 12, 8);
 	ph[8] = 0;
 	ph[9] = ip[9];
-	put16(ph + 10, l4len);
-	c = csum_fold(csum_add(csum_add(0, ph, 12), l4, l4len));
+	rdm_put_be16(ph + 10, l4len);
+	c = rdm_csum_fold(rdm_csum_add(rdm_csum_add(0, ph, 12), l4, l4len));
 	if (udp && c == 0)
 		c = 0xffff; /* 0 means "no checksum" in UDP */
-	memcpy(l4 + at, &c, 2);
+	rdm_put_be16(l4 + at, c);
 }
 
 /* ---- message content ---- */
@@ -792,20 +743,20 @@ static uint32_t tcp_pkt(struct flow *f, uint8_t *b, int d, uint8_t flags, const 
 	f->clock_ms += rnd_below(&f->rng, 3);
 	f->tsval[d] = f->tsbase[d] + f->clock_ms;
 	ip_hdr(f, b, d, IPPROTO_TCP, tl);
-	put16(t, f->port[d]);
-	put16(t + 2, f->port[!d]);
-	put32(t + 4, f->seq[d]);
-	put32(t + 8, (flags & TCP_ACK) ? f->seq[!d] : 0);
+	rdm_put_be16(t, f->port[d]);
+	rdm_put_be16(t + 2, f->port[!d]);
+	rdm_put_be32(t + 4, f->seq[d]);
+	rdm_put_be32(t + 8, (flags & TCP_ACK) ? f->seq[!d] : 0);
 	t[12] = (uint8_t)((20 + optlen) / 4 << 4);
 	t[13] = flags;
-	put16(t + 14, (flags & TCP_SYN) ? (d ? 65160 : 64240) : f->win[d]);
+	rdm_put_be16(t + 14, (flags & TCP_SYN) ? (d ? 65160 : 64240) : f->win[d]);
 	t[16] = t[17] = 0;
-	put16(t + 18, 0);
+	rdm_put_be16(t + 18, 0);
 	if (flags & TCP_SYN) {
 		/* Linux's SYN options: MSS, SACK permitted, timestamps, NOP, window scale 7 */
 		o[0] = 2;
 		o[1] = 4;
-		put16(o + 2, 1460);
+		rdm_put_be16(o + 2, 1460);
 		o[4] = 4;
 		o[5] = 2;
 		o += 6;
@@ -815,8 +766,8 @@ static uint32_t tcp_pkt(struct flow *f, uint8_t *b, int d, uint8_t flags, const 
 	}
 	o[0] = 8;
 	o[1] = 10;
-	put32(o + 2, f->tsval[d]);
-	put32(o + 6, (flags & TCP_ACK) ? f->tsval[!d] : 0);
+	rdm_put_be32(o + 2, f->tsval[d]);
+	rdm_put_be32(o + 6, (flags & TCP_ACK) ? f->tsval[!d] : 0);
 	if (flags & TCP_SYN) {
 		o[10] = 1;
 		o[11] = 3;
@@ -952,10 +903,10 @@ static int dns_next(struct flow *f, uint8_t *b)
 
 	ul = 8 + w.n;
 	ip_hdr(f, b, d, IPPROTO_UDP, ul);
-	put16(b + 20, f->port[d]);
-	put16(b + 22, f->port[!d]);
-	put16(b + 24, ul);
-	put16(b + 26, 0);
+	rdm_put_be16(b + 20, f->port[d]);
+	rdm_put_be16(b + 22, f->port[!d]);
+	rdm_put_be16(b + 24, ul);
+	rdm_put_be16(b + 26, 0);
 	l4_csum(b, b + 20, ul, 6, 1);
 	return (int)(20 + ul);
 }

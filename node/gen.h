@@ -10,7 +10,7 @@
 struct rdm_gen;
 
 struct rdm_gen_conf {
-	uint32_t flows;   /* number of flows to generate (>= 1) */
+	uint32_t flows;	  /* number of flows to generate (>= 1) */
 	uint64_t packets; /* total packets to generate; flows are sized to fill it */
 	uint64_t seed;
 };

@@ -10,7 +10,7 @@
 
 #include "node/gen.h"
 #include "node/pcapio.h"
-#include "node/pkt.h"
+#include "lib/pkt.h"
 
 /* Captures start at 2024-01-01T00:00:00Z, so a seed always gives the same file. */
 #define GEN_CMD_EPOCH_NS (1704067200ull * 1000000000ull)

@@ -31,7 +31,6 @@ static int is_prime(uint32_t v)
 	return 1;
 }
 
-
 struct rdm_maglev *rdm_maglev_new(const char *const *names, int n, uint32_t size)
 {
 	struct rdm_maglev *m = NULL;
@@ -74,7 +73,8 @@ struct rdm_maglev *rdm_maglev_new(const char *const *names, int n, uint32_t size
 			uint32_t c;
 
 			do {
-				c = (uint32_t)(((uint64_t)offset[i] + (uint64_t)next[i] * skip[i]) % size);
+				c = (uint32_t)(((uint64_t)offset[i] + (uint64_t)next[i] * skip[i]) %
+					       size);
 				next[i]++;
 			} while (m->entry[c] != 0xff);
 			m->entry[c] = (uint8_t)i;

@@ -14,28 +14,28 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "node/flowcount.h"
+#include "lib/flowcount.h"
 #include "node/gen.h"
-#include "node/hist.h"
+#include "lib/hist.h"
 #include "node/maglev.h"
 #include "node/pcapio.h"
-#include "node/pkt.h"
+#include "lib/pkt.h"
 #include "node/tun.h"
-#include "node/yaml.h"
+#include "lib/yaml.h"
 #include "services/flowtable.h"
 #include "services/stage.h"
 #include "transport/frame.h"
 #include "transport/transport.h"
 
-#define MAX_STAGES 16
-#define MAX_UPS 64
-#define MAX_ORIGINS 256
-#define HDR_SLOT 4096
-#define INGRESS_SI 255
-#define TICK_MS 100
-#define EGRESS_GRACE_NS 500000000ull /* how long the egress waits for late packets */
-#define MAX_DOWNS (2 * RDM_MAX_NEXT)  /* replicas of the next stage, plus ones draining */
-#define SHUT_GRACE_NS 2000000000ull   /* how long a leaving node waits for next hops to close */
+#define MAX_STAGES	16
+#define MAX_UPS		64
+#define MAX_ORIGINS	256
+#define HDR_SLOT	4096
+#define INGRESS_SI	255
+#define TICK_MS		100
+#define EGRESS_GRACE_NS 500000000ull	   /* how long the egress waits for late packets */
+#define MAX_DOWNS	(2 * RDM_MAX_NEXT) /* replicas of the next stage, plus ones draining */
+#define SHUT_GRACE_NS	2000000000ull /* how long a leaving node waits for next hops to close */
 
 /* Which way a batch travels: forward from the chain's ingress towards its egress, or
  * back (inline mode's return traffic, and stages' replies to a packet's sender). */
@@ -51,20 +51,20 @@ enum drop_reason {
 	DROP_OVERSIZE,
 	DROP_STAGE,
 	DROP_STAGE_ERROR,
-	DROP_NO_PATH,   /* going back, but no upstream connection carried the flow */
+	DROP_NO_PATH,	/* going back, but no upstream connection carried the flow */
 	DROP_NO_CLIENT, /* going back to an ingress that replays a file: nobody to reach */
-	DROP_TUN,       /* the TUN device did not take the packet (its queue is full) */
+	DROP_TUN,	/* the TUN device did not take the packet (its queue is full) */
 	DROP_COUNT,
 };
 
 static const char *drop_name(int r)
 {
 	static const char *const names[] = {
-		[DROP_TTL] = "ttl_expired",	[DROP_NOT_IP] = "not_ip",
-		[DROP_PEER_DOWN] = "peer_down",	[DROP_QUEUE_FULL] = "queue_full",
-		[DROP_OVERSIZE] = "oversize",	[DROP_STAGE] = "stage_verdict",
-		[DROP_STAGE_ERROR] = "stage_error",	[DROP_NO_PATH] = "no_return_path",
-		[DROP_NO_CLIENT] = "reply_no_client",	[DROP_TUN] = "tun_full",
+	    [DROP_TTL] = "ttl_expired",		  [DROP_NOT_IP] = "not_ip",
+	    [DROP_PEER_DOWN] = "peer_down",	  [DROP_QUEUE_FULL] = "queue_full",
+	    [DROP_OVERSIZE] = "oversize",	  [DROP_STAGE] = "stage_verdict",
+	    [DROP_STAGE_ERROR] = "stage_error",	  [DROP_NO_PATH] = "no_return_path",
+	    [DROP_NO_CLIENT] = "reply_no_client", [DROP_TUN] = "tun_full",
 	};
 
 	if (r < RDM_FERR_COUNT)
@@ -81,16 +81,16 @@ struct worker_stats {
 	uint64_t ingress_reconnect_seq; /* first seq sent after the latest reconnect */
 	uint64_t egress_packets, egress_bytes;
 	uint64_t stage_drop[MAX_STAGES], stage_error[MAX_STAGES];
-	uint64_t back_rx_frames; /* frames that came back from the next hop */
-	uint64_t back_tx_frames; /* frames sent back to an upstream node */
-	uint64_t replies;        /* frames stages turned into replies */
-	uint64_t tun_rx, tun_tx; /* packets read from and written to the TUN device */
-	uint64_t notices;        /* state-only notices that reached the egress */
-	uint64_t pins_moved;     /* flows re-steered because their replica went away */
-	uint64_t drained_idle;   /* draining replicas closed once no flow was pinned */
-	uint64_t drain_timeouts; /* draining replicas closed with flows still pinned */
+	uint64_t back_rx_frames;      /* frames that came back from the next hop */
+	uint64_t back_tx_frames;      /* frames sent back to an upstream node */
+	uint64_t replies;	      /* frames stages turned into replies */
+	uint64_t tun_rx, tun_tx;      /* packets read from and written to the TUN device */
+	uint64_t notices;	      /* state-only notices that reached the egress */
+	uint64_t pins_moved;	      /* flows re-steered because their replica went away */
+	uint64_t drained_idle;	      /* draining replicas closed once no flow was pinned */
+	uint64_t drain_timeouts;      /* draining replicas closed with flows still pinned */
 	uint64_t drained_unreachable; /* draining replicas closed because unreachable */
-	uint64_t pins_detoured;	 /* new flows started off the table's pick: it was not connected */
+	uint64_t pins_detoured; /* new flows started off the table's pick: it was not connected */
 };
 
 struct origin {
@@ -116,11 +116,12 @@ struct down {
 	struct rdm_conn *c; /* NULL: the slot is free */
 	const char *name;
 	const struct rdm_addr *peer;
-	int active;	/* in the current table */
-	int closing;	/* drained: told it we are done, waiting for it to close */
+	int active;  /* in the current table */
+	int closing; /* drained: told it we are done, waiting for it to close */
+	int shut_tx; /* the worker finished: told it we are done, waiting for it to close */
 	int ever_up;
-	uint32_t gen;	/* bumped when the slot is freed: pins to the old replica go stale */
-	uint64_t pins;	/* flows pinned to this replica */
+	uint32_t gen;  /* bumped when the slot is freed: pins to the old replica go stale */
+	uint64_t pins; /* flows pinned to this replica */
 	uint64_t drain_start_ns;
 };
 
@@ -146,7 +147,7 @@ struct worker {
 	uint64_t up_serial[MAX_UPS]; /* tells a reused connection slot from its predecessor */
 	uint64_t next_serial;
 	int n_ups;
-	struct rdm_conn_stats up_closed; /* counters of upstream connections now gone */
+	struct rdm_conn_stats up_closed;   /* counters of upstream connections now gone */
 	struct rdm_conn_stats down_closed; /* and of next-hop connections */
 	/* Connection counters as of the last tick, for reports while the node runs: the
 	 * connections themselves may be freed under a reader on another thread. */
@@ -193,7 +194,7 @@ struct worker {
 	struct rdm_timer progress;
 	uint64_t auto_fallbacks;
 	int stopping;
-	uint64_t shut_ns; /* when this worker told its next hops it was done */
+	uint64_t shut_ns;    /* when this worker told its next hops it was done */
 	atomic_int finished; /* the main thread reads it during a reload */
 	uint64_t drain_until_ns;
 	struct worker_stats st;
@@ -202,14 +203,14 @@ struct worker {
 struct rdm_node {
 	const struct rdm_chain_conf *chain;
 	const struct rdm_node_conf *conf;
-	int n_next;                   /* replicas of the next stage at start (0: chain's end) */
-	struct steer *steer;          /* the current one; older ones hang off it */
+	int n_next;			  /* replicas of the next stage at start (0: chain's end) */
+	struct steer *steer;		  /* the current one; older ones hang off it */
 	const struct steer *reload_steer; /* what workers switch to on a reload, or NULL */
 	const struct rdm_transport_ops *ops; /* towards next */
-	int auto_tcp_fallback;               /* transport auto: TCP if the peer has no RDMA */
-	int returns;                         /* frames may travel back: track return paths */
-	const struct rdm_tun_conf *tun;      /* this node's TUN edge, or NULL */
-	int listen_rdma;                     /* an upstream reaches us over RDMA */
+	int auto_tcp_fallback;		     /* transport auto: TCP if the peer has no RDMA */
+	int returns;			     /* frames may travel back: track return paths */
+	const struct rdm_tun_conf *tun;	     /* this node's TUN edge, or NULL */
+	int listen_rdma;		     /* an upstream reaches us over RDMA */
 	struct rdm_conn_opts copts;
 	const struct rdm_stage_ops *stage_ops[MAX_STAGES];
 	void *stage_conf[MAX_STAGES];
@@ -221,10 +222,10 @@ struct rdm_node {
 	int embedded; /* one of several nodes in a process: takes no signals */
 	int drain_ms;
 	uint64_t run_ns;
-	atomic_uint reload_gen;                   /* bumped when reload_conf is ready */
-	atomic_int running;                       /* workers run: reports read snapshots */
-	pthread_rwlock_t report_mu; /* reports (read) against conf swaps and frees (write) */
-	void *reload_conf[MAX_STAGES];            /* the confs workers switch to, or NULL */
+	atomic_uint reload_gen;	       /* bumped when reload_conf is ready */
+	atomic_int running;	       /* workers run: reports read snapshots */
+	pthread_rwlock_t report_mu;    /* reports (read) against conf swaps and frees (write) */
+	void *reload_conf[MAX_STAGES]; /* the confs workers switch to, or NULL */
 
 	pthread_mutex_t eg_mu; /* egress sequence accounting, shared by workers */
 	struct origin origins[MAX_ORIGINS];
@@ -245,7 +246,7 @@ static void stats_add(struct rdm_conn_stats *t, const struct rdm_conn_stats *a)
 }
 
 static void nlog(const struct rdm_node *n, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void nlog(const struct rdm_node *n, const char *fmt, ...)
 {
@@ -747,7 +748,7 @@ static void up_state(struct rdm_conn *c, int up, void *arg)
 		if (w->n_ups == MAX_UPS) {
 			nlog(w->node, "refusing upstream %s: %d connections already", c->peer,
 			     MAX_UPS);
-			c->ops->close(c);
+			rdm_conn_close(c);
 			return;
 		}
 		w->up_serial[w->n_ups] = ++w->next_serial;
@@ -778,7 +779,7 @@ static void resume_inputs(struct worker *w)
 	if (w->tun_fd >= 0 && w->node->conf->ingress.mode == RDM_INGRESS_TUN && !w->stopping)
 		rdm_io_mod(w->loop, &w->tun_io, EPOLLIN);
 	for (int i = 0; i < w->n_ups; i++)
-		w->ups[i]->ops->resume_rx(w->ups[i]);
+		rdm_conn_resume_rx(w->ups[i]);
 	if (w->gen || w->pin)
 		rdm_timer_arm(w->loop, &w->pump, 0, pump, w);
 }
@@ -831,7 +832,7 @@ static int down_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, 
 
 /* Callbacks of a worker's downstream connection; arg is set per worker. */
 static const struct rdm_conn_cbs down_cbs_tmpl = {
-	.on_frames = down_frames, .on_writable = down_writable, .on_state = down_state};
+    .on_frames = down_frames, .on_writable = down_writable, .on_state = down_state};
 
 /* Listens on TCP, and on RDMA too when an upstream node reaches this one that way. */
 static int start_listener(struct worker *w)
@@ -841,20 +842,23 @@ static int start_listener(struct worker *w)
 	struct rdm_conn_opts o = n->copts;
 
 	o.reuseport = n->n_workers > 1;
-	w->lst = rdm_tcp_ops.listen(w->loop, &n->conf->listen, &o, &cbs);
+	w->lst = rdm_listen(&rdm_tcp_ops, w->loop, &n->conf->listen, &o, &cbs);
 	if (!w->lst) {
 		nlog(n, "listen on %s (tcp): %s", n->conf->listen.text, strerror(errno));
 		return -errno;
 	}
 	if (n->listen_rdma) {
-		w->lst_rdma = rdm_rdma_ops.listen(w->loop, &n->conf->listen, &o, &cbs);
+		w->lst_rdma = rdm_listen(&rdm_rdma_ops, w->loop, &n->conf->listen, &o, &cbs);
 		if (!w->lst_rdma)
-			nlog(n, "listen on %s (rdma): %s: upstream hops over RDMA cannot reach this node",
+			nlog(n,
+			     "listen on %s (rdma): %s: upstream hops over RDMA cannot reach this "
+			     "node",
 			     n->conf->listen.text,
 			     errno == ENODEV ? "no RDMA device has this address" : strerror(errno));
 	}
 	if (w->idx == 0)
-		nlog(n, "listening on %s (tcp%s)", n->conf->listen.text, w->lst_rdma ? ", rdma" : "");
+		nlog(n, "listening on %s (tcp%s)", n->conf->listen.text,
+		     w->lst_rdma ? ", rdma" : "");
 	return 0;
 }
 
@@ -902,8 +906,7 @@ static int source_next(struct worker *w, uint8_t *slot, uint32_t cap)
 
 /* A fresh frame for an IP packet entering the chain here; -EINVAL (counted) if it is
  * not one. */
-static int frame_of_packet(struct worker *w, struct rdm_frame *f, const uint8_t *pkt,
-			   uint32_t len)
+static int frame_of_packet(struct worker *w, struct rdm_frame *f, const uint8_t *pkt, uint32_t len)
 {
 	rdm_frame_init(f, w->node->chain->spi, INGRESS_SI, rdm_pkt_next_proto(pkt, len));
 	if (rdm_pkt_flow_key(pkt, len, &f->key) < 0) {
@@ -1004,7 +1007,9 @@ static void pump(void *arg)
 			return;
 		}
 		if (w->steer && downs_up(w) < w->steer->n)
-			nlog(n, "%d of %d next hops not up after %d ms: starting anyway, counting drops",
+			nlog(n,
+			     "%d of %d next hops not up after %d ms: starting anyway, counting "
+			     "drops",
 			     w->steer->n - downs_up(w), w->steer->n, ic->wait_ms);
 		w->started = 1;
 		w->start_ns = now;
@@ -1066,7 +1071,7 @@ static void begin_stop(struct worker *w)
 	if (w->tun_fd >= 0)
 		rdm_io_mod(w->loop, &w->tun_io, 0);
 	for (int i = 0; i < w->n_ups; i++)
-		w->ups[i]->ops->pause_rx(w->ups[i]);
+		rdm_conn_pause_rx(w->ups[i]);
 	w->drain_until_ns = rdm_now_ns() + (uint64_t)n->drain_ms * 1000000ull;
 }
 
@@ -1077,7 +1082,7 @@ static size_t downs_queued(const struct worker *w)
 
 	for (int r = 0; r < MAX_DOWNS; r++)
 		if (w->downs[r].c && w->downs[r].c->up)
-			q += w->downs[r].c->ops->queued(w->downs[r].c);
+			q += rdm_conn_queued(w->downs[r].c);
 	return q;
 }
 
@@ -1092,7 +1097,7 @@ static int downs_closing(const struct worker *w)
 	int k = 0;
 
 	for (int r = 0; r < MAX_DOWNS; r++)
-		k += w->downs[r].c && w->downs[r].c->up && w->downs[r].c->ops->shutdown_tx;
+		k += w->downs[r].c && w->downs[r].c->up && w->downs[r].shut_tx;
 	return k;
 }
 
@@ -1121,8 +1126,8 @@ static void check_finished(struct worker *w)
 	if (!w->shut_ns) {
 		w->shut_ns = now;
 		for (int r = 0; r < MAX_DOWNS; r++)
-			if (w->downs[r].c && w->downs[r].c->up && w->downs[r].c->ops->shutdown_tx)
-				w->downs[r].c->ops->shutdown_tx(w->downs[r].c);
+			if (w->downs[r].c && w->downs[r].c->up)
+				w->downs[r].shut_tx = rdm_conn_shutdown_tx(w->downs[r].c) == 0;
 	}
 	if (downs_closing(w) && now - w->shut_ns < SHUT_GRACE_NS)
 		return;
@@ -1137,8 +1142,8 @@ static void progress(void *arg)
 	struct rdm_node *n = w->node;
 
 	if (w->gen || w->pin)
-		nlog(n, "w%d ingress: %" PRIu64 " taken, %" PRIu64 " sent, %" PRIu64 " dropped", w->idx,
-		     w->st.ingress_taken, w->st.ingress_sent,
+		nlog(n, "w%d ingress: %" PRIu64 " taken, %" PRIu64 " sent, %" PRIu64 " dropped",
+		     w->idx, w->st.ingress_taken, w->st.ingress_sent,
 		     w->st.ingress_taken - w->st.ingress_sent);
 	if (n->conf->egress.enabled)
 		nlog(n, "w%d egress: %" PRIu64 " packets, %u flows", w->idx, w->st.egress_packets,
@@ -1159,14 +1164,16 @@ static void auto_check(struct worker *w)
 	for (int r = 0; r < MAX_DOWNS; r++) {
 		struct down *d = &w->downs[r];
 
-		if (d->ever_up || !d->c || d->c->ops != &rdm_rdma_ops || d->c->stats.unreachable < 2)
+		if (d->ever_up || !d->c || d->c->ops != &rdm_rdma_ops ||
+		    d->c->stats.unreachable < 2)
 			continue;
-		nlog(n, "transport auto: no RDMA responder at %s after %" PRIu64 " tries: using TCP",
+		nlog(n,
+		     "transport auto: no RDMA responder at %s after %" PRIu64 " tries: using TCP",
 		     d->peer->text, d->c->stats.unreachable);
 		w->auto_fallbacks++;
 		stats_add(&w->down_closed, &d->c->stats);
-		d->c->ops->close(d->c);
-		d->c = rdm_tcp_ops.connect(w->loop, d->peer, &n->copts, &cbs);
+		rdm_conn_close(d->c);
+		d->c = rdm_connect(&rdm_tcp_ops, w->loop, d->peer, &n->copts, &cbs);
 		if (!d->c) {
 			nlog(n, "connect %s: %s", d->peer->text, strerror(errno));
 			d->gen++; /* the slot is free: pins to it renew */
@@ -1199,13 +1206,13 @@ static int apply_steer(struct worker *w, const struct steer *sp)
 			struct down *d;
 
 			if (fr < 0) {
-				nlog(n, "steering: no free slot for replica %s (%d draining)", sp->name[i],
-				     MAX_DOWNS);
+				nlog(n, "steering: no free slot for replica %s (%d draining)",
+				     sp->name[i], MAX_DOWNS);
 				return -ENOSPC;
 			}
 			r = fr;
 			d = &w->downs[r];
-			d->c = n->ops->connect(w->loop, sp->peer[i], &n->copts, &cbs);
+			d->c = rdm_connect(n->ops, w->loop, sp->peer[i], &n->copts, &cbs);
 			if (!d->c) {
 				nlog(n, "connect %s: %s", sp->peer[i]->text, strerror(errno));
 				return -errno;
@@ -1215,7 +1222,8 @@ static int apply_steer(struct worker *w, const struct steer *sp)
 			d->pins = 0;
 			d->ever_up = 0;
 		} else if (!w->downs[r].active && w->steer) {
-			nlog(n, "steering: replica %s is back in the table (%" PRIu64 " flows pinned)",
+			nlog(n,
+			     "steering: replica %s is back in the table (%" PRIu64 " flows pinned)",
 			     sp->name[i], w->downs[r].pins);
 		}
 		keep[r] = 1;
@@ -1231,8 +1239,9 @@ static int apply_steer(struct worker *w, const struct steer *sp)
 		} else if (d->active) {
 			d->active = 0;
 			d->drain_start_ns = rdm_now_ns();
-			nlog(n, "steering: replica %s leaves the table: draining %" PRIu64
-				" pinned flows (at most %u ms)",
+			nlog(n,
+			     "steering: replica %s leaves the table: draining %" PRIu64
+			     " pinned flows (at most %u ms)",
 			     d->name, d->pins, n->chain->transport.drain_ms);
 		}
 	}
@@ -1270,13 +1279,14 @@ static void drain_check(struct worker *w, uint64_t now)
 			 * flows moved on their next packet, and dialling it again could only
 			 * bring back a replica its node has been told to stop. */
 			w->st.drained_unreachable++;
-			nlog(w->node, "steering: replica %s (%s) left the table unreachable: closed, "
-				      "%" PRIu64 " pinned flows move on",
+			nlog(w->node,
+			     "steering: replica %s (%s) left the table unreachable: closed, "
+			     "%" PRIu64 " pinned flows move on",
 			     d->name, d->peer->text, d->pins);
 			d->gen++;
 			d->pins = 0;
 			stats_add(&w->down_closed, &d->c->stats);
-			d->c->ops->close(d->c);
+			rdm_conn_close(d->c);
 			d->c = NULL;
 			continue;
 		}
@@ -1287,15 +1297,16 @@ static void drain_check(struct worker *w, uint64_t now)
 			if (d->c->up && now - d->drain_start_ns < SHUT_GRACE_NS)
 				continue;
 			stats_add(&w->down_closed, &d->c->stats);
-			d->c->ops->close(d->c);
+			rdm_conn_close(d->c);
 			d->c = NULL;
 			d->closing = 0;
 			continue;
 		}
 		if (d->pins) {
 			w->st.drain_timeouts++;
-			nlog(w->node, "steering: replica %s drained by timeout: %" PRIu64
-				      " flows still pinned move on their next packet",
+			nlog(w->node,
+			     "steering: replica %s drained by timeout: %" PRIu64
+			     " flows still pinned move on their next packet",
 			     d->name, d->pins);
 		} else {
 			w->st.drained_idle++;
@@ -1305,14 +1316,13 @@ static void drain_check(struct worker *w, uint64_t now)
 		 * does, then the connection closes the way TCP means it. */
 		d->gen++;
 		d->pins = 0;
-		if (d->c->ops->shutdown_tx) {
-			d->c->ops->shutdown_tx(d->c);
+		if (rdm_conn_shutdown_tx(d->c) == 0) {
 			d->closing = 1;
 			d->drain_start_ns = now;
 			continue;
 		}
 		stats_add(&w->down_closed, &d->c->stats);
-		d->c->ops->close(d->c);
+		rdm_conn_close(d->c);
 		d->c = NULL;
 	}
 }
@@ -1341,9 +1351,11 @@ static void tick(void *arg)
 		late = n->eg_full_ns && now - n->eg_full_ns >= EGRESS_GRACE_NS;
 		pthread_mutex_unlock(&n->eg_mu);
 		if (late && !atomic_load(&n->stop)) {
-			nlog(n, "egress: %" PRIu64 " packets accounted for, %" PRIu64
-				" missing after %d ms: counted lost, stopping",
-			     n->conf->egress.count, n->eg_missing, (int)(EGRESS_GRACE_NS / 1000000));
+			nlog(n,
+			     "egress: %" PRIu64 " packets accounted for, %" PRIu64
+			     " missing after %d ms: counted lost, stopping",
+			     n->conf->egress.count, n->eg_missing,
+			     (int)(EGRESS_GRACE_NS / 1000000));
 			atomic_store(&n->stop, 1);
 		}
 	}
@@ -1458,7 +1470,8 @@ static int worker_init(struct rdm_node *n, struct worker *w, int idx, char *err,
 
 			w->gen = rdm_gen_new(&gc);
 			if (!w->gen) {
-				snprintf(err, errlen, "%s: ingress generator: %s (flows %u, count %" PRIu64 ")",
+				snprintf(err, errlen,
+					 "%s: ingress generator: %s (flows %u, count %" PRIu64 ")",
 					 n->chain->file, strerror(errno), gc.flows, gc.packets);
 				return -EINVAL;
 			}
@@ -1467,7 +1480,9 @@ static int worker_init(struct rdm_node *n, struct worker *w, int idx, char *err,
 			if (!w->pin)
 				return -EINVAL;
 		}
-		w->wait_until_ns = rdm_now_ns() + (uint64_t)(c->ingress.wait_ms ? c->ingress.wait_ms : 5000) * 1000000ull;
+		w->wait_until_ns =
+		    rdm_now_ns() +
+		    (uint64_t)(c->ingress.wait_ms ? c->ingress.wait_ms : 5000) * 1000000ull;
 	}
 	if (c->egress.enabled) {
 		char path[4096];
@@ -1519,12 +1534,12 @@ static void worker_fini(struct rdm_node *n, struct worker *w)
 		return;
 	for (int r = 0; r < MAX_DOWNS; r++)
 		if (w->downs[r].c)
-			w->downs[r].c->ops->close(w->downs[r].c);
+			rdm_conn_close(w->downs[r].c);
 	rdm_flowtab_free(w->pins);
 	if (w->lst)
-		rdm_tcp_ops.close_listener(w->lst);
+		rdm_listener_close(&rdm_tcp_ops, w->lst);
 	if (w->lst_rdma)
-		rdm_rdma_ops.close_listener(w->lst_rdma);
+		rdm_listener_close(&rdm_rdma_ops, w->lst_rdma);
 	for (int s = 0; s < n->n_stages; s++)
 		if (w->stage_rt[s])
 			n->stage_ops[s]->deinit(w->stage_rt[s]);
@@ -1680,8 +1695,8 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	n->n_workers = c->workers > 0 ? c->workers : 1;
 	n->drain_ms = 2000;
 	n->tun = c->ingress.mode == RDM_INGRESS_TUN ? &c->ingress.tun
-		 : c->egress.tun.name			  ? &c->egress.tun
-							  : NULL;
+		 : c->egress.tun.name		    ? &c->egress.tun
+						    : NULL;
 	if (n->tun && n->n_workers > 1) {
 		snprintf(err, errlen, "%s: node '%s': inline mode (tun %s) runs one worker for now",
 			 chain->file, name, n->tun->name);
@@ -1787,7 +1802,8 @@ static const struct steer *reload_next(struct rdm_node *n)
 
 	if (!c || rdm_chain_load(n->chain->file, c, err, sizeof(err)) < 0) {
 		if (c)
-			nlog(n, "reload %s: %s: keeping the running next hops", n->chain->file, err);
+			nlog(n, "reload %s: %s: keeping the running next hops", n->chain->file,
+			     err);
 		free(c);
 		return NULL;
 	}
@@ -1797,8 +1813,9 @@ static const struct steer *reload_next(struct rdm_node *n)
 		     n->chain->file, n->conf->name);
 	else if (!n->steer || !me->n_next) {
 		if (!n->steer != !me->n_next)
-			nlog(n, "reload %s: a node cannot start or stop being the chain's end while "
-				"running: keeping the running next hops",
+			nlog(n,
+			     "reload %s: a node cannot start or stop being the chain's end while "
+			     "running: keeping the running next hops",
 			     n->chain->file);
 	} else if (!same_next(n->steer, c, me)) {
 		sp = steer_new(c, me, c);
@@ -1841,8 +1858,8 @@ void rdm_node_reload(struct rdm_node *n)
 			if (errno == EOPNOTSUPP) /* nothing to reload: settings in the chain file */
 				nlog(n, "reload %s: %s", ops->name, err);
 			else
-				nlog(n, "reload %s: %s: keeping the running configuration", ops->name,
-				     err);
+				nlog(n, "reload %s: %s: keeping the running configuration",
+				     ops->name, err);
 			continue;
 		}
 		any = 1;
@@ -1865,7 +1882,9 @@ void rdm_node_reload(struct rdm_node *n)
 		if (rdm_now_ns() > until) {
 			/* A worker stuck this long is a bug; leaking the old conf is safer than
 			 * freeing memory a worker may still read. */
-			nlog(n, "reload: %d workers did not switch in 5 s; old configuration kept in memory",
+			nlog(n,
+			     "reload: %d workers did not switch in 5 s; old configuration kept in "
+			     "memory",
 			     behind);
 			return;
 		}
@@ -2061,7 +2080,7 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			"node %s\nnode_id %u\nworkers %d\nrun_ms %" PRIu64 "\ncpu_ms %" PRIu64 "\n",
 			n->conf->name, n->conf->id, n->n_workers, n->run_ns / 1000000,
 			(uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
-				(uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000);
+			    (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000);
 	}
 	fprintf(out, "rx_frames %" PRIu64 "\ntx_frames %" PRIu64 "\nstalls %" PRIu64 "\n",
 		t.st.rx_frames, t.st.tx_frames, t.st.stalls);
@@ -2087,18 +2106,19 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			fb += n->w[i].auto_fallbacks;
 		fprintf(out,
 			"down_transport %s\ndown_replicas %d\ndown_auto_fallbacks %" PRIu64
-			"\npins_moved %" PRIu64 "\ndrained_idle %" PRIu64 "\ndrain_timeouts %" PRIu64
-			"\ndrained_unreachable %" PRIu64 "\npins_detoured %" PRIu64 "\n",
+			"\npins_moved %" PRIu64 "\ndrained_idle %" PRIu64
+			"\ndrain_timeouts %" PRIu64 "\ndrained_unreachable %" PRIu64
+			"\npins_detoured %" PRIu64 "\n",
 			down0 ? down0->ops->name : "none", n->steer->n, fb, t.st.pins_moved,
 			t.st.drained_idle, t.st.drain_timeouts, t.st.drained_unreachable,
 			t.st.pins_detoured);
 	}
 	if (n->n_next)
 		fprintf(out,
-			"down_tx_frames %" PRIu64 "\ndown_tx_bytes %" PRIu64 "\ndown_connects %" PRIu64
-			"\ndown_connect_fails %" PRIu64 "\ndown_disconnects %" PRIu64
-			"\ndown_congested %" PRIu64 "\ndown_lost_on_close %" PRIu64
-			"\ndown_queue_full %" PRIu64 "\n",
+			"down_tx_frames %" PRIu64 "\ndown_tx_bytes %" PRIu64
+			"\ndown_connects %" PRIu64 "\ndown_connect_fails %" PRIu64
+			"\ndown_disconnects %" PRIu64 "\ndown_congested %" PRIu64
+			"\ndown_lost_on_close %" PRIu64 "\ndown_queue_full %" PRIu64 "\n",
 			t.down.tx_frames, t.down.tx_bytes, t.down.connects, t.down.connect_fails,
 			t.down.disconnects, t.down.congested, t.down.lost_on_close,
 			t.down.queue_full);
@@ -2110,8 +2130,8 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			"\ndown_retry_errors %" PRIu64 "\ndown_wc_errors %" PRIu64
 			"\ndown_tx_msgs %" PRIu64 "\ndown_tx_packed %" PRIu64 "\n",
 			t.down.inline_sends, t.down.zero_copy, t.down.credit_stalls,
-			t.down.credit_msgs, t.down.keepalives, t.down.rnr_errors, t.down.retry_errors,
-			t.down.wc_errors, t.down.tx_msgs, t.down.tx_packed);
+			t.down.credit_msgs, t.down.keepalives, t.down.rnr_errors,
+			t.down.retry_errors, t.down.wc_errors, t.down.tx_msgs, t.down.tx_packed);
 	if (n->conf->has_listen)
 		fprintf(out,
 			"up_rx_frames %" PRIu64 "\nup_rx_bytes %" PRIu64 "\nup_rx_bad_len %" PRIu64
@@ -2123,9 +2143,10 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			reordered += n->origins[i].reordered;
 		}
 		fprintf(out,
-			"egress_packets %" PRIu64 "\negress_bytes %" PRIu64 "\negress_flows %" PRIu64
-			"\negress_lost %" PRIu64 "\negress_reordered %" PRIu64
-			"\negress_unsequenced %" PRIu64 "\negress_origins %d\n",
+			"egress_packets %" PRIu64 "\negress_bytes %" PRIu64
+			"\negress_flows %" PRIu64 "\negress_lost %" PRIu64
+			"\negress_reordered %" PRIu64 "\negress_unsequenced %" PRIu64
+			"\negress_origins %d\n",
 			t.st.egress_packets, t.st.egress_bytes, t.flows, lost, reordered,
 			n->eg_unsequenced, n->n_origins);
 		for (int h = 0; h < t.n_hops; h++)
@@ -2138,10 +2159,11 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 				h + 1, t.hops[h].max);
 		fprintf(out,
 			"hops_count %" PRIu64 "\nhops_p50_ns %" PRIu64 "\nhops_p99_ns %" PRIu64
-			"\nhops_p999_ns %" PRIu64 "\nhops_max_ns %" PRIu64 "\negress_span_us %" PRIu64
-			"\n",
-			t.all_hops.count, rdm_hist_pct(&t.all_hops, 50), rdm_hist_pct(&t.all_hops, 99),
-			rdm_hist_pct(&t.all_hops, 99.9), t.all_hops.max,
+			"\nhops_p999_ns %" PRIu64 "\nhops_max_ns %" PRIu64
+			"\negress_span_us %" PRIu64 "\n",
+			t.all_hops.count, rdm_hist_pct(&t.all_hops, 50),
+			rdm_hist_pct(&t.all_hops, 99), rdm_hist_pct(&t.all_hops, 99.9),
+			t.all_hops.max,
 			t.eg_last_ns > t.eg_first_ns ? (t.eg_last_ns - t.eg_first_ns) / 1000 : 0);
 		fprintf(out, "e2e_p50_ns %" PRIu64 "\ne2e_p99_ns %" PRIu64 "\n",
 			rdm_hist_pct(&t.e2e, 50), rdm_hist_pct(&t.e2e, 99));
@@ -2161,8 +2183,8 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 		}
 		pthread_rwlock_unlock(&((struct rdm_node *)n)->report_mu);
 		for (int k = 0; k < sum->n; k++)
-			fprintf(out, "stage_%s_%s %" PRIu64 "\n", n->stage_ops[s]->name, sum->name[k],
-				sum->v[k]);
+			fprintf(out, "stage_%s_%s %" PRIu64 "\n", n->stage_ops[s]->name,
+				sum->name[k], sum->v[k]);
 		free(sum);
 		fprintf(out, "stage_%s_errors %" PRIu64 "\nstage_%s_dropped %" PRIu64 "\n",
 			n->stage_ops[s]->name, fail, n->stage_ops[s]->name, drop);

@@ -8,6 +8,7 @@
 #include <pcap/pcap.h>
 
 #include "transport/frame.h"
+#include "lib/byteorder.h"
 
 #define ETH_HLEN      14
 #define ETHERTYPE_NSH 0x894f
@@ -45,21 +46,6 @@ struct rdm_pcap_out {
 	enum rdm_pcap_kind kind;
 	uint8_t *frame; /* RDM_PCAP_NSH: Ethernet header, then room for one frame */
 };
-
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t rd32le(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint32_t rd32be(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
 
 static int dlt_raw(int dlt)
 {
@@ -120,7 +106,7 @@ static int skip_vlans(const uint8_t *d, uint32_t len, uint32_t *off, uint16_t *t
 	while (*type == 0x8100 || *type == 0x88a8 || *type == 0x9100) {
 		if (len - *off < 4)
 			return -1;
-		*type = rd16(d + *off + 2);
+		*type = rdm_get_be16(d + *off + 2);
 		*off += 4;
 	}
 	return 0;
@@ -141,19 +127,19 @@ static int ip_offset(int dlt, const uint8_t *d, uint32_t len)
 	case DLT_EN10MB:
 		if (len < ETH_HLEN)
 			return -1;
-		type = rd16(d + 12);
+		type = rdm_get_be16(d + 12);
 		off = ETH_HLEN;
 		break;
 	case DLT_LINUX_SLL: /* type, ARPHRD, address length, 8-byte address, protocol */
 		if (len < 16)
 			return -1;
-		type = rd16(d + 14);
+		type = rdm_get_be16(d + 14);
 		off = 16;
 		break;
 	case DLT_LINUX_SLL2: /* protocol, reserved, ifindex, ARPHRD, type, addrlen, addr */
 		if (len < 20)
 			return -1;
-		type = rd16(d);
+		type = rdm_get_be16(d);
 		off = 20;
 		break;
 	case DLT_NULL:
@@ -162,9 +148,9 @@ static int ip_offset(int dlt, const uint8_t *d, uint32_t len)
 		 * LOOP; take whichever reading is a small number. */
 		if (len < 4)
 			return -1;
-		fam = dlt == DLT_LOOP ? rd32be(d) : rd32le(d);
+		fam = dlt == DLT_LOOP ? rdm_get_be32(d) : rdm_get_le32(d);
 		if (fam > 0xffff)
-			fam = dlt == DLT_LOOP ? rd32le(d) : rd32be(d);
+			fam = dlt == DLT_LOOP ? rdm_get_le32(d) : rdm_get_be32(d);
 		/* AF_INET is 2 everywhere; AF_INET6 is 10 (Linux), 24, 28 or 30 (BSDs). */
 		if (fam == 2)
 			return 4;
@@ -194,9 +180,9 @@ static uint32_t ip_check(int dlt, const uint8_t *p, uint32_t len)
 	if ((v != 4 && v != 6) || (dlt == DLT_IPV4 && v != 4) || (dlt == DLT_IPV6 && v != 6))
 		return 0;
 	if (v == 4 && len >= 20)
-		ilen = rd16(p + 2);
-	else if (v == 6 && len >= 40 && rd16(p + 4) != 0)
-		ilen = 40 + (uint32_t)rd16(p + 4);
+		ilen = rdm_get_be16(p + 2);
+	else if (v == 6 && len >= 40 && rdm_get_be16(p + 4) != 0)
+		ilen = 40 + (uint32_t)rdm_get_be16(p + 4);
 	else
 		return len;
 	return ilen >= 20 && ilen < len ? ilen : len;

@@ -55,7 +55,8 @@ int rdm_tun_open(const char *name, uint32_t mtu, char *err, unsigned errlen)
 	}
 	rc = tun_configure(name, mtu);
 	if (rc < 0) {
-		snprintf(err, errlen, "tun %s: setting mtu %u and up: %s", name, mtu, strerror(-rc));
+		snprintf(err, errlen, "tun %s: setting mtu %u and up: %s", name, mtu,
+			 strerror(-rc));
 		close(fd);
 		return rc;
 	}

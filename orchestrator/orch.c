@@ -16,12 +16,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "orchestrator/msg.h"
+#include "lib/msg.h"
 #include "orchestrator/plan.h"
 #include "orchestrator/rack.h"
 #include "orchestrator/state.h"
-#include "orchestrator/tls.h"
-#include "transport/loop.h"
+#include "lib/tls.h"
+#include "lib/clock.h"
 
 #define LOG_RING      1000 /* lines `ctl logs` can show */
 #define TICK_MS	      100
@@ -39,13 +39,13 @@ struct conn {
 
 /* What the orchestrator knows of a rack node. */
 struct nstate {
-	struct conn *conn;	 /* the live channel, or NULL */
-	uint64_t last_seen_ns;	 /* last message from it (or our start) */
-	int ever_seen;		 /* since this orchestrator started */
-	int dead, drained;	 /* marked down in the plan: by health, by the operator */
-	uint64_t epoch;		 /* the epoch it applied */
-	char running[1024];	 /* replica ids it runs, as it last said */
-	char refused[256];	 /* why it refused our last assign, or "" */
+	struct conn *conn;     /* the live channel, or NULL */
+	uint64_t last_seen_ns; /* last message from it (or our start) */
+	int ever_seen;	       /* since this orchestrator started */
+	int dead, drained;     /* marked down in the plan: by health, by the operator */
+	uint64_t epoch;	       /* the epoch it applied */
+	char running[1024];    /* replica ids it runs, as it last said */
+	char refused[256];     /* why it refused our last assign, or "" */
 };
 
 /* The latest counters of a replica, from its node's heartbeats. */
@@ -155,9 +155,9 @@ static int plan_diff(FILE *f, const struct rdm_plan *a, const struct rdm_plan *b
 
 	for (int i = 0; i < b->n_replicas; i++) {
 		const struct rdm_replica *nr = &b->replicas[i];
-		const struct rdm_replica *or = a ? rdm_plan_replica(a, nr->id) : NULL;
+		const struct rdm_replica * or = a ? rdm_plan_replica(a, nr->id) : NULL;
 
-		if (!or) {
+		if (! or) {
 			fprintf(f, "  + %s on %s (%s)\n", nr->id, b->rack->nodes[nr->node].name,
 				nr->listen);
 			k++;
@@ -255,11 +255,9 @@ static int send_assign(struct orch *o, int k)
 {
 	struct nstate *ns = &o->nodes[k];
 	char reps[1024], hb[16], dead[16];
-	const char *kv[] = {"node",	     o->rack.nodes[k].name,
-			    "replicas",	     reps,
-			    "heartbeat_ms",  hb,
-			    "dead_ms",	     dead,
-			    NULL};
+	const char *kv[] = {
+	    "node", o->rack.nodes[k].name, "replicas", reps, "heartbeat_ms", hb, "dead_ms", dead,
+	    NULL};
 	int rc;
 
 	assigned(o->plan, k, reps, sizeof(reps));
@@ -273,8 +271,8 @@ static int send_assign(struct orch *o, int k)
 		drop_conn(o, ns->conn, "send failed");
 		return rc;
 	}
-	olog(o, "%s: assigned epoch %" PRIu64 ": replicas [%s]", o->rack.nodes[k].name,
-	     o->st.epoch, reps);
+	olog(o, "%s: assigned epoch %" PRIu64 ": replicas [%s]", o->rack.nodes[k].name, o->st.epoch,
+	     reps);
 	return 0;
 }
 
@@ -393,8 +391,10 @@ static void take_hello(struct orch *o, int k, const struct rdm_msg *m)
 		if (!np || commit(o, np, NULL, err, sizeof(err)) < 0)
 			olog(o, "%s: back, but the plan did not change: %s", name, err);
 		else
-			olog(o, "%s: back after being declared dead: eligible for new replicas "
-				"(epoch %" PRIu64 ")", name, o->st.epoch);
+			olog(o,
+			     "%s: back after being declared dead: eligible for new replicas "
+			     "(epoch %" PRIu64 ")",
+			     name, o->st.epoch);
 		/* commit pushed the plan to everyone that said hello: not yet to this node */
 	}
 	ns->conn->hello = 1;
@@ -404,7 +404,8 @@ static void take_hello(struct orch *o, int k, const struct rdm_msg *m)
 		 * every assignment from now on. */
 		struct rdm_plan *np = rdm_plan_copy(o->plan);
 
-		olog(o, "%s: applied epoch %" PRIu64 ", newer than ours (%" PRIu64 "): moving past it",
+		olog(o,
+		     "%s: applied epoch %" PRIu64 ", newer than ours (%" PRIu64 "): moving past it",
 		     name, m->epoch, o->st.epoch);
 		o->st.epoch = m->epoch;
 		if (!np)
@@ -449,7 +450,8 @@ static void take_node_msg(struct orch *o, struct conn *c, const struct rdm_msg *
 			olog(o, "%s: applied epoch %" PRIu64, name, m->epoch);
 		} else {
 			snprintf(ns->refused, sizeof(ns->refused), "%s", res ? res : "(no reason)");
-			olog(o, "%s: did not apply epoch %" PRIu64 ": %s", name, m->epoch, ns->refused);
+			olog(o, "%s: did not apply epoch %" PRIu64 ": %s", name, m->epoch,
+			     ns->refused);
 		}
 	} else {
 		olog(o, "%s: unexpected message '%s': ignored", name, m->type);
@@ -481,7 +483,9 @@ static void check_health(struct orch *o)
 		ns->dead = 1;
 		np = rdm_plan_node_down(o->plan, name, err, sizeof(err));
 		if (!np) {
-			olog(o, "%s: silent for %" PRIu64 " ms: dead, but its replicas cannot move: %s",
+			olog(o,
+			     "%s: silent for %" PRIu64
+			     " ms: dead, but its replicas cannot move: %s",
 			     name, silent / 1000000, err);
 			continue;
 		}
@@ -492,14 +496,18 @@ static void check_health(struct orch *o)
 		}
 		if (commit(o, np, NULL, err, sizeof(err)) < 0) {
 			/* Nothing changed: try again after another dead time. */
-			olog(o, "%s: silent for %" PRIu64 " ms: dead, but the new plan was not saved: "
-				"%s", name, silent / 1000000, err);
+			olog(o,
+			     "%s: silent for %" PRIu64 " ms: dead, but the new plan was not saved: "
+			     "%s",
+			     name, silent / 1000000, err);
 			ns->dead = 0;
 			ns->last_seen_ns = now;
 		} else
-			olog(o, "%s: silent for %" PRIu64 " ms (limit %" PRIu64 "): dead; epoch %" PRIu64
-				" moves its replicas:\n%s", name, silent / 1000000, limit / 1000000,
-			     o->st.epoch, diff ? diff : "");
+			olog(o,
+			     "%s: silent for %" PRIu64 " ms (limit %" PRIu64
+			     "): dead; epoch %" PRIu64 " moves its replicas:\n%s",
+			     name, silent / 1000000, limit / 1000000, o->st.epoch,
+			     diff ? diff : "");
 		free(diff);
 		if (ns->conn)
 			drop_conn(o, ns->conn, "declared dead");
@@ -560,8 +568,7 @@ static void status(struct orch *o, FILE *f)
 		up += o->nodes[k].conn != NULL;
 	fprintf(f, "orchestrator %s  chain '%s' (%s)  epoch %" PRIu64 "  nodes %d/%d connected\n\n",
 		o->listen, o->spec.name, o->st.chain, o->st.epoch, up, o->rack.n_nodes);
-	fprintf(f, "%-12s %-8s %-6s %-10s %s\n", "NODE", "STATE", "EPOCH", "HEARTBEAT",
-		"REPLICAS");
+	fprintf(f, "%-12s %-8s %-6s %-10s %s\n", "NODE", "STATE", "EPOCH", "HEARTBEAT", "REPLICAS");
 	for (int k = 0; k < o->rack.n_nodes; k++) {
 		const struct nstate *ns = &o->nodes[k];
 		char reps[1024], ago[32], ep[24];
@@ -573,8 +580,8 @@ static void status(struct orch *o, FILE *f)
 		else
 			snprintf(ago, sizeof(ago), "never");
 		snprintf(ep, sizeof(ep), "%" PRIu64, ns->epoch);
-		fprintf(f, "%-12s %-8s %-6s %-10s %s%s%s\n", o->rack.nodes[k].name, node_state(o, k),
-			ns->ever_seen ? ep : "-", ago, reps[0] ? reps : "-",
+		fprintf(f, "%-12s %-8s %-6s %-10s %s%s%s\n", o->rack.nodes[k].name,
+			node_state(o, k), ns->ever_seen ? ep : "-", ago, reps[0] ? reps : "-",
 			ns->refused[0] ? "  refused: " : "", ns->refused);
 	}
 	/* Hop latency comes from the chain's exit: the egress replica that saw most. */
@@ -607,10 +614,13 @@ static void status(struct orch *o, FILE *f)
 			pps, frames, drops, p50, p99, via);
 	}
 	if (eg)
-		fprintf(f, "\negress (%s): %" PRIu64 " packets, %" PRIu64
-			   " lost\nDROPS: for any reason but policy (a verdict, or a reply with no client to go "
-			   "to); HOP: the hop\ninto each stage, as the egress measures it; NEXT: the transport "
-			   "to the next stage\n",
+		fprintf(f,
+			"\negress (%s): %" PRIu64 " packets, %" PRIu64
+			" lost\nDROPS: for any reason but policy (a verdict, or a reply with no "
+			"client to go "
+			"to); HOP: the hop\ninto each stage, as the egress measures it; NEXT: the "
+			"transport "
+			"to the next stage\n",
 			eg->id, eg->egress_packets, eg->lost);
 }
 
@@ -649,10 +659,12 @@ static int req_apply(struct orch *o, const char *path, int dry, FILE *f)
 		char *a = strdup(cur), *b = strdup(text), *sa = NULL, *sb = NULL;
 		int shown = 0, differ = 0;
 
-		for (char *la = a ? strtok_r(a, "\n", &sa) : NULL, *lb = b ? strtok_r(b, "\n", &sb) : NULL;
-		     (la || lb) && shown < 40;
-		     la = la ? strtok_r(NULL, "\n", &sa) : NULL, lb = lb ? strtok_r(NULL, "\n", &sb) : NULL) {
-			if ((la && lb && !strcmp(la, lb)) || (la && lb && la[0] == '#' && lb[0] == '#'))
+		for (char *la = a ? strtok_r(a, "\n", &sa) : NULL,
+			  *lb = b ? strtok_r(b, "\n", &sb) : NULL;
+		     (la || lb) && shown < 40; la = la ? strtok_r(NULL, "\n", &sa) : NULL,
+			  lb = lb ? strtok_r(NULL, "\n", &sb) : NULL) {
+			if ((la && lb && !strcmp(la, lb)) ||
+			    (la && lb && la[0] == '#' && lb[0] == '#'))
 				continue;
 			if (!differ++)
 				fprintf(f, "  rendered chain config differs:\n");
@@ -832,7 +844,8 @@ static void *accept_main(void *arg)
 
 	while (!atomic_load(&o->stop)) {
 		char err[512];
-		struct rdm_tls_conn *tc = rdm_tls_accept(o->tls, o->lfd, 200, admit, o, err, sizeof(err));
+		struct rdm_tls_conn *tc =
+		    rdm_tls_accept(o->tls, o->lfd, 200, admit, o, err, sizeof(err));
 		struct conn *c;
 
 		if (!tc) {
@@ -846,9 +859,9 @@ static void *accept_main(void *arg)
 			continue;
 		}
 		c->c = tc;
-		c->node = strcmp(rdm_tls_peer_name(tc), RDM_CTL_NAME) ?
-				  rdm_rack_find(&o->rack, rdm_tls_peer_name(tc)) :
-				  -1;
+		c->node = strcmp(rdm_tls_peer_name(tc), RDM_CTL_NAME)
+			      ? rdm_rack_find(&o->rack, rdm_tls_peer_name(tc))
+			      : -1;
 		pthread_mutex_lock(&o->mu);
 		c->next = o->accepted;
 		o->accepted = c;
@@ -969,8 +982,8 @@ static void run(struct orch *o)
 		check_health(o);
 		sig = sigtimedwait(&set, NULL, &zero);
 		if (sig == SIGINT || sig == SIGTERM) {
-			olog(o, "%s: stopping (nodes keep forwarding on epoch %" PRIu64 ")", strsignal(sig),
-			     o->st.epoch);
+			olog(o, "%s: stopping (nodes keep forwarding on epoch %" PRIu64 ")",
+			     strsignal(sig), o->st.epoch);
 			atomic_store(&o->stop, 1);
 		}
 	}
@@ -980,20 +993,22 @@ static void run(struct orch *o)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: rdmesh orch --rack RACK.yaml --chain CHAIN.yaml [--certs DIR] [--state FILE]\n"
-		"                   [--listen IP:PORT] [--dead-ms MS] [--heartbeat-ms MS] [--check]\n"
-		"  --rack FILE       the nodes replicas may go on (configs/rack.yaml explains it)\n"
-		"  --chain FILE      the chain to deploy the first time (later: `rdmesh ctl apply`)\n"
-		"  --certs DIR       ca.pem, orch.pem and orch.key (`rdmesh ctl certs`); default certs\n"
-		"  --state FILE      the desired state, persisted; when it exists it wins over\n"
-		"                    --chain (default rdmesh-orch.state)\n"
-		"  --listen IP:PORT  the control channel (default: rack.yaml's orchestrator.listen,\n"
-		"                    else 0.0.0.0:%d)\n"
-		"  --dead-ms MS      a node with replicas silent this long is dead (default %d)\n"
-		"  --heartbeat-ms MS how often nodes report (default %d)\n"
-		"  --check           validate the files, print the placement, and exit\n",
-		RDM_ORCH_PORT, RDM_ORCH_DEAD_MS, RDM_ORCH_HEARTBEAT_MS);
+	fprintf(
+	    f,
+	    "usage: rdmesh orch --rack RACK.yaml --chain CHAIN.yaml [--certs DIR] [--state FILE]\n"
+	    "                   [--listen IP:PORT] [--dead-ms MS] [--heartbeat-ms MS] [--check]\n"
+	    "  --rack FILE       the nodes replicas may go on (configs/rack.yaml explains it)\n"
+	    "  --chain FILE      the chain to deploy the first time (later: `rdmesh ctl apply`)\n"
+	    "  --certs DIR       ca.pem, orch.pem and orch.key (`rdmesh ctl certs`); default "
+	    "certs\n"
+	    "  --state FILE      the desired state, persisted; when it exists it wins over\n"
+	    "                    --chain (default rdmesh-orch.state)\n"
+	    "  --listen IP:PORT  the control channel (default: rack.yaml's orchestrator.listen,\n"
+	    "                    else 0.0.0.0:%d)\n"
+	    "  --dead-ms MS      a node with replicas silent this long is dead (default %d)\n"
+	    "  --heartbeat-ms MS how often nodes report (default %d)\n"
+	    "  --check           validate the files, print the placement, and exit\n",
+	    RDM_ORCH_PORT, RDM_ORCH_DEAD_MS, RDM_ORCH_HEARTBEAT_MS);
 }
 
 /* The plan the saved state describes (every replica where it ran); a replica that cannot
@@ -1014,8 +1029,8 @@ static struct rdm_plan *restore(struct orch *o, int *moved, char *err, size_t er
 
 		if (r && (strcmp(o->rack.nodes[r->node].name, sr->node) || r->port != sr->port) &&
 		    ++*moved)
-			olog(o, "state: %s cannot stay on %s:%u: placed on %s (%s)", sr->id, sr->node,
-			     sr->port, o->rack.nodes[r->node].name, r->listen);
+			olog(o, "state: %s cannot stay on %s:%u: placed on %s (%s)", sr->id,
+			     sr->node, sr->port, o->rack.nodes[r->node].name, r->listen);
 	}
 	return p;
 }
@@ -1023,15 +1038,22 @@ static struct rdm_plan *restore(struct orch *o, int *moved, char *err, size_t er
 int rdm_cmd_orch(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"rack", required_argument, NULL, 'r'},	    {"chain", required_argument, NULL, 'c'},
-		{"certs", required_argument, NULL, 'C'},    {"state", required_argument, NULL, 's'},
-		{"listen", required_argument, NULL, 'l'},   {"dead-ms", required_argument, NULL, 'd'},
-		{"heartbeat-ms", required_argument, NULL, 'b'}, {"check", no_argument, NULL, 'k'},
-		{"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0},
+	    {"rack", required_argument, NULL, 'r'},
+	    {"chain", required_argument, NULL, 'c'},
+	    {"certs", required_argument, NULL, 'C'},
+	    {"state", required_argument, NULL, 's'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"dead-ms", required_argument, NULL, 'd'},
+	    {"heartbeat-ms", required_argument, NULL, 'b'},
+	    {"check", no_argument, NULL, 'k'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *rack = NULL, *chain = NULL, *certs = "certs", *listen_at = NULL;
-	struct orch o = {.dead_ms = RDM_ORCH_DEAD_MS, .heartbeat_ms = RDM_ORCH_HEARTBEAT_MS,
-			 .lfd = -1, .wake = {-1, -1}};
+	struct orch o = {.dead_ms = RDM_ORCH_DEAD_MS,
+			 .heartbeat_ms = RDM_ORCH_HEARTBEAT_MS,
+			 .lfd = -1,
+			 .wake = {-1, -1}};
 	char err[1024], ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], real[PATH_MAX];
 	int c, check = 0, rc = 1, have_state, moved = 0;
 	sigset_t set;
@@ -1039,16 +1061,36 @@ int rdm_cmd_orch(int argc, char **argv)
 	o.state_path = "rdmesh-orch.state";
 	while ((c = getopt_long(argc, argv, "r:c:C:s:l:d:b:kh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'r': rack = optarg; break;
-		case 'c': chain = optarg; break;
-		case 'C': certs = optarg; break;
-		case 's': o.state_path = optarg; break;
-		case 'l': listen_at = optarg; break;
-		case 'd': o.dead_ms = atoi(optarg); break;
-		case 'b': o.heartbeat_ms = atoi(optarg); break;
-		case 'k': check = 1; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'r':
+			rack = optarg;
+			break;
+		case 'c':
+			chain = optarg;
+			break;
+		case 'C':
+			certs = optarg;
+			break;
+		case 's':
+			o.state_path = optarg;
+			break;
+		case 'l':
+			listen_at = optarg;
+			break;
+		case 'd':
+			o.dead_ms = atoi(optarg);
+			break;
+		case 'b':
+			o.heartbeat_ms = atoi(optarg);
+			break;
+		case 'k':
+			check = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (!rack || optind != argc || o.dead_ms < 100 || o.heartbeat_ms < 10 ||
@@ -1076,7 +1118,8 @@ int rdm_cmd_orch(int argc, char **argv)
 	have_state = c == 0;
 	if (!have_state) {
 		if (!chain) {
-			fprintf(stderr, "rdmesh orch: no state in %s: --chain is needed the first time\n",
+			fprintf(stderr,
+				"rdmesh orch: no state in %s: --chain is needed the first time\n",
 				o.state_path);
 			goto out;
 		}
@@ -1086,8 +1129,9 @@ int rdm_cmd_orch(int argc, char **argv)
 		}
 		o.st.chain = strdup(real);
 	} else if (chain && realpath(chain, real) && strcmp(real, o.st.chain)) {
-		fprintf(stderr, "rdmesh orch: state %s runs %s (epoch %" PRIu64 "): --chain %s is "
-				"ignored; `rdmesh ctl apply` changes the chain\n",
+		fprintf(stderr,
+			"rdmesh orch: state %s runs %s (epoch %" PRIu64 "): --chain %s is "
+			"ignored; `rdmesh ctl apply` changes the chain\n",
 			o.state_path, o.st.chain, o.st.epoch, chain);
 	}
 	if (!o.st.chain || rdm_chain_spec_load(o.st.chain, &o.spec, err, sizeof(err)) < 0 ||
@@ -1101,7 +1145,8 @@ int rdm_cmd_orch(int argc, char **argv)
 		printf("%s", o.rendered);
 		for (int i = 0; i < o.plan->n_replicas; i++)
 			fprintf(stderr, "  %-12s on %-12s %s\n", o.plan->replicas[i].id,
-				o.rack.nodes[o.plan->replicas[i].node].name, o.plan->replicas[i].listen);
+				o.rack.nodes[o.plan->replicas[i].node].name,
+				o.plan->replicas[i].listen);
 		rc = 0;
 		goto out;
 	}

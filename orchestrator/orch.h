@@ -2,7 +2,7 @@
  *
  * It loads rack.yaml and chain.yaml (or the state it persisted: orchestrator/state.h),
  * places the chain's replicas (orchestrator/plan.h), and serves the control channel
- * (orchestrator/tls.h, messages orchestrator/msg.h) to nodes and to `rdmesh ctl`:
+ * (lib/tls.h, messages lib/msg.h) to nodes and to `rdmesh ctl`:
  *
  *  - A node (`rdmesh node --orch ADDR --name NAME`, certificate NAME, a node of the
  *    rack) says hello with the epoch it applied and the replicas it runs. When that is
@@ -23,12 +23,7 @@
 #ifndef RDM_ORCH_H
 #define RDM_ORCH_H
 
-#define RDM_ORCH_NAME	      "orch" /* the orchestrator's certificate name */
-#define RDM_CTL_NAME	      "ctl"  /* the operator's */
-#define RDM_ORCH_PORT	      7000
-#define RDM_ORCH_DEAD_MS      1500   /* default: silent this long = dead */
-#define RDM_ORCH_HEARTBEAT_MS 250    /* default heartbeat period asked of nodes */
-#define RDM_ORCH_SEND_MS      2000   /* bound on one send to a peer */
+#include "lib/msg.h" /* the control channel's names, port and timings */
 
 /* `rdmesh orch ...`: returns the exit status. */
 int rdm_cmd_orch(int argc, char **argv);

@@ -1,5 +1,5 @@
 #include "orchestrator/plan.h"
-#include "node/yaml.h"
+#include "lib/yaml.h"
 #include "services/stage.h"
 
 #include <ctype.h>
@@ -1298,7 +1298,8 @@ struct rdm_plan *rdm_plan_copy(const struct rdm_plan *p)
 
 struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,
 				 const int *counts, const unsigned char *down,
-				 const struct rdm_replica *keep, int n_keep, char *err, size_t errlen)
+				 const struct rdm_replica *keep, int n_keep, char *err,
+				 size_t errlen)
 {
 	struct pctx c = {.positions = 1, .err = err, .len = errlen};
 	int *used = calloc((size_t)rack->n_nodes, sizeof(int));
@@ -1336,7 +1337,8 @@ struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_c
 			    o->port < rack->port_first || o->port > rack->port_last)
 				break;
 			for (int q = 0; q < i; q++)
-				taken |= c.p->replicas[q].node >= 0 && c.p->replicas[q].port == o->port &&
+				taken |= c.p->replicas[q].node >= 0 &&
+					 c.p->replicas[q].port == o->port &&
 					 !strcmp(rack->nodes[c.p->replicas[q].node].data,
 						 rack->nodes[k].data);
 			if (taken)

@@ -132,7 +132,8 @@ struct rdm_plan *rdm_plan_node_up(const struct rdm_plan *p, const char *node, ch
  * in err, as rdm_plan_new. */
 struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,
 				 const int *counts, const unsigned char *down,
-				 const struct rdm_replica *keep, int n_keep, char *err, size_t errlen);
+				 const struct rdm_replica *keep, int n_keep, char *err,
+				 size_t errlen);
 
 /* A copy of p (same rack and spec), or NULL with errno ENOMEM. */
 struct rdm_plan *rdm_plan_copy(const struct rdm_plan *p);

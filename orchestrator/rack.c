@@ -1,5 +1,5 @@
 #include "orchestrator/rack.h"
-#include "node/yaml.h"
+#include "lib/yaml.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -14,8 +14,8 @@
 struct rdm_ynode;
 
 #define RDM_RACK_NAME_MAX     RDM_NODE_NAME_MAX /* node names: the chain config's rule */
-#define RDM_RACK_CAPACITY_MAX 1024 /* worker cores of one node */
-#define RDM_RACK_PORTS_FIRST  7100 /* default data-plane port range */
+#define RDM_RACK_CAPACITY_MAX 1024		/* worker cores of one node */
+#define RDM_RACK_PORTS_FIRST  7100		/* default data-plane port range */
 #define RDM_RACK_PORTS_LAST   7199
 
 /* One label, "zone: a". Both strings are owned by the rack. */

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "node/yaml.h"
+#include "lib/yaml.h"
 #include "orchestrator/plan.h"
 
 void rdm_state_free(struct rdm_orch_state *s)
@@ -34,8 +34,8 @@ static int get_name(const struct rdm_ydoc *d, const struct rdm_ynode *map, const
 	if (!v)
 		return rdm_yerr(d, map, err, errlen, "'%s' is required", key);
 	if (!rdm_node_name_ok(v) || strlen(v) >= outlen)
-		return rdm_yerr(d, rdm_ymap_get(map, key), err, errlen, "%s: '%s' is not a name", key,
-				v);
+		return rdm_yerr(d, rdm_ymap_get(map, key), err, errlen, "%s: '%s' is not a name",
+				key, v);
 	snprintf(out, outlen, "%s", v);
 	return 0;
 }
@@ -147,7 +147,8 @@ int rdm_state_load(const char *path, struct rdm_orch_state *s, char *err, size_t
 		rc = rdm_ymap_u64(d, root, "version", 1, UINT32_MAX, 0, &v, err, errlen);
 	if (!rc && v != RDM_STATE_VERSION)
 		rc = rdm_yerr(d, rdm_ymap_get(root, "version"), err, errlen,
-			      "version %" PRIu64 " (this orchestrator reads %d)", v, RDM_STATE_VERSION);
+			      "version %" PRIu64 " (this orchestrator reads %d)", v,
+			      RDM_STATE_VERSION);
 	if (!rc)
 		rc = rdm_ymap_u64(d, root, "epoch", 1, INT64_MAX, 0, &s->epoch, err, errlen);
 	if (!rc && !s->epoch)
@@ -250,7 +251,8 @@ int rdm_state_save(const char *path, const struct rdm_orch_state *s, char *err, 
 	if (!s->chain || !utf8_ok(s->chain)) {
 		/* YAML text is Unicode: such a path could not be read back byte for byte. */
 		snprintf(err, errlen, "%s: %s", path,
-			 s->chain ? "the chain file's path is not valid UTF-8" : "state has no chain file");
+			 s->chain ? "the chain file's path is not valid UTF-8"
+				  : "state has no chain file");
 		return -EINVAL;
 	}
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
@@ -319,9 +321,10 @@ int rdm_state_set_plan(struct rdm_orch_state *s, const struct rdm_plan *p,
 	}
 	for (int k = 0; k < rack->n_nodes; k++)
 		if (p->down[k]) {
-			snprintf(down[n_down].node, sizeof(down[n_down].node), "%s", rack->nodes[k].name);
-			down[n_down++].why = why && why[k] == RDM_DOWN_DRAINED ? RDM_DOWN_DRAINED
-									   : RDM_DOWN_DEAD;
+			snprintf(down[n_down].node, sizeof(down[n_down].node), "%s",
+				 rack->nodes[k].name);
+			down[n_down++].why =
+			    why && why[k] == RDM_DOWN_DRAINED ? RDM_DOWN_DRAINED : RDM_DOWN_DEAD;
 		}
 	free(s->replicas);
 	free(s->down);
@@ -389,8 +392,8 @@ struct rdm_plan *rdm_state_plan(const struct rdm_orch_state *s, const struct rdm
 		snprintf(stage, sizeof(stage), "%.*s", (int)(dash - r->id), r->id);
 		st = rdm_chain_spec_find(spec, stage);
 		if (st < 0) {
-			snprintf(err, errlen, "%sreplica '%s': no stage '%s' in %s", at, r->id, stage,
-				 spec->file);
+			snprintf(err, errlen, "%sreplica '%s': no stage '%s' in %s", at, r->id,
+				 stage, spec->file);
 			errno = ENOENT;
 			goto out;
 		}

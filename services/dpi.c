@@ -24,10 +24,10 @@
 
 #include <ndpi_api.h>
 
-#include "node/pkt.h"
-#include "node/yaml.h"
+#include "lib/pkt.h"
+#include "lib/yaml.h"
 #include "services/flowtable.h"
-#include "transport/loop.h"
+#include "lib/clock.h"
 
 #define DPI_BUDGET_DEFAULT 32
 #define DPI_BUDGET_MAX	   1000
@@ -384,9 +384,9 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 			(*bad)++;
 			continue;
 		}
-		fl = rdm_flowtab_track(rt->flows, &fr->key, rdm_frame_flow_hash(fr, &fr->key), fr->pkt_len,
-				       rdm_pkt_tcp_flags(fr->pkt, fr->pkt_len, &fr->key), now, &dir,
-				       &created);
+		fl = rdm_flowtab_track(
+		    rt->flows, &fr->key, rdm_frame_flow_hash(fr, &fr->key), fr->pkt_len,
+		    rdm_pkt_tcp_flags(fr->pkt, fr->pkt_len, &fr->key), now, &dir, &created);
 		df = rdm_flow_data(fl);
 		if (created)
 			rt->n_flows++;

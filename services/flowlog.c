@@ -58,10 +58,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "node/pkt.h"
-#include "node/yaml.h"
+#include "lib/pkt.h"
+#include "lib/yaml.h"
 #include "services/flowtable.h"
-#include "transport/loop.h"
+#include "lib/clock.h"
 
 /* Worst line: 6 strings of 255 bytes at 6 output bytes each, 16 such groups and 32 hop
  * entries come to about 40 KiB; the rest is small. */
@@ -901,10 +901,10 @@ static void fl_process(void *p, struct rdm_frame *const *fr, int n, int *verdict
 		if (f->pkt && k.proto == IPPROTO_TCP)
 			tcp = rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &k);
 		fl = rdm_flowtab_track(rt->tab, &k,
-				       (f->present & RDM_F_FLOW_KEY) ? rdm_frame_flow_hash(f, &f->key)
-								     : rdm_flow_hash(&k),
-				       f->pkt_len, tcp, rt->now_ns,
-				       &dir, &created);
+				       (f->present & RDM_F_FLOW_KEY)
+					   ? rdm_frame_flow_hash(f, &f->key)
+					   : rdm_flow_hash(&k),
+				       f->pkt_len, tcp, rt->now_ns, &dir, &created);
 		d = rdm_flow_data(fl);
 		if (created) {
 			rt->flows++;

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NIL UINT32_MAX
+#define NIL	   UINT32_MAX
 #define ALIGN16(n) (((n) + 15u) & ~(size_t)15u)
 
 /* Timeout classes: one LRU list each, so that the head of a list is always the flow of
@@ -249,7 +249,8 @@ struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_
 
 	/* A new connection on the 5-tuple of one that closed moments ago (a client reusing
 	 * its port) is a new flow, not the old one's tail. */
-	if (f && f->cls == CLS_TCP_CLOSED && (tcp_flags & (RDM_TCP_SYN | RDM_TCP_ACK)) == RDM_TCP_SYN) {
+	if (f && f->cls == CLS_TCP_CLOSED &&
+	    (tcp_flags & (RDM_TCP_SYN | RDM_TCP_ACK)) == RDM_TCP_SYN) {
 		flow_end(t, f, RDM_FLOW_END_CLOSED);
 		f = NULL;
 	}
@@ -297,7 +298,8 @@ int rdm_flowtab_expire(struct rdm_flowtab *t, uint64_t now_ns, int budget)
 
 			if (deadline(t, f) > now_ns)
 				break;
-			flow_end(t, f, k == CLS_TCP_CLOSED ? RDM_FLOW_END_CLOSED : RDM_FLOW_END_TIMEOUT);
+			flow_end(t, f,
+				 k == CLS_TCP_CLOSED ? RDM_FLOW_END_CLOSED : RDM_FLOW_END_TIMEOUT);
 			n++;
 		}
 	}

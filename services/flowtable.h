@@ -15,18 +15,18 @@
 
 /* The chain's `flows:` settings; zero fields take the defaults below. */
 struct rdm_flow_conf {
-	uint32_t max_flows;     /* default 65536 */
-	uint32_t tcp_idle_ms;   /* default 300000 */
+	uint32_t max_flows;	/* default 65536 */
+	uint32_t tcp_idle_ms;	/* default 300000 */
 	uint32_t tcp_closed_ms; /* default 5000 */
-	uint32_t udp_idle_ms;   /* default 60000 */
+	uint32_t udp_idle_ms;	/* default 60000 */
 	uint32_t other_idle_ms; /* default 30000 */
 };
 
 enum rdm_flow_end {
 	RDM_FLOW_END_TIMEOUT = 0, /* idle past its timeout */
-	RDM_FLOW_END_CLOSED,      /* TCP ended (RST, or FIN both ways) and its linger passed */
-	RDM_FLOW_END_EVICTED,     /* the table was full and a new flow needed the entry */
-	RDM_FLOW_END_SHUTDOWN,    /* the table is being freed */
+	RDM_FLOW_END_CLOSED,	  /* TCP ended (RST, or FIN both ways) and its linger passed */
+	RDM_FLOW_END_EVICTED,	  /* the table was full and a new flow needed the entry */
+	RDM_FLOW_END_SHUTDOWN,	  /* the table is being freed */
 };
 
 /* TCP flags tracked per direction (the TCP header's bits). */
@@ -36,11 +36,11 @@ enum rdm_flow_end {
 #define RDM_TCP_ACK 0x10
 
 struct rdm_flow {
-	struct rdm_flow_key key;    /* as the initiator sent it: src is the client */
-	uint64_t hash;              /* rdm_flow_hash(&key), same for both directions */
-	uint64_t first_ns, last_ns; /* the caller's clock (CLOCK_MONOTONIC) */
+	struct rdm_flow_key key;       /* as the initiator sent it: src is the client */
+	uint64_t hash;		       /* rdm_flow_hash(&key), same for both directions */
+	uint64_t first_ns, last_ns;    /* the caller's clock (CLOCK_MONOTONIC) */
 	uint64_t packets[2], bytes[2]; /* [0] initiator to responder, [1] back */
-	uint8_t tcp_flags[2];       /* every TCP flag seen each way, ORed */
+	uint8_t tcp_flags[2];	       /* every TCP flag seen each way, ORed */
 	/* Private to the table. */
 	uint8_t cls;
 	uint32_t next_hash, prev_lru, next_lru;
@@ -51,9 +51,9 @@ struct rdm_flow {
 typedef void (*rdm_flow_end_cb)(void *arg, struct rdm_flow *f, enum rdm_flow_end why);
 
 struct rdm_flowtab_stats {
-	uint64_t flows;    /* in the table now */
-	uint64_t max;      /* its bound */
-	uint64_t peak;     /* most flows at once */
+	uint64_t flows; /* in the table now */
+	uint64_t max;	/* its bound */
+	uint64_t peak;	/* most flows at once */
 	uint64_t created;
 	uint64_t timeouts; /* RDM_FLOW_END_TIMEOUT */
 	uint64_t closed;   /* RDM_FLOW_END_CLOSED */

@@ -33,7 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "node/yaml.h"
+#include "lib/yaml.h"
 #include "services/lpm.h"
 
 /* One directory entry. A string's p is NULL when the entry does not set it; the strings
@@ -331,7 +331,8 @@ static void *id_conf_new(const struct rdm_ydoc *d, const struct rdm_ynode *n, ch
 		char cwd[PATH_MAX];
 
 		if (chain[0] == '/') {
-			if (snprintf(path, sizeof(path), "%.*s/%s", base, chain, dir) >= (int)sizeof(path))
+			if (snprintf(path, sizeof(path), "%.*s/%s", base, chain, dir) >=
+			    (int)sizeof(path))
 				goto toolong;
 		} else if (!getcwd(cwd, sizeof(cwd))) {
 			rdm_yerr(d, dn, err, errlen, "directory: cannot resolve '%s': %s", dir,

@@ -32,11 +32,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/pkt.h"
-#include "node/yaml.h"
+#include "lib/pkt.h"
+#include "lib/yaml.h"
 #include "services/flowtable.h"
 #include "services/policy_rules.h"
-#include "transport/loop.h"
+#include "lib/clock.h"
+#include "lib/byteorder.h"
+#include "lib/csum.h"
 
 /* An IPv6 ICMP error may fill the minimum MTU (RFC 4443 2.4 (c)); nothing we build is
  * larger. */
@@ -377,60 +379,6 @@ static int sig_news(const struct pol_flow *pf, uint16_t pres, uint64_t hash)
 
 /* ---- replies ------------------------------------------------------------------------- */
 
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-	wr16(p, (uint16_t)(v >> 16));
-	wr16(p + 2, (uint16_t)v);
-}
-
-/* The one's complement sum of n bytes (RFC 1071), not yet folded. */
-static uint32_t csum_add(uint32_t s, const uint8_t *p, size_t n)
-{
-	for (; n > 1; p += 2, n -= 2)
-		s += (uint32_t)(p[0] << 8 | p[1]);
-	if (n)
-		s += (uint32_t)p[0] << 8;
-	return s;
-}
-
-static uint16_t csum_fold(uint32_t s)
-{
-	while (s >> 16)
-		s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)~s;
-}
-
-/* The pseudo-header sum for an upper-layer packet of len bytes from src to dst. */
-static uint32_t csum_pseudo(int family, const uint8_t *src, const uint8_t *dst, uint8_t proto,
-			    uint32_t len)
-{
-	uint32_t s = 0;
-	size_t alen = family == 4 ? 4 : 16;
-
-	s = csum_add(s, src, alen);
-	s = csum_add(s, dst, alen);
-	s += proto;
-	s += len >> 16;
-	s += len & 0xffff;
-	return s;
-}
-
 /* Writes the IP header of a reply to a packet of key k (so from k->dst to k->src) with
  * payload bytes of protocol proto. Returns the header's length. */
 static uint32_t reply_ip(uint8_t *o, const struct rdm_flow_key *k, uint8_t proto, uint32_t payload)
@@ -438,18 +386,18 @@ static uint32_t reply_ip(uint8_t *o, const struct rdm_flow_key *k, uint8_t proto
 	if (k->family == 4) {
 		memset(o, 0, 20);
 		o[0] = 0x45;
-		wr16(o + 2, (uint16_t)(20 + payload));
-		wr16(o + 6, 0x4000); /* DF */
+		rdm_put_be16(o + 2, (uint16_t)(20 + payload));
+		rdm_put_be16(o + 6, 0x4000); /* DF */
 		o[8] = 64;
 		o[9] = proto;
 		memcpy(o + 12, k->dst, 4);
 		memcpy(o + 16, k->src, 4);
-		wr16(o + 10, csum_fold(csum_add(0, o, 20)));
+		rdm_put_be16(o + 10, rdm_csum_fold(rdm_csum_add(0, o, 20)));
 		return 20;
 	}
 	memset(o, 0, 40);
 	o[0] = 0x60;
-	wr16(o + 4, (uint16_t)payload);
+	rdm_put_be16(o + 4, (uint16_t)payload);
 	o[6] = proto;
 	o[7] = 64;
 	memcpy(o + 8, k->dst, 16);
@@ -487,9 +435,11 @@ static uint32_t build_reply(const uint8_t *pkt, uint32_t len, uint8_t *out, int 
 	if ((l4 = rdm_pkt_l4(pkt, len, &proto)) < 0)
 		return 0;
 	if (k.family == 4)
-		end = rd16(pkt + 2);
+		end = rdm_get_be16(pkt + 2);
 	else
-		end = rd16(pkt + 4) == 0 && pkt[6] == IPPROTO_HOPOPTS ? len : 40u + rd16(pkt + 4);
+		end = rdm_get_be16(pkt + 4) == 0 && pkt[6] == IPPROTO_HOPOPTS
+			  ? len
+			  : 40u + rdm_get_be16(pkt + 4);
 	if (proto == IPPROTO_TCP) {
 		const uint8_t *t = pkt + l4;
 		uint32_t doff, seg, seq, ack;
@@ -502,24 +452,25 @@ static uint32_t build_reply(const uint8_t *pkt, uint32_t len, uint8_t *out, int 
 		fl = t[13];
 		if (doff < 20 || (uint32_t)l4 + doff > end || (fl & RDM_TCP_RST))
 			return 0;
-		seq = rd32(t + 4);
-		ack = rd32(t + 8);
+		seq = rdm_get_be32(t + 4);
+		ack = rdm_get_be32(t + 8);
 		seg = end - (uint32_t)l4 - doff + !!(fl & RDM_TCP_SYN) + !!(fl & RDM_TCP_FIN);
 		hl = reply_ip(out, &k, IPPROTO_TCP, 20);
 		u = out + hl;
 		memset(u, 0, 20);
-		wr16(u, k.dport);
-		wr16(u + 2, k.sport);
+		rdm_put_be16(u, k.dport);
+		rdm_put_be16(u + 2, k.sport);
 		if (fl & RDM_TCP_ACK) {
-			wr32(u + 4, ack);
+			rdm_put_be32(u + 4, ack);
 			u[13] = RDM_TCP_RST;
 		} else {
-			wr32(u + 8, seq + seg);
+			rdm_put_be32(u + 8, seq + seg);
 			u[13] = RDM_TCP_RST | RDM_TCP_ACK;
 		}
 		u[12] = 5 << 4;
-		wr16(u + 16, csum_fold(csum_pseudo(k.family, k.dst, k.src, IPPROTO_TCP, 20) +
-				       csum_add(0, u, 20)));
+		rdm_put_be16(
+		    u + 16, rdm_csum_fold(rdm_csum_pseudo(k.family, k.dst, k.src, IPPROTO_TCP, 20) +
+					  rdm_csum_add(0, u, 20)));
 		*rst = 1;
 		return hl + 20;
 	}
@@ -546,7 +497,7 @@ static uint32_t build_reply(const uint8_t *pkt, uint32_t len, uint8_t *out, int 
 		u[0] = 3;  /* destination unreachable */
 		u[1] = 13; /* communication administratively prohibited (RFC 1812) */
 		memcpy(u + 8, pkt, q);
-		wr16(u + 2, csum_fold(csum_add(0, u, 8 + q)));
+		rdm_put_be16(u + 2, rdm_csum_fold(rdm_csum_add(0, u, 8 + q)));
 		*rst = 0;
 		return hl + 8 + q;
 	} else {
@@ -568,8 +519,9 @@ static uint32_t build_reply(const uint8_t *pkt, uint32_t len, uint8_t *out, int 
 		u[0] = 1; /* destination unreachable */
 		u[1] = 1; /* communication administratively prohibited */
 		memcpy(u + 8, pkt, q);
-		wr16(u + 2, csum_fold(csum_pseudo(6, k.dst, k.src, IPPROTO_ICMPV6, 8 + q) +
-				      csum_add(0, u, 8 + q)));
+		rdm_put_be16(u + 2,
+			     rdm_csum_fold(rdm_csum_pseudo(6, k.dst, k.src, IPPROTO_ICMPV6, 8 + q) +
+					   rdm_csum_add(0, u, 8 + q)));
 		*rst = 0;
 		return hl + 8 + q;
 	}
@@ -712,12 +664,10 @@ static int decide(struct policy_rt *rt, struct rdm_frame *f, uint64_t now)
 		rdm_policy_eval(pol, &x, &rule);
 		return apply(rt, f, NULL, 0, 0, rule, rdm_policy_action(pol, rule), 1, now);
 	}
-	fl = rdm_flowtab_track(rt->ft, &key,
-			       (f->present & RDM_F_FLOW_KEY) ? rdm_frame_flow_hash(f, &f->key)
-							     : rdm_flow_hash(&key),
-			       f->pkt_len,
-			       f->pkt ? rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &key) : 0, now, &dir,
-			       NULL);
+	fl = rdm_flowtab_track(
+	    rt->ft, &key,
+	    (f->present & RDM_F_FLOW_KEY) ? rdm_frame_flow_hash(f, &f->key) : rdm_flow_hash(&key),
+	    f->pkt_len, f->pkt ? rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &key) : 0, now, &dir, NULL);
 	pf = rdm_flow_data(fl);
 	pres = sig_pres(f);
 	hash = sig_hash(f);

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "node/yaml.h"
+#include "lib/yaml.h"
 
 /* Host names are at most 253 bytes (RFC 1035); longer patterns could never match. */
 #define HOST_MAX 253

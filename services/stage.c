@@ -2,9 +2,9 @@
 
 #include <string.h>
 
-static const struct rdm_stage_ops *const registry[] = {
-    &rdm_stage_stamp,  &rdm_stage_tag,	   &rdm_stage_identity,
-    &rdm_stage_dpi,    &rdm_stage_policy, &rdm_stage_flowlog};
+static const struct rdm_stage_ops *const registry[] = {&rdm_stage_stamp,    &rdm_stage_tag,
+						       &rdm_stage_identity, &rdm_stage_dpi,
+						       &rdm_stage_policy,   &rdm_stage_flowlog};
 static const char *const names[] = {"stamp", "tag", "identity", "dpi", "policy", "flowlog", NULL};
 
 _Static_assert(sizeof(registry) / sizeof(registry[0]) + 1 == sizeof(names) / sizeof(names[0]),

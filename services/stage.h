@@ -19,8 +19,8 @@ struct rdm_ynode;
  * (a TCP RST, an ICMP unreachable): f->pkt now points at the reply, in memory the stage
  * keeps until its next process() call, and the node sends the frame back the way the
  * original came (out of the chain towards the client) instead of on. */
-#define RDM_STAGE_DROP 0
-#define RDM_STAGE_PASS 1
+#define RDM_STAGE_DROP	0
+#define RDM_STAGE_PASS	1
 #define RDM_STAGE_REPLY 2
 
 struct rdm_flow_conf;

@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "node/flowcount.h"
-#include "node/yaml.h"
+#include "lib/flowcount.h"
+#include "lib/yaml.h"
 
 struct stamp_conf {
 	uint32_t max_flows;
@@ -111,11 +111,11 @@ static void stamp_report(void *p, rdm_stage_emit emit, void *arg)
 }
 
 const struct rdm_stage_ops rdm_stage_stamp = {
-	.name = "stamp",
-	.conf_new = stamp_conf_new,
-	.conf_free = stamp_conf_free,
-	.init = stamp_init,
-	.deinit = stamp_deinit,
-	.process = stamp_process,
-	.report = stamp_report,
+    .name = "stamp",
+    .conf_new = stamp_conf_new,
+    .conf_free = stamp_conf_free,
+    .init = stamp_init,
+    .deinit = stamp_deinit,
+    .process = stamp_process,
+    .report = stamp_report,
 };

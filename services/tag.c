@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/yaml.h"
+#include "lib/yaml.h"
 
 struct tag_conf {
 	char *tenant, *user;
@@ -81,8 +81,8 @@ static void *tag_conf_new(const struct rdm_ydoc *d, const struct rdm_ynode *n, c
 			goto err;
 		}
 		for (size_t i = 0; i < rdm_yseq_size(v); i++) {
-			if (tag_str(d, rdm_yseq_item(v, i), &c->groups[c->n_groups], err,
-				    errlen) < 0)
+			if (tag_str(d, rdm_yseq_item(v, i), &c->groups[c->n_groups], err, errlen) <
+			    0)
 				goto err;
 			c->n_groups++;
 		}
@@ -111,12 +111,12 @@ static void tag_deinit(void *rt)
 	free(rt);
 }
 
-static struct rdm_str S(const char *s)
-{
+static struct rdm_str S(const char *s) {
 	return (struct rdm_str){s, (uint8_t)strlen(s)};
 }
 
-static void tag_process(void *p, struct rdm_frame *const *f, int n, int *verdict)
+static void
+tag_process(void *p, struct rdm_frame *const *f, int n, int *verdict)
 {
 	struct tag_rt *rt = p;
 	const struct tag_conf *c = rt->c;
@@ -148,11 +148,11 @@ static void tag_report(void *p, rdm_stage_emit emit, void *arg)
 }
 
 const struct rdm_stage_ops rdm_stage_tag = {
-	.name = "tag",
-	.conf_new = tag_conf_new,
-	.conf_free = tag_conf_free,
-	.init = tag_init,
-	.deinit = tag_deinit,
-	.process = tag_process,
-	.report = tag_report,
+    .name = "tag",
+    .conf_new = tag_conf_new,
+    .conf_free = tag_conf_free,
+    .init = tag_init,
+    .deinit = tag_deinit,
+    .process = tag_process,
+    .report = tag_report,
 };

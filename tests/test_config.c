@@ -1,4 +1,4 @@
-/* The YAML DOM (node/yaml.c) and the chain config loader (node/config.c). Data files live
+/* The YAML DOM (lib/yaml.c) and the chain config loader (node/config.c). Data files live
  * in tests/data/config; the tests run from the repository root (RDM_TEST_DATA overrides
  * the data directory). */
 #include <criterion/criterion.h>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "node/config.h"
-#include "node/yaml.h"
+#include "lib/yaml.h"
 
 static char err[512];
 
@@ -975,20 +975,22 @@ Test(config, reports_bad_replica_lists)
 			  ":4:25: next hop 'x' is not a node");
 	expect_text_error(HEAD "  - {name: a, next: [], ingress: {mode: gen, count: 1}}\n",
 			  ":4:21: next: a list of 1 to 16 nodes");
-	expect_text_error(HEAD "  - {name: a, connect: 10.0.0.9:1, next: [b], ingress: {mode: gen, count: 1}}\n"
-			       "  - {name: b, listen: 10.0.0.2:7000, egress: }\n",
-			  ":4:24: connect: only with a single next hop");
+	expect_text_error(
+	    HEAD "  - {name: a, connect: 10.0.0.9:1, next: [b], ingress: {mode: gen, count: 1}}\n"
+		 "  - {name: b, listen: 10.0.0.2:7000, egress: }\n",
+	    ":4:24: connect: only with a single next hop");
 }
 
 Test(config, flows_section_and_tun_edges)
 {
 	struct rdm_chain_conf c;
 	const char *msg = NULL;
-	const char *text = "chain: {name: t}\n"
-			   "flows: {max: 1000, tcp_closed_ms: 50}\n"
-			   "nodes:\n"
-			   "  - {name: a, next: b, ingress: {mode: tun, tun: rdm-in}}\n"
-			   "  - {name: b, listen: 10.0.0.2:7000, egress: {tun: {name: rdm-out, mtu: 1400}}}\n";
+	const char *text =
+	    "chain: {name: t}\n"
+	    "flows: {max: 1000, tcp_closed_ms: 50}\n"
+	    "nodes:\n"
+	    "  - {name: a, next: b, ingress: {mode: tun, tun: rdm-in}}\n"
+	    "  - {name: b, listen: 10.0.0.2:7000, egress: {tun: {name: rdm-out, mtu: 1400}}}\n";
 
 	cr_assert_eq(load_text(text, &c, &msg), 0, "%s", msg);
 	cr_assert_eq(c.flows.max_flows, 1000);
@@ -1004,10 +1006,12 @@ Test(config, flows_section_and_tun_edges)
 			  ":2:14: max: 8 is out of range (16..67108864)");
 	expect_text_error("chain: {name: t}\nflows: {tcp_idel_ms: 8}\nnodes:\n  - {name: a}\n",
 			  ":2:9: unknown key 'tcp_idel_ms' (did you mean 'tcp_idle_ms'?)");
-	expect_text_error(HEAD "  - {name: a, next: b, ingress: {mode: tun, tun: rdm-in, count: 5}}\n"
-			       "  - {name: b, listen: 10.0.0.2:7000, egress: }\n",
+	expect_text_error(HEAD
+			  "  - {name: a, next: b, ingress: {mode: tun, tun: rdm-in, count: 5}}\n"
+			  "  - {name: b, listen: 10.0.0.2:7000, egress: }\n",
 			  ":4:58: 'count' is not allowed for ingress mode tun");
-	expect_text_error(HEAD "  - {name: a, next: b, ingress: {mode: tun, tun: a/b}}\n"
-			       "  - {name: b, listen: 10.0.0.2:7000, egress: }\n",
-			  ":4:50: tun: 'a/b' is not an interface name (1 to 15 characters, no '/' or space)");
+	expect_text_error(
+	    HEAD "  - {name: a, next: b, ingress: {mode: tun, tun: a/b}}\n"
+		 "  - {name: b, listen: 10.0.0.2:7000, egress: }\n",
+	    ":4:50: tun: 'a/b' is not an interface name (1 to 15 characters, no '/' or space)");
 }

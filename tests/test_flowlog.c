@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "node/pkt.h"
-#include "node/yaml.h"
+#include "lib/pkt.h"
+#include "lib/yaml.h"
 #include "services/flowtable.h"
 #include "services/stage.h"
 #include "transport/loop.h"

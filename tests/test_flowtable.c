@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/pkt.h"
+#include "lib/pkt.h"
 #include "services/flowtable.h"
 
 #define MS 1000000ull

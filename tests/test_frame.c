@@ -5,15 +5,15 @@
 #include "transport/frame.h"
 #include "tests/lib/raw.h"
 
-static const uint8_t pkt[] = {0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1,
-			      10, 0, 0, 2, 0x30, 0x39, 0, 53, 0, 8, 0, 0};
+static const uint8_t pkt[] = {0x45, 0, 0,  28, 0, 1, 0,	   0,	 64, 17, 0, 0, 10, 0,
+			      0,    1, 10, 0,  0, 2, 0x30, 0x39, 0,  53, 0, 8, 0,  0};
 
-static struct rdm_str S(const char *s)
-{
+static struct rdm_str S(const char *s) {
 	return (struct rdm_str){s, (uint8_t)strlen(s)};
 }
 
-static void full_frame(struct rdm_frame *f)
+static void
+full_frame(struct rdm_frame *f)
 {
 	rdm_frame_init(f, 0xABCDEF, 200, RDM_NSH_NP_IPV4);
 	f->present = RDM_F_FLOW_KEY | RDM_F_FLOW_ID | RDM_F_SEQ | RDM_F_TENANT | RDM_F_USER |
@@ -243,9 +243,16 @@ Test(frame, unknown_tlvs_are_skipped)
 	struct rdm_frame f;
 	uint8_t buf[64];
 	const uint8_t t[] = {
-		0x00, 0x01, 0x99, 3, 1, 2, 3, 0,                         /* another class */
-		0xFF, 0xF6, 0x55, 1, 7, 0, 0, 0,                         /* unknown, not critical */
-		0xFF, 0xF6, RDM_TLV_FLOW_ID, 8, 0, 0, 0, 0, 0, 0, 0, 9, /* known */
+	    0x00, 0x01, 0x99,
+	    3,	  1,	2,
+	    3,	  0, /* another class */
+	    0xFF, 0xF6, 0x55,
+	    1,	  7,	0,
+	    0,	  0, /* unknown, not critical */
+	    0xFF, 0xF6, RDM_TLV_FLOW_ID,
+	    8,	  0,	0,
+	    0,	  0,	0,
+	    0,	  0,	9, /* known */
 	};
 	size_t n = raw(buf, 2 + sizeof(t) / 4, t, sizeof(t));
 

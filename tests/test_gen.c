@@ -11,7 +11,8 @@
 
 #include "node/gen.h"
 #include "node/pcapio.h"
-#include "node/pkt.h"
+#include "lib/pkt.h"
+#include "transport/frame.h"
 
 /* ---- helpers ---- */
 

@@ -1,7 +1,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
-#include "node/hist.h"
+#include "lib/hist.h"
 
 static int cmp(const void *a, const void *b)
 {

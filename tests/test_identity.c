@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "node/yaml.h"
+#include "lib/yaml.h"
 #include "services/stage.h"
 
 static const struct rdm_stage_ops *ops;

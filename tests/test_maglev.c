@@ -20,8 +20,8 @@ Test(maglev, every_backend_gets_about_an_even_share)
 			uint32_t s = rdm_maglev_share(m, i);
 			double ideal = (double)RDM_MAGLEV_SIZE / n;
 
-			cr_assert(s > ideal * 0.97 && s < ideal * 1.03, "n %d backend %d owns %u of %u", n, i,
-				  s, RDM_MAGLEV_SIZE);
+			cr_assert(s > ideal * 0.97 && s < ideal * 1.03,
+				  "n %d backend %d owns %u of %u", n, i, s, RDM_MAGLEV_SIZE);
 			total += s;
 		}
 		cr_assert_eq(total, RDM_MAGLEV_SIZE, "every entry is owned");
@@ -30,8 +30,8 @@ Test(maglev, every_backend_gets_about_an_even_share)
 }
 
 /* Entries whose owner changes between two tables, by name. */
-static uint32_t moved(const struct rdm_maglev *a, const char *const *na,
-		      const struct rdm_maglev *b, const char *const *nb)
+static uint32_t moved(const struct rdm_maglev *a, const char *const *na, const struct rdm_maglev *b,
+		      const char *const *nb)
 {
 	uint32_t k = 0;
 
@@ -60,8 +60,8 @@ Test(maglev, adding_or_removing_a_backend_moves_little)
 		had++;
 		kept += !strcmp(names5[m3->entry[c]], without2[m2->entry[c]]);
 		if (c + 1 == m3->size)
-			cr_assert(kept > had * 0.95, "entries of the staying backends kept: %u of %u",
-				  kept, had);
+			cr_assert(kept > had * 0.95,
+				  "entries of the staying backends kept: %u of %u", kept, had);
 	}
 	rdm_maglev_free(m3);
 	rdm_maglev_free(m4);

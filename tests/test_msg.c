@@ -1,4 +1,4 @@
-/* The control channel's messages (orchestrator/msg.c): the RDMESH/1 text format on its own
+/* The control channel's messages (lib/msg.c): the RDMESH/1 text format on its own
  * (build, parse, what each refuses), then over a real mutual-TLS connection on loopback
  * (rdm_msg_send, rdm_msg_recv and how a bad message, a timeout and a close come out). */
 #include <criterion/criterion.h>
@@ -17,9 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "orchestrator/certs.h"
-#include "orchestrator/msg.h"
-#include "orchestrator/tls.h"
+#include "lib/certs.h"
+#include "lib/msg.h"
+#include "lib/tls.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -12,7 +12,7 @@
 
 #include "node/config.h"
 #include "node/node.h"
-#include "node/yaml.h"
+#include "lib/yaml.h"
 #include "orchestrator/plan.h"
 #include "orchestrator/rack.h"
 

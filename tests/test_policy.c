@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "node/pkt.h"
-#include "node/yaml.h"
+#include "lib/pkt.h"
+#include "lib/yaml.h"
 #include "services/flowtable.h"
 #include "services/stage.h"
 

@@ -21,7 +21,7 @@
 #define MAXF 4096
 #define MINF 64
 /* 64 .. MAXF inclusive; about one in eight fits the 512 inline bytes rxe grants. */
-#define SINK_MIN MINF
+#define SINK_MIN  MINF
 #define SINK_SPAN (MAXF - MINF + 1)
 
 #include "tests/lib/raw.h"
@@ -48,10 +48,10 @@ static int rdma_here(void)
 	return devs && n > 0;
 }
 
-#define NEED_RDMA()                                                                               \
-	do {                                                                                      \
-		if (!rdma_here())                                                                 \
-			cr_skip_test(SKIP_WHY);                                                   \
+#define NEED_RDMA()                                                                                \
+	do {                                                                                       \
+		if (!rdma_here())                                                                  \
+			cr_skip_test(SKIP_WHY);                                                    \
 	} while (0)
 
 static void setup(void)
@@ -127,11 +127,11 @@ static struct rdm_conn_opts opts(void)
 	return o;
 }
 
-#define RUN_UNTIL(cond, ms)                                                                       \
-	do {                                                                                      \
-		uint64_t end_ = rdm_now_ns() + (uint64_t)(ms)*1000000ull;                        \
-		while (!(cond) && rdm_now_ns() < end_)                                            \
-			rdm_loop_run_once(loop, 5);                                               \
+#define RUN_UNTIL(cond, ms)                                                                        \
+	do {                                                                                       \
+		uint64_t end_ = rdm_now_ns() + (uint64_t)(ms)*1000000ull;                          \
+		while (!(cond) && rdm_now_ns() < end_)                                             \
+			rdm_loop_run_once(loop, 5);                                                \
 	} while (0)
 
 /* Runs the loop for ms whatever happens. */
@@ -165,10 +165,10 @@ static void pair_open(struct pair *p, int port, const struct rdm_conn_opts *o)
 	p->o = *o;
 	p->a = addr_of(1, port);
 	p->local = addr_of(0, 1);
-	p->l = rdm_rdma_ops.listen(loop, &p->a, &p->o, &scb);
+	p->l = rdm_listen(&rdm_rdma_ops, loop, &p->a, &p->o, &scb);
 	cr_assert_not_null(p->l, "listen on %s: %s", p->a.text, strerror(errno));
 	p->o.local = &p->local;
-	p->c = rdm_rdma_ops.connect(loop, &p->a, &p->o, &ccb);
+	p->c = rdm_connect(&rdm_rdma_ops, loop, &p->a, &p->o, &ccb);
 	cr_assert_not_null(p->c, "connect: %s", strerror(errno));
 	RUN_UNTIL(p->c->up && srv.ups, 10000);
 	cr_assert(p->c->up, "connection up (connect_fails %lu)",
@@ -181,9 +181,9 @@ static void pair_open(struct pair *p, int port, const struct rdm_conn_opts *o)
 static void pair_close(struct pair *p)
 {
 	if (p->c)
-		p->c->ops->close(p->c);
+		rdm_conn_close(p->c);
 	if (p->l)
-		rdm_rdma_ops.close_listener(p->l);
+		rdm_listener_close(&rdm_rdma_ops, p->l);
 	p->c = NULL;
 	p->l = NULL;
 	RUN_FOR(20);
@@ -205,11 +205,11 @@ Test(rdma, connect_teardown_100_times_no_leaks, .timeout = 300)
 	NEED_RDMA();
 	a = addr_of(1, 18501);
 	local = addr_of(0, 1);
-	l = rdm_rdma_ops.listen(loop, &a, &o, &scb);
+	l = rdm_listen(&rdm_rdma_ops, loop, &a, &o, &scb);
 	cr_assert_not_null(l, "listen: %s", strerror(errno));
 	o.local = &local;
 	for (int i = 0; i < 100; i++) {
-		struct rdm_conn *c = rdm_rdma_ops.connect(loop, &a, &o, &ccb);
+		struct rdm_conn *c = rdm_connect(&rdm_rdma_ops, loop, &a, &o, &ccb);
 		uint32_t next = 0;
 
 		cr_assert_not_null(c);
@@ -226,7 +226,7 @@ Test(rdma, connect_teardown_100_times_no_leaks, .timeout = 300)
 			cr_assert_eq(srv.got, 50, "cycle %d", i);
 			cr_assert_eq(srv.bad, 0);
 		}
-		c->ops->close(c);
+		rdm_conn_close(c);
 		RUN_UNTIL(srv.downs == i + 1, 10000);
 		cr_assert_eq(srv.downs, i + 1, "cycle %d: the accepted side sees the close", i);
 		cr_assert_eq(cli.downs, 0, "closing is not a down call on the closing side");
@@ -244,13 +244,13 @@ Test(rdma, connect_teardown_100_times_no_leaks, .timeout = 300)
 			cr_assert_eq(cm0, 1, "only the listener's cm_id, got %d", cm0);
 		}
 	}
-	cr_assert_eq(fd_count(), fds0, "fds: %d after 100 cycles, %d after the first",
-		     fd_count(), fds0);
+	cr_assert_eq(fd_count(), fds0, "fds: %d after 100 cycles, %d after the first", fd_count(),
+		     fds0);
 	cr_assert_eq(res_count("qp"), qp0);
 	cr_assert_eq(res_count("mr"), mr0);
 	cr_assert_eq(res_count("cm_id"), cm0);
 	cr_assert_eq(res_count("srq"), srq0);
-	rdm_rdma_ops.close_listener(l);
+	rdm_listener_close(&rdm_rdma_ops, l);
 	RUN_FOR(20);
 	/* The last user gone, the worker frees its contexts too. */
 	cr_assert_eq(res_count("qp"), 0);
@@ -274,8 +274,8 @@ Test(rdma, frames_100k_intact_in_order, .timeout = 400)
 	cr_assert_eq(srv.bad, 0);
 	cr_assert_eq(srv.got, n, "received %u of %u", srv.got, n);
 	cr_assert_eq(srv.last->stats.rx_frames, n);
-	RUN_UNTIL(p.c->ops->queued(p.c) == 0, 5000);
-	cr_assert_eq(p.c->ops->queued(p.c), 0, "every send completed");
+	RUN_UNTIL(rdm_conn_queued(p.c) == 0, 5000);
+	cr_assert_eq(rdm_conn_queued(p.c), 0, "every send completed");
 	/* A small frame goes inline when alone, packed with its neighbours otherwise (here,
 	 * in batches of 16, nearly always packed). */
 	cr_assert_gt(p.c->stats.inline_sends + p.c->stats.tx_packed, 0,
@@ -313,13 +313,13 @@ Test(rdma, credit_exhaustion_backpressure_no_loss, .timeout = 200)
 	cr_assert_gt(p.c->stats.credit_stalls, 0, "frames waited for credits");
 	cr_assert_eq(p.c->stats.queue_full, 0);
 	cr_assert_eq(srv.got, 0);
-	cr_assert_gt(p.c->ops->queued(p.c), 0, "frames wait on the sender");
+	cr_assert_gt(rdm_conn_queued(p.c), 0, "frames wait on the sender");
 	held = next;
 	cr_log_info("congested after %u frames (credit_stalls %lu)", held,
 		    (unsigned long)p.c->stats.credit_stalls);
 
 	srv.pause = 0;
-	srv.last->ops->resume_rx(srv.last);
+	rdm_conn_resume_rx(srv.last);
 	RUN_UNTIL(srv.got == held && cli.writable > 0, 20000);
 	cr_assert_eq(srv.got, held, "every frame taken arrives: %u of %u", srv.got, held);
 	cr_assert_gt(cli.writable, 0, "on_writable after the queue drains");
@@ -352,7 +352,7 @@ Test(rdma, peer_close_detected_and_reconnect, .timeout = 200)
 	cr_assert_eq(p.c->epoch, 1);
 
 	t0 = rdm_now_ns();
-	rdm_rdma_ops.close_listener(p.l); /* the peer goes away, its connections with it */
+	rdm_listener_close(&rdm_rdma_ops, p.l); /* the peer goes away, its connections with it */
 	p.l = NULL;
 	RUN_UNTIL(!p.c->up, 5000);
 	cr_assert_eq(p.c->up, 0, "the client sees the peer's close");
@@ -366,7 +366,7 @@ Test(rdma, peer_close_detected_and_reconnect, .timeout = 200)
 	cr_assert_geq(p.c->stats.connect_fails, 2, "it keeps retrying with backoff");
 	cr_assert_eq(rdm_conn_send(p.c, &tx, 1), -ENOTCONN);
 	srv.expect_next = 100;
-	p.l = rdm_rdma_ops.listen(loop, &p.a, &o, &scb); /* the peer is back */
+	p.l = rdm_listen(&rdm_rdma_ops, loop, &p.a, &o, &scb); /* the peer is back */
 	cr_assert_not_null(p.l, "listen again: %s", strerror(errno));
 	RUN_UNTIL(p.c->up && srv.ups == 2, 10000);
 	cr_assert(p.c->up, "reconnected");
@@ -397,7 +397,7 @@ Test(rdma, oversized_frame_refused_connection_survives)
 	tx[1] = (struct rdm_txframe){big, 64, NULL, 0};
 	cr_assert_eq(rdm_conn_send(p.c, tx, 2), -EMSGSIZE, "refused at the first frame");
 	cr_assert(p.c->up);
-	cr_assert_eq(p.c->ops->queued(p.c), 0, "nothing of it queued");
+	cr_assert_eq(rdm_conn_queued(p.c), 0, "nothing of it queued");
 	RUN_FOR(100);
 	cr_assert(p.c->up, "the connection stays up");
 	cr_assert_eq(srv.got, 0, "nothing sent");
@@ -436,15 +436,15 @@ Test(rdma, oversized_frame_mid_batch_keeps_earlier_frames)
 	stream(p.c, &next, 3000, 20000);
 	cr_assert_eq(srv.got, 3000, "the connection keeps working (got %u)", srv.got);
 	cr_assert_eq(srv.bad, 0);
-	RUN_UNTIL(p.c->ops->queued(p.c) == 0, 5000);
-	cr_assert_eq(p.c->ops->queued(p.c), 0);
+	RUN_UNTIL(rdm_conn_queued(p.c) == 0, 5000);
+	cr_assert_eq(rdm_conn_queued(p.c), 0);
 	pair_close(&p);
 }
 
 Test(rdma, malformed_frames_counted_connection_survives)
 {
-	static const uint8_t ipv4[28] = {0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0,
-					 0,    1, 10, 0, 0, 2, 0x30, 0x39, 0, 53, 0, 8, 0, 0};
+	static const uint8_t ipv4[28] = {0x45, 0, 0,  28, 0, 1, 0,    0,    64, 17, 0, 0, 10, 0,
+					 0,    1, 10, 0,  0, 2, 0x30, 0x39, 0,	53, 0, 8, 0,  0};
 	static const uint8_t tlv_over[] = {0xFF, 0xF6, RDM_TLV_FLOW_ID, 9, 0, 0, 0, 0};
 	static const uint8_t tlv_crit[] = {0xFF, 0xF6, 0x80 | 0x55, 0};
 	static const uint8_t tlv_val[] = {0xFF, 0xF6, RDM_TLV_FLOW_ID, 4, 1, 2, 3, 4};
@@ -540,7 +540,7 @@ Test(rdma, unreachable_peer_retries_with_backoff, .timeout = 60)
 	o.local = &local;
 	o.backoff_min_ms = 50;
 	o.backoff_max_ms = 400;
-	c = rdm_rdma_ops.connect(loop, &a, &o, &ccb);
+	c = rdm_connect(&rdm_rdma_ops, loop, &a, &o, &ccb);
 	cr_assert_not_null(c);
 	t0 = rdm_now_ns();
 	end = t0 + 4000000000ull;
@@ -566,7 +566,7 @@ Test(rdma, unreachable_peer_retries_with_backoff, .timeout = 60)
 	}
 	cr_assert_eq(rdm_conn_send(c, &(struct rdm_txframe){(const uint8_t *)"x", 1, NULL, 0}, 1),
 		     -ENOTCONN);
-	c->ops->close(c);
+	rdm_conn_close(c);
 	RUN_FOR(20);
 }
 
@@ -620,7 +620,7 @@ Test(rdma, long_pause_with_keepalive_no_timeout_no_deadlock, .timeout = 60)
 	cr_assert_eq(srv.downs, 0, "the paused side is not declared dead");
 	cr_assert_eq(srv.got, 0);
 	srv.pause = 0;
-	srv.last->ops->resume_rx(srv.last);
+	rdm_conn_resume_rx(srv.last);
 	RUN_UNTIL(srv.got == held, 10000);
 	cr_assert_eq(srv.got, held, "all held frames arrive after the pause: %u of %u", srv.got,
 		     held);
@@ -661,9 +661,9 @@ Test(rdma, tx_frames_counts_frames_not_control_messages)
 	o.keepalive_ms = 300;
 	pair_open(&p, 18512, &o);
 	stream(p.c, &next, 5000, 60000); /* one-way: the server only returns credits */
-	RUN_FOR(400);                    /* and a keepalive or two */
+	RUN_FOR(400);			 /* and a keepalive or two */
 	cr_assert_eq(srv.got, 5000);
-	RUN_UNTIL(p.c->ops->queued(p.c) == 0, 5000);
+	RUN_UNTIL(rdm_conn_queued(p.c) == 0, 5000);
 	cr_assert_gt(srv.last->stats.credit_msgs + srv.last->stats.keepalives, 0);
 	cr_assert_eq(p.c->stats.tx_frames, 5000, "client tx_frames %lu (keepalives %lu)",
 		     (unsigned long)p.c->stats.tx_frames, (unsigned long)p.c->stats.keepalives);
@@ -729,10 +729,10 @@ Test(rdma, small_frames_burst_packed_intact_in_order, .timeout = 200)
 	mix_size = small_size;
 	a = addr_of(1, 18516);
 	local = addr_of(0, 1);
-	l = rdm_rdma_ops.listen(loop, &a, &o, &scb);
+	l = rdm_listen(&rdm_rdma_ops, loop, &a, &o, &scb);
 	cr_assert_not_null(l);
 	o.local = &local;
-	c = rdm_rdma_ops.connect(loop, &a, &o, &ccb);
+	c = rdm_connect(&rdm_rdma_ops, loop, &a, &o, &ccb);
 	cr_assert_not_null(c);
 	RUN_UNTIL(c->up && srv.ups, 10000);
 	cr_assert(c->up && srv.ups);
@@ -745,9 +745,9 @@ Test(rdma, small_frames_burst_packed_intact_in_order, .timeout = 200)
 	end = rdm_now_ns() + 150000000000ull;
 	while (srv.got < n && rdm_now_ns() < end)
 		send_mix(c, &next, n);
-	RUN_UNTIL(c->ops->queued(c) == 0, 5000);
-	cr_log_info("%u frames in %lu messages (%lu packed), %lu inline, credit stalls %lu",
-		    n, (unsigned long)c->stats.tx_msgs, (unsigned long)c->stats.tx_packed,
+	RUN_UNTIL(rdm_conn_queued(c) == 0, 5000);
+	cr_log_info("%u frames in %lu messages (%lu packed), %lu inline, credit stalls %lu", n,
+		    (unsigned long)c->stats.tx_msgs, (unsigned long)c->stats.tx_packed,
 		    (unsigned long)c->stats.inline_sends, (unsigned long)c->stats.credit_stalls);
 	cr_assert_eq(srv.got, n, "received %u of %u", srv.got, n);
 	cr_assert_eq(srv.bad, 0, "intact and in order");
@@ -760,8 +760,8 @@ Test(rdma, small_frames_burst_packed_intact_in_order, .timeout = 200)
 	cr_assert_eq(srv.last->stats.rx_packed, c->stats.tx_packed);
 	cr_assert_eq(srv.last->stats.rx_bad_len, 0);
 	cr_assert_eq(c->stats.queue_full + c->stats.disconnects + c->stats.wc_errors, 0);
-	c->ops->close(c);
-	rdm_rdma_ops.close_listener(l);
+	rdm_conn_close(c);
+	rdm_listener_close(&rdm_rdma_ops, l);
 	RUN_FOR(20);
 }
 
@@ -769,7 +769,7 @@ Test(rdma, small_frames_burst_packed_intact_in_order, .timeout = 200)
  * slot size exactly (no room for a record header), and runs that fill a slot. */
 static uint32_t mixed_size(uint32_t idx)
 {
-	static const uint32_t s[] = {64,  100, 3000, 80,   MAXF, 70,	1500, 1500, 1500, 512,
+	static const uint32_t s[] = {64,  100, 3000, 80,   MAXF, 70,   1500, 1500, 1500,     512,
 				     513, 90,  2040, 2040, 2041, 4000, 64,   200,  MAXF - 4, 66};
 
 	return s[idx % (sizeof(s) / sizeof(s[0]))];
@@ -792,10 +792,10 @@ static void mixed_batches(int port, uint32_t credits)
 	o.credits = credits;
 	a = addr_of(1, port);
 	local = addr_of(0, 1);
-	l = rdm_rdma_ops.listen(loop, &a, &o, &scb);
+	l = rdm_listen(&rdm_rdma_ops, loop, &a, &o, &scb);
 	cr_assert_not_null(l);
 	o.local = &local;
-	c = rdm_rdma_ops.connect(loop, &a, &o, &ccb);
+	c = rdm_connect(&rdm_rdma_ops, loop, &a, &o, &ccb);
 	cr_assert_not_null(c);
 	RUN_UNTIL(c->up && srv.ups, 10000);
 	cr_assert(c->up && srv.ups);
@@ -803,17 +803,16 @@ static void mixed_batches(int port, uint32_t credits)
 	for (int r = 0; srv.got < n && rdm_now_ns() < end; r++) {
 		send_mix(c, &next, n);
 		if (r % 50 == 10 && srv.last) { /* a receiver that stalls for a moment */
-			srv.last->ops->pause_rx(srv.last);
+			rdm_conn_pause_rx(srv.last);
 			for (int k = 0; k < 5; k++)
 				send_mix(c, &next, n);
-			srv.last->ops->resume_rx(srv.last);
+			rdm_conn_resume_rx(srv.last);
 		}
 	}
-	RUN_UNTIL(c->ops->queued(c) == 0, 5000);
+	RUN_UNTIL(rdm_conn_queued(c) == 0, 5000);
 	cr_log_info("credits %u: %u frames in %lu messages (%lu packed), %lu inline, stalls %lu",
-		    credits, n, (unsigned long)c->stats.tx_msgs,
-		    (unsigned long)c->stats.tx_packed, (unsigned long)c->stats.inline_sends,
-		    (unsigned long)c->stats.credit_stalls);
+		    credits, n, (unsigned long)c->stats.tx_msgs, (unsigned long)c->stats.tx_packed,
+		    (unsigned long)c->stats.inline_sends, (unsigned long)c->stats.credit_stalls);
 	cr_assert_eq(srv.got, n, "received %u of %u", srv.got, n);
 	cr_assert_eq(srv.bad, 0, "intact and in order");
 	cr_assert_eq(c->stats.tx_frames, n);
@@ -821,8 +820,8 @@ static void mixed_batches(int port, uint32_t credits)
 	cr_assert_lt(c->stats.tx_msgs, n);
 	cr_assert_eq(srv.last->stats.rx_bad_len, 0);
 	cr_assert_eq(c->stats.queue_full + c->stats.disconnects + c->stats.wc_errors, 0);
-	c->ops->close(c);
-	rdm_rdma_ops.close_listener(l);
+	rdm_conn_close(c);
+	rdm_listener_close(&rdm_rdma_ops, l);
 	RUN_FOR(20);
 }
 
@@ -855,9 +854,8 @@ static void post_packed(struct rdm_conn *c, const uint8_t *m, uint32_t len)
 {
 	int rc;
 
-	for (int t = 0; (rc = rdm_rdma__send_raw(c, RDM_RDMA_IMM_PACKED, m, len)) == -EAGAIN &&
-			t < 1000;
-	     t++)
+	for (int t = 0;
+	     (rc = rdm_rdma__send_raw(c, RDM_RDMA_IMM_PACKED, m, len)) == -EAGAIN && t < 1000; t++)
 		rdm_loop_run_once(loop, 2);
 	cr_assert_eq(rc, 0, "send_raw: %s", strerror(-rc));
 	rdm_loop_run_once(loop, 2);
@@ -875,7 +873,10 @@ Test(rdma, malformed_packed_message_counted_rest_dropped_connection_survives)
 	/* frame 0, then a record claiming 9999 bytes */
 	used = 0;
 	add_record(m, &used, 0);
-	memcpy(m + RDM_RDMA_REC_ALIGN(used), "\0\0\x27\x0f" "abcdefgh", 12);
+	memcpy(m + RDM_RDMA_REC_ALIGN(used),
+	       "\0\0\x27\x0f"
+	       "abcdefgh",
+	       12);
 	post_packed(p.c, m, RDM_RDMA_REC_ALIGN(used) + 12);
 	/* frame 1, then 2 bytes: too short for a record header */
 	used = 0;
@@ -945,7 +946,7 @@ static void on_fwd_writable(struct rdm_conn *c, void *arg)
 {
 	mid.writable++;
 	if (srv.last)
-		srv.last->ops->resume_rx(srv.last);
+		rdm_conn_resume_rx(srv.last);
 }
 
 Test(rdma, forwarding_zero_copy_intact_in_order, .timeout = 300)
@@ -969,14 +970,14 @@ Test(rdma, forwarding_zero_copy_intact_in_order, .timeout = 300)
 	a3 = addr_of(2, 18514);
 	l1 = addr_of(0, 1);
 	l2 = addr_of(1, 1);
-	lm = rdm_rdma_ops.listen(loop, &a2, &o, &mcb);
-	lf = rdm_rdma_ops.listen(loop, &a3, &o, &fcb);
+	lm = rdm_listen(&rdm_rdma_ops, loop, &a2, &o, &mcb);
+	lf = rdm_listen(&rdm_rdma_ops, loop, &a3, &o, &fcb);
 	cr_assert_not_null(lm);
 	cr_assert_not_null(lf);
 	o.local = &l2;
-	fw.out = rdm_rdma_ops.connect(loop, &a3, &o, &ocb);
+	fw.out = rdm_connect(&rdm_rdma_ops, loop, &a3, &o, &ocb);
 	o.local = &l1;
-	c = rdm_rdma_ops.connect(loop, &a2, &o, &ccb);
+	c = rdm_connect(&rdm_rdma_ops, loop, &a2, &o, &ccb);
 	cr_assert_not_null(fw.out);
 	cr_assert_not_null(c);
 	RUN_UNTIL(c->up && fw.out->up && srv.ups && fin.ups, 10000);
@@ -987,8 +988,8 @@ Test(rdma, forwarding_zero_copy_intact_in_order, .timeout = 300)
 		send_some(c, &next, n);
 		rdm_loop_run_once(loop, 5);
 	}
-	cr_log_info("forwarded %u, zero copy %lu, inline %lu, paused %u times",
-		    fw.forwarded, (unsigned long)fw.out->stats.zero_copy,
+	cr_log_info("forwarded %u, zero copy %lu, inline %lu, paused %u times", fw.forwarded,
+		    (unsigned long)fw.out->stats.zero_copy,
 		    (unsigned long)fw.out->stats.inline_sends, fw.paused);
 	cr_assert_eq(fin.got, n, "received %u of %u at the end of the chain", fin.got, n);
 	cr_assert_eq(fin.bad, 0, "intact and in order");
@@ -998,7 +999,7 @@ Test(rdma, forwarding_zero_copy_intact_in_order, .timeout = 300)
 	cr_assert_eq(c->stats.disconnects + fw.out->stats.disconnects, 0);
 	/* The receive slots held by zero-copy sends all came back: the first hop keeps
 	 * flowing at full credit after the chain drains. */
-	RUN_UNTIL(fw.out->ops->queued(fw.out) == 0 && c->ops->queued(c) == 0, 5000);
+	RUN_UNTIL(rdm_conn_queued(fw.out) == 0 && rdm_conn_queued(c) == 0, 5000);
 	end = rdm_now_ns() + 60000000000ull;
 	while (fin.got < n + 2000 && rdm_now_ns() < end) {
 		send_some(c, &next, n + 2000);
@@ -1006,11 +1007,11 @@ Test(rdma, forwarding_zero_copy_intact_in_order, .timeout = 300)
 	}
 	cr_assert_eq(fin.got, n + 2000);
 	cr_assert_eq(fin.bad, 0);
-	c->ops->close(c);
-	fw.out->ops->close(fw.out);
+	rdm_conn_close(c);
+	rdm_conn_close(fw.out);
 	fw.out = NULL;
-	rdm_rdma_ops.close_listener(lm);
-	rdm_rdma_ops.close_listener(lf);
+	rdm_listener_close(&rdm_rdma_ops, lm);
+	rdm_listener_close(&rdm_rdma_ops, lf);
 	RUN_FOR(20);
 }
 
@@ -1031,7 +1032,7 @@ static void child_client(int port, int go)
 	cl = rdm_loop_new();
 	o.keepalive_ms = 300;
 	o.local = &local;
-	if (!rdm_rdma_ops.connect(cl, &a, &o, &ccb))
+	if (!rdm_connect(&rdm_rdma_ops, cl, &a, &o, &ccb))
 		_exit(2);
 	for (;;)
 		rdm_loop_run_once(cl, 100);
@@ -1061,7 +1062,7 @@ Test(rdma, keepalive_detects_silent_peer, .timeout = 60)
 	close(pfd[0]);
 	o.keepalive_ms = 300;
 	a = addr_of(1, 18515);
-	l = rdm_rdma_ops.listen(loop, &a, &o, &scb);
+	l = rdm_listen(&rdm_rdma_ops, loop, &a, &o, &scb);
 	cr_assert_not_null(l);
 	cr_assert_eq(write(pfd[1], "g", 1), 1);
 	RUN_UNTIL(srv.ups == 1, 10000);
@@ -1081,6 +1082,6 @@ Test(rdma, keepalive_detects_silent_peer, .timeout = 60)
 	cr_assert_eq(srv.downs, 1, "the silent peer is declared dead");
 	cr_assert_geq(ms, 50, "not at once");
 	cr_assert_lt(ms, 3000, "about keepalive_ms after it went silent: %.0f ms", ms);
-	rdm_rdma_ops.close_listener(l);
+	rdm_listener_close(&rdm_rdma_ops, l);
 	RUN_FOR(20);
 }

@@ -10,8 +10,8 @@
 
 #include "transport/transport.h"
 
-#define MAXF 4096
-#define SINK_MIN 16
+#define MAXF	  4096
+#define SINK_MIN  16
 #define SINK_SPAN (MAXF - 16)
 
 #include "tests/lib/sink.h"
@@ -64,11 +64,11 @@ static struct rdm_conn_opts opts(void)
 	return o;
 }
 
-#define RUN_UNTIL(cond, ms)                                                                       \
-	do {                                                                                      \
-		uint64_t end_ = rdm_now_ns() + (uint64_t)(ms) * 1000000ull;                      \
-		while (!(cond) && rdm_now_ns() < end_)                                            \
-			rdm_loop_run_once(loop, 5);                                               \
+#define RUN_UNTIL(cond, ms)                                                                        \
+	do {                                                                                       \
+		uint64_t end_ = rdm_now_ns() + (uint64_t)(ms)*1000000ull;                          \
+		while (!(cond) && rdm_now_ns() < end_)                                             \
+			rdm_loop_run_once(loop, 5);                                                \
 	} while (0)
 
 TestSuite(tcp, .init = setup, .fini = teardown, .timeout = 20);
@@ -79,8 +79,8 @@ Test(tcp, frames_arrive_intact_and_in_order)
 	struct rdm_addr a = addr_of(free_port());
 	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
 	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
-	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
-	struct rdm_conn *c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
+	struct rdm_conn *c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 	uint32_t next = 0;
 
 	cr_assert_not_null(l);
@@ -95,8 +95,8 @@ Test(tcp, frames_arrive_intact_and_in_order)
 	cr_assert_eq(srv.got, 20000);
 	cr_assert_eq(c->stats.tx_frames, 20000);
 	cr_assert_eq(c->stats.lost_on_close, 0);
-	c->ops->close(c);
-	rdm_tcp_ops.close_listener(l);
+	rdm_conn_close(c);
+	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
 Test(tcp, partial_writes_keep_frames_whole)
@@ -112,8 +112,8 @@ Test(tcp, partial_writes_keep_frames_whole)
 	/* A small send buffer: most writes take only part of what is queued. (A tiny
 	 * receive window too would only add delayed-ACK stalls.) */
 	o.sndbuf = 8192;
-	l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
-	c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+	l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
+	c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 	RUN_UNTIL(c->up && srv.ups, 2000);
 	while (srv.got < 3000) {
 		send_some(c, &next, 3000);
@@ -122,8 +122,8 @@ Test(tcp, partial_writes_keep_frames_whole)
 	cr_assert_gt(c->stats.partial_writes, 0, "the test must exercise partial writes");
 	cr_assert_eq(srv.bad, 0);
 	cr_assert_eq(srv.got, 3000);
-	c->ops->close(c);
-	rdm_tcp_ops.close_listener(l);
+	rdm_conn_close(c);
+	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
 Test(tcp, backpressure_not_loss)
@@ -132,8 +132,8 @@ Test(tcp, backpressure_not_loss)
 	struct rdm_addr a = addr_of(free_port());
 	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
 	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
-	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
-	struct rdm_conn *c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
+	struct rdm_conn *c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 	uint32_t next = 0;
 
 	RUN_UNTIL(c->up && srv.ups, 2000);
@@ -143,13 +143,13 @@ Test(tcp, backpressure_not_loss)
 		rdm_loop_run_once(loop, 2);
 	}
 	cr_assert(c->congested, "the sender must see congestion");
-	cr_assert_geq(c->ops->queued(c), o.queue_bytes);
+	cr_assert_geq(rdm_conn_queued(c), o.queue_bytes);
 	cr_assert_eq(c->stats.congested, 1);
 	cr_assert_eq(c->stats.queue_full, 0);
 	cr_assert_eq(srv.got, 0);
 
 	srv.pause = 0;
-	srv.last->ops->resume_rx(srv.last);
+	rdm_conn_resume_rx(srv.last);
 	RUN_UNTIL(cli.writable > 0, 5000);
 	cr_assert_gt(cli.writable, 0, "on_writable after the queue drains");
 	while (srv.got < next + 1000) {
@@ -161,8 +161,8 @@ Test(tcp, backpressure_not_loss)
 	RUN_UNTIL(srv.got == next, 5000);
 	cr_assert_eq(srv.got, next, "every frame taken arrives: %u of %u", srv.got, next);
 	cr_assert_eq(srv.bad, 0);
-	c->ops->close(c);
-	rdm_tcp_ops.close_listener(l);
+	rdm_conn_close(c);
+	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
 Test(tcp, frames_buffered_when_the_peer_closes_are_delivered_first)
@@ -170,7 +170,7 @@ Test(tcp, frames_buffered_when_the_peer_closes_are_delivered_first)
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
 	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
-	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
+	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
 	static uint8_t buf[4 + MAXF];
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -193,12 +193,12 @@ Test(tcp, frames_buffered_when_the_peer_closes_are_delivered_first)
 	cr_assert_eq(srv.got, 0);
 	cr_assert_eq(srv.downs, 0, "paused with frames buffered: not down yet");
 	srv.pause = 0;
-	srv.last->ops->resume_rx(srv.last);
+	rdm_conn_resume_rx(srv.last);
 	RUN_UNTIL(srv.downs == 1, 2000);
 	cr_assert_eq(srv.got, 60, "every frame sent before the close arrives: %u", srv.got);
 	cr_assert_eq(srv.bad, 0);
 	cr_assert_eq(srv.downs, 1, "then the connection reports down");
-	rdm_tcp_ops.close_listener(l);
+	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
 Test(tcp, closing_with_unread_frames_from_the_peer_loses_nothing_it_sent)
@@ -207,8 +207,8 @@ Test(tcp, closing_with_unread_frames_from_the_peer_loses_nothing_it_sent)
 	struct rdm_addr a = addr_of(free_port());
 	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
 	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
-	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
-	struct rdm_conn *c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
+	struct rdm_conn *c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 	static uint8_t back[64];
 	struct rdm_txframe tx = {back, 16, back + 16, 48};
 	uint32_t next = 0;
@@ -219,20 +219,20 @@ Test(tcp, closing_with_unread_frames_from_the_peer_loses_nothing_it_sent)
 		send_some(c, &next, 400);
 		rdm_loop_run_once(loop, 2);
 	}
-	RUN_UNTIL(c->ops->queued(c) == 0, 5000);
+	RUN_UNTIL(rdm_conn_queued(c) == 0, 5000);
 	cr_assert_eq(next, 400);
-	cr_assert_eq(c->ops->queued(c), 0, "everything sent is in the kernels' hands");
+	cr_assert_eq(rdm_conn_queued(c), 0, "everything sent is in the kernels' hands");
 	/* The receiver answers (a policy reply going back); the sender closes before it
 	 * reads the answer, as an ingress that is done does. */
 	fill_len(back, 0, sizeof(back));
 	cr_assert_eq(rdm_conn_send(srv.last, &tx, 1), 1);
-	c->ops->close(c);
+	rdm_conn_close(c);
 	srv.pause = 0;
-	srv.last->ops->resume_rx(srv.last);
+	rdm_conn_resume_rx(srv.last);
 	RUN_UNTIL(srv.downs == 1, 5000);
 	cr_assert_eq(srv.got, 400, "all 400 frames arrive: %u", srv.got);
 	cr_assert_eq(srv.bad, 0);
-	rdm_tcp_ops.close_listener(l);
+	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
 Test(tcp, reconnects_after_peer_restart)
@@ -241,8 +241,8 @@ Test(tcp, reconnects_after_peer_restart)
 	struct rdm_addr a = addr_of(free_port());
 	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
 	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
-	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
-	struct rdm_conn *c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
+	struct rdm_conn *c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 	struct rdm_txframe tx;
 	uint8_t b[64] = {0};
 	uint32_t next = 0;
@@ -252,7 +252,7 @@ Test(tcp, reconnects_after_peer_restart)
 	RUN_UNTIL(srv.got == 100, 2000);
 	cr_assert_eq(c->epoch, 1);
 
-	rdm_tcp_ops.close_listener(l); /* the peer goes away */
+	rdm_listener_close(&rdm_tcp_ops, l); /* the peer goes away */
 	RUN_UNTIL(!c->up, 2000);
 	cr_assert_eq(c->up, 0);
 	cr_assert_eq(cli.downs, 1);
@@ -262,7 +262,7 @@ Test(tcp, reconnects_after_peer_restart)
 	RUN_UNTIL(c->stats.connect_fails >= 2, 2000);
 	cr_assert_geq(c->stats.connect_fails, 2, "it keeps retrying with backoff");
 	srv.expect_next = 100;
-	l = rdm_tcp_ops.listen(loop, &a, &o, &scb); /* the peer is back */
+	l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb); /* the peer is back */
 	cr_assert_not_null(l);
 	RUN_UNTIL(c->up, 3000);
 	cr_assert(c->up);
@@ -272,8 +272,8 @@ Test(tcp, reconnects_after_peer_restart)
 	RUN_UNTIL(srv.got == 200, 2000);
 	cr_assert_eq(srv.got, 200);
 	cr_assert_eq(srv.bad, 0);
-	c->ops->close(c);
-	rdm_tcp_ops.close_listener(l);
+	rdm_conn_close(c);
+	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
 Test(tcp, oversized_length_resets_only_that_connection)
@@ -282,8 +282,9 @@ Test(tcp, oversized_length_resets_only_that_connection)
 	int port = free_port();
 	struct rdm_addr a = addr_of(port);
 	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
-	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	uint8_t bad[8] = {0x7F, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4};
@@ -302,16 +303,16 @@ Test(tcp, oversized_length_resets_only_that_connection)
 	/* The listener still serves a well-behaved peer. */
 	{
 		struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
-		struct rdm_conn *c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+		struct rdm_conn *c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 		uint32_t next = 0;
 
 		RUN_UNTIL(c->up && srv.ups == 2, 2000);
 		send_some(c, &next, 10);
 		RUN_UNTIL(srv.got == 10, 2000);
 		cr_assert_eq(srv.got, 10);
-		c->ops->close(c);
+		rdm_conn_close(c);
 	}
-	rdm_tcp_ops.close_listener(l);
+	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
 Test(tcp, frames_queued_at_failure_are_counted_lost)
@@ -320,8 +321,8 @@ Test(tcp, frames_queued_at_failure_are_counted_lost)
 	struct rdm_addr a = addr_of(free_port());
 	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
 	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
-	struct rdm_listener *l = rdm_tcp_ops.listen(loop, &a, &o, &scb);
-	struct rdm_conn *c = rdm_tcp_ops.connect(loop, &a, &o, &ccb);
+	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
+	struct rdm_conn *c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 	uint32_t next = 0;
 	uint64_t queued_frames;
 
@@ -334,13 +335,13 @@ Test(tcp, frames_queued_at_failure_are_counted_lost)
 	cr_assert(c->congested);
 	queued_frames = next - c->stats.tx_frames;
 	cr_assert_gt(queued_frames, 0);
-	rdm_tcp_ops.close_listener(l);
+	rdm_listener_close(&rdm_tcp_ops, l);
 	RUN_UNTIL(!c->up, 3000);
 	cr_assert_eq(c->stats.lost_on_close, queued_frames,
 		     "every frame still queued is counted: %lu vs %lu", c->stats.lost_on_close,
 		     queued_frames);
 	cr_assert_eq(c->congested, 0);
-	c->ops->close(c);
+	rdm_conn_close(c);
 }
 
 Test(tcp, bad_arguments)
@@ -350,9 +351,9 @@ Test(tcp, bad_arguments)
 	struct rdm_addr a = addr_of(free_port());
 
 	errno = 0;
-	cr_assert_null(rdm_tcp_ops.connect(loop, &a, &o, &none));
+	cr_assert_null(rdm_connect(&rdm_tcp_ops, loop, &a, &o, &none));
 	cr_assert_eq(errno, EINVAL);
-	cr_assert_null(rdm_tcp_ops.listen(loop, NULL, &o, &none));
+	cr_assert_null(rdm_listen(&rdm_tcp_ops, loop, NULL, &o, &none));
 	cr_assert_eq(rdm_transport_find("tcp"), &rdm_tcp_ops);
 	cr_assert_null(rdm_transport_find("carrier-pigeon"));
 	rdm_tcp_ops.close(NULL);

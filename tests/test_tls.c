@@ -1,5 +1,5 @@
-/* The control channel's TLS transport (orchestrator/tls.c) and the rack's certificates
- * (orchestrator/certs.c, rdmesh ctl certs). Each test runs both ends over loopback: the
+/* The control channel's TLS transport (lib/tls.c) and the rack's certificates
+ * (lib/certs.c, rdmesh ctl certs). Each test runs both ends over loopback: the
  * server in a thread, or a bare OpenSSL peer where the test needs one our API refuses
  * to be (no certificate, TLS 1.2, a bogus length). */
 #include <criterion/criterion.h>
@@ -21,9 +21,9 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "node/commands.h"
-#include "orchestrator/certs.h"
-#include "orchestrator/tls.h"
+#include "orchestrator/ctl.h"
+#include "lib/certs.h"
+#include "lib/tls.h"
 
 /* A: the rack's CA, with orch, n1 and an expired "old"; B: another CA with its own n1. */
 static char dir[64], dir_a[96], dir_b[96];

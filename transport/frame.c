@@ -1,49 +1,15 @@
 #include "transport/frame.h"
 
+#include "lib/byteorder.h"
+
 #include <errno.h>
 #include <string.h>
 
-/* Explicit big-endian accessors: wire bytes are never cast to structs. */
-static inline void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = v >> 8;
-	p[1] = v;
-}
-
-static inline void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = v >> 24;
-	p[1] = v >> 16;
-	p[2] = v >> 8;
-	p[3] = v;
-}
-
-static inline void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, v >> 32);
-	put32(p + 4, (uint32_t)v);
-}
-
-static inline uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static inline uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-
-#define TLV_HDR 4
-#define PAD4(n) (((n) + 3u) & ~3u)
+#define TLV_HDR	     4
+#define PAD4(n)	     (((n) + 3u) & ~3u)
 #define FLOW_KEY_LEN 40
-#define SEQ_LEN 12
-#define HOP_LEN 12
+#define SEQ_LEN	     12
+#define HOP_LEN	     12
 
 void rdm_frame_init(struct rdm_frame *f, uint32_t spi, uint8_t si, uint8_t next_proto)
 {
@@ -147,18 +113,18 @@ static void put_value(const struct rdm_frame *f, uint8_t type, uint8_t *q)
 	case RDM_TLV_FLOW_KEY:
 		q[0] = f->key.family;
 		q[1] = f->key.proto;
-		put16(q + 2, f->key.sport);
-		put16(q + 4, f->key.dport);
+		rdm_put_be16(q + 2, f->key.sport);
+		rdm_put_be16(q + 4, f->key.dport);
 		q[6] = q[7] = 0;
 		memcpy(q + 8, f->key.src, 16);
 		memcpy(q + 24, f->key.dst, 16);
 		break;
 	case RDM_TLV_FLOW_ID:
-		put64(q, f->flow_id);
+		rdm_put_be64(q, f->flow_id);
 		break;
 	case RDM_TLV_SEQ:
-		put32(q, f->origin);
-		put64(q + 4, f->seq);
+		rdm_put_be32(q, f->origin);
+		rdm_put_be64(q + 4, f->seq);
 		break;
 	case RDM_TLV_TENANT:
 		put_str(q, f->tenant);
@@ -173,14 +139,14 @@ static void put_value(const struct rdm_frame *f, uint8_t type, uint8_t *q)
 		}
 		break;
 	case RDM_TLV_APP_ID:
-		put16(q, f->master_proto);
-		put16(q + 2, f->app_proto);
+		rdm_put_be16(q, f->master_proto);
+		rdm_put_be16(q + 2, f->app_proto);
 		break;
 	case RDM_TLV_APP_NAME:
 		put_str(q, f->app_name);
 		break;
 	case RDM_TLV_CATEGORY:
-		put16(q, f->category_id);
+		rdm_put_be16(q, f->category_id);
 		put_str(q + 2, f->category);
 		break;
 	case RDM_TLV_HOST:
@@ -190,22 +156,22 @@ static void put_value(const struct rdm_frame *f, uint8_t type, uint8_t *q)
 		q[0] = f->verdict;
 		q[1] = f->verdict_flags;
 		q[2] = q[3] = 0;
-		put32(q + 4, f->rule_id);
+		rdm_put_be32(q + 4, f->rule_id);
 		break;
 	case RDM_TLV_HOP_TS:
 		for (unsigned i = 0; i < f->n_hops; i++, q += HOP_LEN) {
-			put32(q, f->hops[i].node);
-			put64(q + 4, f->hops[i].ns);
+			rdm_put_be32(q, f->hops[i].node);
+			rdm_put_be64(q + 4, f->hops[i].ns);
 		}
 		break;
 	case RDM_TLV_FLAGS:
-		put32(q, f->flags);
+		rdm_put_be32(q, f->flags);
 		break;
 	case RDM_TLV_RULE:
 		put_str(q, f->rule);
 		break;
 	case RDM_TLV_RISK:
-		put64(q, f->risk);
+		rdm_put_be64(q, f->risk);
 		break;
 	}
 }
@@ -227,12 +193,12 @@ int rdm_frame_encode_hdr(const struct rdm_frame *f, uint8_t *buf, size_t cap)
 	buf[1] = (uint8_t)((f->ttl & 0x3) << 6 | (words & 0x3F));
 	buf[2] = (uint8_t)(((words >> 6) & 0x0F) << 4 | RDM_NSH_MD_TYPE2);
 	buf[3] = f->next_proto;
-	put32(buf + 4, (f->spi & 0xFFFFFF) << 8 | f->si);
+	rdm_put_be32(buf + 4, (f->spi & 0xFFFFFF) << 8 | f->si);
 	q = buf + RDM_NSH_BASE_LEN;
 	for (int i = 0; i < n; i++) {
 		unsigned l = p[i].len, padded = PAD4(l);
 
-		put16(q, RDM_MD_CLASS);
+		rdm_put_be16(q, RDM_MD_CLASS);
 		q[2] = p[i].type;
 		q[3] = (uint8_t)l; /* bit 7 is rdmesh's 8th length bit */
 		put_value(f, p[i].type, q + TLV_HDR);
@@ -284,8 +250,8 @@ static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsig
 			return -RDM_FERR_TLV_VALUE;
 		f->key.family = v[0];
 		f->key.proto = v[1];
-		f->key.sport = get16(v + 2);
-		f->key.dport = get16(v + 4);
+		f->key.sport = rdm_get_be16(v + 2);
+		f->key.dport = rdm_get_be16(v + 4);
 		memcpy(f->key.src, v + 8, 16);
 		memcpy(f->key.dst, v + 24, 16);
 		f->present |= RDM_F_FLOW_KEY;
@@ -293,14 +259,14 @@ static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsig
 	case RDM_TLV_FLOW_ID:
 		if (len != 8)
 			return -RDM_FERR_TLV_VALUE;
-		f->flow_id = get64(v);
+		f->flow_id = rdm_get_be64(v);
 		f->present |= RDM_F_FLOW_ID;
 		return 0;
 	case RDM_TLV_SEQ:
 		if (len != SEQ_LEN)
 			return -RDM_FERR_TLV_VALUE;
-		f->origin = get32(v);
-		f->seq = get64(v + 4);
+		f->origin = rdm_get_be32(v);
+		f->seq = rdm_get_be64(v + 4);
 		f->present |= RDM_F_SEQ;
 		return 0;
 	case RDM_TLV_TENANT:
@@ -333,8 +299,8 @@ static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsig
 	case RDM_TLV_APP_ID:
 		if (len != 4)
 			return -RDM_FERR_TLV_VALUE;
-		f->master_proto = get16(v);
-		f->app_proto = get16(v + 2);
+		f->master_proto = rdm_get_be16(v);
+		f->app_proto = rdm_get_be16(v + 2);
 		f->present |= RDM_F_APP_ID;
 		return 0;
 	case RDM_TLV_APP_NAME:
@@ -343,7 +309,7 @@ static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsig
 	case RDM_TLV_CATEGORY:
 		if (len < 2)
 			return -RDM_FERR_TLV_VALUE;
-		f->category_id = get16(v);
+		f->category_id = rdm_get_be16(v);
 		f->category.p = (const char *)v + 2;
 		f->category.len = (uint8_t)(len - 2);
 		f->present |= RDM_F_CATEGORY;
@@ -356,7 +322,7 @@ static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsig
 			return -RDM_FERR_TLV_VALUE;
 		f->verdict = v[0];
 		f->verdict_flags = v[1];
-		f->rule_id = get32(v + 4);
+		f->rule_id = rdm_get_be32(v + 4);
 		f->present |= RDM_F_VERDICT;
 		return 0;
 	case RDM_TLV_HOP_TS:
@@ -366,15 +332,15 @@ static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsig
 			return -RDM_FERR_TOO_MANY;
 		f->n_hops = (uint8_t)(len / HOP_LEN);
 		for (unsigned i = 0; i < f->n_hops; i++) {
-			f->hops[i].node = get32(v + i * HOP_LEN);
-			f->hops[i].ns = get64(v + i * HOP_LEN + 4);
+			f->hops[i].node = rdm_get_be32(v + i * HOP_LEN);
+			f->hops[i].ns = rdm_get_be64(v + i * HOP_LEN + 4);
 		}
 		f->present |= RDM_F_HOPS;
 		return 0;
 	case RDM_TLV_FLAGS:
 		if (len != 4)
 			return -RDM_FERR_TLV_VALUE;
-		f->flags = get32(v);
+		f->flags = rdm_get_be32(v);
 		f->present |= RDM_F_FLAGS;
 		return 0;
 	case RDM_TLV_RULE:
@@ -383,7 +349,7 @@ static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsig
 	case RDM_TLV_RISK:
 		if (len != 8)
 			return -RDM_FERR_TLV_VALUE;
-		f->risk = get64(v);
+		f->risk = rdm_get_be64(v);
 		f->present |= RDM_F_RISK;
 		return 0;
 	}
@@ -409,7 +375,7 @@ int rdm_frame_decode(struct rdm_frame *f, const uint8_t *buf, size_t len)
 
 	f->ttl = (uint8_t)((buf[0] & 0x0F) << 2 | buf[1] >> 6);
 	f->next_proto = buf[3];
-	f->spi = get32(buf + 4) >> 8;
+	f->spi = rdm_get_be32(buf + 4) >> 8;
 	f->si = buf[7];
 	f->present = 0;
 	f->n_groups = 0;
@@ -424,7 +390,7 @@ int rdm_frame_decode(struct rdm_frame *f, const uint8_t *buf, size_t len)
 		/* hlen and off are multiples of 4, so a whole TLV header is always there. */
 		if (++ntlv > RDM_MAX_TLVS)
 			return -RDM_FERR_TOO_MANY;
-		cls = get16(buf + off);
+		cls = rdm_get_be16(buf + off);
 		type = buf[off + 2];
 		vlen = buf[off + 3];
 		if (PAD4(vlen) > hlen - off - TLV_HDR)
@@ -445,19 +411,41 @@ int rdm_frame_decode(struct rdm_frame *f, const uint8_t *buf, size_t len)
 const char *rdm_frame_strerror(int err)
 {
 	static const char *const names[RDM_FERR_COUNT] = {
-		[RDM_FERR_SHORT - RDM_FERR_FIRST] = "short",
-		[RDM_FERR_VERSION - RDM_FERR_FIRST] = "bad_version",
-		[RDM_FERR_MD_TYPE - RDM_FERR_FIRST] = "bad_md_type",
-		[RDM_FERR_HDR_ZERO - RDM_FERR_FIRST] = "hdr_zero_len",
-		[RDM_FERR_HDR_OVERRUN - RDM_FERR_FIRST] = "hdr_overrun",
-		[RDM_FERR_TLV_OVERRUN - RDM_FERR_FIRST] = "tlv_overrun",
-		[RDM_FERR_TLV_VALUE - RDM_FERR_FIRST] = "tlv_bad_value",
-		[RDM_FERR_TLV_CRITICAL - RDM_FERR_FIRST] = "tlv_critical",
-		[RDM_FERR_TOO_MANY - RDM_FERR_FIRST] = "too_many",
+	    [RDM_FERR_SHORT - RDM_FERR_FIRST] = "short",
+	    [RDM_FERR_VERSION - RDM_FERR_FIRST] = "bad_version",
+	    [RDM_FERR_MD_TYPE - RDM_FERR_FIRST] = "bad_md_type",
+	    [RDM_FERR_HDR_ZERO - RDM_FERR_FIRST] = "hdr_zero_len",
+	    [RDM_FERR_HDR_OVERRUN - RDM_FERR_FIRST] = "hdr_overrun",
+	    [RDM_FERR_TLV_OVERRUN - RDM_FERR_FIRST] = "tlv_overrun",
+	    [RDM_FERR_TLV_VALUE - RDM_FERR_FIRST] = "tlv_bad_value",
+	    [RDM_FERR_TLV_CRITICAL - RDM_FERR_FIRST] = "tlv_critical",
+	    [RDM_FERR_TOO_MANY - RDM_FERR_FIRST] = "too_many",
 	};
 	int e = err < 0 ? -err : err;
 
 	if (e >= RDM_FERR_FIRST && e < RDM_FERR_LAST)
 		return names[e - RDM_FERR_FIRST];
 	return "unknown";
+}
+
+uint64_t rdm_frame_flow_hash(const struct rdm_frame *f, const struct rdm_flow_key *k)
+{
+	if ((f->present & (RDM_F_FLOW_KEY | RDM_F_FLOW_ID)) == (RDM_F_FLOW_KEY | RDM_F_FLOW_ID) &&
+	    k == &f->key)
+		return f->flow_id;
+	return rdm_flow_hash(k);
+}
+
+uint8_t rdm_pkt_next_proto(const uint8_t *pkt, uint32_t len)
+{
+	if (!pkt || len < 1)
+		return 0;
+	switch (pkt[0] >> 4) {
+	case 4:
+		return RDM_NSH_NP_IPV4;
+	case 6:
+		return RDM_NSH_NP_IPV6;
+	default:
+		return 0;
+	}
 }

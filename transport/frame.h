@@ -17,37 +17,38 @@
 #ifndef RDM_FRAME_H
 #define RDM_FRAME_H
 
+#include "lib/pkt.h"
 #include <stddef.h>
 #include <stdint.h>
 
-#define RDM_NSH_VERSION 0
-#define RDM_NSH_MD_TYPE2 0x2
-#define RDM_NSH_NP_IPV4 0x1
-#define RDM_NSH_NP_IPV6 0x2
-#define RDM_NSH_NP_ETH 0x3
+#define RDM_NSH_VERSION	    0
+#define RDM_NSH_MD_TYPE2    0x2
+#define RDM_NSH_NP_IPV4	    0x1
+#define RDM_NSH_NP_IPV6	    0x2
+#define RDM_NSH_NP_ETH	    0x3
 #define RDM_NSH_TTL_DEFAULT 63
-#define RDM_NSH_BASE_LEN 8           /* base header + service path header */
-#define RDM_NSH_MAX_HDR (1023 * 4)   /* 10-bit length in words */
-#define RDM_MD_CLASS 0xFFF6
-#define RDM_TLV_CRITICAL 0x80
+#define RDM_NSH_BASE_LEN    8	       /* base header + service path header */
+#define RDM_NSH_MAX_HDR	    (1023 * 4) /* 10-bit length in words */
+#define RDM_MD_CLASS	    0xFFF6
+#define RDM_TLV_CRITICAL    0x80
 
 /* Context TLV types of class RDM_MD_CLASS. One source of truth: never renumber. */
 enum rdm_tlv_type {
 	RDM_TLV_FLOW_KEY = 0x01, /* 40 B: family, proto, sport, dport, 2 pad, src[16], dst[16] */
-	RDM_TLV_FLOW_ID = 0x02,  /* 8 B: symmetric flow hash */
-	RDM_TLV_SEQ = 0x03,      /* 12 B: origin u32, seq u64 (per-origin packet number) */
-	RDM_TLV_TENANT = 0x04,   /* string */
-	RDM_TLV_USER = 0x05,     /* string */
-	RDM_TLV_GROUPS = 0x06,   /* list of (u8 len, bytes) */
-	RDM_TLV_APP_ID = 0x07,   /* 4 B: master protocol u16, application protocol u16 */
+	RDM_TLV_FLOW_ID = 0x02,	 /* 8 B: symmetric flow hash */
+	RDM_TLV_SEQ = 0x03,	 /* 12 B: origin u32, seq u64 (per-origin packet number) */
+	RDM_TLV_TENANT = 0x04,	 /* string */
+	RDM_TLV_USER = 0x05,	 /* string */
+	RDM_TLV_GROUPS = 0x06,	 /* list of (u8 len, bytes) */
+	RDM_TLV_APP_ID = 0x07,	 /* 4 B: master protocol u16, application protocol u16 */
 	RDM_TLV_APP_NAME = 0x08, /* string */
 	RDM_TLV_CATEGORY = 0x09, /* 2 B id u16, then name */
-	RDM_TLV_HOST = 0x0A,     /* string: TLS SNI or HTTP Host */
-	RDM_TLV_VERDICT = 0x0B,  /* 8 B: action u8, flags u8, 2 pad, rule id u32 */
-	RDM_TLV_HOP_TS = 0x0C,   /* list of 12 B entries: node u32, ns u64 */
-	RDM_TLV_FLAGS = 0x0D,    /* 4 B: RDM_FF_* bits */
-	RDM_TLV_RULE = 0x0E,     /* string: the name of the policy rule that decided */
-	RDM_TLV_RISK = 0x0F,     /* 8 B: nDPI risk bitmap (ndpi_risk) */
+	RDM_TLV_HOST = 0x0A,	 /* string: TLS SNI or HTTP Host */
+	RDM_TLV_VERDICT = 0x0B,	 /* 8 B: action u8, flags u8, 2 pad, rule id u32 */
+	RDM_TLV_HOP_TS = 0x0C,	 /* list of 12 B entries: node u32, ns u64 */
+	RDM_TLV_FLAGS = 0x0D,	 /* 4 B: RDM_FF_* bits */
+	RDM_TLV_RULE = 0x0E,	 /* string: the name of the policy rule that decided */
+	RDM_TLV_RISK = 0x0F,	 /* 8 B: nDPI risk bitmap (ndpi_risk) */
 };
 
 /* Bits of the FLAGS TLV: facts about a flow that earlier stages established. */
@@ -84,35 +85,28 @@ enum {
 enum rdm_frame_err {
 	RDM_FERR_FIRST = 512,
 	RDM_FERR_SHORT = RDM_FERR_FIRST, /* fewer bytes than the 8-byte fixed header */
-	RDM_FERR_VERSION,                /* NSH version is not 0 */
-	RDM_FERR_MD_TYPE,                /* MD type is not 2 */
-	RDM_FERR_HDR_ZERO,               /* header length below the fixed 2 words (0 loops) */
-	RDM_FERR_HDR_OVERRUN,            /* header length runs past the buffer */
-	RDM_FERR_TLV_OVERRUN,            /* a TLV value (padded) runs past the header's end */
-	RDM_FERR_TLV_VALUE,              /* a known TLV with a bad size or content */
-	RDM_FERR_TLV_CRITICAL,           /* an unknown TLV marked critical */
-	RDM_FERR_TOO_MANY,               /* too many TLVs, hops or groups */
+	RDM_FERR_VERSION,		 /* NSH version is not 0 */
+	RDM_FERR_MD_TYPE,		 /* MD type is not 2 */
+	RDM_FERR_HDR_ZERO,		 /* header length below the fixed 2 words (0 loops) */
+	RDM_FERR_HDR_OVERRUN,		 /* header length runs past the buffer */
+	RDM_FERR_TLV_OVERRUN,		 /* a TLV value (padded) runs past the header's end */
+	RDM_FERR_TLV_VALUE,		 /* a known TLV with a bad size or content */
+	RDM_FERR_TLV_CRITICAL,		 /* an unknown TLV marked critical */
+	RDM_FERR_TOO_MANY,		 /* too many TLVs, hops or groups */
 	RDM_FERR_LAST,
 };
 #define RDM_FERR_COUNT (RDM_FERR_LAST - RDM_FERR_FIRST)
 
-#define RDM_MAX_HOPS 16
+#define RDM_MAX_HOPS   16
 #define RDM_MAX_GROUPS 16
-#define RDM_MAX_TLVS 64
-#define RDM_STR_MAX 255
+#define RDM_MAX_TLVS   64
+#define RDM_STR_MAX    255
 
 /* A borrowed string: after decode it points into the frame buffer, before encode into
  * the caller's memory. Not NUL-terminated. */
 struct rdm_str {
 	const char *p;
 	uint8_t len;
-};
-
-struct rdm_flow_key {
-	uint8_t family; /* 4 or 6 */
-	uint8_t proto;  /* IPPROTO_* */
-	uint16_t sport, dport;
-	uint8_t src[16], dst[16]; /* IPv4 in the first 4 bytes, the rest zero */
 };
 
 struct rdm_hop_ts {
@@ -179,5 +173,14 @@ int rdm_frame_add_hop(struct rdm_frame *f, uint32_t node, uint64_t ns);
 
 /* A short name for a negative decode error ("tlv_overrun"), for counters and logs. */
 const char *rdm_frame_strerror(int err);
+
+/* The symmetric hash of the flow of frame f, whose key is k: the FLOW_ID the chain's
+ * ingress wrote when f carries it with its FLOW_KEY (k is then f's key), else computed
+ * from k. Saves each stage its own SipHash of every packet; a wrong FLOW_ID from upstream
+ * only splits that flow's own state. */
+uint64_t rdm_frame_flow_hash(const struct rdm_frame *f, const struct rdm_flow_key *k);
+
+/* The NSH next-protocol value for an IP packet (from its version nibble), 0 if none. */
+uint8_t rdm_pkt_next_proto(const uint8_t *pkt, uint32_t len);
 
 #endif

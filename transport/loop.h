@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 
+#include "lib/clock.h"
+
 struct rdm_loop;
 struct rdm_io;
 
@@ -63,12 +65,5 @@ void rdm_loop_defer_free(struct rdm_loop *l, void *p, void (*fn)(void *));
 /* Waits at most max_wait_ms (-1 = until something happens) and runs what is due.
  * Returns the number of callbacks run or a negative errno (never -EINTR). */
 int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms);
-
-/* Monotonic and wall clocks in nanoseconds. */
-uint64_t rdm_now_ns(void);
-uint64_t rdm_wall_ns(void);
-
-/* The wall clock as log lines start with it, "HH:MM:SS.mmm" (UTC), into buf (>= 13). */
-void rdm_log_clock(char *buf, size_t len);
 
 #endif

@@ -45,6 +45,8 @@
  */
 #include "transport/rdma.h"
 #include "transport/transport.h"
+#include "lib/byteorder.h"
+#include "lib/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,14 +58,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-
-#define MAX_CONNS 8     /* connections per (worker, device) context */
-#define POST_BATCH 16   /* work requests per doorbell */
-#define WIRE_VERSION 1  /* private data and message layout */
-#define RESOLVE_MS 2000
-#define NONE 0xFFFFFFFFu
-#define CTRL 0xFFFFFFFEu /* a posted credit or keepalive message: no slot, not a frame */
+#define MAX_CONNS    8	/* connections per (worker, device) context */
+#define POST_BATCH   16 /* work requests per doorbell */
+#define WIRE_VERSION 1	/* private data and message layout */
+#define RESOLVE_MS   2000
+#define NONE	     0xFFFFFFFFu
+#define CTRL	     0xFFFFFFFEu /* a posted credit or keepalive message: no slot, not a frame */
 
 enum imm_type {
 	IMM_DATA = RDM_RDMA_IMM_DATA,
@@ -71,8 +71,8 @@ enum imm_type {
 	IMM_KEEPALIVE = RDM_RDMA_IMM_KEEPALIVE,
 	IMM_PACKED = RDM_RDMA_IMM_PACKED,
 };
-#define REC_HDR RDM_RDMA_REC_HDR
-#define REC_ALIGN(off) RDM_RDMA_REC_ALIGN(off)
+#define REC_HDR		   RDM_RDMA_REC_HDR
+#define REC_ALIGN(off)	   RDM_RDMA_REC_ALIGN(off)
 #define IMM(type, credits) htonl((uint32_t)(type) << 24 | ((credits)&0xFFFFFF))
 
 /* Connection private data: explicit bytes, network order. */
@@ -104,13 +104,13 @@ struct rdma_ctx {
 	struct rdm_poller poller;
 	uint64_t hot_until; /* keep polling the CQ until then, then arm and sleep */
 	uint64_t poll_ns;   /* when the current batch of completions was taken */
-	uint32_t slot;      /* receive slot size = max_frame */
+	uint32_t slot;	    /* receive slot size = max_frame */
 	uint32_t n_rslots;
 	uint8_t *rbuf;
 	struct ibv_mr *rmr;
-	uint16_t *rrefs;    /* sends still reading each receive slot (zero copy) */
-	uint8_t *rheld;     /* consumed, waiting for rrefs to fall to zero */
-	uint32_t *rowner;   /* connection (idx << 16 | gen) the slot's message came from */
+	uint16_t *rrefs;  /* sends still reading each receive slot (zero copy) */
+	uint8_t *rheld;	  /* consumed, waiting for rrefs to fall to zero */
+	uint32_t *rowner; /* connection (idx << 16 | gen) the slot's message came from */
 	struct rdma_conn *conns[MAX_CONNS];
 	uint16_t gen[MAX_CONNS];
 	unsigned unacked;
@@ -133,12 +133,12 @@ struct rdma_worker {
 struct pend {
 	uint32_t slot, len; /* len: bytes used in the slot */
 	uint32_t frames;
-	int rec;            /* 1: records; 0: one frame as is (too large for a record) */
+	int rec; /* 1: records; 0: one frame as is (too large for a record) */
 };
 
 struct posted {
-	uint32_t sslot;  /* send slot to free, or NONE */
-	uint32_t rslot;  /* receive slot read by this send (zero copy), or NONE */
+	uint32_t sslot;	 /* send slot to free, or NONE */
+	uint32_t rslot;	 /* receive slot read by this send (zero copy), or NONE */
 	uint32_t frames; /* frames in the message: 0 for credit, keepalive and raw messages */
 };
 
@@ -179,7 +179,7 @@ struct rdma_conn {
 	uint32_t pend_head, pend_n;
 	struct posted *post; /* ring of sq_depth, in posting order */
 	uint32_t post_head, post_n;
-	struct rxq *rxq;     /* received, not yet consumed by the owner */
+	struct rxq *rxq; /* received, not yet consumed by the owner */
 	uint32_t rxq_head, rxq_n, rxq_cap;
 	uint64_t last_rx_ns, last_tx_ns;
 	char last_why[64];
@@ -553,7 +553,8 @@ static void conn_fail(struct rdma_conn *c, const char *why)
 	if (c->closed)
 		return;
 	/* Say why, once per distinct reason, so a retry loop does not flood the log. */
-	if (strcmp(c->last_why, why) && (c->outbound || strcmp(why, "RDMA_CM_EVENT_DISCONNECTED"))) {
+	if (strcmp(c->last_why, why) &&
+	    (c->outbound || strcmp(why, "RDMA_CM_EVENT_DISCONNECTED"))) {
 		fprintf(stderr, "rdma %s: %s%s\n", c->base.peer, why,
 			c->outbound ? ", retrying with backoff" : "");
 		snprintf(c->last_why, sizeof(c->last_why), "%s", why);
@@ -573,8 +574,8 @@ static void conn_fail(struct rdma_conn *c, const char *why)
 		return;
 	}
 	rdm_timer_arm(c->rw->loop, &c->retry, c->backoff_ms, start_connect, c);
-	c->backoff_ms = c->backoff_ms * 2 > c->o.backoff_max_ms ? c->o.backoff_max_ms
-								 : c->backoff_ms * 2;
+	c->backoff_ms =
+	    c->backoff_ms * 2 > c->o.backoff_max_ms ? c->o.backoff_max_ms : c->backoff_ms * 2;
 }
 
 /* Creates the QP on id's device and the send buffers. 0 or a negative errno. */
@@ -693,8 +694,8 @@ static int post_list(struct rdma_conn *c, struct ibv_send_wr *wr, int n)
 	return 0;
 }
 
-static void note_posted(struct rdma_conn *c, struct ibv_send_wr *wr, uint32_t sslot,
-			uint32_t rslot, uint32_t frames)
+static void note_posted(struct rdma_conn *c, struct ibv_send_wr *wr, uint32_t sslot, uint32_t rslot,
+			uint32_t frames)
 {
 	uint32_t pos = (c->post_head + c->post_n) % c->sq_depth;
 
@@ -772,19 +773,6 @@ static uint32_t frame_len(const struct rdm_txframe *f)
 	return f->hdr_len + f->pkt_len;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* The receive slot of this connection's device that holds f's packet, or NONE. */
 static uint32_t rslot_of(const struct rdma_conn *c, const struct rdm_txframe *f)
 {
@@ -817,7 +805,7 @@ static uint32_t put_record(uint8_t *b, uint32_t used, const struct rdm_txframe *
 	uint32_t at = REC_ALIGN(used);
 
 	memset(b + used, 0, at - used);
-	put32(b + at, frame_len(f));
+	rdm_put_be32(b + at, frame_len(f));
 	memcpy(b + at + REC_HDR, f->hdr, f->hdr_len);
 	if (f->pkt_len)
 		memcpy(b + at + REC_HDR + f->hdr_len, f->pkt, f->pkt_len);
@@ -884,8 +872,8 @@ static int rdma_send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int
 	memset(wr, 0, sizeof(wr));
 	while (i < n) {
 		uint32_t len = frame_len(&f[i]);
-		int direct = c->pend_n == 0 && c->credits > 1 &&
-			     c->sq_used + (uint32_t)nw < c->sq_depth;
+		int direct =
+		    c->pend_n == 0 && c->credits > 1 && c->sq_used + (uint32_t)nw < c->sq_depth;
 		int k;
 
 		if (len > c->slot)
@@ -1046,7 +1034,7 @@ static void deliver(struct rdma_conn *c)
 
 			if (q->packed) {
 				/* Checked on arrival: the record lies within [off, end). */
-				uint32_t len = get32(b + off), e = off + REC_HDR + len;
+				uint32_t len = rdm_get_be32(b + off), e = off + REC_HDR + len;
 
 				fr[n] = (struct rdm_rxframe){b + off + REC_HDR, len};
 				next[n] = e < q->end ? REC_ALIGN(e) : q->end;
@@ -1144,7 +1132,7 @@ static int pack_scan(const uint8_t *b, uint32_t len, uint32_t *end, uint64_t *by
 
 		if (len - off < REC_HDR)
 			return -EBADMSG;
-		l = get32(b + off);
+		l = rdm_get_be32(b + off);
 		if (l > len - off - REC_HDR)
 			return -EBADMSG;
 		*bytes += l;
@@ -1199,7 +1187,7 @@ static void on_recv(struct rdma_ctx *x, struct ibv_wc *wc)
 		return;
 	}
 	c->rxq[(c->rxq_head + c->rxq_n) % c->rxq_cap] =
-		(struct rxq){slot, 0, end, imm >> 24 == IMM_PACKED};
+	    (struct rxq){slot, 0, end, imm >> 24 == IMM_PACKED};
 	c->rxq_n++;
 }
 
@@ -1358,8 +1346,7 @@ static void handle_conn_event(struct rdma_conn *c, struct rdma_cm_event *ev)
 		return;
 	}
 	case RDMA_CM_EVENT_ESTABLISHED:
-		if (check_pdata(ev->param.conn.private_data, ev->param.conn.private_data_len) <
-		    0) {
+		if (check_pdata(ev->param.conn.private_data, ev->param.conn.private_data_len) < 0) {
 			c->base.stats.connect_fails++;
 			conn_fail(c, "peer speaks another protocol version");
 			return;
@@ -1459,8 +1446,8 @@ static void cm_io(struct rdm_io *io, uint32_t events)
 		/* Private data lives in the event: keep a copy past the ack. */
 		if (ev->param.conn.private_data_len && ev->param.conn.private_data) {
 			size_t l = ev->param.conn.private_data_len < sizeof(pd)
-					   ? ev->param.conn.private_data_len
-					   : sizeof(pd);
+				       ? ev->param.conn.private_data_len
+				       : sizeof(pd);
 
 			memcpy(pd, ev->param.conn.private_data, l);
 			copy.param.conn.private_data = pd;
@@ -1491,8 +1478,7 @@ static void cm_io(struct rdm_io *io, uint32_t events)
 }
 
 static struct rdm_conn *rdma_connect_(struct rdm_loop *l, const struct rdm_addr *peer,
-				      const struct rdm_conn_opts *o,
-				      const struct rdm_conn_cbs *cbs)
+				      const struct rdm_conn_opts *o, const struct rdm_conn_cbs *cbs)
 {
 	struct rdma_conn *c;
 
@@ -1662,13 +1648,13 @@ int rdm_rdma_probe(const struct rdm_addr *local)
 }
 
 const struct rdm_transport_ops rdm_rdma_ops = {
-	.name = "rdma",
-	.connect = rdma_connect_,
-	.listen = rdma_listen_,
-	.send_batch = rdma_send_batch,
-	.queued = rdma_queued,
-	.pause_rx = rdma_pause_rx,
-	.resume_rx = rdma_resume_rx,
-	.close = rdma_close,
-	.close_listener = rdma_close_listener,
+    .name = "rdma",
+    .connect = rdma_connect_,
+    .listen = rdma_listen_,
+    .send_batch = rdma_send_batch,
+    .queued = rdma_queued,
+    .pause_rx = rdma_pause_rx,
+    .resume_rx = rdma_resume_rx,
+    .close = rdma_close,
+    .close_listener = rdma_close_listener,
 };

@@ -11,7 +11,7 @@
 /* Immediate data of every SEND: the message's type in the top 8 bits, the credits its
  * sender returns in the low 24. */
 enum rdm_rdma_imm {
-	RDM_RDMA_IMM_DATA = 0,      /* one frame, the whole message */
+	RDM_RDMA_IMM_DATA = 0,	    /* one frame, the whole message */
 	RDM_RDMA_IMM_CREDIT = 1,    /* no payload: credits only */
 	RDM_RDMA_IMM_KEEPALIVE = 2, /* no payload */
 	RDM_RDMA_IMM_PACKED = 3,    /* several frames, as records */
@@ -20,7 +20,7 @@ enum rdm_rdma_imm {
 /* A packed message is a sequence of records, each [u32 length, network order][length
  * bytes of frame], the next record starting at the next multiple of 4 from the message's
  * start. The last record is not padded: the message ends where its frame does. */
-#define RDM_RDMA_REC_HDR 4u
+#define RDM_RDMA_REC_HDR	4u
 #define RDM_RDMA_REC_ALIGN(off) (((off) + 3u) & ~3u)
 
 /* Tests only: posts len bytes of buf as one SEND of the given type on an established

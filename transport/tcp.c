@@ -3,6 +3,8 @@
  * batch of frames costs one system call) and a receive buffer that frames are handed out
  * of without copying. */
 #include "transport/transport.h"
+#include "lib/byteorder.h"
+#include "lib/util.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,7 +16,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 #define LEN_PREFIX 4
 
 struct tcp_listener;
@@ -25,12 +26,12 @@ struct tcp_conn {
 	struct rdm_io io;
 	struct rdm_conn_opts o;
 	struct tcp_listener *lst; /* owner of an accepted connection, NULL if outbound */
-	struct tcp_conn *next;    /* in lst->conns */
+	struct tcp_conn *next;	  /* in lst->conns */
 	struct rdm_addr peer;
 	int connecting;
 	int closed;
 	struct rdm_timer retry; /* reconnect, outbound only */
-	struct rdm_timer kick;  /* deliver buffered frames after resume_rx */
+	struct rdm_timer kick;	/* deliver buffered frames after resume_rx */
 	uint32_t backoff_ms;
 
 	/* Send ring: absolute byte counters, index = counter % tx_cap. */
@@ -43,7 +44,7 @@ struct tcp_conn {
 	uint8_t *rx;
 	uint32_t rx_cap, rx_start, rx_end;
 	int rx_paused;
-	int eof; /* the peer closed; frames still buffered go to the owner first */
+	int eof;     /* the peer closed; frames still buffered go to the owner first */
 	int tx_shut; /* we are done sending (shutdown_tx): no reconnect after the peer closes */
 	int fin_sent;
 };
@@ -165,8 +166,8 @@ static void tcp_fail(struct tcp_conn *c)
 		return;
 	}
 	rdm_timer_arm(c->loop, &c->retry, c->backoff_ms, tcp_start_connect, c);
-	c->backoff_ms = c->backoff_ms * 2 > c->o.backoff_max_ms ? c->o.backoff_max_ms
-								 : c->backoff_ms * 2;
+	c->backoff_ms =
+	    c->backoff_ms * 2 > c->o.backoff_max_ms ? c->o.backoff_max_ms : c->backoff_ms * 2;
 }
 
 /* Advances the ring by n written bytes and counts the frames that completed. */
@@ -181,8 +182,7 @@ static void tx_advance(struct tcp_conn *c, size_t n)
 
 			for (int i = 0; i < LEN_PREFIX; i++)
 				p[i] = c->tx[(c->tx_head + (uint64_t)i) % c->tx_cap];
-			c->head_left = LEN_PREFIX + ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-						     (uint32_t)p[2] << 8 | p[3]);
+			c->head_left = LEN_PREFIX + rdm_get_be32(p);
 		}
 		take = n < c->head_left ? n : c->head_left;
 		c->head_left -= (uint32_t)take;
@@ -296,8 +296,7 @@ static void deliver(struct tcp_conn *c)
 
 		while (n < max && c->rx_end - off >= LEN_PREFIX) {
 			const uint8_t *p = c->rx + off;
-			uint32_t len = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-				       (uint32_t)p[2] << 8 | p[3];
+			uint32_t len = rdm_get_be32(p);
 
 			if (len > c->o.max_frame) {
 				/* A stream cannot resynchronise after a bad length. */
@@ -679,14 +678,14 @@ static void tcp_close_listener(struct rdm_listener *bl)
 }
 
 const struct rdm_transport_ops rdm_tcp_ops = {
-	.name = "tcp",
-	.connect = tcp_connect,
-	.listen = tcp_listen,
-	.send_batch = tcp_send_batch,
-	.queued = tcp_queued,
-	.pause_rx = tcp_pause_rx,
-	.resume_rx = tcp_resume_rx,
-	.shutdown_tx = tcp_shutdown_tx,
-	.close = tcp_close,
-	.close_listener = tcp_close_listener,
+    .name = "tcp",
+    .connect = tcp_connect,
+    .listen = tcp_listen,
+    .send_batch = tcp_send_batch,
+    .queued = tcp_queued,
+    .pause_rx = tcp_pause_rx,
+    .resume_rx = tcp_resume_rx,
+    .shutdown_tx = tcp_shutdown_tx,
+    .close = tcp_close,
+    .close_listener = tcp_close_listener,
 };

@@ -27,22 +27,3 @@ void rdm_conn_opts_from_conf(struct rdm_conn_opts *o, const struct rdm_transport
 	o->inline_max = t->inline_max;
 	o->spin_us = t->spin_us;
 }
-
-void rdm_addr_format(const struct sockaddr_storage *ss, socklen_t len, char *out, size_t cap)
-{
-	char ip[INET6_ADDRSTRLEN];
-
-	if (ss->ss_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-
-		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-		snprintf(out, cap, "%s:%u", ip, ntohs(s4->sin_port));
-	} else if (ss->ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-		snprintf(out, cap, "[%s]:%u", ip, ntohs(s6->sin6_port));
-	} else {
-		snprintf(out, cap, "?");
-	}
-}

@@ -1,4 +1,4 @@
-/* The transport ops table: every backend (tcp now, rdma next) moves the same frames
+/* The transport ops table: every backend (tcp, rdma) moves the same frames
  * behind the same calls, and the data path never asks which backend it has.
  *
  * Delivery is ordered per connection. Backpressure, never silent loss: send_batch takes
@@ -7,11 +7,25 @@
 #ifndef RDM_TRANSPORT_H
 #define RDM_TRANSPORT_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "node/config.h"
+#include "lib/addr.h"
 #include "transport/loop.h"
+
+/* A chain's transport settings (the chain config's transport: section). */
+struct rdm_transport_conf {
+	uint32_t queue_bytes;			 /* bounded send queue per connection */
+	uint32_t max_frame;			 /* largest frame accepted, header + packet */
+	uint32_t backoff_min_ms, backoff_max_ms; /* reconnect backoff */
+	uint32_t batch;				 /* frames per receive/send batch */
+	uint32_t keepalive_ms; /* a silent peer is declared dead after about this long */
+	uint32_t credits;      /* rdma: receive slots granted to each peer */
+	uint32_t inline_max;   /* rdma: inline bytes asked of the device */
+	uint32_t spin_us;      /* rdma: CQ polling before sleeping on the channel */
+	uint32_t drain_ms;     /* a replica that leaves a next list keeps its flows this long */
+};
 
 struct rdm_conn;
 struct rdm_listener;
@@ -47,40 +61,40 @@ struct rdm_conn_opts {
 	uint32_t queue_bytes; /* send queue limit */
 	uint32_t max_frame;   /* largest frame, header + packet */
 	uint32_t backoff_min_ms, backoff_max_ms;
-	uint32_t batch;       /* frames per on_frames call at most */
-	int sndbuf, rcvbuf;   /* socket buffer sizes, 0 = the kernel's */
-	int reuseport;        /* listeners: one per worker on the same port */
-	uint32_t keepalive_ms; /* a silent peer is declared dead after about this long */
+	uint32_t batch;		      /* frames per on_frames call at most */
+	int sndbuf, rcvbuf;	      /* socket buffer sizes, 0 = the kernel's */
+	int reuseport;		      /* listeners: one per worker on the same port */
+	uint32_t keepalive_ms;	      /* a silent peer is declared dead after about this long */
 	const struct rdm_addr *local; /* outbound: source address (port ignored), or NULL */
-	uint32_t node_id;     /* announced to the peer at connection set-up */
+	uint32_t node_id;	      /* announced to the peer at connection set-up */
 	/* rdma */
-	uint32_t credits;     /* receive slots granted to each peer (default 64) */
-	uint32_t inline_max;  /* inline bytes to ask the device for (default 256) */
-	uint32_t spin_us;     /* poll the CQ this long before sleeping (default 20) */
+	uint32_t credits;    /* receive slots granted to each peer (default 64) */
+	uint32_t inline_max; /* inline bytes to ask the device for (default 256) */
+	uint32_t spin_us;    /* poll the CQ this long before sleeping (default 20) */
 };
 
 struct rdm_conn_stats {
 	uint64_t tx_frames, tx_bytes;
 	uint64_t partial_writes; /* writes the socket took only part of */
 	uint64_t rx_frames, rx_bytes;
-	uint64_t congested;      /* times the send queue passed its limit */
-	uint64_t queue_full;     /* frames refused at the hard limit (caller ignored congestion) */
-	uint64_t lost_on_close;  /* frames still queued when the connection failed */
-	uint64_t rx_bad_len;     /* tcp: length prefixes over max_frame (connection reset);
-				  * rdma: packed messages with a record past their end (the
-				  * rest of that message dropped) */
+	uint64_t congested;	/* times the send queue passed its limit */
+	uint64_t queue_full;	/* frames refused at the hard limit (caller ignored congestion) */
+	uint64_t lost_on_close; /* frames still queued when the connection failed */
+	uint64_t rx_bad_len;	/* tcp: length prefixes over max_frame (connection reset);
+				 * rdma: packed messages with a record past their end (the
+				 * rest of that message dropped) */
 	uint64_t connects, connect_fails, disconnects;
 	/* rdma */
-	uint64_t inline_sends;   /* frames sent inline (copied by the device at post) */
-	uint64_t zero_copy;      /* frames whose packet was sent from the receive slot */
-	uint64_t credit_stalls;  /* frames that had to wait for credits */
-	uint64_t credit_msgs;    /* explicit credit returns (one-way traffic) */
+	uint64_t inline_sends;	/* frames sent inline (copied by the device at post) */
+	uint64_t zero_copy;	/* frames whose packet was sent from the receive slot */
+	uint64_t credit_stalls; /* frames that had to wait for credits */
+	uint64_t credit_msgs;	/* explicit credit returns (one-way traffic) */
 	uint64_t keepalives;
 	uint64_t rnr_errors, retry_errors, wc_errors;
-	uint64_t unreachable;    /* attempts that found no RDMA responder at the peer */
-	uint64_t tx_msgs;        /* messages that carried frames, one or several */
-	uint64_t tx_packed;      /* of those, messages that carried several (packed) */
-	uint64_t rx_packed;      /* packed messages received */
+	uint64_t unreachable; /* attempts that found no RDMA responder at the peer */
+	uint64_t tx_msgs;     /* messages that carried frames, one or several */
+	uint64_t tx_packed;   /* of those, messages that carried several (packed) */
+	uint64_t rx_packed;   /* packed messages received */
 };
 
 struct rdm_transport_ops {
@@ -100,10 +114,10 @@ struct rdm_transport_ops {
 	size_t (*queued)(const struct rdm_conn *c);
 	void (*pause_rx)(struct rdm_conn *c);
 	void (*resume_rx)(struct rdm_conn *c);
-	/* Optional. The sender is done: once everything queued is out, tell the peer so
-	 * (TCP: a FIN) and stay to read until the peer closes too, when the connection goes
-	 * down and is not reopened. Closing at once instead could make the peer lose what
-	 * it has not read yet (a TCP reset discards it). */
+	/* Optional (rdm_conn_shutdown_tx says whether it exists). The sender is done: once
+	 * everything queued is out, tell the peer so (TCP: a FIN) and stay to read until the peer
+	 * closes too, when the connection goes down and is not reopened. Closing at once instead
+	 * could make the peer lose what it has not read yet (a TCP reset discards it). */
 	void (*shutdown_tx)(struct rdm_conn *c);
 	/* Closes at once; queued frames count as lost_on_close. Accepts NULL. */
 	void (*close)(struct rdm_conn *c);
@@ -128,18 +142,78 @@ extern const struct rdm_transport_ops rdm_rdma_ops;
  * no network round trip: it only binds. */
 int rdm_rdma_probe(const struct rdm_addr *local);
 
-/* The backend called name ("tcp"), or NULL. */
+/* The backend called name ("tcp" or "rdma"), or NULL. */
 const struct rdm_transport_ops *rdm_transport_find(const char *name);
 
 /* Options from the chain's transport section, with keepalive and socket defaults. */
 void rdm_conn_opts_from_conf(struct rdm_conn_opts *o, const struct rdm_transport_conf *t);
+
+/* Every op has a wrapper, and callers use only these: an optional op a backend leaves
+ * out (NULL in its table) is a no-op here, so no caller tests an op for NULL. */
+
+/* ops->connect. */
+static inline struct rdm_conn *rdm_connect(const struct rdm_transport_ops *ops, struct rdm_loop *l,
+					   const struct rdm_addr *peer,
+					   const struct rdm_conn_opts *o,
+					   const struct rdm_conn_cbs *cbs)
+{
+	return ops->connect(l, peer, o, cbs);
+}
+
+/* ops->listen. */
+static inline struct rdm_listener *rdm_listen(const struct rdm_transport_ops *ops,
+					      struct rdm_loop *l, const struct rdm_addr *addr,
+					      const struct rdm_conn_opts *o,
+					      const struct rdm_conn_cbs *cbs)
+{
+	return ops->listen(l, addr, o, cbs);
+}
 
 static inline int rdm_conn_send(struct rdm_conn *c, const struct rdm_txframe *f, int n)
 {
 	return c->ops->send_batch(c, f, n);
 }
 
-/* Writes "a.b.c.d:port" or "[v6]:port" into out. */
-void rdm_addr_format(const struct sockaddr_storage *ss, socklen_t len, char *out, size_t cap);
+static inline size_t rdm_conn_queued(const struct rdm_conn *c)
+{
+	return c->ops->queued(c);
+}
+
+static inline void rdm_conn_pause_rx(struct rdm_conn *c)
+{
+	if (c->ops->pause_rx)
+		c->ops->pause_rx(c);
+}
+
+static inline void rdm_conn_resume_rx(struct rdm_conn *c)
+{
+	if (c->ops->resume_rx)
+		c->ops->resume_rx(c);
+}
+
+/* The sender is done (ops->shutdown_tx): 0 when the backend closes gracefully (the
+ * connection goes down once the peer has closed too: wait for on_down), -EOPNOTSUPP when
+ * it has no graceful close (close it). */
+static inline int rdm_conn_shutdown_tx(struct rdm_conn *c)
+{
+	if (!c->ops->shutdown_tx)
+		return -EOPNOTSUPP;
+	c->ops->shutdown_tx(c);
+	return 0;
+}
+
+/* Closes at once; accepts NULL. */
+static inline void rdm_conn_close(struct rdm_conn *c)
+{
+	if (c)
+		c->ops->close(c);
+}
+
+/* Closes a listener of backend ops; accepts NULL. */
+static inline void rdm_listener_close(const struct rdm_transport_ops *ops, struct rdm_listener *lst)
+{
+	if (lst)
+		ops->close_listener(lst);
+}
 
 #endif

@@ -1,4 +1,4 @@
-/* libFuzzer target: the control channel's message parser (orchestrator/msg.c), which
+/* libFuzzer target: the control channel's message parser (lib/msg.c), which
  * reads whatever an authenticated peer sends. Any input must either be refused with a
  * reason or parse into a message that, built again, parses into the same message. */
 #include <stdint.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "orchestrator/msg.h"
+#include "lib/msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

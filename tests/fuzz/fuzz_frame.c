@@ -30,8 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if ((f.present & RDM_F_FLOW_ID) && g.flow_id != f.flow_id)
 		abort();
-	if ((f.present & RDM_F_HOST) && (g.host.len != f.host.len ||
-					 memcmp(g.host.p, f.host.p, f.host.len)))
+	if ((f.present & RDM_F_HOST) &&
+	    (g.host.len != f.host.len || memcmp(g.host.p, f.host.p, f.host.len)))
 		abort();
 	l2 = rdm_frame_encode(&g, out2, sizeof(out2));
 	if (l2 != l1 || memcmp(out1, out2, (size_t)l1))

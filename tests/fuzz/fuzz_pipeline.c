@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "node/pkt.h"
-#include "node/yaml.h"
+#include "lib/pkt.h"
+#include "lib/yaml.h"
 #include "services/flowtable.h"
 #include "services/stage.h"
 #include "transport/frame.h"
@@ -36,8 +36,10 @@ static const char *const stage_name[N_STAGES] = {"identity", "dpi", "policy", "f
 
 static const struct rdm_stage_ops *ops[N_STAGES];
 static void *conf[N_STAGES], *rt[N_STAGES];
-static struct rdm_flow_conf flows = {.max_flows = 256, .tcp_idle_ms = 2000,
-				     .tcp_closed_ms = 100, .udp_idle_ms = 500,
+static struct rdm_flow_conf flows = {.max_flows = 256,
+				     .tcp_idle_ms = 2000,
+				     .tcp_closed_ms = 100,
+				     .udp_idle_ms = 500,
 				     .other_idle_ms = 300};
 static uint64_t inputs;
 static uint8_t hdr[8192];
@@ -45,7 +47,8 @@ static uint8_t hdr[8192];
 static void setup(void)
 {
 	static char dirpath[] = "/tmp/rdm-fuzz-dir.XXXXXX";
-	struct rdm_stage_env env = {.node_id = 2, .node_name = "fuzz", .worker = 0, .flows = &flows};
+	struct rdm_stage_env env = {
+	    .node_id = 2, .node_name = "fuzz", .worker = 0, .flows = &flows};
 	char file[128], text[512], err[512];
 	FILE *fp;
 

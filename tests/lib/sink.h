@@ -16,10 +16,10 @@
 #endif
 
 struct sink {
-	uint32_t got;         /* frames received */
+	uint32_t got;	      /* frames received */
 	uint32_t expect_next; /* frames carry their index in the first 4 bytes */
 	uint32_t bad;
-	int pause;            /* when set, take nothing (backpressure) */
+	int pause; /* when set, take nothing (backpressure) */
 	int ups, downs, writable;
 	struct rdm_conn *last;
 	/* decode mode (malformed_frames...): rdm_frame_decode's result per frame */
@@ -56,7 +56,8 @@ static int on_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n, voi
 
 			if (s->got < 64) {
 				s->rc[s->got] = rc;
-				s->seq[s->got] = rc == 0 && (fr.present & RDM_F_SEQ) ? (uint32_t)fr.seq : 0;
+				s->seq[s->got] =
+				    rc == 0 && (fr.present & RDM_F_SEQ) ? (uint32_t)fr.seq : 0;
 			}
 			s->got++;
 			continue;

@@ -48,7 +48,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!ctx) {
-		fprintf(stderr, "max-inline: cannot open device %s\n", argc > 1 ? argv[1] : "(first)");
+		fprintf(stderr, "max-inline: cannot open device %s\n",
+			argc > 1 ? argv[1] : "(first)");
 		return 1;
 	}
 	pd = ibv_alloc_pd(ctx);
@@ -71,9 +72,9 @@ int main(int argc, char **argv)
 			hi = mid - 1;
 	}
 	try_inline(pd, cq, lo, &reported);
-	printf("%s max_inline_data %u (largest RC QP request accepted; create_qp returned cap %u)\n",
-	       ibv_get_device_name(ctx->device),
-	       lo, reported);
+	printf(
+	    "%s max_inline_data %u (largest RC QP request accepted; create_qp returned cap %u)\n",
+	    ibv_get_device_name(ctx->device), lo, reported);
 	ibv_destroy_cq(cq);
 	ibv_dealloc_pd(pd);
 	ibv_close_device(ctx);

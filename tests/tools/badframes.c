@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "node/config.h"
-#include "node/pkt.h"
+#include "lib/pkt.h"
 #include "transport/frame.h"
 
 static int send_frame(int fd, const uint8_t *f, uint32_t len)
@@ -27,9 +27,9 @@ static int send_frame(int fd, const uint8_t *f, uint32_t len)
 /* A plain IPv4 TCP SYN 10.1.0.9:40000 -> 10.2.0.9:443 (checksums unchecked here). */
 static uint32_t syn(uint8_t *p)
 {
-	static const uint8_t b[40] = {0x45, 0, 0, 40, 0, 1, 0x40, 0,	 64, 6,	   0,	 0,    10, 1,
-				      0,    9, 10, 2, 0,  9, 0x9c, 0x40, 1,  0xbb, 0,	 0,    0,  1,
-				      0,    0, 0,  0, 0x50, 2, 0xff, 0xff, 0,	 0,    0,  0};
+	static const uint8_t b[40] = {0x45, 0, 0,  40, 0,    1, 0x40, 0,    64, 6,    0, 0, 10, 1,
+				      0,    9, 10, 2,  0,    9, 0x9c, 0x40, 1,	0xbb, 0, 0, 0,	1,
+				      0,    0, 0,  0,  0x50, 2, 0xff, 0xff, 0,	0,    0, 0};
 
 	memcpy(p, b, sizeof(b));
 	return sizeof(b);
@@ -82,7 +82,8 @@ static int absurd(int fd)
 			break;
 		case 6: /* every group, ids and risk at their maximum */
 			for (int g = 0; g < RDM_MAX_GROUPS; g++)
-				f.groups[g] = (struct rdm_str){str[g], 14}; /* 16 x 15 B: a full TLV */
+				f.groups[g] =
+				    (struct rdm_str){str[g], 14}; /* 16 x 15 B: a full TLV */
 			f.n_groups = RDM_MAX_GROUPS;
 			f.master_proto = f.app_proto = 0xffff;
 			f.category_id = 0xffff;

@@ -30,7 +30,7 @@
 #include "node/config.h"
 #include "node/maglev.h"
 #include "node/pcapio.h"
-#include "node/pkt.h"
+#include "lib/pkt.h"
 #include "transport/frame.h"
 
 struct pkt {
@@ -41,15 +41,15 @@ struct pkt {
 
 static int fails;
 
-#define CHECK(cond, ...)                                                                          \
-	do {                                                                                      \
-		if (!(cond)) {                                                                    \
-			if (fails++ < 20) {                                                       \
-				fprintf(stderr, "chaincheck: ");                                  \
-				fprintf(stderr, __VA_ARGS__);                                     \
-				fputc('\n', stderr);                                              \
-			}                                                                         \
-		}                                                                                 \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			if (fails++ < 20) {                                                        \
+				fprintf(stderr, "chaincheck: ");                                   \
+				fprintf(stderr, __VA_ARGS__);                                      \
+				fputc('\n', stderr);                                               \
+			}                                                                          \
+		}                                                                                  \
 	} while (0)
 
 static uint64_t stat_get(const char *path, const char *key)
@@ -86,15 +86,21 @@ struct flow_last {
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"in", required_argument, NULL, 'i'},	  {"frames", required_argument, NULL, 'f'},
-		{"ip", required_argument, NULL, 'o'},	  {"egress-stats", required_argument, NULL, 'e'},
-		{"hops", required_argument, NULL, 'h'},   {"after", required_argument, NULL, 'a'},
-		{"count", required_argument, NULL, 'n'},  {"loss-via", required_argument, NULL, 'l'},
-		{"maglev", required_argument, NULL, 'm'}, {"via-name", required_argument, NULL, 'v'},
-		{NULL, 0, NULL, 0},
+	    {"in", required_argument, NULL, 'i'},
+	    {"frames", required_argument, NULL, 'f'},
+	    {"ip", required_argument, NULL, 'o'},
+	    {"egress-stats", required_argument, NULL, 'e'},
+	    {"hops", required_argument, NULL, 'h'},
+	    {"after", required_argument, NULL, 'a'},
+	    {"count", required_argument, NULL, 'n'},
+	    {"loss-via", required_argument, NULL, 'l'},
+	    {"maglev", required_argument, NULL, 'm'},
+	    {"via-name", required_argument, NULL, 'v'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *in = NULL, *frames = NULL, *ip = NULL, *estats = NULL, *hops = NULL;
-	uint64_t after = UINT64_MAX, count = UINT64_MAX, n_in = 0, cap_in = 0, n_frames = 0, missing = 0, flows = 0;
+	uint64_t after = UINT64_MAX, count = UINT64_MAX, n_in = 0, cap_in = 0, n_frames = 0,
+		 missing = 0, flows = 0;
 	uint32_t hop_ids[RDM_MAX_HOPS][MAX_ALTS];
 	int n_alts[RDM_MAX_HOPS] = {0}, n_hop_ids = 0, replicas = 0, c;
 	uint64_t per_node[RDM_MAX_HOPS][MAX_ALTS] = {{0}};
@@ -120,21 +126,43 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'i': in = optarg; break;
-		case 'f': frames = optarg; break;
-		case 'o': ip = optarg; break;
-		case 'e': estats = optarg; break;
-		case 'h': hops = optarg; break;
-		case 'a': after = strtoull(optarg, NULL, 10); break;
-		case 'n': count = strtoull(optarg, NULL, 10); break;
-		case 'l': loss_via = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'm': maglev = optarg; break;
-		case 'v': via_name = optarg; break;
-		default: return 2;
+		case 'i':
+			in = optarg;
+			break;
+		case 'f':
+			frames = optarg;
+			break;
+		case 'o':
+			ip = optarg;
+			break;
+		case 'e':
+			estats = optarg;
+			break;
+		case 'h':
+			hops = optarg;
+			break;
+		case 'a':
+			after = strtoull(optarg, NULL, 10);
+			break;
+		case 'n':
+			count = strtoull(optarg, NULL, 10);
+			break;
+		case 'l':
+			loss_via = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'm':
+			maglev = optarg;
+			break;
+		case 'v':
+			via_name = optarg;
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (!in || !frames || !estats || !hops) {
-		fprintf(stderr, "usage: chaincheck --in IN --frames FRAMES --egress-stats F --hops 1,2,3 [--ip OUT] [--after SEQ]\n");
+		fprintf(stderr, "usage: chaincheck --in IN --frames FRAMES --egress-stats F --hops "
+				"1,2,3 [--ip OUT] [--after SEQ]\n");
 		return 2;
 	}
 	{
@@ -144,7 +172,8 @@ int main(int argc, char **argv)
 		     tok = strtok(NULL, ",")) {
 			for (char *a = tok; a && n_alts[n_hop_ids] < MAX_ALTS; a = strchr(a, '|')) {
 				a += *a == '|';
-				hop_ids[n_hop_ids][n_alts[n_hop_ids]++] = (uint32_t)strtoul(a, NULL, 10);
+				hop_ids[n_hop_ids][n_alts[n_hop_ids]++] =
+				    (uint32_t)strtoul(a, NULL, 10);
 			}
 			replicas |= n_alts[n_hop_ids] > 1;
 			n_hop_ids++;
@@ -192,7 +221,7 @@ int main(int argc, char **argv)
 		if (rc)
 			continue;
 		CHECK((f.present & (RDM_F_SEQ | RDM_F_FLOW_KEY | RDM_F_FLOW_ID | RDM_F_HOPS)) ==
-			      (RDM_F_SEQ | RDM_F_FLOW_KEY | RDM_F_FLOW_ID | RDM_F_HOPS),
+			  (RDM_F_SEQ | RDM_F_FLOW_KEY | RDM_F_FLOW_ID | RDM_F_HOPS),
 		      "frame %" PRIu64 ": state missing (present 0x%x)", n_frames, f.present);
 		if (!(f.present & RDM_F_SEQ) || f.seq >= n_in) {
 			CHECK(0, "frame %" PRIu64 ": sequence out of range", n_frames);
@@ -209,7 +238,8 @@ int main(int argc, char **argv)
 		/* State written at ingress, seen at egress: the key must match the packet. */
 		CHECK(rdm_pkt_flow_key(f.pkt, f.pkt_len, &k) == 0 && !memcmp(&k, &f.key, sizeof(k)),
 		      "seq %" PRIu64 ": flow key TLV does not match the packet", f.seq);
-		CHECK(f.flow_id == rdm_flow_hash(&f.key), "seq %" PRIu64 ": flow id mismatch", f.seq);
+		CHECK(f.flow_id == rdm_flow_hash(&f.key), "seq %" PRIu64 ": flow id mismatch",
+		      f.seq);
 		CHECK(f.n_hops == n_hop_ids, "seq %" PRIu64 ": %d hop stamps, want %d", f.seq,
 		      f.n_hops, n_hop_ids);
 		for (int i = 0; i < f.n_hops && i < n_hop_ids; i++) {
@@ -237,7 +267,8 @@ int main(int argc, char **argv)
 				break;
 			}
 			if (fl[j].id == f.flow_id) {
-				CHECK(f.seq > fl[j].last, "flow %016" PRIx64 ": out of order", f.flow_id);
+				CHECK(f.seq > fl[j].last, "flow %016" PRIx64 ": out of order",
+				      f.flow_id);
 				fl[j].last = f.seq;
 				for (int i = 0; i < f.n_hops && i < n_hop_ids; i++) {
 					/* Off a dead replica (--loss-via) a flow may move, once. */
@@ -248,8 +279,9 @@ int main(int argc, char **argv)
 						continue;
 					}
 					CHECK(f.hops[i].node == fl[j].hop[i] ||
-						      (fl[j].moved && fl[j].hop[i] == loss_via),
-					      "flow %016" PRIx64 ": hop %d went through %u, then %u",
+						  (fl[j].moved && fl[j].hop[i] == loss_via),
+					      "flow %016" PRIx64
+					      ": hop %d went through %u, then %u",
 					      f.flow_id, i, fl[j].hop[i], f.hops[i].node);
 				}
 				break;
@@ -270,7 +302,8 @@ int main(int argc, char **argv)
 		while ((len = rdm_pcap_next(pin, &p)) > 0) {
 			while (s < n_in && !pk[s].seen)
 				s++;
-			CHECK(s < n_in && (uint32_t)len == pk[s].len && !memcmp(p, pk[s].data, (size_t)len),
+			CHECK(s < n_in && (uint32_t)len == pk[s].len &&
+				  !memcmp(p, pk[s].data, (size_t)len),
 			      "ip capture packet %" PRIu64 " differs", n_ip);
 			s++;
 			n_ip++;
@@ -290,7 +323,8 @@ int main(int argc, char **argv)
 		}
 		mg = rdm_maglev_new(mg_names, mg_n, 0);
 		if (!mg || mg_via < 0) {
-			fprintf(stderr, "chaincheck: --maglev needs replica names and --via-name one of them\n");
+			fprintf(stderr, "chaincheck: --maglev needs replica names and --via-name "
+					"one of them\n");
 			return 2;
 		}
 	}
@@ -309,8 +343,10 @@ int main(int argc, char **argv)
 			if (!fl[j].used) {
 				lossy_whole++;
 				CHECK(!mg || rdm_maglev_lookup(mg, id) == mg_via,
-				      "seq %" PRIu64 ": lost from flow %016" PRIx64 " that the table gives "
-				      "to %s, not %s", s, id, mg_names[rdm_maglev_lookup(mg, id)], via_name);
+				      "seq %" PRIu64 ": lost from flow %016" PRIx64
+				      " that the table gives "
+				      "to %s, not %s",
+				      s, id, mg_names[rdm_maglev_lookup(mg, id)], via_name);
 			} else {
 				int via = 0;
 
@@ -319,16 +355,20 @@ int main(int argc, char **argv)
 				/* A flow of the dead replica may have lost its first packets there
 				 * and gone on through another while the replica was being moved. */
 				via |= mg && rdm_maglev_lookup(mg, id) == mg_via;
-				CHECK(via, "seq %" PRIu64 ": lost from flow %016" PRIx64
-				      " that neither passed node %u nor is given to it by the table",
-				      s, id, loss_via);
+				CHECK(
+				    via,
+				    "seq %" PRIu64 ": lost from flow %016" PRIx64
+				    " that neither passed node %u nor is given to it by the table",
+				    s, id, loss_via);
 				lossy_via++;
 			}
 		}
 		if (!pk[s].seen) {
 			missing++;
-			CHECK(s < after, "seq %" PRIu64 " was sent after the reconnect (at %" PRIu64
-			      ") but never arrived", s, after);
+			CHECK(s < after,
+			      "seq %" PRIu64 " was sent after the reconnect (at %" PRIu64
+			      ") but never arrived",
+			      s, after);
 		}
 	}
 	{
@@ -346,7 +386,8 @@ int main(int argc, char **argv)
 	       " flows; missing %" PRIu64 "; %s\n",
 	       n_in, n_frames, flows, missing, fails ? "FAILED" : "all checks hold");
 	if (loss_via)
-		printf("chaincheck: missing packets via node %u: %" PRIu64 "; from flows none of whose "
+		printf("chaincheck: missing packets via node %u: %" PRIu64
+		       "; from flows none of whose "
 		       "packets arrived: %" PRIu64 "%s; flows that moved off it: %" PRIu64 "\n",
 		       loss_via, lossy_via, lossy_whole,
 		       mg ? ", each a flow the upstream's table gives to the same replica" : "",

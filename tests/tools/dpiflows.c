@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/pkt.h"
+#include "lib/pkt.h"
 #include "transport/frame.h"
 
 struct flow {

@@ -16,9 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "orchestrator/msg.h"
+#include "lib/msg.h"
 #include "orchestrator/orch.h"
-#include "orchestrator/tls.h"
+#include "lib/tls.h"
 #include "transport/loop.h"
 
 static char *slurp(const char *path, size_t *len)
@@ -52,10 +52,13 @@ static char *slurp(const char *path, size_t *len)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"listen", required_argument, NULL, 'l'},  {"certs", required_argument, NULL, 'c'},
-		{"epoch", required_argument, NULL, 'e'},   {"chain", required_argument, NULL, 'f'},
-		{"replicas", required_argument, NULL, 'r'}, {"wait-ms", required_argument, NULL, 'w'},
-		{NULL, 0, NULL, 0},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"certs", required_argument, NULL, 'c'},
+	    {"epoch", required_argument, NULL, 'e'},
+	    {"chain", required_argument, NULL, 'f'},
+	    {"replicas", required_argument, NULL, 'r'},
+	    {"wait-ms", required_argument, NULL, 'w'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *listen_at = NULL, *certs = NULL, *chain = NULL, *reps = "";
 	uint64_t epoch = 0, deadline;
@@ -69,18 +72,32 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'l': listen_at = optarg; break;
-		case 'c': certs = optarg; break;
-		case 'e': epoch = strtoull(optarg, NULL, 10); break;
-		case 'f': chain = optarg; break;
-		case 'r': reps = optarg; break;
-		case 'w': wait_ms = atoi(optarg); break;
-		default: return 2;
+		case 'l':
+			listen_at = optarg;
+			break;
+		case 'c':
+			certs = optarg;
+			break;
+		case 'e':
+			epoch = strtoull(optarg, NULL, 10);
+			break;
+		case 'f':
+			chain = optarg;
+			break;
+		case 'r':
+			reps = optarg;
+			break;
+		case 'w':
+			wait_ms = atoi(optarg);
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (!listen_at || !certs || !chain || !epoch) {
-		fprintf(stderr, "usage: orchreplay --listen IP:PORT --certs DIR --epoch N --chain FILE "
-				"--replicas IDS [--wait-ms MS]\n");
+		fprintf(stderr,
+			"usage: orchreplay --listen IP:PORT --certs DIR --epoch N --chain FILE "
+			"--replicas IDS [--wait-ms MS]\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

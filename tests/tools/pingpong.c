@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/hist.h"
+#include "lib/hist.h"
 #include "transport/transport.h"
 
 static int echo(struct rdm_conn *c, const struct rdm_rxframe *f, int n, void *arg)
@@ -44,7 +44,7 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "server")) {
 		struct rdm_conn_cbs cbs = {.on_frames = echo};
 
-		if (!ops->listen(l, &a, &o, &cbs)) {
+		if (!rdm_listen(ops, l, &a, &o, &cbs)) {
 			perror("pingpong: listen");
 			return 1;
 		}
@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 		uint64_t end;
 
 		o.local = &local;
-		c = ops->connect(l, &a, &o, &cbs);
+		c = rdm_connect(ops, l, &a, &o, &cbs);
 		end = rdm_now_ns() + 10000000000ull;
 		while (!c->up && rdm_now_ns() < end)
 			rdm_loop_run_once(l, 10);
@@ -86,7 +86,7 @@ int main(int argc, char **argv)
 		}
 		printf("%.1f %.1f\n", rdm_hist_pct(&h, 50) / 1000.0, rdm_hist_pct(&h, 99) / 1000.0);
 		fflush(stdout);
-		c->ops->close(c);
+		rdm_conn_close(c);
 	}
 	rdm_loop_free(l); /* runs the deferred frees: nothing is left for LeakSanitizer */
 	return 0;

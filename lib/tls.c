@@ -1,5 +1,5 @@
 /* The control channel's TLS 1.3 transport (see tls.h), with OpenSSL 3. */
-#include "orchestrator/tls.h"
+#include "lib/tls.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -21,8 +21,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "orchestrator/certs.h"
-#include "transport/transport.h"
+#include "lib/certs.h"
+#include "lib/addr.h"
+#include "lib/byteorder.h"
 
 #define TLS_NAME_LEN  (RDM_CERTS_NAME_MAX + 1)
 #define TLS_ERR_LEN   320
@@ -697,14 +698,6 @@ static int write_all(struct rdm_tls_conn *c, const void *p, size_t n, uint64_t d
 	return 0;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 /* Sends one message by the deadline; the body of rdm_tls_send. */
 static int send_msg(struct rdm_tls_conn *c, const void *buf, uint32_t len, uint64_t deadline)
 {
@@ -722,12 +715,12 @@ static int send_msg(struct rdm_tls_conn *c, const void *buf, uint32_t len, uint6
 	}
 	if (len <= TLS_SMALL_MSG) {
 		/* One record for header and body. */
-		put_be32(small, len);
+		rdm_put_be32(small, len);
 		if (len)
 			memcpy(small + 4, buf, len);
 		rc = write_all(c, small, 4 + (size_t)len, deadline);
 	} else {
-		put_be32(small, len);
+		rdm_put_be32(small, len);
 		rc = write_all(c, small, 4, deadline);
 		if (rc == 0)
 			rc = write_all(c, buf, len, deadline);
@@ -765,8 +758,7 @@ static int recv_msg(struct rdm_tls_conn *c, uint8_t **buf, uint32_t *len, uint64
 		c->hdr_got += (uint32_t)n;
 	}
 	if (!c->rx_buf) {
-		c->rx_len = (uint32_t)c->hdr[0] << 24 | (uint32_t)c->hdr[1] << 16 |
-			    (uint32_t)c->hdr[2] << 8 | c->hdr[3];
+		c->rx_len = rdm_get_be32(c->hdr);
 		if (c->rx_len > max) {
 			pthread_mutex_lock(&c->lock);
 			fail(c->err, sizeof(c->err), 0,

@@ -1,4 +1,4 @@
-#include "node/yaml.h"
+#include "lib/yaml.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -3,7 +3,14 @@
 #define RDM_PKT_H
 
 #include <stdint.h>
-#include "transport/frame.h"
+
+/* An IP flow's 5-tuple. */
+struct rdm_flow_key {
+	uint8_t family; /* 4 or 6 */
+	uint8_t proto;	/* IPPROTO_* */
+	uint16_t sport, dport;
+	uint8_t src[16], dst[16]; /* IPv4 in the first 4 bytes, the rest zero */
+};
 
 /* Extracts the 5-tuple of an IPv4 or IPv6 packet. Ports are 0 for protocols without
  * them and for non-first fragments. Returns 0, or -EINVAL when the packet is too short
@@ -21,14 +28,5 @@ int rdm_pkt_l4(const uint8_t *pkt, uint32_t len, uint8_t *proto);
 
 /* A hash of the 5-tuple that is the same for both directions of a flow. */
 uint64_t rdm_flow_hash(const struct rdm_flow_key *k);
-
-/* The symmetric hash of the flow of frame f, whose key is k: the FLOW_ID the chain's
- * ingress wrote when f carries it with its FLOW_KEY (k is then f's key), else computed
- * from k. Saves each stage its own SipHash of every packet; a wrong FLOW_ID from upstream
- * only splits that flow's own state. */
-uint64_t rdm_frame_flow_hash(const struct rdm_frame *f, const struct rdm_flow_key *k);
-
-/* The NSH next-protocol value for an IP packet (from its version nibble), 0 if none. */
-uint8_t rdm_pkt_next_proto(const uint8_t *pkt, uint32_t len);
 
 #endif

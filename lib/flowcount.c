@@ -1,4 +1,4 @@
-#include "node/flowcount.h"
+#include "lib/flowcount.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-#include "node/hist.h"
+#include "lib/hist.h"
 
 #include <string.h>
 

@@ -1,4 +1,7 @@
-/* rdmesh: one binary, several commands. */
+/* rdmesh node and rdmesh check: run one node of a chain (static, or as a rack node under
+ * the orchestrator), or validate a chain config. */
+#include "node/commands.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -7,38 +10,20 @@
 #include <string.h>
 
 #include "node/agent.h"
-#include "node/commands.h"
 #include "node/config.h"
 #include "node/metrics.h"
 #include "node/node.h"
 
-#define RDMESH_VERSION "0.1.0"
-
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: rdmesh COMMAND [ARGS]\n"
-		"  node --config CHAIN.yaml --name NODE [--stats FILE] [--drain-ms MS]\n"
-		"       [--metrics IP:PORT]\n"
-		"                      run one node of a chain until done or SIGTERM;\n"
-		"                      --metrics serves Prometheus text on http://IP:PORT/metrics\n"
-		"  node --orch IP:PORT --name NODE [--certs DIR] [--dir DIR] [--drain-ms MS]\n"
-		"       [--metrics IP:PORT]\n"
-		"                      a rack node run by the orchestrator: runs the replicas it is\n"
-		"                      assigned (certs: DIR/ca.pem, DIR/NODE.pem, DIR/NODE.key;\n"
-		"                      default certs/; its files go in --dir, default rdmesh-NODE)\n"
-		"                      --metrics serves all its replicas' metrics in one scrape\n"
-		"  orch --rack RACK.yaml --chain CHAIN.yaml [--certs DIR] [--state FILE] ...\n"
-		"                      the orchestrator (rdmesh orch --help)\n"
-		"  check CHAIN.yaml    validate a chain config and print its nodes\n"
-		"  gen --flows N --packets N --out FILE.pcap [--seed S] [--rate PPS]\n"
-		"                      write generated traffic to a capture\n"
-		"  bench [--quick] [--out DIR] [--rdma]\n"
-		"                      one hop on each path (native, overlay, sidecar, rdma) side by\n"
-		"                      side: latency, throughput, CPU; CSV, markdown and PNG in DIR\n"
-		"  ctl certs --out DIR [--days N] NAME...\n"
-		"                      make the rack's CA and a certificate for each NAME\n"
-		"  version\n");
+	fprintf(
+	    out,
+	    "usage: rdmesh node --config CHAIN.yaml --name NODE [--stats FILE] [--drain-ms MS]\n"
+	    "                   [--metrics IP:PORT]\n"
+	    "       rdmesh node --orch IP:PORT --name NODE [--certs DIR] [--dir DIR]\n"
+	    "                   [--drain-ms MS] [--metrics IP:PORT]\n"
+	    "       rdmesh check CHAIN.yaml\n"
+	    "(rdmesh help lists every command)\n");
 }
 
 /* Signals are taken synchronously by the main thread (sigtimedwait); the threads it
@@ -55,14 +40,14 @@ static void take_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-static int cmd_node(int argc, char **argv)
+int rdm_cmd_node(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
-		{"stats", required_argument, NULL, 's'},  {"drain-ms", required_argument, NULL, 'd'},
-		{"help", no_argument, NULL, 'h'},	  {"metrics", required_argument, NULL, 'm'},
-		{"orch", required_argument, NULL, 'o'},	  {"certs", required_argument, NULL, 'C'},
-		{"dir", required_argument, NULL, 'D'},	  {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
+	    {"stats", required_argument, NULL, 's'},  {"drain-ms", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},	      {"metrics", required_argument, NULL, 'm'},
+	    {"orch", required_argument, NULL, 'o'},   {"certs", required_argument, NULL, 'C'},
+	    {"dir", required_argument, NULL, 'D'},    {NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *name = NULL, *stats = NULL, *metrics_at = NULL;
 	const char *orch = NULL, *certs = "certs", *dir = NULL;
@@ -75,21 +60,44 @@ static int cmd_node(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "c:n:s:d:m:o:C:D:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'o': orch = optarg; break;
-		case 'C': certs = optarg; break;
-		case 'D': dir = optarg; break;
-		case 'c': config = optarg; break;
-		case 'n': name = optarg; break;
-		case 's': stats = optarg; break;
-		case 'd': drain_ms = atoi(optarg); break;
-		case 'm': metrics_at = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'o':
+			orch = optarg;
+			break;
+		case 'C':
+			certs = optarg;
+			break;
+		case 'D':
+			dir = optarg;
+			break;
+		case 'c':
+			config = optarg;
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		case 's':
+			stats = optarg;
+			break;
+		case 'd':
+			drain_ms = atoi(optarg);
+			break;
+		case 'm':
+			metrics_at = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (orch) {
-		struct rdm_agent_opts ao = {.orch = orch, .name = name, .certs = certs,
-					    .drain_ms = drain_ms, .metrics = metrics_at};
+		struct rdm_agent_opts ao = {.orch = orch,
+					    .name = name,
+					    .certs = certs,
+					    .drain_ms = drain_ms,
+					    .metrics = metrics_at};
 
 		if (!name || config || stats || drain_ms < 0) {
 			fprintf(stderr, "rdmesh: node --orch takes --name, and --certs, --dir, "
@@ -154,7 +162,7 @@ static int cmd_node(int argc, char **argv)
 	return rc < 0 ? 1 : 0;
 }
 
-static int cmd_check(int argc, char **argv)
+int rdm_cmd_check(int argc, char **argv)
 {
 	struct rdm_chain_conf chain;
 	char err[512];
@@ -187,35 +195,4 @@ static int cmd_check(int argc, char **argv)
 	}
 	rdm_chain_free(&chain);
 	return 0;
-}
-
-int main(int argc, char **argv)
-{
-	if (argc < 2) {
-		usage(stderr);
-		return 2;
-	}
-	if (!strcmp(argv[1], "node"))
-		return cmd_node(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "check"))
-		return cmd_check(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "gen"))
-		return rdm_cmd_gen(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "bench"))
-		return rdm_cmd_bench(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "orch"))
-		return rdm_cmd_orch(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "ctl"))
-		return rdm_cmd_ctl(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
-		printf("rdmesh %s\n", RDMESH_VERSION);
-		return 0;
-	}
-	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		usage(stdout);
-		return 0;
-	}
-	fprintf(stderr, "rdmesh: unknown command '%s'\n", argv[1]);
-	usage(stderr);
-	return 2;
 }

@@ -1,8 +1,8 @@
 /* rdmesh ctl: the operator's commands. certs makes the rack's CA and certificates
- * (orchestrator/certs.h); the others are requests to the orchestrator over its control
- * channel (TLS with the certificate "ctl", orchestrator/msg.h), each answered by one
+ * (lib/certs.h); the others are requests to the orchestrator over its control
+ * channel (TLS with the certificate "ctl", lib/msg.h), each answered by one
  * reply that is printed as it comes. */
-#include "node/commands.h"
+#include "orchestrator/ctl.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -13,33 +13,35 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "orchestrator/certs.h"
-#include "orchestrator/msg.h"
+#include "lib/certs.h"
+#include "lib/msg.h"
 #include "orchestrator/orch.h"
-#include "orchestrator/tls.h"
+#include "lib/tls.h"
 
 #define CTL_CERTS_DAYS 365
 
 static void ctl_usage(FILE *to)
 {
-	fprintf(to,
-		"usage: rdmesh ctl SUBCOMMAND [ARGS]\n"
-		"subcommands:\n"
-		"  certs --out DIR [--days N] NAME...\n"
-		"                      make the rack's CA (DIR/ca.pem, DIR/ca.key; an existing\n"
-		"                      one is reused) and a certificate and key for each NAME\n"
-		"                      (DIR/NAME.pem, DIR/NAME.key): orch, ctl and every node\n"
-		"  [--orch IP:PORT] [--certs DIR] REQUEST   to the orchestrator (default: $RDMESH_ORCH,\n"
-		"                      else 127.0.0.1:%d; certs: $RDMESH_CERTS, else certs/, with\n"
-		"                      ca.pem, ctl.pem, ctl.key). REQUEST is one of:\n"
-		"    status            nodes, replicas, pps, drops, hop latency\n"
-		"    scale STAGE N     run N replicas of STAGE (flows keep their replica)\n"
-		"    drain NODE        move NODE's replicas elsewhere; it gets no new ones\n"
-		"    apply [--dry-run|--yes] CHAIN.yaml\n"
-		"                      show what the chain file changes, then apply it (asks first\n"
-		"                      on a terminal; --yes applies without asking)\n"
-		"    logs [N]          the orchestrator's last N log lines (default 50)\n",
-		RDM_ORCH_PORT);
+	fprintf(
+	    to,
+	    "usage: rdmesh ctl SUBCOMMAND [ARGS]\n"
+	    "subcommands:\n"
+	    "  certs --out DIR [--days N] NAME...\n"
+	    "                      make the rack's CA (DIR/ca.pem, DIR/ca.key; an existing\n"
+	    "                      one is reused) and a certificate and key for each NAME\n"
+	    "                      (DIR/NAME.pem, DIR/NAME.key): orch, ctl and every node\n"
+	    "  [--orch IP:PORT] [--certs DIR] REQUEST   to the orchestrator (default: "
+	    "$RDMESH_ORCH,\n"
+	    "                      else 127.0.0.1:%d; certs: $RDMESH_CERTS, else certs/, with\n"
+	    "                      ca.pem, ctl.pem, ctl.key). REQUEST is one of:\n"
+	    "    status            nodes, replicas, pps, drops, hop latency\n"
+	    "    scale STAGE N     run N replicas of STAGE (flows keep their replica)\n"
+	    "    drain NODE        move NODE's replicas elsewhere; it gets no new ones\n"
+	    "    apply [--dry-run|--yes] CHAIN.yaml\n"
+	    "                      show what the chain file changes, then apply it (asks first\n"
+	    "                      on a terminal; --yes applies without asking)\n"
+	    "    logs [N]          the orchestrator's last N log lines (default 50)\n",
+	    RDM_ORCH_PORT);
 }
 
 static void certs_usage(FILE *to)
@@ -225,13 +227,15 @@ static int cmd_apply(const char *orch, const char *certs, int argc, char **argv)
 			return rc;
 		if (!yes) {
 			if (!isatty(STDIN_FILENO)) {
-				fprintf(stderr, "rdmesh ctl apply: not applied: pass --yes to apply "
-						"without a terminal\n");
+				fprintf(stderr,
+					"rdmesh ctl apply: not applied: pass --yes to apply "
+					"without a terminal\n");
 				return 1;
 			}
 			printf("apply? [y/N] ");
 			fflush(stdout);
-			if (!fgets(line, sizeof(line), stdin) || (line[0] != 'y' && line[0] != 'Y')) {
+			if (!fgets(line, sizeof(line), stdin) ||
+			    (line[0] != 'y' && line[0] != 'Y')) {
 				printf("not applied\n");
 				return 1;
 			}

@@ -11,7 +11,7 @@
  * unknown name would see a bare close instead of the reason.
  *
  * Both ends load the rack's CA (ca.pem) and their own certificate and key
- * (orchestrator/certs.h makes them). The server requires a client certificate and
+ * (lib/certs.h makes them). The server requires a client certificate and
  * verifies it against the CA; the client verifies the server's against the CA and the
  * name it expects (the certificate's DNS subjectAltName, or its CN when it has none; no
  * wildcards). A holder's name is its first DNS subjectAltName, else its CN.

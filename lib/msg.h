@@ -1,5 +1,5 @@
 /* Messages of the control channel (orchestrator <-> nodes, orchestrator <-> ctl), carried
- * one per rdm_tls message (orchestrator/tls.h).
+ * one per rdm_tls message (lib/tls.h).
  *
  * A message is text with a versioned first line, header lines, and an optional body:
  *
@@ -25,8 +25,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RDM_MSG_PROTO	"RDMESH/1"
-#define RDM_MSG_MAX_HDR 32  /* header lines per message */
+/* The control channel's fixed names, port and timings, shared by the orchestrator, its
+ * node agents and rdmesh ctl. */
+#define RDM_ORCH_NAME	      "orch" /* the orchestrator's certificate name */
+#define RDM_CTL_NAME	      "ctl"  /* the operator's */
+#define RDM_ORCH_PORT	      7000
+#define RDM_ORCH_DEAD_MS      1500 /* default: silent this long = dead */
+#define RDM_ORCH_HEARTBEAT_MS 250  /* default heartbeat period asked of nodes */
+#define RDM_ORCH_SEND_MS      2000 /* bound on one send to a peer */
+
+#define RDM_MSG_PROTO	 "RDMESH/1"
+#define RDM_MSG_MAX_HDR	 32 /* header lines per message */
 #define RDM_MSG_TYPE_MAX 15
 
 struct rdm_tls_conn;

@@ -1,4 +1,4 @@
-#include "orchestrator/msg.h"
+#include "lib/msg.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "orchestrator/tls.h"
+#include "lib/tls.h"
 
 static int key_ok(const char *k, size_t len)
 {

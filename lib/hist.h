@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define RDM_HIST_SUB_BITS 6
-#define RDM_HIST_BUCKETS ((64 - RDM_HIST_SUB_BITS + 1) << RDM_HIST_SUB_BITS)
+#define RDM_HIST_BUCKETS  ((64 - RDM_HIST_SUB_BITS + 1) << RDM_HIST_SUB_BITS)
 
 struct rdm_hist {
 	uint64_t count, sum, min, max;

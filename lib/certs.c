@@ -1,5 +1,5 @@
 /* Certificate generation for a rack (see certs.h), with OpenSSL 3. */
-#include "orchestrator/certs.h"
+#include "lib/certs.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,6 @@
 /* Flow keys from raw IP packets, and the symmetric flow hash. */
-#include "node/pkt.h"
+#include "lib/pkt.h"
+#include "lib/byteorder.h"
 
 #include <errno.h>
 #include <string.h>
@@ -8,11 +9,6 @@
 /* Extension headers walked before giving up: more than this is not a packet any real
  * stack sends, and bounding the walk bounds the work an attacker can make us do. */
 #define PKT_MAX_EXT_HDRS 8
-
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
 
 /* Fills the ports of k from the transport header at l4 (avail bytes there). The
  * protocol's whole fixed header must be present, not just the ports, so that a packet
@@ -37,8 +33,8 @@ static int pkt_ports(uint8_t proto, const uint8_t *l4, uint32_t avail, struct rd
 	}
 	if (avail < need)
 		return -EINVAL;
-	k->sport = rd16(l4);
-	k->dport = rd16(l4 + 2);
+	k->sport = rdm_get_be16(l4);
+	k->dport = rdm_get_be16(l4 + 2);
 	return 0;
 }
 
@@ -51,7 +47,7 @@ static int pkt_v4(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k, uint
 	if (len < 20)
 		return -EINVAL;
 	ihl = (uint32_t)(pkt[0] & 0x0f) * 4;
-	tot = rd16(pkt + 2);
+	tot = rdm_get_be16(pkt + 2);
 	/* The caller's len may exceed the total length (link padding), never the reverse. */
 	if (ihl < 20 || tot < ihl || tot > len)
 		return -EINVAL;
@@ -59,7 +55,7 @@ static int pkt_v4(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k, uint
 	k->proto = pkt[9];
 	memcpy(k->src, pkt + 12, 4);
 	memcpy(k->dst, pkt + 16, 4);
-	frag = rd16(pkt + 6);
+	frag = rdm_get_be16(pkt + 6);
 	*l4 = 0;
 	if (frag & 0x1fff)
 		return 0; /* a later fragment: its transport header is in the first one */
@@ -75,7 +71,7 @@ static int pkt_v6(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k, uint
 
 	if (len < 40)
 		return -EINVAL;
-	plen = rd16(pkt + 4);
+	plen = rdm_get_be16(pkt + 4);
 	nh = pkt[6];
 	/* Payload length 0 with a hop-by-hop header is a jumbogram (RFC 2675): its real
 	 * length is in an option; the captured bytes are all we can bound it by. */
@@ -110,7 +106,7 @@ static int pkt_v6(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k, uint
 		case IPPROTO_FRAGMENT:
 			if (end - off < 8)
 				return -EINVAL;
-			if (rd16(pkt + off + 2) & 0xfff8) {
+			if (rdm_get_be16(pkt + off + 2) & 0xfff8) {
 				/* a later fragment: the upper layer header is in the first */
 				k->proto = pkt[off];
 				return 0;
@@ -182,20 +178,6 @@ uint8_t rdm_pkt_tcp_flags(const uint8_t *pkt, uint32_t len, const struct rdm_flo
 	return pkt[off + 13];
 }
 
-uint8_t rdm_pkt_next_proto(const uint8_t *pkt, uint32_t len)
-{
-	if (!pkt || len < 1)
-		return 0;
-	switch (pkt[0] >> 4) {
-	case 4:
-		return RDM_NSH_NP_IPV4;
-	case 6:
-		return RDM_NSH_NP_IPV6;
-	default:
-		return 0;
-	}
-}
-
 /* SipHash-2-4 rounds over whole 64-bit words with a fixed key. The key is not secret:
  * the hash spreads flows over workers and names them in frames, and every node must
  * compute the same value for a flow, so it has to be fixed. */
@@ -232,22 +214,6 @@ static void sip_word(struct sip *s, uint64_t m)
 }
 
 /* Big-endian loads, so that the hash of a flow is the same on every host. */
-static uint64_t rd64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-uint64_t rdm_frame_flow_hash(const struct rdm_frame *f, const struct rdm_flow_key *k)
-{
-	if ((f->present & (RDM_F_FLOW_KEY | RDM_F_FLOW_ID)) == (RDM_F_FLOW_KEY | RDM_F_FLOW_ID) &&
-	    k == &f->key)
-		return f->flow_id;
-	return rdm_flow_hash(k);
-}
 
 uint64_t rdm_flow_hash(const struct rdm_flow_key *k)
 {
@@ -275,10 +241,10 @@ uint64_t rdm_flow_hash(const struct rdm_flow_key *k)
 	}
 	sip_word(&s,
 		 (uint64_t)k->family << 56 | (uint64_t)k->proto << 48 | (uint64_t)pa << 16 | pb);
-	sip_word(&s, rd64(a));
-	sip_word(&s, rd64(a + 8));
-	sip_word(&s, rd64(b));
-	sip_word(&s, rd64(b + 8));
+	sip_word(&s, rdm_get_be64(a));
+	sip_word(&s, rdm_get_be64(a + 8));
+	sip_word(&s, rdm_get_be64(b));
+	sip_word(&s, rdm_get_be64(b + 8));
 	sip_word(&s, (uint64_t)40 << 56); /* length block, as SipHash finalises */
 	s.v2 ^= 0xff;
 	for (int i = 0; i < 4; i++)
