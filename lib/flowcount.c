@@ -1,3 +1,4 @@
+/* Per-flow packet and byte counters in a bounded open-addressing table (lib/flowcount.h). */
 #include "lib/flowcount.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* The log-linear latency histogram (lib/hist.h): recording, merging, percentiles. */
 #include "lib/hist.h"
 
 #include <string.h>

@@ -1,3 +1,4 @@
+/* The control channel's messages (lib/msg.h): building, parsing, sending and receiving them. */
 #include "lib/msg.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* The read-only YAML DOM (lib/yaml.h): built from libyaml's events, with typed getters
+ * that report "FILE:LINE:COL: message". */
 #include "lib/yaml.h"
 
 #include <ctype.h>

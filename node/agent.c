@@ -1,3 +1,5 @@
+/* The rack node agent (node/agent.h): the control channel to the orchestrator and the
+ * replicas it assigns this node. */
 #include "node/agent.h"
 
 #include <errno.h>

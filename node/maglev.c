@@ -1,3 +1,4 @@
+/* Maglev consistent hashing (node/maglev.h): building the lookup table. */
 #include "node/maglev.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* TUN devices for inline mode (node/tun.h): creating and opening them. */
 #include "node/tun.h"
 
 #include <errno.h>

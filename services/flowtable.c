@@ -1,3 +1,4 @@
+/* The per-worker flow table of stateful stages (services/flowtable.h). */
 #include "services/flowtable.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* The longest-prefix-match table (services/lpm.h). */
 #include "services/lpm.h"
 
 #include <arpa/inet.h>

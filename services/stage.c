@@ -1,3 +1,4 @@
+/* The stage registry: every stage by name (services/stage.h). */
 #include "services/stage.h"
 
 #include <string.h>

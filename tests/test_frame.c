@@ -1,3 +1,4 @@
+/* The frame codec (transport/frame.c): encode/decode round trips and strict decoding. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>

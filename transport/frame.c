@@ -1,3 +1,5 @@
+/* The frame codec (transport/frame.h): encoding and strictly decoding NSH headers and
+ * their state TLVs. */
 #include "transport/frame.h"
 
 #include "lib/byteorder.h"

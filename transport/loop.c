@@ -1,3 +1,4 @@
+/* The per-thread event loop (transport/loop.h): epoll, timers and deferred frees. */
 #include "transport/loop.h"
 
 #include <errno.h>

@@ -1,6 +1,6 @@
+/* The backends by name, and connection options from the chain's transport settings. */
 #include "transport/transport.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
