@@ -1,9 +1,10 @@
 /* A growing, NUL-terminated text built piece by piece (a string builder).
  *
- * Out of memory is sticky: the first allocation that fails sets failed, and every later
- * write is ignored, so a caller writes everything and checks once at the end (or lets
- * rdm_sb_take report it). The builder also knows the line and column of its end, so a
- * caller can remember where something it wrote landed (as a YAML parser will report it). */
+ * Out of memory is sticky: the first allocation that fails (or a length no buffer can
+ * hold) sets failed, and every later write is ignored, so a caller writes everything and
+ * checks once at the end (or lets rdm_sb_take report it). The builder also knows the line
+ * and column of its end, so a caller can remember where something it wrote landed, as a
+ * YAML parser reading the text back will report it. */
 #ifndef RDM_STRBUF_H
 #define RDM_STRBUF_H
 
@@ -39,7 +40,8 @@ char *rdm_sb_take(struct rdm_strbuf *b);
 
 /* Makes the array *p (of *cap elements of size bytes each) hold at least need elements,
  * doubling from 16; the builder's own growth, for arrays a caller keeps beside a text.
- * 0, or -ENOMEM with *p and *cap unchanged. */
+ * 0, or -ENOMEM with *p and *cap unchanged (also when need elements cannot fit in
+ * memory at all). */
 int rdm_sb_grow(void **p, size_t *cap, size_t need, size_t size);
 
 #endif
