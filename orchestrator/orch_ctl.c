@@ -1,0 +1,321 @@
+/* The orchestrator's answers to `rdmesh ctl`: status, scale, drain, apply, logs. */
+#include "orchestrator/orch_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/clock.h"
+
+static void fmt_us(char *out, size_t len, uint64_t ns)
+{
+	if (!ns)
+		snprintf(out, len, "-");
+	else
+		snprintf(out, len, "%.1f us", (double)ns / 1000.0);
+}
+
+static const char *node_state(const struct orch *o, int k)
+{
+	const struct nstate *ns = &o->nodes[k];
+
+	if (ns->drained)
+		return "drained";
+	if (ns->dead)
+		return "dead";
+	if (!ns->conn)
+		return ns->ever_seen ? "gone" : "absent";
+	if (rdm_now_ns() - ns->last_seen_ns > (uint64_t)o->heartbeat_ms * 3000000ull)
+		return "silent";
+	return ns->epoch == o->st.epoch ? "up" : "behind";
+}
+
+/* The state of a replica as its node last said, or why there is none. */
+static const char *replica_state(const struct orch *o, const struct rdm_replica *r,
+				 const struct rstat **rsp)
+{
+	const struct nstate *ns = &o->nodes[r->node];
+	char key[RDM_RACK_NAME_MAX + 3], set[1030];
+
+	*rsp = NULL;
+	for (int i = 0; i < o->n_rs; i++)
+		if (!strcmp(o->rs[i].id, r->id) && o->rs[i].node == r->node)
+			*rsp = &o->rs[i];
+	if (!ns->conn)
+		return "no node";
+	snprintf(key, sizeof(key), " %s ", r->id);
+	snprintf(set, sizeof(set), " %s ", ns->running);
+	if (!strstr(set, key))
+		return ns->epoch < o->st.epoch ? "pending" : "missing";
+	return *rsp ? (*rsp)->state : "starting";
+}
+
+static void status(struct orch *o, FILE *f)
+{
+	const struct rstat *eg = NULL;
+	int up = 0;
+
+	for (int k = 0; k < o->rack.n_nodes; k++)
+		up += o->nodes[k].conn != NULL;
+	fprintf(f, "orchestrator %s  chain '%s' (%s)  epoch %" PRIu64 "  nodes %d/%d connected\n\n",
+		o->listen, o->spec.name, o->st.chain, o->st.epoch, up, o->rack.n_nodes);
+	fprintf(f, "%-12s %-8s %-6s %-10s %s\n", "NODE", "STATE", "EPOCH", "HEARTBEAT", "REPLICAS");
+	for (int k = 0; k < o->rack.n_nodes; k++) {
+		const struct nstate *ns = &o->nodes[k];
+		char reps[1024], ago[32], ep[24];
+
+		rdm_orch__assigned(o->plan, k, reps, sizeof(reps));
+		if (ns->ever_seen)
+			snprintf(ago, sizeof(ago), "%.1f s ago",
+				 (double)(rdm_now_ns() - ns->last_seen_ns) / 1e9);
+		else
+			snprintf(ago, sizeof(ago), "never");
+		snprintf(ep, sizeof(ep), "%" PRIu64, ns->epoch);
+		fprintf(f, "%-12s %-8s %-6s %-10s %s%s%s\n", o->rack.nodes[k].name,
+			node_state(o, k), ns->ever_seen ? ep : "-", ago, reps[0] ? reps : "-",
+			ns->refused[0] ? "  refused: " : "", ns->refused);
+	}
+	/* Hop latency comes from the chain's exit: the egress replica that saw most. */
+	for (int i = 0; i < o->n_rs; i++)
+		if (o->rs[i].n_hops && (!eg || o->rs[i].hop_count[0] > eg->hop_count[0]))
+			eg = &o->rs[i];
+	fprintf(f, "\n%-12s %-8s %-12s %-22s %-8s %9s %11s %8s %10s %10s  %s\n", "REPLICA", "STAGE",
+		"NODE", "ADDRESS", "STATE", "PPS", "FRAMES", "DROPS", "HOP p50", "HOP p99", "NEXT");
+	for (int i = 0; i < o->plan->n_replicas; i++) {
+		const struct rdm_replica *r = &o->plan->replicas[i];
+		const struct rstat *rs;
+		const char *st = replica_state(o, r, &rs);
+		char p50[24] = "-", p99[24] = "-", pps[24] = "-", frames[24] = "-", drops[24] = "-";
+		const char *via = "-";
+
+		if (rs && !strcmp(st, rs->state)) {
+			if (rs->via[0] && strcmp(rs->via, "none"))
+				via = rs->via;
+			snprintf(pps, sizeof(pps), "%.0f", rs->pps);
+			snprintf(frames, sizeof(frames), "%" PRIu64, rs->frames);
+			snprintf(drops, sizeof(drops), "%" PRIu64, rs->drops);
+		}
+		/* hop N ends at stage N (hop 1: the first stage to the second) */
+		if (eg && r->stage >= 1 && r->stage <= eg->n_hops) {
+			fmt_us(p50, sizeof(p50), eg->hop_p50[r->stage - 1]);
+			fmt_us(p99, sizeof(p99), eg->hop_p99[r->stage - 1]);
+		}
+		fprintf(f, "%-12s %-8s %-12s %-22s %-8s %9s %11s %8s %10s %10s  %s\n", r->id,
+			o->spec.stages[r->stage].name, o->rack.nodes[r->node].name, r->listen, st,
+			pps, frames, drops, p50, p99, via);
+	}
+	if (eg)
+		fprintf(f,
+			"\negress (%s): %" PRIu64 " packets, %" PRIu64
+			" lost\nDROPS: for any reason but policy (a verdict, or a reply with no "
+			"client to go "
+			"to); HOP: the hop\ninto each stage, as the egress measures it; NEXT: the "
+			"transport "
+			"to the next stage\n",
+			eg->id, eg->egress_packets, eg->lost);
+}
+
+/* ctl apply: the new chain file's plan against the running one, then (unless a dry run)
+ * the switch to it. */
+static int req_apply(struct orch *o, const char *path, int dry, FILE *f)
+{
+	struct rdm_chain_spec ns;
+	struct rdm_plan *np;
+	char err[1024], real[PATH_MAX], *text, *cur;
+	int changes;
+
+	if (!path || !realpath(path, real)) {
+		fprintf(f, "%s: %s\n", path ? path : "(no file)", strerror(path ? errno : EINVAL));
+		return -1;
+	}
+	if (rdm_chain_spec_load(real, &ns, err, sizeof(err)) < 0) {
+		fprintf(f, "%s\nnothing changed\n", err);
+		return -1;
+	}
+	/* Replicas the new file still has stay where they run. */
+	np = rdm_plan_rebase(&o->rack, &ns, NULL, o->plan->down, o->plan->replicas,
+			     o->plan->n_replicas, err, sizeof(err));
+	if (!np) {
+		fprintf(f, "%s\nnothing changed\n", err);
+		rdm_chain_spec_free(&ns);
+		return -1;
+	}
+	text = rdm_plan_render(np, err, sizeof(err));
+	cur = o->rendered;
+	fprintf(f, "%s: chain '%s', %d replicas (running: '%s', %d replicas)\n", real, ns.name,
+		np->n_replicas, o->spec.name, o->plan->n_replicas);
+	changes = rdm_orch__plan_diff(f, o->plan, np);
+	if (text && strcmp(text, cur)) {
+		/* The settings part: which lines of the rendered chain differ. */
+		char *a = strdup(cur), *b = strdup(text), *sa = NULL, *sb = NULL;
+		int shown = 0, differ = 0;
+
+		for (char *la = a ? strtok_r(a, "\n", &sa) : NULL,
+			  *lb = b ? strtok_r(b, "\n", &sb) : NULL;
+		     (la || lb) && shown < 40; la = la ? strtok_r(NULL, "\n", &sa) : NULL,
+			  lb = lb ? strtok_r(NULL, "\n", &sb) : NULL) {
+			if ((la && lb && !strcmp(la, lb)) ||
+			    (la && lb && la[0] == '#' && lb[0] == '#'))
+				continue;
+			if (!differ++)
+				fprintf(f, "  rendered chain config differs:\n");
+			if (la)
+				fprintf(f, "    - %s\n", la);
+			if (lb)
+				fprintf(f, "    + %s\n", lb);
+			shown++;
+		}
+		free(a);
+		free(b);
+		changes += differ > 0;
+	}
+	free(text);
+	if (!changes || dry) {
+		fprintf(f, "%s\n", changes ? "dry run: nothing applied" : "no change");
+		rdm_plan_free(np);
+		rdm_chain_spec_free(&ns);
+		return 0;
+	}
+	{
+		/* The plan points at the spec: move the new spec into place, keeping the old
+		 * one until the switch is committed. */
+		struct rdm_chain_spec old_spec = o->spec;
+
+		o->spec = ns;
+		np->spec = &o->spec;
+		o->plan->spec = &old_spec;
+		if (rdm_orch__commit(o, np, real, err, sizeof(err)) < 0) {
+			fprintf(f, "%s\nnothing changed\n", err);
+			rdm_chain_spec_free(&o->spec);
+			o->spec = old_spec;
+			o->plan->spec = &o->spec;
+			return -1;
+		}
+		rdm_chain_spec_free(&old_spec);
+	}
+	fprintf(f, "applied: epoch %" PRIu64 "\n", o->st.epoch);
+	rdm_orch__log(o, "ctl apply %s: epoch %" PRIu64, real, o->st.epoch);
+	return 0;
+}
+
+static int req_scale(struct orch *o, const char *stage, const char *count, FILE *f)
+{
+	char err[512], *end = NULL;
+	long n = count ? strtol(count, &end, 10) : -1;
+	int s = stage ? rdm_chain_spec_find(&o->spec, stage) : -1;
+	struct rdm_plan *np;
+	int was;
+
+	if (s < 0) {
+		fprintf(f, "no stage '%s' in chain '%s'\n", stage ? stage : "", o->spec.name);
+		return -1;
+	}
+	if (!count || !*count || *end || n < 1 || n > RDM_PLAN_MAX_REPLICAS) {
+		fprintf(f, "scale %s: replicas must be 1..%d\n", stage, RDM_PLAN_MAX_REPLICAS);
+		return -1;
+	}
+	was = o->plan->stage_replicas[s];
+	if (was == n) {
+		fprintf(f, "%s: already %d replicas\n", stage, was);
+		return 0;
+	}
+	np = rdm_plan_scale(o->plan, stage, (int)n, err, sizeof(err));
+	if (!np) {
+		fprintf(f, "%s\nnothing changed\n", err);
+		return -1;
+	}
+	fprintf(f, "%s: %d -> %ld replicas\n", stage, was, n);
+	rdm_orch__plan_diff(f, o->plan, np);
+	if (rdm_orch__commit(o, np, NULL, err, sizeof(err)) < 0) {
+		fprintf(f, "%s\nnothing changed\n", err);
+		return -1;
+	}
+	fprintf(f, "epoch %" PRIu64 "\n", o->st.epoch);
+	rdm_orch__log(o, "ctl scale %s %ld: epoch %" PRIu64, stage, n, o->st.epoch);
+	return 0;
+}
+
+static int req_drain(struct orch *o, const char *node, FILE *f)
+{
+	int k = node ? rdm_rack_find(&o->rack, node) : -1;
+	char err[512];
+	struct rdm_plan *np;
+
+	if (k < 0) {
+		fprintf(f, "no node '%s' in %s\n", node ? node : "", o->rack.file);
+		return -1;
+	}
+	if (o->nodes[k].drained) {
+		fprintf(f, "%s: already drained\n", node);
+		return 0;
+	}
+	np = rdm_plan_node_down(o->plan, node, err, sizeof(err));
+	if (!np) {
+		fprintf(f, "%s\nnothing changed\n", err);
+		return -1;
+	}
+	fprintf(f, "%s: draining; its replicas move (flows already on them finish there):\n", node);
+	if (!rdm_orch__plan_diff(f, o->plan, np))
+		fprintf(f, "  (it runs none)\n");
+	o->nodes[k].drained = 1; /* saved with the plan */
+	if (rdm_orch__commit(o, np, NULL, err, sizeof(err)) < 0) {
+		o->nodes[k].drained = 0;
+		fprintf(f, "%s\nnothing changed\n", err);
+		return -1;
+	}
+	fprintf(f, "epoch %" PRIu64 "\n", o->st.epoch);
+	rdm_orch__log(o, "ctl drain %s: epoch %" PRIu64, node, o->st.epoch);
+	return 0;
+}
+
+static void req_logs(struct orch *o, const char *lines, FILE *f)
+{
+	int want = lines ? atoi(lines) : 50;
+
+	pthread_mutex_lock(&o->log_mu);
+	if (want <= 0 || want > o->log_n)
+		want = o->log_n;
+	for (int i = 0; i < want; i++) {
+		int at = (o->log_next - want + i + LOG_RING) % LOG_RING;
+
+		fprintf(f, "%s\n", o->log[at]);
+	}
+	pthread_mutex_unlock(&o->log_mu);
+}
+
+void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg *m)
+{
+	const char *cmd = rdm_msg_get(m, "cmd");
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	int rc = 0;
+
+	if (!f)
+		return;
+	if (strcmp(m->type, "request") || !cmd)
+		fprintf(f, "not a request\n"), rc = -1;
+	else if (!strcmp(cmd, "status"))
+		status(o, f);
+	else if (!strcmp(cmd, "scale"))
+		rc = req_scale(o, rdm_msg_get(m, "stage"), rdm_msg_get(m, "replicas"), f);
+	else if (!strcmp(cmd, "drain"))
+		rc = req_drain(o, rdm_msg_get(m, "node"), f);
+	else if (!strcmp(cmd, "apply"))
+		rc = req_apply(o, rdm_msg_get(m, "file"), !!rdm_msg_get(m, "dry_run"), f);
+	else if (!strcmp(cmd, "logs"))
+		req_logs(o, rdm_msg_get(m, "lines"), f);
+	else
+		fprintf(f, "unknown command '%s'\n", cmd), rc = -1;
+	fclose(f);
+	{
+		const char *kv[] = {"status", rc ? "error" : "ok", NULL};
+
+		if (rdm_msg_send(c->c, "reply", o->st.epoch, kv, out, len, RDM_ORCH_SEND_MS) < 0)
+			rdm_orch__log(o, "ctl: reply not sent");
+	}
+	free(out);
+}

@@ -1,0 +1,299 @@
+/* The orchestrator's side of the node exchange: hello, assign, applied, heartbeats, and
+ * declaring silent nodes dead. */
+#include "orchestrator/orch_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/clock.h"
+
+/* ---- talking to nodes ------------------------------------------------------------- */
+
+/* 1 when the space-separated sets a and b hold the same words. */
+static int same_set(const char *a, const char *b)
+{
+	char wa[1024], wb[1030];
+
+	for (int pass = 0; pass < 2; pass++) {
+		snprintf(wa, sizeof(wa), "%s", pass ? b : a);
+		snprintf(wb, sizeof(wb), " %s ", pass ? a : b);
+		for (char *s = strtok(wa, " "); s; s = strtok(NULL, " ")) {
+			char key[RDM_RACK_NAME_MAX + 3];
+
+			snprintf(key, sizeof(key), " %s ", s);
+			if (!strstr(wb, key))
+				return 0;
+		}
+	}
+	return 1;
+}
+
+static int send_assign(struct orch *o, int k)
+{
+	struct nstate *ns = &o->nodes[k];
+	char reps[1024], hb[16], dead[16];
+	const char *kv[] = {
+	    "node", o->rack.nodes[k].name, "replicas", reps, "heartbeat_ms", hb, "dead_ms", dead,
+	    NULL};
+	int rc;
+
+	rdm_orch__assigned(o->plan, k, reps, sizeof(reps));
+	snprintf(hb, sizeof(hb), "%d", o->heartbeat_ms);
+	snprintf(dead, sizeof(dead), "%d", o->dead_ms);
+	rc = rdm_msg_send(ns->conn->c, "assign", o->st.epoch, kv, o->rendered, strlen(o->rendered),
+			  RDM_ORCH_SEND_MS);
+	if (rc < 0) {
+		rdm_orch__log(o, "%s: sending epoch %" PRIu64 ": %s", o->rack.nodes[k].name,
+			      o->st.epoch, strerror(-rc));
+		rdm_orch__drop_conn(o, ns->conn, "send failed");
+		return rc;
+	}
+	rdm_orch__log(o, "%s: assigned epoch %" PRIu64 ": replicas [%s]", o->rack.nodes[k].name,
+		      o->st.epoch, reps);
+	return 0;
+}
+
+void rdm_orch__push_all(struct orch *o)
+{
+	for (int k = 0; k < o->rack.n_nodes; k++)
+		if (o->nodes[k].conn && o->nodes[k].conn->hello)
+			send_assign(o, k);
+}
+
+static struct rstat *rstat_get(struct orch *o, const char *id)
+{
+	struct rstat *r;
+
+	for (int i = 0; i < o->n_rs; i++)
+		if (!strcmp(o->rs[i].id, id))
+			return &o->rs[i];
+	r = realloc(o->rs, sizeof(*r) * (size_t)(o->n_rs + 1));
+	if (!r)
+		return NULL;
+	o->rs = r;
+	r = &o->rs[o->n_rs++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	return r;
+}
+
+/* A heartbeat's body: "replica ID STATE" opens each replica's section, then its report
+ * lines ("key value"). */
+static void take_heartbeat(struct orch *o, int k, const char *body)
+{
+	uint64_t now = rdm_now_ns();
+	struct rstat *r = NULL;
+	char *copy = strdup(body), *save = NULL;
+	uint64_t rx = 0, tx = 0, denied = 0;
+
+	if (!copy)
+		return;
+	for (char *line = strtok_r(copy, "\n", &save);; line = strtok_r(NULL, "\n", &save)) {
+		char key[64], val[64];
+		int h;
+
+		if (!line || !strncmp(line, "replica ", 8)) {
+			if (r) { /* close the previous section */
+				r->frames = rx > tx ? rx : tx;
+				if (!r->base_ns || r->frames < r->base_frames) {
+					r->base_ns = now;
+					r->base_frames = r->frames;
+				} else if (now - r->base_ns >= PPS_WINDOW_NS) {
+					r->pps = (double)(r->frames - r->base_frames) * 1e9 /
+						 (double)(now - r->base_ns);
+					r->base_ns = now;
+					r->base_frames = r->frames;
+				}
+				r->t_ns = now;
+			}
+			if (!line)
+				break;
+			if (sscanf(line + 8, "%63s %15s", key, val) != 2)
+				continue;
+			r = rstat_get(o, key);
+			if (!r)
+				break;
+			snprintf(r->state, sizeof(r->state), "%.15s", val);
+			r->node = k;
+			r->via[0] = 0;
+			rx = tx = denied = 0;
+			continue;
+		}
+		if (!r || sscanf(line, "%63s %63s", key, val) != 2)
+			continue;
+		if (!strcmp(key, "rx_frames"))
+			rx = strtoull(val, NULL, 10);
+		else if (!strcmp(key, "tx_frames"))
+			tx = strtoull(val, NULL, 10);
+		else if (!strcmp(key, "drops"))
+			r->drops = strtoull(val, NULL, 10) - denied;
+		else if (!strcmp(key, "drop_stage_verdict") || !strcmp(key, "drop_reply_no_client"))
+			denied += strtoull(val, NULL, 10); /* policy's work, not a fault */
+		else if (!strcmp(key, "down_transport"))
+			snprintf(r->via, sizeof(r->via), "%.7s", val);
+		else if (!strcmp(key, "egress_lost"))
+			r->lost = strtoull(val, NULL, 10);
+		else if (!strcmp(key, "egress_packets"))
+			r->egress_packets = strtoull(val, NULL, 10);
+		else if (sscanf(key, "hop%d_", &h) == 1 && h >= 1 && h <= MAX_HOPS) {
+			if (h > r->n_hops)
+				r->n_hops = h;
+			if (strstr(key, "_count"))
+				r->hop_count[h - 1] = strtoull(val, NULL, 10);
+			else if (strstr(key, "_p50_ns"))
+				r->hop_p50[h - 1] = strtoull(val, NULL, 10);
+			else if (strstr(key, "_p99_ns"))
+				r->hop_p99[h - 1] = strtoull(val, NULL, 10);
+		}
+	}
+	free(copy);
+}
+
+/* A node said hello: bring it in step with the plan, sending nothing when it is. */
+static void take_hello(struct orch *o, int k, const struct rdm_msg *m)
+{
+	struct nstate *ns = &o->nodes[k];
+	const char *run = rdm_msg_get(m, "running");
+	const char *name = o->rack.nodes[k].name;
+	char want[1024], err[512];
+
+	snprintf(ns->running, sizeof(ns->running), "%s", run ? run : "");
+	ns->epoch = m->epoch;
+	rdm_orch__log(o, "%s: hello from %s: epoch %" PRIu64 ", running [%s]", name,
+		      rdm_tls_peer_addr(ns->conn->c), m->epoch, ns->running);
+	if (ns->dead) {
+		struct rdm_plan *np = rdm_plan_node_up(o->plan, name, err, sizeof(err));
+
+		ns->dead = 0;
+		if (!np || rdm_orch__commit(o, np, NULL, err, sizeof(err)) < 0)
+			rdm_orch__log(o, "%s: back, but the plan did not change: %s", name, err);
+		else
+			rdm_orch__log(
+			    o,
+			    "%s: back after being declared dead: eligible for new replicas "
+			    "(epoch %" PRIu64 ")",
+			    name, o->st.epoch);
+		/* commit pushed the plan to everyone that said hello: not yet to this node */
+	}
+	ns->conn->hello = 1;
+	if (m->epoch > o->st.epoch) {
+		/* The node applied an epoch we never made: our state is older than the rack's
+		 * (restored from a backup, or lost). Move past it, or the nodes would refuse
+		 * every assignment from now on. */
+		struct rdm_plan *np = rdm_plan_copy(o->plan);
+
+		rdm_orch__log(o,
+			      "%s: applied epoch %" PRIu64 ", newer than ours (%" PRIu64
+			      "): moving past it",
+			      name, m->epoch, o->st.epoch);
+		o->st.epoch = m->epoch;
+		if (!np)
+			snprintf(err, sizeof(err), "out of memory");
+		if (!np || rdm_orch__commit(o, np, NULL, err, sizeof(err)) < 0)
+			rdm_orch__log(o, "cannot move past epoch %" PRIu64 ": %s", m->epoch, err);
+		return;
+	}
+	rdm_orch__assigned(o->plan, k, want, sizeof(want));
+	if (m->epoch == o->st.epoch && same_set(want, ns->running)) {
+		rdm_orch__log(o, "%s: in step at epoch %" PRIu64 ": nothing to redeploy", name,
+			      o->st.epoch);
+		return;
+	}
+	send_assign(o, k);
+}
+
+void rdm_orch__take_node_msg(struct orch *o, struct conn *c, const struct rdm_msg *m)
+{
+	struct nstate *ns = &o->nodes[c->node];
+	const char *name = o->rack.nodes[c->node].name;
+
+	ns->last_seen_ns = rdm_now_ns();
+	ns->ever_seen = 1;
+	if (!strcmp(m->type, "hello")) {
+		take_hello(o, c->node, m);
+	} else if (!c->hello) {
+		rdm_orch__log(o, "%s: '%s' before hello: ignored", name, m->type);
+	} else if (!strcmp(m->type, "heartbeat")) {
+		const char *run = rdm_msg_get(m, "running");
+
+		snprintf(ns->running, sizeof(ns->running), "%s", run ? run : "");
+		ns->epoch = m->epoch;
+		take_heartbeat(o, c->node, m->body);
+		if (rdm_msg_send(c->c, "ack", o->st.epoch, NULL, NULL, 0, RDM_ORCH_SEND_MS) < 0)
+			rdm_orch__drop_conn(o, c, "ack failed");
+	} else if (!strcmp(m->type, "applied")) {
+		const char *res = rdm_msg_get(m, "result");
+
+		if (res && !strcmp(res, "ok")) {
+			ns->epoch = m->epoch;
+			ns->refused[0] = 0;
+			rdm_orch__log(o, "%s: applied epoch %" PRIu64, name, m->epoch);
+		} else {
+			snprintf(ns->refused, sizeof(ns->refused), "%s", res ? res : "(no reason)");
+			rdm_orch__log(o, "%s: did not apply epoch %" PRIu64 ": %s", name, m->epoch,
+				      ns->refused);
+		}
+	} else {
+		rdm_orch__log(o, "%s: unexpected message '%s': ignored", name, m->type);
+	}
+}
+
+/* ---- health ----------------------------------------------------------------------- */
+
+void rdm_orch__check_health(struct orch *o)
+{
+	uint64_t now = rdm_now_ns();
+
+	for (int k = 0; k < o->rack.n_nodes; k++) {
+		struct nstate *ns = &o->nodes[k];
+		const char *name = o->rack.nodes[k].name;
+		uint64_t limit = (uint64_t)o->dead_ms * 1000000ull, silent;
+		char err[512], *diff = NULL;
+		size_t dlen = 0;
+		struct rdm_plan *np;
+		FILE *f;
+
+		if (ns->dead || ns->drained || !rdm_plan_node_replicas(o->plan, name, NULL, 0))
+			continue;
+		if (!ns->ever_seen && limit < FIRST_SEEN_MS * 1000000ull)
+			limit = FIRST_SEEN_MS * 1000000ull;
+		silent = now - ns->last_seen_ns;
+		if (silent <= limit)
+			continue;
+		ns->dead = 1;
+		np = rdm_plan_node_down(o->plan, name, err, sizeof(err));
+		if (!np) {
+			rdm_orch__log(o,
+				      "%s: silent for %" PRIu64
+				      " ms: dead, but its replicas cannot move: %s",
+				      name, silent / 1000000, err);
+			continue;
+		}
+		f = open_memstream(&diff, &dlen);
+		if (f) {
+			rdm_orch__plan_diff(f, o->plan, np);
+			fclose(f);
+		}
+		if (rdm_orch__commit(o, np, NULL, err, sizeof(err)) < 0) {
+			/* Nothing changed: try again after another dead time. */
+			rdm_orch__log(o,
+				      "%s: silent for %" PRIu64
+				      " ms: dead, but the new plan was not saved: "
+				      "%s",
+				      name, silent / 1000000, err);
+			ns->dead = 0;
+			ns->last_seen_ns = now;
+		} else
+			rdm_orch__log(o,
+				      "%s: silent for %" PRIu64 " ms (limit %" PRIu64
+				      "): dead; epoch %" PRIu64 " moves its replicas:\n%s",
+				      name, silent / 1000000, limit / 1000000, o->st.epoch,
+				      diff ? diff : "");
+		free(diff);
+		if (ns->conn)
+			rdm_orch__drop_conn(o, ns->conn, "declared dead");
+	}
+}

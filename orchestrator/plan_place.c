@@ -1,0 +1,518 @@
+/* Placing a chain's replicas on the nodes of a rack, and re-planning (scale, node down or
+ * up, rebase onto a new chain or a saved placement) so that as little as possible moves
+ * (orchestrator/plan.h). */
+#include "orchestrator/plan_int.h"
+#include "lib/yaml.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+void rdm_plan__set_listen(struct rdm_replica *r, const char *ip, int v6, uint16_t port)
+{
+	snprintf(r->listen, sizeof(r->listen), v6 ? "[%s]:%u" : "%s:%u", ip, port);
+}
+
+void rdm_plan__set_ids(struct rdm_replica *r, const struct rdm_chain_spec *spec, int stage, int n)
+{
+	r->stage = stage;
+	r->n = n;
+	r->node_id = (uint32_t)(stage + 1) * RDM_PLAN_ID_STRIDE + (uint32_t)n;
+	snprintf(r->id, sizeof(r->id), "%s-%d", spec->stages[stage].name, n);
+}
+
+/* ---- placement --------------------------------------------------------------------- */
+
+/* Where placement errors go: at a node of chain.yaml when positions is set (the first
+ * plan, whose every choice comes from the files), else a plain line (a scale or a node
+ * loss asked for at run time). */
+struct pctx {
+	struct rdm_plan *p;
+	int positions;
+	int soft_spread;
+	char *err;
+	size_t len;
+};
+
+static int perr(struct pctx *c, const struct rdm_ynode *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int perr(struct pctx *c, const struct rdm_ynode *at, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c->positions)
+		rdm_yerr(c->p->spec->doc, at, c->err, c->len, "%s", msg);
+	else
+		snprintf(c->err, c->len, "%s", msg);
+	return -EINVAL;
+}
+
+static int labels_match(const struct rdm_rack_node *n, const struct rdm_spec_stage *st)
+{
+	for (int i = 0; i < st->n_labels; i++) {
+		const char *v = rdm_rack_label(n, st->labels[i].key);
+
+		if (!v || strcmp(v, st->labels[i].value))
+			return 0;
+	}
+	return 1;
+}
+
+/* Checks what makes a stage impossible whatever the capacity: a label no node has, a
+ * label set no node that is up carries, and (spread) more replicas than such nodes. */
+static int check_stage(struct pctx *c, int s)
+{
+	const struct rdm_plan *p = c->p;
+	const struct rdm_rack *rack = p->rack;
+	const struct rdm_spec_stage *st = &p->spec->stages[s];
+	const struct rdm_ynode *at = st->replicas_at ? st->replicas_at : st->map;
+	char names[256] = "";
+	int matching = 0;
+
+	for (int i = 0; i < st->n_labels; i++) {
+		int found = 0;
+
+		for (int k = 0; k < rack->n_nodes && !found; k++) {
+			const char *v = rdm_rack_label(&rack->nodes[k], st->labels[i].key);
+
+			found = v && !strcmp(v, st->labels[i].value);
+		}
+		if (!found)
+			return perr(c, st->labels[i].at,
+				    "stage '%s': impossible placement: no node in %s has label "
+				    "'%s: %s'",
+				    st->name, rack->file, st->labels[i].key, st->labels[i].value);
+	}
+	for (int k = 0; k < rack->n_nodes; k++) {
+		size_t used = strlen(names);
+
+		if (p->down[k] || !labels_match(&rack->nodes[k], st))
+			continue;
+		matching++;
+		if (used + strlen(rack->nodes[k].name) + 8 < sizeof(names))
+			snprintf(names + used, sizeof(names) - used, "%s%s", used ? ", " : "",
+				 rack->nodes[k].name);
+	}
+	if (!matching)
+		return perr(c, st->labels_at ? st->labels_at : st->map,
+			    "stage '%s': impossible placement: no node that is up carries all "
+			    "of its labels",
+			    st->name);
+	if (st->spread && !c->soft_spread && p->stage_replicas[s] > matching)
+		return perr(c, at,
+			    "stage '%s': impossible placement: %d replicas spread over distinct "
+			    "nodes, but only %d node%s can take%s it (%s)",
+			    st->name, p->stage_replicas[s], matching, matching == 1 ? "" : "s",
+			    matching == 1 ? "s" : "", names);
+	return 0;
+}
+
+/* The lowest port of the rack's range no placed replica uses on node k's data IP (nodes
+ * may share one, on loopback), or 0 when all are taken. */
+static uint16_t free_port(const struct rdm_plan *p, int k)
+{
+	const struct rdm_rack *rack = p->rack;
+	size_t span = (size_t)rack->port_last - rack->port_first + 1;
+	unsigned char *used = calloc(span, 1);
+	uint16_t port = 0;
+
+	if (!used)
+		return 0;
+	for (int i = 0; i < p->n_replicas; i++) {
+		const struct rdm_replica *r = &p->replicas[i];
+
+		if (r->node >= 0 && !strcmp(rack->nodes[r->node].data, rack->nodes[k].data) &&
+		    r->port >= rack->port_first && r->port <= rack->port_last)
+			used[r->port - rack->port_first] = 1;
+	}
+	for (size_t i = 0; i < span; i++)
+		if (!used[i]) {
+			port = (uint16_t)(rack->port_first + i);
+			break;
+		}
+	free(used);
+	return port;
+}
+
+/* Places every replica of p whose node is -1, in array order; the others stay. */
+static int place(struct pctx *c)
+{
+	struct rdm_plan *p = c->p;
+	const struct rdm_rack *rack = p->rack;
+	int nn = rack->n_nodes, rc = 0;
+	int *used = calloc((size_t)nn, sizeof(int)), *count = calloc((size_t)nn, sizeof(int));
+	int *hosts = calloc((size_t)nn, sizeof(int));
+
+	if (!used || !count || !hosts) {
+		snprintf(c->err, c->len, "%s: out of memory", p->spec->file);
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (int i = 0; i < p->n_replicas; i++) {
+		const struct rdm_replica *r = &p->replicas[i];
+
+		if (r->node >= 0) {
+			used[r->node] += p->spec->stages[r->stage].workers;
+			count[r->node]++;
+		}
+	}
+	for (int i = 0; i < p->n_replicas && !rc; i++) {
+		struct rdm_replica *r = &p->replicas[i];
+		const struct rdm_spec_stage *st = &p->spec->stages[r->stage];
+		int best = -1, best_fresh = 0;
+		uint16_t best_port = 0;
+
+		if (r->node >= 0)
+			continue;
+		memset(hosts, 0, (size_t)nn * sizeof(int));
+		for (int j = 0; j < p->n_replicas; j++)
+			if (p->replicas[j].node >= 0 && p->replicas[j].stage == r->stage)
+				hosts[p->replicas[j].node] = 1;
+		for (int k = 0; k < nn; k++) {
+			int fresh = !hosts[k], left = rack->nodes[k].capacity - used[k];
+			uint16_t port;
+
+			if (p->down[k] || !labels_match(&rack->nodes[k], st) || left < st->workers)
+				continue;
+			if (st->spread && !fresh && !c->soft_spread)
+				continue;
+			if (!(port = free_port(p, k)))
+				continue;
+			if (best >= 0) {
+				int bleft = rack->nodes[best].capacity - used[best];
+
+				if (st->spread && fresh != best_fresh) {
+					if (!fresh)
+						continue;
+				} else if (left != bleft) {
+					if (left < bleft)
+						continue;
+				} else if (count[k] >= count[best]) {
+					continue;
+				}
+			}
+			best = k;
+			best_fresh = fresh;
+			best_port = port;
+		}
+		if (best < 0) {
+			char why[384] = "";
+			size_t w = 0;
+
+			for (int k = 0; k < nn && w + 80 < sizeof(why); k++) {
+				if (p->down[k] || !labels_match(&rack->nodes[k], st))
+					continue;
+				w += (size_t)snprintf(why + w, sizeof(why) - w, "%s%s %d free%s",
+						      w ? ", " : "", rack->nodes[k].name,
+						      rack->nodes[k].capacity - used[k],
+						      free_port(p, k) ? "" : ", no free port");
+			}
+			rc = perr(c, st->replicas_at ? st->replicas_at : st->map,
+				  "stage '%s': impossible placement: no node %sfor %s with %d "
+				  "worker core%s (cores left: %s)",
+				  st->name,
+				  st->spread && !c->soft_spread ? "without a replica of it yet "
+								: "",
+				  r->id, st->workers, st->workers == 1 ? "" : "s", why);
+			break;
+		}
+		r->node = best;
+		r->port = best_port;
+		rdm_plan__set_listen(r, rack->nodes[best].data,
+				     rack->nodes[best].data_family != AF_INET, best_port);
+		used[best] += st->workers;
+		count[best]++;
+	}
+out:
+	free(used);
+	free(count);
+	free(hosts);
+	return rc;
+}
+
+void rdm_plan_free(struct rdm_plan *p)
+{
+	if (!p)
+		return;
+	free(p->replicas);
+	free(p->stage_replicas);
+	free(p->down);
+	free(p);
+}
+
+/* An empty plan for rack and spec, with room for counts[] replicas per stage (counts
+ * NULL: the spec's); down copied from old_down when given. NULL on out of memory. */
+static struct rdm_plan *plan_alloc(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,
+				   const int *counts, const unsigned char *old_down)
+{
+	struct rdm_plan *p = calloc(1, sizeof(*p));
+	int total = 0;
+
+	if (!p)
+		return NULL;
+	p->rack = rack;
+	p->spec = spec;
+	p->stage_replicas = calloc((size_t)spec->n_stages, sizeof(int));
+	p->down = calloc((size_t)rack->n_nodes, 1);
+	if (!p->stage_replicas || !p->down)
+		goto err;
+	for (int s = 0; s < spec->n_stages; s++) {
+		p->stage_replicas[s] = counts ? counts[s] : spec->stages[s].replicas;
+		total += p->stage_replicas[s];
+	}
+	if (old_down)
+		memcpy(p->down, old_down, (size_t)rack->n_nodes);
+	p->replicas = calloc((size_t)total, sizeof(*p->replicas));
+	if (!p->replicas)
+		goto err;
+	p->n_replicas = total;
+	for (int s = 0, i = 0; s < spec->n_stages; s++)
+		for (int n = 1; n <= p->stage_replicas[s]; n++, i++) {
+			rdm_plan__set_ids(&p->replicas[i], spec, s, n);
+			p->replicas[i].node = -1;
+		}
+	return p;
+err:
+	rdm_plan_free(p);
+	return NULL;
+}
+
+/* Keeps every replica of old that p still has where old put it. */
+static void keep_placed(struct rdm_plan *p, const struct rdm_plan *old)
+{
+	for (int i = 0; i < p->n_replicas; i++)
+		for (int j = 0; j < old->n_replicas; j++)
+			if (old->replicas[j].stage == p->replicas[i].stage &&
+			    old->replicas[j].n == p->replicas[i].n) {
+				p->replicas[i] = old->replicas[j];
+				break;
+			}
+}
+
+static struct rdm_plan *nomem(char *err, size_t errlen)
+{
+	snprintf(err, errlen, "out of memory");
+	errno = ENOMEM;
+	return NULL;
+}
+
+/* Finishes a plan: the stage checks (all stages, or only `stage` when >= 0), then
+ * placement. Frees p and returns NULL with errno on error. */
+static struct rdm_plan *finish(struct pctx *c, int stage)
+{
+	int rc = 0;
+
+	for (int s = 0; s < c->p->spec->n_stages && !rc; s++)
+		if (stage < 0 || s == stage)
+			rc = check_stage(c, s);
+	if (!rc)
+		rc = place(c);
+	if (rc) {
+		rdm_plan_free(c->p);
+		errno = -rc;
+		return NULL;
+	}
+	return c->p;
+}
+
+struct rdm_plan *rdm_plan_new(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,
+			      char *err, size_t errlen)
+{
+	struct pctx c = {.positions = 1, .err = err, .len = errlen};
+
+	c.p = plan_alloc(rack, spec, NULL, NULL);
+	if (!c.p)
+		return nomem(err, errlen);
+	return finish(&c, -1);
+}
+
+struct rdm_plan *rdm_plan_scale(const struct rdm_plan *old, const char *stage, int replicas,
+				char *err, size_t errlen)
+{
+	int s = rdm_chain_spec_find(old->spec, stage), *counts;
+	struct pctx c = {.err = err, .len = errlen};
+
+	if (s < 0) {
+		snprintf(err, errlen, "scale: no stage named '%s' in %s", stage, old->spec->file);
+		errno = ENOENT;
+		return NULL;
+	}
+	if (replicas < 1 || replicas > RDM_PLAN_MAX_REPLICAS) {
+		snprintf(err, errlen, "scale: stage '%s': %d replicas is out of range (1..%d)",
+			 stage, replicas, RDM_PLAN_MAX_REPLICAS);
+		errno = EINVAL;
+		return NULL;
+	}
+	counts = malloc((size_t)old->spec->n_stages * sizeof(int));
+	if (!counts)
+		return nomem(err, errlen);
+	memcpy(counts, old->stage_replicas, (size_t)old->spec->n_stages * sizeof(int));
+	counts[s] = replicas;
+	c.p = plan_alloc(old->rack, old->spec, counts, old->down);
+	free(counts);
+	if (!c.p)
+		return nomem(err, errlen);
+	keep_placed(c.p, old);
+	/* Only the scaled stage is checked: the others keep what they have. */
+	return finish(&c, replicas > old->stage_replicas[s] ? s : INT32_MAX);
+}
+
+/* A copy of old with node k's down flag set to down. */
+static struct rdm_plan *with_node(const struct rdm_plan *old, int k, int down)
+{
+	struct rdm_plan *p = plan_alloc(old->rack, old->spec, old->stage_replicas, old->down);
+
+	if (!p)
+		return NULL;
+	keep_placed(p, old);
+	p->down[k] = (unsigned char)down;
+	return p;
+}
+
+struct rdm_plan *rdm_plan_node_down(const struct rdm_plan *old, const char *node, char *err,
+				    size_t errlen)
+{
+	int k = rdm_rack_find(old->rack, node);
+	struct pctx c = {.soft_spread = 1, .err = err, .len = errlen};
+
+	if (k < 0) {
+		snprintf(err, errlen, "no node named '%s' in %s", node, old->rack->file);
+		errno = ENOENT;
+		return NULL;
+	}
+	c.p = with_node(old, k, 1);
+	if (!c.p)
+		return nomem(err, errlen);
+	for (int i = 0; i < c.p->n_replicas; i++)
+		if (c.p->replicas[i].node == k) {
+			c.p->replicas[i].node = -1;
+			c.p->replicas[i].port = 0;
+			c.p->replicas[i].listen[0] = '\0';
+		}
+	return finish(&c, INT32_MAX);
+}
+
+struct rdm_plan *rdm_plan_node_up(const struct rdm_plan *old, const char *node, char *err,
+				  size_t errlen)
+{
+	int k = rdm_rack_find(old->rack, node);
+	struct rdm_plan *p;
+
+	if (k < 0) {
+		snprintf(err, errlen, "no node named '%s' in %s", node, old->rack->file);
+		errno = ENOENT;
+		return NULL;
+	}
+	p = with_node(old, k, 0);
+	return p ? p : nomem(err, errlen);
+}
+
+const struct rdm_replica *rdm_plan_replica(const struct rdm_plan *p, const char *id)
+{
+	for (int i = 0; p && id && i < p->n_replicas; i++)
+		if (!strcmp(p->replicas[i].id, id))
+			return &p->replicas[i];
+	return NULL;
+}
+
+int rdm_plan_node_replicas(const struct rdm_plan *p, const char *node,
+			   const struct rdm_replica **out, int max)
+{
+	int k = rdm_rack_find(p->rack, node), n = 0;
+
+	if (k < 0)
+		return -ENOENT;
+	for (int i = 0; i < p->n_replicas; i++)
+		if (p->replicas[i].node == k) {
+			if (n < max)
+				out[n] = &p->replicas[i];
+			n++;
+		}
+	return n;
+}
+
+struct rdm_plan *rdm_plan_copy(const struct rdm_plan *p)
+{
+	return with_node(p, 0, p->down[0]);
+}
+
+struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,
+				 const int *counts, const unsigned char *down,
+				 const struct rdm_replica *keep, int n_keep, char *err,
+				 size_t errlen)
+{
+	struct pctx c = {.positions = 1, .err = err, .len = errlen};
+	int *used = calloc((size_t)rack->n_nodes, sizeof(int));
+
+	if (!used)
+		return nomem(err, errlen);
+	for (int s = 0; counts && s < spec->n_stages; s++)
+		if (counts[s] < 1 || counts[s] > RDM_PLAN_MAX_REPLICAS) {
+			snprintf(err, errlen, "stage '%s': %d replicas is out of range (1..%d)",
+				 spec->stages[s].name, counts[s], RDM_PLAN_MAX_REPLICAS);
+			free(used);
+			errno = EINVAL;
+			return NULL;
+		}
+	c.p = plan_alloc(rack, spec, counts, down);
+	if (!c.p) {
+		free(used);
+		return nomem(err, errlen);
+	}
+	/* A kept replica stays on its node and port while the node is up, carries the
+	 * stage's labels, has the cores, and no other kept replica took the port. */
+	for (int i = 0; i < c.p->n_replicas; i++) {
+		struct rdm_replica *r = &c.p->replicas[i];
+		const struct rdm_spec_stage *st = &spec->stages[r->stage];
+
+		for (int j = 0; j < n_keep; j++) {
+			const struct rdm_replica *o = &keep[j];
+			int k = o->node, taken = 0;
+
+			if (strcmp(o->id, r->id))
+				continue;
+			if (k < 0 || k >= rack->n_nodes || (down && down[k]) ||
+			    !labels_match(&rack->nodes[k], st) ||
+			    used[k] + st->workers > rack->nodes[k].capacity ||
+			    o->port < rack->port_first || o->port > rack->port_last)
+				break;
+			for (int q = 0; q < i; q++)
+				taken |= c.p->replicas[q].node >= 0 &&
+					 c.p->replicas[q].port == o->port &&
+					 !strcmp(rack->nodes[c.p->replicas[q].node].data,
+						 rack->nodes[k].data);
+			if (taken)
+				break;
+			r->node = k;
+			r->port = o->port;
+			rdm_plan__set_listen(r, rack->nodes[k].data,
+					     rack->nodes[k].data_family != AF_INET, o->port);
+			used[k] += st->workers;
+			break;
+		}
+	}
+	free(used);
+	/* The stage checks only where something is left to place: a stage whose replicas all
+	 * stayed is as it ran (a node's loss may have put spread siblings on one node, which
+	 * the strict spread check would refuse, and a restart must not). */
+	for (int s = 0, i = 0, rc; s < spec->n_stages; s++) {
+		int open = 0;
+
+		for (int n = 0; n < c.p->stage_replicas[s]; n++, i++)
+			open |= c.p->replicas[i].node < 0;
+		if (open && (rc = check_stage(&c, s)) < 0) {
+			rdm_plan_free(c.p);
+			errno = -rc;
+			return NULL;
+		}
+	}
+	return finish(&c, INT32_MAX);
+}
