@@ -1,9 +1,10 @@
-/* The TLS transport's private declarations, shared by lib/tls_*.c and by nothing else.
+/* The TLS transport's private declarations, for lib/tls_*.c; not for the control
+ * channel's users, who have tls.h.
  *
  * The context part (struct rdm_tls_ctx, struct rdm_tls_verify, lib/tls_ctx.c) stands
- * on its own: it knows nothing of connections or message framing, so other TLS users
- * (a TCP hop of the data plane) can reuse contexts, certificate loading and the
- * verification record with SSL objects of their own. The rest is the control
+ * on its own: it knows nothing of connections or message framing, so a later TLS user
+ * in the tree (a TCP hop of the data plane) can reuse contexts, certificate loading
+ * and the verification record with SSL objects of its own. The rest is the control
  * channel's connection. */
 #ifndef RDM_TLS_INT_H
 #define RDM_TLS_INT_H
