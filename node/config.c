@@ -1,3 +1,6 @@
+/* The chain config loader (see config.h): one YAML file, read through lib/yaml.c's DOM,
+ * into a struct rdm_chain_conf, with addresses parsed by lib/addr.c and every error
+ * reported at its FILE:LINE:COL. */
 #include "node/config.h"
 #include "lib/yaml.h"
 

@@ -1,0 +1,206 @@
+/* TLS contexts for the control channel's transport (see tls.h), with OpenSSL 3: the CA,
+ * this end's certificate and key, TLS 1.3 only, and the verification of peers' names.
+ * Nothing here knows about connections or message framing (see tls_int.h). */
+#include "lib/tls_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+int rdm_tls__fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+const char *rdm_tls__ossl_reason(char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+	if (r)
+		snprintf(buf, len, "%s", r);
+	else if (e)
+		ERR_error_string_n(e, buf, len);
+	else
+		snprintf(buf, len, "unknown TLS error");
+	ERR_clear_error();
+	return buf;
+}
+
+/* ---- names ---- */
+
+/* A name that fails rdm_certs_name_ok comes out "", so a name never carries control
+ * characters into a log line. */
+void rdm_tls__cert_name(X509 *x, char *out, size_t cap)
+{
+	GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	char cn[256];
+	int found = 0;
+
+	out[0] = '\0';
+	for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans) && !found; i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+		const unsigned char *s;
+		int len;
+
+		if (g->type != GEN_DNS)
+			continue;
+		s = ASN1_STRING_get0_data(g->d.dNSName);
+		len = ASN1_STRING_length(g->d.dNSName);
+		found = 1;
+		if (len > 0 && (size_t)len < cap && memchr(s, 0, (size_t)len) == NULL) {
+			memcpy(out, s, (size_t)len);
+			out[len] = '\0';
+		}
+	}
+	GENERAL_NAMES_free(sans);
+	if (!found &&
+	    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn)) >
+		0 &&
+	    strlen(cn) < cap)
+		snprintf(out, cap, "%s", cn);
+	if (!rdm_certs_name_ok(out))
+		out[0] = '\0';
+}
+
+/* ---- contexts ---- */
+
+/* Records the first verification failure in the SSL's struct rdm_tls_verify (its app
+ * data), for the refusal's reason. The verdict itself stays OpenSSL's. */
+static int verify_cb(int ok, X509_STORE_CTX *st)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct rdm_tls_verify *v = ssl ? SSL_get_app_data(ssl) : NULL;
+	X509 *x = X509_STORE_CTX_get_current_cert(st);
+
+	if (!ok && v && !v->err) {
+		v->err = X509_STORE_CTX_get_error(st);
+		v->depth = X509_STORE_CTX_get_error_depth(st);
+		v->name[0] = '\0';
+		if (x) {
+			rdm_tls__cert_name(x, v->name, sizeof(v->name));
+			if (!v->name[0] &&
+			    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName,
+						      v->name, sizeof(v->name)) <= 0)
+				v->name[0] = '\0';
+		}
+	}
+	return ok;
+}
+
+struct rdm_tls_ctx *rdm_tls_ctx_new(const char *ca, const char *cert, const char *key, int server,
+				    char *err, size_t errlen)
+{
+	struct rdm_tls_ctx *ctx;
+	STACK_OF(X509_NAME) * cas;
+	char why[256];
+	int rc = -EINVAL;
+
+	if (!ca || !cert || !key) {
+		errno = -rdm_tls__fail(err, errlen, -EINVAL,
+				       "tls: the CA, certificate and key are all needed");
+		return NULL;
+	}
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		errno = -rdm_tls__fail(err, errlen, -ENOMEM, "tls: out of memory");
+		return NULL;
+	}
+	ctx->server = !!server;
+	ERR_clear_error();
+	ctx->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	if (!ctx->ssl) {
+		rc = rdm_tls__fail(err, errlen, -ENOMEM, "tls: %s",
+				   rdm_tls__ossl_reason(why, sizeof(why)));
+		goto fail;
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx->ssl, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ctx->ssl, TLS1_3_VERSION)) {
+		rc = rdm_tls__fail(err, errlen, -EPROTO, "tls: TLS 1.3 unavailable: %s",
+				   rdm_tls__ossl_reason(why, sizeof(why)));
+		goto fail;
+	}
+	if (SSL_CTX_load_verify_locations(ctx->ssl, ca, NULL) != 1) {
+		rc = rdm_tls__fail(err, errlen, -EINVAL, "%s: cannot load CA certificates: %s", ca,
+				   rdm_tls__ossl_reason(why, sizeof(why)));
+		goto fail;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx->ssl, cert) != 1) {
+		rc = rdm_tls__fail(err, errlen, -EINVAL, "%s: cannot load the certificate: %s",
+				   cert, rdm_tls__ossl_reason(why, sizeof(why)));
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx->ssl, key, SSL_FILETYPE_PEM) != 1) {
+		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+			ERR_clear_error();
+			rc = rdm_tls__fail(err, errlen, -EINVAL, "%s does not hold the key of %s",
+					   key, cert);
+			goto fail;
+		}
+		rc = rdm_tls__fail(err, errlen, -EINVAL, "%s: cannot load the private key: %s", key,
+				   rdm_tls__ossl_reason(why, sizeof(why)));
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx->ssl) != 1) {
+		ERR_clear_error();
+		rc = rdm_tls__fail(err, errlen, -EINVAL, "%s does not hold the key of %s", key,
+				   cert);
+		goto fail;
+	}
+	rdm_tls__cert_name(SSL_CTX_get0_certificate(ctx->ssl), ctx->name, sizeof(ctx->name));
+	if (!ctx->name[0]) {
+		rc = rdm_tls__fail(
+		    err, errlen, -EINVAL,
+		    "%s: the certificate names no usable holder (DNS subjectAltName or CN)", cert);
+		goto fail;
+	}
+	SSL_CTX_set_verify(
+	    ctx->ssl, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), verify_cb);
+	SSL_CTX_set_verify_depth(ctx->ssl, 4);
+	/* Partial writes let a send make progress record by record; the moving buffer
+	 * lets a retried write come from a different address. */
+	SSL_CTX_set_mode(ctx->ssl,
+			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (server) {
+		/* Connections are long-lived and never resumed: no tickets, no cache. */
+		SSL_CTX_set_num_tickets(ctx->ssl, 0);
+		SSL_CTX_set_session_cache_mode(ctx->ssl, SSL_SESS_CACHE_OFF);
+		/* Name the CA in the certificate request, so a client holding several
+		 * certificates picks the right one. */
+		cas = SSL_load_client_CA_file(ca);
+		if (cas)
+			SSL_CTX_set_client_CA_list(ctx->ssl, cas);
+		ERR_clear_error();
+	}
+	return ctx;
+
+fail:
+	rdm_tls_ctx_free(ctx);
+	errno = -rc;
+	return NULL;
+}
+
+void rdm_tls_ctx_free(struct rdm_tls_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	SSL_CTX_free(ctx->ssl);
+	free(ctx);
+}
+
+const char *rdm_tls_ctx_name(const struct rdm_tls_ctx *ctx)
+{
+	return ctx->name;
+}
