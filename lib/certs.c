@@ -1,5 +1,6 @@
 /* Certificate generation for a rack (see certs.h), with OpenSSL 3. */
 #include "lib/certs.h"
+#include "lib/err.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,36 +23,6 @@
 /* Lets a certificate start an hour early, so hosts whose clocks are a little behind
  * the one that made it still accept it. */
 #define CERTS_SKEW_S 3600
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* Writes the message to err and returns rc (a negative errno). */
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
-/* The reason OpenSSL gave for its most recent failure on this thread, or "unknown". The
- * queue is emptied, so a later failure does not report a stale reason. */
-static const char *ossl_reason(char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_last_error();
-
-	if (!e)
-		snprintf(buf, len, "unknown OpenSSL error");
-	else
-		ERR_error_string_n(e, buf, len);
-	ERR_clear_error();
-	return buf;
-}
 
 int rdm_certs_name_ok(const char *name)
 {
@@ -96,39 +67,40 @@ static int write_atomic(const char *path, mode_t mode, int (*write_fn)(BIO *b, v
 	int fd, rc;
 
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= sizeof(tmp))
-		return fail(err, errlen, -ENAMETOOLONG, "%s: path too long", path);
+		return rdm_errf(err, errlen, -ENAMETOOLONG, "%s: path too long", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0)
-		return fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+		return rdm_errf(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
 	f = fdopen(fd, "w");
 	if (!f) {
-		rc = fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+		rc = rdm_errf(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
 		close(fd);
 		goto out_unlink;
 	}
 	b = BIO_new_fp(f, BIO_NOCLOSE);
 	if (!b) {
-		rc = fail(err, errlen, -ENOMEM, "%s: %s", tmp, ossl_reason(why, sizeof(why)));
+		rc = rdm_errf(err, errlen, -ENOMEM, "%s: %s", tmp,
+			      rdm_ossl_reason(why, sizeof(why)));
 		goto out_close;
 	}
 	if (!write_fn(b, obj) || BIO_flush(b) != 1) {
-		rc = fail(err, errlen, -EIO, "%s: %s", tmp, ossl_reason(why, sizeof(why)));
+		rc = rdm_errf(err, errlen, -EIO, "%s: %s", tmp, rdm_ossl_reason(why, sizeof(why)));
 		goto out_close;
 	}
 	BIO_free(b);
 	b = NULL;
 	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-		rc = fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+		rc = rdm_errf(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
 		goto out_close;
 	}
 	if (fclose(f) != 0) {
 		f = NULL;
-		rc = fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+		rc = rdm_errf(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
 		goto out_unlink;
 	}
 	f = NULL;
 	if (link(tmp, path) != 0) {
-		rc = fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		rc = rdm_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 		goto out_unlink;
 	}
 	unlink(tmp);
@@ -247,15 +219,15 @@ static void *read_pem(const char *path, void *(*read_fn)(BIO *b), const char *wh
 	void *obj;
 
 	if (!b) {
-		fail(err, errlen, -EIO, "%s: %s", path, strerror(errno ? errno : EIO));
+		rdm_errf(err, errlen, -EIO, "%s: %s", path, strerror(errno ? errno : EIO));
 		ERR_clear_error();
 		return NULL;
 	}
 	obj = read_fn(b);
 	BIO_free(b);
 	if (!obj)
-		fail(err, errlen, -EINVAL, "%s: not a PEM %s (%s)", path, what,
-		     ossl_reason(why, sizeof(why)));
+		rdm_errf(err, errlen, -EINVAL, "%s: not a PEM %s (%s)", path, what,
+			 rdm_ossl_reason(why, sizeof(why)));
 	return obj;
 }
 
@@ -282,16 +254,16 @@ static int load_ca(const char *ca_pem, const char *ca_key, X509 **ca, EVP_PKEY *
 		goto fail;
 	if (X509_check_private_key(*ca, *key) != 1) {
 		ERR_clear_error();
-		fail(err, errlen, -EINVAL, "%s does not hold the key of %s", ca_key, ca_pem);
+		rdm_errf(err, errlen, -EINVAL, "%s does not hold the key of %s", ca_key, ca_pem);
 		goto fail;
 	}
 	if (X509_check_ca(*ca) != 1) {
-		fail(err, errlen, -EINVAL, "%s is not a CA certificate", ca_pem);
+		rdm_errf(err, errlen, -EINVAL, "%s is not a CA certificate", ca_pem);
 		goto fail;
 	}
 	if (X509_cmp_current_time(X509_get0_notAfter(*ca)) <= 0) {
-		fail(err, errlen, -EINVAL,
-		     "%s has expired; move ca.pem and ca.key away to make a new CA", ca_pem);
+		rdm_errf(err, errlen, -EINVAL,
+			 "%s has expired; move ca.pem and ca.key away to make a new CA", ca_pem);
 		goto fail;
 	}
 	return 0;
@@ -317,13 +289,13 @@ static int new_ca(const char *ca_pem, const char *ca_key, int days, X509 **ca, E
 	*ca = NULL;
 	*key = EVP_EC_gen("P-256");
 	if (!*key || RAND_bytes(rnd, sizeof(rnd)) != 1)
-		return fail(err, errlen, -EIO, "making the CA key: %s",
-			    ossl_reason(why, sizeof(why)));
+		return rdm_errf(err, errlen, -EIO, "making the CA key: %s",
+				rdm_ossl_reason(why, sizeof(why)));
 	snprintf(cn, sizeof(cn), "rdmesh CA %02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
 	*ca = make_cert(*key, cn, -CERTS_SKEW_S, ca_days * 86400, NULL, NULL);
 	if (!*ca) {
-		rc = fail(err, errlen, -EIO, "making the CA certificate: %s",
-			  ossl_reason(why, sizeof(why)));
+		rc = rdm_errf(err, errlen, -EIO, "making the CA certificate: %s",
+			      rdm_ossl_reason(why, sizeof(why)));
 		goto fail;
 	}
 	rc = write_atomic(ca_key, 0600, write_key, *key, err, errlen);
@@ -349,7 +321,8 @@ static int join(char *out, size_t cap, const char *dir, const char *file, const 
 		char *err, size_t errlen)
 {
 	if ((size_t)snprintf(out, cap, "%s/%s%s", dir, file, ext) >= cap)
-		return fail(err, errlen, -ENAMETOOLONG, "%s/%s%s: path too long", dir, file, ext);
+		return rdm_errf(err, errlen, -ENAMETOOLONG, "%s/%s%s: path too long", dir, file,
+				ext);
 	return 0;
 }
 
@@ -360,13 +333,13 @@ static int pair_state(const char *pem, const char *key, char *err, size_t errlen
 	int p = exists(pem), k = exists(key);
 
 	if (p < 0)
-		return fail(err, errlen, p, "%s: %s", pem, strerror(-p));
+		return rdm_errf(err, errlen, p, "%s: %s", pem, strerror(-p));
 	if (k < 0)
-		return fail(err, errlen, k, "%s: %s", key, strerror(-k));
+		return rdm_errf(err, errlen, k, "%s: %s", key, strerror(-k));
 	if (p != k)
-		return fail(err, errlen, -EEXIST,
-			    "%s exists without %s: remove it, or restore the missing file",
-			    p ? pem : key, p ? key : pem);
+		return rdm_errf(err, errlen, -EEXIST,
+				"%s exists without %s: remove it, or restore the missing file",
+				p ? pem : key, p ? key : pem);
 	return p;
 }
 
@@ -379,30 +352,30 @@ int rdm_certs_make(const char *dir, const char *const *names, int n, int days, c
 	int rc, issued = 0;
 
 	if (!dir || !*dir || n < 0 || (n > 0 && !names))
-		return fail(err, errlen, -EINVAL, "no directory or names given");
+		return rdm_errf(err, errlen, -EINVAL, "no directory or names given");
 	if (days == 0 || days > RDM_CERTS_MAX_DAYS || days < -RDM_CERTS_MAX_DAYS)
-		return fail(err, errlen, -EINVAL, "days %d is not in 1..%d (or negative)", days,
-			    RDM_CERTS_MAX_DAYS);
+		return rdm_errf(err, errlen, -EINVAL, "days %d is not in 1..%d (or negative)", days,
+				RDM_CERTS_MAX_DAYS);
 	/* Every name is checked before anything is written: a typo in the last name must
 	 * not leave the first ones made. */
 	for (int i = 0; i < n; i++) {
 		if (!rdm_certs_name_ok(names[i]))
-			return fail(
+			return rdm_errf(
 			    err, errlen, -EINVAL,
 			    "bad certificate name '%s': 1..%d of [A-Za-z0-9._-], starting with "
 			    "a letter or digit, and not 'ca'",
 			    names[i] ? names[i] : "(null)", RDM_CERTS_NAME_MAX);
 		for (int j = 0; j < i; j++)
 			if (!strcmp(names[i], names[j]))
-				return fail(err, errlen, -EINVAL, "name '%s' given twice",
-					    names[i]);
+				return rdm_errf(err, errlen, -EINVAL, "name '%s' given twice",
+						names[i]);
 		if ((rc = join(pem, sizeof(pem), dir, names[i], ".pem", err, errlen)) < 0 ||
 		    (rc = join(keyp, sizeof(keyp), dir, names[i], ".key", err, errlen)) < 0 ||
 		    (rc = pair_state(pem, keyp, err, errlen)) < 0)
 			return rc;
 	}
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		return fail(err, errlen, -errno, "%s: %s", dir, strerror(errno));
+		return rdm_errf(err, errlen, -errno, "%s: %s", dir, strerror(errno));
 
 	if ((rc = join(ca_pem, sizeof(ca_pem), dir, "ca", ".pem", err, errlen)) < 0 ||
 	    (rc = join(ca_key, sizeof(ca_key), dir, "ca", ".key", err, errlen)) < 0)
@@ -431,8 +404,8 @@ int rdm_certs_make(const char *dir, const char *const *names, int n, int days, c
 		key = EVP_EC_gen("P-256");
 		x = key ? make_cert(key, names[i], from, to, ca, ca_pkey) : NULL;
 		if (!x) {
-			rc = fail(err, errlen, -EIO, "%s: making the certificate: %s", names[i],
-				  ossl_reason(why, sizeof(why)));
+			rc = rdm_errf(err, errlen, -EIO, "%s: making the certificate: %s", names[i],
+				      rdm_ossl_reason(why, sizeof(why)));
 			EVP_PKEY_free(key);
 			goto out;
 		}

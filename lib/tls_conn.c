@@ -15,6 +15,7 @@
 #include <openssl/x509v3.h>
 
 #include "lib/addr.h"
+#include "lib/err.h"
 
 /* A connection over fd (connected or accepted, peer address ss), before its handshake;
  * NULL when out of memory. */
@@ -74,42 +75,40 @@ static int handshake_error(struct rdm_tls_conn *c, int e, int sys_errno, char *e
 	if (c->verify.err) {
 		ERR_clear_error();
 		if (c->verify.err == X509_V_ERR_HOSTNAME_MISMATCH)
-			return rdm_tls__fail(
-			    err, errlen, -EACCES,
-			    "%s: refused its certificate: hostname mismatch: expected "
-			    "'%s', the certificate names '%s'",
-			    who, c->expect ? c->expect : "?", c->verify.name);
-		return rdm_tls__fail(err, errlen, -EACCES,
-				     "%s: refused its certificate: certificate verify failed: %s "
-				     "(depth %d, '%s')",
-				     who, X509_verify_cert_error_string(c->verify.err),
-				     c->verify.depth, c->verify.name);
+			return rdm_errf(err, errlen, -EACCES,
+					"%s: refused its certificate: hostname mismatch: expected "
+					"'%s', the certificate names '%s'",
+					who, c->expect ? c->expect : "?", c->verify.name);
+		return rdm_errf(err, errlen, -EACCES,
+				"%s: refused its certificate: certificate verify failed: %s "
+				"(depth %d, '%s')",
+				who, X509_verify_cert_error_string(c->verify.err), c->verify.depth,
+				c->verify.name);
 	}
 	if (e == SSL_ERROR_SSL && ERR_GET_LIB(oe) == ERR_LIB_SSL) {
 		if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
 			ERR_clear_error();
-			return rdm_tls__fail(err, errlen, -EACCES,
-					     "%s: refused: peer sent no certificate", who);
+			return rdm_errf(err, errlen, -EACCES,
+					"%s: refused: peer sent no certificate", who);
 		}
 		if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
 			ERR_clear_error();
-			return rdm_tls__fail(err, errlen, -ECONNRESET,
-					     "%s: connection closed during the TLS handshake", who);
+			return rdm_errf(err, errlen, -ECONNRESET,
+					"%s: connection closed during the TLS handshake", who);
 		}
 		if (reason >= SSL_AD_REASON_OFFSET)
-			return rdm_tls__fail(err, errlen, -ECONNREFUSED,
-					     "%s: TLS handshake refused by the peer: %s", who,
-					     rdm_tls__ossl_reason(why, sizeof(why)));
-		return rdm_tls__fail(err, errlen, -EPROTO, "%s: TLS handshake failed: %s", who,
-				     rdm_tls__ossl_reason(why, sizeof(why)));
+			return rdm_errf(err, errlen, -ECONNREFUSED,
+					"%s: TLS handshake refused by the peer: %s", who,
+					rdm_ossl_reason(why, sizeof(why)));
+		return rdm_errf(err, errlen, -EPROTO, "%s: TLS handshake failed: %s", who,
+				rdm_ossl_reason(why, sizeof(why)));
 	}
 	ERR_clear_error();
 	if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN)
-		return rdm_tls__fail(err, errlen, -ECONNRESET,
-				     "%s: connection closed during the TLS handshake%s%s", who,
-				     sys_errno ? ": " : "", sys_errno ? strerror(sys_errno) : "");
-	return rdm_tls__fail(err, errlen, -EPROTO, "%s: TLS handshake failed (SSL error %d)", who,
-			     e);
+		return rdm_errf(err, errlen, -ECONNRESET,
+				"%s: connection closed during the TLS handshake%s%s", who,
+				sys_errno ? ": " : "", sys_errno ? strerror(sys_errno) : "");
+	return rdm_errf(err, errlen, -EPROTO, "%s: TLS handshake failed (SSL error %d)", who, e);
 }
 
 /* Runs the handshake until done or the deadline. 0 or -errno with err set. */
@@ -131,12 +130,12 @@ static int handshake(struct rdm_tls_conn *c, uint64_t deadline, char *err, size_
 					      deadline);
 			if (rc == -ETIMEDOUT) {
 				ERR_clear_error();
-				return rdm_tls__fail(err, errlen, -ETIMEDOUT,
-						     "%s: TLS handshake timed out", who);
+				return rdm_errf(err, errlen, -ETIMEDOUT,
+						"%s: TLS handshake timed out", who);
 			}
 			if (rc < 0)
-				return rdm_tls__fail(err, errlen, rc, "%s: poll: %s", who,
-						     strerror(-rc));
+				return rdm_errf(err, errlen, rc, "%s: poll: %s", who,
+						strerror(-rc));
 			continue;
 		}
 		return handshake_error(c, e, se, err, errlen, who);
@@ -156,12 +155,12 @@ struct rdm_tls_conn *rdm_tls_connect(struct rdm_tls_ctx *ctx, const char *host_p
 	int rc, fd = -1;
 
 	if (!ctx || ctx->server) {
-		rc = rdm_tls__fail(err, errlen, -EINVAL, "tls: connect needs a client context");
+		rc = rdm_errf(err, errlen, -EINVAL, "tls: connect needs a client context");
 		goto fail;
 	}
 	if (!rdm_certs_name_ok(expect_name)) {
-		rc = rdm_tls__fail(err, errlen, -EINVAL, "tls: bad expected server name '%s'",
-				   expect_name ? expect_name : "(null)");
+		rc = rdm_errf(err, errlen, -EINVAL, "tls: bad expected server name '%s'",
+			      expect_name ? expect_name : "(null)");
 		goto fail;
 	}
 	deadline =
@@ -197,8 +196,7 @@ struct rdm_tls_conn *rdm_tls_connect(struct rdm_tls_ctx *ctx, const char *host_p
 			break;
 	}
 	if (fd < 0) {
-		rc = rdm_tls__fail(err, errlen, rc, "server %s: connect: %s", host_port,
-				   strerror(-rc));
+		rc = rdm_errf(err, errlen, rc, "server %s: connect: %s", host_port, strerror(-rc));
 		goto fail;
 	}
 	{
@@ -209,8 +207,7 @@ struct rdm_tls_conn *rdm_tls_connect(struct rdm_tls_ctx *ctx, const char *host_p
 	}
 	if (!c) {
 		close(fd);
-		rc = rdm_tls__fail(err, errlen, -ENOMEM, "tls: %s",
-				   rdm_tls__ossl_reason(why, sizeof(why)));
+		rc = rdm_errf(err, errlen, -ENOMEM, "tls: %s", rdm_ossl_reason(why, sizeof(why)));
 		goto fail;
 	}
 	snprintf(who, sizeof(who), "server %s", c->peer_addr);
@@ -218,8 +215,7 @@ struct rdm_tls_conn *rdm_tls_connect(struct rdm_tls_ctx *ctx, const char *host_p
 	SSL_set_tlsext_host_name(c->ssl, expect_name);
 	SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_WILDCARDS);
 	if (!SSL_set1_host(c->ssl, expect_name)) {
-		rc = rdm_tls__fail(err, errlen, -ENOMEM, "tls: %s",
-				   rdm_tls__ossl_reason(why, sizeof(why)));
+		rc = rdm_errf(err, errlen, -ENOMEM, "tls: %s", rdm_ossl_reason(why, sizeof(why)));
 		goto fail_conn;
 	}
 	SSL_set_connect_state(c->ssl);
@@ -234,19 +230,18 @@ struct rdm_tls_conn *rdm_tls_connect(struct rdm_tls_ctx *ctx, const char *host_p
 	rc = rdm_tls__recv_msg(c, &verdict, &vlen, deadline, RDM_TLS_VERDICT_MAX);
 	if (rc < 0) {
 		if (rc == -ETIMEDOUT)
-			rc = rdm_tls__fail(err, errlen, -ETIMEDOUT,
-					   "%s: no verdict from the server in time", who);
+			rc = rdm_errf(err, errlen, -ETIMEDOUT,
+				      "%s: no verdict from the server in time", who);
 		else if (c->alert)
-			rc = rdm_tls__fail(err, errlen, -ECONNREFUSED,
-					   "%s: TLS handshake refused by the peer: %s", who,
-					   c->reason);
+			rc = rdm_errf(err, errlen, -ECONNREFUSED,
+				      "%s: TLS handshake refused by the peer: %s", who, c->reason);
 		else if (rc == -EPROTO)
-			rc = rdm_tls__fail(err, errlen, -EPROTO,
-					   "%s: not an rdmesh control server: %s", who, c->err);
+			rc = rdm_errf(err, errlen, -EPROTO, "%s: not an rdmesh control server: %s",
+				      who, c->err);
 		else
-			rc = rdm_tls__fail(err, errlen, -ECONNRESET,
-					   "%s: closed the connection before its verdict: %s", who,
-					   c->err);
+			rc = rdm_errf(err, errlen, -ECONNRESET,
+				      "%s: closed the connection before its verdict: %s", who,
+				      c->err);
 		goto fail_conn;
 	}
 	if (vlen == strlen(RDM_TLS_VERDICT_OK) && !memcmp(verdict, RDM_TLS_VERDICT_OK, vlen)) {
@@ -264,10 +259,10 @@ struct rdm_tls_conn *rdm_tls_connect(struct rdm_tls_ctx *ctx, const char *host_p
 		while (k < vlen && verdict[k] >= 0x20 && verdict[k] < 0x7f)
 			reason[m++] = (char)verdict[k++];
 		reason[m] = '\0';
-		rc = rdm_tls__fail(err, errlen, -ECONNREFUSED, "%s: refused us: %s", who, reason);
+		rc = rdm_errf(err, errlen, -ECONNREFUSED, "%s: refused us: %s", who, reason);
 	} else {
-		rc = rdm_tls__fail(err, errlen, -EPROTO,
-				   "%s: not an rdmesh control server (bad verdict)", who);
+		rc = rdm_errf(err, errlen, -EPROTO,
+			      "%s: not an rdmesh control server (bad verdict)", who);
 	}
 	free(verdict);
 fail_conn:
@@ -290,15 +285,15 @@ struct rdm_tls_conn *rdm_tls_accept(struct rdm_tls_ctx *ctx, int lfd, int timeou
 	int fd, rc;
 
 	if (!ctx || !ctx->server) {
-		errno = -rdm_tls__fail(err, errlen, -EINVAL, "tls: accept needs a server context");
+		errno = -rdm_errf(err, errlen, -EINVAL, "tls: accept needs a server context");
 		return NULL;
 	}
 	for (;;) {
 		rc = rdm_tls__wait_fd(lfd, POLLIN, deadline);
 		if (rc < 0) {
-			errno = -rdm_tls__fail(err, errlen, rc, "accept: %s",
-					       rc == -ETIMEDOUT ? "no connection in time"
-								: strerror(-rc));
+			errno =
+			    -rdm_errf(err, errlen, rc, "accept: %s",
+				      rc == -ETIMEDOUT ? "no connection in time" : strerror(-rc));
 			return NULL;
 		}
 		sl = sizeof(ss);
@@ -308,15 +303,15 @@ struct rdm_tls_conn *rdm_tls_accept(struct rdm_tls_ctx *ctx, int lfd, int timeou
 		/* Another thread took it, or the client gave up already: wait again. */
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 		    errno != ECONNABORTED) {
-			errno = -rdm_tls__fail(err, errlen, -errno, "accept: %s", strerror(errno));
+			errno = -rdm_errf(err, errlen, -errno, "accept: %s", strerror(errno));
 			return NULL;
 		}
 	}
 	c = conn_new(ctx, fd, &ss, sl);
 	if (!c) {
 		close(fd);
-		errno = -rdm_tls__fail(err, errlen, -ENOMEM, "tls: %s",
-				       rdm_tls__ossl_reason(why, sizeof(why)));
+		errno =
+		    -rdm_errf(err, errlen, -ENOMEM, "tls: %s", rdm_ossl_reason(why, sizeof(why)));
 		return NULL;
 	}
 	snprintf(who, sizeof(who), "client %s", c->peer_addr);
@@ -339,14 +334,14 @@ struct rdm_tls_conn *rdm_tls_accept(struct rdm_tls_ctx *ctx, int lfd, int timeou
 		}
 	}
 	if (rc < 0) {
-		rdm_tls__fail(err, errlen, rc, "%s: refused '%s': %s", who, c->peer_name, why);
+		rdm_errf(err, errlen, rc, "%s: refused '%s': %s", who, c->peer_name, why);
 		snprintf(verdict, sizeof(verdict), "%s%s", RDM_TLS_VERDICT_NO, why);
 		rdm_tls__send_msg(c, verdict, (uint32_t)strlen(verdict), deadline);
 		goto fail;
 	}
 	rc = rdm_tls__send_msg(c, RDM_TLS_VERDICT_OK, strlen(RDM_TLS_VERDICT_OK), deadline);
 	if (rc < 0) {
-		rdm_tls__fail(err, errlen, rc, "%s: sending the verdict: %s", who, c->err);
+		rdm_errf(err, errlen, rc, "%s: sending the verdict: %s", who, c->err);
 		goto fail;
 	}
 	c->err[0] = '\0';

@@ -2,6 +2,7 @@
  * this end's certificate and key, TLS 1.3 only, and the verification of peers' names.
  * Nothing here knows about connections or message framing (see tls_int.h). */
 #include "lib/tls_int.h"
+#include "lib/err.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -11,33 +12,6 @@
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
-
-int rdm_tls__fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
-const char *rdm_tls__ossl_reason(char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_last_error();
-	const char *r = e ? ERR_reason_error_string(e) : NULL;
-
-	if (r)
-		snprintf(buf, len, "%s", r);
-	else if (e)
-		ERR_error_string_n(e, buf, len);
-	else
-		snprintf(buf, len, "unknown TLS error");
-	ERR_clear_error();
-	return buf;
-}
 
 /* ---- names ---- */
 
@@ -109,59 +83,57 @@ struct rdm_tls_ctx *rdm_tls_ctx_new(const char *ca, const char *cert, const char
 	int rc = -EINVAL;
 
 	if (!ca || !cert || !key) {
-		errno = -rdm_tls__fail(err, errlen, -EINVAL,
-				       "tls: the CA, certificate and key are all needed");
+		errno = -rdm_errf(err, errlen, -EINVAL,
+				  "tls: the CA, certificate and key are all needed");
 		return NULL;
 	}
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx) {
-		errno = -rdm_tls__fail(err, errlen, -ENOMEM, "tls: out of memory");
+		errno = -rdm_errf(err, errlen, -ENOMEM, "tls: out of memory");
 		return NULL;
 	}
 	ctx->server = !!server;
 	ERR_clear_error();
 	ctx->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	if (!ctx->ssl) {
-		rc = rdm_tls__fail(err, errlen, -ENOMEM, "tls: %s",
-				   rdm_tls__ossl_reason(why, sizeof(why)));
+		rc = rdm_errf(err, errlen, -ENOMEM, "tls: %s", rdm_ossl_reason(why, sizeof(why)));
 		goto fail;
 	}
 	if (!SSL_CTX_set_min_proto_version(ctx->ssl, TLS1_3_VERSION) ||
 	    !SSL_CTX_set_max_proto_version(ctx->ssl, TLS1_3_VERSION)) {
-		rc = rdm_tls__fail(err, errlen, -EPROTO, "tls: TLS 1.3 unavailable: %s",
-				   rdm_tls__ossl_reason(why, sizeof(why)));
+		rc = rdm_errf(err, errlen, -EPROTO, "tls: TLS 1.3 unavailable: %s",
+			      rdm_ossl_reason(why, sizeof(why)));
 		goto fail;
 	}
 	if (SSL_CTX_load_verify_locations(ctx->ssl, ca, NULL) != 1) {
-		rc = rdm_tls__fail(err, errlen, -EINVAL, "%s: cannot load CA certificates: %s", ca,
-				   rdm_tls__ossl_reason(why, sizeof(why)));
+		rc = rdm_errf(err, errlen, -EINVAL, "%s: cannot load CA certificates: %s", ca,
+			      rdm_ossl_reason(why, sizeof(why)));
 		goto fail;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx->ssl, cert) != 1) {
-		rc = rdm_tls__fail(err, errlen, -EINVAL, "%s: cannot load the certificate: %s",
-				   cert, rdm_tls__ossl_reason(why, sizeof(why)));
+		rc = rdm_errf(err, errlen, -EINVAL, "%s: cannot load the certificate: %s", cert,
+			      rdm_ossl_reason(why, sizeof(why)));
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx->ssl, key, SSL_FILETYPE_PEM) != 1) {
 		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
 			ERR_clear_error();
-			rc = rdm_tls__fail(err, errlen, -EINVAL, "%s does not hold the key of %s",
-					   key, cert);
+			rc = rdm_errf(err, errlen, -EINVAL, "%s does not hold the key of %s", key,
+				      cert);
 			goto fail;
 		}
-		rc = rdm_tls__fail(err, errlen, -EINVAL, "%s: cannot load the private key: %s", key,
-				   rdm_tls__ossl_reason(why, sizeof(why)));
+		rc = rdm_errf(err, errlen, -EINVAL, "%s: cannot load the private key: %s", key,
+			      rdm_ossl_reason(why, sizeof(why)));
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx->ssl) != 1) {
 		ERR_clear_error();
-		rc = rdm_tls__fail(err, errlen, -EINVAL, "%s does not hold the key of %s", key,
-				   cert);
+		rc = rdm_errf(err, errlen, -EINVAL, "%s does not hold the key of %s", key, cert);
 		goto fail;
 	}
 	rdm_tls__cert_name(SSL_CTX_get0_certificate(ctx->ssl), ctx->name, sizeof(ctx->name));
 	if (!ctx->name[0]) {
-		rc = rdm_tls__fail(
+		rc = rdm_errf(
 		    err, errlen, -EINVAL,
 		    "%s: the certificate names no usable holder (DNS subjectAltName or CN)", cert);
 		goto fail;

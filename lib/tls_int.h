@@ -44,14 +44,6 @@ struct rdm_tls_verify {
 	char name[RDM_TLS__NAME_LEN]; /* the certificate it was about */
 };
 
-/* Writes the message to err (when err and errlen); returns rc. */
-int rdm_tls__fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* OpenSSL's reason for its latest failure on this thread, without the "error:...:" code
- * prefix ("sslv3 alert certificate expired"), into buf; the queue is emptied. */
-const char *rdm_tls__ossl_reason(char *buf, size_t len);
-
 /* The holder's name from x: its first DNS subjectAltName, else its CN; "" when neither
  * is a usable name (rdm_certs_name_ok). */
 void rdm_tls__cert_name(X509 *x, char *out, size_t cap);

@@ -13,6 +13,7 @@
 #include <openssl/err.h>
 
 #include "lib/byteorder.h"
+#include "lib/err.h"
 
 /* One SSL_read or SSL_write (write != 0) of up to n bytes, waiting as it asks until the
  * deadline. Returns the bytes moved (> 0), or -ETIMEDOUT, -EPIPE or -EPROTO with c->err
@@ -41,39 +42,38 @@ static long io(struct rdm_tls_conn *c, int write, void *p, size_t n, uint64_t de
 				continue;
 			pthread_mutex_lock(&c->lock);
 			if (rc == -ETIMEDOUT)
-				rdm_tls__fail(c->err, sizeof(c->err), 0, "%s: %s timed out",
-					      c->peer_addr, write ? "send" : "receive");
+				rdm_errf(c->err, sizeof(c->err), 0, "%s: %s timed out",
+					 c->peer_addr, write ? "send" : "receive");
 			else
-				rdm_tls__fail(c->err, sizeof(c->err), 0, "%s: poll: %s",
-					      c->peer_addr, strerror(-rc));
+				rdm_errf(c->err, sizeof(c->err), 0, "%s: poll: %s", c->peer_addr,
+					 strerror(-rc));
 			pthread_mutex_unlock(&c->lock);
 			return rc == -ETIMEDOUT ? -ETIMEDOUT : -EPIPE;
 		}
 		if (e == SSL_ERROR_ZERO_RETURN) {
 			rc = -EPIPE;
-			rdm_tls__fail(c->err, sizeof(c->err), 0, "%s: peer closed the connection",
-				      c->peer_addr);
+			rdm_errf(c->err, sizeof(c->err), 0, "%s: peer closed the connection",
+				 c->peer_addr);
 		} else if (e == SSL_ERROR_SYSCALL) {
 			rc = -EPIPE;
 			c->fatal = 1;
-			rdm_tls__fail(c->err, sizeof(c->err), 0, "%s: connection %s", c->peer_addr,
-				      se ? strerror(se) : "closed by the peer");
+			rdm_errf(c->err, sizeof(c->err), 0, "%s: connection %s", c->peer_addr,
+				 se ? strerror(se) : "closed by the peer");
 		} else if (e == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_last_error()) ==
 						     SSL_R_UNEXPECTED_EOF_WHILE_READING) {
 			rc = -EPIPE;
 			c->fatal = 1;
 			ERR_clear_error();
-			rdm_tls__fail(c->err, sizeof(c->err), 0,
-				      "%s: peer closed the connection (without close_notify)",
-				      c->peer_addr);
+			rdm_errf(c->err, sizeof(c->err), 0,
+				 "%s: peer closed the connection (without close_notify)",
+				 c->peer_addr);
 		} else {
 			rc = -EPROTO;
 			c->fatal = 1;
 			c->alert = ERR_GET_REASON(ERR_peek_last_error()) >= SSL_AD_REASON_OFFSET;
-			rdm_tls__ossl_reason(c->reason, sizeof(c->reason));
-			rdm_tls__fail(c->err, sizeof(c->err), 0, "%s: TLS failure%s: %s",
-				      c->peer_addr, c->alert ? ", alert from the peer" : "",
-				      c->reason);
+			rdm_ossl_reason(c->reason, sizeof(c->reason));
+			rdm_errf(c->err, sizeof(c->err), 0, "%s: TLS failure%s: %s", c->peer_addr,
+				 c->alert ? ", alert from the peer" : "", c->reason);
 		}
 		ERR_clear_error();
 		pthread_mutex_unlock(&c->lock);
@@ -160,10 +160,9 @@ int rdm_tls__recv_msg(struct rdm_tls_conn *c, uint8_t **buf, uint32_t *len, uint
 		c->rx_len = rdm_get_be32(c->hdr);
 		if (c->rx_len > max) {
 			pthread_mutex_lock(&c->lock);
-			rdm_tls__fail(
-			    c->err, sizeof(c->err), 0,
-			    "%s: peer announced a %u-byte message, over the %u-byte limit",
-			    c->peer_addr, c->rx_len, max);
+			rdm_errf(c->err, sizeof(c->err), 0,
+				 "%s: peer announced a %u-byte message, over the %u-byte limit",
+				 c->peer_addr, c->rx_len, max);
 			pthread_mutex_unlock(&c->lock);
 			rc = -EPROTO;
 			goto out;

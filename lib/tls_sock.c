@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "lib/err.h"
 
 /* ---- time ---- */
 
@@ -185,17 +186,16 @@ int rdm_tls__resolve(const char *host_port, int passive, struct addrinfo **res, 
 	int rc;
 
 	if (split_host_port(host_port, host, sizeof(host), port, sizeof(port)) < 0)
-		return rdm_tls__fail(err, errlen, -EINVAL, "'%s': not host:port or [v6]:port",
-				     host_port ? host_port : "(null)");
+		return rdm_errf(err, errlen, -EINVAL, "'%s': not host:port or [v6]:port",
+				host_port ? host_port : "(null)");
 	if (passive)
 		hints.ai_flags = AI_PASSIVE;
 	else if (!strcmp(port, "0"))
-		return rdm_tls__fail(err, errlen, -EINVAL, "'%s': port 0", host_port);
+		return rdm_errf(err, errlen, -EINVAL, "'%s': port 0", host_port);
 	rc = getaddrinfo(host[0] && strcmp(host, "*") ? host : NULL, port, &hints, res);
 	if (rc)
-		return rdm_tls__fail(err, errlen, rc == EAI_SYSTEM ? -errno : -EHOSTUNREACH,
-				     "'%s': %s", host_port,
-				     rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		return rdm_errf(err, errlen, rc == EAI_SYSTEM ? -errno : -EHOSTUNREACH, "'%s': %s",
+				host_port, rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 	return 0;
 }
 
@@ -223,7 +223,7 @@ int rdm_tls_listen(const char *host_port, char *err, size_t errlen)
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return rdm_tls__fail(err, errlen, rc, "listen on %s: %s", host_port, strerror(-rc));
+		return rdm_errf(err, errlen, rc, "listen on %s: %s", host_port, strerror(-rc));
 	return fd;
 }
 
