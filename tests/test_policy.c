@@ -244,28 +244,28 @@ static void check_rst(const struct rdm_frame *r, const uint8_t *orig, int v6, ui
 	cr_assert_eq(r->pkt_len, hl + 20);
 	if (v6) {
 		cr_assert_eq(ip[0] >> 4, 6);
-		cr_assert_eq(r16(ip + 4), 20);
+		cr_assert_eq(rdm_get_be16(ip + 4), 20);
 		cr_assert_eq(ip[6], IPPROTO_TCP);
 		cr_assert_eq(memcmp(ip + 8, orig + 24, 16), 0, "src is the original dst");
 		cr_assert_eq(memcmp(ip + 24, orig + 8, 16), 0, "dst is the original src");
 	} else {
 		cr_assert_eq(ip[0], 0x45);
-		cr_assert_eq(r16(ip + 2), 40);
+		cr_assert_eq(rdm_get_be16(ip + 2), 40);
 		cr_assert_eq(ip[9], IPPROTO_TCP);
 		cr_assert_eq(sum(ip, 20, 0), 0xffff, "IPv4 header checksum");
 		cr_assert_eq(memcmp(ip + 12, orig + 16, 4), 0);
 		cr_assert_eq(memcmp(ip + 16, orig + 12, 4), 0);
 	}
 	t = ip + hl;
-	cr_assert_eq(r16(t), r16(orig + hl + 2), "sport is the original dport");
-	cr_assert_eq(r16(t + 2), r16(orig + hl), "dport is the original sport");
-	cr_assert_eq(r32(t + 4), seq, "seq %u, want %u", r32(t + 4), seq);
-	cr_assert_eq(r32(t + 8), ack, "ack %u, want %u", r32(t + 8), ack);
+	cr_assert_eq(rdm_get_be16(t), rdm_get_be16(orig + hl + 2), "sport is the original dport");
+	cr_assert_eq(rdm_get_be16(t + 2), rdm_get_be16(orig + hl), "dport is the original sport");
+	cr_assert_eq(rdm_get_be32(t + 4), seq, "seq %u, want %u", rdm_get_be32(t + 4), seq);
+	cr_assert_eq(rdm_get_be32(t + 8), ack, "ack %u, want %u", rdm_get_be32(t + 8), ack);
 	cr_assert_eq(t[13], flags);
 	cr_assert_eq(t[12] >> 4, 5);
 	cr_assert_eq(sum(t, 20, pseudo(ip, IPPROTO_TCP, 20)), 0xffff, "TCP checksum");
-	cr_assert_eq(r->key.sport, r16(orig + hl + 2));
-	cr_assert_eq(r->key.dport, r16(orig + hl));
+	cr_assert_eq(r->key.sport, rdm_get_be16(orig + hl + 2));
+	cr_assert_eq(r->key.dport, rdm_get_be16(orig + hl));
 	cr_assert_eq(memcmp(r->key.src, v6 ? orig + 24 : orig + 16, v6 ? 16 : 4), 0);
 	cr_assert_eq(memcmp(r->key.dst, v6 ? orig + 8 : orig + 12, v6 ? 16 : 4), 0);
 	cr_assert_eq(r->verdict, RDM_V_REJECT);
@@ -367,7 +367,7 @@ static void check_icmp(const struct rdm_frame *r, const uint8_t *orig, uint32_t 
 		cr_assert_eq(r->pkt_len, 40 + 8 + q);
 		cr_assert_eq(ip[0] >> 4, 6);
 		cr_assert_eq(ip[6], IPPROTO_ICMPV6);
-		cr_assert_eq(r16(ip + 4), 8 + q);
+		cr_assert_eq(rdm_get_be16(ip + 4), 8 + q);
 		cr_assert_eq(memcmp(ip + 8, orig + 24, 16), 0);
 		cr_assert_eq(memcmp(ip + 24, orig + 8, 16), 0);
 		u = ip + 40;
@@ -379,7 +379,7 @@ static void check_icmp(const struct rdm_frame *r, const uint8_t *orig, uint32_t 
 		q = (uint32_t)(orig[0] & 15) * 4 + 8;
 		cr_assert_eq(r->pkt_len, 20 + 8 + q);
 		cr_assert_eq(ip[9], IPPROTO_ICMP);
-		cr_assert_eq(r16(ip + 2), 28 + q);
+		cr_assert_eq(rdm_get_be16(ip + 2), 28 + q);
 		cr_assert_eq(sum(ip, 20, 0), 0xffff, "IPv4 header checksum");
 		cr_assert_eq(memcmp(ip + 12, orig + 16, 4), 0);
 		cr_assert_eq(memcmp(ip + 16, orig + 12, 4), 0);
@@ -388,7 +388,7 @@ static void check_icmp(const struct rdm_frame *r, const uint8_t *orig, uint32_t 
 		cr_assert_eq(u[1], 13);
 		cr_assert_eq(sum(u, 8 + q, 0), 0xffff, "ICMP checksum");
 	}
-	cr_assert_eq(r32(u + 4), 0);
+	cr_assert_eq(rdm_get_be32(u + 4), 0);
 	cr_assert_eq(memcmp(u + 8, orig, q), 0, "quotes the original");
 	cr_assert_eq(r->verdict, RDM_V_REJECT);
 }
@@ -572,7 +572,8 @@ Test(policy, batch_replies_each_get_their_own_buffer)
 	s.ops->process(s.rt, fs, 3, v);
 	for (int i = 0; i < 3; i++) {
 		cr_assert_eq(v[i], RDM_STAGE_REPLY);
-		cr_assert_eq(r16(fs[i]->pkt + 22), 41000 + i, "reply %d kept its own bytes", i);
+		cr_assert_eq(rdm_get_be16(fs[i]->pkt + 22), 41000 + i,
+			     "reply %d kept its own bytes", i);
 	}
 	stop(&s);
 }

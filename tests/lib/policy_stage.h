@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/byteorder.h"
 #include "lib/pkt.h"
 #include "lib/yaml.h"
 #include "services/flowtable.h"
@@ -128,28 +129,6 @@ struct pk {
 	struct rdm_frame f;
 };
 
-static inline void w16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static inline void w32(uint8_t *p, uint32_t v)
-{
-	w16(p, (uint16_t)(v >> 16));
-	w16(p + 2, (uint16_t)v);
-}
-
-static inline uint16_t r16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static inline uint32_t r32(const uint8_t *p)
-{
-	return (uint32_t)r16(p) << 16 | r16(p + 2);
-}
-
 /* Independent of the stage's: the RFC 1071 sum, folded, not inverted. */
 static inline uint16_t sum(const uint8_t *p, size_t n, uint32_t s)
 {
@@ -196,45 +175,45 @@ static inline void mk(struct pk *p, const struct spec *sp)
 	len = hl + l4len + sp->payload;
 	if (sp->v6) {
 		ip[0] = 0x60;
-		w16(ip + 4, (uint16_t)(len - 40));
+		rdm_put_be16(ip + 4, (uint16_t)(len - 40));
 		ip[6] = sp->proto;
 		ip[7] = 64;
 		cr_assert_eq(inet_pton(AF_INET6, sp->src, ip + 8), 1);
 		cr_assert_eq(inet_pton(AF_INET6, sp->dst, ip + 24), 1);
 	} else {
 		ip[0] = (uint8_t)(0x40 | hl / 4);
-		w16(ip + 2, (uint16_t)len);
-		w16(ip + 4, 0x1234);
-		w16(ip + 6, sp->frag_off);
+		rdm_put_be16(ip + 2, (uint16_t)len);
+		rdm_put_be16(ip + 4, 0x1234);
+		rdm_put_be16(ip + 6, sp->frag_off);
 		ip[8] = 64;
 		ip[9] = sp->proto;
 		cr_assert_eq(inet_pton(AF_INET, sp->src, ip + 12), 1);
 		cr_assert_eq(inet_pton(AF_INET, sp->dst, ip + 16), 1);
 		for (uint32_t i = 20; i < hl; i++)
 			ip[i] = 1; /* NOP options */
-		w16(ip + 10, (uint16_t)~sum(ip, hl, 0));
+		rdm_put_be16(ip + 10, (uint16_t)~sum(ip, hl, 0));
 	}
 	u = ip + hl;
 	for (uint32_t i = 0; i < sp->payload; i++)
 		u[l4len + i] = (uint8_t)('a' + i % 26);
 	switch (sp->proto) {
 	case IPPROTO_TCP:
-		w16(u, sp->sport);
-		w16(u + 2, sp->dport);
-		w32(u + 4, sp->seq);
-		w32(u + 8, sp->ack);
+		rdm_put_be16(u, sp->sport);
+		rdm_put_be16(u + 2, sp->dport);
+		rdm_put_be32(u + 4, sp->seq);
+		rdm_put_be32(u + 8, sp->ack);
 		u[12] = 5 << 4;
 		u[13] = sp->flags;
-		w16(u + 14, 65535);
-		w16(u + 16, (uint16_t)~sum(u, l4len + sp->payload,
-					   pseudo(ip, IPPROTO_TCP, l4len + sp->payload)));
+		rdm_put_be16(u + 14, 65535);
+		rdm_put_be16(u + 16, (uint16_t)~sum(u, l4len + sp->payload,
+						    pseudo(ip, IPPROTO_TCP, l4len + sp->payload)));
 		break;
 	case IPPROTO_UDP:
-		w16(u, sp->sport);
-		w16(u + 2, sp->dport);
-		w16(u + 4, (uint16_t)(8 + sp->payload));
-		w16(u + 6,
-		    (uint16_t)~sum(u, 8 + sp->payload, pseudo(ip, IPPROTO_UDP, 8 + sp->payload)));
+		rdm_put_be16(u, sp->sport);
+		rdm_put_be16(u + 2, sp->dport);
+		rdm_put_be16(u + 4, (uint16_t)(8 + sp->payload));
+		rdm_put_be16(u + 6, (uint16_t)~sum(u, 8 + sp->payload,
+						   pseudo(ip, IPPROTO_UDP, 8 + sp->payload)));
 		break;
 	default:
 		u[0] = sp->icmp_type;
