@@ -1,6 +1,7 @@
 /* The policy stage's rule set: parsing a policy (a file, or a mapping inline in the
  * chain) and matching a flow's state against its ordered rules. Kept apart from the
- * stage (services/policy.c), which owns flows, caching, verdicts and replies.
+ * stage (services/policy.c), which owns flows, caching, verdicts and replies (built by
+ * services/policy_reply.c).
  *
  * A policy:
  *   default: allow          # allow | deny | reject | log: the action when no rule matches

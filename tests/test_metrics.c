@@ -1,6 +1,7 @@
-/* node/metrics.c: the report-to-Prometheus converter on real reports, checked line by
- * line and by a strict format checker (tests/lib/promcheck.py, python3), and the HTTP
- * endpoint on a real node. Runs from the repository root. */
+/* The Prometheus metrics: the report-to-text converter (node/metrics_text.c) on real
+ * reports, checked line by line and by a strict format checker (tests/lib/promcheck.py,
+ * python3), and the HTTP endpoint (node/metrics.c) on a real node. Runs from the
+ * repository root. */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
