@@ -112,6 +112,16 @@ void *rdm_node__worker_main(void *arg)
 	return NULL;
 }
 
+/* The file worker idx of n writes for an output named base: one file per worker
+ * (base.wIDX) when there are several, so that workers write without a lock. */
+static void worker_path(char *path, size_t len, const char *base, const struct rdm_node *n, int idx)
+{
+	if (n->n_workers > 1)
+		snprintf(path, len, "%s.w%d", base, idx);
+	else
+		snprintf(path, len, "%s", base);
+}
+
 /* Sets up worker idx of n (buffers, stages, TUN, ingress source, egress writers, next-hop
  * connections); 0, or -errno with a message in err (rdm_node__worker_fini cleans up). */
 int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *err, size_t errlen)
@@ -202,20 +212,13 @@ int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *e
 		for (int h = 0; h < RDM_MAX_HOPS - 1; h++)
 			rdm_hist_init(&w->hops[h]);
 		if (c->egress.pcap) {
-			/* One file per worker: workers write without a lock. */
-			if (n->n_workers > 1)
-				snprintf(path, sizeof(path), "%s.w%d", c->egress.pcap, idx);
-			else
-				snprintf(path, sizeof(path), "%s", c->egress.pcap);
+			worker_path(path, sizeof(path), c->egress.pcap, n, idx);
 			w->pout = rdm_pcap_open_out(path, RDM_PCAP_IP, err, (unsigned)errlen);
 			if (!w->pout)
 				return -EIO;
 		}
 		if (c->egress.frames) {
-			if (n->n_workers > 1)
-				snprintf(path, sizeof(path), "%s.w%d", c->egress.frames, idx);
-			else
-				snprintf(path, sizeof(path), "%s", c->egress.frames);
+			worker_path(path, sizeof(path), c->egress.frames, n, idx);
 			w->fout = rdm_pcap_open_out(path, RDM_PCAP_NSH, err, (unsigned)errlen);
 			w->framebuf = malloc(n->copts.max_frame);
 			if (!w->fout || !w->framebuf)
