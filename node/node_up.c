@@ -1,0 +1,173 @@
+/* The upstream side of a worker: listening, frames arriving from upstream nodes, and
+ * the way back to them (which connection brought each flow). */
+#include <errno.h>
+#include <string.h>
+
+#include "lib/clock.h"
+#include "lib/pkt.h"
+#include "node/node_int.h"
+
+/* The upstream connection that carried flow f here, as an index into w->ups, or -1. */
+static int path_of(struct worker *w, const struct rdm_frame *f)
+{
+	struct rdm_flow *fl;
+	const uint64_t *d;
+	int dir;
+
+	if (w->n_ups == 1)
+		return 0;
+	if (!w->paths || !(f->present & RDM_F_FLOW_KEY))
+		return -1;
+	fl = rdm_flowtab_find(w->paths, &f->key, rdm_frame_flow_hash(f, &f->key), &dir);
+	if (!fl)
+		return -1;
+	d = rdm_flow_data(fl);
+	for (int u = 0; u < w->n_ups; u++)
+		if (w->up_serial[u] == d[0])
+			return u;
+	return -1; /* that connection is gone */
+}
+
+/* Remembers which upstream connection (serial) brought flow f, for the way back. */
+static void path_note(struct worker *w, const struct rdm_frame *f, uint64_t serial)
+{
+	struct rdm_flow *fl;
+	int dir;
+
+	if (!w->paths || !(f->present & RDM_F_FLOW_KEY))
+		return;
+	fl = rdm_flowtab_track(w->paths, &f->key, rdm_frame_flow_hash(f, &f->key), f->pkt_len,
+			       rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &f->key), rdm_now_ns(), &dir,
+			       NULL);
+	*(uint64_t *)rdm_flow_data(fl) = serial;
+}
+
+/* Sends frames back towards the client: into this edge's TUN, or up the connection each
+ * flow came in on. */
+void rdm_node__send_back(struct worker *w, struct rdm_frame *const *fs, int m)
+{
+	struct rdm_node *n = w->node;
+
+	if (m == 0)
+		return;
+	if (n->conf->ingress.mode == RDM_INGRESS_TUN) {
+		rdm_node__tun_write(w, fs, m);
+		return;
+	}
+	if (n->conf->ingress.mode != RDM_INGRESS_NONE || !n->conf->has_listen) {
+		w->st.drops[DROP_NO_CLIENT] += (uint64_t)m;
+		return;
+	}
+	for (int i = 0; i < m; i++) {
+		w->upi[i] = path_of(w, fs[i]);
+		if (w->upi[i] < 0)
+			w->st.drops[DROP_NO_PATH]++;
+	}
+	for (int u = 0; u < w->n_ups; u++) {
+		int k = rdm_node__encode_tx(w, fs, m, u, BACK), rc;
+
+		if (k == 0)
+			continue;
+		rc = rdm_conn_send(w->ups[u], w->tx, k);
+		if (rc < 0) {
+			w->st.drops[DROP_PEER_DOWN] += (uint64_t)k;
+			continue;
+		}
+		w->st.back_tx_frames += (uint64_t)rc;
+		w->st.drops[DROP_QUEUE_FULL] += (uint64_t)(k - rc);
+	}
+}
+
+/* Frames from an upstream node: they run forward, and each flow's connection is noted
+ * for the way back. */
+static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, void *arg)
+{
+	struct worker *w = arg;
+	int m = 0;
+
+	if (w->stopping)
+		return 0;
+	if (rdm_node__downs_congested(w)) {
+		/* Leave the frames with the transport: it stops reading, TCP's window
+		 * closes, and the upstream sender sees congestion in turn. */
+		w->st.stalls++;
+		return 0;
+	}
+	if (w->node->conf->egress.enabled)
+		n = rdm_node__egress_budget(w, n);
+	w->st.rx_frames += (uint64_t)n;
+	m = rdm_node__decode_batch(w, rx, n, FWD);
+	if (w->paths) {
+		uint64_t serial = 0;
+
+		for (int u = 0; u < w->n_ups; u++)
+			if (w->ups[u] == c)
+				serial = w->up_serial[u];
+		for (int i = 0; i < m; i++)
+			path_note(w, w->frp[i], serial);
+	}
+	rdm_node__handle_batch(w, m, FWD);
+	return n;
+}
+
+/* An upstream node connected or went away. */
+static void up_state(struct rdm_conn *c, int up, void *arg)
+{
+	struct worker *w = arg;
+
+	if (up) {
+		if (w->n_ups == MAX_UPS) {
+			rdm_node__log(w->node, "refusing upstream %s: %d connections already",
+				      c->peer, MAX_UPS);
+			rdm_conn_close(c);
+			return;
+		}
+		w->up_serial[w->n_ups] = ++w->next_serial;
+		w->ups[w->n_ups++] = c;
+		rdm_node__log(w->node, "upstream %s connected", c->peer);
+		return;
+	}
+	for (int i = 0; i < w->n_ups; i++) {
+		if (w->ups[i] == c) {
+			const struct rdm_conn_stats *s = &c->stats;
+
+			w->up_closed.rx_frames += s->rx_frames;
+			w->up_closed.rx_bytes += s->rx_bytes;
+			w->up_closed.rx_bad_len += s->rx_bad_len;
+			w->up_closed.disconnects++;
+			w->ups[i] = w->ups[--w->n_ups];
+			w->up_serial[i] = w->up_serial[w->n_ups];
+			break;
+		}
+	}
+	rdm_node__log(w->node, "upstream %s disconnected", c->peer);
+}
+
+/* Listens on TCP, and on RDMA too when an upstream node reaches this one that way. */
+int rdm_node__start_listener(struct worker *w)
+{
+	struct rdm_node *n = w->node;
+	struct rdm_conn_cbs cbs = {.on_frames = up_frames, .on_state = up_state, .arg = w};
+	struct rdm_conn_opts o = n->copts;
+
+	o.reuseport = n->n_workers > 1;
+	w->lst = rdm_listen(&rdm_tcp_ops, w->loop, &n->conf->listen, &o, &cbs);
+	if (!w->lst) {
+		rdm_node__log(n, "listen on %s (tcp): %s", n->conf->listen.text, strerror(errno));
+		return -errno;
+	}
+	if (n->listen_rdma) {
+		w->lst_rdma = rdm_listen(&rdm_rdma_ops, w->loop, &n->conf->listen, &o, &cbs);
+		if (!w->lst_rdma)
+			rdm_node__log(
+			    n,
+			    "listen on %s (rdma): %s: upstream hops over RDMA cannot reach this "
+			    "node",
+			    n->conf->listen.text,
+			    errno == ENODEV ? "no RDMA device has this address" : strerror(errno));
+	}
+	if (w->idx == 0)
+		rdm_node__log(n, "listening on %s (tcp%s)", n->conf->listen.text,
+			      w->lst_rdma ? ", rdma" : "");
+	return 0;
+}
