@@ -1,3 +1,4 @@
+/* rack.yaml (orchestrator/rack.h): loading and checking the hosts of a rack. */
 #include "orchestrator/rack.h"
 #include "lib/yaml.h"
 

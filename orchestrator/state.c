@@ -1,3 +1,5 @@
+/* The orchestrator's persisted state (orchestrator/state.h): saving it atomically and
+ * restoring it with the position of any error. */
 #include "orchestrator/state.h"
 
 #include <errno.h>
