@@ -195,7 +195,7 @@ Test(pack, truncated_length_prefix)
 		cr_assert_eq(end, 0);
 	}
 	/* After a record ending on a 4-byte boundary: 1 to 3 bytes more are a broken
-	 * header, the record before them still good (what test_rdma's malformed test
+	 * header, the record before them still good (what test_rdma_flow's malformed packed test
 	 * sends: frame 1, then 2 bytes). */
 	cr_assert_eq(rdm_pack_add(m, CAP, &used, (const uint8_t *)"abcd", 4, NULL, 0), 0);
 	cr_assert_eq(used, 8);

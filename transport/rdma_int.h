@@ -139,33 +139,53 @@ static inline struct rdmx_conn *rdm_rdma__conn(struct rdm_conn *c)
 }
 
 /* rdma_dev.c: workers and device contexts. */
+/* The worker of loop l, made on first use; each call takes a reference. NULL and errno. */
 struct rdmx_worker *rdm_rdma__worker_get(struct rdm_loop *l);
+/* Drops a reference; the last one frees the worker and its contexts. */
 void rdm_rdma__worker_put(struct rdmx_worker *rw);
+/* The worker's context on device verbs, made (and its receive slots posted) on first use. */
 struct rdmx_ctx *rdm_rdma__ctx_get(struct rdmx_worker *rw, struct ibv_context *verbs,
 				   const struct rdm_conn_opts *o);
+/* Posts receive slot `slot` to the shared receive queue. 0 or -EIO. */
 int rdm_rdma__post_recv(struct rdmx_ctx *x, uint32_t slot);
 
 /* rdma_qp.c: a connection's buffers and queue pair. */
+/* Allocates the send slots and the rings, sized from the options. 0 or -ENOMEM. */
 int rdm_rdma__conn_bufs(struct rdmx_conn *c);
+/* Frees a connection and drops its worker reference (rdm_loop_defer_free's callback). */
 void rdm_rdma__conn_free(void *p);
+/* Creates the QP on id's device and registers the send buffers. 0 or a negative errno. */
 int rdm_rdma__setup_qp(struct rdmx_conn *c, struct rdma_cm_id *id);
+/* Destroys the QP, its send MR and its cm_id, giving back what they held; c stays. */
 void rdm_rdma__teardown_qp(struct rdmx_conn *c);
 
 /* rdma_cm.c: connection management. */
+/* The worker's CM event channel is readable. */
 void rdm_rdma__cm_io(struct rdm_io *io, uint32_t events);
+/* (Re)starts an outbound connection: a new cm_id, then address resolution. */
 void rdm_rdma__start_connect(void *arg);
+/* The connection failed (why, for the log): tear it down; reconnect or free it. */
 void rdm_rdma__conn_fail(struct rdmx_conn *c, const char *why);
 
 /* rdma_tx.c: credits and the send path. */
+/* Sends an empty message of type RDM_RDMA_IMM_CREDIT or _KEEPALIVE carrying owed credits. */
 void rdm_rdma__send_ctrl(struct rdmx_conn *c, uint32_t type);
+/* Posts the messages waiting for credits while credits and send-queue room last. */
 void rdm_rdma__flush_pending(struct rdmx_conn *c);
+/* The ops table's send_batch. */
 int rdm_rdma__send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int n);
 
 /* rdma_rx.c: completions and receiving. */
+/* Receive slot s is consumed: repost it (once no zero-copy send reads it) and owe its
+ * connection a credit. */
 void rdm_rdma__release_rslot(struct rdmx_ctx *x, uint32_t s);
+/* Hands the connection's received frames to on_frames. */
 void rdm_rdma__deliver(struct rdmx_conn *c);
+/* The context's poller (adaptive polling); returns whether it stays hot. */
 int rdm_rdma__ctx_poller(struct rdm_poller *p);
+/* Takes every completion there is now. */
 void rdm_rdma__ctx_poll(struct rdmx_ctx *x);
+/* The ops table's pause_rx and resume_rx. */
 void rdm_rdma__pause_rx(struct rdm_conn *bc);
 void rdm_rdma__resume_rx(struct rdm_conn *bc);
 
