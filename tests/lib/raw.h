@@ -1,4 +1,4 @@
-/* Hand-built NSH headers for the malformed-frame tests (test_frame.c, test_rdma.c): what
+/* Hand-built NSH headers for the malformed-frame tests (test_frame.c, test_rdma_flow.c): what
  * rdm_frame_encode would never write. */
 #ifndef RDM_TESTS_RAW_H
 #define RDM_TESTS_RAW_H

@@ -1,0 +1,300 @@
+/* The RDMA backend's connection lifetime, driven by librdmacm events: resolving, connecting
+ * and accepting (with the private data that carries each side's credit grant), keepalive,
+ * and failure, after which an outbound connection reconnects with backoff. */
+#include "transport/rdma_int.h"
+#include "lib/byteorder.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RDMX_WIRE_VERSION 1 /* private data and message layout */
+#define RDMX_RESOLVE_MS	  2000
+
+/* Connection private data: explicit bytes, network order: version, 0, credits (16 bits),
+ * node id, epoch (32 bits each). */
+#define RDMX_PDATA_LEN 12
+static void rdmx_pdata_put(uint8_t *p, uint32_t credits, uint32_t node, uint32_t epoch)
+{
+	p[0] = RDMX_WIRE_VERSION;
+	p[1] = 0;
+	rdm_put_be16(p + 2, (uint16_t)credits);
+	rdm_put_be32(p + 4, node);
+	rdm_put_be32(p + 8, epoch);
+}
+
+void rdm_rdma__conn_fail(struct rdmx_conn *c, const char *why)
+{
+	int was_up = c->base.up;
+
+	if (c->closed)
+		return;
+	/* Say why, once per distinct reason, so a retry loop does not flood the log. */
+	if (strcmp(c->last_why, why) &&
+	    (c->outbound || strcmp(why, "RDMA_CM_EVENT_DISCONNECTED"))) {
+		fprintf(stderr, "rdma %s: %s%s\n", c->base.peer, why,
+			c->outbound ? ", retrying with backoff" : "");
+		snprintf(c->last_why, sizeof(c->last_why), "%s", why);
+	}
+	rdm_rdma__teardown_qp(c);
+	c->base.up = 0;
+	if (was_up) {
+		c->base.stats.disconnects++;
+		if (c->base.cbs.on_state)
+			c->base.cbs.on_state(&c->base, 0, c->base.cbs.arg);
+	}
+	if (c->closed)
+		return;
+	if (!c->outbound) {
+		c->closed = 1;
+		rdm_loop_defer_free(c->rw->loop, c, rdm_rdma__conn_free);
+		return;
+	}
+	rdm_timer_arm(c->rw->loop, &c->retry, c->backoff_ms, rdm_rdma__start_connect, c);
+	c->backoff_ms =
+	    c->backoff_ms * 2 > c->o.backoff_max_ms ? c->o.backoff_max_ms : c->backoff_ms * 2;
+}
+
+/* Every keepalive_ms / 3: a peer silent for keepalive_ms is dead; an idle side sends a
+ * keepalive. */
+static void rdmx_keepalive(void *arg)
+{
+	struct rdmx_conn *c = arg;
+	uint64_t now = rdm_now_ns(), ka = (uint64_t)c->o.keepalive_ms * 1000000ull;
+
+	if (!c->established)
+		return;
+	/* A paused receiver holds the peer's credits: its silence is ours, not death. */
+	if (!c->rx_paused && c->credits > 0 && now - c->last_rx_ns > ka) {
+		rdm_rdma__conn_fail(c, "keepalive timeout");
+		return;
+	}
+	if (now - c->last_tx_ns >= ka / 3)
+		rdm_rdma__send_ctrl(c, RDM_RDMA_IMM_KEEPALIVE);
+	rdm_timer_arm(c->rw->loop, &c->ka, c->o.keepalive_ms / 3, rdmx_keepalive, c);
+}
+
+/* The connection is established; grant is what the peer lets us send (its credits). */
+static void rdmx_became_up(struct rdmx_conn *c, uint32_t grant)
+{
+	/* Our send queue is sized for our own credit count: use no more than that. */
+	c->credits = grant && grant < c->ctx->credits ? grant : c->ctx->credits;
+	c->established = 1;
+	c->base.up = 1;
+	c->base.epoch++;
+	c->base.stats.connects++;
+	c->backoff_ms = c->o.backoff_min_ms;
+	c->last_why[0] = 0;
+	c->last_rx_ns = c->last_tx_ns = rdm_now_ns();
+	rdm_timer_arm(c->rw->loop, &c->ka, c->o.keepalive_ms / 3, rdmx_keepalive, c);
+	if (c->base.cbs.on_state)
+		c->base.cbs.on_state(&c->base, 1, c->base.cbs.arg);
+}
+
+static int rdmx_check_pdata(const void *p, uint8_t len)
+{
+	const uint8_t *b = p;
+
+	return b && len >= RDMX_PDATA_LEN && b[0] == RDMX_WIRE_VERSION ? 0 : -EPROTO;
+}
+
+/* The credits a checked private data grants. */
+static uint32_t rdmx_pdata_credits(const void *p)
+{
+	const uint8_t *b = p;
+
+	return rdm_get_be16(b + 2);
+}
+
+void rdm_rdma__start_connect(void *arg)
+{
+	struct rdmx_conn *c = arg;
+	struct sockaddr_storage src;
+
+	if (rdma_create_id(c->rw->ech, &c->id, c, RDMA_PS_TCP)) {
+		c->base.stats.connect_fails++;
+		rdm_rdma__conn_fail(c, "rdma_create_id");
+		return;
+	}
+	if (c->local.len) {
+		memcpy(&src, &c->local.ss, sizeof(src));
+		if (src.ss_family == AF_INET)
+			((struct sockaddr_in *)&src)->sin_port = 0;
+		else
+			((struct sockaddr_in6 *)&src)->sin6_port = 0;
+	}
+	if (rdma_resolve_addr(c->id, c->local.len ? (struct sockaddr *)&src : NULL,
+			      (struct sockaddr *)&c->peer.ss, RDMX_RESOLVE_MS)) {
+		c->base.stats.unreachable++;
+		c->base.stats.connect_fails++;
+		rdm_rdma__conn_fail(c, "rdma_resolve_addr");
+	}
+}
+
+static void rdmx_conn_event(struct rdmx_conn *c, struct rdma_cm_event *ev)
+{
+	struct rdma_conn_param p = {0};
+	uint8_t pd[RDMX_PDATA_LEN];
+
+	switch (ev->event) {
+	case RDMA_CM_EVENT_ADDR_RESOLVED:
+		if (rdma_resolve_route(c->id, RDMX_RESOLVE_MS)) {
+			c->base.stats.connect_fails++;
+			rdm_rdma__conn_fail(c, "rdma_resolve_route");
+		}
+		return;
+	case RDMA_CM_EVENT_ROUTE_RESOLVED: {
+		int rc = rdm_rdma__setup_qp(c, c->id);
+
+		if (rc < 0) {
+			c->base.stats.connect_fails++;
+			rdm_rdma__conn_fail(c, strerror(-rc));
+			return;
+		}
+		rdmx_pdata_put(pd, c->o.credits, c->o.node_id, c->base.epoch + 1);
+		p.private_data = pd;
+		p.private_data_len = RDMX_PDATA_LEN;
+		p.responder_resources = 0;
+		p.initiator_depth = 0;
+		p.retry_count = 7;
+		p.rnr_retry_count = 7;
+		if (rdma_connect(c->id, &p)) {
+			c->base.stats.connect_fails++;
+			rdm_rdma__conn_fail(c, "rdma_connect");
+		}
+		return;
+	}
+	case RDMA_CM_EVENT_ESTABLISHED:
+		if (rdmx_check_pdata(ev->param.conn.private_data, ev->param.conn.private_data_len) <
+		    0) {
+			c->base.stats.connect_fails++;
+			rdm_rdma__conn_fail(c, "peer speaks another protocol version");
+			return;
+		}
+		rdmx_became_up(c, rdmx_pdata_credits(ev->param.conn.private_data));
+		return;
+	case RDMA_CM_EVENT_ADDR_ERROR:
+	case RDMA_CM_EVENT_ROUTE_ERROR:
+	case RDMA_CM_EVENT_UNREACHABLE:
+		/* No RDMA path to the peer, or nothing there answers RDMA CM. */
+		c->base.stats.unreachable++;
+		c->base.stats.connect_fails++;
+		rdm_rdma__conn_fail(c, rdma_event_str(ev->event));
+		return;
+	case RDMA_CM_EVENT_CONNECT_ERROR:
+	case RDMA_CM_EVENT_REJECTED:
+		c->base.stats.connect_fails++;
+		rdm_rdma__conn_fail(c, rdma_event_str(ev->event));
+		return;
+	case RDMA_CM_EVENT_DISCONNECTED:
+		/* Frames the peer sent before it left are already in our slots: hand them
+		 * over first, as TCP delivers what precedes a FIN. */
+		if (c->ctx && c->established)
+			rdm_rdma__ctx_poll(c->ctx);
+		if (c->established && c->rxq_n && !c->rx_paused)
+			rdm_rdma__deliver(c);
+		if (c->id && !c->closed)
+			rdm_rdma__conn_fail(c, rdma_event_str(ev->event));
+		return;
+	case RDMA_CM_EVENT_DEVICE_REMOVAL:
+	case RDMA_CM_EVENT_ADDR_CHANGE:
+	case RDMA_CM_EVENT_TIMEWAIT_EXIT:
+		if (c->id)
+			rdm_rdma__conn_fail(c, rdma_event_str(ev->event));
+		return;
+	default:
+		return;
+	}
+}
+
+static void rdmx_accept_request(struct rdmx_listener *lst, struct rdma_cm_event *ev)
+{
+	struct rdma_cm_id *id = ev->id;
+	struct rdmx_conn *c = calloc(1, sizeof(*c));
+	struct rdma_conn_param p = {0};
+	uint8_t pd[RDMX_PDATA_LEN];
+
+	if (!c ||
+	    rdmx_check_pdata(ev->param.conn.private_data, ev->param.conn.private_data_len) < 0) {
+		free(c);
+		rdma_reject(id, NULL, 0);
+		rdma_destroy_id(id);
+		return;
+	}
+	c->kind = RDMX_KIND_CONN;
+	c->base.ops = &rdm_rdma_ops;
+	c->base.cbs = lst->cbs;
+	c->o = lst->o;
+	c->rw = rdm_rdma__worker_get(lst->rw->loop); /* a reference of its own */
+	c->idx = -1;
+	c->lst = lst;
+	c->id = id;
+	id->context = c;
+	rdm_addr_format((struct sockaddr_storage *)rdma_get_peer_addr(id),
+			sizeof(struct sockaddr_storage), c->base.peer, sizeof(c->base.peer));
+	if (rdm_rdma__conn_bufs(c) < 0 || rdm_rdma__setup_qp(c, id) < 0) {
+		rdma_reject(id, NULL, 0);
+		c->id = NULL;
+		rdm_rdma__teardown_qp(c);
+		rdma_destroy_id(id);
+		rdm_rdma__conn_free(c);
+		return;
+	}
+	/* The peer's grant, from its request, is what we may send it. */
+	c->peer_grant = rdmx_pdata_credits(ev->param.conn.private_data);
+	rdmx_pdata_put(pd, c->o.credits, c->o.node_id, 1);
+	p.private_data = pd;
+	p.private_data_len = RDMX_PDATA_LEN;
+	p.retry_count = 7;
+	p.rnr_retry_count = 7;
+	if (rdma_accept(id, &p)) {
+		c->id = NULL;
+		rdm_rdma__teardown_qp(c);
+		rdma_destroy_id(id);
+		rdm_rdma__conn_free(c);
+	}
+}
+
+void rdm_rdma__cm_io(struct rdm_io *io, uint32_t events)
+{
+	struct rdmx_worker *rw = container_of(io, struct rdmx_worker, ech_io);
+	struct rdma_cm_event *ev;
+
+	while (rdma_get_cm_event(rw->ech, &ev) == 0) {
+		struct rdma_cm_event copy = *ev;
+		uint8_t pd[64];
+
+		/* Private data lives in the event: keep a copy past the ack. */
+		if (ev->param.conn.private_data_len && ev->param.conn.private_data) {
+			size_t l = ev->param.conn.private_data_len < sizeof(pd)
+				       ? ev->param.conn.private_data_len
+				       : sizeof(pd);
+
+			memcpy(pd, ev->param.conn.private_data, l);
+			copy.param.conn.private_data = pd;
+		}
+		if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST) {
+			rdmx_accept_request(ev->listen_id->context, &copy);
+			rdma_ack_cm_event(ev);
+			continue;
+		}
+		rdma_ack_cm_event(ev);
+		if (!copy.id || !copy.id->context)
+			continue;
+		if (*(int *)copy.id->context == RDMX_KIND_LISTENER) {
+			/* The listening id itself: its device went away, or its address. */
+			fprintf(stderr, "rdma listener: %s\n", rdma_event_str(copy.event));
+			continue;
+		}
+		if (copy.listen_id == NULL) {
+			struct rdmx_conn *c = copy.id->context;
+
+			if (!c->outbound && copy.event == RDMA_CM_EVENT_ESTABLISHED) {
+				rdmx_became_up(c, c->peer_grant);
+				continue;
+			}
+			rdmx_conn_event(c, &copy);
+		}
+	}
+}
