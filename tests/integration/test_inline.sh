@@ -178,7 +178,10 @@ if [ "${STAGES:-all}" = all ]; then
 	[ "$body" = hello ] && grep -q "reload identity: done" "$work/log1" &&
 		pass "SIGHUP reloads the identity directory on host1 without dropping traffic" ||
 		fail "identity reload: '$body' $(grep reload "$work/log1")"
-	sleep 1 # finished TCP flows linger tcp_closed_ms, then the flow log writes them
+	# Finished TCP flows linger tcp_closed_ms, then the flow log writes them: wait for
+	# the last one (alice-v2's HTTP flow), within 10 s.
+	n=0
+	until grep -q '"alice-v2"' "$work/flows.json" 2>/dev/null; do n=$((n + 1)); [ $n -ge 100 ] && break; sleep 0.1; done
 fi
 
 for i in 1 2 3; do kill -TERM "$(eval echo \$pid$i)"; done
