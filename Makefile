@@ -87,39 +87,39 @@ $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/librdmesh.a
 # counts every check and ends with one "N passed, N failed" line for all of them.
 # With SANITIZE=... everything runs under the sanitizers (then no separate unit-san stage).
 test: deps
-	@$(MAKE) $(PAR) --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
 	@BUILD=$(BUILD) SAN_BUILD=$(SAN_BUILD) SAN=$(SAN) FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) \
 	  tests/run.sh $(if $(SANITIZE),format layers unit integration fuzz,all)
 
 unit: deps
-	@$(MAKE) $(PAR) --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/run.sh unit
 
 integration: deps
-	@$(MAKE) $(PAR) --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/run.sh integration
 
 # The RDMA tests inside the Soft-RoCE guest (QEMU); `make test` runs them too.
 test-rdma: deps
-	@$(MAKE) $(PAR) --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/run.sh rdma
 
 # The paths side by side on this host (native, overlay, sidecar): build/bench/results.
 bench: deps
-	@$(MAKE) $(PAR) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
 	@$(BUILD)/rdmesh bench --out $(PWD)/$(BUILD)/bench/results
 
 # Inside the Soft-RoCE guest: one hop over RDMA against ib_send_lat and TCP
 # (hop-rdma.sh), then all four paths (rdmesh bench --rdma).
 bench-rdma: deps
-	@$(MAKE) $(PAR) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
 	@mkdir -p $(BUILD)/bench
 	@tests/softroce/guest.sh --timeout 600 --out $(PWD)/$(BUILD)/bench --env BUILD=$(BUILD) -- \
 	  'bash tests/bench/hop-rdma.sh && $(BUILD)/rdmesh bench --rdma --guest --out $$RDM_OUT/results-guest'
 	@echo "results: $(BUILD)/bench/bench/hop-rdma.{csv,md}, $(BUILD)/bench/results-guest/"
 
 demo: deps
-	@$(MAKE) $(PAR) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/demo.sh
 
 # libFuzzer with ASan and UBSan. Every tests/fuzz/fuzz_NAME.c is a target, build/fuzz/fuzz_NAME,
@@ -150,7 +150,7 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/librdmesh-fuzz.a
 	  build/fuzz/librdmesh-fuzz.a -o $@ $(PKG_LIBS) -lpthread -lm
 
 fuzz-build: deps
-	@$(MAKE) $(PAR) --no-print-directory $(FUZZ_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(FUZZ_BIN)
 
 # tests/run.sh fuzz: builds the targets, runs each FUZZ_SECONDS, one check per target.
 fuzz: deps
@@ -179,7 +179,7 @@ unit-san: deps
 
 # The unit test binaries of this BUILD (tests/run.sh san builds them with SANITIZE=...).
 unit-build:
-	@$(MAKE) $(PAR) --no-print-directory $(TEST_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(TEST_BIN)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -103,7 +103,7 @@ scripts() {
 stage_format() {
 	local log=$BUILD/check-format.log ok
 	mkdir -p "$BUILD"
-	make -j"${JOBS:-$(nproc)}" --no-print-directory check-format >"$log" 2>&1 && ok=1 || ok=0
+	make -s -j"${JOBS:-$(nproc)}" --no-print-directory check-format >"$log" 2>&1 && ok=1 || ok=0
 	check "check-format" $ok "$log"
 }
 
@@ -118,7 +118,7 @@ stage_san() {
 	local log=$SAN_BUILD/build.log
 	mkdir -p "$SAN_BUILD"
 	echo "building the unit tests with SANITIZE=$SAN in $SAN_BUILD"
-	if make -j"${JOBS:-$(nproc)}" --no-print-directory SANITIZE="$SAN" unit-build >"$log" 2>&1; then
+	if make -s -j"${JOBS:-$(nproc)}" --no-print-directory SANITIZE="$SAN" unit-build >"$log" 2>&1; then
 		unit_tests "$SAN_BUILD/tests" "san "
 	else
 		check "san: build" 0 "$log"
@@ -128,7 +128,7 @@ stage_san() {
 stage_fuzz() {
 	local log=build/fuzz/build.log src n bin ok
 	mkdir -p build/fuzz
-	if ! make -j"${JOBS:-$(nproc)}" --no-print-directory fuzz-build >"$log" 2>&1; then
+	if ! make -s -j"${JOBS:-$(nproc)}" --no-print-directory fuzz-build >"$log" 2>&1; then
 		check "fuzz: build" 0 "$log"
 		return
 	fi

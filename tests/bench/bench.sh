@@ -49,7 +49,7 @@ fi
 STATE_HDR=136 # 128 B of state TLVs + the 8-byte base header (see tests/bench/hop-rdma.sh)
 mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/rdm-bench.XXXXXX")
-B=rdb$$
+B=${RDM_BENCH_NS:-rdb$$} # the prefix of every namespace the bench makes
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
