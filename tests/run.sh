@@ -13,7 +13,8 @@
 #   fuzz         every libFuzzer target (make fuzz-build) for FUZZ_SECONDS: one check each
 #   all          format layers unit integration san fuzz (what `make test` runs)
 # A stage that fails does not stop the later ones; the exit status is 0 only when
-# nothing failed.
+# nothing failed. The san and fuzz builds start with the integration stage when it comes
+# first (in the background, niced); their stages then wait for them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -114,22 +115,51 @@ stage_layers() {
 	check "check-layers" $ok "$log"
 }
 
-stage_san() {
-	local log=$SAN_BUILD/build.log
+# The builds of the san and fuzz stages. When the integration stage runs before them,
+# they start with it, in the background at the lowest priority (early): those tests
+# spend most of their time waiting for events, and the compilers fill the waits.
+build_san() {
 	mkdir -p "$SAN_BUILD"
+	make -s -j"${JOBS:-$(nproc)}" --no-print-directory SANITIZE="$SAN" unit-build \
+		>"$SAN_BUILD/build.log" 2>&1
+}
+build_fuzz() {
+	mkdir -p build/fuzz
+	make -s -j"${JOBS:-$(nproc)}" --no-print-directory fuzz-build >build/fuzz/build.log 2>&1
+}
+declare -A early_pid=()
+early() {
+	(
+		renice -n 19 -p $BASHPID >/dev/null
+		"build_$1"
+	) &
+	early_pid[$1]=$!
+}
+# built NAME: the build's status, from the early one if it ran.
+built() {
+	if [ -n "${early_pid[$1]:-}" ]; then
+		wait "${early_pid[$1]}"
+		local rc=$?
+		early_pid[$1]=""
+		return $rc
+	else
+		"build_$1"
+	fi
+}
+
+stage_san() {
 	echo "building the unit tests with SANITIZE=$SAN in $SAN_BUILD"
-	if make -s -j"${JOBS:-$(nproc)}" --no-print-directory SANITIZE="$SAN" unit-build >"$log" 2>&1; then
+	if built san; then
 		unit_tests "$SAN_BUILD/tests" "san "
 	else
-		check "san: build" 0 "$log"
+		check "san: build" 0 "$SAN_BUILD/build.log"
 	fi
 }
 
 stage_fuzz() {
-	local log=build/fuzz/build.log src n bin ok
-	mkdir -p build/fuzz
-	if ! make -s -j"${JOBS:-$(nproc)}" --no-print-directory fuzz-build >"$log" 2>&1; then
-		check "fuzz: build" 0 "$log"
+	local src n bin log ok
+	if ! built fuzz; then
+		check "fuzz: build" 0 build/fuzz/build.log
 		return
 	fi
 	for src in tests/fuzz/fuzz_*.c; do
@@ -170,12 +200,17 @@ stage() {
 }
 
 [ $# -eq 0 ] && set -- all
+stages=()
 for s in "$@"; do
-	if [ "$s" = all ]; then
-		for a in format layers unit integration san fuzz; do stage "$a"; done
-	else
-		stage "$s"
+	if [ "$s" = all ]; then stages+=(format layers unit integration san fuzz); else stages+=("$s"); fi
+done
+for ((i = 0; i < ${#stages[@]}; i++)); do
+	if [ "${stages[$i]}" = integration ]; then
+		for later in "${stages[@]:$i}"; do
+			case $later in san | fuzz) [ -z "${early_pid[$later]:-}" ] && early "$later" ;; esac
+		done
 	fi
+	stage "${stages[$i]}"
 done
 
 echo
