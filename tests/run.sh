@@ -21,7 +21,8 @@ BUILD=${BUILD:-build}
 SAN=${SAN:-address,undefined}
 SAN_BUILD=${SAN_BUILD:-build/san-${SAN//,/-}}
 FUZZ_SECONDS=${FUZZ_SECONDS:-5}
-# Under SANITIZE builds: leaks inside libcriterion are not ours (see the file).
+# Under SANITIZE builds and fuzzing: leaks inside libcriterion and libndpi are not ours
+# (see the file).
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
 passed=0
 failed=0
@@ -170,7 +171,8 @@ stage_fuzz() {
 		mkdir -p "build/fuzz/corpus-$n"
 		set -- "build/fuzz/corpus-$n"
 		[ -d "tests/fuzz/seeds-$n" ] && set -- "$@" "tests/fuzz/seeds-$n"
-		"$bin" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 "$@" >"$log" 2>&1 && ok=1 || ok=0
+		"$bin" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+			"$@" >"$log" 2>&1 && ok=1 || ok=0
 		check "fuzz_$n (${FUZZ_SECONDS} s)" "$ok" "$log"
 		[ "$ok" = 1 ] && printf '    %s runs, corpus %s\n' \
 			"$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")" \
