@@ -11,6 +11,13 @@ else
 BUILD := build/san-$(subst $(comma),-,$(SANITIZE))
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
+# The sanitizers of `make unit-san` (and of make test's unit-san stage), and their build.
+SAN := address,undefined
+SAN_BUILD := build/san-$(subst $(comma),-,$(SAN))
+# Builds started by `make test` and friends run JOBS compilers at once unless make was
+# given its own -j.
+JOBS ?= $(shell nproc)
+PAR = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS))
 
 PKGS := yaml-0.1 libpcap libibverbs librdmacm libndpi openssl libmicrohttpd
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -37,7 +44,8 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps test unit integration test-rdma bench bench-rdma demo fuzz clean format
+.PHONY: all deps test unit integration test-rdma bench bench-rdma demo fuzz fuzz-build fuzz-smoke \
+	check-format check-layers unit-san unit-build clean format
 all: $(BUILD)/rdmesh
 
 deps:
@@ -73,61 +81,105 @@ $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/librdmesh.a
 	@echo "  TOOL    $@"
 	@$(CC) $(CFLAGS) $< $(BUILD)/librdmesh.a -o $@ $(LDFLAGS) $(LDLIBS)
 
-# Unit tests, then the integration tests (network namespaces; needs root).
+# What CI runs (.ci/run): the format check, the layer check, the unit tests, the
+# integration tests (network namespaces and the Soft-RoCE guest; needs root), the unit
+# tests again under ASan and UBSan, and a few seconds of every fuzz target. tests/run.sh
+# counts every check and ends with one "N passed, N failed" line for all of them.
+# With SANITIZE=... everything runs under the sanitizers (then no separate unit-san stage).
 test: deps
-	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
-	@BUILD=$(BUILD) tests/run.sh
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
+	@BUILD=$(BUILD) SAN_BUILD=$(SAN_BUILD) SAN=$(SAN) FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) \
+	  tests/run.sh $(if $(SANITIZE),format layers unit integration fuzz,all)
 
 unit: deps
-	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/run.sh unit
 
 integration: deps
-	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/run.sh integration
 
 # The RDMA tests inside the Soft-RoCE guest (QEMU); `make test` runs them too.
 test-rdma: deps
-	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/run.sh rdma
 
 # The paths side by side on this host (native, overlay, sidecar): build/bench/results.
 bench: deps
-	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
 	@$(BUILD)/rdmesh bench --out $(PWD)/$(BUILD)/bench/results
 
 # Inside the Soft-RoCE guest: one hop over RDMA against ib_send_lat and TCP
 # (hop-rdma.sh), then all four paths (rdmesh bench --rdma).
 bench-rdma: deps
-	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
 	@mkdir -p $(BUILD)/bench
 	@tests/softroce/guest.sh --timeout 600 --out $(PWD)/$(BUILD)/bench --env BUILD=$(BUILD) -- \
 	  'bash tests/bench/hop-rdma.sh && $(BUILD)/rdmesh bench --rdma --guest --out $$RDM_OUT/results-guest'
 	@echo "results: $(BUILD)/bench/bench/hop-rdma.{csv,md}, $(BUILD)/bench/results-guest/"
 
 demo: deps
-	@$(MAKE) --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/demo.sh
 
-# libFuzzer with ASan and UBSan, FUZZ_SECONDS each: the frame decoder, the stage
-# pipeline (identity, dpi, policy, flowlog) on frames and raw packets, and the control
-# channel's message parser (parse, build again, parse again: the same message).
+# libFuzzer with ASan and UBSan. Every tests/fuzz/fuzz_NAME.c is a target, build/fuzz/fuzz_NAME,
+# its seeds in tests/fuzz/seeds-NAME/ and its working corpus in build/fuzz/corpus-NAME/. The
+# project's sources are compiled once with the fuzz flags (build/fuzz/obj) into one archive
+# each target links against. `make fuzz` runs every target FUZZ_SECONDS; `make fuzz-smoke`
+# (part of `make test`) FUZZ_SMOKE_SECONDS.
 FUZZ_SECONDS ?= 60
-FUZZ_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -I. $(PKG_CFLAGS) \
-	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_BASE_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -I. $(PKG_CFLAGS) -fno-sanitize-recover=all
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_BIN := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
+FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	@clang $(FUZZ_BASE_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c $< -o $@
+
+build/fuzz/librdmesh-fuzz.a: $(FUZZ_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/librdmesh-fuzz.a
+	@echo "  FUZZ    $@"
+	@clang $(FUZZ_BASE_CFLAGS) -fsanitize=fuzzer,address,undefined -MMD -MP $< \
+	  build/fuzz/librdmesh-fuzz.a -o $@ $(PKG_LIBS) -lpthread -lm
+
+fuzz-build: deps
+	@$(MAKE) $(PAR) -s --no-print-directory $(FUZZ_BIN)
+
+# tests/run.sh fuzz: builds the targets, runs each FUZZ_SECONDS, one check per target.
 fuzz: deps
-	@mkdir -p build/fuzz/corpus build/fuzz/corpus-pipeline build/fuzz/corpus-control
-	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_frame.c transport/frame.c lib/pkt.c -o build/fuzz/fuzz_frame
-	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_control.c $(LIB_SRC) \
-	  -o build/fuzz/fuzz_control $(PKG_LIBS) -lpthread -lm
-	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_pipeline.c $(LIB_SRC) -o build/fuzz/fuzz_pipeline \
-	  $(PKG_LIBS) -lpthread -lm
-	build/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  build/fuzz/corpus tests/fuzz/seeds
-	build/fuzz/fuzz_pipeline -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  build/fuzz/corpus-pipeline tests/fuzz/seeds-pipeline
-	build/fuzz/fuzz_control -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  build/fuzz/corpus-control tests/fuzz/seeds-control
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh fuzz
+
+fuzz-smoke: deps
+	@FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh fuzz
+
+# clang-format --dry-run over every tracked C file (one clang-format for all of them):
+# names the files that differ.
+check-format:
+	@files=$$(git ls-files '*.c' '*.h'); \
+	out=$$(clang-format --dry-run -Werror $$files 2>&1) && exit_ok=1 || exit_ok=0; \
+	if [ $$exit_ok = 0 ] || [ -n "$$out" ]; then \
+	  echo "check-format: not clang-formatted (make format fixes them):"; \
+	  echo "$$out" | sed -n 's/^\([^: ]*\):[0-9]*:[0-9]*: error:.*/  \1/p' | sort -u; exit 1; \
+	fi; echo "check-format: $$(echo $$files | wc -w) files clean"
+
+# Includes point only down the layers (lib < transport < services < node < orchestrator).
+check-layers:
+	@tests/lint/check-layers.sh
+
+# The unit tests built with ASan and UBSan (build/san-address-undefined) and run.
+unit-san: deps
+	@SAN_BUILD=$(SAN_BUILD) SAN=$(SAN) tests/run.sh san
+
+# The unit test binaries of this BUILD (tests/run.sh san builds them with SANITIZE=...).
+unit-build:
+	@$(MAKE) $(PAR) -s --no-print-directory $(TEST_BIN)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -56,27 +56,49 @@ until ctl status >"$out/status" 2>/dev/null &&
 	t=$((t + 1))
 	[ $t -ge 60 ] && { echo "demo: the chain did not come up; logs in $out" >&2; cat "$out/status" 2>/dev/null; exit 1; }
 done
-sleep 3
+# until_status SECS AWK: polls ctl status into $out/status until AWK (over it) exits 0;
+# 1 if it never did within SECS.
+until_status() {
+	local end=$((SECONDS + $1))
+	until ctl status >"$out/status" 2>/dev/null && awk "$2" "$out/status"; do
+		[ $SECONDS -ge $end ] && return 1
+		sleep 0.5
+	done
+}
+# frames_on ID...: an awk program: every replica ID has handled frames.
+frames_on() {
+	local c=""
+	for id in "$@"; do c="$c && f[\"$id\"] > 0"; done
+	echo "\$1 ~ /-[0-9]+\$/ && \$7 ~ /^[0-9]+\$/ { f[\$1] = \$7 } END { exit !(1 $c) }"
+}
+# The status worth showing: traffic through the whole chain.
+until_status 30 "$(frames_on edge-1 dpi-1 log-1)"
 echo
 echo "=== rdmesh ctl status (before) ======================================================"
 ctl status
 echo
 echo "=== rdmesh ctl scale dpi 3 =========================================================="
 ctl scale dpi 3 || exit 1
-sleep 5
+# Until the new replicas carry traffic.
+until_status 30 "$(frames_on dpi-2 dpi-3)"
 echo
 echo "=== rdmesh ctl status (after) ======================================================="
 ctl status
 echo
-echo "demo: traffic flows until the generator is done (progress every second)"
-t=0
+echo "demo: traffic flows until the generator is done (progress every second; a packet"
+echo "      not yet arrived is one behind a later packet of its origin: still on its way)"
+t0=$SECONDS
 while ctl status >"$out/status" 2>/dev/null && ! awk '$1 == "edge-1" && $5 == "done" { d = 1 } END { exit !d }' "$out/status"; do
 	sleep 1
-	t=$((t + 1))
-	printf '  %3ds  %s\n' "$t" "$(awk '$1 ~ /^(edge|dpi|log)-/ { printf "%s %s pps  ", $1, $6 } /^egress/ { e = $0 } END { sub(/;.*/, "", e); printf "| %s", e }' "$out/status")"
-	[ $t -ge 90 ] && { echo "demo: still running after 90 s; stopping it" >&2; break; }
+	printf '  %3ds  %s\n' $((SECONDS - t0)) "$(awk '$1 ~ /^(edge|dpi|log)-/ { printf "%s %s pps  ", $1, $6 }
+		/^egress \(.*\): [0-9]+ packets, [0-9]+ lost/ { e = sprintf("| egress %s %s packets, %s not yet arrived", $2, $3, $5) }
+		END { printf "%s", e }' "$out/status")"
+	[ $((SECONDS - t0)) -ge 90 ] && { echo "demo: still running after 90 s; stopping it" >&2; break; }
 done
-sleep 2 # the last packets and the flow log's last flows
+# The generator is done: until the egress has every frame the edge sent and no packet is
+# missing (within 30 s), then the nodes stop (the flow log writes the flows still open).
+until_status 30 '$1 == "edge-1" { e = $7 } $1 == "log-1" { l = $7 } /^egress \(/ { g = $5 }
+	END { exit !(e != "" && l != "" && l + 0 >= e + 0 && g == "0") }'
 for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null; wait "${pids[$i]}" 2>/dev/null; done
 pids=()
 

@@ -49,7 +49,7 @@ fi
 STATE_HDR=136 # 128 B of state TLVs + the 8-byte base header (see tests/bench/hop-rdma.sh)
 mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/rdm-bench.XXXXXX")
-B=rdb$$
+B=${RDM_BENCH_NS:-rdb$$} # the prefix of every namespace the bench makes
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
@@ -128,6 +128,16 @@ spawn() {
 	if [ -n "$ns" ]; then exec ip netns exec "$ns" "$@"; else exec "$@"; fi
 }
 
+# wait_port NS PORT: until a TCP server listens on PORT in NS ("" = here), within 10 s.
+wait_port() {
+	local t=0
+	until inns "$1" ss -Hltn "sport = :$2" 2>/dev/null | grep -q .; do
+		t=$((t + 1))
+		[ $t -ge 100 ] && { echo "bench: nothing listens on port $2${1:+ in $1}" >&2; return 1; }
+		sleep 0.1
+	done
+}
+
 # sidecars PORT...: HAProxy in each container, in front of the nodes listening there:
 # frontend on PORT+1000, backend the node on PORT.
 sidecar_start() {
@@ -143,7 +153,9 @@ sidecar_start() {
 		pids+=($!)
 		eval "hap_$c=$!"
 	done
-	sleep 0.3
+	for c in a b; do
+		for port in "$@"; do wait_port "$B-c$c" $((port + 1000)); done
+	done
 }
 sidecar_stop() {
 	kill "$hap_a" "$hap_b" 2>/dev/null
@@ -263,7 +275,7 @@ sockperf_pp() { # PATH SIZE -> "p50 p99" (us)
 	# Both ends poll, as pingpong does: --nonblocked with a zero epoll timeout.
 	spawn "${!R}" sockperf sr --tcp --nonblocked --timeout 0 -i "${!RA}" -p $port >/dev/null 2>&1 &
 	sp=$!
-	sleep 0.4
+	wait_port "${!R}" $port
 	inns "${!S}" sockperf pp --tcp --nonblocked --timeout 0 -i "${!RA}" -p $port -m "$2" -t $SOCK_T 2>&1 |
 		awk '/percentile 50.000/ { a = $NF } /percentile 99.000/ { b = $NF } END { print a, b }'
 	kill $sp
@@ -274,7 +286,7 @@ ib_send_lat_pp() { # SIZE -> "p50 p99"
 	read -r d1 d2 _ <<<"$RDM_RXE_DEVS"
 	timeout 60 ib_send_lat -z -d "$d2" --source_ip "$rdma_RA" -p 7800 -n "$PP_N" -s "$1" >/dev/null 2>&1 &
 	local sp=$!
-	sleep 1
+	wait_port "" 7800
 	timeout 60 ib_send_lat -z -d "$d1" --source_ip "$rdma_SA" -p 7800 -n "$PP_N" -s "$1" "$rdma_RA" |
 		awk '/t_typical/ { getline; print $5, $8; exit }'
 	wait $sp

@@ -149,9 +149,24 @@ done
 ctl status >"$work/status"
 scrape 1 "$work/m1.1" >/dev/null
 scrape 2 "$work/m1.2" >/dev/null
-sleep 1
-c1=$(scrape 1 "$work/m2.1")
-c2=$(scrape 2 "$work/m2.2")
+# The second pair of scrapes once both counters have moved on (traffic flows for minutes;
+# a loaded host may be slow to show it), within 10 s.
+grown() {
+	local a b
+	a=$(value "$work/$1" "$3")
+	b=$(value "$work/$2" "$3")
+	[ -n "$a" ] && [ -n "$b" ] && [ "$b" -gt "$a" ]
+}
+t=0
+while :; do
+	sleep 0.2
+	c1=$(scrape 1 "$work/m2.1")
+	c2=$(scrape 2 "$work/m2.2")
+	grown m1.1 m2.1 'rdmesh_tx_frames_total{node="edge-1"}' &&
+		grown m1.2 m2.2 'rdmesh_rx_frames_total{node="log-1"}' && break
+	t=$((t + 1))
+	[ $t -ge 50 ] && break
+done
 for f in m1.1 m1.2 m2.1 m2.2; do
 	if ! out=$($PROMCHECK "$work/$f"); then
 		fail "scrape $f fails the strict format checker: $out"
@@ -195,8 +210,25 @@ pid_loop=$!
 ctl scale dpi 1 >"$work/scale" 2>&1 || fail "ctl scale dpi 1: $(cat "$work/scale")"
 stopped=0
 wait_log "$work/host$gone.log" "dpi-2: stopped" 30 && stopped=1
-sleep 0.5
-touch "$work/loop.stop" # a scrape in flight finishes first
+if [ $stopped = 1 ]; then
+	until_status 5 '$1 == "dpi-1" && $5 == "running" { ok = 1 } END { exit !ok }'
+	# The agent frees a stopped replica on its next housekeeping pass: scrape until its
+	# series are gone and the gauges follow (within 10 s), then check that scrape.
+	t=0
+	until scrape "$gone" "$work/m3" >/dev/null && ! grep -q 'node="dpi-2"' "$work/m3" &&
+		check_host "$gone" "$work/m3" >/dev/null || [ $t -ge 50 ]; do
+		sleep 0.2
+		t=$((t + 1))
+	done
+fi
+# The loop scraped back to back throughout the change; it goes on until it has made 20
+# scrapes (a slow host makes fewer a second), then stops after the one in flight.
+t=0
+until [ "$(grep -c . "$work/loop.codes" 2>/dev/null)" -ge 20 ] || [ $t -ge 300 ]; do
+	sleep 0.1
+	t=$((t + 1))
+done
+touch "$work/loop.stop"
 wait "$pid_loop" 2>/dev/null
 n_ok=$(grep -c '^200$' "$work/loop.codes")
 n_all=$(grep -c . "$work/loop.codes")
@@ -204,9 +236,6 @@ n_all=$(grep -c . "$work/loop.codes")
 	pass "$n_ok scrapes back to back while dpi-2 drained, stopped and was freed: every one 200" ||
 	fail "scrapes during the change: $n_ok of $n_all were 200: $(grep -v '^200$' "$work/loop.codes" | sort | uniq -c | head -5)"
 if [ $stopped = 1 ]; then
-	sleep 0.5 # freed by the next housekeeping pass
-	until_status 5 '$1 == "dpi-1" && $5 == "running" { ok = 1 } END { exit !ok }'
-	scrape "$gone" "$work/m3" >/dev/null
 	e1=$(value "$work/m3" "rdmesh_agent_epoch{agent=\"host$gone\"}")
 	if ! grep -q 'node="dpi-2"' "$work/m3" && out=$(check_host "$gone" "$work/m3") && [ "$e1" -gt "$e0" ] &&
 		$PROMCHECK "$work/m3" >/dev/null; then

@@ -122,13 +122,20 @@ for i in 1 2 3; do echo "--- run 1 host$i"; cat "$work/log$i"; done
 
 # --- run 2: kill -9 the middle host mid-replay, restart it -----------------------------
 rm -f "$work"/stats* "$work"/log* "$work"/*.pcap.tmp "$work/out.pcap" "$work/frames.pcap"
-chain 4000 >"$work/chain.yaml"
+# 2000 pkt/s: 6 s of replay, so that the kill lands mid-replay and a restarted host2 is
+# back well before the ingress ends, however slow the host is to start the nodes.
+chain 2000 >"$work/chain.yaml"
 node 3; node 2; node 1
-sleep 1.2
+# Kill once packets flow: the ingress's first progress line with packets sent.
+t=0
+until grep -qE 'w0 ingress: [0-9]+ taken, [1-9][0-9]* sent' "$work/log1" 2>/dev/null || [ $t -ge 300 ]; do
+	sleep 0.1
+	t=$((t + 1))
+done
 kill -9 "$pid2"
 wait "$pid2" 2>/dev/null
-echo "killed host2 at about 1.2 s"
-sleep 0.6
+echo "killed host2 mid-replay ($(grep -E 'w0 ingress' "$work/log1" | tail -1 | sed 's/.*w0 ingress: //'))"
+sleep 0.6 # host2 stays down a while: what the ingress sends meanwhile is lost
 node 2
 echo "restarted host2"
 if run_chain "run 2"; then

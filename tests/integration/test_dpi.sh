@@ -131,7 +131,17 @@ try "DNS facebook" cl "${DIG[@]}" www.facebook.com
 try "DNS over TCP" cl "${DIG[@]}" +tcp tcp.example.test
 try "TLS other" cl openssl s_client -connect $SIP:443 -servername other.example.test </dev/null
 try "TLS google" cl openssl s_client -connect $SIP:443 -servername www.google.com </dev/null
-sleep 0.5 # the last FIN and ACK
+# The last FIN and ACK: wait until no TCP connection is open or closing on either side
+# (TIME-WAIT means the last ACK was sent), within 5 s.
+open_tcp() {
+	ip netns exec "$1" ss -Htn state established state syn-sent state syn-recv \
+		state fin-wait-1 state fin-wait-2 state close-wait state last-ack state closing | grep -q .
+}
+t=0
+while { open_tcp "$C" || open_tcp "$S"; } && [ $t -lt 50 ]; do
+	sleep 0.1
+	t=$((t + 1))
+done
 kill -INT $tcpdump_pid
 wait $tcpdump_pid
 [ $ok -eq $runs ] && pass "$runs client exchanges (curl HTTP and HTTPS, dig UDP and TCP, s_client) succeeded" ||

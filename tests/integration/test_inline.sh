@@ -39,6 +39,15 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=server.test \
 	>"$work/http.log" 2>&1) &
 srv dnsmasq --no-daemon --no-resolv --no-hosts --port 53 --listen-address 10.91.2.2 \
 	--bind-interfaces --address=/files.test/10.91.2.2 >"$work/dns.log" 2>&1 &
+# Until the three servers listen (within 20 s: python starts slowly on a busy host).
+t=0
+until ip netns exec "$RACK-srv" ss -Hltn 'sport = :443' | grep -q . &&
+	ip netns exec "$RACK-srv" ss -Hltn 'sport = :80' | grep -q . &&
+	ip netns exec "$RACK-srv" ss -Hlun 'sport = :53' | grep -q .; do
+	t=$((t + 1))
+	[ $t -ge 200 ] && { fail "the servers did not start"; tail -5 "$work"/tls.log "$work"/http.log "$work"/dns.log; exit 1; }
+	sleep 0.1
+done
 
 # Identity: the client's subnet is tenant acme, and the client itself is alice.
 cat >"$work/directory.yaml" <<EOF
@@ -178,7 +187,10 @@ if [ "${STAGES:-all}" = all ]; then
 	[ "$body" = hello ] && grep -q "reload identity: done" "$work/log1" &&
 		pass "SIGHUP reloads the identity directory on host1 without dropping traffic" ||
 		fail "identity reload: '$body' $(grep reload "$work/log1")"
-	sleep 1 # finished TCP flows linger tcp_closed_ms, then the flow log writes them
+	# Finished TCP flows linger tcp_closed_ms, then the flow log writes them: wait for
+	# the last one (alice-v2's HTTP flow), within 10 s.
+	n=0
+	until grep -q '"alice-v2"' "$work/flows.json" 2>/dev/null; do n=$((n + 1)); [ $n -ge 100 ] && break; sleep 0.1; done
 fi
 
 for i in 1 2 3; do kill -TERM "$(eval echo \$pid$i)"; done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `rdmesh node --metrics`: a two-node chain on loopback (host "in" generates traffic for
-# about 3 s, host "out" counts it at the egress and serves /metrics). Scraped twice while
+# about 6 s, host "out" counts it at the egress and serves /metrics). Scraped twice while
 # traffic flows: the packet counters grow, both scrapes pass the strict format checker
 # (tests/lib/promcheck.py), other paths are 404. A second node asking for the same port
 # is refused with a clear error. Once the node exits, its port is free.
@@ -43,7 +43,7 @@ value() {
 }
 
 PACKETS=9000
-RATE=3000
+RATE=1500
 DATA=$(free_port)
 cat >"$work/chain.yaml" <<EOC
 chain: {name: metrics, spi: 11}
@@ -75,12 +75,29 @@ wait_log "$work/log_out" listening
 	>"$work/log_in" 2>&1 &
 pid_in=$!
 
-# First scrape once traffic flows, the second a second later.
+# The first scrape once frames have arrived, the second once the counters have moved on
+# from it (each polled, within 5 s): both while traffic flows.
 wait_log "$work/log_out" "upstream .* connected"
-sleep 0.7
-code1=$(curl -sS -o "$work/m1" -w '%{http_code} %{content_type}' "$URL")
-sleep 1
-code2=$(curl -sS -o "$work/m2" -w '%{http_code} %{content_type}' "$URL")
+t=0
+while :; do
+	code1=$(curl -sS -o "$work/m1" -w '%{http_code} %{content_type}' "$URL")
+	rx1=$(value "$work/m1" 'rdmesh_rx_frames_total{node="out"}')
+	[ -n "$rx1" ] && [ "$rx1" -gt 0 ] && break
+	t=$((t + 1))
+	[ $t -ge 50 ] && break
+	sleep 0.1
+done
+t=0
+while :; do
+	sleep 0.2
+	code2=$(curl -sS -o "$work/m2" -w '%{http_code} %{content_type}' "$URL")
+	rx2=$(value "$work/m2" 'rdmesh_rx_frames_total{node="out"}')
+	eg1=$(value "$work/m1" 'rdmesh_egress_packets_total{node="out"}')
+	eg2=$(value "$work/m2" 'rdmesh_egress_packets_total{node="out"}')
+	[ -n "$rx2" ] && [ "$rx2" -gt "${rx1:-0}" ] && [ -n "$eg2" ] && [ "$eg2" -gt "${eg1:-0}" ] && break
+	t=$((t + 1))
+	[ $t -ge 25 ] && break
+done
 code404=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/nope")
 busy=$("$RDMESH" node --config "$work/chain.yaml" --name in --metrics "127.0.0.1:$MPORT" 2>&1)
 busy_rc=$?

@@ -111,13 +111,17 @@ for i in 4 2 3; do
 		--stats "$work/b$i" >>"$work/blog$i" 2>&1 &
 	eval "bpid$i=$!"
 done
-sleep 0.5
+# The rogue sends once host2 listens (within 5 s).
+t=0
+until grep -q listening "$work/blog2" 2>/dev/null || [ $t -ge 50 ]; do sleep 0.1; t=$((t + 1)); done
 ip netns exec "$RACK-h1" "$BUILD/tools/badframes" "$RACK_NET.2:7001" absurd >"$work/bad.out" 2>&1
 ip netns exec "$RACK-h1" "$RDMESH" node --config "$work/chain.yaml" --name host1 \
 	--stats "$work/b1" >>"$work/blog1" 2>&1 &
 bpid1=$!
 wait_exit "$bpid1" 60 || fail "second run: ingress did not finish"
-sleep 1
+# The egress ends by itself once it has accounted for every packet (within 30 s).
+t=0
+while kill -0 "$bpid4" 2>/dev/null && [ $t -lt 300 ]; do sleep 0.1; t=$((t + 1)); done
 for i in 2 3 4; do kill -TERM "$(eval echo \$bpid$i)" 2>/dev/null; done
 alive=1
 for i in 2 3 4; do wait_exit "$(eval echo \$bpid$i)" 10 || alive=0; done

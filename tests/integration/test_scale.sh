@@ -49,17 +49,39 @@ chain "[dpi-1]" >"$work/chain.yaml"
 # node HOST NAME: start node NAME in namespace HOST, in the background.
 node() {
 	ip netns exec "$RACK-h$1" "$RDMESH" node --config "$work/chain.yaml" --name "$2" \
-		--stats "$work/stats.$2" >>"$work/log.$2" 2>&1 &
+		--stats "$work/stats.$2" --metrics "$RACK_NET.$1:$MPORT" >>"$work/log.$2" 2>&1 &
 	eval "pid_${2//-/_}=$!"
+}
+MPORT=9464
+
+# inspected SECS HOST:NAME...: until each dpi replica NAME (on host HOST) has inspected
+# packets, as its /metrics says.
+inspected() {
+	local end=$((SECONDS + $1)) hn h n ok
+	shift
+	while :; do
+		ok=1
+		for hn in "$@"; do
+			h=${hn%%:*} n=${hn#*:}
+			rack_exec "$h" curl -sS -m 2 "http://$RACK_NET.$h:$MPORT/metrics" 2>/dev/null |
+				awk -v s="rdmesh_stage_packets_total{node=\"$n\",stage=\"dpi\"}" \
+					'$1 == s && $2 > 0 { f = 1 } END { exit !f }' || ok=0
+		done
+		[ $ok = 1 ] && return 0
+		[ $SECONDS -ge $end ] && return 1
+		sleep 0.2
+	done
 }
 node 6 log; node 5 dpi-3; node 4 dpi-2; node 3 dpi-1; node 2 edge; node 1 host1
 # Scale once the replay is under way.
 t=0
 until grep -q 'w0 ingress' "$work/log.host1" 2>/dev/null || [ $t -ge 100 ]; do sleep 0.1; t=$((t + 1)); done
-sleep 1
+# Scale up once dpi-1 carries flows, and down once both new replicas have carried some
+# (each within 20 s): new flows must reach the added replicas while they are in the table.
+inspected 20 3:dpi-1 || fail "dpi-1 inspected no packet within 20 s"
 chain "[dpi-1, dpi-2, dpi-3]" >"$work/chain.yaml"
 kill -HUP "$pid_edge"
-sleep 2
+inspected 20 4:dpi-2 5:dpi-3 || fail "dpi-2 and dpi-3 inspected no packet within 20 s of the scale up"
 chain "[dpi-1]" >"$work/chain.yaml"
 kill -HUP "$pid_edge"
 wait_exit "$pid_host1" 60 || fail "ingress did not finish"
@@ -106,7 +128,8 @@ DRAIN_MS=300 chain "[dpi-1, dpi-2, dpi-3]" >"$work/chain.yaml"
 node 6 log; node 5 dpi-3; node 4 dpi-2; node 3 dpi-1; node 2 edge; node 1 host1
 t=0
 until grep -q 'w0 ingress' "$work/log.host1" 2>/dev/null || [ $t -ge 100 ]; do sleep 0.1; t=$((t + 1)); done
-sleep 1
+# Scale down while the leaving replicas carry flows.
+inspected 20 4:dpi-2 5:dpi-3 || fail "timeout run: dpi-2 and dpi-3 inspected no packet within 20 s"
 DRAIN_MS=300 chain "[dpi-1]" >"$work/chain.yaml"
 kill -HUP "$pid_edge"
 wait_exit "$pid_host1" 60 || fail "timeout run: ingress did not finish"

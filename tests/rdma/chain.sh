@@ -86,7 +86,10 @@ sleep 1
 c2=$(cpu_ms "${pids[2]}") c3=$(cpu_ms "${pids[3]}")
 sleep 4
 d2=$(($(cpu_ms "${pids[2]}") - c2)) d3=$(($(cpu_ms "${pids[3]}") - c3))
-if [ $d2 -le 200 ] && [ $d3 -le 200 ]; then
+# A node that polls burns the whole window (4000 ms); one that sleeps only its timers'
+# work, which takes the emulated guest longer the busier the host is (210 ms was seen on
+# a host loaded about fourfold): a quarter of the window tells the two apart.
+if [ $d2 -le 1000 ] && [ $d3 -le 1000 ]; then
 	pass "idle nodes on an RDMA hop sleep: CPU over 4 s: host2 $d2 ms, host3 $d3 ms"
 else
 	fail "idle nodes burn CPU: host2 $d2 ms, host3 $d3 ms over 4 s"

@@ -5,7 +5,8 @@
 # guest's namespace; their replicas listen on, and bind their connections to, their own
 # node's address), `rdmesh orch` on loopback and one `rdmesh node --orch` agent per node.
 # The chain is edge (replays a capture) -> dpi -> log (egress), transport rdma on both hops.
-#   1. deploy with RDMA hops: every replica comes up (ctl status), the edge's and the dpi's
+#   1. deploy with RDMA hops: every replica comes up (ctl status shows it running, or done
+#      when it has already finished its run), the edge's and the dpi's
 #      hops run over RDMA (their counters say down_transport rdma), and chaincheck proves
 #      every packet arrived intact, in order, through 101,201,301.
 #   2. scale a stage with RDMA hops: `ctl scale dpi 2` mid-replay, then back to 1; no packet
@@ -87,21 +88,40 @@ up() {
 	done
 }
 
-# Replica states from `ctl status`, "ID=STATE" per line.
-states() { ctl status 2>/dev/null | awk '$1 ~ /^[a-z]+-[0-9]+$/ && NF >= 5 { print $1 "=" $5 }'; }
+# The replicas in `ctl status`, "ID STATE NODE ADDRESS FRAMES" per line.
+replicas() {
+	ctl status 2>/dev/null | awk '$1 ~ /^[a-z]+-[0-9]+$/ && NF >= 7 { print $1, $5, $3, $4, $7 }'
+}
 
-# wait_running N SECS: until ctl status lists N replicas, all running. (A deadline, not a
-# count of tries: one ctl call takes a second or two in the emulated guest.)
-wait_running() {
-	local end=$((SECONDS + $2)) s
+# Replica states from `ctl status`, "ID=STATE" per line.
+states() { replicas | awk '{ print $1 "=" $2 }'; }
+
+# wait_up N SECS: until ctl status lists N replicas, each of them running or done: every
+# replica of the plan came up, whether it still runs or has already finished its run (an
+# edge that replayed its capture, an egress that counted every packet, are done). Prints
+# the replicas as ctl status last showed them. (A deadline, not a count of tries: one ctl
+# call takes a second or two in the emulated guest.)
+wait_up() {
+	local end=$((SECONDS + $2)) r
 	while :; do
-		s=$(states)
-		[ "$(grep -c . <<<"$s")" = "$1" ] && ! grep -qv '=running$' <<<"$s" && return 0
+		r=$(replicas)
+		[ "$(grep -c . <<<"$r")" = "$1" ] &&
+			! awk '$2 != "running" && $2 != "done" { bad = 1 } END { exit !bad }' <<<"$r" &&
+			{ echo "$r"; return 0; }
 		[ $SECONDS -ge $end ] && break
 		sleep 0.5
 	done
-	echo "$s"
+	echo "$r"
 	return 1
+}
+
+# wait_frames ID SECS: until ctl status shows replica ID has handled frames.
+wait_frames() {
+	local end=$((SECONDS + $2))
+	until replicas | awk -v id="$1" '$1 == id && $5 ~ /^[0-9]+$/ && $5 > 0 { ok = 1 } END { exit !ok }'; do
+		[ $SECONDS -ge $end ] && return 1
+		sleep 0.5
+	done
 }
 
 # The counters file of replica ID, whichever node ran it (empty when none yet).
@@ -164,11 +184,10 @@ mkdir -p "$work"
 N1=3000
 up $N1 1000 || exit 1
 ok=1
-if s=$(wait_running 3 120); then
-	pass "$label: ctl status shows edge-1, dpi-1 and log-1 running ($(ctl status 2>/dev/null |
-		awk '$1 ~ /^[a-z]+-[0-9]+$/ { printf "%s%s on %s at %s", n++ ? ", " : "", $1, $3, $4 }'))"
+if r=$(wait_up 3 120); then
+	pass "$label: ctl status shows edge-1, dpi-1 and log-1 up ($(awk '{ printf "%s%s %s on %s at %s", n++ ? ", " : "", $1, $2, $3, $4 }' <<<"$r"))"
 else
-	fail "$label: ctl status did not show 3 replicas running within 120 s: $(tr '\n' ' ' <<<"$s")"
+	fail "$label: ctl status did not show 3 replicas up (running, or done after their run) within 120 s: $(awk '{ printf "%s=%s ", $1, $2 }' <<<"$r")"
 	ok=0
 fi
 wait_log 'next hop dpi-1 .* up over rdma' 60 && wait_log 'next hop log-1 .* up over rdma' 60 ||
@@ -206,19 +225,21 @@ ok=1
 # changes land mid-replay although every ctl call is slow here.
 wait_log 'edge-1: w0 ingress' 120 || { fail "$label: the replay did not start within 120 s"; ok=0; }
 if ctl scale dpi 2 >"$work/scale-up" 2>&1 && wait_log 'next hop dpi-2 .* up over rdma' 60 &&
-	wait_running 4 30 >/dev/null; then
+	wait_up 4 60 >/dev/null; then
 	pass "$label: ctl scale dpi 2 mid-replay: dpi-2 running on $(grep -l 'dpi-2: started' "$work"/host*.log | xargs -r -n1 basename | sed 's/\.log$//'), the edge reached it over RDMA"
 else
-	fail "$label: after ctl scale dpi 2 want 4 replicas running and the edge's hop to dpi-2 up over RDMA: $(cat "$work/scale-up"; states | tr '\n' ' ')"
+	fail "$label: after ctl scale dpi 2 want 4 replicas up and the edge's hop to dpi-2 up over RDMA: $(cat "$work/scale-up"; states | tr '\n' ' ')"
 	ok=0
 fi
-# No extra wait for flows to reach dpi-2: the status calls above take seconds here, and
-# about 50 flows start a second (the flows-per-replica check below needs some on it).
+# Flows must reach dpi-2 before it leaves (the flows-per-replica checks below need some on
+# it): wait until its counters, as ctl status shows them, have moved.
+wait_frames dpi-2 60 || { fail "$label: ctl status showed no frames through dpi-2 within 60 s"; ok=0; }
+# The scale down must land mid-replay too: the replay lasts N2 / 1000 s.
 [ -n "$(statf edge-1)" ] && { fail "$label: the replay ended before the scale down (raise N2)"; ok=0; }
-if ctl scale dpi 1 >"$work/scale-down" 2>&1 && wait_running 3 60 >/dev/null; then
+if ctl scale dpi 1 >"$work/scale-down" 2>&1 && wait_up 3 60 >/dev/null; then
 	pass "$label: ctl scale dpi 1 mid-replay: back to edge-1, dpi-1, log-1"
 else
-	fail "$label: after ctl scale dpi 1 want 3 replicas running: $(cat "$work/scale-down"; states | tr '\n' ' ')"
+	fail "$label: after ctl scale dpi 1 want 3 replicas up: $(cat "$work/scale-down"; states | tr '\n' ' ')"
 	ok=0
 fi
 wait_stats log-1 180 || { fail "$label: the egress did not count $N2 packets within 180 s"; ok=0; }

@@ -463,9 +463,10 @@ fi
 qrc=0
 wait "$qpid" || qrc=$?
 qpid=""
-# Let tail print the rest, then stop it if it lingers.
+# Let tail print the rest (it ends by itself once qemu has: its PASS/FAIL lines are what
+# tests/run.sh counts), then stop it if it lingers past 30 s.
 for p in "${tpids[@]}"; do
-    for _ in $(seq 25); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
     kill "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
 done
