@@ -35,7 +35,7 @@ LDLIBS += $(PKG_LIBS) -lpthread -lm
 DEB_PKGS := gcc make pkg-config clang libyaml-dev libpcap-dev libcriterion-dev libssl-dev \
 	libibverbs-dev librdmacm-dev libndpi-dev iproute2 iputils-ping procps tcpdump \
 	qemu-system-x86 busybox-static cpio kmod rdma-core ibverbs-utils rdmacm-utils perftest \
-	sockperf haproxy gnuplot-nox libndpi-bin curl openssl dnsutils dnsmasq-base python3 libmicrohttpd-dev
+	sockperf haproxy gnuplot-nox clang-format libclang-rt-14-dev libndpi-bin curl openssl dnsutils dnsmasq-base python3 libmicrohttpd-dev
 
 LIB_SRC := $(filter-out orchestrator/main.c,$(wildcard lib/*.c transport/*.c services/*.c node/*.c orchestrator/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
