@@ -110,7 +110,8 @@ static void status(struct orch *o, FILE *f)
 	if (eg)
 		fprintf(f,
 			"\negress (%s): %" PRIu64 " packets, %" PRIu64
-			" lost\nDROPS: for any reason but policy (a verdict, or a reply with no "
+			" not yet arrived (sequence gaps so far)\nDROPS: for any reason but policy "
+			"(a verdict, or a reply with no "
 			"client to go "
 			"to); HOP: the hop\ninto each stage, as the egress measures it; NEXT: the "
 			"transport "

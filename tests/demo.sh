@@ -91,7 +91,7 @@ t0=$SECONDS
 while ctl status >"$out/status" 2>/dev/null && ! awk '$1 == "edge-1" && $5 == "done" { d = 1 } END { exit !d }' "$out/status"; do
 	sleep 1
 	printf '  %3ds  %s\n' $((SECONDS - t0)) "$(awk '$1 ~ /^(edge|dpi|log)-/ { printf "%s %s pps  ", $1, $6 }
-		/^egress \(.*\): [0-9]+ packets, [0-9]+ lost/ { e = sprintf("| egress %s %s packets, %s not yet arrived", $2, $3, $5) }
+		/^egress \(.*\): [0-9]+ packets, [0-9]+ not yet arrived/ { e = sprintf("| egress %s %s packets, %s not yet arrived", $2, $3, $5) }
 		END { printf "%s", e }' "$out/status")"
 	[ $((SECONDS - t0)) -ge 90 ] && { echo "demo: still running after 90 s; stopping it" >&2; break; }
 done

@@ -8,7 +8,7 @@
 
 #include "tests/lib/flowlog_stage.h"
 
-TestSuite(flowlog, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(flowlog, .init = setup, .fini = teardown, .timeout = 120);
 
 Test(flowlog, tcp_fin_both_ways_ends_closed_after_linger)
 {

@@ -11,7 +11,7 @@
 
 #include "tests/lib/flowlog_stage.h"
 
-TestSuite(flowlog, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(flowlog, .init = setup, .fini = teardown, .timeout = 120);
 
 /* Counts the lines in every file FILE, FILE.1, ... and checks sizes and whole lines. */
 Test(flowlog, rotation_keeps_keep_files_and_never_splits_lines)

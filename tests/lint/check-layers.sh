@@ -5,38 +5,30 @@
 # there is one. Tests and tools (tests/) may include any layer.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-rank() {
-	case $1 in
-	lib) echo 0 ;;
-	transport) echo 1 ;;
-	services) echo 2 ;;
-	node) echo 3 ;;
-	orchestrator) echo 4 ;;
-	*) echo -1 ;;
-	esac
+shopt -s nullglob
+files=(lib/*.[ch] transport/*.[ch] services/*.[ch] node/*.[ch] orchestrator/*.[ch])
+awk '
+BEGIN {
+	rank["lib"] = 0; rank["transport"] = 1; rank["services"] = 2
+	rank["node"] = 3; rank["orchestrator"] = 4
 }
-bad=0
-files=0
-for f in lib/*.[ch] transport/*.[ch] services/*.[ch] node/*.[ch] orchestrator/*.[ch]; do
-	[ -e "$f" ] || continue
-	files=$((files + 1))
-	from=${f%%/*}
-	rf=$(rank "$from")
-	while IFS=: read -r line inc; do
-		to=${inc%%/*}
-		rt=$(rank "$to")
-		if [ "$rt" -lt 0 ]; then
-			echo "$f:$line: includes \"$inc\": not a layer of the project"
-			bad=$((bad + 1))
-		elif [ "$rt" -gt "$rf" ]; then
-			echo "$f:$line: $from/ -> $to/ points up (\"$inc\")"
-			bad=$((bad + 1))
-		fi
-	done < <(grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f" |
-		sed 's/^\([0-9]*\):[^"]*"\([^"]*\)".*/\1:\2/')
-done
-if [ "$bad" -gt 0 ]; then
-	echo "check-layers: $bad include(s) break the layers (lib < transport < services < node < orchestrator)"
-	exit 1
-fi
-echo "check-layers: $files files, every include points down"
+FNR == 1 { n++; split(FILENAME, p, "/"); from = p[1] }
+/^[ \t]*#[ \t]*include[ \t]*"/ {
+	inc = $0
+	sub(/^[^"]*"/, "", inc); sub(/".*/, "", inc)
+	split(inc, q, "/"); to = q[1]
+	if (!(to in rank) || index(inc, "/") == 0) {
+		printf "%s:%d: includes \"%s\": not a layer of the project\n", FILENAME, FNR, inc
+		bad++
+	} else if (rank[to] > rank[from]) {
+		printf "%s:%d: %s/ -> %s/ points up (\"%s\")\n", FILENAME, FNR, from, to, inc
+		bad++
+	}
+}
+END {
+	if (bad) {
+		printf "check-layers: %d include(s) break the layers (lib < transport < services < node < orchestrator)\n", bad
+		exit 1
+	}
+	printf "check-layers: %d files, every include points down\n", n
+}' "${files[@]}"
