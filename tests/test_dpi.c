@@ -15,6 +15,8 @@
 #include "lib/yaml.h"
 #include "services/flowtable.h"
 #include "services/stage.h"
+#include "lib/byteorder.h"
+#include "lib/csum.h"
 
 #define MAXPKT 2048
 
@@ -82,29 +84,6 @@ struct pkt {
 	uint32_t len;
 };
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)(v >> 16));
-	put16(p + 2, (uint16_t)v);
-}
-
-static uint16_t ip_csum(const uint8_t *p, int n)
-{
-	uint32_t s = 0;
-
-	for (int i = 0; i + 1 < n; i += 2)
-		s += (uint32_t)(p[i] << 8 | p[i + 1]);
-	while (s >> 16)
-		s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)~s;
-}
-
 /* An IPv4 packet from src to dst (host order) carrying l4 (l4len bytes) of proto. */
 static void ip4(struct pkt *p, uint32_t src, uint32_t dst, uint8_t proto, const uint8_t *l4,
 		uint32_t l4len)
@@ -114,14 +93,14 @@ static void ip4(struct pkt *p, uint32_t src, uint32_t dst, uint8_t proto, const 
 	cr_assert_leq(20 + l4len, MAXPKT);
 	memset(h, 0, 20);
 	h[0] = 0x45;
-	put16(h + 2, (uint16_t)(20 + l4len));
-	put16(h + 4, 0x1234);
+	rdm_put_be16(h + 2, (uint16_t)(20 + l4len));
+	rdm_put_be16(h + 4, 0x1234);
 	h[6] = 0x40; /* DF */
 	h[8] = 64;
 	h[9] = proto;
-	put32(h + 12, src);
-	put32(h + 16, dst);
-	put16(h + 10, ip_csum(h, 20));
+	rdm_put_be32(h + 12, src);
+	rdm_put_be32(h + 16, dst);
+	rdm_put_be16(h + 10, rdm_csum_fold(rdm_csum_add(0, h, 20)));
 	memcpy(h + 20, l4, l4len);
 	p->len = 20 + l4len;
 }
@@ -131,10 +110,10 @@ static void udp4(struct pkt *p, uint32_t src, uint16_t sport, uint32_t dst, uint
 {
 	uint8_t l4[MAXPKT];
 
-	put16(l4, sport);
-	put16(l4 + 2, dport);
-	put16(l4 + 4, (uint16_t)(8 + n));
-	put16(l4 + 6, 0);
+	rdm_put_be16(l4, sport);
+	rdm_put_be16(l4 + 2, dport);
+	rdm_put_be16(l4 + 4, (uint16_t)(8 + n));
+	rdm_put_be16(l4 + 6, 0);
 	memcpy(l4 + 8, data, n);
 	ip4(p, src, dst, IPPROTO_UDP, l4, 8 + n);
 }
@@ -159,13 +138,13 @@ static void tcp(struct pkt *p, struct conn *c, int from, uint8_t flags, const vo
 	int to = !from;
 
 	memset(l4, 0, 20);
-	put16(l4, c->port[from]);
-	put16(l4 + 2, c->port[to]);
-	put32(l4 + 4, c->seq[from]);
-	put32(l4 + 8, (flags & ACK) ? c->seq[to] : 0);
+	rdm_put_be16(l4, c->port[from]);
+	rdm_put_be16(l4 + 2, c->port[to]);
+	rdm_put_be32(l4 + 4, c->seq[from]);
+	rdm_put_be32(l4 + 8, (flags & ACK) ? c->seq[to] : 0);
 	l4[12] = 5 << 4;
 	l4[13] = flags;
-	put16(l4 + 14, 64240);
+	rdm_put_be16(l4 + 14, 64240);
 	if (n)
 		memcpy(l4 + 20, data, n);
 	c->seq[from] += n + ((flags & (SYN | FIN)) ? 1 : 0);
@@ -179,10 +158,10 @@ static uint32_t dns(uint8_t *b, uint16_t id, const char *name, int qr)
 	const char *s = name;
 
 	memset(b, 0, 12);
-	put16(b, id);
-	put16(b + 2, qr ? 0x8180 : 0x0100);
-	put16(b + 4, 1);
-	put16(b + 6, qr ? 1 : 0);
+	rdm_put_be16(b, id);
+	rdm_put_be16(b + 2, qr ? 0x8180 : 0x0100);
+	rdm_put_be16(b + 4, 1);
+	rdm_put_be16(b + 6, qr ? 1 : 0);
 	while (*s) {
 		const char *dot = strchr(s, '.');
 		size_t l = dot ? (size_t)(dot - s) : strlen(s);
@@ -193,8 +172,8 @@ static uint32_t dns(uint8_t *b, uint16_t id, const char *name, int qr)
 		s += l + (dot ? 1 : 0);
 	}
 	b[n++] = 0;
-	put16(b + n, 1); /* A */
-	put16(b + n + 2, 1);
+	rdm_put_be16(b + n, 1); /* A */
+	rdm_put_be16(b + n + 2, 1);
 	n += 4;
 	if (qr) {
 		static const uint8_t an[] = {0xc0, 0x0c, 0, 1, 0,  1,  0, 0,
@@ -212,25 +191,25 @@ static uint32_t client_hello(uint8_t *b, const char *sni)
 	uint8_t *h = b + 5, *x;
 	uint32_t n = 4, sl = (uint32_t)strlen(sni), xl;
 
-	put16(h + n, 0x0303);
+	rdm_put_be16(h + n, 0x0303);
 	n += 2;
 	for (int i = 0; i < 32; i++)
 		h[n++] = (uint8_t)(i * 7 + 1);
 	h[n++] = 0; /* no session id */
-	put16(h + n, 6);
-	put16(h + n + 2, 0x1301);
-	put16(h + n + 4, 0xc02f);
-	put16(h + n + 6, 0x009c);
+	rdm_put_be16(h + n, 6);
+	rdm_put_be16(h + n + 2, 0x1301);
+	rdm_put_be16(h + n + 4, 0xc02f);
+	rdm_put_be16(h + n + 6, 0x009c);
 	n += 8;
 	h[n++] = 1; /* compression: null only */
 	h[n++] = 0;
 	x = h + n + 2;
 	xl = 0;
-	put16(x + xl, 0x0000); /* server_name */
-	put16(x + xl + 2, (uint16_t)(sl + 5));
-	put16(x + xl + 4, (uint16_t)(sl + 3));
+	rdm_put_be16(x + xl, 0x0000); /* server_name */
+	rdm_put_be16(x + xl + 2, (uint16_t)(sl + 5));
+	rdm_put_be16(x + xl + 4, (uint16_t)(sl + 3));
 	x[xl + 6] = 0; /* host_name */
-	put16(x + xl + 7, (uint16_t)sl);
+	rdm_put_be16(x + xl + 7, (uint16_t)sl);
 	memcpy(x + xl + 9, sni, sl);
 	xl += 9 + sl;
 	static const uint8_t more[] = {
@@ -241,14 +220,14 @@ static uint32_t client_hello(uint8_t *b, const char *sni)
 	};
 	memcpy(x + xl, more, sizeof(more));
 	xl += sizeof(more);
-	put16(h + n, (uint16_t)xl);
+	rdm_put_be16(h + n, (uint16_t)xl);
 	n += 2 + xl;
 	h[0] = 1; /* ClientHello */
 	h[1] = 0;
-	put16(h + 2, (uint16_t)(n - 4));
+	rdm_put_be16(h + 2, (uint16_t)(n - 4));
 	b[0] = 0x16;
-	put16(b + 1, 0x0301);
-	put16(b + 3, (uint16_t)n);
+	rdm_put_be16(b + 1, 0x0301);
+	rdm_put_be16(b + 3, (uint16_t)n);
 	return 5 + n;
 }
 
@@ -561,13 +540,13 @@ Test(dpi, malformed_packets_are_counted_and_passed_untouched)
 	{
 		struct conn cn = {{CLIENT, SERVER}, {1, 2}, {0, 0}};
 		tcp(&p[n], &cn, 0, SYN, NULL, 0);
-		put16(p[n].b + 2, 30);
+		rdm_put_be16(p[n].b + 2, 30);
 		p[n].len = 30;
 		n++;
 	}
 	/* 4: a later fragment (offset 185 * 8) */
 	udp4(&p[n], CLIENT, 1, SERVER, 2, d, dl);
-	put16(p[n].b + 6, 185);
+	rdm_put_be16(p[n].b + 6, 185);
 	n++;
 	/* 5: a frame without a flow key: the ingress could not parse it */
 	udp4(&p[n], CLIENT, 1, SERVER, 2, d, dl);
@@ -662,16 +641,16 @@ Test(dpi, ipv6_dns_is_detected)
 
 	memset(h, 0, 48);
 	h[0] = 0x60;
-	put16(h + 4, (uint16_t)(8 + dl));
+	rdm_put_be16(h + 4, (uint16_t)(8 + dl));
 	h[6] = IPPROTO_UDP;
 	h[7] = 64;
 	h[8] = 0xfd;
 	h[23] = 1;
 	h[24] = 0xfd;
 	h[39] = 2;
-	put16(h + 40, 40000);
-	put16(h + 42, 53);
-	put16(h + 44, (uint16_t)(8 + dl));
+	rdm_put_be16(h + 40, 40000);
+	rdm_put_be16(h + 42, 53);
+	rdm_put_be16(h + 44, (uint16_t)(8 + dl));
 	memcpy(h + 48, d, dl);
 	p.len = 48 + dl;
 	run1(rt, &p, &f);

@@ -287,7 +287,7 @@ static int on_mix_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n,
 	struct sink *s = arg;
 
 	for (int i = 0; i < n; i++) {
-		uint32_t idx = f[i].len >= 4 ? get32(f[i].data) : 0xFFFFFFFFu;
+		uint32_t idx = f[i].len >= 4 ? rdm_get_be32(f[i].data) : 0xFFFFFFFFu;
 
 		if (idx != s->expect_next || f[i].len != mix_size(idx))
 			s->bad++;

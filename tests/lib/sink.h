@@ -10,6 +10,7 @@
 
 #include "transport/frame.h"
 #include "transport/transport.h"
+#include "lib/byteorder.h"
 
 #if !defined(SINK_MIN) || !defined(SINK_SPAN) || !defined(MAXF)
 #error "define SINK_MIN, SINK_SPAN and MAXF before including tests/lib/sink.h"
@@ -38,11 +39,6 @@ static uint8_t pattern(uint32_t idx, uint32_t off)
 	return (uint8_t)(idx * 31 + off * 7);
 }
 
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static int on_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n, void *arg)
 {
 	struct sink *s = arg;
@@ -62,7 +58,7 @@ static int on_frames(struct rdm_conn *c, const struct rdm_rxframe *f, int n, voi
 			s->got++;
 			continue;
 		}
-		uint32_t idx = f[i].len >= 4 ? get32(f[i].data) : 0xFFFFFFFFu;
+		uint32_t idx = f[i].len >= 4 ? rdm_get_be32(f[i].data) : 0xFFFFFFFFu;
 
 		if (idx != s->expect_next || f[i].len != size_of(idx))
 			s->bad++;
