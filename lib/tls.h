@@ -55,6 +55,11 @@ struct rdm_tls_ctx *rdm_tls_ctx_new(const char *ca, const char *cert, const char
 				    char *err, size_t errlen);
 void rdm_tls_ctx_free(struct rdm_tls_ctx *ctx);
 
+/* rdm_tls_ctx_new from the rack's layout, as `rdmesh ctl certs` writes it: dir/ca.pem,
+ * dir/NAME.pem and dir/NAME.key, where the certificate must name NAME. */
+struct rdm_tls_ctx *rdm_tls_ctx_load(const char *dir, const char *name, int server, char *err,
+				     size_t errlen);
+
 /* This end's own name, from its certificate (first DNS subjectAltName, else CN). */
 const char *rdm_tls_ctx_name(const struct rdm_tls_ctx *ctx);
 

@@ -63,27 +63,24 @@ static void conn_abort(struct rdm_tls_conn *c)
 		rdm_tls__linger_close(fd);
 }
 
-/* What a failed handshake call (SSL_get_error gave e) means, as an errno and a reason
- * in err. who names the peer ("server 10.0.0.1:7000"). */
-static int handshake_error(struct rdm_tls_conn *c, int e, int sys_errno, char *err, size_t errlen,
-			   const char *who)
+int rdm_tls__hs_error(const struct rdm_tls_verify *v, const char *expect, int e, int sys_errno,
+		      char *err, size_t errlen, const char *who)
 {
 	unsigned long oe = ERR_peek_last_error();
 	int reason = ERR_GET_REASON(oe);
 	char why[256];
 
-	if (c->verify.err) {
+	if (v->err) {
 		ERR_clear_error();
-		if (c->verify.err == X509_V_ERR_HOSTNAME_MISMATCH)
+		if (v->err == X509_V_ERR_HOSTNAME_MISMATCH)
 			return rdm_errf(err, errlen, -EACCES,
 					"%s: refused its certificate: hostname mismatch: expected "
 					"'%s', the certificate names '%s'",
-					who, c->expect ? c->expect : "?", c->verify.name);
+					who, expect ? expect : "?", v->name);
 		return rdm_errf(err, errlen, -EACCES,
 				"%s: refused its certificate: certificate verify failed: %s "
 				"(depth %d, '%s')",
-				who, X509_verify_cert_error_string(c->verify.err), c->verify.depth,
-				c->verify.name);
+				who, X509_verify_cert_error_string(v->err), v->depth, v->name);
 	}
 	if (e == SSL_ERROR_SSL && ERR_GET_LIB(oe) == ERR_LIB_SSL) {
 		if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
@@ -109,6 +106,40 @@ static int handshake_error(struct rdm_tls_conn *c, int e, int sys_errno, char *e
 				"%s: connection closed during the TLS handshake%s%s", who,
 				sys_errno ? ": " : "", sys_errno ? strerror(sys_errno) : "");
 	return rdm_errf(err, errlen, -EPROTO, "%s: TLS handshake failed (SSL error %d)", who, e);
+}
+
+int rdm_tls__verdict_check(const uint8_t *v, uint32_t vlen, char *err, size_t errlen,
+			   const char *who)
+{
+	size_t k = strlen(RDM_TLS_VERDICT_NO), m = 0;
+	char reason[RDM_TLS_VERDICT_MAX + 1];
+
+	if (vlen == strlen(RDM_TLS_VERDICT_OK) && !memcmp(v, RDM_TLS_VERDICT_OK, vlen))
+		return 0;
+	if (vlen < k || memcmp(v, RDM_TLS_VERDICT_NO, k))
+		return rdm_errf(err, errlen, -EPROTO, "%s: not an rdmesh peer (bad verdict)", who);
+	/* The reason is the peer's text: print it only as far as it is printable. */
+	while (k < vlen && m < RDM_TLS_VERDICT_MAX && v[k] >= 0x20 && v[k] < 0x7f)
+		reason[m++] = (char)v[k++];
+	reason[m] = '\0';
+	return rdm_errf(err, errlen, -ECONNREFUSED, "%s: refused us: %s", who, reason);
+}
+
+int rdm_tls__admit(const char *name, rdm_tls_admit_fn admit, void *arg, char *why, size_t whylen)
+{
+	if (!name[0]) {
+		snprintf(why, whylen, "the certificate names no usable holder");
+		return -EACCES;
+	}
+	if (!admit)
+		return 0;
+	why[0] = '\0';
+	if (admit(name, arg, why, whylen) == 0)
+		return 0;
+	why[whylen - 1] = '\0';
+	if (!why[0])
+		snprintf(why, whylen, "not admitted");
+	return -EACCES;
 }
 
 /* Runs the handshake until done or the deadline. 0 or -errno with err set. */
@@ -138,7 +169,7 @@ static int handshake(struct rdm_tls_conn *c, uint64_t deadline, char *err, size_
 						strerror(-rc));
 			continue;
 		}
-		return handshake_error(c, e, se, err, errlen, who);
+		return rdm_tls__hs_error(&c->verify, c->expect, e, se, err, errlen, who);
 	}
 }
 
@@ -244,25 +275,12 @@ struct rdm_tls_conn *rdm_tls_connect(struct rdm_tls_ctx *ctx, const char *host_p
 				      c->err);
 		goto fail_conn;
 	}
-	if (vlen == strlen(RDM_TLS_VERDICT_OK) && !memcmp(verdict, RDM_TLS_VERDICT_OK, vlen)) {
+	rc = rdm_tls__verdict_check(verdict, vlen, err, errlen, who);
+	if (rc == 0) {
 		free(verdict);
 		freeaddrinfo(res);
 		c->err[0] = '\0';
 		return c;
-	}
-	if (vlen >= strlen(RDM_TLS_VERDICT_NO) &&
-	    !memcmp(verdict, RDM_TLS_VERDICT_NO, strlen(RDM_TLS_VERDICT_NO))) {
-		/* The reason is the peer's text: print it only as far as it is printable. */
-		size_t k = strlen(RDM_TLS_VERDICT_NO), m = 0;
-		char reason[RDM_TLS_VERDICT_MAX + 1];
-
-		while (k < vlen && verdict[k] >= 0x20 && verdict[k] < 0x7f)
-			reason[m++] = (char)verdict[k++];
-		reason[m] = '\0';
-		rc = rdm_errf(err, errlen, -ECONNREFUSED, "%s: refused us: %s", who, reason);
-	} else {
-		rc = rdm_errf(err, errlen, -EPROTO,
-			      "%s: not an rdmesh control server (bad verdict)", who);
 	}
 	free(verdict);
 fail_conn:
@@ -321,18 +339,7 @@ struct rdm_tls_conn *rdm_tls_accept(struct rdm_tls_ctx *ctx, int lfd, int timeou
 	if (rc < 0)
 		goto fail;
 	rdm_tls__cert_name(SSL_get0_peer_certificate(c->ssl), c->peer_name, sizeof(c->peer_name));
-	if (!c->peer_name[0]) {
-		snprintf(why, sizeof(why), "the certificate names no usable holder");
-		rc = -EACCES;
-	} else if (admit) {
-		why[0] = '\0';
-		if (admit(c->peer_name, arg, why, sizeof(why)) != 0) {
-			rc = -EACCES;
-			why[sizeof(why) - 1] = '\0';
-			if (!why[0])
-				snprintf(why, sizeof(why), "not admitted");
-		}
-	}
+	rc = rdm_tls__admit(c->peer_name, admit, arg, why, sizeof(why));
 	if (rc < 0) {
 		rdm_errf(err, errlen, rc, "%s: refused '%s': %s", who, c->peer_name, why);
 		snprintf(verdict, sizeof(verdict), "%s%s", RDM_TLS_VERDICT_NO, why);

@@ -163,6 +163,29 @@ fail:
 	return NULL;
 }
 
+struct rdm_tls_ctx *rdm_tls_ctx_load(const char *dir, const char *name, int server, char *err,
+				     size_t errlen)
+{
+	char ca[4096], cert[4096], key[4096];
+	struct rdm_tls_ctx *ctx;
+
+	if (snprintf(ca, sizeof(ca), "%s/ca.pem", dir) >= (int)sizeof(ca) ||
+	    snprintf(cert, sizeof(cert), "%s/%s.pem", dir, name) >= (int)sizeof(cert) ||
+	    snprintf(key, sizeof(key), "%s/%s.key", dir, name) >= (int)sizeof(key)) {
+		errno = -rdm_errf(err, errlen, -ENAMETOOLONG, "%s: path too long", dir);
+		return NULL;
+	}
+	ctx = rdm_tls_ctx_new(ca, cert, key, server, err, errlen);
+	if (ctx && strcmp(ctx->name, name)) {
+		rdm_errf(err, errlen, -EINVAL, "the certificate %s is for '%s', not '%s'", cert,
+			 ctx->name, name);
+		rdm_tls_ctx_free(ctx);
+		errno = EINVAL;
+		return NULL;
+	}
+	return ctx;
+}
+
 void rdm_tls_ctx_free(struct rdm_tls_ctx *ctx)
 {
 	if (!ctx)

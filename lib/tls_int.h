@@ -48,6 +48,24 @@ struct rdm_tls_verify {
  * is a usable name (rdm_certs_name_ok). */
 void rdm_tls__cert_name(X509 *x, char *out, size_t cap);
 
+/* ---- handshakes and verdicts, shared by both kinds of connection (lib/tls_conn.c) ---- */
+
+/* What a failed handshake call (SSL_get_error gave e, errno was sys_errno) means, as an
+ * errno and a reason in err: the verification failure in v first (expect: the name a
+ * client asked for, or NULL), then the peer's alert, a close, or OpenSSL's reason. who
+ * names the peer ("server 10.0.0.1:7000"). Clears OpenSSL's error queue. */
+int rdm_tls__hs_error(const struct rdm_tls_verify *v, const char *expect, int e, int sys_errno,
+		      char *err, size_t errlen, const char *who);
+
+/* A client's reading of the server's verdict message v: 0 for RDM_TLS_VERDICT_OK,
+ * -ECONNREFUSED with the server's (printable) reason, or -EPROTO for anything else. */
+int rdm_tls__verdict_check(const uint8_t *v, uint32_t vlen, char *err, size_t errlen,
+			   const char *who);
+
+/* A server's decision on a verified peer called name ("" when its certificate names no
+ * usable holder): 0 to admit, or -EACCES with the reason (for the verdict) in why. */
+int rdm_tls__admit(const char *name, rdm_tls_admit_fn admit, void *arg, char *why, size_t whylen);
+
 /* ---- the sockets under a connection (lib/tls_sock.c) ---- */
 
 /* Milliseconds on the monotonic clock, and a deadline timeout_ms from now (UINT64_MAX

@@ -112,6 +112,12 @@ static int start(struct agent *a, const char *id)
 		free(r);
 		return -EINVAL;
 	}
+	/* Replicas prove their hops with this host's certificate, as the agent does. */
+	if (rdm_chain_use_certs(&r->chain, a->o->certs) < 0) {
+		rdm_chain_free(&r->chain);
+		free(r);
+		return -ENOMEM;
+	}
 	r->node = rdm_node_new(&r->chain, id, err, sizeof(err));
 	if (!r->node) {
 		alog(a, "%s: %s", id, err);
@@ -474,7 +480,7 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 			  .dead_ms = RDM_ORCH_DEAD_MS,
 			  .backoff_ms = BACKOFF_MIN_MS};
 	struct rdm_metrics *metrics = NULL;
-	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], err[512];
+	char err[512];
 	sigset_t set;
 	int stop = 0;
 
@@ -483,18 +489,9 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 		return 1;
 	}
 	snprintf(a.chain_path, sizeof(a.chain_path), "%s/chain.yaml", o->dir);
-	snprintf(ca, sizeof(ca), "%s/ca.pem", o->certs);
-	snprintf(cert, sizeof(cert), "%s/%s.pem", o->certs, o->name);
-	snprintf(key, sizeof(key), "%s/%s.key", o->certs, o->name);
-	a.tls = rdm_tls_ctx_new(ca, cert, key, 0, err, sizeof(err));
+	a.tls = rdm_tls_ctx_load(o->certs, o->name, 0, err, sizeof(err));
 	if (!a.tls) {
 		fprintf(stderr, "rdmesh: %s: %s\n", o->name, err);
-		return 1;
-	}
-	if (strcmp(rdm_tls_ctx_name(a.tls), o->name)) {
-		fprintf(stderr, "rdmesh: %s: the certificate %s is for '%s'\n", o->name, cert,
-			rdm_tls_ctx_name(a.tls));
-		rdm_tls_ctx_free(a.tls);
 		return 1;
 	}
 	pthread_mutex_init(&a.lock, NULL); /* never fails for default attributes */

@@ -62,7 +62,8 @@ enum rdm_transport_kind {
 
 struct rdm_node_conf {
 	char *name;
-	uint32_t id; /* 1-based position in the nodes list unless given */
+	char *identity; /* the certificate name it proves itself with (default: name) */
+	uint32_t id;	/* 1-based position in the nodes list unless given */
 	int has_listen;
 	struct rdm_addr listen; /* data address this node accepts frames on */
 	int workers;		/* worker threads, default 1 */
@@ -97,6 +98,10 @@ int rdm_chain_load(const char *path, struct rdm_chain_conf *out, char *err, size
 
 /* Frees what rdm_chain_load allocated; accepts a zeroed or already freed conf. */
 void rdm_chain_free(struct rdm_chain_conf *c);
+
+/* Makes dir the chain's transport.certs (a command line's --certs, or an agent's own
+ * folder); 0 or -ENOMEM. */
+int rdm_chain_use_certs(struct rdm_chain_conf *c, const char *dir);
 
 /* The node named name, or NULL. */
 const struct rdm_node_conf *rdm_chain_node(const struct rdm_chain_conf *c, const char *name);

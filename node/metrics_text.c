@@ -67,6 +67,7 @@ static const struct {
     {"rx_frames", "Frames received from upstream"},
     {"tx_frames", "Frames sent downstream"},
     {"stalls", "Receive batches left with the transport because the next hop was congested"},
+    {"auth_refused", "Connections refused because they did not prove to be this hop's peer"},
     {"back_rx_frames", "Frames received travelling back towards the chain's ingress"},
     {"back_tx_frames", "Frames sent back towards the chain's ingress"},
     {"replies", "Packets a stage turned into a reply to their sender"},

@@ -102,8 +102,13 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	n->ops = c->transport == RDM_TRANSPORT_TCP ? &rdm_tcp_ops : &rdm_rdma_ops;
 	if (c->transport == RDM_TRANSPORT_AUTO && n->n_next) {
 		/* Auto: RDMA only from an address on an active RDMA device; the peer's side
-		 * shows when connecting (see rdm_node__auto_check). */
-		if (!c->has_listen || !rdm_rdma_probe(&c->listen)) {
+		 * shows when connecting (see rdm_node__auto_check). RDMA hops cannot prove
+		 * their peers yet, so a chain that asks for proof stays on TCP. */
+		if (chain->transport.protect != RDM_PROTECT_NONE) {
+			n->ops = &rdm_tcp_ops;
+			rdm_node__log(n, "transport auto: using TCP: RDMA hops cannot prove their "
+					 "peers yet (transport.protect is not none)");
+		} else if (!c->has_listen || !rdm_rdma_probe(&c->listen)) {
 			n->ops = &rdm_tcp_ops;
 			rdm_node__log(
 			    n, "transport auto: %s is on no active RDMA device: using TCP",
@@ -118,7 +123,8 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	for (int i = 0; i < chain->n_nodes; i++)
 		for (int r = 0; r < chain->nodes[i].n_next; r++)
 			if (&chain->nodes[chain->nodes[i].nexts[r]] == c &&
-			    chain->nodes[i].transport != RDM_TRANSPORT_TCP)
+			    chain->nodes[i].transport != RDM_TRANSPORT_TCP &&
+			    chain->transport.protect == RDM_PROTECT_NONE)
 				n->listen_rdma = 1;
 	n->n_workers = c->workers > 0 ? c->workers : 1;
 	n->drain_ms = 2000;
@@ -150,6 +156,8 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	/* Hops leave from this node's own data address: with RDMA that picks the device. */
 	n->copts.local = c->has_listen ? &c->listen : NULL;
 	n->copts.node_id = c->id;
+	if (rdm_node__auth_init(n, err, errlen) < 0)
+		goto err;
 	if (c->n_stages > MAX_STAGES) {
 		snprintf(err, errlen, "%s: node '%s': at most %d stages", chain->file, name,
 			 MAX_STAGES);
@@ -192,6 +200,7 @@ void rdm_node_free(struct rdm_node *n)
 	for (int s = 0; s < n->n_stages; s++)
 		n->stage_ops[s]->conf_free(n->stage_conf[s]);
 	rdm_node__steer_free_all(n->steer);
+	rdm_node__auth_fini(n);
 	pthread_mutex_destroy(&n->eg_mu);
 	pthread_rwlock_destroy(&n->report_mu);
 	free(n->w);
@@ -218,13 +227,27 @@ void rdm_node_stop(struct rdm_node *n)
 		rdm_node__log(n, "asked to stop: draining and stopping");
 }
 
+void rdm_node__fatal(struct rdm_node *n, int rc)
+{
+	int none = 0;
+
+	atomic_compare_exchange_strong(&n->fatal, &none, rc);
+	atomic_store(&n->stop, 1);
+}
+
 int rdm_node_run(struct rdm_node *n, int drain_ms)
 {
 	sigset_t set;
 	uint64_t t0 = rdm_now_ns();
-	int stop_sent = 0;
+	int stop_sent = 0, rc;
+	char err[256];
 
 	n->drain_ms = drain_ms;
+	rc = rdm_node__listen_probe(n, err, sizeof(err));
+	if (rc < 0) {
+		rdm_node__log(n, "%s", err);
+		return rc;
+	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
@@ -233,8 +256,7 @@ int rdm_node_run(struct rdm_node *n, int drain_ms)
 		rdm_node__snap_stats(&n->w[i]);
 	atomic_store(&n->running, 1);
 	for (int i = 0; i < n->n_workers; i++) {
-		int rc = pthread_create(&n->w[i].thr, NULL, rdm_node__worker_main, &n->w[i]);
-
+		rc = pthread_create(&n->w[i].thr, NULL, rdm_node__worker_main, &n->w[i]);
 		if (rc) {
 			rdm_node__log(n, "pthread_create: %s", strerror(rc));
 			atomic_store(&n->stop, 1);
@@ -273,5 +295,5 @@ int rdm_node_run(struct rdm_node *n, int drain_ms)
 		pthread_join(n->w[i].thr, NULL);
 	atomic_store(&n->running, 0);
 	n->run_ns = rdm_now_ns() - t0;
-	return 0;
+	return atomic_load(&n->fatal);
 }

@@ -24,8 +24,9 @@ int rdm_chain_check_stages(const struct rdm_chain_conf *chain, char *err, size_t
 
 /* Runs the workers until the node is done (its ingress sent everything, its egress
  * counted enough packets) or SIGINT/SIGTERM arrives; then drains the send queues (at
- * most drain_ms) and returns 0. The caller blocks SIGINT and SIGTERM in every thread
- * before calling. */
+ * most drain_ms) and returns 0. A node that cannot take its place in the chain (its
+ * listen address is taken or refused) starts nothing, or stops, and returns -errno.
+ * The caller blocks SIGINT and SIGTERM in every thread before calling. */
 int rdm_node_run(struct rdm_node *n, int drain_ms);
 
 /* For a process that runs several nodes on threads of its own (`rdmesh node --orch`):

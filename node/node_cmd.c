@@ -16,14 +16,13 @@
 
 static void usage(FILE *out)
 {
-	fprintf(
-	    out,
-	    "usage: rdmesh node --config CHAIN.yaml --name NODE [--stats FILE] [--drain-ms MS]\n"
-	    "                   [--metrics IP:PORT]\n"
-	    "       rdmesh node --orch IP:PORT --name NODE [--certs DIR] [--dir DIR]\n"
-	    "                   [--drain-ms MS] [--metrics IP:PORT]\n"
-	    "       rdmesh check CHAIN.yaml\n"
-	    "(rdmesh help lists every command)\n");
+	fprintf(out,
+		"usage: rdmesh node --config CHAIN.yaml --name NODE [--certs DIR] [--stats FILE]\n"
+		"                   [--drain-ms MS] [--metrics IP:PORT]\n"
+		"       rdmesh node --orch IP:PORT --name NODE [--certs DIR] [--dir DIR]\n"
+		"                   [--drain-ms MS] [--metrics IP:PORT]\n"
+		"       rdmesh check CHAIN.yaml\n"
+		"(rdmesh help lists every command)\n");
 }
 
 /* Signals are taken synchronously by the main thread (sigtimedwait); the threads it
@@ -50,7 +49,7 @@ int rdm_cmd_node(int argc, char **argv)
 	    {"dir", required_argument, NULL, 'D'},    {NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *name = NULL, *stats = NULL, *metrics_at = NULL;
-	const char *orch = NULL, *certs = "certs", *dir = NULL;
+	const char *orch = NULL, *certs = NULL, *dir = NULL;
 	char dirbuf[RDM_NODE_NAME_MAX + 16];
 	struct rdm_metrics *metrics = NULL;
 	int drain_ms = 2000, c, rc;
@@ -95,7 +94,7 @@ int rdm_cmd_node(int argc, char **argv)
 	if (orch) {
 		struct rdm_agent_opts ao = {.orch = orch,
 					    .name = name,
-					    .certs = certs,
+					    .certs = certs ? certs : "certs",
 					    .drain_ms = drain_ms,
 					    .metrics = metrics_at};
 
@@ -119,6 +118,11 @@ int rdm_cmd_node(int argc, char **argv)
 	}
 	if (rdm_chain_load(config, &chain, err, sizeof(err)) < 0) {
 		fprintf(stderr, "rdmesh: %s\n", err);
+		return 1;
+	}
+	if (certs && rdm_chain_use_certs(&chain, certs) < 0) {
+		fprintf(stderr, "rdmesh: out of memory\n");
+		rdm_chain_free(&chain);
 		return 1;
 	}
 	take_signals();

@@ -58,16 +58,26 @@ static int down_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, 
 static const struct rdm_conn_cbs down_cbs_tmpl = {
     .on_frames = down_frames, .on_writable = down_writable, .on_state = down_state};
 
+/* Starts a connection to the replica at peer that must prove it is identity. */
+static struct rdm_conn *dial(struct worker *w, const struct rdm_transport_ops *ops,
+			     const struct rdm_addr *peer, const char *identity)
+{
+	struct rdm_conn_cbs cbs = down_cbs_tmpl;
+	struct rdm_conn_opts o = w->node->copts;
+
+	cbs.arg = w;
+	rdm_node__auth_dial(w, identity, &o, &cbs);
+	return rdm_connect(ops, w->loop, peer, &o, &cbs);
+}
+
 /* Switches worker w to steer sp: replicas it names keep their connections (a draining
  * one comes back), new ones are connected, and those it no longer names start to
  * drain. 0, or -errno when a connection cannot be set up (the old table then stays). */
 int rdm_node__apply_steer(struct worker *w, const struct steer *sp)
 {
 	struct rdm_node *n = w->node;
-	struct rdm_conn_cbs cbs = down_cbs_tmpl;
 	int slot_of[RDM_MAX_NEXT], keep[MAX_DOWNS] = {0};
 
-	cbs.arg = w;
 	for (int i = 0; i < sp->n; i++) {
 		int r, fr = -1;
 
@@ -90,13 +100,14 @@ int rdm_node__apply_steer(struct worker *w, const struct steer *sp)
 			}
 			r = fr;
 			d = &w->downs[r];
-			d->c = rdm_connect(n->ops, w->loop, sp->peer[i], &n->copts, &cbs);
+			d->c = dial(w, n->ops, sp->peer[i], sp->ident[i]);
 			if (!d->c) {
 				rdm_node__log(n, "connect %s: %s", sp->peer[i]->text,
 					      strerror(errno));
 				return -errno;
 			}
 			d->name = sp->name[i];
+			d->ident = sp->ident[i];
 			d->peer = sp->peer[i];
 			d->pins = 0;
 			d->ever_up = 0;
@@ -135,11 +146,9 @@ int rdm_node__apply_steer(struct worker *w, const struct steer *sp)
 void rdm_node__auto_check(struct worker *w)
 {
 	struct rdm_node *n = w->node;
-	struct rdm_conn_cbs cbs = down_cbs_tmpl;
 
 	if (!n->auto_tcp_fallback)
 		return;
-	cbs.arg = w;
 	for (int r = 0; r < MAX_DOWNS; r++) {
 		struct down *d = &w->downs[r];
 
@@ -152,7 +161,7 @@ void rdm_node__auto_check(struct worker *w)
 		w->auto_fallbacks++;
 		rdm_node__stats_add(&w->down_closed, &d->c->stats);
 		rdm_conn_close(d->c);
-		d->c = rdm_connect(&rdm_tcp_ops, w->loop, d->peer, &n->copts, &cbs);
+		d->c = dial(w, &rdm_tcp_ops, d->peer, d->ident);
 		if (!d->c) {
 			rdm_node__log(n, "connect %s: %s", d->peer->text, strerror(errno));
 			d->gen++; /* the slot is free: pins to it renew */

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/certs.h"
 #include "lib/flowcount.h"
 #include "lib/hist.h"
 #include "node/gen.h"
@@ -71,6 +72,7 @@ struct worker_stats {
 	uint64_t drain_timeouts;      /* draining replicas closed with flows still pinned */
 	uint64_t drained_unreachable; /* draining replicas closed because unreachable */
 	uint64_t pins_detoured; /* new flows started off the table's pick: it was not connected */
+	uint64_t auth_refused;	/* connections that did not prove themselves (node_auth.c) */
 };
 
 /* The egress's sequence accounting for one origin (an ingress worker's frames). */
@@ -84,6 +86,7 @@ struct origin {
 struct steer {
 	int n;
 	const char *name[RDM_MAX_NEXT];
+	const char *ident[RDM_MAX_NEXT]; /* the certificate name each must prove */
 	const struct rdm_addr *peer[RDM_MAX_NEXT];
 	struct rdm_maglev *mg;
 	struct rdm_chain_conf *chain; /* a reloaded chain file the names point into, or NULL */
@@ -96,6 +99,7 @@ struct steer {
 struct down {
 	struct rdm_conn *c; /* NULL: the slot is free */
 	const char *name;
+	const char *ident; /* the certificate name it must prove (protect: auth) */
 	const struct rdm_addr *peer;
 	int active;  /* in the current table */
 	int closing; /* drained: told it we are done, waiting for it to close */
@@ -121,6 +125,8 @@ struct worker {
 	struct rdm_loop *loop;
 	struct rdm_io wake;
 	struct rdm_listener *lst, *lst_rdma;
+	int refusal_logs;	    /* refusals logged this tick (node_auth.c) */
+	uint64_t refusals_unlogged; /* and those that were not */
 	/* Steering: a connection per replica of the next stage, the table that picks one
 	 * for a new flow, and each flow's pin to the replica it started on. */
 	struct down downs[MAX_DOWNS];
@@ -205,6 +211,7 @@ struct rdm_node {
 	int n_workers;
 	struct worker *w;
 	atomic_int stop;
+	atomic_int fatal; /* -errno that stopped the node (rdm_node__fatal), or 0 */
 	atomic_int n_finished;
 	int embedded; /* one of several nodes in a process: takes no signals */
 	int drain_ms;
@@ -213,6 +220,12 @@ struct rdm_node {
 	atomic_int running;	       /* workers run: reports read snapshots */
 	pthread_rwlock_t report_mu;    /* reports (read) against conf swaps and frees (write) */
 	void *reload_conf[MAX_STAGES]; /* the confs workers switch to, or NULL */
+
+	struct rdm_tls_ctx *tls_srv, *tls_cli;	  /* protect: auth; NULL with none */
+	pthread_mutex_t auth_mu;		  /* up_names, swapped on reload */
+	char (*up_names)[RDM_CERTS_NAME_MAX + 1]; /* identities admitted upstream */
+	int n_up_names;
+	uint64_t up_names_ns; /* when the chain file was last read for them */
 
 	pthread_mutex_t eg_mu; /* egress sequence accounting, shared by workers */
 	struct origin origins[MAX_ORIGINS];
@@ -226,6 +239,18 @@ struct rdm_node {
 void rdm_node__log(const struct rdm_node *n, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void rdm_node__stats_add(struct rdm_conn_stats *t, const struct rdm_conn_stats *a);
+/* The node cannot do its job (rc = -errno): it stops, and rdm_node_run returns rc. */
+void rdm_node__fatal(struct rdm_node *n, int rc);
+
+/* node_auth.c: proving hops (protect: auth) */
+int rdm_node__auth_init(struct rdm_node *n, char *err, size_t errlen);
+void rdm_node__auth_fini(struct rdm_node *n);
+int rdm_node__auth_upstreams(struct rdm_node *n, const struct rdm_chain_conf *chain);
+void rdm_node__auth_tick(struct worker *w);
+void rdm_node__auth_listen(const struct worker *w, struct rdm_conn_opts *o,
+			   struct rdm_conn_cbs *cbs);
+void rdm_node__auth_dial(const struct worker *w, const char *identity, struct rdm_conn_opts *o,
+			 struct rdm_conn_cbs *cbs);
 
 /* node_worker.c: a worker's thread, its setup and teardown */
 int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *err, size_t errlen);
@@ -254,6 +279,7 @@ void rdm_node__auto_check(struct worker *w);
 
 /* node_up.c: the upstream side */
 int rdm_node__start_listener(struct worker *w);
+int rdm_node__listen_probe(const struct rdm_node *n, char *err, size_t errlen);
 void rdm_node__send_back(struct worker *w, struct rdm_frame *const *fs, int m);
 
 /* node_ingress.c: packets entering the chain */

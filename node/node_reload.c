@@ -72,6 +72,9 @@ static const struct steer *reload_next(struct rdm_node *n)
 		return NULL;
 	}
 	me = rdm_chain_node(c, n->conf->name);
+	/* Who may send to this node follows the file even when its own next list stays. */
+	if (me && n->tls_srv && rdm_node__auth_upstreams(n, c) < 0)
+		rdm_node__log(n, "reload: upstream names: out of memory: keeping the old ones");
 	if (!me)
 		rdm_node__log(n,
 			      "reload %s: no node named %s any more: keeping the running next hops",

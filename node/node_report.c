@@ -129,6 +129,9 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 	}
 	fprintf(out, "rx_frames %" PRIu64 "\ntx_frames %" PRIu64 "\nstalls %" PRIu64 "\n",
 		t.st.rx_frames, t.st.tx_frames, t.st.stalls);
+	fprintf(out, "protect %s\nauth_refused %" PRIu64 "\n",
+		n->chain->transport.protect == RDM_PROTECT_NONE ? "none" : "auth",
+		t.st.auth_refused);
 	fprintf(out,
 		"back_rx_frames %" PRIu64 "\nback_tx_frames %" PRIu64 "\nreplies %" PRIu64
 		"\ntun_rx %" PRIu64 "\ntun_tx %" PRIu64 "\nnotices %" PRIu64 "\n",

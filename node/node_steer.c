@@ -21,6 +21,7 @@ struct steer *rdm_node__steer_new(const struct rdm_chain_conf *chain, const stru
 		const struct rdm_node_conf *nx = &chain->nodes[c->nexts[r]];
 
 		sp->name[r] = nx->name;
+		sp->ident[r] = nx->identity;
 		sp->peer[r] = c->has_connect ? &c->connect : &nx->listen;
 	}
 	sp->mg = rdm_maglev_new(sp->name, sp->n, 0);

@@ -1,7 +1,10 @@
 /* The upstream side of a worker: listening, frames arriving from upstream nodes, and
  * the way back to them (which connection brought each flow). */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "lib/clock.h"
 #include "lib/pkt.h"
@@ -124,7 +127,12 @@ static void up_state(struct rdm_conn *c, int up, void *arg)
 		}
 		w->up_serial[w->n_ups] = ++w->next_serial;
 		w->ups[w->n_ups++] = c;
-		rdm_node__log(w->node, "upstream %s connected", c->peer);
+		if (c->peer_id[0])
+			rdm_node__log(w->node, "upstream %s connected, proven as '%s'", c->peer,
+				      c->peer_id);
+		else
+			rdm_node__log(w->node, "upstream %s connected (not proven: protect none)",
+				      c->peer);
 		return;
 	}
 	for (int i = 0; i < w->n_ups; i++) {
@@ -143,7 +151,35 @@ static void up_state(struct rdm_conn *c, int up, void *arg)
 	rdm_node__log(w->node, "upstream %s disconnected", c->peer);
 }
 
-/* Listens on TCP, and on RDMA too when an upstream node reaches this one that way. */
+/* A node that cannot take its place in the chain must not run half-way: its listen
+ * address is tried before anything starts. The bind is made without SO_REUSEPORT, so
+ * it fails while any other socket holds the address, a node's reuse-port group too. */
+int rdm_node__listen_probe(const struct rdm_node *n, char *err, size_t errlen)
+{
+	const struct rdm_addr *a = &n->conf->listen;
+	int fd, one = 1, rc = 0;
+
+	if (!n->conf->has_listen)
+		return 0;
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		rc = -errno;
+	else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+		 bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		snprintf(err, errlen, "node '%s': cannot listen on %s: %s%s", n->conf->name,
+			 a->text, strerror(-rc),
+			 rc == -EADDRINUSE
+			     ? " (another process holds it: two nodes on one address?)"
+			     : "");
+	return rc;
+}
+
+/* Listens on TCP, and on RDMA too when an upstream node reaches this one that way. A
+ * TCP listen that fails stops the node (rdm_node_run returns the error). */
 int rdm_node__start_listener(struct worker *w)
 {
 	struct rdm_node *n = w->node;
@@ -151,10 +187,16 @@ int rdm_node__start_listener(struct worker *w)
 	struct rdm_conn_opts o = n->copts;
 
 	o.reuseport = n->n_workers > 1;
+	rdm_node__auth_listen(w, &o, &cbs);
 	w->lst = rdm_listen(&rdm_tcp_ops, w->loop, &n->conf->listen, &o, &cbs);
 	if (!w->lst) {
-		rdm_node__log(n, "listen on %s (tcp): %s", n->conf->listen.text, strerror(errno));
-		return -errno;
+		int e = errno;
+
+		rdm_node__log(n,
+			      "listen on %s (tcp): %s: stopping: upstreams cannot reach this node",
+			      n->conf->listen.text, strerror(e));
+		rdm_node__fatal(n, -e);
+		return -e;
 	}
 	if (n->listen_rdma) {
 		w->lst_rdma = rdm_listen(&rdm_rdma_ops, w->loop, &n->conf->listen, &o, &cbs);

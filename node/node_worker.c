@@ -82,6 +82,7 @@ static void tick(void *arg)
 		rdm_node__drain_check(w, now);
 	}
 	rdm_node__snap_stats(w);
+	rdm_node__auth_tick(w);
 	if (n->conf->egress.count)
 		rdm_node__egress_check_late(n, now);
 	rdm_timer_arm(w->loop, &w->tick, TICK_MS, tick, w);

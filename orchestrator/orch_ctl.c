@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "lib/clock.h"
+#include "lib/yaml.h"
 
 static void fmt_us(char *out, size_t len, uint64_t ns)
 {
@@ -53,6 +54,18 @@ static const char *replica_state(const struct orch *o, const struct rdm_replica 
 	return *rsp ? (*rsp)->state : "starting";
 }
 
+/* What the chain's transport.protect asks of every hop, in words for ctl status. */
+static const char *protect_text(const struct rdm_chain_spec *spec)
+{
+	const struct rdm_ynode *v =
+	    spec->transport ? rdm_ymap_get(spec->transport, "protect") : NULL;
+	const char *s = v ? rdm_ynode_scalar(v) : NULL;
+
+	if (s && !strcmp(s, "none"))
+		return "none (hops are not proven: anyone who reaches a data port may send)";
+	return "auth (every hop proves both ends with the rack's certificates)";
+}
+
 static void status(struct orch *o, FILE *f)
 {
 	const struct rstat *eg = NULL;
@@ -60,8 +73,9 @@ static void status(struct orch *o, FILE *f)
 
 	for (int k = 0; k < o->rack.n_nodes; k++)
 		up += o->nodes[k].conn != NULL;
-	fprintf(f, "orchestrator %s  chain '%s' (%s)  epoch %" PRIu64 "  nodes %d/%d connected\n\n",
+	fprintf(f, "orchestrator %s  chain '%s' (%s)  epoch %" PRIu64 "  nodes %d/%d connected\n",
 		o->listen, o->spec.name, o->st.chain, o->st.epoch, up, o->rack.n_nodes);
+	fprintf(f, "data plane: protect %s\n\n", protect_text(&o->spec));
 	fprintf(f, "%-12s %-8s %-6s %-10s %s\n", "NODE", "STATE", "EPOCH", "HEARTBEAT", "REPLICAS");
 	for (int k = 0; k < o->rack.n_nodes; k++) {
 		const struct nstate *ns = &o->nodes[k];

@@ -44,10 +44,12 @@ void rdm_plan__text_fini(struct rdm_plan__text *t);
 const struct rdm_ynode *rdm_plan__text_origin(const struct rdm_plan__text *t, int line, int col);
 
 /* Renders the static chain for replicas (n of them, by stage then number; every stage
- * has at least one) into t, as rdm_plan_render describes; rack_file (NULL: none) is
- * named in the opening comment. Returns 0, or -EINVAL/-ENOMEM with a message in err. */
+ * has at least one) into t, as rdm_plan_render describes. With a rack (NULL: none) its
+ * file is named in the opening comment, and each placed replica's identity is its
+ * host's name, the certificate it proves its hops with. Returns 0, or -EINVAL/-ENOMEM
+ * with a message in err. */
 int rdm_plan__render(struct rdm_plan__text *t, const struct rdm_chain_spec *spec,
-		     const char *rack_file, const struct rdm_replica *reps, int n, char *err,
+		     const struct rdm_rack *rack, const struct rdm_replica *reps, int n, char *err,
 		     size_t errlen);
 
 /* Names replica r: number n of stage (index in spec), its id and node id. */

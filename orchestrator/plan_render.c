@@ -211,9 +211,10 @@ static void put_comment_text(struct rdm_strbuf *b, const char *s)
 }
 
 int rdm_plan__render(struct rdm_plan__text *t, const struct rdm_chain_spec *spec,
-		     const char *rack_file, const struct rdm_replica *reps, int n, char *err,
+		     const struct rdm_rack *rack, const struct rdm_replica *reps, int n, char *err,
 		     size_t errlen)
 {
+	const char *rack_file = rack ? rack->file : NULL;
 	struct rdm_strbuf *b = &t->sb;
 	struct em e = {
 	    .t = t, .b = b, .doc = spec->doc, .dir = spec->dir, .err = err, .len = errlen};
@@ -245,6 +246,8 @@ int rdm_plan__render(struct rdm_plan__text *t, const struct rdm_chain_spec *spec
 
 		rdm_sb_printf(b, "  - name: %s\n    id: %u\n    listen: \"%s\"\n    workers: %d\n",
 			      r->id, r->node_id, r->listen, st->workers);
+		if (rack && r->node >= 0 && r->node < rack->n_nodes)
+			rdm_sb_printf(b, "    identity: %s\n", rack->nodes[r->node].name);
 		rdm_sb_puts(b, "    stages: ");
 		rc = emit(&e, st->run, run_paths, 0);
 		if (!rc && !last_stage) {
@@ -280,7 +283,7 @@ char *rdm_plan_render(const struct rdm_plan *p, char *err, size_t errlen)
 	char *text;
 
 	rdm_plan__text_init(&t, 0);
-	if (rdm_plan__render(&t, p->spec, p->rack->file, p->replicas, p->n_replicas, err, errlen)) {
+	if (rdm_plan__render(&t, p->spec, p->rack, p->replicas, p->n_replicas, err, errlen)) {
 		errno = t.sb.failed ? ENOMEM : EINVAL;
 		rdm_plan__text_fini(&t);
 		return NULL;

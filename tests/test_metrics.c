@@ -704,7 +704,7 @@ Test(metrics, serves_metrics_404_elsewhere, .init = node_up, .fini = node_down, 
 		body = strstr(r, "\r\n\r\n");
 		cr_assert_not_null(body);
 		body += 4;
-		has_line(body, "rdmesh_node_info{node=\"solo\"} 1");
+		has_line(body, "rdmesh_node_info{node=\"solo\",protect=\"auth\"} 1");
 		has_line(body, "rdmesh_stage_packets_total{node=\"solo\",stage=\"dpi\"} 0");
 		has_line(body, "rdmesh_stage_flows_active{node=\"solo\",stage=\"dpi\"} 0");
 		cr_assert_eq(promcheck(body, msg, sizeof(msg)), 0, "promcheck: %s", msg);
@@ -809,7 +809,7 @@ Test(metrics, callback_server_serves_every_node, .init = node_up, .fini = node_d
 	cr_assert_eq(promcheck(body, msg, sizeof(msg)), 0, "promcheck: %s\n%s", msg, body);
 	has_line(body, "rdmesh_agent_epoch{agent=\"host3\"} 4");
 	has_line(body, "rdmesh_agent_replicas{agent=\"host3\"} 2");
-	has_line(body, "rdmesh_node_info{node=\"solo\"} 1");
+	has_line(body, "rdmesh_node_info{node=\"solo\",protect=\"auth\"} 1");
 	has_line(body, "rdmesh_node_info{node=\"sase-1\"} 1");
 	cr_assert(strstr(body, "# TYPE rdmesh_rx_frames_total counter\n"
 			       "rdmesh_rx_frames_total{node=\"solo\"} 0\n"

@@ -561,13 +561,9 @@ struct pair {
 
 static struct rdm_tls_ctx *ctx_for(const char *name, int server)
 {
-	char ca[128], cert[128], key[128], err[256];
-	struct rdm_tls_ctx *ctx;
+	char err[256];
+	struct rdm_tls_ctx *ctx = rdm_tls_ctx_load(dir, name, server, err, sizeof(err));
 
-	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
-	snprintf(cert, sizeof(cert), "%s/%s.pem", dir, name);
-	snprintf(key, sizeof(key), "%s/%s.key", dir, name);
-	ctx = rdm_tls_ctx_new(ca, cert, key, server, err, sizeof(err));
 	cr_assert_not_null(ctx, "%s", err);
 	return ctx;
 }

@@ -51,8 +51,10 @@ Test(rdma, connect_teardown_100_times_no_leaks, .timeout = 300)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a, local;
-	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 	struct rdm_listener *l;
 	int fds0 = 0, qp0 = 0, mr0 = 0, cm0 = 0, srq0 = 0;
 
@@ -116,7 +118,8 @@ Test(rdma, connect_teardown_100_times_no_leaks, .timeout = 300)
 Test(rdma, peer_close_detected_and_reconnect, .timeout = 200)
 {
 	struct rdm_conn_opts o = opts();
-	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
 	struct pair p;
 	struct rdm_txframe tx;
 	uint8_t b[64] = {0};
@@ -161,7 +164,8 @@ Test(rdma, peer_close_detected_and_reconnect, .timeout = 200)
 Test(rdma, unreachable_peer_retries_with_backoff, .timeout = 60)
 {
 	struct rdm_conn_opts o = opts();
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 	struct rdm_addr a, local;
 	struct rdm_conn *c;
 	uint64_t t[64], t0, end;
@@ -270,7 +274,8 @@ Test(rdma, long_pause_with_keepalive_no_timeout_no_deadlock, .timeout = 60)
 static void child_client(int port, int go)
 {
 	struct rdm_conn_opts o = opts();
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 	struct rdm_addr a = addr_of(1, port), local = addr_of(0, 1);
 	struct rdm_loop *cl;
 	char b;
@@ -292,7 +297,8 @@ static void child_client(int port, int go)
 Test(rdma, keepalive_detects_silent_peer, .timeout = 60)
 {
 	struct rdm_conn_opts o = opts();
-	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
 	struct rdm_addr a;
 	struct rdm_listener *l;
 	int pfd[2], st;

@@ -318,8 +318,10 @@ static uint32_t small_size(uint32_t idx)
 Test(rdma, small_frames_burst_packed_intact_in_order, .timeout = 200)
 {
 	struct rdm_conn_opts o = opts();
-	struct rdm_conn_cbs scb = {on_mix_frames, NULL, on_state, &srv};
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_mix_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 	struct rdm_listener *l;
 	struct rdm_conn *c;
 	struct rdm_addr a, local;
@@ -381,8 +383,10 @@ static uint32_t mixed_size(uint32_t idx)
 static void mixed_batches(int port, uint32_t credits)
 {
 	struct rdm_conn_opts o = opts();
-	struct rdm_conn_cbs scb = {on_mix_frames, NULL, on_state, &srv};
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_mix_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 	struct rdm_listener *l;
 	struct rdm_conn *c;
 	struct rdm_addr a, local;
@@ -553,10 +557,16 @@ static void on_fwd_writable(struct rdm_conn *c, void *arg)
 Test(rdma, forwarding_zero_copy_intact_in_order, .timeout = 300)
 {
 	struct rdm_conn_opts o = opts();
-	struct rdm_conn_cbs mcb = {on_fwd_frames, NULL, on_state, &srv};
-	struct rdm_conn_cbs fcb = {on_frames, NULL, on_state, &fin};
-	struct rdm_conn_cbs ocb = {on_frames, on_fwd_writable, on_state, &mid};
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs mcb = {
+	    .on_frames = on_fwd_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_conn_cbs fcb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &fin};
+	struct rdm_conn_cbs ocb = {.on_frames = on_frames,
+				   .on_writable = on_fwd_writable,
+				   .on_state = on_state,
+				   .arg = &mid};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 	struct rdm_addr a2, a3, l1, l2;
 	struct rdm_listener *lm, *lf;
 	struct rdm_conn *c;

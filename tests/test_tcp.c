@@ -77,8 +77,10 @@ Test(tcp, frames_arrive_intact_and_in_order)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
-	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
 	struct rdm_conn *c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 	uint32_t next = 0;
@@ -103,8 +105,10 @@ Test(tcp, partial_writes_keep_frames_whole)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
-	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 	struct rdm_listener *l;
 	struct rdm_conn *c;
 	uint32_t next = 0;
@@ -130,8 +134,10 @@ Test(tcp, backpressure_not_loss)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
-	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
 	struct rdm_conn *c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 	uint32_t next = 0;
@@ -169,7 +175,8 @@ Test(tcp, frames_buffered_when_the_peer_closes_are_delivered_first)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
-	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
 	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
 	static uint8_t buf[4 + MAXF];
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -205,8 +212,10 @@ Test(tcp, closing_with_unread_frames_from_the_peer_loses_nothing_it_sent)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
-	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
 	struct rdm_conn *c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 	static uint8_t back[64];
@@ -239,8 +248,10 @@ Test(tcp, reconnects_after_peer_restart)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
-	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
 	struct rdm_conn *c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 	struct rdm_txframe tx;
@@ -281,7 +292,8 @@ Test(tcp, oversized_length_resets_only_that_connection)
 	struct rdm_conn_opts o = opts();
 	int port = free_port();
 	struct rdm_addr a = addr_of(port);
-	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
 	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
 	struct sockaddr_in sa = {.sin_family = AF_INET,
 				 .sin_port = htons((uint16_t)port),
@@ -302,7 +314,10 @@ Test(tcp, oversized_length_resets_only_that_connection)
 
 	/* The listener still serves a well-behaved peer. */
 	{
-		struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+		struct rdm_conn_cbs ccb = {.on_frames = on_frames,
+					   .on_writable = on_writable,
+					   .on_state = on_state,
+					   .arg = &cli};
 		struct rdm_conn *c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 		uint32_t next = 0;
 
@@ -319,8 +334,10 @@ Test(tcp, frames_queued_at_failure_are_counted_lost)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
-	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
 	struct rdm_conn *c = rdm_connect(&rdm_tcp_ops, loop, &a, &o, &ccb);
 	uint32_t next = 0;

@@ -1,9 +1,11 @@
 /* TCP backend: epoll, TCP_NODELAY, frames as a 4-byte big-endian length then the frame.
  * Each connection owns a byte ring for sending (flushed with one writev per turn, so a
  * batch of frames costs one system call) and a receive buffer that frames are handed out
- * of without copying. */
+ * of without copying. With opts.tls a connection first proves both ends with a TLS 1.3
+ * handshake (lib/tls_hs.h), driven by the same events, and comes up only after it. */
 #include "transport/transport.h"
 #include "lib/byteorder.h"
+#include "lib/tls_hs.h"
 #include "lib/util.h"
 
 #include <errno.h>
@@ -28,6 +30,11 @@ struct tcp_conn {
 	struct tcp_listener *lst; /* owner of an accepted connection, NULL if outbound */
 	struct tcp_conn *next;	  /* in lst->conns */
 	struct rdm_addr peer;
+	struct sockaddr_storage src; /* accepted: the peer's address */
+	struct rdm_tls_hs *hs;	     /* proving itself (opts.tls), NULL once up */
+	int hs_write;		     /* the handshake waits to write, not to read */
+	struct rdm_timer hs_timer;   /* a connection not proven in time is closed */
+	char peer_name[64];	     /* connect: the certificate name expected */
 	int connecting;
 	int closed;
 	struct rdm_timer retry; /* reconnect, outbound only */
@@ -80,6 +87,8 @@ static void update_events(struct tcp_conn *c)
 		return;
 	if (c->connecting) {
 		ev = EPOLLOUT;
+	} else if (c->hs) {
+		ev = c->hs_write ? EPOLLOUT : EPOLLIN | EPOLLRDHUP;
 	} else {
 		/* A paused connection reads on until its buffer is full, then leaves the
 		 * rest to TCP's window: that is how backpressure reaches the sender. */
@@ -142,6 +151,9 @@ static void drop_socket(struct tcp_conn *c)
 	c->connecting = 0;
 	c->base.congested = 0;
 	rdm_timer_cancel(c->loop, &c->kick);
+	rdm_tls_hs_free(c->hs);
+	c->hs = NULL;
+	rdm_timer_cancel(c->loop, &c->hs_timer);
 }
 
 /* The connection failed: tell the owner, then reconnect (outbound) or free (accepted). */
@@ -414,10 +426,77 @@ static void became_up(struct tcp_conn *c)
 		c->base.cbs.on_state(&c->base, 1, c->base.cbs.arg);
 }
 
+/* The connection did not prove itself: say so, then fail it (an outbound one retries). */
+static void refuse(struct tcp_conn *c, const char *why)
+{
+	if (!c->lst)
+		c->base.stats.connect_fails++;
+	if (c->base.cbs.on_refused)
+		c->base.cbs.on_refused(&c->base, why, c->base.cbs.arg);
+	tcp_fail(c);
+}
+
+static void prove_step(struct tcp_conn *c)
+{
+	char err[384];
+	int rc = rdm_tls_hs_step(c->hs, &c->hs_write, err, sizeof(err));
+
+	if (rc < 0) {
+		refuse(c, err);
+		return;
+	}
+	if (rc == 0) {
+		update_events(c);
+		return;
+	}
+	snprintf(c->base.peer_id, sizeof(c->base.peer_id), "%s", rdm_tls_hs_peer(c->hs));
+	rdm_tls_hs_free(c->hs);
+	c->hs = NULL;
+	rdm_timer_cancel(c->loop, &c->hs_timer);
+	became_up(c);
+}
+
+static void prove_timeout(void *arg)
+{
+	struct tcp_conn *c = arg;
+	char why[160];
+
+	snprintf(why, sizeof(why), "%s %s: not proven within %u ms (TLS handshake and verdict)",
+		 c->lst ? "client" : "server", c->base.peer, c->o.handshake_ms);
+	refuse(c, why);
+}
+
+/* The socket is connected: with opts.tls both ends prove themselves first. */
+static void connected(struct tcp_conn *c)
+{
+	char who[96], err[384];
+
+	c->connecting = 0;
+	if (!c->o.tls) {
+		became_up(c);
+		return;
+	}
+	snprintf(who, sizeof(who), "%s %s", c->lst ? "client" : "server", c->base.peer);
+	c->base.peer_id[0] = '\0';
+	c->hs = rdm_tls_hs_new(c->o.tls, c->io.fd, c->lst ? NULL : c->peer_name,
+			       c->lst ? c->base.cbs.admit : NULL, c->base.cbs.arg, who, err,
+			       sizeof(err));
+	if (!c->hs) {
+		refuse(c, err);
+		return;
+	}
+	rdm_timer_arm(c->loop, &c->hs_timer, c->o.handshake_ms, prove_timeout, c);
+	prove_step(c);
+}
+
 static void tcp_io(struct rdm_io *io, uint32_t events)
 {
 	struct tcp_conn *c = container_of(io, struct tcp_conn, io);
 
+	if (c->hs) {
+		prove_step(c);
+		return;
+	}
 	if (c->connecting) {
 		int err = 0;
 		socklen_t l = sizeof(err);
@@ -429,7 +508,7 @@ static void tcp_io(struct rdm_io *io, uint32_t events)
 			tcp_fail(c);
 			return;
 		}
-		became_up(c);
+		connected(c);
 		return;
 	}
 	if (events & EPOLLOUT) {
@@ -468,7 +547,7 @@ static void tcp_start_connect(void *arg)
 	}
 	c->connecting = 1;
 	if (connect(fd, (struct sockaddr *)&c->peer.ss, c->peer.len) == 0) {
-		became_up(c);
+		connected(c);
 		return;
 	}
 	if (errno != EINPROGRESS) {
@@ -497,6 +576,9 @@ static struct tcp_conn *conn_new(struct rdm_loop *l, const struct rdm_conn_opts 
 		c->o.queue_bytes = 4u << 20;
 	if (!c->o.backoff_min_ms)
 		c->o.backoff_min_ms = 20;
+	if (!c->o.handshake_ms)
+		c->o.handshake_ms = RDM_HANDSHAKE_MS;
+	c->o.peer_name = NULL; /* copied below, for outbound connections */
 	if (c->o.backoff_max_ms < c->o.backoff_min_ms)
 		c->o.backoff_max_ms = c->o.backoff_min_ms;
 	c->backoff_ms = c->o.backoff_min_ms;
@@ -523,9 +605,15 @@ static struct rdm_conn *tcp_connect(struct rdm_loop *l, const struct rdm_addr *p
 		errno = EINVAL;
 		return NULL;
 	}
+	if (o->tls && (!o->peer_name || strlen(o->peer_name) >= sizeof(c->peer_name))) {
+		errno = EINVAL;
+		return NULL;
+	}
 	c = conn_new(l, o, cbs);
 	if (!c)
 		return NULL;
+	if (o->tls)
+		snprintf(c->peer_name, sizeof(c->peer_name), "%s", o->peer_name);
 	c->peer = *peer;
 	snprintf(c->base.peer, sizeof(c->base.peer), "%s", peer->text);
 	tcp_start_connect(c);
@@ -587,6 +675,42 @@ static void tcp_resume_rx(struct rdm_conn *bc)
 		rdm_timer_arm(c->loop, &c->kick, 0, kick_deliver, c);
 }
 
+static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			       &((const struct sockaddr_in6 *)b)->sin6_addr,
+			       sizeof(struct in6_addr));
+	return 0;
+}
+
+/* 0 when the listener may take one more unproven connection from ss, else -1 with why. */
+static int half_open_full(const struct tcp_listener *lst, const struct sockaddr_storage *ss,
+			  char *why, size_t len)
+{
+	int all = 0, from = 0;
+
+	for (const struct tcp_conn *c = lst->conns; c; c = c->next) {
+		if (!c->hs)
+			continue;
+		all++;
+		from += same_host(&c->src, ss);
+	}
+	if (from >= RDM_TCP_HALF_OPEN_PER_SOURCE)
+		snprintf(why, len, "%d connections from this address are still proving themselves",
+			 from);
+	else if (all >= RDM_TCP_HALF_OPEN)
+		snprintf(why, len, "%d connections are still proving themselves", all);
+	else
+		return 0;
+	return -1;
+}
+
 static void accept_io(struct rdm_io *io, uint32_t events)
 {
 	struct tcp_listener *lst = container_of(io, struct tcp_listener, io);
@@ -595,13 +719,28 @@ static void accept_io(struct rdm_io *io, uint32_t events)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		char full[96];
 		struct tcp_conn *c;
 
 		if (fd < 0)
 			return; /* EAGAIN, or a transient error: the next event retries */
+		full[0] = '\0';
+		if (lst->o.tls)
+			half_open_full(lst, &ss, full, sizeof(full));
 		c = conn_new(lst->loop, &lst->o, &lst->cbs);
 		if (!c) {
 			close(fd);
+			continue;
+		}
+		rdm_addr_format(&ss, sl, c->base.peer, sizeof(c->base.peer));
+		if (full[0]) {
+			char why[192];
+
+			snprintf(why, sizeof(why), "client %s: refused: %s", c->base.peer, full);
+			if (lst->cbs.on_refused)
+				lst->cbs.on_refused(&c->base, why, lst->cbs.arg);
+			close(fd);
+			conn_free(c);
 			continue;
 		}
 		set_sockopts(fd, &lst->o);
@@ -610,11 +749,11 @@ static void accept_io(struct rdm_io *io, uint32_t events)
 			conn_free(c);
 			continue;
 		}
-		rdm_addr_format(&ss, sl, c->base.peer, sizeof(c->base.peer));
+		c->src = ss;
 		c->lst = lst;
 		c->next = lst->conns;
 		lst->conns = c;
-		became_up(c);
+		connected(c);
 	}
 }
 

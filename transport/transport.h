@@ -14,10 +14,18 @@
 #include "lib/addr.h"
 #include "transport/loop.h"
 
+/* What proves each hop (transport.protect). */
+enum rdm_protect {
+	RDM_PROTECT_AUTH = 0, /* mutual certificates at connect time, frames in the clear */
+	RDM_PROTECT_NONE,     /* nothing: anyone who reaches a port may send (benchmarks) */
+};
+
 /* A chain's transport settings (the chain config's transport: section). */
 struct rdm_transport_conf {
-	uint32_t queue_bytes;			 /* bounded send queue per connection */
-	uint32_t max_frame;			 /* largest frame accepted, header + packet */
+	enum rdm_protect protect;
+	char *certs;	      /* the rack's certificates (ca.pem, NAME.pem, NAME.key), or NULL */
+	uint32_t queue_bytes; /* bounded send queue per connection */
+	uint32_t max_frame;   /* largest frame accepted, header + packet */
 	uint32_t backoff_min_ms, backoff_max_ms; /* reconnect backoff */
 	uint32_t batch;				 /* frames per receive/send batch */
 	uint32_t keepalive_ms; /* a silent peer is declared dead after about this long */
@@ -29,6 +37,7 @@ struct rdm_transport_conf {
 
 struct rdm_conn;
 struct rdm_listener;
+struct rdm_tls_ctx; /* lib/tls.h */
 
 /* One frame to send, gathered from up to two pieces (header and state, then packet) so
  * the packet is never copied into a staging frame first. */
@@ -54,6 +63,14 @@ struct rdm_conn_cbs {
 	/* The connection came up (up = 1) or failed (up = 0). An accepted connection is
 	 * freed by its listener right after its down call; an outbound one reconnects. */
 	void (*on_state)(struct rdm_conn *c, int up, void *arg);
+	/* Listeners with opts.tls: 0 admits the proven peer called name, anything else
+	 * refuses it with a one-line reason written into why (sent to the peer too). NULL
+	 * admits every name the CA vouches for. */
+	int (*admit)(const char *name, void *arg, char *why, size_t whylen);
+	/* A connection did not prove itself, or was refused before it could (opts.tls):
+	 * why says who and why in one line, with c->peer its address. It never came up;
+	 * an accepted one is freed after this call, an outbound one retries with backoff. */
+	void (*on_refused)(struct rdm_conn *c, const char *why, void *arg);
 	void *arg;
 };
 
@@ -67,6 +84,15 @@ struct rdm_conn_opts {
 	uint32_t keepalive_ms;	      /* a silent peer is declared dead after about this long */
 	const struct rdm_addr *local; /* outbound: source address (port ignored), or NULL */
 	uint32_t node_id;	      /* announced to the peer at connection set-up */
+	/* Proving both ends (protect: auth). With tls set, every connection runs a TLS 1.3
+	 * handshake with mutual certificates (lib/tls_hs.h) before its first frame, and
+	 * only then comes up. The context's role fits the call: server to listen, client
+	 * to connect. A listener keeps at most RDM_TCP_HALF_OPEN_PER_SOURCE connections
+	 * of one source address, and RDM_TCP_HALF_OPEN all told, waiting to prove
+	 * themselves; more are refused at once. */
+	struct rdm_tls_ctx *tls;
+	const char *peer_name; /* connect: the name the peer's certificate must carry */
+	uint32_t handshake_ms; /* a connection not proven by then is closed (default 3000) */
 	/* rdma */
 	uint32_t credits;    /* receive slots granted to each peer (default 64) */
 	uint32_t inline_max; /* inline bytes to ask the device for (default 256) */
@@ -133,7 +159,12 @@ struct rdm_conn {
 	int congested;
 	uint32_t epoch; /* bumped on every (re)connect */
 	char peer[64];
+	char peer_id[64]; /* the peer's proven certificate name; "" without opts.tls */
 };
+
+#define RDM_TCP_HALF_OPEN_PER_SOURCE 8
+#define RDM_TCP_HALF_OPEN	     64
+#define RDM_HANDSHAKE_MS	     3000
 
 extern const struct rdm_transport_ops rdm_tcp_ops;
 extern const struct rdm_transport_ops rdm_rdma_ops;

@@ -60,6 +60,8 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+# The rack's certificates: every hop proves both ends (transport.protect: auth).
+"$RDMESH" ctl certs --out "$work/certs" host1 host2 host3 host4 host5 host6 host7 host8 host9 >/dev/null || { echo "FAIL certificates"; exit 1; }
 step() { printf '[%5ss] %s\n' "$SECONDS" "$*"; }
 
 # --- topologies ---------------------------------------------------------------------------
@@ -218,7 +220,11 @@ chain() {
 	"$TOOLS/fixedpcap" "$size" "$count" 64 "$work/in.pcap" || return 1
 	{
 		echo "chain: {name: bench, spi: 1}"
-		echo "transport: {backoff_min_ms: 10, backoff_max_ms: 100}"
+		if [ "$p" = rdma ]; then # RDMA hops cannot prove their peers yet (issue G)
+			echo "transport: {backoff_min_ms: 10, backoff_max_ms: 100, protect: none}"
+		else
+			echo "transport: {backoff_min_ms: 10, backoff_max_ms: 100, certs: $work/certs}"
+		fi
 		echo "nodes:"
 		for ((i = 1; i <= last; i++)); do
 			local addr=${!SA}
@@ -362,7 +368,7 @@ fullchain() {
 	fi
 	cat >"$work/full.yaml" <<EOC
 chain: {name: bench-full, spi: 2}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, certs: $work/certs}
 nodes:
   - name: host1
     stages: $st1

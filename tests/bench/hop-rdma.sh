@@ -39,7 +39,7 @@ rdmesh_hop() {
 	port=$((port + 1))
 	cat >"$work/chain.yaml" <<EOC
 chain: {name: bench, spi: 1}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, protect: none}
 nodes:
   - name: host1
     listen: $A1:$port

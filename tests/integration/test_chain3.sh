@@ -16,6 +16,7 @@ pass() { echo "PASS $*"; }
 fail() { echo "FAIL $*"; }
 
 rack_up 3 || { fail "rack set-up"; exit 1; }
+"$RDMESH" ctl certs --out "$work/certs" host1 host2 host3 >/dev/null || { fail "certificates"; exit 1; }
 
 PACKETS=12000
 FLOWS=250
@@ -31,7 +32,8 @@ chain() {
 	local count=${2:-$PACKETS} queue=${3:-4194304} erate=${4:-0}
 	cat <<EOC
 chain: {name: chain3, spi: 7}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100, batch: 32, queue_bytes: $queue}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, batch: 32, queue_bytes: $queue,
+            certs: $work/certs}
 nodes:
   - name: host1
     stages: [stamp]
@@ -83,9 +85,11 @@ run_chain() { # $1 = label
 # --- run 1: everything arrives, identical, in order, with state and timestamps --------
 chain 0 >"$work/chain.yaml"
 node 3; node 2
-# Malformed frames from a rogue upstream first: each is counted under its reason and
-# dropped, and host2 goes on serving the real chain.
-wait_log 2 listening && ip netns exec "$RACK-h1" "$BUILD/tools/badframes" "$RACK_NET.2:7001"
+# Malformed frames from a broken upstream first (proven as host1, so host2 takes its
+# frames): each is counted under its reason and dropped, and host2 goes on serving the
+# real chain.
+wait_log 2 listening && ip netns exec "$RACK-h1" "$BUILD/tools/badframes" --certs "$work/certs" \
+	--as host1 --expect host2 "$RACK_NET.2:7001"
 node 1
 if run_chain "run 1"; then
 	if "$CHECK" --in "$work/in.pcap" --frames "$work/frames.pcap" --ip "$work/out.pcap" \

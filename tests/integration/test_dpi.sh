@@ -34,6 +34,8 @@ cleanup() {
 	if [ -n "${RDM_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+# The rack's certificates: every hop proves both ends (transport.protect: auth).
+"$RDMESH" ctl certs --out "$work/certs" replay inspect out >/dev/null || { echo "FAIL certificates"; exit 1; }
 
 for cmd in ndpiReader tcpdump curl dig openssl dnsmasq python3 ss; do
 	command -v "$cmd" >/dev/null || { fail "$cmd is not installed (make deps)"; exit 1; }
@@ -183,6 +185,7 @@ replay() {
 	count=$(tcpdump -r "$work/capture.pcap" 2>/dev/null | wc -l)
 	cat >"$work/$tag.yaml" <<EOC
 chain: {name: dpi-agreement, spi: 66}
+transport: {certs: $work/certs}
 nodes:
   - name: replay
     stages: [stamp]

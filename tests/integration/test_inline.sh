@@ -20,6 +20,8 @@ cli() { ip netns exec "$RACK-cli" "$@"; }
 srv() { ip netns exec "$RACK-srv" "$@"; }
 
 rack_up 3 || { fail "rack set-up"; exit 1; }
+# The rack's certificates: every hop proves both ends (transport.protect: auth).
+"$RDMESH" ctl certs --out "$work/certs" host1 host2 host3 >/dev/null || { echo "FAIL certificates"; exit 1; }
 rack_edge cli 1 10.91.1 && rack_edge srv 3 10.91.2 || { fail "edge namespaces"; exit 1; }
 for i in 1 3; do
 	rack_exec $i sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
@@ -81,7 +83,7 @@ if [ "${STAGES:-all}" = all ]; then
 fi
 cat >"$work/chain.yaml" <<EOF
 chain: {name: inline, spi: 9}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, certs: $work/certs}
 flows: {tcp_closed_ms: 300, udp_idle_ms: 1000, other_idle_ms: 1000}
 nodes:
   - name: host1

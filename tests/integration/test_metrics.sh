@@ -18,6 +18,8 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+# The rack's certificates: every hop proves both ends (transport.protect: auth).
+"$RDMESH" ctl certs --out "$work/certs" in out >/dev/null || { echo "FAIL certificates"; exit 1; }
 
 pass() { echo "PASS $*"; }
 fail() { echo "FAIL $*"; }
@@ -47,7 +49,7 @@ RATE=1500
 DATA=$(free_port)
 cat >"$work/chain.yaml" <<EOC
 chain: {name: metrics, spi: 11}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, certs: $work/certs}
 nodes:
   - name: in
     stages: [stamp]
@@ -125,7 +127,7 @@ else
 	head -40 "$work/m2"
 fi
 grep -q '^rdmesh_hop_latency_seconds{node="out",hop="1",quantile="0.99"} ' "$work/m2" &&
-	grep -q '^rdmesh_node_info{node="out"} 1$' "$work/m2" && [ -n "$dpi2" ] && [ "$dpi2" -gt 0 ] &&
+	grep -q '^rdmesh_node_info{node="out",protect="auth"} 1$' "$work/m2" && [ -n "$dpi2" ] && [ "$dpi2" -gt 0 ] &&
 	pass "per-hop latency, per-stage counters (dpi packets $dpi2) and the node's name are there" ||
 	fail "expected families missing from the scrape"
 [ "$code404" = 404 ] && pass "another path is 404" || fail "GET /nope gave $code404"

@@ -19,11 +19,13 @@ pass() { echo "PASS $*"; }
 fail() { echo "FAIL $*"; }
 
 rack_up 4 || { fail "rack set-up"; exit 1; }
+# The rack's certificates: every hop proves both ends (transport.protect: auth).
+"$RDMESH" ctl certs --out "$work/certs" host1 host2 host3 host4 >/dev/null || { echo "FAIL certificates"; exit 1; }
 PACKETS=8000
 FLOWS=400
 cat >"$work/chain.yaml" <<EOF
 chain: {name: sase, spi: 5}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, certs: $work/certs}
 flows: {tcp_closed_ms: 200}
 nodes:
   - name: host1
@@ -114,7 +116,8 @@ done
 # The rogue sends once host2 listens (within 5 s).
 t=0
 until grep -q listening "$work/blog2" 2>/dev/null || [ $t -ge 50 ]; do sleep 0.1; t=$((t + 1)); done
-ip netns exec "$RACK-h1" "$BUILD/tools/badframes" "$RACK_NET.2:7001" absurd >"$work/bad.out" 2>&1
+ip netns exec "$RACK-h1" "$BUILD/tools/badframes" --certs "$work/certs" --as host1 \
+	--expect host2 "$RACK_NET.2:7001" absurd >"$work/bad.out" 2>&1
 ip netns exec "$RACK-h1" "$RDMESH" node --config "$work/chain.yaml" --name host1 \
 	--stats "$work/b1" >>"$work/blog1" 2>&1 &
 bpid1=$!

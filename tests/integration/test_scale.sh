@@ -22,6 +22,8 @@ pass() { echo "PASS $*"; }
 fail() { echo "FAIL $*"; }
 
 rack_up 6 || { fail "rack set-up"; exit 1; }
+# The rack's certificates: every hop proves both ends (transport.protect: auth).
+"$RDMESH" ctl certs --out "$work/certs" host1 edge dpi-1 dpi-2 dpi-3 log >/dev/null || { echo "FAIL certificates"; exit 1; }
 PACKETS=30000
 "$RDMESH" gen --flows 300 --packets $PACKETS --seed 21 --out "$work/in.pcap" >/dev/null ||
 	{ fail "generate capture"; exit 1; }
@@ -30,7 +32,8 @@ PACKETS=30000
 chain() {
 	cat <<EOF
 chain: {name: scale, spi: 12}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100, drain_ms: ${DRAIN_MS:-20000}}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, drain_ms: ${DRAIN_MS:-20000},
+            certs: $work/certs}
 flows: {tcp_closed_ms: 300, udp_idle_ms: 1500, other_idle_ms: 1500}
 nodes:
   - {name: host1, id: 1, stages: [stamp], next: edge,

@@ -122,8 +122,10 @@ struct pair {
 
 static void pair_open(struct pair *p, int port, const struct rdm_conn_opts *o)
 {
-	struct rdm_conn_cbs scb = {on_frames, NULL, on_state, &srv};
-	struct rdm_conn_cbs ccb = {on_frames, on_writable, on_state, &cli};
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
 
 	p->o = *o;
 	p->a = addr_of(1, port);

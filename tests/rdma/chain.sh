@@ -30,7 +30,8 @@ PACKETS=8000
 chain() { # RATE
 	cat <<EOC
 chain: {name: rdma3, spi: 9}
-transport: {backoff_min_ms: 10, backoff_max_ms: 200, keepalive_ms: 1500}
+# protect: none until RDMA hops can prove their peers (issue G)
+transport: {backoff_min_ms: 10, backoff_max_ms: 200, keepalive_ms: 1500, protect: none}
 nodes:
   - name: host1
     listen: $A1:7101
@@ -168,7 +169,7 @@ ip link set rdmdummy0 up
 for peer in "$A2" 10.89.0.1; do
 	cat >"$work/chain.yaml" <<EOC
 chain: {name: auto, spi: 4}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, protect: none}
 nodes:
   - name: host1
     listen: $A1:7301

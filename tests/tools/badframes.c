@@ -7,15 +7,40 @@
  * not fit its packet, no packet at all, strings of 255 bytes of binary, every group, ids
  * and risk bits at their maximum, a forged verdict and notice, a full hop list, a TTL
  * about to run out. The stages must count them, drop or pass them, and never crash.
- *   badframes ADDR:PORT absurd */
+ *   badframes ADDR:PORT absurd
+ * A node that asks its upstreams for proof (transport.protect: auth) takes frames only
+ * from a proven one: --certs DIR --as NAME proves the sender as NAME (DIR/NAME.pem) and
+ * checks that the node is EXPECT (--expect), before the first frame. */
 #include <arpa/inet.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "node/config.h"
 #include "lib/pkt.h"
+#include "lib/tls_hs.h"
+#include "node/config.h"
 #include "transport/frame.h"
+
+/* Proves this end as name to the node behind fd, which must be expect. 0 or -1. */
+static int prove(int fd, const char *dir, const char *name, const char *expect)
+{
+	char err[512];
+	struct rdm_tls_ctx *ctx = rdm_tls_ctx_load(dir, name, 0, err, sizeof(err));
+	struct rdm_tls_hs *hs = NULL;
+	int rc = -1, ww;
+
+	if (ctx)
+		hs = rdm_tls_hs_new(ctx, fd, expect, NULL, NULL, "node", err, sizeof(err));
+	/* The socket blocks, so each step finishes or fails. */
+	if (hs)
+		rc = rdm_tls_hs_step(hs, &ww, err, sizeof(err)) == 1 ? 0 : -1;
+	if (rc < 0)
+		fprintf(stderr, "badframes: %s\n", err);
+	rdm_tls_hs_free(hs);
+	rdm_tls_ctx_free(ctx);
+	return rc;
+}
 
 static int send_frame(int fd, const uint8_t *f, uint32_t len)
 {
@@ -125,14 +150,32 @@ static int absurd(int fd)
 
 int main(int argc, char **argv)
 {
+	static const struct option opts[] = {{"certs", required_argument, NULL, 'c'},
+					     {"as", required_argument, NULL, 'a'},
+					     {"expect", required_argument, NULL, 'e'},
+					     {NULL, 0, NULL, 0}};
+	const char *dir = NULL, *as = NULL, *expect = NULL;
 	struct rdm_addr a;
 	uint8_t good[64], f[64];
 	struct rdm_frame fr;
-	int fd, len, sent = 0;
+	int fd, len, sent = 0, c;
 
+	while ((c = getopt_long(argc, argv, "c:a:e:", opts, NULL)) != -1) {
+		if (c == 'c')
+			dir = optarg;
+		else if (c == 'a')
+			as = optarg;
+		else if (c == 'e')
+			expect = optarg;
+		else
+			return 2;
+	}
+	argc -= optind - 1;
+	argv += optind - 1;
 	if ((argc != 2 && (argc != 3 || strcmp(argv[2], "absurd"))) ||
-	    rdm_addr_parse(&a, argv[1]) < 0) {
-		fprintf(stderr, "usage: badframes ADDR:PORT [absurd]\n");
+	    rdm_addr_parse(&a, argv[1]) < 0 || (dir && (!as || !expect))) {
+		fprintf(stderr, "usage: badframes [--certs DIR --as NAME --expect NAME] ADDR:PORT "
+				"[absurd]\n");
 		return 2;
 	}
 	fd = socket(a.ss.ss_family, SOCK_STREAM, 0);
@@ -140,6 +183,8 @@ int main(int argc, char **argv)
 		perror("badframes: connect");
 		return 1;
 	}
+	if (dir && prove(fd, dir, as, expect) < 0)
+		return 1;
 	if (argc == 3) {
 		sent = absurd(fd);
 		close(fd);

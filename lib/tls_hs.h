@@ -1,0 +1,46 @@
+/* A TLS 1.3 handshake with mutual certificates, run step by step on a non-blocking
+ * socket that an event loop watches: how a data-plane hop proves both ends
+ * (transport/tcp.c). Contexts, checks and the verdict are the control channel's
+ * (lib/tls.h): the client checks that the server's certificate names the peer it
+ * meant to reach; the server requires a client certificate from the CA, asks its admit
+ * callback about the client's name, and sends its verdict as the first message.
+ *
+ * Afterwards no TLS byte is left unread on the socket in either direction (no
+ * read-ahead, no session tickets, the verdict read to its last byte and no further),
+ * so the caller goes on with the bare socket: protect: auth proves who is at the other
+ * end of the TCP connection once, and costs nothing per frame. */
+#ifndef RDM_TLS_HS_H
+#define RDM_TLS_HS_H
+
+#include <stddef.h>
+
+#include "lib/tls.h"
+
+struct rdm_tls_hs;
+
+/* Starts a handshake on the connected socket fd (non-blocking; not closed by this
+ * code). ctx's role decides the side: a client context checks the server's name
+ * against expect_name; a server context admits clients through admit (NULL admits any
+ * name the CA vouches for). who names the peer in reasons ("upstream 10.0.0.1:5123").
+ * NULL with a reason in err. */
+struct rdm_tls_hs *rdm_tls_hs_new(struct rdm_tls_ctx *ctx, int fd, const char *expect_name,
+				  rdm_tls_admit_fn admit, void *arg, const char *who, char *err,
+				  size_t errlen);
+
+/* Advances the handshake as far as the socket allows. Returns:
+ *   1   done: both ends proven and the verdict exchanged (rdm_tls_hs_peer says who);
+ *   0   call again once fd is readable (*want_write = 0) or writable (1);
+ *  <0   -errno, with a one-line reason in err: EACCES (we refused the peer: its
+ *       certificate, none, the wrong name, or admit said no; a server has sent the
+ *       peer its refusal), ECONNREFUSED (the peer refused us), ECONNRESET (closed
+ *       mid-way), EPROTO (not a TLS 1.3 rdmesh peer). */
+int rdm_tls_hs_step(struct rdm_tls_hs *h, int *want_write, char *err, size_t errlen);
+
+/* The peer's verified name once rdm_tls_hs_step returned 1 (or the refused name after
+ * a server's EACCES), else "". */
+const char *rdm_tls_hs_peer(const struct rdm_tls_hs *h);
+
+/* Frees the handshake's TLS state without writing to the socket. Accepts NULL. */
+void rdm_tls_hs_free(struct rdm_tls_hs *h);
+
+#endif

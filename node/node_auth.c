@@ -1,0 +1,212 @@
+/* Proving the node's hops (transport.protect: auth): TLS contexts from the rack's
+ * certificates, the upstream names this node admits (the identities of the nodes whose
+ * next list holds it), and refusals counted and logged with who and why. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/clock.h"
+#include "lib/tls.h"
+#include "node/node_int.h"
+
+#define REFUSAL_LOGS_PER_TICK 4		/* more refusals in one tick are counted, not logged */
+#define UPSTREAM_REREAD_NS    1000000000ull /* the chain file is read again at most this often */
+
+/* The names of the nodes that send to node c in chain (its upstreams), into *out. */
+static int upstream_names(const struct rdm_chain_conf *chain, const struct rdm_node_conf *c,
+			  char (**out)[RDM_CERTS_NAME_MAX + 1], int *n_out)
+{
+	char(*names)[RDM_CERTS_NAME_MAX + 1] = NULL;
+	int n = 0;
+
+	for (int i = 0; i < chain->n_nodes; i++) {
+		const struct rdm_node_conf *o = &chain->nodes[i];
+		int sends = 0, dup = 0;
+
+		for (int r = 0; r < o->n_next; r++)
+			sends |= !strcmp(chain->nodes[o->nexts[r]].name, c->name);
+		for (int k = 0; sends && k < n; k++)
+			dup |= !strcmp(names[k], o->identity);
+		if (!sends || dup)
+			continue;
+		if (n % 16 == 0) {
+			void *p = realloc(names, sizeof(*names) * (size_t)(n + 16));
+
+			if (!p) {
+				free(names);
+				return -ENOMEM;
+			}
+			names = p;
+		}
+		snprintf(names[n++], sizeof(names[0]), "%s", o->identity);
+	}
+	*out = names;
+	*n_out = n;
+	return 0;
+}
+
+int rdm_node__auth_upstreams(struct rdm_node *n, const struct rdm_chain_conf *chain)
+{
+	const struct rdm_node_conf *c = rdm_chain_node(chain, n->conf->name);
+	char(*names)[RDM_CERTS_NAME_MAX + 1] = NULL, (*old)[RDM_CERTS_NAME_MAX + 1];
+	int k = 0, rc;
+
+	if (!c)
+		return -ENOENT;
+	rc = upstream_names(chain, c, &names, &k);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&n->auth_mu);
+	old = n->up_names;
+	n->up_names = names;
+	n->n_up_names = k;
+	pthread_mutex_unlock(&n->auth_mu);
+	free(old);
+	return 0;
+}
+
+/* One context of a role from dir: the CA, and this node's identity's certificate. */
+static struct rdm_tls_ctx *load_ctx(struct rdm_node *n, const char *dir, int server, char *err,
+				    size_t errlen)
+{
+	struct rdm_tls_ctx *ctx;
+	char why[512];
+
+	ctx = rdm_tls_ctx_load(dir, n->conf->identity, server, why, sizeof(why));
+	if (!ctx)
+		snprintf(err, errlen, "node '%s': transport.protect: auth: %s", n->conf->name, why);
+	return ctx;
+}
+
+int rdm_node__auth_init(struct rdm_node *n, char *err, size_t errlen)
+{
+	const char *dir = n->chain->transport.certs;
+
+	pthread_mutex_init(&n->auth_mu, NULL);
+	if (n->chain->transport.protect == RDM_PROTECT_NONE) {
+		rdm_node__log(n, "transport.protect: none: hops are not proven; anyone who "
+				 "reaches %s may send frames",
+			      n->conf->has_listen ? n->conf->listen.text : "this node");
+		return 0;
+	}
+	if (!n->conf->has_listen && !n->n_next)
+		return 0; /* no hop to prove: a chain of one node */
+	if (!dir) {
+		snprintf(err, errlen,
+			 "%s: node '%s': transport.protect is auth (the default), but no "
+			 "certificates were given: name their folder in transport.certs or "
+			 "with --certs DIR (`rdmesh ctl certs` makes them), or set "
+			 "transport.protect: none",
+			 n->chain->file, n->conf->name);
+		return -EINVAL;
+	}
+	if (n->conf->has_listen && !(n->tls_srv = load_ctx(n, dir, 1, err, errlen)))
+		return -EINVAL;
+	if (n->n_next && !(n->tls_cli = load_ctx(n, dir, 0, err, errlen)))
+		return -EINVAL;
+	if (rdm_node__auth_upstreams(n, n->chain) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	n->copts.tls = n->tls_cli;
+	return 0;
+}
+
+void rdm_node__auth_fini(struct rdm_node *n)
+{
+	rdm_tls_ctx_free(n->tls_srv);
+	rdm_tls_ctx_free(n->tls_cli);
+	free(n->up_names);
+	pthread_mutex_destroy(&n->auth_mu);
+}
+
+static int is_upstream(struct rdm_node *n, const char *name)
+{
+	int ok = 0;
+
+	pthread_mutex_lock(&n->auth_mu);
+	for (int i = 0; i < n->n_up_names && !ok; i++)
+		ok = !strcmp(n->up_names[i], name);
+	pthread_mutex_unlock(&n->auth_mu);
+	return ok;
+}
+
+/* The chain file may have made name an upstream since it was read: a replica added to
+ * an upstream's next list (and that upstream reloaded) dials before anyone reloads this
+ * node. So an unknown name makes the node read the file again, at most once a second,
+ * whoever asks. 1 when that changed the answer. */
+static int reread_upstreams(struct rdm_node *n, const char *name)
+{
+	uint64_t now = rdm_now_ns();
+	struct rdm_chain_conf c;
+	char err[512];
+	int due;
+
+	pthread_mutex_lock(&n->auth_mu);
+	due = now - n->up_names_ns >= UPSTREAM_REREAD_NS;
+	if (due)
+		n->up_names_ns = now;
+	pthread_mutex_unlock(&n->auth_mu);
+	if (!due)
+		return 0;
+	if (rdm_chain_load(n->chain->file, &c, err, sizeof(err)) < 0) {
+		rdm_node__log(n, "upstream names: %s: keeping the ones read before", err);
+		return 0;
+	}
+	rdm_node__auth_upstreams(n, &c);
+	rdm_chain_free(&c);
+	return is_upstream(n, name);
+}
+
+/* Admits a proven peer only when the chain makes it one of this node's upstreams. */
+static int admit(const char *name, void *arg, char *why, size_t whylen)
+{
+	struct worker *w = arg;
+	struct rdm_node *n = w->node;
+	int ok = is_upstream(n, name) || reread_upstreams(n, name);
+
+	if (!ok)
+		snprintf(why, whylen, "'%s' is not an upstream of node '%s' in chain '%s'", name,
+			 n->conf->name, n->chain->name);
+	return ok ? 0 : -1;
+}
+
+/* A connection that did not prove itself: counted always, logged a few times a tick. */
+static void refused(struct rdm_conn *c, const char *why, void *arg)
+{
+	struct worker *w = arg;
+
+	w->st.auth_refused++;
+	if (w->refusal_logs < REFUSAL_LOGS_PER_TICK) {
+		w->refusal_logs++;
+		rdm_node__log(w->node, "refused %s", why);
+	} else {
+		w->refusals_unlogged++;
+	}
+}
+
+void rdm_node__auth_tick(struct worker *w)
+{
+	if (w->refusals_unlogged)
+		rdm_node__log(w->node, "refused %" PRIu64 " more connections (not logged one by one)",
+			      w->refusals_unlogged);
+	w->refusals_unlogged = 0;
+	w->refusal_logs = 0;
+}
+
+void rdm_node__auth_listen(const struct worker *w, struct rdm_conn_opts *o, struct rdm_conn_cbs *cbs)
+{
+	o->tls = w->node->tls_srv;
+	cbs->admit = admit;
+	cbs->on_refused = refused;
+}
+
+void rdm_node__auth_dial(const struct worker *w, const char *identity, struct rdm_conn_opts *o,
+			 struct rdm_conn_cbs *cbs)
+{
+	o->tls = w->node->tls_cli;
+	o->peer_name = identity;
+	cbs->on_refused = refused;
+}

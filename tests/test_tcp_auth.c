@@ -1,0 +1,315 @@
+/* The TCP backend with opts.tls (protect: auth) over loopback: both ends prove themselves
+ * with the rack's certificates before the first frame, and every way of failing to is
+ * refused, reported through on_refused and never delivers a frame. */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/certs.h"
+#include "lib/clock.h"
+#include "lib/tls.h"
+#include "transport/transport.h"
+
+#define MAXF	  4096
+#define SINK_MIN  16
+#define SINK_SPAN (MAXF - 16)
+
+#include "tests/lib/sink.h"
+
+static struct rdm_loop *loop;
+static struct sink srv, cli;
+static char dir[64];
+static struct rdm_tls_ctx *srv_ctx, *cli_ctx;
+
+/* What on_refused saw, per side. */
+struct refusals {
+	int n;
+	char why[512];
+};
+static struct refusals srv_ref, cli_ref;
+static char admitted[64];
+
+static void on_refused(struct rdm_conn *c, const char *why, void *arg)
+{
+	struct refusals *r = arg == &srv ? &srv_ref : &cli_ref;
+
+	r->n++;
+	snprintf(r->why, sizeof(r->why), "%s", why);
+}
+
+/* Admits only the name in admitted. */
+static int admit(const char *name, void *arg, char *why, size_t len)
+{
+	if (!strcmp(name, admitted))
+		return 0;
+	snprintf(why, len, "'%s' is not my upstream", name);
+	return -1;
+}
+
+static struct rdm_tls_ctx *ctx(const char *d, const char *name, int server)
+{
+	char err[256];
+	struct rdm_tls_ctx *x = rdm_tls_ctx_load(d, name, server, err, sizeof(err));
+
+	cr_assert_not_null(x, "%s", err);
+	return x;
+}
+
+static void setup(void)
+{
+	static const char *const names[] = {"srv", "cli", "stranger"};
+	char err[256];
+
+	loop = rdm_loop_new();
+	memset(&srv, 0, sizeof(srv));
+	memset(&cli, 0, sizeof(cli));
+	memset(&srv_ref, 0, sizeof(srv_ref));
+	memset(&cli_ref, 0, sizeof(cli_ref));
+	snprintf(admitted, sizeof(admitted), "cli");
+	snprintf(dir, sizeof(dir), "/tmp/rdm-tcpauth.XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(rdm_certs_make(dir, names, 3, 1, err, sizeof(err)), 3, "%s", err);
+	srv_ctx = ctx(dir, "srv", 1);
+	cli_ctx = ctx(dir, "cli", 0);
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	return remove(p);
+}
+
+static void teardown(void)
+{
+	rdm_loop_free(loop);
+	rdm_tls_ctx_free(srv_ctx);
+	rdm_tls_ctx_free(cli_ctx);
+	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct rdm_addr addr_of(int port)
+{
+	struct rdm_addr a;
+	char text[32];
+
+	snprintf(text, sizeof(text), "127.0.0.1:%d", port);
+	cr_assert_eq(rdm_addr_parse(&a, text), 0);
+	return a;
+}
+
+/* A listening socket's port, closed again: free for the test's listener. */
+static int free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	getsockname(fd, (struct sockaddr *)&sa, &l);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static struct rdm_conn_opts opts(struct rdm_tls_ctx *x, const char *peer)
+{
+	struct rdm_conn_opts o = {.queue_bytes = 256 << 10,
+				  .max_frame = MAXF,
+				  .backoff_min_ms = 10,
+				  .backoff_max_ms = 100,
+				  .batch = 32,
+				  .tls = x,
+				  .peer_name = peer};
+	return o;
+}
+
+static struct rdm_listener *listen_at(const struct rdm_addr *a, uint32_t handshake_ms)
+{
+	struct rdm_conn_opts o = opts(srv_ctx, NULL);
+	struct rdm_conn_cbs cb = {.on_frames = on_frames,
+				  .on_state = on_state,
+				  .admit = admit,
+				  .on_refused = on_refused,
+				  .arg = &srv};
+
+	o.handshake_ms = handshake_ms;
+	return rdm_listen(&rdm_tcp_ops, loop, a, &o, &cb);
+}
+
+static struct rdm_conn *dial(const struct rdm_addr *a, struct rdm_tls_ctx *x, const char *peer)
+{
+	struct rdm_conn_opts o = opts(x, peer);
+	struct rdm_conn_cbs cb = {.on_frames = on_frames,
+				  .on_writable = on_writable,
+				  .on_state = on_state,
+				  .on_refused = on_refused,
+				  .arg = &cli};
+
+	return rdm_connect(&rdm_tcp_ops, loop, a, &o, &cb);
+}
+
+/* A plain socket connected to a, as an attacker's would be. */
+static int raw_connect(const struct rdm_addr *a)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert(connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ||
+		  errno == EINPROGRESS);
+	return fd;
+}
+
+#define RUN_UNTIL(cond, ms)                                                                        \
+	do {                                                                                       \
+		uint64_t end_ = rdm_now_ns() + (uint64_t)(ms)*1000000ull;                          \
+		while (!(cond) && rdm_now_ns() < end_)                                             \
+			rdm_loop_run_once(loop, 5);                                                \
+	} while (0)
+
+TestSuite(tcp_auth, .init = setup, .fini = teardown, .timeout = 30);
+
+Test(tcp_auth, proven_both_ends_then_frames_in_the_clear_both_ways)
+{
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_listener *l = listen_at(&a, 0);
+	struct rdm_conn *c = dial(&a, cli_ctx, "srv");
+	uint32_t next = 0, back = 0;
+
+	cr_assert_not_null(l);
+	cr_assert_not_null(c);
+	RUN_UNTIL(c->up && srv.ups, 5000);
+	cr_assert(c->up && srv.ups == 1, "client up %d, server ups %d (%s / %s)", c->up, srv.ups,
+		  cli_ref.why, srv_ref.why);
+	cr_assert_str_eq(c->peer_id, "srv");
+	cr_assert_str_eq(srv.last->peer_id, "cli");
+	/* The server speaks first once up: nothing of TLS may be left between them. */
+	send_some(srv.last, &back, 500);
+	while (srv.got < 5000 || cli.got < 500) {
+		send_some(c, &next, 5000);
+		send_some(srv.last, &back, 500);
+		rdm_loop_run_once(loop, 5);
+	}
+	cr_assert_eq(srv.bad, 0);
+	cr_assert_eq(cli.bad, 0);
+	cr_assert_eq(srv_ref.n + cli_ref.n, 0);
+	rdm_conn_close(c);
+	rdm_listener_close(&rdm_tcp_ops, l);
+}
+
+Test(tcp_auth, a_name_the_listener_does_not_admit_is_refused_on_both_sides)
+{
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_listener *l = listen_at(&a, 0);
+	struct rdm_conn *c;
+
+	snprintf(admitted, sizeof(admitted), "someone-else");
+	c = dial(&a, cli_ctx, "srv");
+	RUN_UNTIL(srv_ref.n && cli_ref.n, 5000);
+	cr_assert_eq(srv.ups, 0);
+	cr_assert_eq(c->up, 0);
+	cr_assert(strstr(srv_ref.why, "refused 'cli': 'cli' is not my upstream"), "%s",
+		  srv_ref.why);
+	cr_assert(strstr(cli_ref.why, "refused us: 'cli' is not my upstream"), "%s", cli_ref.why);
+	cr_assert_geq(c->stats.connect_fails, 1);
+	rdm_conn_close(c);
+	rdm_listener_close(&rdm_tcp_ops, l);
+}
+
+Test(tcp_auth, a_certificate_from_another_ca_is_refused)
+{
+	static const char *const names[] = {"cli"};
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_listener *l = listen_at(&a, 0);
+	char other[96], err[256], ca[128], cert[128], key[128];
+	struct rdm_tls_ctx *x;
+	struct rdm_conn *c;
+
+	/* Trusts the rack's CA, but holds a certificate of another. */
+	snprintf(other, sizeof(other), "%s/other", dir);
+	cr_assert_eq(rdm_certs_make(other, names, 1, 1, err, sizeof(err)), 1, "%s", err);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	snprintf(cert, sizeof(cert), "%s/cli.pem", other);
+	snprintf(key, sizeof(key), "%s/cli.key", other);
+	x = rdm_tls_ctx_new(ca, cert, key, 0, err, sizeof(err));
+	cr_assert_not_null(x, "%s", err);
+	c = dial(&a, x, "srv");
+	RUN_UNTIL(srv_ref.n, 5000);
+	cr_assert_eq(srv.ups, 0);
+	cr_assert(strstr(srv_ref.why, "certificate verify failed"), "%s", srv_ref.why);
+	rdm_conn_close(c);
+	rdm_listener_close(&rdm_tcp_ops, l);
+	rdm_tls_ctx_free(x);
+}
+
+Test(tcp_auth, a_server_that_is_not_the_expected_peer_is_refused)
+{
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_listener *l = listen_at(&a, 0);
+	struct rdm_conn *c = dial(&a, cli_ctx, "stranger");
+
+	RUN_UNTIL(cli_ref.n, 5000);
+	cr_assert_eq(c->up, 0);
+	cr_assert_eq(srv.ups, 0);
+	cr_assert(strstr(cli_ref.why, "hostname mismatch: expected 'stranger', the certificate "
+				      "names 'srv'"),
+		  "%s", cli_ref.why);
+	rdm_conn_close(c);
+	rdm_listener_close(&rdm_tcp_ops, l);
+}
+
+Test(tcp_auth, plaintext_frames_are_refused_before_delivery)
+{
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_listener *l = listen_at(&a, 0);
+	int fd = raw_connect(&a);
+	uint8_t frame[64] = {0, 0, 0, 60};
+
+	RUN_UNTIL(0, 50);
+	cr_assert_eq(send(fd, frame, sizeof(frame), MSG_NOSIGNAL), (ssize_t)sizeof(frame));
+	RUN_UNTIL(srv_ref.n, 5000);
+	cr_assert_eq(srv_ref.n, 1);
+	cr_assert_eq(srv.got, 0);
+	cr_assert_eq(srv.ups, 0);
+	cr_assert(strstr(srv_ref.why, "client 127.0.0.1:"), "%s", srv_ref.why);
+	close(fd);
+	rdm_listener_close(&rdm_tcp_ops, l);
+}
+
+Test(tcp_auth, a_silent_connection_is_closed_at_the_deadline)
+{
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_listener *l = listen_at(&a, 200);
+	int fd = raw_connect(&a);
+	char b;
+
+	RUN_UNTIL(srv_ref.n, 5000);
+	cr_assert(strstr(srv_ref.why, "not proven within 200 ms"), "%s", srv_ref.why);
+	cr_assert_eq(recv(fd, &b, 1, 0), 0, "the node closed the connection");
+	close(fd);
+	rdm_listener_close(&rdm_tcp_ops, l);
+}
+
+Test(tcp_auth, unproven_connections_are_capped_per_source)
+{
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_listener *l = listen_at(&a, 5000);
+	int fds[RDM_TCP_HALF_OPEN_PER_SOURCE + 1];
+
+	for (int i = 0; i <= RDM_TCP_HALF_OPEN_PER_SOURCE; i++) {
+		fds[i] = raw_connect(&a);
+		RUN_UNTIL(0, 20); /* accepted in order */
+	}
+	RUN_UNTIL(srv_ref.n, 2000);
+	cr_assert_eq(srv_ref.n, 1, "only the connection past the cap is refused at once");
+	cr_assert(strstr(srv_ref.why, "8 connections from this address are still proving"), "%s",
+		  srv_ref.why);
+	for (int i = 0; i <= RDM_TCP_HALF_OPEN_PER_SOURCE; i++)
+		close(fds[i]);
+	rdm_listener_close(&rdm_tcp_ops, l);
+}
