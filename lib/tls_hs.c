@@ -27,8 +27,8 @@ struct rdm_tls_hs {
 	char who[96];
 	rdm_tls_admit_fn admit;
 	void *arg;
-	int refused;	/* server: the verdict being sent is a refusal */
-	char why[256];	/* its reason */
+	int refused;   /* server: the verdict being sent is a refusal */
+	char why[256]; /* its reason */
 	/* The verdict: the server's to send, or the client's as it arrives. */
 	uint8_t v[VERDICT_HDR + RDM_TLS_VERDICT_MAX];
 	uint32_t vlen, vgot;
@@ -61,7 +61,8 @@ struct rdm_tls_hs *rdm_tls_hs_new(struct rdm_tls_ctx *ctx, int fd, const char *e
 	b = rdm_tls__sock_bio(fd);
 	if (!h->ssl || !b) {
 		BIO_free(b);
-		rdm_errf(err, errlen, -ENOMEM, "%s: tls: %s", who, rdm_ossl_reason(why, sizeof(why)));
+		rdm_errf(err, errlen, -ENOMEM, "%s: tls: %s", who,
+			 rdm_ossl_reason(why, sizeof(why)));
 		rdm_tls_hs_free(h);
 		return NULL;
 	}
@@ -78,7 +79,8 @@ struct rdm_tls_hs *rdm_tls_hs_new(struct rdm_tls_ctx *ctx, int fd, const char *e
 	SSL_set_tlsext_host_name(h->ssl, h->expect);
 	SSL_set_hostflags(h->ssl, X509_CHECK_FLAG_NO_WILDCARDS);
 	if (!SSL_set1_host(h->ssl, h->expect)) {
-		rdm_errf(err, errlen, -ENOMEM, "%s: tls: %s", who, rdm_ossl_reason(why, sizeof(why)));
+		rdm_errf(err, errlen, -ENOMEM, "%s: tls: %s", who,
+			 rdm_ossl_reason(why, sizeof(why)));
 		rdm_tls_hs_free(h);
 		return NULL;
 	}
@@ -110,8 +112,7 @@ static void handshake_done(struct rdm_tls_hs *h)
 }
 
 /* What a failed SSL call means; 0 with *want_write set when it only has to wait. */
-static int ssl_wait_or_fail(struct rdm_tls_hs *h, int r, int *want_write, char *err,
-			    size_t errlen)
+static int ssl_wait_or_fail(struct rdm_tls_hs *h, int r, int *want_write, char *err, size_t errlen)
 {
 	int se = errno, e = SSL_get_error(h->ssl, r);
 

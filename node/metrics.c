@@ -6,6 +6,9 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,12 +19,140 @@
 #include "node/config.h"
 #include "node/node.h"
 
+static int parse_listen(struct rdm_addr *a, const char *text);
+
+/* An open connection, for the deadline (RDM_METRICS_DEADLINE_S). */
+struct hold {
+	int fd;
+	uint64_t since_ns; /* opened, or last answered */
+	int shut;
+	struct hold *next;
+};
+
 struct rdm_metrics {
 	struct MHD_Daemon *d;
 	int (*report)(void *arg, FILE *out);
 	void *arg;
 	int port;
+	pthread_mutex_t mu; /* holds, and stop */
+	pthread_cond_t cv;
+	struct hold *holds;
+	int stop;
+	pthread_t watchdog;
+	int watching;
 };
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* MHD tells of every connection opened and closed (closed before its socket is). */
+static void notify(void *cls, struct MHD_Connection *conn, void **ctx,
+		   enum MHD_ConnectionNotificationCode toe)
+{
+	struct rdm_metrics *m = cls;
+	struct hold *h = *ctx, **pp;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		h = calloc(1, sizeof(*h));
+		if (!h || !ci) {
+			free(h);
+			return; /* not watched: the idle timeout still closes it */
+		}
+		h->fd = ci->connect_fd;
+		h->since_ns = now_ns();
+		pthread_mutex_lock(&m->mu);
+		h->next = m->holds;
+		m->holds = h;
+		pthread_mutex_unlock(&m->mu);
+		*ctx = h;
+		return;
+	}
+	if (!h)
+		return;
+	pthread_mutex_lock(&m->mu);
+	for (pp = &m->holds; *pp; pp = &(*pp)->next)
+		if (*pp == h) {
+			*pp = h->next;
+			break;
+		}
+	pthread_mutex_unlock(&m->mu);
+	free(h);
+	*ctx = NULL;
+}
+
+/* A connection was answered: its deadline starts again. */
+static void answered(struct rdm_metrics *m, struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct hold *h = ci ? ci->socket_context : NULL;
+
+	if (!h)
+		return;
+	pthread_mutex_lock(&m->mu);
+	h->since_ns = now_ns();
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* Every 100 ms: a connection past its deadline gets its socket shut down, which MHD
+ * sees as the peer gone and closes. */
+static void *watchdog(void *arg)
+{
+	struct rdm_metrics *m = arg;
+	uint64_t limit = (uint64_t)RDM_METRICS_DEADLINE_S * 1000000000ull;
+
+	pthread_mutex_lock(&m->mu);
+	while (!m->stop) {
+		struct timespec ts;
+		uint64_t now = now_ns();
+
+		for (struct hold *h = m->holds; h; h = h->next)
+			if (!h->shut && now - h->since_ns > limit) {
+				shutdown(h->fd, SHUT_RDWR);
+				h->shut = 1;
+			}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+	}
+	pthread_mutex_unlock(&m->mu);
+	return NULL;
+}
+
+int rdm_metrics_addr_ok(const char *addr, int remote, char *err, size_t errlen)
+{
+	struct rdm_addr a;
+	int loop;
+
+	if (!addr || parse_listen(&a, addr) < 0) {
+		snprintf(err, errlen, "metrics: '%s' is not IP:PORT", addr ? addr : "(null)");
+		return -EINVAL;
+	}
+	if (a.ss.ss_family == AF_INET6)
+		loop = IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&a.ss)->sin6_addr);
+	else
+		loop = (ntohl(((struct sockaddr_in *)&a.ss)->sin_addr.s_addr) >> 24) == 127;
+	if (loop || remote)
+		return 0;
+	snprintf(err, errlen,
+		 "metrics %s: not a loopback address, and the endpoint has no TLS: anyone who "
+		 "reaches it could read every counter. Add --metrics-remote to serve it there "
+		 "anyway (a management network)",
+		 addr);
+	return -EACCES;
+}
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -116,6 +247,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
 		return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, not_allowed, strlen(not_allowed),
 			     MHD_RESPMEM_PERSISTENT, "GET, HEAD");
+	answered(m, conn);
 	rc = scrape(m, &body, &len);
 	if (rc) {
 		snprintf(msg, sizeof(msg), "metrics: %s\n", strerror(-rc));
@@ -186,6 +318,8 @@ struct rdm_metrics *rdm_metrics_start_fn(const char *addr, int (*report)(void *a
 	}
 	m->report = report;
 	m->arg = arg;
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_cond_init(&m->cv, NULL);
 	/* Our own socket, so that a busy port or a foreign address is reported as such;
 	 * MHD_start_daemon only says it failed. */
 	fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -203,18 +337,26 @@ struct rdm_metrics *rdm_metrics_start_fn(const char *addr, int (*report)(void *a
 	m->d =
 	    MHD_start_daemon(flags, 0, NULL, NULL, handle, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
 			     NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-			     (unsigned int)RDM_METRICS_MAX_CONNS, MHD_OPTION_CONNECTION_TIMEOUT,
-			     (unsigned int)RDM_METRICS_IDLE_S, MHD_OPTION_END);
+			     (unsigned int)RDM_METRICS_MAX_CONNS,
+			     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)RDM_METRICS_PER_IP,
+			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)RDM_METRICS_DEADLINE_S,
+			     MHD_OPTION_NOTIFY_CONNECTION, notify, m, MHD_OPTION_END);
 	if (!m->d) {
 		snprintf(err, errlen, "metrics %s: the HTTP server did not start", addr);
 		/* Whether MHD closed the socket on its way out depends on where it failed;
 		 * close it if it is still ours (nothing else opens files during start-up). */
 		if (fcntl(fd, F_GETFD) != -1)
 			close(fd);
+		pthread_mutex_destroy(&m->mu);
+		pthread_cond_destroy(&m->cv);
 		free(m);
 		errno = EIO;
 		return NULL;
 	}
+	m->watching = pthread_create(&m->watchdog, NULL, watchdog, m) == 0;
+	if (!m->watching)
+		fprintf(stderr, "rdmesh metrics: no deadline thread: slow clients are closed "
+				"only when idle\n");
 	return m;
 
 fail_errno:
@@ -236,6 +378,14 @@ void rdm_metrics_stop(struct rdm_metrics *m)
 {
 	if (!m)
 		return;
+	pthread_mutex_lock(&m->mu);
+	m->stop = 1;
+	pthread_cond_signal(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+	if (m->watching)
+		pthread_join(m->watchdog, NULL);
 	MHD_stop_daemon(m->d); /* joins the thread, closes connections and the socket */
+	pthread_mutex_destroy(&m->mu);
+	pthread_cond_destroy(&m->cv);
 	free(m);
 }

@@ -8,10 +8,14 @@
  *   other paths    404
  *   a report that does not convert (a bug, not a state): 500 with the reason
  *
- * over HTTP/1.1 from libmicrohttpd's internal polling thread: at most
- * RDM_METRICS_MAX_CONNS connections at once, idle ones closed after
- * RDM_METRICS_IDLE_S seconds. No TLS and no authentication: bind it to a management
- * address (scrape config: `static_configs: [{targets: ["10.0.0.5:9464"]}]`).
+ * over HTTP/1.1 from libmicrohttpd's internal polling thread. No TLS and no
+ * authentication, so the commands serve it on a loopback address unless told otherwise
+ * (`--metrics-remote`, for a management network: rdm_metrics_addr_ok). Slow or idle
+ * clients cannot starve scrapes: at most RDM_METRICS_MAX_CONNS connections at once and
+ * RDM_METRICS_PER_IP from one address (more are closed at once), and every connection
+ * is closed RDM_METRICS_DEADLINE_S seconds after it opened or after its last answer,
+ * whatever it sends meanwhile: a byte every few seconds does not keep it (a slowloris).
+ * Scrape config: `static_configs: [{targets: ["10.0.0.5:9464"]}]`.
  *
  * Where the numbers come from: on each scrape the node's report (rdm_node_report, the
  * "key value" lines that `--stats FILE` writes) is rendered into memory and converted
@@ -90,8 +94,13 @@
 struct rdm_node;
 struct rdm_metrics;
 
-#define RDM_METRICS_MAX_CONNS 16 /* concurrent HTTP connections; more wait in the backlog */
-#define RDM_METRICS_IDLE_S    10 /* an idle (or slow) connection is closed after this */
+#define RDM_METRICS_MAX_CONNS  64 /* concurrent HTTP connections; more are closed at once */
+#define RDM_METRICS_PER_IP     4  /* concurrent connections from one address */
+#define RDM_METRICS_DEADLINE_S 5  /* from a connection's start or its last answer to its close */
+
+/* 0 when addr ("IP:PORT") may serve the metrics: a loopback address, or any with
+ * remote set (the operator said so); else -EACCES with the reason in err. */
+int rdm_metrics_addr_ok(const char *addr, int remote, char *err, size_t errlen);
 
 /* Starts serving n's metrics on addr, "IP:PORT" or "[IPv6]:PORT" (port 0 picks a
  * free one: see rdm_metrics_port). The server runs on its own thread, which inherits

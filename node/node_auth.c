@@ -11,7 +11,7 @@
 #include "lib/tls.h"
 #include "node/node_int.h"
 
-#define REFUSAL_LOGS_PER_TICK 4		/* more refusals in one tick are counted, not logged */
+#define REFUSAL_LOGS_PER_TICK 4		    /* more refusals in one tick are counted, not logged */
 #define UPSTREAM_REREAD_NS    1000000000ull /* the chain file is read again at most this often */
 
 /* The names of the nodes that send to node c in chain (its upstreams), into *out. */
@@ -86,8 +86,9 @@ int rdm_node__auth_init(struct rdm_node *n, char *err, size_t errlen)
 
 	pthread_mutex_init(&n->auth_mu, NULL);
 	if (n->chain->transport.protect == RDM_PROTECT_NONE) {
-		rdm_node__log(n, "transport.protect: none: hops are not proven; anyone who "
-				 "reaches %s may send frames",
+		rdm_node__log(n,
+			      "transport.protect: none: hops are not proven; anyone who "
+			      "reaches %s may send frames",
 			      n->conf->has_listen ? n->conf->listen.text : "this node");
 		return 0;
 	}
@@ -190,13 +191,15 @@ static void refused(struct rdm_conn *c, const char *why, void *arg)
 void rdm_node__auth_tick(struct worker *w)
 {
 	if (w->refusals_unlogged)
-		rdm_node__log(w->node, "refused %" PRIu64 " more connections (not logged one by one)",
+		rdm_node__log(w->node,
+			      "refused %" PRIu64 " more connections (not logged one by one)",
 			      w->refusals_unlogged);
 	w->refusals_unlogged = 0;
 	w->refusal_logs = 0;
 }
 
-void rdm_node__auth_listen(const struct worker *w, struct rdm_conn_opts *o, struct rdm_conn_cbs *cbs)
+void rdm_node__auth_listen(const struct worker *w, struct rdm_conn_opts *o,
+			   struct rdm_conn_cbs *cbs)
 {
 	o->tls = w->node->tls_srv;
 	cbs->admit = admit;

@@ -18,9 +18,9 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: rdmesh node --config CHAIN.yaml --name NODE [--certs DIR] [--stats FILE]\n"
-		"                   [--drain-ms MS] [--metrics IP:PORT]\n"
+		"                   [--drain-ms MS] [--metrics IP:PORT [--metrics-remote]]\n"
 		"       rdmesh node --orch IP:PORT --name NODE [--certs DIR] [--dir DIR]\n"
-		"                   [--drain-ms MS] [--metrics IP:PORT]\n"
+		"                   [--drain-ms MS] [--metrics IP:PORT [--metrics-remote]]\n"
 		"       rdmesh check CHAIN.yaml\n"
 		"(rdmesh help lists every command)\n");
 }
@@ -42,22 +42,28 @@ static void take_signals(void)
 int rdm_cmd_node(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
-	    {"stats", required_argument, NULL, 's'},  {"drain-ms", required_argument, NULL, 'd'},
-	    {"help", no_argument, NULL, 'h'},	      {"metrics", required_argument, NULL, 'm'},
-	    {"orch", required_argument, NULL, 'o'},   {"certs", required_argument, NULL, 'C'},
-	    {"dir", required_argument, NULL, 'D'},    {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"stats", required_argument, NULL, 's'},
+	    {"drain-ms", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"metrics", required_argument, NULL, 'm'},
+	    {"orch", required_argument, NULL, 'o'},
+	    {"certs", required_argument, NULL, 'C'},
+	    {"dir", required_argument, NULL, 'D'},
+	    {"metrics-remote", no_argument, NULL, 'R'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *name = NULL, *stats = NULL, *metrics_at = NULL;
 	const char *orch = NULL, *certs = NULL, *dir = NULL;
 	char dirbuf[RDM_NODE_NAME_MAX + 16];
 	struct rdm_metrics *metrics = NULL;
-	int drain_ms = 2000, c, rc;
+	int drain_ms = 2000, c, rc, remote = 0;
 	struct rdm_chain_conf chain;
 	struct rdm_node *node;
 	char err[512];
 
-	while ((c = getopt_long(argc, argv, "c:n:s:d:m:o:C:D:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:n:s:d:m:o:C:D:Rh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			orch = optarg;
@@ -83,6 +89,9 @@ int rdm_cmd_node(int argc, char **argv)
 		case 'm':
 			metrics_at = optarg;
 			break;
+		case 'R':
+			remote = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -90,6 +99,10 @@ int rdm_cmd_node(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (metrics_at && rdm_metrics_addr_ok(metrics_at, remote, err, sizeof(err)) < 0) {
+		fprintf(stderr, "rdmesh: %s\n", err);
+		return 2;
 	}
 	if (orch) {
 		struct rdm_agent_opts ao = {.orch = orch,

@@ -61,7 +61,7 @@ ctl() { rack_exec 1 "$RDMESH" ctl --orch "$ORCH" --certs "$work/certs" "$@"; }
 # agent I: host I's agent, metrics on its own address.
 agent() {
 	ip netns exec "$RACK-h$1" "$RDMESH" node --orch "$ORCH" --name "host$1" --certs "$work/certs" \
-		--dir "$work/host$1" --drain-ms 500 --metrics "$RACK_NET.$1:$MPORT" >>"$work/host$1.log" 2>&1 &
+		--dir "$work/host$1" --drain-ms 500 --metrics "$RACK_NET.$1:$MPORT" --metrics-remote >>"$work/host$1.log" 2>&1 &
 	eval "pid_$1=$!"
 }
 
@@ -249,7 +249,7 @@ fi
 
 # --- 4. a busy port; a clean exit frees the ports ---------------------------------------
 busy=$(ip netns exec "$RACK-h1" "$RDMESH" node --orch "$ORCH" --name host1 --certs "$work/certs" \
-	--dir "$work/busy" --metrics "$RACK_NET.1:$MPORT" 2>&1)
+	--dir "$work/busy" --metrics "$RACK_NET.1:$MPORT" --metrics-remote 2>&1)
 busy_rc=$?
 if [ $busy_rc = 1 ] && grep -q "metrics $RACK_NET.1:$MPORT: Address already in use" <<<"$busy"; then
 	pass "an agent asking for a busy metrics port is refused: $busy"

@@ -159,6 +159,79 @@ if [ -z "$(ss -ltnH "sport = :$MPORT" 2>/dev/null)" ] &&
 else
 	fail "port $MPORT still taken after the node exited"
 fi
+
+# --- a slowloris: 1000 connections from 127.0.0.2 that each send a byte a second --------
+# A one-node chain runs for about 12 s with the endpoint on 127.0.0.1. The attacker's
+# connections beyond the per-address cap are closed at once, the ones it holds are closed
+# at the deadline whatever they send, and a scrape from 127.0.0.1 answers in under 1 s
+# throughout.
+cat >"$work/solo.yaml" <<EOC
+chain: {name: solo, spi: 11}
+nodes:
+  - name: solo
+    stages: [stamp]
+    ingress: {mode: gen, count: 24000, flows: 20, rate: 2000, seed: 9}
+    egress: {count: 24000}
+EOC
+"$RDMESH" node --config "$work/solo.yaml" --name solo --metrics 127.0.0.1:0 >"$work/log_solo" 2>&1 &
+pid_solo=$!
+if wait_log "$work/log_solo" "metrics on"; then
+	SPORT=$(sed -n 's/.*metrics on .*(port \([0-9]*\)).*/\1/p' "$work/log_solo" | head -1)
+	cat >"$work/slow.py" <<'EOP'
+import socket, sys, time
+port, n, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+socks, opened = [], {}
+for i in range(n):
+    s = socket.socket(); s.bind(("127.0.0.2", 0)); s.setblocking(False)
+    try: s.connect(("127.0.0.1", port))
+    except BlockingIOError: pass
+    socks.append(s); opened[s] = time.monotonic()
+req, sent, held, closed_at = b"GET /metrics HTTP/1.1\r\nHost: x\r\n", {}, set(), {}
+print("opened", n, flush=True)
+end = time.monotonic() + secs
+while time.monotonic() < end:
+    for s in socks:
+        if s in closed_at: continue
+        k = sent.get(s, 0)
+        try:
+            if k < len(req): s.send(req[k:k + 1]); sent[s] = k + 1
+            if s.recv(1, socket.MSG_DONTWAIT) == b"": closed_at[s] = time.monotonic()
+        except BlockingIOError: held.add(s)
+        except OSError: closed_at[s] = time.monotonic()
+    time.sleep(1.0)
+lived = sorted(closed_at[s] - opened[s] for s in closed_at if s in held)
+print("held", len(held), "closed", len(closed_at), "still open", n - len(closed_at),
+      "held ones lived %.1f..%.1f s" % (lived[0], lived[-1]) if lived else "", flush=True)
+EOP
+	(ulimit -n 4096; python3 "$work/slow.py" "$SPORT" 1000 9 >"$work/slow.out" 2>&1) &
+	slow=$!
+	wait_log "$work/slow.out" opened 10
+	worst=0 ok=1
+	for i in 1 2 3 4 5 6; do
+		sleep 1
+		tt=$(curl -sS -o /dev/null -m 1 -w '%{http_code} %{time_total}' "http://127.0.0.1:$SPORT/metrics") || ok=0
+		[ "${tt%% *}" = 200 ] || ok=0
+		worst=$(awk -v a="$worst" -v b="${tt##* }" 'BEGIN { print (b > a) ? b : a }')
+	done
+	wait $slow
+	[ $ok = 1 ] && pass "6 scrapes during a slowloris of 1000 connections answered 200, the slowest in ${worst} s" ||
+		fail "a scrape failed or took over 1 s during the slowloris (slowest $worst s)"
+	# The connections the attacker held were closed at the deadline, bytes or not.
+	if grep -q "still open 0 held ones lived" "$work/slow.out" &&
+		awk '/held ones lived/ { split($NF, r, "\\.\\."); sub(/ s$/, "", r[2]); exit !(r[2] + 0 < 7.5) }' "$work/slow.out"; then
+		pass "the slowloris held connections only until the deadline: $(cat "$work/slow.out" | tail -1)"
+	else
+		fail "slowloris connections: $(cat "$work/slow.out")"
+	fi
+else
+	fail "the solo node did not serve metrics"
+fi
+kill -TERM "$pid_solo" 2>/dev/null
+wait_exit "$pid_solo" 10 || kill -9 "$pid_solo"
+remote=$("$RDMESH" node --config "$work/solo.yaml" --name solo --metrics 192.0.2.1:9464 2>&1)
+[ $? = 2 ] && grep -q "not a loopback address" <<<"$remote" &&
+	pass "metrics on a non-loopback address are refused without --metrics-remote: $remote" ||
+	fail "metrics on a non-loopback address: $remote"
 echo "--- out"
 cat "$work/log_out"
 echo "--- in"

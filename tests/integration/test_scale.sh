@@ -52,7 +52,7 @@ chain "[dpi-1]" >"$work/chain.yaml"
 # node HOST NAME: start node NAME in namespace HOST, in the background.
 node() {
 	ip netns exec "$RACK-h$1" "$RDMESH" node --config "$work/chain.yaml" --name "$2" \
-		--stats "$work/stats.$2" --metrics "$RACK_NET.$1:$MPORT" >>"$work/log.$2" 2>&1 &
+		--stats "$work/stats.$2" --metrics "$RACK_NET.$1:$MPORT" --metrics-remote >>"$work/log.$2" 2>&1 &
 	eval "pid_${2//-/_}=$!"
 }
 MPORT=9464
