@@ -14,35 +14,74 @@
 #define REFUSAL_LOGS_PER_TICK 4		    /* more refusals in one tick are counted, not logged */
 #define UPSTREAM_REREAD_NS    1000000000ull /* the chain file is read again at most this often */
 
-/* The names of the nodes that send to node c in chain (its upstreams), into *out. */
-static int upstream_names(const struct rdm_chain_conf *chain, const struct rdm_node_conf *c,
-			  char (**out)[RDM_CERTS_NAME_MAX + 1], int *n_out)
+/* How many hops each node of chain is from an ingress (0 at an ingress), or -1 where
+ * no ingress reaches it; into depth[n_nodes]. Breadth first, so each gets its
+ * shortest distance. 0, or -ENOMEM. */
+static int depths(const struct rdm_chain_conf *chain, int *depth)
 {
-	char(*names)[RDM_CERTS_NAME_MAX + 1] = NULL;
-	int n = 0;
+	int *queue = malloc(sizeof(*queue) * (size_t)chain->n_nodes), head = 0, tail = 0;
 
+	if (!queue)
+		return -ENOMEM;
+	for (int i = 0; i < chain->n_nodes; i++) {
+		depth[i] = chain->nodes[i].ingress.mode != RDM_INGRESS_NONE ? 0 : -1;
+		if (!depth[i])
+			queue[tail++] = i;
+	}
+	while (head < tail) {
+		const struct rdm_node_conf *o = &chain->nodes[queue[head++]];
+
+		for (int r = 0; r < o->n_next; r++)
+			if (depth[o->nexts[r]] < 0) {
+				depth[o->nexts[r]] = depth[o - chain->nodes] + 1;
+				queue[tail++] = o->nexts[r];
+			}
+	}
+	free(queue);
+	return 0;
+}
+
+/* The nodes that send to node c in chain (its upstreams), with the service index their
+ * frames arrive with, into *out. An upstream no ingress reaches sends nothing that
+ * passes (no index), but is still named, so its refusals say what it is. */
+static int upstreams_of(const struct rdm_chain_conf *chain, const struct rdm_node_conf *c,
+			struct upstream **out, int *n_out)
+{
+	int *depth = malloc(sizeof(*depth) * (size_t)chain->n_nodes), n = 0;
+	struct upstream *ups = NULL;
+
+	if (!depth || depths(chain, depth) < 0) {
+		free(depth);
+		return -ENOMEM;
+	}
 	for (int i = 0; i < chain->n_nodes; i++) {
 		const struct rdm_node_conf *o = &chain->nodes[i];
-		int sends = 0, dup = 0;
+		int sends = 0;
 
 		for (int r = 0; r < o->n_next; r++)
 			sends |= !strcmp(chain->nodes[o->nexts[r]].name, c->name);
-		for (int k = 0; sends && k < n; k++)
-			dup |= !strcmp(names[k], o->identity);
-		if (!sends || dup)
+		if (!sends)
 			continue;
 		if (n % 16 == 0) {
-			void *p = realloc(names, sizeof(*names) * (size_t)(n + 16));
+			void *p = realloc(ups, sizeof(*ups) * (size_t)(n + 16));
 
 			if (!p) {
-				free(names);
+				free(ups);
+				free(depth);
 				return -ENOMEM;
 			}
-			names = p;
+			ups = p;
 		}
-		snprintf(names[n++], sizeof(names[0]), "%s", o->identity);
+		snprintf(ups[n].name, sizeof(ups[n].name), "%s", o->identity);
+		/* Depths past the index's range cannot be reached: the frame's TTL or index
+		 * runs out first. */
+		ups[n].si = depth[i] >= 0 && depth[i] < INGRESS_SI
+				? (uint8_t)(INGRESS_SI - depth[i] - 1)
+				: 0;
+		n++;
 	}
-	*out = names;
+	free(depth);
+	*out = ups;
 	*n_out = n;
 	return 0;
 }
@@ -50,21 +89,70 @@ static int upstream_names(const struct rdm_chain_conf *chain, const struct rdm_n
 int rdm_node__auth_upstreams(struct rdm_node *n, const struct rdm_chain_conf *chain)
 {
 	const struct rdm_node_conf *c = rdm_chain_node(chain, n->conf->name);
-	char(*names)[RDM_CERTS_NAME_MAX + 1] = NULL, (*old)[RDM_CERTS_NAME_MAX + 1];
+	struct upstream *ups = NULL, *old;
 	int k = 0, rc;
 
 	if (!c)
 		return -ENOENT;
-	rc = upstream_names(chain, c, &names, &k);
+	rc = upstreams_of(chain, c, &ups, &k);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&n->auth_mu);
 	old = n->up_names;
-	n->up_names = names;
+	n->up_names = ups;
 	n->n_up_names = k;
 	pthread_mutex_unlock(&n->auth_mu);
 	free(old);
 	return 0;
+}
+
+void rdm_node__path_of(struct rdm_node *n, const char *peer_id, struct si_set *set)
+{
+	memset(set, 0, sizeof(*set));
+	pthread_mutex_lock(&n->auth_mu);
+	for (int i = 0; i < n->n_up_names; i++) {
+		uint8_t si = n->up_names[i].si;
+
+		/* Unproven peers (protect: none) may send what any upstream may. */
+		if (si && (!peer_id[0] || !strcmp(n->up_names[i].name, peer_id)))
+			set->bits[si / 64] |= 1ull << (si % 64);
+	}
+	pthread_mutex_unlock(&n->auth_mu);
+}
+
+/* Frames w->frp[0..m) from upstream connection u: those of another chain, or with a
+ * service index this upstream does not send (a skipped stage), are dropped, counted and
+ * logged. Returns how many are left, compacted. */
+int rdm_node__path_check(struct worker *w, int u, int m)
+{
+	const struct si_set *ok = &w->up_si[u];
+	uint32_t spi = w->node->chain->spi;
+	int k = 0, bad = 0;
+	const struct rdm_frame *first = NULL;
+
+	for (int i = 0; i < m; i++) {
+		struct rdm_frame *f = w->frp[i];
+
+		if (f->spi == spi && (ok->bits[f->si / 64] >> (f->si % 64) & 1)) {
+			w->frp[k++] = f;
+			continue;
+		}
+		if (!bad++)
+			first = f;
+	}
+	if (!bad)
+		return k;
+	w->st.drops[DROP_WRONG_PATH] += (uint64_t)bad;
+	if (w->refusal_logs < REFUSAL_LOGS_PER_TICK) {
+		w->refusal_logs++;
+		rdm_node__log(
+		    w->node,
+		    "dropped %d frames from upstream %s ('%s'): service path %u/%u is not "
+		    "one it may send here (chain spi %u)",
+		    bad, w->ups[u]->peer, w->ups[u]->peer_id[0] ? w->ups[u]->peer_id : "unproven",
+		    first->spi, first->si, spi);
+	}
+	return k;
 }
 
 /* One context of a role from dir: the CA, and this node's identity's certificate. */
@@ -85,6 +173,12 @@ int rdm_node__auth_init(struct rdm_node *n, char *err, size_t errlen)
 	const char *dir = n->chain->transport.certs;
 
 	pthread_mutex_init(&n->auth_mu, NULL);
+	/* Who may send here, and with which service index: checked on every frame (the
+	 * path), and with protect: auth on every connection (the name). */
+	if (rdm_node__auth_upstreams(n, n->chain) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	if (n->chain->transport.protect == RDM_PROTECT_NONE) {
 		rdm_node__log(n,
 			      "transport.protect: none: hops are not proven; anyone who "
@@ -107,10 +201,6 @@ int rdm_node__auth_init(struct rdm_node *n, char *err, size_t errlen)
 		return -EINVAL;
 	if (n->n_next && !(n->tls_cli = load_ctx(n, dir, 0, err, errlen)))
 		return -EINVAL;
-	if (rdm_node__auth_upstreams(n, n->chain) < 0) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
 	n->copts.tls = n->tls_cli;
 	return 0;
 }
@@ -129,7 +219,7 @@ static int is_upstream(struct rdm_node *n, const char *name)
 
 	pthread_mutex_lock(&n->auth_mu);
 	for (int i = 0; i < n->n_up_names && !ok; i++)
-		ok = !strcmp(n->up_names[i], name);
+		ok = !strcmp(n->up_names[i].name, name);
 	pthread_mutex_unlock(&n->auth_mu);
 	return ok;
 }

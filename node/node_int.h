@@ -46,9 +46,10 @@ enum drop_reason {
 	DROP_OVERSIZE,
 	DROP_STAGE,
 	DROP_STAGE_ERROR,
-	DROP_NO_PATH,	/* going back, but no upstream connection carried the flow */
-	DROP_NO_CLIENT, /* going back to an ingress that replays a file: nobody to reach */
-	DROP_TUN,	/* the TUN device did not take the packet (its queue is full) */
+	DROP_NO_PATH,	 /* going back, but no upstream connection carried the flow */
+	DROP_NO_CLIENT,	 /* going back to an ingress that replays a file: nobody to reach */
+	DROP_TUN,	 /* the TUN device did not take the packet (its queue is full) */
+	DROP_WRONG_PATH, /* from upstream, but not the service path (SPI, SI) it may send */
 	DROP_COUNT,
 };
 
@@ -93,6 +94,18 @@ struct steer {
 	struct steer *older;
 };
 
+/* A node that may send to this one: its certificate name, and the service index its
+ * frames carry on arrival (the ingress starts at INGRESS_SI, every hop counts one down). */
+struct upstream {
+	char name[RDM_CERTS_NAME_MAX + 1];
+	uint8_t si;
+};
+
+/* A set of service indexes, one bit each. */
+struct si_set {
+	uint64_t bits[4];
+};
+
 /* A worker's connection to one replica of the next stage. A replica that leaves the
  * table drains: it gets no new flows, and goes once no flow is pinned to it or the
  * drain timeout passes. */
@@ -134,7 +147,8 @@ struct worker {
 	int slot_of[RDM_MAX_NEXT]; /* steer's replica i is downs[slot_of[i]] */
 	struct rdm_flowtab *pins;
 	struct rdm_conn *ups[MAX_UPS];
-	uint64_t up_serial[MAX_UPS]; /* tells a reused connection slot from its predecessor */
+	uint64_t up_serial[MAX_UPS];  /* tells a reused connection slot from its predecessor */
+	struct si_set up_si[MAX_UPS]; /* the service indexes each upstream may send */
 	uint64_t next_serial;
 	int n_ups;
 	struct rdm_conn_stats up_closed;   /* counters of upstream connections now gone */
@@ -221,9 +235,9 @@ struct rdm_node {
 	pthread_rwlock_t report_mu;    /* reports (read) against conf swaps and frees (write) */
 	void *reload_conf[MAX_STAGES]; /* the confs workers switch to, or NULL */
 
-	struct rdm_tls_ctx *tls_srv, *tls_cli;	  /* protect: auth; NULL with none */
-	pthread_mutex_t auth_mu;		  /* up_names, swapped on reload */
-	char (*up_names)[RDM_CERTS_NAME_MAX + 1]; /* identities admitted upstream */
+	struct rdm_tls_ctx *tls_srv, *tls_cli; /* protect: auth; NULL with none */
+	pthread_mutex_t auth_mu;	       /* up_names, swapped on reload */
+	struct upstream *up_names;	       /* who may send here, and at which service index */
 	int n_up_names;
 	uint64_t up_names_ns; /* when the chain file was last read for them */
 
@@ -247,6 +261,8 @@ int rdm_node__auth_init(struct rdm_node *n, char *err, size_t errlen);
 void rdm_node__auth_fini(struct rdm_node *n);
 int rdm_node__auth_upstreams(struct rdm_node *n, const struct rdm_chain_conf *chain);
 void rdm_node__auth_tick(struct worker *w);
+void rdm_node__path_of(struct rdm_node *n, const char *peer_id, struct si_set *set);
+int rdm_node__path_check(struct worker *w, int u, int m);
 void rdm_node__auth_listen(const struct worker *w, struct rdm_conn_opts *o,
 			   struct rdm_conn_cbs *cbs);
 void rdm_node__auth_dial(const struct worker *w, const char *identity, struct rdm_conn_opts *o,

@@ -19,6 +19,7 @@ static const char *drop_name(int r)
 	    [DROP_OVERSIZE] = "oversize",	  [DROP_STAGE] = "stage_verdict",
 	    [DROP_STAGE_ERROR] = "stage_error",	  [DROP_NO_PATH] = "no_return_path",
 	    [DROP_NO_CLIENT] = "reply_no_client", [DROP_TUN] = "tun_full",
+	    [DROP_WRONG_PATH] = "wrong_path",
 	};
 
 	if (r < RDM_FERR_COUNT)

@@ -100,15 +100,13 @@ static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, vo
 		n = rdm_node__egress_budget(w, n);
 	w->st.rx_frames += (uint64_t)n;
 	m = rdm_node__decode_batch(w, rx, n, FWD);
-	if (w->paths) {
-		uint64_t serial = 0;
-
-		for (int u = 0; u < w->n_ups; u++)
-			if (w->ups[u] == c)
-				serial = w->up_serial[u];
-		for (int i = 0; i < m; i++)
-			path_note(w, w->frp[i], serial);
-	}
+	for (int u = 0; u < w->n_ups; u++)
+		if (w->ups[u] == c) {
+			m = rdm_node__path_check(w, u, m);
+			if (w->paths)
+				for (int i = 0; i < m; i++)
+					path_note(w, w->frp[i], w->up_serial[u]);
+		}
 	rdm_node__handle_batch(w, m, FWD);
 	return n;
 }
@@ -126,6 +124,7 @@ static void up_state(struct rdm_conn *c, int up, void *arg)
 			return;
 		}
 		w->up_serial[w->n_ups] = ++w->next_serial;
+		rdm_node__path_of(w->node, c->peer_id, &w->up_si[w->n_ups]);
 		w->ups[w->n_ups++] = c;
 		if (c->peer_id[0])
 			rdm_node__log(w->node, "upstream %s connected, proven as '%s'", c->peer,
@@ -145,6 +144,7 @@ static void up_state(struct rdm_conn *c, int up, void *arg)
 			w->up_closed.disconnects++;
 			w->ups[i] = w->ups[--w->n_ups];
 			w->up_serial[i] = w->up_serial[w->n_ups];
+			w->up_si[i] = w->up_si[w->n_ups];
 			break;
 		}
 	}

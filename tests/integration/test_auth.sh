@@ -10,7 +10,8 @@
 # and a node that dials its next hop meets an impersonator holding a valid rack
 # certificate of another name. Each is refused before its first frame, counted in
 # auth_refused and logged with the peer and the reason; the legit chain delivers every
-# packet. Two nodes configured on one address are refused by `rdmesh check`, and one
+# packet. A proven upstream that sends frames of another chain, or with a service index
+# that skips a stage, has them dropped (drop_wrong_path). Two nodes configured on one address are refused by `rdmesh check`, and one
 # started anyway on a taken address exits non-zero at once.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -169,6 +170,19 @@ else
 	fail "recording a proven connection: $(cat "$work/bad.out")"
 fi
 
+# --- a proven upstream off its path ------------------------------------------------------
+# b may send c frames of chain 21 at service index 253 (a, the ingress, starts at 255 and
+# each hop counts one down). Frames of another chain, or at 254 (as if b were skipped),
+# are dropped and counted, with b named in the log.
+if rack_exec 4 "$BAD" --certs "$work/certs" --as b --expect c --spi 21 --si 253 "$C" path \
+	>"$work/path.out" 2>&1; then
+	wait_log "$work/log.c" "dropped .* from upstream $RACK_NET.4:[0-9]* ('b')" 5 &&
+		pass "frames off the path (another chain, a skipped stage) from a proven upstream are dropped: $(grep -o "dropped .* from upstream .*" "$work/log.c" | head -1)" ||
+		fail "no log line for frames off the path"
+else
+	fail "sending frames off the path: $(cat "$work/path.out")"
+fi
+
 # --- the legit chain: everything arrives ------------------------------------------------
 start 1 a
 wait_exit "$pid_a" 60 || fail "a did not finish"
@@ -181,6 +195,9 @@ else
 	fail "c did not account for all $PACKETS packets"
 	kill -9 "$pid_c"
 fi
+wrong=$(stat "$work/stats.c" drop_wrong_path)
+[ "$wrong" = 6 ] && pass "c counted all 6 off the path (drop_wrong_path 6), and no frame of the legit chain" ||
+	fail "c's drop_wrong_path is '$wrong', not 6"
 refused=$(stat "$work/stats.c" auth_refused)
 [ "${refused:-0}" -ge 4 ] && [ "$(stat "$work/stats.c" protect)" = auth ] &&
 	pass "c counted $refused refusals (auth_refused), protect auth in its report" ||

@@ -117,7 +117,7 @@ done
 t=0
 until grep -q listening "$work/blog2" 2>/dev/null || [ $t -ge 50 ]; do sleep 0.1; t=$((t + 1)); done
 ip netns exec "$RACK-h1" "$BUILD/tools/badframes" --certs "$work/certs" --as host1 \
-	--expect host2 "$RACK_NET.2:7001" absurd >"$work/bad.out" 2>&1
+	--expect host2 --spi 5 --si 254 "$RACK_NET.2:7001" absurd >"$work/bad.out" 2>&1
 ip netns exec "$RACK-h1" "$RDMESH" node --config "$work/chain.yaml" --name host1 \
 	--stats "$work/b1" >>"$work/blog1" 2>&1 &
 bpid1=$!

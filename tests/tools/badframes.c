@@ -10,9 +10,15 @@
  *   badframes ADDR:PORT absurd
  * A node that asks its upstreams for proof (transport.protect: auth) takes frames only
  * from a proven one: --certs DIR --as NAME proves the sender as NAME (DIR/NAME.pem) and
- * checks that the node is EXPECT (--expect), before the first frame. */
+ * checks that the node is EXPECT (--expect), before the first frame. Well-formed frames
+ * (absurd, path) carry the service path --spi N --si N (default 1 and 200): a node takes
+ * only the path its upstream may send.
+ * With "path", 3 well-formed frames of another chain (spi + 1) and 3 whose index skips a
+ * stage (si + 1) are sent: the node must drop all 6 as a wrong path.
+ *   badframes --spi 21 --si 253 ADDR:PORT path */
 #include <arpa/inet.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -60,6 +66,33 @@ static uint32_t syn(uint8_t *p)
 	return sizeof(b);
 }
 
+static uint32_t spi = 1;
+static uint8_t si = 200;
+
+/* Sends 6 frames off the path spi/si; returns how many went out. */
+static int off_path(int fd)
+{
+	uint8_t buf[256], pkt[64];
+	struct rdm_frame f;
+	int sent = 0;
+
+	for (int k = 0; k < 6; k++) {
+		uint32_t plen = syn(pkt);
+		int len;
+
+		rdm_frame_init(&f, k < 3 ? spi + 1 : spi, k < 3 ? si : (uint8_t)(si + 1),
+			       RDM_NSH_NP_IPV4);
+		rdm_pkt_flow_key(pkt, plen, &f.key);
+		f.present = RDM_F_FLOW_KEY;
+		len = rdm_frame_encode_hdr(&f, buf, sizeof(buf));
+		if (len < 0)
+			return sent;
+		memcpy(buf + len, pkt, plen);
+		sent += send_frame(fd, buf, (uint32_t)len + plen) == 0;
+	}
+	return sent;
+}
+
 /* Sends the absurd frames; returns how many went out. */
 static int absurd(int fd)
 {
@@ -76,7 +109,7 @@ static int absurd(int fd)
 	for (int k = 0; k < 11; k++) {
 		uint32_t plen = syn(pkt);
 
-		rdm_frame_init(&f, 1, 200, RDM_NSH_NP_IPV4);
+		rdm_frame_init(&f, spi, si, RDM_NSH_NP_IPV4);
 		rdm_pkt_flow_key(pkt, plen, &f.key);
 		f.flow_id = rdm_flow_hash(&f.key);
 		f.present = RDM_F_FLOW_KEY | RDM_F_FLOW_ID;
@@ -150,18 +183,22 @@ static int absurd(int fd)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"certs", required_argument, NULL, 'c'},
-					     {"as", required_argument, NULL, 'a'},
-					     {"expect", required_argument, NULL, 'e'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"certs", required_argument, NULL, 'c'},  {"as", required_argument, NULL, 'a'},
+	    {"expect", required_argument, NULL, 'e'}, {"spi", required_argument, NULL, 'p'},
+	    {"si", required_argument, NULL, 'i'},     {NULL, 0, NULL, 0}};
 	const char *dir = NULL, *as = NULL, *expect = NULL;
 	struct rdm_addr a;
 	uint8_t good[64], f[64];
 	struct rdm_frame fr;
 	int fd, len, sent = 0, c;
 
-	while ((c = getopt_long(argc, argv, "c:a:e:", opts, NULL)) != -1) {
-		if (c == 'c')
+	while ((c = getopt_long(argc, argv, "c:a:e:p:i:", opts, NULL)) != -1) {
+		if (c == 'p')
+			spi = (uint32_t)strtoul(optarg, NULL, 0);
+		else if (c == 'i')
+			si = (uint8_t)strtoul(optarg, NULL, 0);
+		else if (c == 'c')
 			dir = optarg;
 		else if (c == 'a')
 			as = optarg;
@@ -172,10 +209,10 @@ int main(int argc, char **argv)
 	}
 	argc -= optind - 1;
 	argv += optind - 1;
-	if ((argc != 2 && (argc != 3 || strcmp(argv[2], "absurd"))) ||
+	if ((argc != 2 && (argc != 3 || (strcmp(argv[2], "absurd") && strcmp(argv[2], "path")))) ||
 	    rdm_addr_parse(&a, argv[1]) < 0 || (dir && (!as || !expect))) {
-		fprintf(stderr, "usage: badframes [--certs DIR --as NAME --expect NAME] ADDR:PORT "
-				"[absurd]\n");
+		fprintf(stderr, "usage: badframes [--certs DIR --as NAME --expect NAME] [--spi N "
+				"--si N] ADDR:PORT [absurd|path]\n");
 		return 2;
 	}
 	fd = socket(a.ss.ss_family, SOCK_STREAM, 0);
@@ -185,6 +222,13 @@ int main(int argc, char **argv)
 	}
 	if (dir && prove(fd, dir, as, expect) < 0)
 		return 1;
+	if (argc == 3 && !strcmp(argv[2], "path")) {
+		sent = off_path(fd);
+		close(fd);
+		printf("badframes: sent %d frames off the path %u/%u to %s\n", sent, spi, si,
+		       argv[1]);
+		return sent == 6 ? 0 : 1;
+	}
 	if (argc == 3) {
 		sent = absurd(fd);
 		close(fd);
