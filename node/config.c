@@ -216,7 +216,9 @@ static int load_transport_section(struct ld *l, const struct rdm_ynode *root,
 static int load_flows_section(struct ld *l, const struct rdm_ynode *root, struct rdm_flow_conf *f)
 {
 	static const char *const keys[] = {"max",	  "tcp_idle_ms",   "tcp_closed_ms",
-					   "udp_idle_ms", "other_idle_ms", NULL};
+					   "udp_idle_ms", "other_idle_ms", "when_full",
+					   NULL};
+	static const char *const modes[] = {"evict", "refuse-new"};
 	const struct rdm_ynode *m = NULL, *v = rdm_ymap_get(root, "flows");
 	int rc = 0;
 
@@ -234,6 +236,20 @@ static int load_flows_section(struct ld *l, const struct rdm_ynode *root, struct
 		rc = u32_opt(l, m, "udp_idle_ms", 1, 86400000, 60000, &f->udp_idle_ms);
 	if (!rc)
 		rc = u32_opt(l, m, "other_idle_ms", 1, 86400000, 30000, &f->other_idle_ms);
+	if (!rc && m && (v = rdm_ymap_get(m, "when_full"))) {
+		const char *s, *hint;
+
+		rc = rdm_ymap_str(l->doc, m, "when_full", NULL, &s, l->err, l->len);
+		if (!rc && !strcmp(s, "refuse-new"))
+			f->refuse_new = 1;
+		else if (!rc && strcmp(s, "evict")) {
+			hint = rdm_yclosest(s, modes, 2, 3);
+			rc = rdm_yerr(l->doc, v, l->err, l->len,
+				      "when_full: '%s' is not evict or refuse-new%s%s%s", s,
+				      hint ? " (did you mean '" : "", hint ? hint : "",
+				      hint ? "'?)" : "");
+		}
+	}
 	return rc;
 }
 

@@ -131,6 +131,7 @@ int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *e
 	uint32_t batch = n->copts.batch;
 	struct rdm_stage_env env = {
 	    .node_id = c->id, .node_name = c->name, .worker = idx, .flows = &n->chain->flows};
+	struct rdm_flow_conf fc;
 	int fd;
 
 	w->node = n;
@@ -148,8 +149,12 @@ int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *e
 	if (!w->loop || !w->fr || !w->frp || !w->back || !w->notice || !w->verdict || !w->upi ||
 	    !w->hdr || !w->tx)
 		goto nomem;
+	/* The node's own tables (the way back, steering pins) always take a new flow:
+	 * refusing one there would drop traffic the stages never saw. */
+	fc = n->chain->flows;
+	fc.refuse_new = 0;
 	if (n->returns && c->has_listen) {
-		w->paths = rdm_flowtab_new(&n->chain->flows, sizeof(uint64_t), NULL, NULL);
+		w->paths = rdm_flowtab_new(&fc, sizeof(uint64_t), NULL, NULL);
 		if (!w->paths)
 			goto nomem;
 	}
@@ -227,8 +232,7 @@ int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *e
 		}
 	}
 	if (n->steer) {
-		w->pins =
-		    rdm_flowtab_new(&n->chain->flows, sizeof(struct pin), rdm_node__pin_end, w);
+		w->pins = rdm_flowtab_new(&fc, sizeof(struct pin), rdm_node__pin_end, w);
 		if (!w->pins)
 			goto nomem;
 		if (rdm_node__apply_steer(w, n->steer) < 0) {

@@ -387,6 +387,12 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 		fl = rdm_flowtab_track(
 		    rt->flows, &fr->key, rdm_frame_flow_hash(fr, &fr->key), fr->pkt_len,
 		    rdm_pkt_tcp_flags(fr->pkt, fr->pkt_len, &fr->key), now, &dir, &created);
+		if (!fl) {
+			/* A full table that refuses new flows: what cannot be inspected does
+			 * not go on uninspected. */
+			verdict[i] = RDM_STAGE_DROP;
+			continue;
+		}
 		df = rdm_flow_data(fl);
 		if (created)
 			rt->n_flows++;
@@ -444,6 +450,7 @@ static void dpi_report(void *p, rdm_stage_emit emit, void *arg)
 	emit(arg, "flows_unknown", rt->unknown);
 	emit(arg, "flows_unfinished", rt->unfinished);
 	emit(arg, "flows_evicted", st.evicted);
+	emit(arg, "flows_refused", st.refused);
 	emit(arg, "nomem", rt->nomem);
 	emit(arg, "ndpi_ns", rt->ndpi_ns);
 }

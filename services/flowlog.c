@@ -398,6 +398,12 @@ static void fl_process(void *p, struct rdm_frame *const *fr, int n, int *verdict
 					   ? rdm_frame_flow_hash(f, &f->key)
 					   : rdm_flow_hash(&k),
 				       f->pkt_len, tcp, rt->now_ns, &dir, &created);
+		if (!fl) {
+			/* Full and refusing new flows: a flow that cannot be logged does not
+			 * pass unlogged. */
+			verdict[i] = RDM_STAGE_DROP;
+			continue;
+		}
 		d = rdm_flow_data(fl);
 		if (created) {
 			rt->flows++;
@@ -453,6 +459,7 @@ static void fl_report(void *p, rdm_stage_emit emit, void *arg)
 	emit(arg, "oom", rt->oom);
 	emit(arg, "flows_active", st.flows);
 	emit(arg, "flows_evicted", st.evicted);
+	emit(arg, "flows_refused", st.refused);
 	emit(arg, "flows_timeout", st.timeouts);
 	emit(arg, "flows_closed", st.closed);
 }

@@ -262,6 +262,10 @@ struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_
 	} else {
 		uint32_t i, *b;
 
+		if (t->free_head == NIL && t->c.refuse_new) {
+			t->st.refused++;
+			return NULL;
+		}
 		if (t->free_head == NIL)
 			flow_end(t, victim(t), RDM_FLOW_END_EVICTED);
 		i = t->free_head;

@@ -1,7 +1,9 @@
 /* The per-worker flow table that stateful stages keep (dpi, policy, flowlog). A flow is
  * keyed by its 5-tuple in either direction: the first packet seen fixes the initiator,
  * and both directions find the one entry. Memory is allocated once, for max_flows
- * entries; a full table evicts its least recently used flow (closed TCP flows first).
+ * entries; a full table evicts its least recently used flow (closed TCP flows first), or,
+ * when told to refuse new flows (flows.when_full: refuse-new), takes no new flow until
+ * one ends.
  * Idle flows expire by protocol: TCP after tcp_idle_ms, or tcp_closed_ms once RST or a
  * FIN each way was seen; UDP after udp_idle_ms; anything else after other_idle_ms.
  * Not thread-safe: each worker owns its tables. */
@@ -20,6 +22,7 @@ struct rdm_flow_conf {
 	uint32_t tcp_closed_ms; /* default 5000 */
 	uint32_t udp_idle_ms;	/* default 60000 */
 	uint32_t other_idle_ms; /* default 30000 */
+	uint8_t refuse_new;	/* full: refuse new flows instead of evicting (default 0) */
 };
 
 enum rdm_flow_end {
@@ -58,6 +61,7 @@ struct rdm_flowtab_stats {
 	uint64_t timeouts; /* RDM_FLOW_END_TIMEOUT */
 	uint64_t closed;   /* RDM_FLOW_END_CLOSED */
 	uint64_t evicted;  /* RDM_FLOW_END_EVICTED */
+	uint64_t refused;  /* new flows refused by a full table (refuse_new) */
 };
 
 struct rdm_flowtab;
@@ -78,7 +82,8 @@ void rdm_flowtab_free(struct rdm_flowtab *t);
  * absent (*created = 1), evicting when the table is full. Counts the packet (bytes,
  * TCP flags) in its direction, refreshes the idle timer, and sets *dir to 0 when k is
  * the initiator's direction and 1 when it is the reply's. created may be NULL. A SYN
- * (without ACK) on a closed TCP flow ends it and starts a new one. Never NULL. */
+ * (without ACK) on a closed TCP flow ends it and starts a new one. NULL only for a new
+ * flow when the table is full and refuses new flows (counted in refused). */
 struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_key *k,
 				   uint64_t hash, uint32_t bytes, uint8_t tcp_flags,
 				   uint64_t now_ns, int *dir, int *created);

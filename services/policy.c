@@ -23,7 +23,18 @@
  * Verdicts: allow and log pass the frame with the VERDICT and RULE TLVs; deny drops
  * it; reject turns it into a reply to its sender (TCP RST, or ICMP administratively
  * prohibited) and drops the rest of the flow, answering the client's later TCP
- * segments with one RST per 100 ms. */
+ * segments with one RST per 100 ms.
+ *
+ * Fail closed. A refusal (deny, reject) is sticky: new state that arrives later (DPI
+ * starting over on a flow it lost) does not decide the flow again; only a reload with
+ * reevaluate: true does. When a flow leaves the table before it ends (evicted by a full
+ * table, or idle past its timeout) its refusal is kept in a verdict cache sized well
+ * above the table (services/vcache.h), and so is a flow still pending its L7 state: the
+ * flow coming back mid-stream is refused again from the cache (refused_from_cache), and
+ * a pending one, whose inspection was cut off, is denied (undecidable_denied), since
+ * DPI would now see it from the middle. A TCP SYN starts a new connection and clears
+ * what the cache held for its 5-tuple. With flows.when_full: refuse-new a full table
+ * takes no new flow: its packets are dropped (flows_refused). */
 #include "services/stage.h"
 
 #include <errno.h>
@@ -37,6 +48,7 @@
 #include "services/flowtable.h"
 #include "services/policy_int.h"
 #include "services/policy_rules.h"
+#include "services/vcache.h"
 #include "lib/clock.h"
 
 #define POL_NAME_MAX	  256
@@ -65,6 +77,7 @@ struct pol_flow {
 	uint8_t state;	   /* PF_* */
 	uint8_t action;	   /* enum rdm_pol_action, when decided */
 	uint8_t stale;	   /* decide again on the next packet (reload with reevaluate) */
+	uint8_t cached;	   /* refused again from the verdict cache: no state to decide on */
 	uint16_t pending;  /* packets passed while pending */
 	uint16_t sig_pres; /* the state it was last evaluated on: which fields */
 	uint64_t sig_hash; /* ... and their values */
@@ -76,13 +89,15 @@ struct pol_flow {
 
 struct policy_stats {
 	uint64_t frames, evaluations, cache_hits, pending_pass, allowed, logged, denied, rejected,
-	    replies_tcp_rst, replies_icmp, reply_suppressed, no_key, reloads;
+	    replies_tcp_rst, replies_icmp, reply_suppressed, no_key, reloads, refused_new,
+	    from_cache, undecidable;
 };
 
 struct policy_rt {
 	const struct policy_conf *c;
 	int worker;
 	struct rdm_flowtab *ft;
+	struct rdm_vcache *vc; /* refusals and undecided flows that left the table */
 	/* Replies and copied rule names of the current batch; reset by each process(). */
 	uint8_t *arena;
 	size_t arena_cap, arena_used;
@@ -229,9 +244,25 @@ static void name_put(struct pol_name *nm)
 		free(nm);
 }
 
+/* What the verdict cache holds for a flow still pending when it left the table. */
+#define VC_PENDING 0xFF
+
 static void on_flow_end(void *arg, struct rdm_flow *fl, enum rdm_flow_end why)
 {
+	struct policy_rt *rt = arg;
 	struct pol_flow *pf = rdm_flow_data(fl);
+
+	/* A flow that may come back (evicted, or idle past its timeout) keeps a refusal,
+	 * or the fact that it was never decided; one that ended (RST, FIN) or a table
+	 * being freed keeps nothing. */
+	if (why == RDM_FLOW_END_EVICTED || why == RDM_FLOW_END_TIMEOUT) {
+		if (pf->state == PF_DECIDED &&
+		    (pf->action == RDM_POL_DENY || pf->action == RDM_POL_REJECT))
+			rdm_vcache_put(rt->vc, fl->hash, pf->action, pf->rule_id,
+				       (uint16_t)pf->gen);
+		else if (pf->state == PF_PENDING)
+			rdm_vcache_put(rt->vc, fl->hash, VC_PENDING, 0, 0);
+	}
 
 	name_put(pf->name);
 	pf->name = NULL;
@@ -244,6 +275,7 @@ static void policy_deinit(void *p)
 	if (!rt)
 		return;
 	rdm_flowtab_free(rt->ft);
+	rdm_vcache_free(rt->vc);
 	free(rt->arena);
 	free(rt->hits);
 	free(rt);
@@ -264,8 +296,10 @@ static void *policy_init(const void *conf, const struct rdm_stage_env *env)
 	rt->n_hits = c->pol->n_rules + 1;
 	rt->hits = calloc(rt->n_hits, sizeof(*rt->hits));
 	rt->ft = rdm_flowtab_new(&fc, sizeof(struct pol_flow), on_flow_end, rt);
-	if (!rt->hits || !rt->ft) {
-		int e = rt->ft ? ENOMEM : errno;
+	rdm_flow_conf_defaults(&fc);
+	rt->vc = rdm_vcache_new(fc.max_flows);
+	if (!rt->hits || !rt->ft || !rt->vc) {
+		int e = rt->ft && rt->vc ? ENOMEM : errno;
 
 		policy_deinit(rt);
 		errno = e ? e : ENOMEM;
@@ -487,6 +521,36 @@ static int apply(struct policy_rt *rt, struct rdm_frame *f, struct pol_flow *pf,
 	return reply(rt, f, pf, now);
 }
 
+/* A new entry for a flow the cache knows: refused again, or denied when it left the
+ * table undecided. syn: the packet opens a new TCP connection, which clears the cache.
+ * 1 when pf is now decided. */
+static int from_cache(struct policy_rt *rt, struct rdm_flow *fl, struct pol_flow *pf, int syn)
+{
+	const struct rdm_vcache_entry *e;
+
+	if (syn) {
+		rdm_vcache_del(rt->vc, fl->hash);
+		return 0;
+	}
+	e = rdm_vcache_get(rt->vc, fl->hash);
+	if (!e)
+		return 0;
+	pf->state = PF_DECIDED;
+	pf->cached = 1;
+	pf->gen = rt->c->pol->generation;
+	if (e->action == VC_PENDING) {
+		rt->st.undecidable++;
+		pf->action = RDM_POL_DENY;
+		pf->rule_id = 0;
+	} else {
+		rt->st.from_cache++;
+		pf->action = e->action;
+		/* The rule is named only while its policy is the one that decided. */
+		pf->rule_id = e->gen == (uint16_t)rt->c->pol->generation ? e->rule : 0;
+	}
+	return 1;
+}
+
 static int decide(struct policy_rt *rt, struct rdm_frame *f, uint64_t now)
 {
 	const struct rdm_policy *pol = rt->c->pol;
@@ -497,8 +561,9 @@ static int decide(struct policy_rt *rt, struct rdm_frame *f, uint64_t now)
 	uint32_t rule;
 	uint16_t pres;
 	uint64_t hash;
-	int dir, eval, fresh;
+	int dir, eval, fresh, created;
 	enum rdm_pol_action a;
+	uint8_t tcp;
 
 	rt->st.frames++;
 	if (f->present & RDM_F_FLOW_KEY)
@@ -510,11 +575,22 @@ static int decide(struct policy_rt *rt, struct rdm_frame *f, uint64_t now)
 		rdm_policy_eval(pol, &x, &rule);
 		return apply(rt, f, NULL, 0, 0, rule, rdm_policy_action(pol, rule), 1, now);
 	}
-	fl = rdm_flowtab_track(
-	    rt->ft, &key,
-	    (f->present & RDM_F_FLOW_KEY) ? rdm_frame_flow_hash(f, &f->key) : rdm_flow_hash(&key),
-	    f->pkt_len, f->pkt ? rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &key) : 0, now, &dir, NULL);
+	tcp = f->pkt ? rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &key) : 0;
+	fl = rdm_flowtab_track(rt->ft, &key,
+			       (f->present & RDM_F_FLOW_KEY) ? rdm_frame_flow_hash(f, &f->key)
+							     : rdm_flow_hash(&key),
+			       f->pkt_len, tcp, now, &dir, &created);
+	if (!fl) {
+		rt->st.refused_new++; /* full, and refusing new flows: fail closed */
+		rt->st.denied++;
+		return RDM_STAGE_DROP;
+	}
 	pf = rdm_flow_data(fl);
+	if (created &&
+	    from_cache(rt, fl, pf,
+		       key.proto == IPPROTO_TCP && (tcp & RDM_TCP_SYN) && !(tcp & RDM_TCP_ACK)))
+		return apply(rt, f, pf, dir, key.proto, pf->rule_id,
+			     (enum rdm_pol_action)pf->action, pf->action == RDM_POL_REJECT, now);
 	pres = sig_pres(f);
 	hash = sig_hash(f);
 	switch (pf->state) {
@@ -522,7 +598,12 @@ static int decide(struct policy_rt *rt, struct rdm_frame *f, uint64_t now)
 		eval = sig_news(pf, pres, hash) || pf->pending >= pol->pending_packets;
 		break;
 	case PF_DECIDED:
-		eval = pf->stale || sig_news(pf, pres, hash);
+		/* A refusal is sticky (fail closed): only a reload may decide it again, and
+		 * one restored from the cache has no state to be decided on at all. */
+		if (pf->action == RDM_POL_DENY || pf->action == RDM_POL_REJECT)
+			eval = pf->stale && !pf->cached;
+		else
+			eval = pf->stale || sig_news(pf, pres, hash);
 		break;
 	default:
 		eval = 1;
@@ -669,6 +750,16 @@ static void policy_report(void *p, rdm_stage_emit emit, void *arg)
 	emit(arg, "replies_icmp", rt->st.replies_icmp);
 	emit(arg, "reply_suppressed", rt->st.reply_suppressed);
 	emit(arg, "no_key", rt->st.no_key);
+	emit(arg, "flows_refused", rt->st.refused_new);
+	emit(arg, "refused_from_cache", rt->st.from_cache);
+	emit(arg, "undecidable_denied", rt->st.undecidable);
+	{
+		struct rdm_vcache_stats vs;
+
+		rdm_vcache_get_stats(rt->vc, &vs);
+		emit(arg, "verdict_cache_active", vs.entries);
+		emit(arg, "verdict_cache_forgotten", vs.forgotten);
+	}
 	if (rt->worker == 0) /* a fact of the policy, not a per-worker count */
 		emit(arg, "rules", rt->c->pol->n_rules);
 	emit(arg, "reloads", rt->st.reloads);

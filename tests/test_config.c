@@ -630,3 +630,37 @@ Test(config, flows_section_and_tun_edges)
 		 "  - {name: b, listen: 10.0.0.2:7000, egress: }\n",
 	    ":4:50: tun: 'a/b' is not an interface name (1 to 15 characters, no '/' or space)");
 }
+
+Test(config, security_settings_and_their_errors)
+{
+	struct rdm_chain_conf c;
+	const char *msg;
+
+	cr_assert_eq(load_text(HEAD "  - name: a\n    listen: 1.2.3.4:5\n"
+				    "transport: {protect: none}\nflows: {when_full: refuse-new}\n",
+			       &c, &msg),
+		     0, "%s", msg);
+	cr_assert_eq(c.transport.protect, RDM_PROTECT_NONE);
+	cr_assert_eq(c.flows.refuse_new, 1);
+	cr_assert_str_eq(c.nodes[0].identity, "a", "the identity defaults to the name");
+	rdm_chain_free(&c);
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\ntransport: {protect: atuh}\n",
+			  ":6:22: protect: 'atuh' is not auth or none (did you mean 'auth'?)");
+	expect_text_error(HEAD
+			  "  - name: a\n    listen: 1.2.3.4:5\nflows: {when_full: refuse_new}\n",
+			  ":6:20: when_full: 'refuse_new' is not evict or refuse-new (did you mean "
+			  "'refuse-new'?)");
+	expect_text_error(
+	    HEAD "  - name: a\n    listen: 1.2.3.4:5\n  - name: b\n    listen: 1.2.3.4:5\n",
+	    ":7:13: node 'b': listen 1.2.3.4:5 is node 'a''s address too: an upstream "
+	    "could reach the wrong node and frames skip a stage");
+	expect_text_error(
+	    HEAD "  - name: a\n    next: b\n    transport: rdma\n    ingress: {mode: gen, "
+		 "count: 1}\n  - name: b\n    listen: 1.2.3.4:5\n",
+	    ":6:16: node 'a': RDMA hops cannot prove their peers yet: use transport: "
+	    "tcp or auto (TCP while protect asks for proof), or transport.protect: none");
+	expect_text_error(HEAD "  - name: _a\n    listen: 1.2.3.4:5\n",
+			  ":4:11: node '_a': '_a' cannot be a certificate name (1 to 63 of A-Z a-z "
+			  "0-9 . _ -, starting with a letter or digit, not 'ca'): give the node an "
+			  "identity:");
+}

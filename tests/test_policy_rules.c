@@ -273,16 +273,17 @@ Test(policy, reply_direction_uses_the_initiators_orientation)
 	cr_assert_eq(p.f.rule_id, 1);
 	stop(&s);
 
-	/* Even when the reply is the first packet evaluated under these rules. */
-	start(&s, "default: allow\nrules:\n  - {name: w, match: {port: 443}, action: deny}\n");
+	/* Even when the reply is the packet evaluated again under these rules. */
+	start(&s, "default: deny\nrules:\n  - {name: w, match: {port: 443}, action: log}\n");
 	syn4(&p, 40000);
 	p.f.tenant = S("t");
 	p.f.present |= RDM_F_TENANT;
-	cr_assert_eq(run(&s, &p.f), RDM_STAGE_DROP);
+	cr_assert_eq(run(&s, &p.f), RDM_STAGE_PASS);
 	mk(&p, &back);
 	p.f.tenant = S("t2"); /* new state: evaluated again, still the client's port 443 */
 	p.f.present |= RDM_F_TENANT;
-	cr_assert_eq(run(&s, &p.f), RDM_STAGE_DROP);
+	cr_assert_eq(run(&s, &p.f), RDM_STAGE_PASS);
+	cr_assert_eq(p.f.rule_id, 1);
 	cr_assert_eq(counter(&s, "evaluations"), 2);
 	stop(&s);
 }

@@ -74,17 +74,24 @@ static inline void *stage_conf(struct stg *s, const char *stage_yaml)
 	return s->conf;
 }
 
-/* A running stage whose policy file (dir/policy.yaml) holds text. */
-static inline void start(struct stg *s, const char *policy)
+/* A running stage whose policy file (dir/policy.yaml) holds text, with flow table fc. */
+static inline void start_with(struct stg *s, const char *policy, const struct rdm_flow_conf *fc)
 {
-	struct rdm_flow_conf fc = {.max_flows = 64};
-	struct rdm_stage_env env = {.node_id = 1, .node_name = "t", .worker = 0, .flows = &fc};
+	struct rdm_stage_env env = {.node_id = 1, .node_name = "t", .worker = 0, .flows = fc};
 
 	memset(s, 0, sizeof(*s));
 	put("policy.yaml", policy);
 	cr_assert_not_null(stage_conf(s, "name: policy\nfile: policy.yaml\n"), "%s", err);
 	s->rt = s->ops->init(s->conf, &env);
 	cr_assert_not_null(s->rt);
+}
+
+/* The same with a table of 64 flows that evicts. */
+static inline void start(struct stg *s, const char *policy)
+{
+	struct rdm_flow_conf fc = {.max_flows = 64};
+
+	start_with(s, policy, &fc);
 }
 
 static inline void stop(struct stg *s)

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Fail closed under flow-table pressure, on loopback: a generator sends 2000 flows (HTTP,
+# TLS, DNS) through dpi + policy, whose policy denies the TLS application, to an egress
+# that writes what leaves. Three runs of the same traffic:
+#   A  flows.max 65536: the table holds every flow (the baseline);
+#   B  flows.max 256, when_full: evict: a flood of new flows for the table;
+#   C  flows.max 256, when_full: refuse-new.
+# The packets of TLS flows (port 443) that leave must be no more in B or C than in A
+# (the handshake before DPI names the application): a flow refused, or pushed out before
+# it was decided, never passes from the middle of its stream.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. tests/lib/rack.sh # wait_exit, stat
+BUILD=${BUILD:-build}
+RDMESH=$PWD/$BUILD/rdmesh
+work=$(mktemp -d /tmp/rdm-failclosed.XXXXXX)
+pids=""
+cleanup() {
+	for p in $pids; do kill -9 "$p" 2>/dev/null; done
+	[ -n "${KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS $*"; }
+
+# wait_log FILE TEXT: until FILE says TEXT (30 s at most).
+wait_log() {
+	local t=0
+	until grep -q -- "$2" "$1" 2>/dev/null; do
+		[ $t -ge 300 ] && return 1
+		sleep 0.1
+		t=$((t + 1))
+	done
+}
+fail() { echo "FAIL $*"; }
+
+"$RDMESH" ctl certs --out "$work/certs" gen inspect out >/dev/null || { fail "certificates"; exit 1; }
+cat >"$work/policy.yaml" <<EOP
+default: allow
+rules:
+  - {name: no-tls, match: {app: TLS}, action: deny}
+EOP
+
+FLOWS=2000
+PACKETS=30000
+PORT=$((21000 + $$ % 20000))
+
+# tls_packets PCAP: packets to or from port 443 in a raw-IP capture.
+tls_packets() {
+	python3 - "$1" <<'EOP'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+off, n = 24, 0
+while off + 16 <= len(d):
+    incl = struct.unpack_from("<I", d, off + 8)[0]
+    p = d[off + 16:off + 16 + incl]
+    off += 16 + incl
+    if len(p) >= 24 and p[0] >> 4 == 4 and p[9] == 6:
+        ihl = (p[0] & 15) * 4
+        sp, dp = struct.unpack_from(">HH", p, ihl)
+        n += 443 in (sp, dp)
+print(n)
+EOP
+}
+
+# run LABEL MAX WHEN: the chain with flows.max MAX and when_full WHEN; sets $tls_out.
+run() {
+	local label=$1 max=$2 when=$3 p1 p2 p3
+	cat >"$work/$label.yaml" <<EOC
+chain: {name: failclosed, spi: 31}
+transport: {certs: $work/certs}
+flows: {max: $max, when_full: $when}
+nodes:
+  - name: gen
+    stages: [stamp]
+    next: inspect
+    ingress: {mode: gen, count: $PACKETS, flows: $FLOWS, rate: 0, seed: 11}
+  - name: inspect
+    listen: 127.0.0.1:$PORT
+    stages: [stamp, dpi, {name: policy, file: $work/policy.yaml}]
+    next: out
+  - name: out
+    listen: 127.0.0.1:$((PORT + 1))
+    stages: [stamp]
+    egress: {pcap: $work/$label.pcap}
+EOC
+	"$RDMESH" node --config "$work/$label.yaml" --name out --stats "$work/$label.out" \
+		>"$work/$label.log.out" 2>&1 &
+	p3=$!
+	"$RDMESH" node --config "$work/$label.yaml" --name inspect --stats "$work/$label.inspect" \
+		>"$work/$label.log.inspect" 2>&1 &
+	p2=$!
+	pids="$p2 $p3"
+	"$RDMESH" node --config "$work/$label.yaml" --name gen >"$work/$label.log.gen" 2>&1
+	# Each node has read everything from its upstream once that connection closed: only
+	# then is it told to stop (it drains what it queued to the next one).
+	wait_log "$work/$label.log.inspect" "upstream .* disconnected" || fail "$label: inspect kept its upstream"
+	kill -TERM $p2
+	wait_exit $p2 20 || kill -9 $p2
+	wait_log "$work/$label.log.out" "upstream .* disconnected" || fail "$label: out kept its upstream"
+	kill -TERM $p3
+	wait_exit $p3 20 || kill -9 $p3
+	pids=""
+	tls_out=$(tls_packets "$work/$label.pcap")
+	echo "$label: flows.max $max, when_full $when: $tls_out TLS packets left;" \
+		"policy denied $(stat "$work/$label.inspect" stage_policy_denied)," \
+		"from cache $(stat "$work/$label.inspect" stage_policy_refused_from_cache)," \
+		"undecidable $(stat "$work/$label.inspect" stage_policy_undecidable_denied)," \
+		"refused new $(stat "$work/$label.inspect" stage_policy_flows_refused)," \
+		"evicted $(stat "$work/$label.inspect" stage_policy_flows_evicted)"
+}
+
+run A 65536 evict
+a=$tls_out
+run B 256 evict
+b=$tls_out
+run C 256 refuse-new
+c=$tls_out
+
+ev=$(stat "$work/B.inspect" stage_policy_flows_evicted)
+[ "${ev:-0}" -gt 0 ] && pass "the small table was flooded: $ev flows evicted in run B" ||
+	fail "run B evicted nothing: the test did not press the table"
+[ "${a:-0}" -gt 0 ] && [ "${b:-x}" -le "$a" ] &&
+	pass "under eviction no more TLS packets leave than with room for every flow ($b <= $a)" ||
+	fail "eviction let more of the denied application through: $b > $a"
+rf=$(stat "$work/C.inspect" stage_dpi_flows_refused)
+[ "${c:-x}" -le "$a" ] && [ "${rf:-0}" -gt 0 ] &&
+	pass "refuse-new: no more TLS packets leave than with room ($c <= $a), $rf new flows refused by dpi" ||
+	fail "refuse-new: TLS packets $c (baseline $a), dpi flows_refused '$rf'"
