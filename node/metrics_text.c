@@ -67,6 +67,8 @@ static const struct {
     {"rx_frames", "Frames received from upstream"},
     {"tx_frames", "Frames sent downstream"},
     {"stalls", "Receive batches left with the transport because the next hop was congested"},
+    {"down_handshakes", "TLS handshakes that proved a downstream connection (protect: auth)"},
+    {"down_handshake_us", "Time those handshakes took in all, connect to proven, in microseconds"},
     {"auth_refused", "Connections refused because they did not prove to be this hop's peer"},
     {"back_rx_frames", "Frames received travelling back towards the chain's ingress"},
     {"back_tx_frames", "Frames sent back towards the chain's ingress"},

@@ -14,9 +14,11 @@
 #define REFUSAL_LOGS_PER_TICK 4		    /* more refusals in one tick are counted, not logged */
 #define UPSTREAM_REREAD_NS    1000000000ull /* the chain file is read again at most this often */
 
-/* How many hops each node of chain is from an ingress (0 at an ingress), or -1 where
- * no ingress reaches it; into depth[n_nodes]. Breadth first, so each gets its
- * shortest distance. 0, or -ENOMEM. */
+/* How many hops each node of chain is from an ingress (0 at an ingress), into
+ * depth[n_nodes]: breadth first from the ingresses, so each gets its shortest distance.
+ * A node no ingress reaches yet (a replica waiting to be added to its upstreams' next
+ * lists) stands one hop before its own next hops, as the replicas it joins do; -1 where
+ * neither tells. 0, or -ENOMEM. */
 static int depths(const struct rdm_chain_conf *chain, int *depth)
 {
 	int *queue = malloc(sizeof(*queue) * (size_t)chain->n_nodes), head = 0, tail = 0;
@@ -38,6 +40,18 @@ static int depths(const struct rdm_chain_conf *chain, int *depth)
 			}
 	}
 	free(queue);
+	for (int changed = 1; changed;) {
+		changed = 0;
+		for (int i = 0; i < chain->n_nodes; i++) {
+			const struct rdm_node_conf *o = &chain->nodes[i];
+
+			for (int r = 0; r < o->n_next && depth[i] < 0; r++)
+				if (depth[o->nexts[r]] > 0) {
+					depth[i] = depth[o->nexts[r]] - 1;
+					changed = 1;
+				}
+		}
+	}
 	return 0;
 }
 

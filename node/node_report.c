@@ -167,10 +167,11 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			"down_tx_frames %" PRIu64 "\ndown_tx_bytes %" PRIu64
 			"\ndown_connects %" PRIu64 "\ndown_connect_fails %" PRIu64
 			"\ndown_disconnects %" PRIu64 "\ndown_congested %" PRIu64
-			"\ndown_lost_on_close %" PRIu64 "\ndown_queue_full %" PRIu64 "\n",
+			"\ndown_lost_on_close %" PRIu64 "\ndown_queue_full %" PRIu64
+			"\ndown_handshakes %" PRIu64 "\ndown_handshake_us %" PRIu64 "\n",
 			t.down.tx_frames, t.down.tx_bytes, t.down.connects, t.down.connect_fails,
 			t.down.disconnects, t.down.congested, t.down.lost_on_close,
-			t.down.queue_full);
+			t.down.queue_full, t.down.handshakes, t.down.handshake_us);
 	if (n->n_next && down0 && down0->ops == &rdm_rdma_ops)
 		fprintf(out,
 			"down_inline_sends %" PRIu64 "\ndown_zero_copy %" PRIu64

@@ -23,8 +23,8 @@ struct rdm_vcache_entry {
 
 struct rdm_vcache_stats {
 	uint64_t entries, capacity;
-	uint64_t hits;	   /* flows refused again from the cache */
-	uint64_t stored;   /* refusals remembered */
+	uint64_t hits;	    /* flows refused again from the cache */
+	uint64_t stored;    /* refusals remembered */
 	uint64_t forgotten; /* entries pushed out by newer ones */
 };
 

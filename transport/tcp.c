@@ -5,6 +5,7 @@
  * handshake (lib/tls_hs.h), driven by the same events, and comes up only after it. */
 #include "transport/transport.h"
 #include "lib/byteorder.h"
+#include "lib/clock.h"
 #include "lib/tls_hs.h"
 #include "lib/util.h"
 
@@ -34,6 +35,7 @@ struct tcp_conn {
 	struct rdm_tls_hs *hs;	     /* proving itself (opts.tls), NULL once up */
 	int hs_write;		     /* the handshake waits to write, not to read */
 	struct rdm_timer hs_timer;   /* a connection not proven in time is closed */
+	uint64_t hs_start_ns;	     /* when the socket was connected */
 	char peer_name[64];	     /* connect: the certificate name expected */
 	int connecting;
 	int closed;
@@ -450,6 +452,8 @@ static void prove_step(struct tcp_conn *c)
 		return;
 	}
 	snprintf(c->base.peer_id, sizeof(c->base.peer_id), "%s", rdm_tls_hs_peer(c->hs));
+	c->base.stats.handshakes++;
+	c->base.stats.handshake_us += (rdm_now_ns() - c->hs_start_ns) / 1000;
 	rdm_tls_hs_free(c->hs);
 	c->hs = NULL;
 	rdm_timer_cancel(c->loop, &c->hs_timer);
@@ -485,6 +489,7 @@ static void connected(struct tcp_conn *c)
 		refuse(c, err);
 		return;
 	}
+	c->hs_start_ns = rdm_now_ns();
 	rdm_timer_arm(c->loop, &c->hs_timer, c->o.handshake_ms, prove_timeout, c);
 	prove_step(c);
 }

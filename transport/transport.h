@@ -110,6 +110,7 @@ struct rdm_conn_stats {
 				 * rdma: packed messages with a record past their end (the
 				 * rest of that message dropped) */
 	uint64_t connects, connect_fails, disconnects;
+	uint64_t handshakes, handshake_us; /* proven set-ups (opts.tls), and their time in all */
 	/* rdma */
 	uint64_t inline_sends;	/* frames sent inline (copied by the device at post) */
 	uint64_t zero_copy;	/* frames whose packet was sent from the receive slot */

@@ -220,7 +220,9 @@ chain() {
 	"$TOOLS/fixedpcap" "$size" "$count" 64 "$work/in.pcap" || return 1
 	{
 		echo "chain: {name: bench, spi: 1}"
-		if [ "$p" = rdma ]; then # RDMA hops cannot prove their peers yet (issue G)
+		# RDMA hops cannot prove their peers yet (issue G); PROTECT=none measures TCP
+		# without proof, for the protect table.
+		if [ "$p" = rdma ] || [ "${PROTECT:-auth}" = none ]; then
 			echo "transport: {backoff_min_ms: 10, backoff_max_ms: 100, protect: none}"
 		else
 			echo "transport: {backoff_min_ms: 10, backoff_max_ms: 100, certs: $work/certs}"
@@ -324,6 +326,10 @@ for p in $paths; do
 			row="$(us "$(stat "$e" hops_p50_ns)"),$(us "$(stat "$e" hops_p99_ns)"),$(us "$(stat "$e" hops_p999_ns)"),$(us "$(stat "$e" hops_max_ns)")"
 			echo "$p,hop_${hops}hop,$size,1,$row,," >>"$csv"
 			L[$p, $size, $hops]=$row
+			if [ "$p" = native ] && [ $hops = 1 ]; then
+				# protect: auth's one cost: the handshake when a hop connects.
+				L[hs, $size]="$(stat "$work/s1" down_handshake_us) $(stat "$work/s1" down_handshakes)"
+			fi
 		done
 		step "$p: transport round trip, $frame B frames"
 		read -r a b <<<"$(pingpong "$p" $frame)"
@@ -352,6 +358,24 @@ for p in $paths; do
 		done
 	done
 done
+
+# --- protect: none against auth, native path, the largest packet size ----------------------
+if [ -n "${native_S:-}" ]; then
+	psize=${SIZES##* }
+	step "native: protect none, 1-hop chain, $psize B packets, $LAT_N at $LAT_RATE pkt/s"
+	PROTECT=none chain native 1 "$psize" "$LAT_N" "$LAT_RATE" 1
+	e=$work/s2
+	L[none, lat]="$(us "$(stat "$e" hops_p50_ns)"),$(us "$(stat "$e" hops_p99_ns)")"
+	echo "native-protect-none,hop_1hop,$psize,1,${L[none, lat]},,,," >>"$csv"
+	step "native: protect none, throughput, $psize B, 1 worker, $TP_N packets"
+	PROTECT=none chain native 1 "$psize" "$TP_N" 0 1
+	span=$(stat "$work/s2" egress_span_us)
+	got=$(stat "$work/s2" egress_packets)
+	pps=$(awk -v n="$got" -v s="$span" 'BEGIN { if (s > 0) printf "%.0f", n * 1e6 / s; else print 0 }')
+	cpu=$(awk -v c="$(cat "$work/cpu")" -v n="$got" 'BEGIN { if (n > 0) printf "%.0f", c * 1e6 / n; else print 0 }')
+	echo "native-protect-none,throughput,$psize,1,,,,,$pps,$cpu" >>"$csv"
+	L[none, tp]="$pps $cpu"
+fi
 
 # --- the full chain: the SASE stages on against bare forwarding ----------------------------
 # fullchain MODE COUNT RATE: host1 -> host2 -> host3 on the native path (alternating
@@ -446,6 +470,22 @@ p50() { echo "${1%%,*}"; }
 		read -r a b <<<"${L[$p, $size, tp$wk]}"
 		echo "| $p | $size B | $wk | $a | $b |"
 	done; done; done
+	if [ -n "${L[none, tp]:-}" ]; then
+		echo
+		echo "transport.protect on the native path, one hop, $psize B packets (auth: every hop proves both ends with a TLS 1.3 handshake when it connects; none: nothing is proven):"
+		echo
+		echo "| protect | per-hop p50 us | p99 us | packets/s (1 worker) | CPU ms per Mpkt | handshake |"
+		echo "|---|---:|---:|---:|---:|---:|"
+		IFS=, read -r a b <<<"${L[none, lat]}"
+		read -r c d <<<"${L[none, tp]}"
+		echo "| none | $a | $b | $c | $d | - |"
+		IFS=, read -r a b _ <<<"${L[native, $psize, 1]}"
+		read -r c d <<<"${L[native, $psize, tp1]}"
+		read -r hu hn <<<"${L[hs, $psize]:-0 0}"
+		echo "| auth | $a | $b | $c | $d | $(awk -v u="$hu" -v n="$hn" 'BEGIN { if (n > 0) printf "%.2f ms (%d)", u / n / 1000, n; else print "-" }') |"
+		echo
+		echo "auth/none: packets/s $(ratio "$c" "${L[none, tp]%% *}"), per-hop p50 $(ratio "$a" "${L[none, lat]%%,*}")."
+	fi
 	if [ -n "${L[chain-full, tp]:-}" ]; then
 		echo
 		echo "The full chain (host1 identity -> host2 dpi, policy -> host3 flowlog; every host stamps) against bare forwarding (stamp only), native path, generated HTTP/TLS/DNS traffic:"
