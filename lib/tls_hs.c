@@ -19,6 +19,7 @@ enum hs_phase { HS_HANDSHAKE, HS_VERDICT, HS_DONE };
 
 struct rdm_tls_hs {
 	SSL *ssl;
+	int fd;
 	int server;
 	enum hs_phase phase;
 	struct rdm_tls_verify verify; /* the SSL's app data */
@@ -53,6 +54,7 @@ struct rdm_tls_hs *rdm_tls_hs_new(struct rdm_tls_ctx *ctx, int fd, const char *e
 		return NULL;
 	}
 	h->server = ctx->server;
+	h->fd = fd;
 	h->admit = admit;
 	h->arg = arg;
 	snprintf(h->who, sizeof(h->who), "%s", who);
@@ -181,6 +183,28 @@ static int read_verdict(struct rdm_tls_hs *h, int *want_write, char *err, size_t
 			return ssl_wait_or_fail(h, r, want_write, err, errlen);
 		h->vgot += (uint32_t)r;
 	}
+}
+
+int rdm_tls_hs_keep(struct rdm_tls_hs *h)
+{
+	/* OpenSSL hands keys to the kernel only through its own socket BIO. It sends
+	 * without MSG_NOSIGNAL: the node ignores SIGPIPE, and a closed peer is EPIPE. */
+	BIO *b = BIO_new_socket(h->fd, BIO_NOCLOSE);
+
+	if (!b)
+		return -ENOMEM;
+	SSL_set_bio(h->ssl, b, b);
+	SSL_set_options(h->ssl, SSL_OP_ENABLE_KTLS);
+	return 0;
+}
+
+SSL *rdm_tls__hs_take(struct rdm_tls_hs *h)
+{
+	SSL *ssl = h->ssl;
+
+	h->ssl = NULL;
+	rdm_tls_hs_free(h);
+	return ssl;
 }
 
 int rdm_tls_hs_step(struct rdm_tls_hs *h, int *want_write, char *err, size_t errlen)

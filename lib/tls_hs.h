@@ -8,7 +8,9 @@
  * Afterwards no TLS byte is left unread on the socket in either direction (no
  * read-ahead, no session tickets, the verdict read to its last byte and no further),
  * so the caller goes on with the bare socket: protect: auth proves who is at the other
- * end of the TCP connection once, and costs nothing per frame. */
+ * end of the TCP connection once, and costs nothing per frame. Or it keeps the session
+ * (protect: encrypt, lib/tls_stream.h): then the handshake runs over a plain socket BIO
+ * with kernel TLS asked for, so that where the kernel has it, it encrypts what is sent. */
 #ifndef RDM_TLS_HS_H
 #define RDM_TLS_HS_H
 
@@ -26,6 +28,10 @@ struct rdm_tls_hs;
 struct rdm_tls_hs *rdm_tls_hs_new(struct rdm_tls_ctx *ctx, int fd, const char *expect_name,
 				  rdm_tls_admit_fn admit, void *arg, const char *who, char *err,
 				  size_t errlen);
+
+/* Before the first step: the session will be kept (rdm_tls_stream_from), so ask for
+ * kernel TLS. Returns 0, or -ENOMEM. */
+int rdm_tls_hs_keep(struct rdm_tls_hs *h);
 
 /* Advances the handshake as far as the socket allows. Returns:
  *   1   done: both ends proven and the verdict exchanged (rdm_tls_hs_peer says who);

@@ -66,6 +66,10 @@ int rdm_tls__verdict_check(const uint8_t *v, uint32_t vlen, char *err, size_t er
  * usable holder): 0 to admit, or -EACCES with the reason (for the verdict) in why. */
 int rdm_tls__admit(const char *name, rdm_tls_admit_fn admit, void *arg, char *why, size_t whylen);
 
+/* The session of a finished handshake (lib/tls_hs.c), for lib/tls_stream.c; frees h. */
+struct rdm_tls_hs;
+SSL *rdm_tls__hs_take(struct rdm_tls_hs *h);
+
 /* ---- the sockets under a connection (lib/tls_sock.c) ---- */
 
 /* Milliseconds on the monotonic clock, and a deadline timeout_ms from now (UINT64_MAX

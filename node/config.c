@@ -137,14 +137,12 @@ static int load_protect(struct ld *l, const struct rdm_ynode *m, struct rdm_tran
 	} else if (!strcmp(s, "none")) {
 		t->protect = RDM_PROTECT_NONE;
 	} else if (!strcmp(s, "encrypt")) {
-		return rdm_yerr(l->doc, v, l->err, l->len,
-				"protect: encrypt is not available yet (auth proves every hop; "
-				"none turns that off)");
+		t->protect = RDM_PROTECT_ENCRYPT;
 	} else {
 		hint = rdm_yclosest(s, modes, 3, 2);
 		return rdm_yerr(
-		    l->doc, v, l->err, l->len, "protect: '%s' is not auth or none%s%s%s", s,
-		    hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+		    l->doc, v, l->err, l->len, "protect: '%s' is not auth, encrypt or none%s%s%s",
+		    s, hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
 	}
 	v = m ? rdm_ymap_get(m, "certs") : NULL;
 	if (!v)

@@ -216,6 +216,7 @@ int rdm_node__auth_init(struct rdm_node *n, char *err, size_t errlen)
 	if (n->n_next && !(n->tls_cli = load_ctx(n, dir, 0, err, errlen)))
 		return -EINVAL;
 	n->copts.tls = n->tls_cli;
+	n->copts.encrypt = n->chain->transport.protect == RDM_PROTECT_ENCRYPT;
 	return 0;
 }
 
@@ -306,6 +307,7 @@ void rdm_node__auth_listen(const struct worker *w, struct rdm_conn_opts *o,
 			   struct rdm_conn_cbs *cbs)
 {
 	o->tls = w->node->tls_srv;
+	o->encrypt = w->node->copts.encrypt;
 	cbs->admit = admit;
 	cbs->on_refused = refused;
 }

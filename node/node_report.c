@@ -131,7 +131,9 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 	fprintf(out, "rx_frames %" PRIu64 "\ntx_frames %" PRIu64 "\nstalls %" PRIu64 "\n",
 		t.st.rx_frames, t.st.tx_frames, t.st.stalls);
 	fprintf(out, "protect %s\nauth_refused %" PRIu64 "\n",
-		n->chain->transport.protect == RDM_PROTECT_NONE ? "none" : "auth",
+		n->chain->transport.protect == RDM_PROTECT_NONE	     ? "none"
+		: n->chain->transport.protect == RDM_PROTECT_ENCRYPT ? "encrypt"
+								     : "auth",
 		t.st.auth_refused);
 	fprintf(out,
 		"back_rx_frames %" PRIu64 "\nback_tx_frames %" PRIu64 "\nreplies %" PRIu64
@@ -168,10 +170,11 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			"\ndown_connects %" PRIu64 "\ndown_connect_fails %" PRIu64
 			"\ndown_disconnects %" PRIu64 "\ndown_congested %" PRIu64
 			"\ndown_lost_on_close %" PRIu64 "\ndown_queue_full %" PRIu64
-			"\ndown_handshakes %" PRIu64 "\ndown_handshake_us %" PRIu64 "\n",
+			"\ndown_handshakes %" PRIu64 "\ndown_handshake_us %" PRIu64
+			"\ndown_ktls_tx %" PRIu64 "\n",
 			t.down.tx_frames, t.down.tx_bytes, t.down.connects, t.down.connect_fails,
 			t.down.disconnects, t.down.congested, t.down.lost_on_close,
-			t.down.queue_full, t.down.handshakes, t.down.handshake_us);
+			t.down.queue_full, t.down.handshakes, t.down.handshake_us, t.down.ktls_tx);
 	if (n->n_next && down0 && down0->ops == &rdm_rdma_ops)
 		fprintf(out,
 			"down_inline_sends %" PRIu64 "\ndown_zero_copy %" PRIu64
@@ -185,8 +188,9 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 	if (n->conf->has_listen)
 		fprintf(out,
 			"up_rx_frames %" PRIu64 "\nup_rx_bytes %" PRIu64 "\nup_rx_bad_len %" PRIu64
-			"\nup_disconnects %" PRIu64 "\n",
-			t.up.rx_frames, t.up.rx_bytes, t.up.rx_bad_len, t.up.disconnects);
+			"\nup_disconnects %" PRIu64 "\nup_rx_tls_errors %" PRIu64 "\n",
+			t.up.rx_frames, t.up.rx_bytes, t.up.rx_bad_len, t.up.disconnects,
+			t.up.rx_tls_errors);
 	if (n->conf->egress.enabled) {
 		for (int i = 0; i < n->n_origins; i++) {
 			lost += n->origins[i].lost;

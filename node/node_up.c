@@ -141,6 +141,7 @@ static void up_state(struct rdm_conn *c, int up, void *arg)
 			w->up_closed.rx_frames += s->rx_frames;
 			w->up_closed.rx_bytes += s->rx_bytes;
 			w->up_closed.rx_bad_len += s->rx_bad_len;
+			w->up_closed.rx_tls_errors += s->rx_tls_errors;
 			w->up_closed.disconnects++;
 			w->ups[i] = w->ups[--w->n_ups];
 			w->up_serial[i] = w->up_serial[w->n_ups];

@@ -63,6 +63,8 @@ static const char *protect_text(const struct rdm_chain_spec *spec)
 
 	if (s && !strcmp(s, "none"))
 		return "none (hops are not proven: anyone who reaches a data port may send)";
+	if (s && !strcmp(s, "encrypt"))
+		return "encrypt (every hop proves both ends and is encrypted, TLS 1.3)";
 	return "auth (every hop proves both ends with the rack's certificates)";
 }
 

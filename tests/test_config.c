@@ -644,8 +644,9 @@ Test(config, security_settings_and_their_errors)
 	cr_assert_eq(c.flows.refuse_new, 1);
 	cr_assert_str_eq(c.nodes[0].identity, "a", "the identity defaults to the name");
 	rdm_chain_free(&c);
-	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\ntransport: {protect: atuh}\n",
-			  ":6:22: protect: 'atuh' is not auth or none (did you mean 'auth'?)");
+	expect_text_error(
+	    HEAD "  - name: a\n    listen: 1.2.3.4:5\ntransport: {protect: atuh}\n",
+	    ":6:22: protect: 'atuh' is not auth, encrypt or none (did you mean 'auth'?)");
 	expect_text_error(HEAD
 			  "  - name: a\n    listen: 1.2.3.4:5\nflows: {when_full: refuse_new}\n",
 			  ":6:20: when_full: 'refuse_new' is not evict or refuse-new (did you mean "

@@ -7,6 +7,7 @@
 #include "lib/byteorder.h"
 #include "lib/clock.h"
 #include "lib/tls_hs.h"
+#include "lib/tls_stream.h"
 #include "lib/util.h"
 
 #include <errno.h>
@@ -36,6 +37,9 @@ struct tcp_conn {
 	int hs_write;		     /* the handshake waits to write, not to read */
 	struct rdm_timer hs_timer;   /* a connection not proven in time is closed */
 	uint64_t hs_start_ns;	     /* when the socket was connected */
+	struct rdm_tls_stream *tls;  /* opts.encrypt: the session, once proven */
+	int kernel_tx;		     /* the kernel encrypts what is sent (kTLS) */
+	struct rdm_timer kick_rd;    /* read what TLS holds after room was made */
 	char peer_name[64];	     /* connect: the certificate name expected */
 	int connecting;
 	int closed;
@@ -156,6 +160,10 @@ static void drop_socket(struct tcp_conn *c)
 	rdm_tls_hs_free(c->hs);
 	c->hs = NULL;
 	rdm_timer_cancel(c->loop, &c->hs_timer);
+	rdm_tls_stream_free(c->tls);
+	c->tls = NULL;
+	c->kernel_tx = 0;
+	rdm_timer_cancel(c->loop, &c->kick_rd);
 }
 
 /* The connection failed: tell the owner, then reconnect (outbound) or free (accepted). */
@@ -228,7 +236,19 @@ static int tcp_flush(struct tcp_conn *c)
 			iov[1].iov_len = pending - first;
 			msg.msg_iovlen = 2;
 		}
-		n = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (c->tls && !c->kernel_tx) {
+			/* User-space encryption: the ring's first piece, record by record. */
+			n = rdm_tls_stream_write(c->tls, iov[0].iov_base, iov[0].iov_len);
+			if (n == -EAGAIN)
+				break;
+			if (n < 0) {
+				tcp_fail(c);
+				return -1;
+			}
+			pending = (uint64_t)n; /* a record at a time: not a partial write */
+		} else {
+			n = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -242,6 +262,8 @@ static int tcp_flush(struct tcp_conn *c)
 		tx_advance(c, (size_t)n);
 	}
 	if (c->tx_shut && !c->fin_sent && c->tx_tail == c->tx_head) {
+		if (c->tls)
+			rdm_tls_stream_close_notify(c->tls);
 		shutdown(c->io.fd, SHUT_WR); /* all out: now the FIN */
 		c->fin_sent = 1;
 	}
@@ -296,6 +318,13 @@ static int tcp_send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int 
 	 * frames were taken all the same. */
 	tcp_flush(c);
 	return i;
+}
+
+static void tcp_read(struct tcp_conn *c);
+
+static void kick_read(void *arg)
+{
+	tcp_read(arg);
 }
 
 /* Hands complete frames to the owner in batches until it stops taking them. */
@@ -355,6 +384,10 @@ static void deliver(struct tcp_conn *c)
 		tcp_fail(c);
 		return;
 	}
+	/* TLS may hold decrypted bytes the socket no longer shows: no event would come. */
+	if (c->tls && !c->rx_paused && !c->eof && c->rx_end < c->rx_cap &&
+	    rdm_tls_stream_pending(c->tls))
+		rdm_timer_arm(c->loop, &c->kick_rd, 0, kick_read, c);
 	update_events(c);
 }
 
@@ -365,6 +398,32 @@ static void tcp_eof(struct tcp_conn *c)
 {
 	c->eof = 1;
 	rdm_io_del(c->loop, &c->io); /* a hang-up would be reported again and again */
+	deliver(c);
+}
+
+/* Reads and decrypts (opts.encrypt) until the socket has nothing or the buffer is full;
+ * a record that fails its check fails the connection. */
+static void tls_read(struct tcp_conn *c)
+{
+	char why[256];
+	ssize_t n = 0;
+
+	while (c->rx_end < c->rx_cap) {
+		n = rdm_tls_stream_read(c->tls, c->rx + c->rx_end, c->rx_cap - c->rx_end, why,
+					sizeof(why));
+		if (n <= 0)
+			break;
+		c->rx_end += (uint32_t)n;
+		c->base.stats.rx_bytes += (uint64_t)n;
+	}
+	/* A record that failed its check ends the stream there (it cannot skip one):
+	 * what arrived intact before it is delivered, as at the peer's close. */
+	if (n == -EPROTO)
+		c->base.stats.rx_tls_errors++;
+	if (n == 0 || n == -EPROTO) {
+		tcp_eof(c);
+		return;
+	}
 	deliver(c);
 }
 
@@ -379,6 +438,10 @@ static void tcp_read(struct tcp_conn *c)
 	}
 	if (c->rx_end == c->rx_cap)
 		return; /* paused with a full buffer: the peer waits on TCP's window */
+	if (c->tls) {
+		tls_read(c);
+		return;
+	}
 	n = read(c->io.fd, c->rx + c->rx_end, c->rx_cap - c->rx_end);
 	if (n == 0) {
 		tcp_eof(c);
@@ -454,6 +517,16 @@ static void prove_step(struct tcp_conn *c)
 	snprintf(c->base.peer_id, sizeof(c->base.peer_id), "%s", rdm_tls_hs_peer(c->hs));
 	c->base.stats.handshakes++;
 	c->base.stats.handshake_us += (rdm_now_ns() - c->hs_start_ns) / 1000;
+	if (c->o.encrypt) {
+		c->tls = rdm_tls_stream_from(c->hs); /* takes the handshake's session */
+		c->hs = NULL;
+		if (!c->tls) {
+			refuse(c, "out of memory for the TLS session");
+			return;
+		}
+		c->kernel_tx = rdm_tls_stream_ktls_tx(c->tls);
+		c->base.stats.ktls_tx += (uint64_t)c->kernel_tx;
+	}
 	rdm_tls_hs_free(c->hs);
 	c->hs = NULL;
 	rdm_timer_cancel(c->loop, &c->hs_timer);
@@ -485,8 +558,8 @@ static void connected(struct tcp_conn *c)
 	c->hs = rdm_tls_hs_new(c->o.tls, c->io.fd, c->lst ? NULL : c->peer_name,
 			       c->lst ? c->base.cbs.admit : NULL, c->base.cbs.arg, who, err,
 			       sizeof(err));
-	if (!c->hs) {
-		refuse(c, err);
+	if (!c->hs || (c->o.encrypt && rdm_tls_hs_keep(c->hs) < 0)) {
+		refuse(c, c->hs ? "out of memory for the TLS session" : err);
 		return;
 	}
 	c->hs_start_ns = rdm_now_ns();

@@ -18,6 +18,7 @@
 enum rdm_protect {
 	RDM_PROTECT_AUTH = 0, /* mutual certificates at connect time, frames in the clear */
 	RDM_PROTECT_NONE,     /* nothing: anyone who reaches a port may send (benchmarks) */
+	RDM_PROTECT_ENCRYPT,  /* auth, and every byte encrypted and authenticated (TLS 1.3) */
 };
 
 /* A chain's transport settings (the chain config's transport: section). */
@@ -93,6 +94,7 @@ struct rdm_conn_opts {
 	struct rdm_tls_ctx *tls;
 	const char *peer_name; /* connect: the name the peer's certificate must carry */
 	uint32_t handshake_ms; /* a connection not proven by then is closed (default 3000) */
+	int encrypt; /* with tls: keep the session, every byte encrypted (lib/tls_stream.h) */
 	/* rdma */
 	uint32_t credits;    /* receive slots granted to each peer (default 64) */
 	uint32_t inline_max; /* inline bytes to ask the device for (default 256) */
@@ -111,6 +113,8 @@ struct rdm_conn_stats {
 				 * rest of that message dropped) */
 	uint64_t connects, connect_fails, disconnects;
 	uint64_t handshakes, handshake_us; /* proven set-ups (opts.tls), and their time in all */
+	uint64_t ktls_tx;	/* encrypted set-ups whose sends the kernel encrypts (kTLS) */
+	uint64_t rx_tls_errors; /* encrypted records that failed their check (connection reset) */
 	/* rdma */
 	uint64_t inline_sends;	/* frames sent inline (copied by the device at post) */
 	uint64_t zero_copy;	/* frames whose packet was sent from the receive slot */

@@ -220,12 +220,12 @@ chain() {
 	"$TOOLS/fixedpcap" "$size" "$count" 64 "$work/in.pcap" || return 1
 	{
 		echo "chain: {name: bench, spi: 1}"
-		# RDMA hops cannot prove their peers yet (issue G); PROTECT=none measures TCP
-		# without proof, for the protect table.
+		# RDMA hops cannot prove their peers yet (issue G); PROTECT=none or encrypt
+		# measure TCP without proof or encrypted, for the protect table.
 		if [ "$p" = rdma ] || [ "${PROTECT:-auth}" = none ]; then
 			echo "transport: {backoff_min_ms: 10, backoff_max_ms: 100, protect: none}"
 		else
-			echo "transport: {backoff_min_ms: 10, backoff_max_ms: 100, certs: $work/certs}"
+			echo "transport: {backoff_min_ms: 10, backoff_max_ms: 100, certs: $work/certs, protect: ${PROTECT:-auth}}"
 		fi
 		echo "nodes:"
 		for ((i = 1; i <= last; i++)); do
@@ -359,22 +359,25 @@ for p in $paths; do
 	done
 done
 
-# --- protect: none against auth, native path, the largest packet size ----------------------
+# --- protect: none and encrypt against auth, native path, the largest packet size -----------
 if [ -n "${native_S:-}" ]; then
 	psize=${SIZES##* }
-	step "native: protect none, 1-hop chain, $psize B packets, $LAT_N at $LAT_RATE pkt/s"
-	PROTECT=none chain native 1 "$psize" "$LAT_N" "$LAT_RATE" 1
-	e=$work/s2
-	L[none, lat]="$(us "$(stat "$e" hops_p50_ns)"),$(us "$(stat "$e" hops_p99_ns)")"
-	echo "native-protect-none,hop_1hop,$psize,1,${L[none, lat]},,,," >>"$csv"
-	step "native: protect none, throughput, $psize B, 1 worker, $TP_N packets"
-	PROTECT=none chain native 1 "$psize" "$TP_N" 0 1
-	span=$(stat "$work/s2" egress_span_us)
-	got=$(stat "$work/s2" egress_packets)
-	pps=$(awk -v n="$got" -v s="$span" 'BEGIN { if (s > 0) printf "%.0f", n * 1e6 / s; else print 0 }')
-	cpu=$(awk -v c="$(cat "$work/cpu")" -v n="$got" 'BEGIN { if (n > 0) printf "%.0f", c * 1e6 / n; else print 0 }')
-	echo "native-protect-none,throughput,$psize,1,,,,,$pps,$cpu" >>"$csv"
-	L[none, tp]="$pps $cpu"
+	for pm in none encrypt; do
+		step "native: protect $pm, 1-hop chain, $psize B packets, $LAT_N at $LAT_RATE pkt/s"
+		PROTECT=$pm chain native 1 "$psize" "$LAT_N" "$LAT_RATE" 1
+		e=$work/s2
+		L[$pm, lat]="$(us "$(stat "$e" hops_p50_ns)"),$(us "$(stat "$e" hops_p99_ns)")"
+		L[$pm, ktls]=$(stat "$work/s1" down_ktls_tx)
+		echo "native-protect-$pm,hop_1hop,$psize,1,${L[$pm, lat]},,,," >>"$csv"
+		step "native: protect $pm, throughput, $psize B, 1 worker, $TP_N packets"
+		PROTECT=$pm chain native 1 "$psize" "$TP_N" 0 1
+		span=$(stat "$work/s2" egress_span_us)
+		got=$(stat "$work/s2" egress_packets)
+		pps=$(awk -v n="$got" -v s="$span" 'BEGIN { if (s > 0) printf "%.0f", n * 1e6 / s; else print 0 }')
+		cpu=$(awk -v c="$(cat "$work/cpu")" -v n="$got" 'BEGIN { if (n > 0) printf "%.0f", c * 1e6 / n; else print 0 }')
+		echo "native-protect-$pm,throughput,$psize,1,,,,,$pps,$cpu" >>"$csv"
+		L[$pm, tp]="$pps $cpu"
+	done
 fi
 
 # --- the full chain: the SASE stages on against bare forwarding ----------------------------
@@ -472,7 +475,7 @@ p50() { echo "${1%%,*}"; }
 	done; done; done
 	if [ -n "${L[none, tp]:-}" ]; then
 		echo
-		echo "transport.protect on the native path, one hop, $psize B packets (auth: every hop proves both ends with a TLS 1.3 handshake when it connects; none: nothing is proven):"
+		echo "transport.protect on the native path, one hop, $psize B packets (auth: every hop proves both ends with a TLS 1.3 handshake when it connects; encrypt: the same, and every byte encrypted, by the kernel where it has TLS (here: $([ "${L[encrypt, ktls]:-0}" = 1 ] && echo 'kernel TLS' || echo 'no tls module, OpenSSL in user space')); none: nothing is proven):"
 		echo
 		echo "| protect | per-hop p50 us | p99 us | packets/s (1 worker) | CPU ms per Mpkt | handshake |"
 		echo "|---|---:|---:|---:|---:|---:|"
@@ -483,8 +486,11 @@ p50() { echo "${1%%,*}"; }
 		read -r c d <<<"${L[native, $psize, tp1]}"
 		read -r hu hn <<<"${L[hs, $psize]:-0 0}"
 		echo "| auth | $a | $b | $c | $d | $(awk -v u="$hu" -v n="$hn" 'BEGIN { if (n > 0) printf "%.2f ms (%d)", u / n / 1000, n; else print "-" }') |"
+		IFS=, read -r ea eb <<<"${L[encrypt, lat]}"
+		read -r ec ed <<<"${L[encrypt, tp]}"
+		echo "| encrypt | $ea | $eb | $ec | $ed | (as auth) |"
 		echo
-		echo "auth/none: packets/s $(ratio "$c" "${L[none, tp]%% *}"), per-hop p50 $(ratio "$a" "${L[none, lat]%%,*}")."
+		echo "auth/none: packets/s $(ratio "$c" "${L[none, tp]%% *}"), per-hop p50 $(ratio "$a" "${L[none, lat]%%,*}"). encrypt/none: packets/s $(ratio "$ec" "${L[none, tp]%% *}"), per-hop p50 $(ratio "$ea" "${L[none, lat]%%,*}")."
 	fi
 	if [ -n "${L[chain-full, tp]:-}" ]; then
 		echo

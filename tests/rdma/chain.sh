@@ -197,3 +197,34 @@ EOC
 	grep 'transport auto' "$work/log1"
 	rm -f "$work"/stats* "$work"/log*
 done
+
+# --- run 4: an encrypted TCP hop with kernel TLS -------------------------------------------
+# The guest's Debian kernel has the tls module (the host's has not): with protect: encrypt
+# OpenSSL hands the session's keys to the kernel, and the node goes on writing plaintext
+# with sendmsg, the kernel making the records (down_ktls_tx 1).
+"$RDMESH" ctl certs --out "$work/certs" host1 host2 >/dev/null || fail "certificates"
+cat >"$work/chain.yaml" <<EOC
+chain: {name: ktls, spi: 5}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, protect: encrypt, certs: $work/certs}
+nodes:
+  - name: host1
+    listen: $A1:7401
+    stages: [stamp]
+    next: host2
+    transport: tcp
+    ingress: {mode: gen, count: 3000, flows: 30, rate: 0, wait_ms: 15000}
+  - name: host2
+    listen: $A2:7401
+    stages: [stamp]
+    egress: {count: 3000}
+EOC
+node 2; node 1
+wait_exit "${pids[1]}" 60 || { fail "ktls: ingress did not finish"; kill -9 "${pids[1]}"; }
+wait_exit "${pids[2]}" 20 || { kill -TERM "${pids[2]}"; wait_exit "${pids[2]}" 5; }
+if [ "$(stat "$work/stats2" egress_packets)" = 3000 ] && [ "$(stat "$work/stats1" down_ktls_tx)" = 1 ] &&
+	[ "$(stat "$work/stats2" protect)" = encrypt ]; then
+	pass "an encrypted TCP hop (protect: encrypt) with kernel TLS sending: 3000 of 3000 delivered, down_ktls_tx 1"
+else
+	fail "encrypted hop with kernel TLS: delivered $(stat "$work/stats2" egress_packets), down_ktls_tx '$(stat "$work/stats1" down_ktls_tx)'; tls module: $(grep -c '^tls ' /proc/modules)"
+	show_logs "ktls"
+fi
