@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Three hosts in network namespaces on one bridge: host1 replays a generated capture
 # (ingress), host2 runs a stage, host3 takes packets out (egress). Run 1 must deliver
-# everything; run 2 kills host2 with SIGKILL mid-replay and restarts it: what was lost
-# must be counted exactly, and everything sent after the reconnect must arrive.
+# everything; run 2 (over encrypted hops) kills host2 with SIGKILL mid-replay and
+# restarts it: what was lost must be counted exactly, and everything sent after the
+# reconnect must arrive.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/rack.sh
@@ -33,7 +34,7 @@ chain() {
 	cat <<EOC
 chain: {name: chain3, spi: 7}
 transport: {backoff_min_ms: 10, backoff_max_ms: 100, batch: 32, queue_bytes: $queue,
-            certs: $work/certs}
+            certs: $work/certs, protect: ${PROTECT:-auth}}
 nodes:
   - name: host1
     stages: [stamp]
@@ -128,7 +129,8 @@ for i in 1 2 3; do echo "--- run 1 host$i"; cat "$work/log$i"; done
 rm -f "$work"/stats* "$work"/log* "$work"/*.pcap.tmp "$work/out.pcap" "$work/frames.pcap"
 # 2000 pkt/s: 6 s of replay, so that the kill lands mid-replay and a restarted host2 is
 # back well before the ingress ends, however slow the host is to start the nodes.
-chain 2000 >"$work/chain.yaml"
+# This run's hops are encrypted (protect: encrypt): the kill must cost the same.
+PROTECT=encrypt chain 2000 >"$work/chain.yaml"
 node 3; node 2; node 1
 # Kill once packets flow: the ingress's first progress line with packets sent.
 t=0
@@ -149,7 +151,7 @@ if run_chain "run 2"; then
 	if "$CHECK" --in "$work/in.pcap" --frames "$work/frames.pcap" --ip "$work/out.pcap" \
 		--egress-stats "$work/stats3" --hops 1,2,3 --after "$after" >"$work/check2" 2>&1; then
 		if [ "$lost" -gt 0 ] && [ "$after" -gt 0 ] && [ $((got + lost)) -eq $PACKETS ]; then
-			pass "host2 killed and restarted: $lost lost and counted exactly ($got + $lost = $PACKETS), all $((PACKETS - after)) sent after the reconnect arrived"
+			pass "encrypted hops: host2 killed and restarted: $lost lost and counted exactly ($got + $lost = $PACKETS), all $((PACKETS - after)) sent after the reconnect arrived"
 		else
 			fail "kill run accounting: got $got lost $lost reconnect at $after"
 		fi

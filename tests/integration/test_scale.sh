@@ -7,8 +7,9 @@
 # end, and a replica that leaves drains. tests/tools/chaincheck then proves from the
 # egress's frames that no packet was lost, each flow kept its order, and every packet of a
 # flow passed exactly one dpi replica; the edge's counters say how the replicas drained.
-# A second, shorter run drains with a 300 ms timeout instead: the flows still pinned then
-# move to the remaining replica (counted), and any packet that costs is counted too.
+# A second, shorter run drains with a 300 ms timeout instead, over encrypted hops
+# (protect: encrypt): the flows still pinned then move to the remaining replica (counted),
+# and any packet that costs is counted too.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/rack.sh
@@ -33,7 +34,7 @@ chain() {
 	cat <<EOF
 chain: {name: scale, spi: 12}
 transport: {backoff_min_ms: 10, backoff_max_ms: 100, drain_ms: ${DRAIN_MS:-20000},
-            certs: $work/certs}
+            certs: $work/certs, protect: ${PROTECT:-auth}}
 flows: {tcp_closed_ms: 300, udp_idle_ms: 1500, other_idle_ms: 1500}
 nodes:
   - {name: host1, id: 1, stages: [stamp], next: edge,
@@ -127,6 +128,8 @@ moved=$(stat "$work/stats.edge" pins_moved)
 # --- the drain timeout: 3 -> 1 while the leaving replicas still carry flows ----------------
 for n in log dpi-1 dpi-2 dpi-3 edge host1; do rm -f "$work/stats.$n" "$work/log.$n"; done
 rm -f "$work/frames.pcap"
+# This run's hops are encrypted (protect: encrypt): the same results are due.
+export PROTECT=encrypt
 DRAIN_MS=300 chain "[dpi-1, dpi-2, dpi-3]" >"$work/chain.yaml"
 node 6 log; node 5 dpi-3; node 4 dpi-2; node 3 dpi-1; node 2 edge; node 1 host1
 t=0
@@ -147,7 +150,7 @@ dropped=$(stat "$work/stats.edge" drops)
 # A timeout moves flows that are still busy: what it costs must be counted, never silent.
 if [ "${late:-0}" = 2 ] && [ "${moved:-0}" -gt 0 ] && [ $((got + lost)) = $PACKETS ] &&
 	[ "$lost" = "$dropped" ]; then
-	pass "drain timeout (300 ms): both leaving replicas closed by timeout, $moved flows moved on; $got packets arrived, $lost lost and counted at the edge ($dropped)"
+	pass "encrypted hops, drain timeout (300 ms): both leaving replicas closed by timeout, $moved flows moved on; $got packets arrived, $lost lost and counted at the edge ($dropped)"
 else
 	fail "drain timeout run: drain_timeouts '$late' pins_moved '$moved' delivered '$got' lost '$lost' edge drops '$dropped'"
 fi
