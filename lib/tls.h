@@ -60,6 +60,12 @@ void rdm_tls_ctx_free(struct rdm_tls_ctx *ctx);
 struct rdm_tls_ctx *rdm_tls_ctx_load(const char *dir, const char *name, int server, char *err,
 				     size_t errlen);
 
+/* Rotation: loads ctx's holder's files from dir again (rdm_tls_ctx_load's layout) and
+ * makes them what connections made from now on use; connections already set up keep
+ * what they were made with. Safe while other threads use ctx. 0, or -errno with a
+ * reason in err (ctx is then unchanged). */
+int rdm_tls_ctx_reload(struct rdm_tls_ctx *ctx, const char *dir, char *err, size_t errlen);
+
 /* This end's own name, from its certificate (first DNS subjectAltName, else CN). */
 const char *rdm_tls_ctx_name(const struct rdm_tls_ctx *ctx);
 

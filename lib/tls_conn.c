@@ -35,7 +35,7 @@ static struct rdm_tls_conn *conn_new(struct rdm_tls_ctx *ctx, int fd,
 	rdm_addr_format(ss, sl, c->peer_addr, sizeof(c->peer_addr));
 	/* Control messages are small and answered: do not hold them back. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->ssl = SSL_new(ctx->ssl);
+	c->ssl = rdm_tls__ssl_new(ctx);
 	b = rdm_tls__sock_bio(fd);
 	if (!c->ssl || !b) {
 		BIO_free(b);

@@ -87,6 +87,8 @@ struct rdm_tls_ctx *rdm_tls_ctx_new(const char *ca, const char *cert, const char
 		return NULL;
 	}
 	ctx = calloc(1, sizeof(*ctx));
+	if (ctx)
+		pthread_mutex_init(&ctx->mu, NULL);
 	if (!ctx) {
 		errno = -rdm_errf(err, errlen, -ENOMEM, "tls: out of memory");
 		return NULL;
@@ -191,7 +193,34 @@ void rdm_tls_ctx_free(struct rdm_tls_ctx *ctx)
 	if (!ctx)
 		return;
 	SSL_CTX_free(ctx->ssl);
+	pthread_mutex_destroy(&ctx->mu);
 	free(ctx);
+}
+
+SSL *rdm_tls__ssl_new(struct rdm_tls_ctx *ctx)
+{
+	SSL *ssl;
+
+	pthread_mutex_lock(&ctx->mu);
+	ssl = SSL_new(ctx->ssl); /* holds a reference: the SSL_CTX outlives a swap */
+	pthread_mutex_unlock(&ctx->mu);
+	return ssl;
+}
+
+int rdm_tls_ctx_reload(struct rdm_tls_ctx *ctx, const char *dir, char *err, size_t errlen)
+{
+	struct rdm_tls_ctx *fresh = rdm_tls_ctx_load(dir, ctx->name, ctx->server, err, errlen);
+	SSL_CTX *old;
+
+	if (!fresh)
+		return errno ? -errno : -EINVAL;
+	pthread_mutex_lock(&ctx->mu);
+	old = ctx->ssl;
+	ctx->ssl = fresh->ssl;
+	fresh->ssl = old;
+	pthread_mutex_unlock(&ctx->mu);
+	rdm_tls_ctx_free(fresh); /* drops our reference to the old one */
+	return 0;
 }
 
 const char *rdm_tls_ctx_name(const struct rdm_tls_ctx *ctx)

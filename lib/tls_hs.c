@@ -59,7 +59,7 @@ struct rdm_tls_hs *rdm_tls_hs_new(struct rdm_tls_ctx *ctx, int fd, const char *e
 	h->arg = arg;
 	snprintf(h->who, sizeof(h->who), "%s", who);
 	ERR_clear_error();
-	h->ssl = SSL_new(ctx->ssl);
+	h->ssl = rdm_tls__ssl_new(ctx);
 	b = rdm_tls__sock_bio(fd);
 	if (!h->ssl || !b) {
 		BIO_free(b);

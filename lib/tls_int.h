@@ -30,6 +30,7 @@
 /* ---- contexts and certificates (lib/tls_ctx.c) ---- */
 
 struct rdm_tls_ctx {
+	pthread_mutex_t mu; /* ssl, swapped by rdm_tls_ctx_reload */
 	SSL_CTX *ssl;
 	int server;
 	char name[RDM_TLS__NAME_LEN];
@@ -43,6 +44,9 @@ struct rdm_tls_verify {
 	int depth;
 	char name[RDM_TLS__NAME_LEN]; /* the certificate it was about */
 };
+
+/* SSL_new on the context's current SSL_CTX (a reload may swap it meanwhile). */
+SSL *rdm_tls__ssl_new(struct rdm_tls_ctx *ctx);
 
 /* The holder's name from x: its first DNS subjectAltName, else its CN; "" when neither
  * is a usable name (rdm_certs_name_ok). */

@@ -42,9 +42,11 @@ void rdm_node_stop(struct rdm_node *n);
 int rdm_node_upstreams(const struct rdm_node *n);
 
 /* What SIGHUP does, callable from another thread while the node runs (not from a
- * worker): stages re-read their files (identity's directory, the policy), and the chain
- * file is read again for this node's next list (new replicas get new flows, leaving ones
- * drain). Broken files are logged and change nothing. Calls must not overlap. */
+ * worker): the rack's certificates are read again (rotation: new connections use them,
+ * connections up keep going), stages re-read their files (identity's directory, the
+ * policy), and the chain file is read again for this node's next list (new replicas get
+ * new flows, leaving ones drain). Broken files are logged and change nothing. Calls must
+ * not overlap. */
 void rdm_node_reload(struct rdm_node *n);
 
 /* Writes every counter as "key value" lines (stable names, for scripts). Safe while the

@@ -220,6 +220,28 @@ int rdm_node__auth_init(struct rdm_node *n, char *err, size_t errlen)
 	return 0;
 }
 
+void rdm_node__auth_reload(struct rdm_node *n)
+{
+	struct rdm_tls_ctx *ctxs[2] = {n->tls_srv, n->tls_cli};
+	char err[512];
+	int done = 0;
+
+	for (int i = 0; i < 2; i++) {
+		if (!ctxs[i])
+			continue;
+		if (rdm_tls_ctx_reload(ctxs[i], n->chain->transport.certs, err, sizeof(err)) < 0) {
+			rdm_node__log(n, "reload: certificates: %s: keeping the running ones", err);
+			return;
+		}
+		done = 1;
+	}
+	if (done)
+		rdm_node__log(n,
+			      "reload: certificates read again from %s: connections made from now "
+			      "on prove themselves with them; those up keep going",
+			      n->chain->transport.certs);
+}
+
 void rdm_node__auth_fini(struct rdm_node *n)
 {
 	rdm_tls_ctx_free(n->tls_srv);

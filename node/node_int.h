@@ -259,6 +259,7 @@ void rdm_node__fatal(struct rdm_node *n, int rc);
 /* node_auth.c: proving hops (protect: auth) */
 int rdm_node__auth_init(struct rdm_node *n, char *err, size_t errlen);
 void rdm_node__auth_fini(struct rdm_node *n);
+void rdm_node__auth_reload(struct rdm_node *n);
 int rdm_node__auth_upstreams(struct rdm_node *n, const struct rdm_chain_conf *chain);
 void rdm_node__auth_tick(struct worker *w);
 void rdm_node__path_of(struct rdm_node *n, const char *peer_id, struct si_set *set);

@@ -114,6 +114,7 @@ void rdm_node_reload(struct rdm_node *n)
 	unsigned gen;
 	uint64_t one = 1, until = rdm_now_ns() + 5000000000ull;
 
+	rdm_node__auth_reload(n);
 	for (int s = 0; s < n->n_stages; s++) {
 		const struct rdm_stage_ops *ops = n->stage_ops[s];
 
