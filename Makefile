@@ -19,7 +19,7 @@ SAN_BUILD := build/san-$(subst $(comma),-,$(SAN))
 JOBS ?= $(shell nproc)
 PAR = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS))
 
-PKGS := yaml-0.1 libpcap libibverbs librdmacm libndpi openssl libmicrohttpd
+PKGS := yaml-0.1 libpcap libibverbs librdmacm libndpi openssl libmicrohttpd gnutls
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CRIT_CFLAGS = $(shell pkg-config --cflags criterion 2>/dev/null)
@@ -35,7 +35,8 @@ LDLIBS += $(PKG_LIBS) -lpthread -lm
 DEB_PKGS := gcc make pkg-config clang libyaml-dev libpcap-dev libcriterion-dev libssl-dev \
 	libibverbs-dev librdmacm-dev libndpi-dev iproute2 iputils-ping procps tcpdump \
 	qemu-system-x86 busybox-static cpio kmod rdma-core ibverbs-utils rdmacm-utils perftest \
-	sockperf haproxy gnuplot-nox clang-format libclang-rt-14-dev libndpi-bin curl openssl dnsutils dnsmasq-base python3 libmicrohttpd-dev
+	sockperf haproxy gnuplot-nox clang-format libclang-rt-14-dev libndpi-bin curl openssl dnsutils dnsmasq-base python3 libmicrohttpd-dev \
+	libgnutls28-dev
 
 LIB_SRC := $(filter-out orchestrator/main.c,$(wildcard lib/*.c transport/*.c services/*.c node/*.c orchestrator/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

@@ -497,7 +497,14 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 	pthread_mutex_init(&a.lock, NULL); /* never fails for default attributes */
 	/* The server's thread inherits the caller's mask, which blocks our signals. */
 	if (o->metrics) {
-		metrics = rdm_metrics_start_fn(o->metrics, metrics_report, &a, err, sizeof(err));
+		char ca[4096], cert[4096], key[4096];
+		struct rdm_metrics_tls t = {ca, cert, key};
+
+		snprintf(ca, sizeof(ca), "%s/ca.pem", o->certs);
+		snprintf(cert, sizeof(cert), "%s/%s.pem", o->certs, o->name);
+		snprintf(key, sizeof(key), "%s/%s.key", o->certs, o->name);
+		metrics = rdm_metrics_start_tls(o->metrics, metrics_report, &a,
+						o->metrics_tls ? &t : NULL, err, sizeof(err));
 		if (!metrics) {
 			fprintf(stderr, "rdmesh: %s: %s\n", o->name, err);
 			pthread_mutex_destroy(&a.lock);

@@ -34,6 +34,7 @@ struct rdm_agent_opts {
 	const char *dir;     /* where the chain, stats and logs of replicas go */
 	int drain_ms;	     /* how long a stopping replica drains its queues */
 	const char *metrics; /* "IP:PORT" to serve metrics on, or NULL for none */
+	int metrics_tls;     /* over HTTPS with this host's certificate; scrapers need one */
 };
 
 /* Runs until SIGTERM/SIGINT (blocked by the caller in every thread first). Returns the

@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -40,6 +42,10 @@ struct rdm_metrics {
 	int stop;
 	pthread_t watchdog;
 	int watching;
+	/* HTTPS (rdm_metrics_start_tls): the PEM texts MHD reads, and the scrapes refused */
+	int tls;
+	char *pem[3]; /* key, certificate, CA */
+	atomic_ulong refused;
 };
 
 static uint64_t now_ns(void)
@@ -148,8 +154,9 @@ int rdm_metrics_addr_ok(const char *addr, int remote, char *err, size_t errlen)
 		return 0;
 	snprintf(err, errlen,
 		 "metrics %s: not a loopback address, and the endpoint has no TLS: anyone who "
-		 "reaches it could read every counter. Add --metrics-remote to serve it there "
-		 "anyway (a management network)",
+		 "reaches it could read every counter. Add --metrics-tls (HTTPS, scrapers "
+		 "need a certificate from the rack's CA) or --metrics-remote (plain HTTP on a "
+		 "management network)",
 		 addr);
 	return -EACCES;
 }
@@ -187,8 +194,7 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int status, c
 	return ret;
 }
 
-/* rdm_metrics_start's report: one node's. */
-static int node_report(void *arg, FILE *out)
+int rdm_metrics_node_report(void *arg, FILE *out)
 {
 	rdm_node_report(arg, out);
 	return 0;
@@ -230,17 +236,38 @@ static int scrape(const struct rdm_metrics *m, char **body, size_t *len)
 	return rc;
 }
 
+/* HTTPS: the client sent a certificate that the rack's CA signed (MHD only asks). */
+static int client_ok(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	unsigned int n = 0, status = 0;
+
+	if (!ci || !ci->tls_session)
+		return 0;
+	if (!gnutls_certificate_get_peers(ci->tls_session, &n) || n == 0)
+		return 0;
+	return gnutls_certificate_verify_peers2(ci->tls_session, &status) == 0 && status == 0;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
 			      const char *method, const char *version, const char *upload_data,
 			      size_t *upload_data_size, void **con_cls)
 {
 	static char not_found[] = "not found: try /metrics\n";
 	static char not_allowed[] = "method not allowed: GET or HEAD\n";
+	static char forbidden[] =
+	    "forbidden: scrapes need a client certificate from the rack's CA\n";
 	struct rdm_metrics *m = cls;
 	char *body, msg[128];
 	size_t len;
 	int rc;
 
+	if (m->tls && !client_ok(conn)) {
+		atomic_fetch_add(&m->refused, 1);
+		return reply(conn, MHD_HTTP_FORBIDDEN, forbidden, strlen(forbidden),
+			     MHD_RESPMEM_PERSISTENT, NULL);
+	}
 	if (strcmp(url, "/metrics"))
 		return reply(conn, MHD_HTTP_NOT_FOUND, not_found, strlen(not_found),
 			     MHD_RESPMEM_PERSISTENT, NULL);
@@ -287,12 +314,57 @@ struct rdm_metrics *rdm_metrics_start(const char *addr, const struct rdm_node *n
 		return NULL;
 	}
 	/* The callback only reads the node: the cast drops const for the void * slot. */
-	return rdm_metrics_start_fn(addr, node_report, (void *)n, err, errlen);
+	return rdm_metrics_start_fn(addr, rdm_metrics_node_report, (void *)n, err, errlen);
 }
 
 struct rdm_metrics *rdm_metrics_start_fn(const char *addr, int (*report)(void *arg, FILE *out),
 					 void *arg, char *err, size_t errlen)
 {
+	return rdm_metrics_start_tls(addr, report, arg, NULL, err, errlen);
+}
+
+/* The whole of a small file, NUL-terminated, or NULL with errno. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out;
+	int c;
+
+	if (!f)
+		return NULL;
+	out = open_memstream(&buf, &len);
+	if (!out) {
+		fclose(f);
+		return NULL;
+	}
+	while ((c = getc(f)) != EOF && len < (1u << 20))
+		putc(c, out);
+	fclose(f);
+	fclose(out);
+	return buf;
+}
+
+static void free_m(struct rdm_metrics *m)
+{
+	pthread_mutex_destroy(&m->mu);
+	pthread_cond_destroy(&m->cv);
+	for (int i = 0; i < 3; i++)
+		free(m->pem[i]);
+	free(m);
+}
+
+unsigned long rdm_metrics_refused(const struct rdm_metrics *m)
+{
+	return m ? atomic_load(&m->refused) : 0;
+}
+
+struct rdm_metrics *rdm_metrics_start_tls(const char *addr, int (*report)(void *arg, FILE *out),
+					  void *arg, const struct rdm_metrics_tls *tls, char *err,
+					  size_t errlen)
+{
+	struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
 	struct rdm_metrics *m = NULL;
 	struct rdm_addr a;
 	struct sockaddr_storage bound;
@@ -320,6 +392,28 @@ struct rdm_metrics *rdm_metrics_start_fn(const char *addr, int (*report)(void *a
 	m->arg = arg;
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_cond_init(&m->cv, NULL);
+	if (tls) {
+		const char *paths[3] = {tls->key, tls->cert, tls->ca};
+
+		for (int i = 0; i < 3; i++) {
+			m->pem[i] = slurp(paths[i]);
+			if (!m->pem[i]) {
+				e = errno ? errno : EIO;
+				snprintf(err, errlen, "metrics %s: %s: %s", addr, paths[i],
+					 strerror(e));
+				free_m(m);
+				errno = e;
+				return NULL;
+			}
+		}
+		m->tls = 1;
+		flags |= MHD_USE_TLS;
+		/* The trust list makes MHD ask for a client certificate; handle() insists. */
+		tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, m->pem[0]};
+		tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, m->pem[1]};
+		tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, m->pem[2]};
+		tls_opts[3] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+	}
 	/* Our own socket, so that a busy port or a foreign address is reported as such;
 	 * MHD_start_daemon only says it failed. */
 	fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -334,22 +428,20 @@ struct rdm_metrics *rdm_metrics_start_fn(const char *addr, int (*report)(void *a
 	if (a.ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	/* The server thread inherits this thread's signal mask (see metrics.h). */
-	m->d =
-	    MHD_start_daemon(flags, 0, NULL, NULL, handle, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-			     NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-			     (unsigned int)RDM_METRICS_MAX_CONNS,
-			     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)RDM_METRICS_PER_IP,
-			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)RDM_METRICS_DEADLINE_S,
-			     MHD_OPTION_NOTIFY_CONNECTION, notify, m, MHD_OPTION_END);
+	m->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, m, MHD_OPTION_EXTERNAL_LOGGER,
+				mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+				MHD_OPTION_CONNECTION_LIMIT, (unsigned int)RDM_METRICS_MAX_CONNS,
+				MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				(unsigned int)RDM_METRICS_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
+				(unsigned int)RDM_METRICS_DEADLINE_S, MHD_OPTION_NOTIFY_CONNECTION,
+				notify, m, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
 	if (!m->d) {
 		snprintf(err, errlen, "metrics %s: the HTTP server did not start", addr);
 		/* Whether MHD closed the socket on its way out depends on where it failed;
 		 * close it if it is still ours (nothing else opens files during start-up). */
 		if (fcntl(fd, F_GETFD) != -1)
 			close(fd);
-		pthread_mutex_destroy(&m->mu);
-		pthread_cond_destroy(&m->cv);
-		free(m);
+		free_m(m);
 		errno = EIO;
 		return NULL;
 	}
@@ -364,7 +456,7 @@ fail_errno:
 	snprintf(err, errlen, "metrics %s: %s", addr, strerror(e));
 	if (fd >= 0)
 		close(fd);
-	free(m);
+	free_m(m);
 	errno = e;
 	return NULL;
 }
@@ -385,7 +477,5 @@ void rdm_metrics_stop(struct rdm_metrics *m)
 	if (m->watching)
 		pthread_join(m->watchdog, NULL);
 	MHD_stop_daemon(m->d); /* joins the thread, closes connections and the socket */
-	pthread_mutex_destroy(&m->mu);
-	pthread_cond_destroy(&m->cv);
-	free(m);
+	free_m(m);
 }

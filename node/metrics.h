@@ -8,9 +8,12 @@
  *   other paths    404
  *   a report that does not convert (a bug, not a state): 500 with the reason
  *
- * over HTTP/1.1 from libmicrohttpd's internal polling thread. No TLS and no
+ * over HTTP/1.1 from libmicrohttpd's internal polling thread. Plain HTTP has no
  * authentication, so the commands serve it on a loopback address unless told otherwise
- * (`--metrics-remote`, for a management network: rdm_metrics_addr_ok). Slow or idle
+ * (`--metrics-remote`, for a management network: rdm_metrics_addr_ok). With TLS
+ * (rdm_metrics_start_tls, `--metrics-tls`) it is HTTPS with the node's certificate, and a
+ * scrape must present a client certificate from the rack's CA (`rdmesh ctl certs
+ * prometheus` makes one), else it gets 403; then any address is fine. Slow or idle
  * clients cannot starve scrapes: at most RDM_METRICS_MAX_CONNS connections at once and
  * RDM_METRICS_PER_IP from one address (more are closed at once), and every connection
  * is closed RDM_METRICS_DEADLINE_S seconds after it opened or after its last answer,
@@ -118,6 +121,22 @@ struct rdm_metrics *rdm_metrics_start(const char *addr, const struct rdm_node *n
  * server. */
 struct rdm_metrics *rdm_metrics_start_fn(const char *addr, int (*report)(void *arg, FILE *out),
 					 void *arg, char *err, size_t errlen);
+
+/* The node's certificate for HTTPS, and the CA its scrapers' certificates come from. */
+struct rdm_metrics_tls {
+	const char *ca, *cert, *key; /* PEM files */
+};
+
+/* rdm_metrics_start_fn over HTTPS when tls is not NULL. */
+struct rdm_metrics *rdm_metrics_start_tls(const char *addr, int (*report)(void *arg, FILE *out),
+					  void *arg, const struct rdm_metrics_tls *tls, char *err,
+					  size_t errlen);
+
+/* The report function of rdm_metrics_start: node (a struct rdm_node) reports. */
+int rdm_metrics_node_report(void *node, FILE *out);
+
+/* Scrapes refused for want of a client certificate from the CA (TLS only). */
+unsigned long rdm_metrics_refused(const struct rdm_metrics *m);
 
 /* The TCP port the server listens on (useful after asking for port 0). */
 int rdm_metrics_port(const struct rdm_metrics *m);

@@ -18,9 +18,11 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: rdmesh node --config CHAIN.yaml --name NODE [--certs DIR] [--stats FILE]\n"
-		"                   [--drain-ms MS] [--metrics IP:PORT [--metrics-remote]]\n"
+		"                   [--drain-ms MS] [--metrics IP:PORT "
+		"[--metrics-remote|--metrics-tls]]\n"
 		"       rdmesh node --orch IP:PORT --name NODE [--certs DIR] [--dir DIR]\n"
-		"                   [--drain-ms MS] [--metrics IP:PORT [--metrics-remote]]\n"
+		"                   [--drain-ms MS] [--metrics IP:PORT "
+		"[--metrics-remote|--metrics-tls]]\n"
 		"       rdmesh check CHAIN.yaml\n"
 		"(rdmesh help lists every command)\n");
 }
@@ -42,28 +44,23 @@ static void take_signals(void)
 int rdm_cmd_node(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"name", required_argument, NULL, 'n'},
-	    {"stats", required_argument, NULL, 's'},
-	    {"drain-ms", required_argument, NULL, 'd'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"metrics", required_argument, NULL, 'm'},
-	    {"orch", required_argument, NULL, 'o'},
-	    {"certs", required_argument, NULL, 'C'},
-	    {"dir", required_argument, NULL, 'D'},
-	    {"metrics-remote", no_argument, NULL, 'R'},
-	    {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
+	    {"stats", required_argument, NULL, 's'},  {"drain-ms", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},	      {"metrics", required_argument, NULL, 'm'},
+	    {"orch", required_argument, NULL, 'o'},   {"certs", required_argument, NULL, 'C'},
+	    {"dir", required_argument, NULL, 'D'},    {"metrics-remote", no_argument, NULL, 'R'},
+	    {"metrics-tls", no_argument, NULL, 'T'},  {NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *name = NULL, *stats = NULL, *metrics_at = NULL;
 	const char *orch = NULL, *certs = NULL, *dir = NULL;
 	char dirbuf[RDM_NODE_NAME_MAX + 16];
 	struct rdm_metrics *metrics = NULL;
-	int drain_ms = 2000, c, rc, remote = 0;
+	int drain_ms = 2000, c, rc, remote = 0, mtls = 0;
 	struct rdm_chain_conf chain;
 	struct rdm_node *node;
 	char err[512];
 
-	while ((c = getopt_long(argc, argv, "c:n:s:d:m:o:C:D:Rh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:n:s:d:m:o:C:D:RTh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			orch = optarg;
@@ -92,6 +89,9 @@ int rdm_cmd_node(int argc, char **argv)
 		case 'R':
 			remote = 1;
 			break;
+		case 'T':
+			mtls = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -100,7 +100,7 @@ int rdm_cmd_node(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (metrics_at && rdm_metrics_addr_ok(metrics_at, remote, err, sizeof(err)) < 0) {
+	if (metrics_at && rdm_metrics_addr_ok(metrics_at, remote || mtls, err, sizeof(err)) < 0) {
 		fprintf(stderr, "rdmesh: %s\n", err);
 		return 2;
 	}
@@ -109,7 +109,8 @@ int rdm_cmd_node(int argc, char **argv)
 					    .name = name,
 					    .certs = certs ? certs : "certs",
 					    .drain_ms = drain_ms,
-					    .metrics = metrics_at};
+					    .metrics = metrics_at,
+					    .metrics_tls = mtls};
 
 		if (!name || config || stats || drain_ms < 0) {
 			fprintf(stderr, "rdmesh: node --orch takes --name, and --certs, --dir, "
@@ -150,15 +151,34 @@ int rdm_cmd_node(int argc, char **argv)
 	 * Stopped as soon as the run ends: rdm_node_report is not reentrant, and the
 	 * summary and --stats below report from this thread. */
 	if (metrics_at) {
-		metrics = rdm_metrics_start(metrics_at, node, err, sizeof(err));
+		const struct rdm_node_conf *nc = rdm_chain_node(&chain, name);
+		char ca[4096], cert[4096], key[4096];
+		struct rdm_metrics_tls t = {ca, cert, key};
+
+		if (mtls && !chain.transport.certs) {
+			fprintf(stderr, "rdmesh: --metrics-tls needs the rack's certificates "
+					"(transport.certs or --certs DIR)\n");
+			rdm_node_free(node);
+			rdm_chain_free(&chain);
+			return 2;
+		}
+		if (mtls) {
+			snprintf(ca, sizeof(ca), "%s/ca.pem", chain.transport.certs);
+			snprintf(cert, sizeof(cert), "%s/%s.pem", chain.transport.certs,
+				 nc->identity);
+			snprintf(key, sizeof(key), "%s/%s.key", chain.transport.certs,
+				 nc->identity);
+		}
+		metrics = rdm_metrics_start_tls(metrics_at, rdm_metrics_node_report, node,
+						mtls ? &t : NULL, err, sizeof(err));
 		if (!metrics) {
 			fprintf(stderr, "rdmesh: %s\n", err);
 			rdm_node_free(node);
 			rdm_chain_free(&chain);
 			return 1;
 		}
-		fprintf(stderr, "rdmesh: %s: metrics on http://%s/metrics (port %d)\n", name,
-			metrics_at, rdm_metrics_port(metrics));
+		fprintf(stderr, "rdmesh: %s: metrics on %s://%s/metrics (port %d)\n", name,
+			mtls ? "https" : "http", metrics_at, rdm_metrics_port(metrics));
 	}
 	rc = rdm_node_run(node, drain_ms);
 	rdm_metrics_stop(metrics);

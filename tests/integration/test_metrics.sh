@@ -228,6 +228,36 @@ else
 fi
 kill -TERM "$pid_solo" 2>/dev/null
 wait_exit "$pid_solo" 10 || kill -9 "$pid_solo"
+# --- HTTPS with client certificates (--metrics-tls) --------------------------------------
+# The endpoint presents the node's certificate and takes scrapes only from clients with a
+# certificate from the rack's CA; then it may listen anywhere.
+"$RDMESH" ctl certs --out "$work/mcerts" solo prometheus >/dev/null &&
+	"$RDMESH" ctl certs --out "$work/mother" prometheus >/dev/null || fail "metrics certificates"
+sed 's/count: 24000/count: 8000/g' "$work/solo.yaml" >"$work/solo-tls.yaml"
+"$RDMESH" node --config "$work/solo-tls.yaml" --name solo --certs "$work/mcerts" \
+	--metrics 127.0.0.1:0 --metrics-tls >"$work/log_tls" 2>&1 &
+pid_solo=$!
+if wait_log "$work/log_tls" "metrics on https"; then
+	TPORT=$(sed -n 's/.*metrics on .*(port \([0-9]*\)).*/\1/p' "$work/log_tls" | head -1)
+	scrape() { # CERT-DIR-or-none -> HTTP code
+		local c=()
+		[ "$1" != none ] && c=(--cert "$1/prometheus.pem" --key "$1/prometheus.key")
+		curl -sS -o "$work/tls.body" -w '%{http_code}' --cacert "$work/mcerts/ca.pem" "${c[@]}" \
+			--resolve "solo:$TPORT:127.0.0.1" "https://solo:$TPORT/metrics" 2>/dev/null
+	}
+	good=$(scrape "$work/mcerts")
+	grep -q '^rdmesh_rx_frames_total{node="solo"}\|^rdmesh_ingress_sent_total{node="solo"}' "$work/tls.body" && body=ok || body=missing
+	none=$(scrape none)
+	other=$(scrape "$work/mother")
+	plain=$(curl -s -o /dev/null -w '%{http_code}' -m 2 "http://127.0.0.1:$TPORT/metrics")
+	[ "$good" = 200 ] && [ $body = ok ] && [ "$none" = 403 ] && [ "$other" = 403 ] && [ "$plain" != 200 ] &&
+		pass "--metrics-tls: a scraper with a rack certificate gets 200; without one, or with another CA's, 403; plain HTTP gets nothing" ||
+		fail "--metrics-tls: rack cert $good ($body), none $none, other CA $other, plain HTTP $plain"
+else
+	fail "the solo node did not serve metrics over HTTPS: $(cat "$work/log_tls")"
+fi
+kill -TERM "$pid_solo" 2>/dev/null
+wait_exit "$pid_solo" 10 || kill -9 "$pid_solo"
 remote=$("$RDMESH" node --config "$work/solo.yaml" --name solo --metrics 192.0.2.1:9464 2>&1)
 [ $? = 2 ] && grep -q "not a loopback address" <<<"$remote" &&
 	pass "metrics on a non-loopback address are refused without --metrics-remote: $remote" ||
