@@ -15,6 +15,7 @@
 #define SINK_SPAN (MAXF - 16)
 
 #include "tests/lib/sink.h"
+#include "tests/lib/loopback.h"
 
 static struct rdm_loop *loop;
 static struct sink srv, cli;
@@ -31,29 +32,6 @@ static void teardown(void)
 	rdm_loop_free(loop);
 }
 
-static struct rdm_addr addr_of(int port)
-{
-	struct rdm_addr a;
-	char text[32];
-
-	snprintf(text, sizeof(text), "127.0.0.1:%d", port);
-	cr_assert_eq(rdm_addr_parse(&a, text), 0);
-	return a;
-}
-
-static int free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	getsockname(fd, (struct sockaddr *)&sa, &l);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
 static struct rdm_conn_opts opts(void)
 {
 	struct rdm_conn_opts o = {.queue_bytes = 256 << 10,
@@ -63,13 +41,6 @@ static struct rdm_conn_opts opts(void)
 				  .batch = 32};
 	return o;
 }
-
-#define RUN_UNTIL(cond, ms)                                                                        \
-	do {                                                                                       \
-		uint64_t end_ = rdm_now_ns() + (uint64_t)(ms)*1000000ull;                          \
-		while (!(cond) && rdm_now_ns() < end_)                                             \
-			rdm_loop_run_once(loop, 5);                                                \
-	} while (0)
 
 TestSuite(tcp, .init = setup, .fini = teardown, .timeout = 20);
 

@@ -25,6 +25,7 @@
 #define SINK_SPAN (MAXF - 16)
 
 #include "tests/lib/sink.h"
+#include "tests/lib/loopback.h"
 
 static struct rdm_loop *loop;
 static struct sink srv, cli;
@@ -101,30 +102,6 @@ static void teardown(void)
 	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
 }
 
-static struct rdm_addr addr_of(int port)
-{
-	struct rdm_addr a;
-	char text[32];
-
-	snprintf(text, sizeof(text), "127.0.0.1:%d", port);
-	cr_assert_eq(rdm_addr_parse(&a, text), 0);
-	return a;
-}
-
-/* A listening socket's port, closed again: free for the test's listener. */
-static int free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	getsockname(fd, (struct sockaddr *)&sa, &l);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
 static struct rdm_conn_opts opts(struct rdm_tls_ctx *x, const char *peer)
 {
 	struct rdm_conn_opts o = {.queue_bytes = 256 << 10,
@@ -173,13 +150,6 @@ static int raw_connect(const struct rdm_addr *a)
 		  errno == EINPROGRESS);
 	return fd;
 }
-
-#define RUN_UNTIL(cond, ms)                                                                        \
-	do {                                                                                       \
-		uint64_t end_ = rdm_now_ns() + (uint64_t)(ms)*1000000ull;                          \
-		while (!(cond) && rdm_now_ns() < end_)                                             \
-			rdm_loop_run_once(loop, 5);                                                \
-	} while (0)
 
 TestSuite(tcp_auth, .init = setup, .fini = teardown, .timeout = 30);
 
