@@ -27,6 +27,7 @@
 #include "lib/pkt.h"
 #include "lib/yaml.h"
 #include "services/flowtable.h"
+#include "services/vcache.h"
 #include "lib/clock.h"
 
 #define DPI_BUDGET_DEFAULT 32
@@ -56,6 +57,7 @@ struct dpi_flow {
 	uint8_t state;		     /* DPI_INSPECTING or DPI_FINAL */
 	uint8_t gaveup;		     /* the budget made it final */
 	uint8_t has_proto;	     /* master/app/category hold nDPI's answer */
+	uint8_t lost;		     /* came back after leaving the table before it was final */
 	uint8_t app_len, host_len;
 	uint16_t master, app, cat_id;
 	const char *cat_name; /* nDPI's, valid while the detection module lives */
@@ -71,13 +73,14 @@ struct dpi_rt {
 	const struct dpi_conf *c;
 	struct ndpi_detection_module_struct *nd;
 	struct rdm_flowtab *flows;
+	struct rdm_vcache *lost; /* flows that left the table before DPI was final */
 	/* Per-batch string memory: frames point here until the batch is sent. */
 	char *arena;
 	size_t arena_cap, arena_used;
 	uint64_t epoch;
 	uint64_t now_ms;
 	uint64_t packets, inspected, fastpath, not_ip, no_key, malformed, fragments;
-	uint64_t n_flows, detected, gaveup, unknown, unfinished, nomem;
+	uint64_t n_flows, detected, gaveup, unknown, unfinished, nomem, lost_back;
 	uint64_t ndpi_ns;
 };
 
@@ -136,8 +139,12 @@ static void dpi_flow_end(void *arg, struct rdm_flow *f, enum rdm_flow_end why)
 	struct dpi_rt *rt = arg;
 	struct dpi_flow *df = rdm_flow_data(f);
 
-	if (df->state != DPI_FINAL)
+	if (df->state != DPI_FINAL) {
 		rt->unfinished++;
+		/* It may come back mid-stream, where nDPI would see less: say so then. */
+		if (why == RDM_FLOW_END_EVICTED || why == RDM_FLOW_END_TIMEOUT)
+			rdm_vcache_put(rt->lost, f->hash, 1);
+	}
 	if (df->nf) {
 		ndpi_flow_free(df->nf);
 		df->nf = NULL;
@@ -152,6 +159,7 @@ static void dpi_deinit(void *p)
 		return;
 	/* Flows first: their end callback frees nDPI flows, which the module outlives. */
 	rdm_flowtab_free(rt->flows);
+	rdm_vcache_free(rt->lost);
 	rt->flows = NULL;
 	if (rt->nd) {
 		pthread_mutex_lock(&dpi_module_mu);
@@ -175,8 +183,10 @@ static void *dpi_init(const void *conf, const struct rdm_stage_env *env)
 	rt->c = conf;
 	rt->flows = rdm_flowtab_new(env && env->flows ? env->flows : &defaults,
 				    sizeof(struct dpi_flow), dpi_flow_end, rt);
-	if (!rt->flows) {
-		err = errno;
+	rt->lost = rdm_vcache_new(env && env->flows && env->flows->max_flows ? env->flows->max_flows
+									     : 65536);
+	if (!rt->flows || !rt->lost) {
+		err = errno ? errno : ENOMEM;
 		goto fail;
 	}
 	pthread_mutex_lock(&dpi_module_mu);
@@ -308,10 +318,13 @@ static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *
 		f->risk = df->risk;
 		f->present |= RDM_F_RISK;
 	}
-	if (df->state == DPI_FINAL) {
+	if (df->state == DPI_FINAL || df->lost) {
 		if (!(f->present & RDM_F_FLAGS))
 			f->flags = 0;
-		f->flags |= RDM_FF_DPI_DONE | (df->gaveup ? RDM_FF_DPI_GAVEUP : 0);
+		if (df->state == DPI_FINAL)
+			f->flags |= RDM_FF_DPI_DONE | (df->gaveup ? RDM_FF_DPI_GAVEUP : 0);
+		if (df->lost)
+			f->flags |= RDM_FF_DPI_LOST;
 		f->present |= RDM_F_FLAGS;
 	}
 }
@@ -342,6 +355,23 @@ static uint64_t *dpi_check(struct dpi_rt *rt, const struct rdm_frame *f, uint16_
 		return &rt->malformed;
 	*len = (uint16_t)ip_len;
 	return NULL;
+}
+
+/* A new entry: a flow that left the table unfinished and comes back mid-stream is
+ * marked lost (its frames say so); a TCP SYN starts a new connection instead. */
+static void lost_check(struct dpi_rt *rt, struct rdm_flow *fl, struct dpi_flow *df,
+		       const struct rdm_frame *fr)
+{
+	uint8_t tcp = rdm_pkt_tcp_flags(fr->pkt, fr->pkt_len, &fr->key);
+
+	if (fr->key.proto == IPPROTO_TCP && (tcp & RDM_TCP_SYN) && !(tcp & RDM_TCP_ACK)) {
+		rdm_vcache_del(rt->lost, fl->hash);
+		return;
+	}
+	if (rdm_vcache_get(rt->lost, fl->hash) >= 0) {
+		df->lost = 1;
+		rt->lost_back++;
+	}
 }
 
 static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict)
@@ -394,8 +424,10 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 			continue;
 		}
 		df = rdm_flow_data(fl);
-		if (created)
+		if (created) {
 			rt->n_flows++;
+			lost_check(rt, fl, df, fr);
+		}
 		if (df->state == DPI_FINAL) {
 			rt->fastpath++;
 		} else {
@@ -451,6 +483,7 @@ static void dpi_report(void *p, rdm_stage_emit emit, void *arg)
 	emit(arg, "flows_unfinished", rt->unfinished);
 	emit(arg, "flows_evicted", st.evicted);
 	emit(arg, "flows_refused", st.refused);
+	emit(arg, "flows_lost_back", rt->lost_back);
 	emit(arg, "nomem", rt->nomem);
 	emit(arg, "ndpi_ns", rt->ndpi_ns);
 }

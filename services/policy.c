@@ -32,9 +32,10 @@
  * above the table (services/vcache.h), and so is a flow still pending its L7 state: the
  * flow coming back mid-stream is refused again from the cache (refused_from_cache), and
  * a pending one, whose inspection was cut off, is denied (undecidable_denied), since
- * DPI would now see it from the middle. A TCP SYN starts a new connection and clears
- * what the cache held for its 5-tuple. With flows.when_full: refuse-new a full table
- * takes no new flow: its packets are dropped (flows_refused). */
+ * DPI would now see it from the middle; so is a flow still waiting for L7 state whose
+ * frames say DPI lost it the same way (RDM_FF_DPI_LOST). A TCP SYN starts a new connection and
+ * clears what the cache held for its 5-tuple. With flows.when_full: refuse-new a full table takes
+ * no new flow: its packets are dropped (flows_refused). */
 #include "services/stage.h"
 
 #include <errno.h>
@@ -258,10 +259,9 @@ static void on_flow_end(void *arg, struct rdm_flow *fl, enum rdm_flow_end why)
 	if (why == RDM_FLOW_END_EVICTED || why == RDM_FLOW_END_TIMEOUT) {
 		if (pf->state == PF_DECIDED &&
 		    (pf->action == RDM_POL_DENY || pf->action == RDM_POL_REJECT))
-			rdm_vcache_put(rt->vc, fl->hash, pf->action, pf->rule_id,
-				       (uint16_t)pf->gen);
+			rdm_vcache_put(rt->vc, fl->hash, pf->action);
 		else if (pf->state == PF_PENDING)
-			rdm_vcache_put(rt->vc, fl->hash, VC_PENDING, 0, 0);
+			rdm_vcache_put(rt->vc, fl->hash, VC_PENDING);
 	}
 
 	name_put(pf->name);
@@ -526,27 +526,25 @@ static int apply(struct policy_rt *rt, struct rdm_frame *f, struct pol_flow *pf,
  * 1 when pf is now decided. */
 static int from_cache(struct policy_rt *rt, struct rdm_flow *fl, struct pol_flow *pf, int syn)
 {
-	const struct rdm_vcache_entry *e;
+	int action;
 
 	if (syn) {
 		rdm_vcache_del(rt->vc, fl->hash);
 		return 0;
 	}
-	e = rdm_vcache_get(rt->vc, fl->hash);
-	if (!e)
+	action = rdm_vcache_get(rt->vc, fl->hash);
+	if (action < 0)
 		return 0;
 	pf->state = PF_DECIDED;
 	pf->cached = 1;
 	pf->gen = rt->c->pol->generation;
-	if (e->action == VC_PENDING) {
+	pf->rule_id = 0; /* the cache keeps what was decided, not which rule decided it */
+	if (action == VC_PENDING) {
 		rt->st.undecidable++;
 		pf->action = RDM_POL_DENY;
-		pf->rule_id = 0;
 	} else {
 		rt->st.from_cache++;
-		pf->action = e->action;
-		/* The rule is named only while its policy is the one that decided. */
-		pf->rule_id = e->gen == (uint16_t)rt->c->pol->generation ? e->rule : 0;
+		pf->action = (uint8_t)action;
 	}
 	return 1;
 }
@@ -625,6 +623,17 @@ static int decide(struct policy_rt *rt, struct rdm_frame *f, uint64_t now)
 	pf->sig_pres = pres;
 	pf->sig_hash = hash;
 	if (rdm_policy_eval(pol, &x, &rule) == RDM_POL_PENDING) {
+		if ((f->present & RDM_F_FLAGS) && (f->flags & RDM_FF_DPI_LOST)) {
+			/* DPI lost this flow before it was final and now sees it from the
+			 * middle: what the decision waits for may never come. */
+			rt->st.undecidable++;
+			pf->state = PF_DECIDED;
+			pf->cached = 1;
+			pf->action = RDM_POL_DENY;
+			pf->rule_id = 0;
+			pf->gen = pol->generation;
+			return apply(rt, f, pf, dir, key.proto, 0, RDM_POL_DENY, 0, now);
+		}
 		pf->state = PF_PENDING;
 		if (pf->pending < UINT16_MAX)
 			pf->pending++;

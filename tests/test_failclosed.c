@@ -160,26 +160,30 @@ Test(failclosed, refuse_new_drops_new_flows_and_keeps_the_old_ones)
 
 /* ---- the cache itself ---- */
 
-Test(failclosed, vcache_keeps_two_per_set_and_counts_what_it_forgets)
+Test(failclosed, vcache_keeps_what_its_sets_hold_and_counts_what_it_forgets)
 {
 	struct rdm_vcache *c = rdm_vcache_new(16);
 	struct rdm_vcache_stats st;
-	const struct rdm_vcache_entry *e;
 
 	cr_assert_not_null(c);
 	rdm_vcache_get_stats(c, &st);
 	cr_assert_eq(st.capacity, 16 * RDM_VCACHE_PER_FLOW);
-	for (uint64_t h = 1; h <= 1000; h++)
-		rdm_vcache_put(c, h * 0x9E3779B97F4A7C15ull, 2, (uint32_t)h, 1);
+	for (uint64_t h = 1; h <= 5000; h++)
+		rdm_vcache_put(c, h * 0x9E3779B97F4A7C15ull, (uint8_t)(h % 7));
 	rdm_vcache_get_stats(c, &st);
 	cr_assert_eq(st.entries, st.capacity, "every way in use");
-	cr_assert_eq(st.forgotten, 1000 - st.capacity);
-	/* The newest is always there, the oldest long gone. */
-	e = rdm_vcache_get(c, 1000 * 0x9E3779B97F4A7C15ull);
-	cr_assert_not_null(e);
-	cr_assert_eq(e->rule, 1000);
-	cr_assert_eq(e->action, 2);
-	rdm_vcache_del(c, 1000 * 0x9E3779B97F4A7C15ull);
-	cr_assert_null(rdm_vcache_get(c, 1000 * 0x9E3779B97F4A7C15ull));
+	cr_assert_eq(st.forgotten, 5000 - st.capacity);
+	/* The newest is always there, with its action; the very first long gone. */
+	cr_assert_eq(rdm_vcache_get(c, 5000 * 0x9E3779B97F4A7C15ull), 5000 % 7);
+	cr_assert_eq(rdm_vcache_get(c, 1 * 0x9E3779B97F4A7C15ull), -1);
+	rdm_vcache_del(c, 5000 * 0x9E3779B97F4A7C15ull);
+	cr_assert_eq(rdm_vcache_get(c, 5000 * 0x9E3779B97F4A7C15ull), -1);
+	rdm_vcache_get_stats(c, &st);
+	cr_assert_eq(st.entries, st.capacity - 1);
+	/* Updating an entry keeps one entry. */
+	rdm_vcache_put(c, 4999 * 0x9E3779B97F4A7C15ull, 3);
+	cr_assert_eq(rdm_vcache_get(c, 4999 * 0x9E3779B97F4A7C15ull), 3);
+	rdm_vcache_get_stats(c, &st);
+	cr_assert_eq(st.entries, st.capacity - 1);
 	rdm_vcache_free(c);
 }

@@ -56,6 +56,8 @@ enum {
 	RDM_FF_ID_UNKNOWN = 1u << 0, /* identity looked the flow up and found no entry */
 	RDM_FF_DPI_DONE = 1u << 1,   /* DPI is final for this flow (detected or gave up) */
 	RDM_FF_DPI_GAVEUP = 1u << 2, /* DPI ran out of its packet budget */
+	RDM_FF_DPI_LOST = 1u << 4,   /* DPI lost the flow before it was final (its table was
+				      * full): what it says now comes from mid-stream */
 	RDM_FF_NOTICE = 1u << 3,     /* a state-only notice: the packet was dropped (or answered)
 				      * here, and the decision travels on so that later stages
 				      * (the flow log) learn it; it carries no packet */

@@ -107,7 +107,8 @@ EOC
 		"from cache $(stat "$work/$label.inspect" stage_policy_refused_from_cache)," \
 		"undecidable $(stat "$work/$label.inspect" stage_policy_undecidable_denied)," \
 		"refused new $(stat "$work/$label.inspect" stage_policy_flows_refused)," \
-		"evicted $(stat "$work/$label.inspect" stage_policy_flows_evicted)"
+		"evicted $(stat "$work/$label.inspect" stage_policy_flows_evicted)," \
+		"cache forgot $(stat "$work/$label.inspect" stage_policy_verdict_cache_forgotten)"
 }
 
 run A 65536 evict
