@@ -2,8 +2,8 @@
  * Each connection owns a byte ring for sending (flushed with one writev per turn, so a
  * batch of frames costs one system call) and a receive buffer that frames are handed out
  * of without copying. With opts.tls a connection first proves both ends with a TLS 1.3
- * handshake (lib/tls_hs.h), driven by the same events, and comes up only after it. */
-#include "transport/transport.h"
+ * handshake, driven by the same events (tcp_prove.c), and comes up only after it. */
+#include "transport/tcp_int.h"
 #include "lib/byteorder.h"
 #include "lib/clock.h"
 #include "lib/tls_hs.h"
@@ -20,61 +20,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define LEN_PREFIX 4
-
-struct tcp_listener;
-
-struct tcp_conn {
-	struct rdm_conn base;
-	struct rdm_loop *loop;
-	struct rdm_io io;
-	struct rdm_conn_opts o;
-	struct tcp_listener *lst; /* owner of an accepted connection, NULL if outbound */
-	struct tcp_conn *next;	  /* in lst->conns */
-	struct rdm_addr peer;
-	struct sockaddr_storage src; /* accepted: the peer's address */
-	struct rdm_tls_hs *hs;	     /* proving itself (opts.tls), NULL once up */
-	int hs_write;		     /* the handshake waits to write, not to read */
-	struct rdm_timer hs_timer;   /* a connection not proven in time is closed */
-	uint64_t hs_start_ns;	     /* when the socket was connected */
-	struct rdm_tls_stream *tls;  /* opts.encrypt: the session, once proven */
-	int kernel_tx;		     /* the kernel encrypts what is sent (kTLS) */
-	struct rdm_timer kick_rd;    /* read what TLS holds after room was made */
-	char peer_name[64];	     /* connect: the certificate name expected */
-	int connecting;
-	int closed;
-	struct rdm_timer retry; /* reconnect, outbound only */
-	struct rdm_timer kick;	/* deliver buffered frames after resume_rx */
-	uint32_t backoff_ms;
-
-	/* Send ring: absolute byte counters, index = counter % tx_cap. */
-	uint8_t *tx;
-	uint32_t tx_cap;
-	uint64_t tx_head, tx_tail;
-	uint32_t head_left;   /* bytes left of the frame at tx_head, 0 at a frame start */
-	uint64_t tx_frames_q; /* frames queued and not fully written */
-
-	uint8_t *rx;
-	uint32_t rx_cap, rx_start, rx_end;
-	int rx_paused;
-	int eof;     /* the peer closed; frames still buffered go to the owner first */
-	int tx_shut; /* we are done sending (shutdown_tx): no reconnect after the peer closes */
-	int fin_sent;
-};
-
-struct tcp_listener {
-	struct rdm_loop *loop;
-	struct rdm_io io;
-	struct rdm_conn_opts o;
-	struct rdm_conn_cbs cbs;
-	struct tcp_conn *conns;
-};
-
-static inline struct tcp_conn *to_tcp(struct rdm_conn *c)
-{
-	return container_of(c, struct tcp_conn, base);
-}
-
 static void tcp_io(struct rdm_io *io, uint32_t events);
 static void tcp_start_connect(void *arg);
 
@@ -85,7 +30,7 @@ static size_t tcp_queued(const struct rdm_conn *bc)
 	return (size_t)(c->tx_tail - c->tx_head);
 }
 
-static void update_events(struct tcp_conn *c)
+void rdm_tcp__update_events(struct tcp_conn *c)
 {
 	uint32_t ev = 0;
 
@@ -167,7 +112,7 @@ static void drop_socket(struct tcp_conn *c)
 }
 
 /* The connection failed: tell the owner, then reconnect (outbound) or free (accepted). */
-static void tcp_fail(struct tcp_conn *c)
+void rdm_tcp__fail(struct tcp_conn *c)
 {
 	int was_up = c->base.up;
 
@@ -242,7 +187,7 @@ static int tcp_flush(struct tcp_conn *c)
 			if (n == -EAGAIN)
 				break;
 			if (n < 0) {
-				tcp_fail(c);
+				rdm_tcp__fail(c);
 				return -1;
 			}
 			pending = (uint64_t)n; /* a record at a time: not a partial write */
@@ -254,7 +199,7 @@ static int tcp_flush(struct tcp_conn *c)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
-			tcp_fail(c);
+			rdm_tcp__fail(c);
 			return -1;
 		}
 		if ((uint64_t)n < pending)
@@ -267,7 +212,7 @@ static int tcp_flush(struct tcp_conn *c)
 		shutdown(c->io.fd, SHUT_WR); /* all out: now the FIN */
 		c->fin_sent = 1;
 	}
-	update_events(c);
+	rdm_tcp__update_events(c);
 	if (c->base.congested && tcp_queued(&c->base) <= c->o.queue_bytes / 2) {
 		c->base.congested = 0;
 		if (c->base.cbs.on_writable)
@@ -328,7 +273,7 @@ static void kick_read(void *arg)
 }
 
 /* Hands complete frames to the owner in batches until it stops taking them. */
-static void deliver(struct tcp_conn *c)
+void rdm_tcp__deliver(struct tcp_conn *c)
 {
 	struct rdm_rxframe fr[256];
 	uint32_t max = c->o.batch < 256 ? c->o.batch : 256;
@@ -345,7 +290,7 @@ static void deliver(struct tcp_conn *c)
 				/* A stream cannot resynchronise after a bad length. */
 				c->base.stats.rx_bad_len++;
 				if (n == 0) {
-					tcp_fail(c);
+					rdm_tcp__fail(c);
 					return;
 				}
 				break;
@@ -376,55 +321,29 @@ static void deliver(struct tcp_conn *c)
 	if (c->rx_start == c->rx_end) {
 		c->rx_start = c->rx_end = 0;
 		if (c->eof) {
-			tcp_fail(c); /* everything the peer sent is delivered */
+			rdm_tcp__fail(c); /* everything the peer sent is delivered */
 			return;
 		}
 	} else if (c->eof && !c->rx_paused) {
 		/* What is left is less than a frame: the peer's last frame was cut. */
-		tcp_fail(c);
+		rdm_tcp__fail(c);
 		return;
 	}
 	/* TLS may hold decrypted bytes the socket no longer shows: no event would come. */
 	if (c->tls && !c->rx_paused && !c->eof && c->rx_end < c->rx_cap &&
 	    rdm_tls_stream_pending(c->tls))
 		rdm_timer_arm(c->loop, &c->kick_rd, 0, kick_read, c);
-	update_events(c);
+	rdm_tcp__update_events(c);
 }
 
 /* The peer closed (or reset) the connection. Frames already read but not yet taken by
  * the owner (it paused us: backpressure) must not go with the socket: stop watching it,
- * and let deliver() fail the connection once it has handed them all over. */
-static void tcp_eof(struct tcp_conn *c)
+ * and let rdm_tcp__deliver() fail the connection once it has handed them all over. */
+void rdm_tcp__eof(struct tcp_conn *c)
 {
 	c->eof = 1;
 	rdm_io_del(c->loop, &c->io); /* a hang-up would be reported again and again */
-	deliver(c);
-}
-
-/* Reads and decrypts (opts.encrypt) until the socket has nothing or the buffer is full;
- * a record that fails its check fails the connection. */
-static void tls_read(struct tcp_conn *c)
-{
-	char why[256];
-	ssize_t n = 0;
-
-	while (c->rx_end < c->rx_cap) {
-		n = rdm_tls_stream_read(c->tls, c->rx + c->rx_end, c->rx_cap - c->rx_end, why,
-					sizeof(why));
-		if (n <= 0)
-			break;
-		c->rx_end += (uint32_t)n;
-		c->base.stats.rx_bytes += (uint64_t)n;
-	}
-	/* A record that failed its check ends the stream there (it cannot skip one):
-	 * what arrived intact before it is delivered, as at the peer's close. */
-	if (n == -EPROTO)
-		c->base.stats.rx_tls_errors++;
-	if (n == 0 || n == -EPROTO) {
-		tcp_eof(c);
-		return;
-	}
-	deliver(c);
+	rdm_tcp__deliver(c);
 }
 
 static void tcp_read(struct tcp_conn *c)
@@ -439,22 +358,22 @@ static void tcp_read(struct tcp_conn *c)
 	if (c->rx_end == c->rx_cap)
 		return; /* paused with a full buffer: the peer waits on TCP's window */
 	if (c->tls) {
-		tls_read(c);
+		rdm_tcp__tls_read(c);
 		return;
 	}
 	n = read(c->io.fd, c->rx + c->rx_end, c->rx_cap - c->rx_end);
 	if (n == 0) {
-		tcp_eof(c);
+		rdm_tcp__eof(c);
 		return;
 	}
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			tcp_eof(c);
+			rdm_tcp__eof(c);
 		return;
 	}
 	c->rx_end += (uint32_t)n;
 	c->base.stats.rx_bytes += (uint64_t)n;
-	deliver(c);
+	rdm_tcp__deliver(c);
 }
 
 static void set_sockopts(int fd, const struct rdm_conn_opts *o)
@@ -479,92 +398,16 @@ static void set_sockopts(int fd, const struct rdm_conn_opts *o)
 	}
 }
 
-static void became_up(struct tcp_conn *c)
+void rdm_tcp__became_up(struct tcp_conn *c)
 {
 	c->connecting = 0;
 	c->base.up = 1;
 	c->base.epoch++;
 	c->base.stats.connects++;
 	c->backoff_ms = c->o.backoff_min_ms;
-	update_events(c);
+	rdm_tcp__update_events(c);
 	if (c->base.cbs.on_state)
 		c->base.cbs.on_state(&c->base, 1, c->base.cbs.arg);
-}
-
-/* The connection did not prove itself: say so, then fail it (an outbound one retries). */
-static void refuse(struct tcp_conn *c, const char *why)
-{
-	if (!c->lst)
-		c->base.stats.connect_fails++;
-	if (c->base.cbs.on_refused)
-		c->base.cbs.on_refused(&c->base, why, c->base.cbs.arg);
-	tcp_fail(c);
-}
-
-static void prove_step(struct tcp_conn *c)
-{
-	char err[384];
-	int rc = rdm_tls_hs_step(c->hs, &c->hs_write, err, sizeof(err));
-
-	if (rc < 0) {
-		refuse(c, err);
-		return;
-	}
-	if (rc == 0) {
-		update_events(c);
-		return;
-	}
-	snprintf(c->base.peer_id, sizeof(c->base.peer_id), "%s", rdm_tls_hs_peer(c->hs));
-	c->base.stats.handshakes++;
-	c->base.stats.handshake_us += (rdm_now_ns() - c->hs_start_ns) / 1000;
-	if (c->o.encrypt) {
-		c->tls = rdm_tls_stream_from(c->hs); /* takes the handshake's session */
-		c->hs = NULL;
-		if (!c->tls) {
-			refuse(c, "out of memory for the TLS session");
-			return;
-		}
-		c->kernel_tx = rdm_tls_stream_ktls_tx(c->tls);
-		c->base.stats.ktls_tx += (uint64_t)c->kernel_tx;
-	}
-	rdm_tls_hs_free(c->hs);
-	c->hs = NULL;
-	rdm_timer_cancel(c->loop, &c->hs_timer);
-	became_up(c);
-}
-
-static void prove_timeout(void *arg)
-{
-	struct tcp_conn *c = arg;
-	char why[160];
-
-	snprintf(why, sizeof(why), "%s %s: not proven within %u ms (TLS handshake and verdict)",
-		 c->lst ? "client" : "server", c->base.peer, c->o.handshake_ms);
-	refuse(c, why);
-}
-
-/* The socket is connected: with opts.tls both ends prove themselves first. */
-static void connected(struct tcp_conn *c)
-{
-	char who[96], err[384];
-
-	c->connecting = 0;
-	if (!c->o.tls) {
-		became_up(c);
-		return;
-	}
-	snprintf(who, sizeof(who), "%s %s", c->lst ? "client" : "server", c->base.peer);
-	c->base.peer_id[0] = '\0';
-	c->hs = rdm_tls_hs_new(c->o.tls, c->io.fd, c->lst ? NULL : c->peer_name,
-			       c->lst ? c->base.cbs.admit : NULL, c->base.cbs.arg, who, err,
-			       sizeof(err));
-	if (!c->hs || (c->o.encrypt && rdm_tls_hs_keep(c->hs) < 0)) {
-		refuse(c, c->hs ? "out of memory for the TLS session" : err);
-		return;
-	}
-	c->hs_start_ns = rdm_now_ns();
-	rdm_timer_arm(c->loop, &c->hs_timer, c->o.handshake_ms, prove_timeout, c);
-	prove_step(c);
 }
 
 static void tcp_io(struct rdm_io *io, uint32_t events)
@@ -572,7 +415,7 @@ static void tcp_io(struct rdm_io *io, uint32_t events)
 	struct tcp_conn *c = container_of(io, struct tcp_conn, io);
 
 	if (c->hs) {
-		prove_step(c);
+		rdm_tcp__prove_step(c);
 		return;
 	}
 	if (c->connecting) {
@@ -583,10 +426,10 @@ static void tcp_io(struct rdm_io *io, uint32_t events)
 			err = errno;
 		if (err) {
 			c->base.stats.connect_fails++;
-			tcp_fail(c);
+			rdm_tcp__fail(c);
 			return;
 		}
-		connected(c);
+		rdm_tcp__connected(c);
 		return;
 	}
 	if (events & EPOLLOUT) {
@@ -598,7 +441,8 @@ static void tcp_io(struct rdm_io *io, uint32_t events)
 		 * then read() returns 0 and the connection fails in order. */
 		if (c->rx_paused && c->rx_end == c->rx_cap && c->rx_start == 0 &&
 		    (events & (EPOLLHUP | EPOLLERR))) {
-			tcp_eof(c); /* nothing more can be read; what is buffered still counts */
+			rdm_tcp__eof(
+			    c); /* nothing more can be read; what is buffered still counts */
 			return;
 		}
 		tcp_read(c);
@@ -613,24 +457,24 @@ static void tcp_start_connect(void *arg)
 	fd = socket(c->peer.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		c->base.stats.connect_fails++;
-		tcp_fail(c);
+		rdm_tcp__fail(c);
 		return;
 	}
 	set_sockopts(fd, &c->o);
 	if (rdm_io_add(c->loop, &c->io, fd, EPOLLOUT, tcp_io) < 0) {
 		close(fd);
 		c->base.stats.connect_fails++;
-		tcp_fail(c);
+		rdm_tcp__fail(c);
 		return;
 	}
 	c->connecting = 1;
 	if (connect(fd, (struct sockaddr *)&c->peer.ss, c->peer.len) == 0) {
-		connected(c);
+		rdm_tcp__connected(c);
 		return;
 	}
 	if (errno != EINPROGRESS) {
 		c->base.stats.connect_fails++;
-		tcp_fail(c);
+		rdm_tcp__fail(c);
 	}
 }
 
@@ -718,7 +562,7 @@ static void tcp_close(struct rdm_conn *bc)
 
 static void kick_deliver(void *arg)
 {
-	deliver(arg);
+	rdm_tcp__deliver(arg);
 }
 
 static void tcp_shutdown_tx(struct rdm_conn *bc)
@@ -737,7 +581,7 @@ static void tcp_pause_rx(struct rdm_conn *bc)
 	struct tcp_conn *c = to_tcp(bc);
 
 	c->rx_paused = 1;
-	update_events(c);
+	rdm_tcp__update_events(c);
 }
 
 static void tcp_resume_rx(struct rdm_conn *bc)
@@ -747,46 +591,10 @@ static void tcp_resume_rx(struct rdm_conn *bc)
 	if (!c->rx_paused || c->closed)
 		return;
 	c->rx_paused = 0;
-	update_events(c);
+	rdm_tcp__update_events(c);
 	/* Deliver from the loop, never from inside the caller's own callback. */
 	if (c->rx_end != c->rx_start)
 		rdm_timer_arm(c->loop, &c->kick, 0, kick_deliver, c);
-}
-
-static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return 0;
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-	if (a->ss_family == AF_INET6)
-		return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-			       &((const struct sockaddr_in6 *)b)->sin6_addr,
-			       sizeof(struct in6_addr));
-	return 0;
-}
-
-/* 0 when the listener may take one more unproven connection from ss, else -1 with why. */
-static int half_open_full(const struct tcp_listener *lst, const struct sockaddr_storage *ss,
-			  char *why, size_t len)
-{
-	int all = 0, from = 0;
-
-	for (const struct tcp_conn *c = lst->conns; c; c = c->next) {
-		if (!c->hs)
-			continue;
-		all++;
-		from += same_host(&c->src, ss);
-	}
-	if (from >= RDM_TCP_HALF_OPEN_PER_SOURCE)
-		snprintf(why, len, "%d connections from this address are still proving themselves",
-			 from);
-	else if (all >= RDM_TCP_HALF_OPEN)
-		snprintf(why, len, "%d connections are still proving themselves", all);
-	else
-		return 0;
-	return -1;
 }
 
 static void accept_io(struct rdm_io *io, uint32_t events)
@@ -804,7 +612,7 @@ static void accept_io(struct rdm_io *io, uint32_t events)
 			return; /* EAGAIN, or a transient error: the next event retries */
 		full[0] = '\0';
 		if (lst->o.tls)
-			half_open_full(lst, &ss, full, sizeof(full));
+			rdm_tcp__half_open_full(lst, &ss, full, sizeof(full));
 		c = conn_new(lst->loop, &lst->o, &lst->cbs);
 		if (!c) {
 			close(fd);
@@ -831,7 +639,7 @@ static void accept_io(struct rdm_io *io, uint32_t events)
 		c->lst = lst;
 		c->next = lst->conns;
 		lst->conns = c;
-		connected(c);
+		rdm_tcp__connected(c);
 	}
 }
 
