@@ -260,7 +260,12 @@ chain() {
 		sidecar_stop
 	fi
 	got=$(stat "$work/s$last" egress_packets)
-	[ "$got" = "$count" ] || echo "bench: $p $hops-hop $size B: $got of $count arrived" >&2
+	if [ "$got" != "$count" ]; then
+		echo "bench: $p $hops-hop $size B: ${got:-none} of $count arrived" >&2
+		for ((i = 1; i <= last; i++)); do
+			echo "bench:   host$i: $(grep -v 'ingress:\|egress:' "$work/log$i" | tail -3 | tr '\n' ' ')" >&2
+		done
+	fi
 }
 
 # --- references ---------------------------------------------------------------------------
