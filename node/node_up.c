@@ -86,7 +86,7 @@ void rdm_node__send_back(struct worker *w, struct rdm_frame *const *fs, int m)
 static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, void *arg)
 {
 	struct worker *w = arg;
-	int m = 0;
+	int m = 0, u;
 
 	if (w->stopping)
 		return 0;
@@ -100,13 +100,17 @@ static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, vo
 		n = rdm_node__egress_budget(w, n);
 	w->st.rx_frames += (uint64_t)n;
 	m = rdm_node__decode_batch(w, rx, n, FWD);
-	for (int u = 0; u < w->n_ups; u++)
-		if (w->ups[u] == c) {
-			m = rdm_node__path_check(w, u, m);
-			if (w->paths)
-				for (int i = 0; i < m; i++)
-					path_note(w, w->frp[i], w->up_serial[u]);
-		}
+	for (u = 0; u < w->n_ups && w->ups[u] != c; u++)
+		;
+	if (u == w->n_ups) {
+		/* Not a connection this worker took in (it never came up): nothing passes. */
+		w->st.drops[DROP_WRONG_PATH] += (uint64_t)m;
+		return n;
+	}
+	m = rdm_node__path_check(w, u, m);
+	if (w->paths)
+		for (int i = 0; i < m; i++)
+			path_note(w, w->frp[i], w->up_serial[u]);
 	rdm_node__handle_batch(w, m, FWD);
 	return n;
 }
