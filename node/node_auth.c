@@ -204,8 +204,9 @@ int rdm_node__auth_init(struct rdm_node *n, char *err, size_t errlen)
 		return 0; /* no hop to prove: a chain of one node */
 	if (!dir) {
 		snprintf(err, errlen,
-			 "%s: node '%s': transport.protect is auth (the default), but no "
-			 "certificates were given: name their folder in transport.certs or "
+			 "%s: node '%s': transport.protect asks every hop for proof (auth is "
+			 "the default), but no certificates were given: name their folder in "
+			 "transport.certs or "
 			 "with --certs DIR (`rdmesh ctl certs` makes them), or set "
 			 "transport.protect: none",
 			 n->chain->file, n->conf->name);
