@@ -315,9 +315,8 @@ fail:
 	return rc;
 }
 
-/* Joins dir and file into out (cap bytes). 0 or -ENAMETOOLONG with err set. */
-static int join(char *out, size_t cap, const char *dir, const char *file, const char *ext,
-		char *err, size_t errlen)
+int rdm_certs_path(char *out, size_t cap, const char *dir, const char *file, const char *ext,
+		   char *err, size_t errlen)
 {
 	if ((size_t)snprintf(out, cap, "%s/%s%s", dir, file, ext) >= cap)
 		return rdm_errf(err, errlen, -ENAMETOOLONG, "%s/%s%s: path too long", dir, file,
@@ -368,16 +367,18 @@ int rdm_certs_make(const char *dir, const char *const *names, int n, int days, c
 			if (!strcmp(names[i], names[j]))
 				return rdm_errf(err, errlen, -EINVAL, "name '%s' given twice",
 						names[i]);
-		if ((rc = join(pem, sizeof(pem), dir, names[i], ".pem", err, errlen)) < 0 ||
-		    (rc = join(keyp, sizeof(keyp), dir, names[i], ".key", err, errlen)) < 0 ||
+		if ((rc = rdm_certs_path(pem, sizeof(pem), dir, names[i], ".pem", err, errlen)) <
+			0 ||
+		    (rc = rdm_certs_path(keyp, sizeof(keyp), dir, names[i], ".key", err, errlen)) <
+			0 ||
 		    (rc = pair_state(pem, keyp, err, errlen)) < 0)
 			return rc;
 	}
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
 		return rdm_errf(err, errlen, -errno, "%s: %s", dir, strerror(errno));
 
-	if ((rc = join(ca_pem, sizeof(ca_pem), dir, "ca", ".pem", err, errlen)) < 0 ||
-	    (rc = join(ca_key, sizeof(ca_key), dir, "ca", ".key", err, errlen)) < 0)
+	if ((rc = rdm_certs_path(ca_pem, sizeof(ca_pem), dir, "ca", ".pem", err, errlen)) < 0 ||
+	    (rc = rdm_certs_path(ca_key, sizeof(ca_key), dir, "ca", ".key", err, errlen)) < 0)
 		return rc;
 	rc = pair_state(ca_pem, ca_key, err, errlen);
 	if (rc < 0)
@@ -393,8 +394,8 @@ int rdm_certs_make(const char *dir, const char *const *names, int n, int days, c
 		EVP_PKEY *key;
 		X509 *x;
 
-		join(pem, sizeof(pem), dir, names[i], ".pem", NULL, 0);
-		join(keyp, sizeof(keyp), dir, names[i], ".key", NULL, 0);
+		rdm_certs_path(pem, sizeof(pem), dir, names[i], ".pem", NULL, 0);
+		rdm_certs_path(keyp, sizeof(keyp), dir, names[i], ".key", NULL, 0);
 		rc = pair_state(pem, keyp, err, errlen);
 		if (rc < 0)
 			goto out;

@@ -14,6 +14,12 @@
 #define RDM_CERTS_MAX_DAYS 36500 /* |days| above this is a typo, not a wish */
 #define RDM_CERTS_NAME_MAX 63	 /* one DNS label's length: names are node names */
 
+/* The rack folder's layout: dir/FILE.EXT into out (cap bytes), for dir/ca.pem,
+ * dir/NAME.pem and dir/NAME.key. 0, or -ENAMETOOLONG with a reason in err (err may be
+ * NULL). */
+int rdm_certs_path(char *out, size_t cap, const char *dir, const char *file, const char *ext,
+		   char *err, size_t errlen);
+
 /* 1 when name can be a certificate holder: 1..63 characters of [A-Za-z0-9._-], starting
  * with a letter or digit, and not "ca" (dir/ca.pem is the CA). Else 0. */
 int rdm_certs_name_ok(const char *name);

@@ -171,10 +171,12 @@ struct rdm_tls_ctx *rdm_tls_ctx_load(const char *dir, const char *name, int serv
 	char ca[4096], cert[4096], key[4096];
 	struct rdm_tls_ctx *ctx;
 
-	if (snprintf(ca, sizeof(ca), "%s/ca.pem", dir) >= (int)sizeof(ca) ||
-	    snprintf(cert, sizeof(cert), "%s/%s.pem", dir, name) >= (int)sizeof(cert) ||
-	    snprintf(key, sizeof(key), "%s/%s.key", dir, name) >= (int)sizeof(key)) {
-		errno = -rdm_errf(err, errlen, -ENAMETOOLONG, "%s: path too long", dir);
+	int rc;
+
+	if ((rc = rdm_certs_path(ca, sizeof(ca), dir, "ca", ".pem", err, errlen)) < 0 ||
+	    (rc = rdm_certs_path(cert, sizeof(cert), dir, name, ".pem", err, errlen)) < 0 ||
+	    (rc = rdm_certs_path(key, sizeof(key), dir, name, ".key", err, errlen)) < 0) {
+		errno = -rc;
 		return NULL;
 	}
 	ctx = rdm_tls_ctx_new(ca, cert, key, server, err, errlen);

@@ -20,6 +20,7 @@
 #include "node/metrics.h"
 #include "node/node.h"
 #include "lib/msg.h"
+#include "lib/certs.h"
 #include "lib/tls.h"
 #include "lib/clock.h"
 
@@ -500,9 +501,9 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 		char ca[4096], cert[4096], key[4096];
 		struct rdm_metrics_tls t = {ca, cert, key};
 
-		snprintf(ca, sizeof(ca), "%s/ca.pem", o->certs);
-		snprintf(cert, sizeof(cert), "%s/%s.pem", o->certs, o->name);
-		snprintf(key, sizeof(key), "%s/%s.key", o->certs, o->name);
+		rdm_certs_path(ca, sizeof(ca), o->certs, "ca", ".pem", NULL, 0);
+		rdm_certs_path(cert, sizeof(cert), o->certs, o->name, ".pem", NULL, 0);
+		rdm_certs_path(key, sizeof(key), o->certs, o->name, ".key", NULL, 0);
 		metrics = rdm_metrics_start_tls(o->metrics, metrics_report, &a,
 						o->metrics_tls ? &t : NULL, err, sizeof(err));
 		if (!metrics) {

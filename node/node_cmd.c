@@ -11,6 +11,7 @@
 
 #include "node/agent.h"
 #include "node/config.h"
+#include "lib/certs.h"
 #include "node/metrics.h"
 #include "node/node.h"
 
@@ -163,11 +164,11 @@ int rdm_cmd_node(int argc, char **argv)
 			return 2;
 		}
 		if (mtls) {
-			snprintf(ca, sizeof(ca), "%s/ca.pem", chain.transport.certs);
-			snprintf(cert, sizeof(cert), "%s/%s.pem", chain.transport.certs,
-				 nc->identity);
-			snprintf(key, sizeof(key), "%s/%s.key", chain.transport.certs,
-				 nc->identity);
+			const char *d = chain.transport.certs;
+
+			rdm_certs_path(ca, sizeof(ca), d, "ca", ".pem", NULL, 0);
+			rdm_certs_path(cert, sizeof(cert), d, nc->identity, ".pem", NULL, 0);
+			rdm_certs_path(key, sizeof(key), d, nc->identity, ".key", NULL, 0);
 		}
 		metrics = rdm_metrics_start_tls(metrics_at, rdm_metrics_node_report, node,
 						mtls ? &t : NULL, err, sizeof(err));

@@ -63,8 +63,8 @@ static int present(const char *dir, const char *name, const char *ext)
 	char path[PATH_MAX];
 	struct stat st;
 
-	snprintf(path, sizeof(path), "%s/%s%s", dir, name, ext);
-	return stat(path, &st) == 0;
+	return rdm_certs_path(path, sizeof(path), dir, name, ext, NULL, 0) == 0 &&
+	       stat(path, &st) == 0;
 }
 
 static int cmd_certs(int argc, char **argv)

@@ -1,6 +1,6 @@
 /* What the transport tests on loopback share: a free port, its address, and running the
- * test's event loop (a `loop` variable in the test) until a condition holds. Include
- * after criterion.h. */
+ * test's event loop until a condition holds (tests/lib/runloop.h). Include after
+ * criterion.h. */
 #ifndef RDM_TESTS_LOOPBACK_H
 #define RDM_TESTS_LOOPBACK_H
 
@@ -12,6 +12,7 @@
 
 #include "lib/addr.h"
 #include "lib/clock.h"
+#include "tests/lib/runloop.h"
 #include "transport/loop.h"
 
 /* 127.0.0.1:port. */
@@ -38,13 +39,5 @@ static inline int free_port(void)
 	close(fd);
 	return port;
 }
-
-/* Runs the test's loop until cond holds or ms pass. */
-#define RUN_UNTIL(cond, ms)                                                                        \
-	do {                                                                                       \
-		uint64_t end_ = rdm_now_ns() + (uint64_t)(ms)*1000000ull;                          \
-		while (!(cond) && rdm_now_ns() < end_)                                             \
-			rdm_loop_run_once(loop, 5);                                                \
-	} while (0)
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "transport/frame.h"
+#include "tests/lib/runloop.h"
 #include "transport/rdma.h"
 #include "transport/transport.h"
 
@@ -90,13 +91,6 @@ static struct rdm_conn_opts opts(void)
 				  .inline_max = 512};
 	return o;
 }
-
-#define RUN_UNTIL(cond, ms)                                                                        \
-	do {                                                                                       \
-		uint64_t end_ = rdm_now_ns() + (uint64_t)(ms)*1000000ull;                          \
-		while (!(cond) && rdm_now_ns() < end_)                                             \
-			rdm_loop_run_once(loop, 5);                                                \
-	} while (0)
 
 /* Runs the loop for ms whatever happens. */
 #define RUN_FOR(ms) RUN_UNTIL(0, ms)
