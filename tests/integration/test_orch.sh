@@ -152,6 +152,24 @@ if until_status 20 "$(up_is edge-1 dpi-1 log-1)"; then
 else
 	fail "deploy: not every replica running: $(cat "$work/status")"
 fi
+# The data plane is proven in orchestrated mode too: each replica proves itself with
+# its host's certificate, and dpi-1 (on host2) takes frames only from its upstream's host.
+dpi_at=$(awk '$1 == "dpi-1" { print $4 }' "$work/status")
+ip netns exec "$RACK-h4" "$PWD/$BUILD/tools/badframes" "$dpi_at" >/dev/null 2>&1
+ip netns exec "$RACK-h4" "$PWD/$BUILD/tools/badframes" --certs "$work/certs" --as host4 --expect host2 \
+	"$dpi_at" >"$work/bad.host4" 2>&1
+t=0
+until { grep -q "dpi-1: refused client $RACK_NET.4:[0-9]*: TLS handshake failed" "$work/deploy.host2.log" &&
+	grep -q "dpi-1: refused client $RACK_NET.4:[0-9]*: refused 'host4': 'host4' is not an upstream of node 'dpi-1'" \
+		"$work/deploy.host2.log"; } 2>/dev/null || [ $t -ge 50 ]; do
+	sleep 0.1
+	t=$((t + 1))
+done
+if [ $t -lt 50 ] && grep -q "refused us: 'host4' is not an upstream" "$work/bad.host4"; then
+	pass "orchestrated data plane: dpi-1 ($dpi_at) refuses a sender with no certificate and host4's valid certificate (not its upstream's host)"
+else
+	fail "orchestrated data plane rogues: $(grep 'dpi-1: refused' "$work/deploy.host2.log" | head -2) / $(cat "$work/bad.host4")"
+fi
 e0=$(epoch_now)
 sed 's/^    replicas: 1$/    replcas: 1/' configs/chain.yaml >"$work/broken.yaml"
 if out=$(ctl apply --yes "$work/broken.yaml" 2>&1); then
