@@ -115,7 +115,7 @@ bench: deps
 bench-rdma: deps
 	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
 	@mkdir -p $(BUILD)/bench
-	@tests/softroce/guest.sh --timeout 600 --out $(PWD)/$(BUILD)/bench --env BUILD=$(BUILD) -- \
+	@tests/softroce/guest.sh --timeout 1200 --out $(PWD)/$(BUILD)/bench --env BUILD=$(BUILD) -- \
 	  'bash tests/bench/hop-rdma.sh && $(BUILD)/rdmesh bench --rdma --guest --out $$RDM_OUT/results-guest'
 	@echo "results: $(BUILD)/bench/bench/hop-rdma.{csv,md}, $(BUILD)/bench/results-guest/"
 
