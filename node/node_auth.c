@@ -178,7 +178,7 @@ static struct rdm_tls_ctx *load_ctx(struct rdm_node *n, const char *dir, int ser
 
 	ctx = rdm_tls_ctx_load(dir, n->conf->identity, server, why, sizeof(why));
 	if (!ctx)
-		snprintf(err, errlen, "node '%s': transport.protect: auth: %s", n->conf->name, why);
+		snprintf(err, errlen, "node '%s': the rack's certificates: %s", n->conf->name, why);
 	return ctx;
 }
 
@@ -329,8 +329,7 @@ void rdm_node__auth_tick(struct worker *w)
 void rdm_node__auth_listen(const struct worker *w, struct rdm_conn_opts *o,
 			   struct rdm_conn_cbs *cbs)
 {
-	o->tls = w->node->tls_srv;
-	o->encrypt = w->node->copts.encrypt;
+	o->tls = w->node->tls_srv; /* o is the node's copts: encrypt is set there */
 	cbs->admit = admit;
 	cbs->on_refused = refused;
 }

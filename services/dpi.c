@@ -360,10 +360,8 @@ static uint64_t *dpi_check(struct dpi_rt *rt, const struct rdm_frame *f, uint16_
 /* A new entry: a flow that left the table unfinished and comes back mid-stream is
  * marked lost (its frames say so); a TCP SYN starts a new connection instead. */
 static void lost_check(struct dpi_rt *rt, struct rdm_flow *fl, struct dpi_flow *df,
-		       const struct rdm_frame *fr)
+		       const struct rdm_frame *fr, uint8_t tcp)
 {
-	uint8_t tcp = rdm_pkt_tcp_flags(fr->pkt, fr->pkt_len, &fr->key);
-
 	if (fr->key.proto == IPPROTO_TCP && (tcp & RDM_TCP_SYN) && !(tcp & RDM_TCP_ACK)) {
 		rdm_vcache_del(rt->lost, fl->hash);
 		return;
@@ -402,6 +400,7 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 		uint64_t *bad;
 		uint16_t len = 0;
 		int dir, created = 0;
+		uint8_t tcp;
 
 		verdict[i] = RDM_STAGE_PASS;
 		rt->packets++;
@@ -414,9 +413,9 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 			(*bad)++;
 			continue;
 		}
-		fl = rdm_flowtab_track(
-		    rt->flows, &fr->key, rdm_frame_flow_hash(fr, &fr->key), fr->pkt_len,
-		    rdm_pkt_tcp_flags(fr->pkt, fr->pkt_len, &fr->key), now, &dir, &created);
+		tcp = rdm_pkt_tcp_flags(fr->pkt, fr->pkt_len, &fr->key);
+		fl = rdm_flowtab_track(rt->flows, &fr->key, rdm_frame_flow_hash(fr, &fr->key),
+				       fr->pkt_len, tcp, now, &dir, &created);
 		if (!fl) {
 			/* A full table that refuses new flows: what cannot be inspected does
 			 * not go on uninspected. */
@@ -426,7 +425,7 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 		df = rdm_flow_data(fl);
 		if (created) {
 			rt->n_flows++;
-			lost_check(rt, fl, df, fr);
+			lost_check(rt, fl, df, fr, tcp);
 		}
 		if (df->state == DPI_FINAL) {
 			rt->fastpath++;
