@@ -3,6 +3,7 @@
  * Nothing here knows about connections or message framing (see tls_int.h). */
 #include "lib/tls_int.h"
 #include "lib/err.h"
+#include "lib/tls_hs.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +12,23 @@
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+
+/* A server takes the one application protocol the data plane names, the binding of an
+ * RDMA connection (lib/tls_hs.h); a client that asks for none gets none. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char want[] = RDM_TLS_ALPN_BIND;
+	unsigned char *sel;
+
+	(void)ssl;
+	(void)arg;
+	if (SSL_select_next_proto(&sel, outlen, want, sizeof(want) - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
 
 /* ---- names ---- */
 
@@ -156,6 +174,7 @@ struct rdm_tls_ctx *rdm_tls_ctx_new(const char *ca, const char *cert, const char
 		if (cas)
 			SSL_CTX_set_client_CA_list(ctx->ssl, cas);
 		ERR_clear_error();
+		SSL_CTX_set_alpn_select_cb(ctx->ssl, alpn_select, NULL);
 	}
 	return ctx;
 

@@ -28,6 +28,8 @@ struct rdm_tls_hs {
 	char who[96];
 	rdm_tls_admit_fn admit;
 	void *arg;
+	rdm_tls_bind_fn bind_fn; /* server: takes RDMA bindings */
+	void *bind_arg;
 	int refused;   /* server: the verdict being sent is a refusal */
 	char why[256]; /* its reason */
 	/* The verdict: the server's to send, or the client's as it arrives. */
@@ -90,6 +92,47 @@ struct rdm_tls_hs *rdm_tls_hs_new(struct rdm_tls_ctx *ctx, int fd, const char *e
 	return h;
 }
 
+#define BIND_LABEL "EXPORTER-rdmesh-rdma-bind"
+
+/* The negotiated protocol is the binding's. */
+static int asked_bind(const struct rdm_tls_hs *h)
+{
+	const unsigned char *p;
+	unsigned int len;
+
+	SSL_get0_alpn_selected(h->ssl, &p, &len);
+	return len == sizeof(RDM_TLS_ALPN_BIND) - 2 && !memcmp(p, RDM_TLS_ALPN_BIND + 1, len);
+}
+
+static int export_bind(struct rdm_tls_hs *h, unsigned char *out)
+{
+	return SSL_export_keying_material(h->ssl, out, RDM_TLS_BIND_LEN, BIND_LABEL,
+					  sizeof(BIND_LABEL) - 1, NULL, 0, 0) == 1
+		   ? 0
+		   : -EPROTO;
+}
+
+/* Server: an admitted client that asked for a binding gets one, or is refused. */
+static int grant_bind(struct rdm_tls_hs *h)
+{
+	unsigned char m[RDM_TLS_BIND_LEN];
+	int rc;
+
+	if (!asked_bind(h))
+		return 0;
+	if (!h->bind_fn) {
+		snprintf(h->why, sizeof(h->why), "this listener binds no RDMA connections");
+		return -1;
+	}
+	if (export_bind(h, m) < 0) {
+		snprintf(h->why, sizeof(h->why), "no keying material from the session");
+		return -1;
+	}
+	rc = h->bind_fn(h->peer, m, h->bind_arg, h->why, sizeof(h->why));
+	OPENSSL_cleanse(m, sizeof(m));
+	return rc;
+}
+
 /* The handshake itself is done: the server judges the client and prepares its verdict;
  * the client starts waiting for it. */
 static void handshake_done(struct rdm_tls_hs *h)
@@ -102,7 +145,8 @@ static void handshake_done(struct rdm_tls_hs *h)
 	h->phase = HS_VERDICT;
 	if (!h->server)
 		return;
-	if (rdm_tls__admit(h->peer, h->admit, h->arg, h->why, sizeof(h->why)) < 0) {
+	if (rdm_tls__admit(h->peer, h->admit, h->arg, h->why, sizeof(h->why)) < 0 ||
+	    grant_bind(h) < 0) {
 		h->refused = 1;
 		snprintf(refusal, sizeof(refusal), "%s%s", RDM_TLS_VERDICT_NO, h->why);
 		text = refusal;
@@ -196,6 +240,36 @@ int rdm_tls_hs_keep(struct rdm_tls_hs *h)
 	SSL_set_bio(h->ssl, b, b);
 	SSL_set_options(h->ssl, SSL_OP_ENABLE_KTLS);
 	return 0;
+}
+
+void rdm_tls_hs_on_bind(struct rdm_tls_hs *h, rdm_tls_bind_fn fn, void *arg)
+{
+	h->bind_fn = fn;
+	h->bind_arg = arg;
+}
+
+int rdm_tls_hs_ask_bind(struct rdm_tls_hs *h)
+{
+	static const unsigned char want[] = RDM_TLS_ALPN_BIND;
+
+	/* SSL_set_alpn_protos returns 0 on success. */
+	return SSL_set_alpn_protos(h->ssl, want, sizeof(want) - 1) ? -ENOMEM : 0;
+}
+
+int rdm_tls_hs_bound(struct rdm_tls_hs *h, unsigned char *out, char *err, size_t errlen)
+{
+	if (h->phase != HS_DONE || !asked_bind(h))
+		return rdm_errf(err, errlen, -EPROTO,
+				"%s: the peer takes no RDMA binding (an older rdmesh?)", h->who);
+	if (export_bind(h, out) < 0)
+		return rdm_errf(err, errlen, -EPROTO, "%s: no keying material from the session",
+				h->who);
+	return 0;
+}
+
+int rdm_tls_hs_binding(const struct rdm_tls_hs *h)
+{
+	return h->phase == HS_DONE && asked_bind(h);
 }
 
 SSL *rdm_tls__hs_take(struct rdm_tls_hs *h)

@@ -33,6 +33,33 @@ struct rdm_tls_hs *rdm_tls_hs_new(struct rdm_tls_ctx *ctx, int fd, const char *e
  * kernel TLS. Returns 0, or -ENOMEM. */
 int rdm_tls_hs_keep(struct rdm_tls_hs *h);
 
+/* Binding an RDMA connection (transport/rdma_bind.c): an RDMA connect request has room
+ * for no certificate, so the dialler first proves both ends in a handshake like a TCP
+ * hop's on the peer's TCP port, asking for the ALPN protocol below. Both ends then take
+ * RDM_TLS_BIND_LEN bytes from the session's exporter (RFC 8446 7.5), which nobody else
+ * can compute: a one-time token and a key for the MACs of the RDMA set-up. */
+#define RDM_TLS_ALPN_BIND "\x0b" "rdmesh-bind" /* wire form: length, then the name */
+#define RDM_TLS_BIND_LEN  48
+
+/* Server: once a client that asked for a binding is admitted, and before the verdict
+ * goes out, fn gets its name and the exported bytes; a negative return refuses the
+ * client with why. Without fn, such clients are refused. */
+typedef int (*rdm_tls_bind_fn)(const char *peer, const unsigned char *material, void *arg,
+			       char *why, size_t whylen);
+void rdm_tls_hs_on_bind(struct rdm_tls_hs *h, rdm_tls_bind_fn fn, void *arg);
+
+/* Client, before the first step: ask the server for a binding. 0, or -ENOMEM. */
+int rdm_tls_hs_ask_bind(struct rdm_tls_hs *h);
+
+/* Client, once rdm_tls_hs_step returned 1: the exported bytes into out
+ * (RDM_TLS_BIND_LEN). 0, or -EPROTO (with a reason in err) when the server did not take
+ * the binding. */
+int rdm_tls_hs_bound(struct rdm_tls_hs *h, unsigned char *out, char *err, size_t errlen);
+
+/* Server, once rdm_tls_hs_step returned 1: 1 when the client asked for (and got) a
+ * binding, not a data connection. */
+int rdm_tls_hs_binding(const struct rdm_tls_hs *h);
+
 /* Advances the handshake as far as the socket allows. Returns:
  *   1   done: both ends proven and the verdict exchanged (rdm_tls_hs_peer says who);
  *   0   call again once fd is readable (*want_write = 0) or writable (1);

@@ -193,6 +193,7 @@ int rdm_node__start_listener(struct worker *w)
 
 	o.reuseport = n->n_workers > 1;
 	rdm_node__auth_listen(w, &o, &cbs);
+	o.rdma_bind = n->listen_rdma; /* RDMA upstreams prove themselves on this port first */
 	w->lst = rdm_listen(&rdm_tcp_ops, w->loop, &n->conf->listen, &o, &cbs);
 	if (!w->lst) {
 		int e = errno;

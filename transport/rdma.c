@@ -76,6 +76,8 @@ static void rdmx_opts_defaults(struct rdm_conn_opts *o)
 		o->backoff_max_ms = o->backoff_min_ms;
 	if (!o->keepalive_ms)
 		o->keepalive_ms = 3000;
+	if (!o->handshake_ms)
+		o->handshake_ms = RDM_HANDSHAKE_MS;
 }
 
 static struct rdm_conn *rdmx_connect(struct rdm_loop *l, const struct rdm_addr *peer,

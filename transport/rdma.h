@@ -15,7 +15,22 @@ enum rdm_rdma_imm {
 	RDM_RDMA_IMM_CREDIT = 1,    /* no payload: credits only */
 	RDM_RDMA_IMM_KEEPALIVE = 2, /* no payload */
 	RDM_RDMA_IMM_PACKED = 3,    /* several frames, as records */
+	RDM_RDMA_IMM_BIND = 4,	    /* opts.tls: the dialler's first message, its binding MAC */
 };
+
+/* Proving an RDMA hop (opts.tls, transport/rdma_bind.c). The listener's side of the
+ * binding handshake runs on the node's TCP listener at the same address (the TCP
+ * backend's handshake hands this function what an admitted dialler asked to bind: its
+ * name and the session's exported bytes, lib/tls_hs.h); the RDMA listener then takes
+ * one connect request that proves it holds them, within RDM_HANDSHAKE_MS. Process-wide,
+ * at most RDM_RDMA_BINDS waiting. 0, or -1 with why. Matches rdm_tls_bind_fn. */
+#define RDM_RDMA_BINDS 64
+int rdm_rdma_bind_offer(const char *peer, const unsigned char *material, void *arg, char *why,
+			size_t whylen);
+
+/* Tests only: when set, sees (and may change) the private data of every connect request
+ * this process sends, after it is made and before it goes out: to replay one. */
+extern void (*rdm_rdma__test_req)(uint8_t *pdata, uint8_t len);
 
 /* A packed message is a sequence of records, each [u32 length, network order][length
  * bytes of frame], the next record starting at the next multiple of 4 from the message's

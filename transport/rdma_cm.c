@@ -11,10 +11,10 @@
 
 #define RDMX_WIRE_VERSION 1 /* private data and message layout */
 #define RDMX_RESOLVE_MS	  2000
+#define RDMX_REJECT_MAX	  140 /* bytes of a reason a reject carries (IB CM: 148) */
 
-/* Connection private data: explicit bytes, network order: version, 0, credits (16 bits),
- * node id, epoch (32 bits each). */
-#define RDMX_PDATA_LEN 12
+/* Connection private data: explicit bytes, network order: version, flags, credits (16
+ * bits), node id, epoch (32 bits each); with opts.tls the binding follows (rdma_bind.c). */
 static void rdmx_pdata_put(uint8_t *p, uint32_t credits, uint32_t node, uint32_t epoch)
 {
 	p[0] = RDMX_WIRE_VERSION;
@@ -75,23 +75,6 @@ static void rdmx_keepalive(void *arg)
 	rdm_timer_arm(c->rw->loop, &c->ka, c->o.keepalive_ms / 3, rdmx_keepalive, c);
 }
 
-/* The connection is established; grant is what the peer lets us send (its credits). */
-static void rdmx_became_up(struct rdmx_conn *c, uint32_t grant)
-{
-	/* Our send queue is sized for our own credit count: use no more than that. */
-	c->credits = grant && grant < c->ctx->credits ? grant : c->ctx->credits;
-	c->established = 1;
-	c->base.up = 1;
-	c->base.epoch++;
-	c->base.stats.connects++;
-	c->backoff_ms = c->o.backoff_min_ms;
-	c->last_why[0] = 0;
-	c->last_rx_ns = c->last_tx_ns = rdm_now_ns();
-	rdm_timer_arm(c->rw->loop, &c->ka, c->o.keepalive_ms / 3, rdmx_keepalive, c);
-	if (c->base.cbs.on_state)
-		c->base.cbs.on_state(&c->base, 1, c->base.cbs.arg);
-}
-
 static int rdmx_check_pdata(const void *p, uint8_t len)
 {
 	const uint8_t *b = p;
@@ -107,9 +90,77 @@ static uint32_t rdmx_pdata_credits(const void *p)
 	return rdm_get_be16(b + 2);
 }
 
+void rdm_rdma__established(struct rdmx_conn *c, uint32_t grant)
+{
+	/* Our send queue is sized for our own credit count: use no more than that. */
+	c->credits = grant && grant < c->ctx->credits ? grant : c->ctx->credits;
+	c->established = 1;
+	c->last_rx_ns = c->last_tx_ns = rdm_now_ns();
+	rdm_timer_arm(c->rw->loop, &c->ka, c->o.keepalive_ms / 3, rdmx_keepalive, c);
+}
+
+void rdm_rdma__became_up(struct rdmx_conn *c)
+{
+	c->base.up = 1;
+	c->base.epoch++;
+	c->base.stats.connects++;
+	c->backoff_ms = c->o.backoff_min_ms;
+	c->last_why[0] = 0;
+	if (c->base.cbs.on_state)
+		c->base.cbs.on_state(&c->base, 1, c->base.cbs.arg);
+}
+
+/* The dialler's connection is established: with opts.tls, once the accept proves the
+ * listener holds our binding and the binding message is posted. */
+static void rdmx_dialler_up(struct rdmx_conn *c, const uint8_t *pd, uint8_t len)
+{
+	char why[256];
+
+	rdm_rdma__established(c, rdmx_pdata_credits(pd));
+	if (c->o.tls) {
+		if (rdm_rdma__bind_check_rep(c, pd, len, why, sizeof(why)) < 0) {
+			rdm_rdma__refuse(c, why);
+			return;
+		}
+		rdm_timer_cancel(c->rw->loop, &c->auth.deadline);
+		snprintf(c->base.peer_id, sizeof(c->base.peer_id), "%s", c->o.peer_name);
+		c->base.stats.handshakes++;
+		c->base.stats.handshake_us += (rdm_now_ns() - c->auth.start_ns) / 1000;
+	}
+	rdm_rdma__became_up(c);
+}
+
+
+/* A rejection that carries an rdmesh listener's reason is a refusal: 1 when it was. */
+static int rdmx_refusal(struct rdmx_conn *c, const struct rdma_cm_event *ev)
+{
+	const char *pd = ev->param.conn.private_data;
+	size_t len = ev->param.conn.private_data_len, pl = strlen(RDMX_REJECT_PREFIX);
+	char why[256];
+
+	if (!pd || len <= pl || memcmp(pd, RDMX_REJECT_PREFIX, pl))
+		return 0;
+	len = strnlen(pd + pl, len - pl);
+	snprintf(why, sizeof(why), "server %s refused us: %.*s", c->base.peer, (int)len, pd + pl);
+	for (char *p = why; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	rdm_rdma__refuse(c, why);
+	return 1;
+}
+
 void rdm_rdma__start_connect(void *arg)
 {
 	struct rdmx_conn *c = arg;
+
+	if (c->o.tls)
+		rdm_rdma__bind_start(c); /* then rdm_rdma__cm_connect */
+	else
+		rdm_rdma__cm_connect(c);
+}
+
+void rdm_rdma__cm_connect(struct rdmx_conn *c)
+{
 	struct sockaddr_storage src;
 
 	if (rdma_create_id(c->rw->ech, &c->id, c, RDMA_PS_TCP)) {
@@ -135,7 +186,7 @@ void rdm_rdma__start_connect(void *arg)
 static void rdmx_conn_event(struct rdmx_conn *c, struct rdma_cm_event *ev)
 {
 	struct rdma_conn_param p = {0};
-	uint8_t pd[RDMX_PDATA_LEN];
+	uint8_t pd[RDMX_REQ_AUTH_LEN];
 
 	switch (ev->event) {
 	case RDMA_CM_EVENT_ADDR_RESOLVED:
@@ -154,7 +205,7 @@ static void rdmx_conn_event(struct rdmx_conn *c, struct rdma_cm_event *ev)
 		}
 		rdmx_pdata_put(pd, c->o.credits, c->o.node_id, c->base.epoch + 1);
 		p.private_data = pd;
-		p.private_data_len = RDMX_PDATA_LEN;
+		p.private_data_len = c->o.tls ? rdm_rdma__bind_req(c, pd) : RDMX_PDATA_LEN;
 		p.responder_resources = 0;
 		p.initiator_depth = 0;
 		p.retry_count = 7;
@@ -172,7 +223,7 @@ static void rdmx_conn_event(struct rdmx_conn *c, struct rdma_cm_event *ev)
 			rdm_rdma__conn_fail(c, "peer speaks another protocol version");
 			return;
 		}
-		rdmx_became_up(c, rdmx_pdata_credits(ev->param.conn.private_data));
+		rdmx_dialler_up(c, ev->param.conn.private_data, ev->param.conn.private_data_len);
 		return;
 	case RDMA_CM_EVENT_ADDR_ERROR:
 	case RDMA_CM_EVENT_ROUTE_ERROR:
@@ -182,8 +233,12 @@ static void rdmx_conn_event(struct rdmx_conn *c, struct rdma_cm_event *ev)
 		c->base.stats.connect_fails++;
 		rdm_rdma__conn_fail(c, rdma_event_str(ev->event));
 		return;
-	case RDMA_CM_EVENT_CONNECT_ERROR:
 	case RDMA_CM_EVENT_REJECTED:
+		/* Rejected by an rdmesh listener, or by the device or the CM. */
+		if (rdmx_refusal(c, ev))
+			return;
+		__attribute__((fallthrough));
+	case RDMA_CM_EVENT_CONNECT_ERROR:
 		c->base.stats.connect_fails++;
 		rdm_rdma__conn_fail(c, rdma_event_str(ev->event));
 		return;
@@ -208,12 +263,26 @@ static void rdmx_conn_event(struct rdmx_conn *c, struct rdma_cm_event *ev)
 	}
 }
 
+/* Refuses a connect request with a reason the dialler logs (at most what a reject
+ * carries), and tells the listener's owner. */
+static void rdmx_reject(struct rdmx_listener *lst, struct rdmx_conn *c, struct rdma_cm_id *id,
+			const char *why)
+{
+	char pd[RDMX_REJECT_MAX];
+	int len = snprintf(pd, sizeof(pd), "%s%s", RDMX_REJECT_PREFIX, why);
+
+	rdma_reject(id, pd, (uint8_t)(len < (int)sizeof(pd) ? len : (int)sizeof(pd) - 1));
+	if (lst->cbs.on_refused)
+		lst->cbs.on_refused(&c->base, why, lst->cbs.arg);
+}
+
 static void rdmx_accept_request(struct rdmx_listener *lst, struct rdma_cm_event *ev)
 {
 	struct rdma_cm_id *id = ev->id;
 	struct rdmx_conn *c = calloc(1, sizeof(*c));
 	struct rdma_conn_param p = {0};
-	uint8_t pd[RDMX_PDATA_LEN];
+	uint8_t pd[RDMX_REP_AUTH_LEN];
+	char why[256];
 
 	if (!c ||
 	    rdmx_check_pdata(ev->param.conn.private_data, ev->param.conn.private_data_len) < 0) {
@@ -233,6 +302,15 @@ static void rdmx_accept_request(struct rdmx_listener *lst, struct rdma_cm_event 
 	id->context = c;
 	rdm_addr_format((struct sockaddr_storage *)rdma_get_peer_addr(id),
 			sizeof(struct sockaddr_storage), c->base.peer, sizeof(c->base.peer));
+	if (c->o.tls &&
+	    rdm_rdma__bind_check_req(c, ev->param.conn.private_data,
+				     ev->param.conn.private_data_len, ev->param.conn.qp_num, why,
+				     sizeof(why)) < 0) {
+		rdmx_reject(lst, c, id, why);
+		rdma_destroy_id(id);
+		rdm_rdma__conn_free(c);
+		return;
+	}
 	if (rdm_rdma__conn_bufs(c) < 0 || rdm_rdma__setup_qp(c, id) < 0) {
 		rdma_reject(id, NULL, 0);
 		c->id = NULL;
@@ -245,9 +323,11 @@ static void rdmx_accept_request(struct rdmx_listener *lst, struct rdma_cm_event 
 	c->peer_grant = rdmx_pdata_credits(ev->param.conn.private_data);
 	rdmx_pdata_put(pd, c->o.credits, c->o.node_id, 1);
 	p.private_data = pd;
-	p.private_data_len = RDMX_PDATA_LEN;
+	p.private_data_len = c->o.tls ? rdm_rdma__bind_rep(c, pd) : RDMX_PDATA_LEN;
 	p.retry_count = 7;
 	p.rnr_retry_count = 7;
+	if (c->o.tls)
+		rdm_rdma__bind_await(c);
 	if (rdma_accept(id, &p)) {
 		c->id = NULL;
 		rdm_rdma__teardown_qp(c);
@@ -263,15 +343,11 @@ void rdm_rdma__cm_io(struct rdm_io *io, uint32_t events)
 
 	while (rdma_get_cm_event(rw->ech, &ev) == 0) {
 		struct rdma_cm_event copy = *ev;
-		uint8_t pd[64];
+		uint8_t pd[UINT8_MAX]; /* private_data_len is 8 bits */
 
 		/* Private data lives in the event: keep a copy past the ack. */
 		if (ev->param.conn.private_data_len && ev->param.conn.private_data) {
-			size_t l = ev->param.conn.private_data_len < sizeof(pd)
-				       ? ev->param.conn.private_data_len
-				       : sizeof(pd);
-
-			memcpy(pd, ev->param.conn.private_data, l);
+			memcpy(pd, ev->param.conn.private_data, ev->param.conn.private_data_len);
 			copy.param.conn.private_data = pd;
 		}
 		if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST) {
@@ -291,7 +367,11 @@ void rdm_rdma__cm_io(struct rdm_io *io, uint32_t events)
 			struct rdmx_conn *c = copy.id->context;
 
 			if (!c->outbound && copy.event == RDMA_CM_EVENT_ESTABLISHED) {
-				rdmx_became_up(c, c->peer_grant);
+				/* With opts.tls, up once the binding message came too (it may
+				 * complete before this event). */
+				rdm_rdma__established(c, c->peer_grant);
+				if (!c->auth.await_bind)
+					rdm_rdma__became_up(c);
 				continue;
 			}
 			rdmx_conn_event(c, &copy);

@@ -88,6 +88,20 @@ struct rdmx_rxq {
 	int packed;
 };
 
+/* Proving an RDMA hop (opts.tls, rdma_bind.c): the binding handshake on the peer's TCP
+ * port (dialler), then what the RDMA set-up's MACs need on both sides. */
+struct rdmx_auth {
+	int fd, fd_open; /* dialler: the TCP connection of the binding handshake */
+	struct rdm_io io;
+	struct rdm_tls_hs *hs;
+	struct rdm_timer deadline; /* not proven by then: refused */
+	uint64_t start_ns;
+	int have;	/* token, key and nonce are set: the next connect request uses them */
+	int await_bind; /* listener: established, waiting for the dialler's binding message */
+	uint8_t token[16], key[32], nonce[8];
+	uint32_t peer_qpn; /* the QP at the other end, as the set-up told it */
+};
+
 /* What a cm_id's context points at: every such struct starts with its kind. */
 enum { RDMX_KIND_CONN = 1, RDMX_KIND_LISTENER };
 
@@ -123,6 +137,7 @@ struct rdmx_conn {
 	uint32_t rxq_head, rxq_n, rxq_cap;
 	uint64_t last_rx_ns, last_tx_ns;
 	char last_why[64];
+	struct rdmx_auth auth;
 };
 
 struct rdmx_listener {
@@ -167,7 +182,54 @@ void rdm_rdma__start_connect(void *arg);
 /* The connection failed (why, for the log): tear it down; reconnect or free it. */
 void rdm_rdma__conn_fail(struct rdmx_conn *c, const char *why);
 
+/* The set-up is done (grant: the credits the peer lets us send): keepalive starts. */
+void rdm_rdma__established(struct rdmx_conn *c, uint32_t grant);
+/* The connection is proven (or needs no proof): it comes up for its owner. */
+void rdm_rdma__became_up(struct rdmx_conn *c);
+/* Starts the RDMA set-up proper: a new cm_id, then address resolution. */
+void rdm_rdma__cm_connect(struct rdmx_conn *c);
+
+/* rdma_bind.c: proving both ends (opts.tls). The private data of a connect request:
+ * RDMX_PDATA_LEN bytes (version, flags, credits, node id, epoch), then with the auth
+ * flag: token (16), nonce (8), MAC (16); of the accept: the same 12, then the
+ * listener's QP number (4), MAC (16). */
+#define RDMX_PDATA_LEN	   12
+#define RDMX_PDATA_AUTH	   0x01 /* flags: the request carries a binding */
+#define RDMX_REQ_AUTH_LEN  (RDMX_PDATA_LEN + 16 + 8 + 16)
+#define RDMX_REP_AUTH_LEN  (RDMX_PDATA_LEN + 4 + 16)
+#define RDMX_BIND_MSG_LEN  16
+#define RDMX_REJECT_PREFIX "rdmesh: "
+/* Dialler: runs the binding handshake, then rdm_rdma__cm_connect; on failure the
+ * connection is refused (on_refused) and retries with backoff. */
+void rdm_rdma__bind_start(struct rdmx_conn *c);
+/* Ends a binding handshake in progress and forgets the binding. */
+void rdm_rdma__bind_stop(struct rdmx_conn *c);
+/* Dialler: completes the connect request's private data pd (its first RDMX_PDATA_LEN
+ * bytes made) with the binding; returns its length. */
+uint8_t rdm_rdma__bind_req(struct rdmx_conn *c, uint8_t *pd);
+/* Listener: checks a connect request's private data and takes its binding (the token
+ * is spent); c->base.peer_id is set. 0, or -1 with why. */
+int rdm_rdma__bind_check_req(struct rdmx_conn *c, const uint8_t *pd, uint8_t len,
+			     uint32_t peer_qpn, char *why, size_t whylen);
+/* Listener: completes the accept's private data (first RDMX_PDATA_LEN bytes made);
+ * returns its length. */
+uint8_t rdm_rdma__bind_rep(struct rdmx_conn *c, uint8_t *pd);
+/* Dialler: checks the accept's private data, then sends the binding message. 0, or -1
+ * with why. */
+int rdm_rdma__bind_check_rep(struct rdmx_conn *c, const uint8_t *pd, uint8_t len, char *why,
+			     size_t whylen);
+/* Listener: the connection is accepted; it waits for the binding message (which may
+ * complete before the CM's established event), no longer than opts.handshake_ms. */
+void rdm_rdma__bind_await(struct rdmx_conn *c);
+/* Listener: the first message of an established connection awaiting its binding. */
+void rdm_rdma__bind_recv(struct rdmx_conn *c, uint32_t type, const uint8_t *msg, uint32_t len);
+/* A proving connection failed: on_refused, then the usual failure. */
+void rdm_rdma__refuse(struct rdmx_conn *c, const char *why);
+
 /* rdma_tx.c: credits and the send path. */
+/* Posts len bytes of buf as one message of the given type, ahead of anything waiting
+ * (the binding message; rdm_rdma__send_raw). 0, or -ENOTCONN, -EMSGSIZE, -EAGAIN. */
+int rdm_rdma__post_msg(struct rdmx_conn *c, uint32_t type, const void *buf, uint32_t len);
 /* Sends an empty message of type RDM_RDMA_IMM_CREDIT or _KEEPALIVE carrying owed credits. */
 void rdm_rdma__send_ctrl(struct rdmx_conn *c, uint32_t type);
 /* Posts the messages waiting for credits while credits and send-queue room last. */

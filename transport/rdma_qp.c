@@ -98,6 +98,7 @@ void rdm_rdma__teardown_qp(struct rdmx_conn *c)
 	c->idx = -1;
 	c->ctx = NULL;
 	c->established = 0;
+	rdm_rdma__bind_stop(c);
 	rdm_timer_cancel(c->rw->loop, &c->ka);
 	rdm_timer_cancel(c->rw->loop, &c->kick);
 }

@@ -5,6 +5,8 @@
 #include "transport/rdma_int.h"
 #include "transport/rdma_pack.h"
 
+#include <string.h>
+
 void rdm_rdma__release_rslot(struct rdmx_ctx *x, uint32_t s)
 {
 	uint32_t own = x->rowner[s];
@@ -149,6 +151,16 @@ static void rdmx_on_recv(struct rdmx_ctx *x, struct ibv_wc *wc)
 	c->last_rx_ns = x->poll_ns;
 	x->rowner[slot] = (uint32_t)c->idx << 16 | c->gen;
 	end = wc->byte_len;
+	if (c->auth.await_bind) {
+		/* No frame is handed over before the dialler has proven its queue pair. */
+		uint8_t m[RDMX_BIND_MSG_LEN] = {0};
+
+		memcpy(m, x->rbuf + (size_t)slot * x->slot, end < sizeof(m) ? end : sizeof(m));
+		x->rrefs[slot] = 0;
+		rdm_rdma__release_rslot(x, slot);
+		rdm_rdma__bind_recv(c, imm >> 24, m, end);
+		return;
+	}
 	if (imm >> 24 == RDM_RDMA_IMM_PACKED) {
 		uint64_t bytes = 0;
 

@@ -312,12 +312,18 @@ int rdm_rdma__send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int n
 /* Tests only (transport/rdma.h). */
 int rdm_rdma__send_raw(struct rdm_conn *bc, uint32_t type, const void *buf, uint32_t len)
 {
-	struct rdmx_conn *c = rdm_rdma__conn(bc);
+	if (bc->ops != &rdm_rdma_ops || !bc->up)
+		return -ENOTCONN;
+	return rdm_rdma__post_msg(rdm_rdma__conn(bc), type, buf, len);
+}
+
+int rdm_rdma__post_msg(struct rdmx_conn *c, uint32_t type, const void *buf, uint32_t len)
+{
 	struct ibv_send_wr wr = {0};
 	struct ibv_sge sge;
 	uint32_t s;
 
-	if (bc->ops != &rdm_rdma_ops || !bc->up || !c->established)
+	if (!c->established)
 		return -ENOTCONN;
 	if (len > c->slot)
 		return -EMSGSIZE;

@@ -3,6 +3,7 @@
  * with a deadline and a cap on unproven connections per source; and, with
  * opts.encrypt, reading the kept session (lib/tls_stream.h). */
 #include "transport/tcp_int.h"
+#include "transport/rdma.h"
 #include "lib/clock.h"
 #include "lib/tls_hs.h"
 #include "lib/tls_stream.h"
@@ -61,6 +62,13 @@ void rdm_tcp__prove_step(struct tcp_conn *c)
 		rdm_tcp__update_events(c);
 		return;
 	}
+	if (c->lst && rdm_tls_hs_binding(c->hs)) {
+		/* An RDMA dialler's binding is made (rdm_rdma_bind_offer): this connection
+		 * carries no frame. */
+		rdm_timer_cancel(c->loop, &c->hs_timer);
+		rdm_tcp__fail(c);
+		return;
+	}
 	snprintf(c->base.peer_id, sizeof(c->base.peer_id), "%s", rdm_tls_hs_peer(c->hs));
 	c->base.stats.handshakes++;
 	c->base.stats.handshake_us += (rdm_now_ns() - c->hs_start_ns) / 1000;
@@ -109,6 +117,8 @@ void rdm_tcp__connected(struct tcp_conn *c)
 		refuse(c, c->hs ? "out of memory for the TLS session" : err);
 		return;
 	}
+	if (c->lst && c->o.rdma_bind)
+		rdm_tls_hs_on_bind(c->hs, rdm_rdma_bind_offer, NULL);
 	c->hs_start_ns = rdm_now_ns();
 	rdm_timer_arm(c->loop, &c->hs_timer, c->o.handshake_ms, prove_timeout, c);
 	rdm_tcp__prove_step(c);

@@ -95,6 +95,9 @@ struct rdm_conn_opts {
 	const char *peer_name; /* connect: the name the peer's certificate must carry */
 	uint32_t handshake_ms; /* a connection not proven by then is closed (default 3000) */
 	int encrypt; /* with tls: keep the session, every byte encrypted (lib/tls_stream.h) */
+	/* TCP listeners with tls: also run the binding handshakes of RDMA connections to
+	 * the same address (transport/rdma_bind.c); such a connection ends after it. */
+	int rdma_bind;
 	/* rdma */
 	uint32_t credits;    /* receive slots granted to each peer (default 64) */
 	uint32_t inline_max; /* inline bytes to ask the device for (default 256) */

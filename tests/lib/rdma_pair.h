@@ -114,7 +114,7 @@ struct pair {
 	struct rdm_conn *c;
 };
 
-static void pair_open(struct pair *p, int port, const struct rdm_conn_opts *o)
+__attribute__((unused)) static void pair_open(struct pair *p, int port, const struct rdm_conn_opts *o)
 {
 	struct rdm_conn_cbs scb = {
 	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
@@ -137,7 +137,7 @@ static void pair_open(struct pair *p, int port, const struct rdm_conn_opts *o)
 }
 
 /* Closes everything and lets the deferred frees run. */
-static void pair_close(struct pair *p)
+__attribute__((unused)) static void pair_close(struct pair *p)
 {
 	if (p->c)
 		rdm_conn_close(p->c);

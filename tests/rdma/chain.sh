@@ -27,11 +27,18 @@ PACKETS=8000
 	exit 1
 }
 
+# The rack's certificates: every RDMA hop below proves both ends (protect: auth, the
+# default) unless its chain says otherwise.
+"$RDMESH" ctl certs --out "$work/certs" host1 host2 host3 rogue >/dev/null &&
+	"$RDMESH" ctl certs --out "$work/other" host2 >/dev/null || {
+	fail "certificates"
+	exit 1
+}
+
 chain() { # RATE
 	cat <<EOC
 chain: {name: rdma3, spi: 9}
-# protect: none until RDMA hops can prove their peers (issue G)
-transport: {backoff_min_ms: 10, backoff_max_ms: 200, keepalive_ms: 1500, protect: none}
+transport: {backoff_min_ms: 10, backoff_max_ms: 200, keepalive_ms: 1500, certs: $work/certs}
 nodes:
   - name: host1
     listen: $A1:7101
@@ -112,6 +119,12 @@ if finish "run 1"; then
 		fail "3-host chain over RDMA"
 	fi
 	cat "$work/check1"
+	if [ "$(stat "$work/stats1" down_handshakes)" -ge 1 ] && [ "$(stat "$work/stats2" down_handshakes)" -ge 1 ] &&
+		[ "$(stat "$work/stats3" auth_refused)" = 0 ] && [ "$(stat "$work/stats1" down_transport)" = rdma ]; then
+		pass "every RDMA hop proved both ends first (protect: auth): handshakes host1 $(stat "$work/stats1" down_handshakes) ($(stat "$work/stats1" down_handshake_us) us), host2 $(stat "$work/stats2" down_handshakes) ($(stat "$work/stats2" down_handshake_us) us)"
+	else
+		fail "proven RDMA hops: down_handshakes host1 '$(stat "$work/stats1" down_handshakes)' host2 '$(stat "$work/stats2" down_handshakes)', transport '$(stat "$work/stats1" down_transport)'"
+	fi
 	for i in 1 2; do
 		echo "host$i -> next: inline $(stat "$work/stats$i" down_inline_sends), zero copy $(stat "$work/stats$i" down_zero_copy), credit stalls $(stat "$work/stats$i" down_credit_stalls), credit msgs $(stat "$work/stats$i" down_credit_msgs), rnr $(stat "$work/stats$i" down_rnr_errors), retry $(stat "$work/stats$i" down_retry_errors)"
 	done
@@ -158,6 +171,71 @@ if finish "run 2"; then
 fi
 show_logs "run 2"
 
+# --- run 2b: rogues at an RDMA listener ---------------------------------------------------
+# host3 listens (RDMA and TCP) for host2 only. Each rogue dials it over RDMA from host1's
+# address with a chain of its own, and must be refused before any frame: no certificate
+# (protect: none, a bare RDMA connect request), a certificate from another CA, and a valid
+# rack certificate that is not host3's upstream.
+rm -f "$work"/stats* "$work"/log*
+chain 0 >"$work/chain.yaml"
+node 3
+rogue() { # FILE NAME TRANSPORT-EXTRA
+	cat >"$1" <<EOC
+chain: {name: rdma3, spi: 9}
+transport: {backoff_min_ms: 50, backoff_max_ms: 200$3}
+nodes:
+  - name: $2
+    listen: $A1:7199
+    stages: [stamp]
+    next: host3
+    transport: rdma
+    ingress: {mode: gen, count: 1000000, flows: 10, rate: 2000, wait_ms: 600000}
+  - name: host3
+    listen: $A3:7101
+    stages: [stamp]
+    egress: {count: 1}
+EOC
+}
+refusals() { grep -c "host3: refused" "$work/log3" 2>/dev/null; }
+try_rogue() { # LABEL EXPECT FILE NAME
+	local before t=0
+	before=$(refusals)
+	"$RDMESH" node --config "$3" --name "$4" >"$work/log.$4" 2>&1 &
+	local p=$!
+	until [ "$(refusals)" -gt "$before" ] && grep "host3: refused" "$work/log3" | grep -q -- "$2"; do
+		[ $t -ge 300 ] && break
+		sleep 0.1
+		t=$((t + 1))
+	done
+	kill -TERM $p 2>/dev/null
+	wait_exit $p 10 || kill -9 $p 2>/dev/null
+	if grep "host3: refused" "$work/log3" | grep -q -- "$2"; then
+		pass "rdma rogue: $1: refused by host3 before its first frame: $(grep "host3: refused" "$work/log3" | grep -- "$2" | head -1 | cut -d' ' -f3-)"
+	else
+		fail "rdma rogue: $1: host3 did not refuse it ($2)"
+		cat "$work/log.$4"
+	fi
+}
+t=0
+until grep -q 'listening on' "$work/log3" 2>/dev/null || [ $t -ge 300 ]; do sleep 0.1; t=$((t + 1)); done
+rogue "$work/nocert.yaml" x ", protect: none"
+try_rogue "no certificate (a bare RDMA connect request)" "RDMA connect request without a binding" "$work/nocert.yaml" x
+mkdir -p "$work/fake" && cp "$work/certs/ca.pem" "$work/other/host2.pem" "$work/other/host2.key" "$work/fake/"
+rogue "$work/fake.yaml" host2 ", certs: $work/fake"
+try_rogue "'host2' with a certificate from another CA" "certificate verify failed" "$work/fake.yaml" host2
+rogue "$work/nota.yaml" rogue ", certs: $work/certs"
+try_rogue "a valid rack certificate ('rogue') that is not host3's upstream" \
+	"'rogue' is not an upstream of node 'host3'" "$work/nota.yaml" rogue
+kill -TERM "${pids[3]}"
+wait_exit "${pids[3]}" 10 || kill -9 "${pids[3]}"
+refused=$(stat "$work/stats3" auth_refused) rx=$(stat "$work/stats3" up_rx_frames)
+if [ "${refused:-0}" -ge 3 ] && [ "${rx:-1}" = 0 ] && [ "$(stat "$work/stats3" egress_packets)" = 0 ]; then
+	pass "host3 counted $refused refusals (auth_refused) and took 0 frames from the rogues"
+else
+	fail "rogues at host3: auth_refused '$refused', up_rx_frames '$rx', egress_packets '$(stat "$work/stats3" egress_packets)'"
+	show_logs "rogues"
+fi
+
 # --- run 3: transport auto ---------------------------------------------------------------
 # host1 -> host2 between rxe addresses must choose RDMA; host1 -> host4, whose address is
 # on a dummy interface with no RDMA device, must fall back to TCP and still deliver.
@@ -169,7 +247,7 @@ ip link set rdmdummy0 up
 for peer in "$A2" 10.89.0.1; do
 	cat >"$work/chain.yaml" <<EOC
 chain: {name: auto, spi: 4}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100, protect: none}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, certs: $work/certs}
 nodes:
   - name: host1
     listen: $A1:7301
@@ -202,7 +280,6 @@ done
 # The guest's Debian kernel has the tls module (the host's has not): with protect: encrypt
 # OpenSSL hands the session's keys to the kernel, and the node goes on writing plaintext
 # with sendmsg, the kernel making the records (down_ktls_tx 1).
-"$RDMESH" ctl certs --out "$work/certs" host1 host2 >/dev/null || fail "certificates"
 cat >"$work/chain.yaml" <<EOC
 chain: {name: ktls, spi: 5}
 transport: {backoff_min_ms: 10, backoff_max_ms: 100, protect: encrypt, certs: $work/certs}

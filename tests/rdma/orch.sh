@@ -51,9 +51,8 @@ chain() {
 	# soon enough after its last one for a leaving replica to drain.
 	cat <<EOC
 chain: {name: rdmaorch, spi: 23}
-# protect: none until RDMA hops can prove their peers (issue G)
-transport: {max_frame: 4096, backoff_min_ms: 10, backoff_max_ms: 200, keepalive_ms: 1500,
-            protect: none}
+# protect: auth (the default): every RDMA hop proves both ends with the rack's certificates
+transport: {max_frame: 4096, backoff_min_ms: 10, backoff_max_ms: 200, keepalive_ms: 1500}
 flows: {tcp_closed_ms: 1500, udp_idle_ms: 7500, other_idle_ms: 7500}
 stages:
   - name: edge
@@ -166,13 +165,16 @@ show_logs() {
 	done
 }
 
-# rdma_hops ID...: each replica's counters say its next hop ran over RDMA.
+# rdma_hops ID...: each replica's counters say its next hop ran over RDMA, proven first
+# (protect: auth: a binding handshake, then the RDMA set-up's MACs).
 rdma_hops() {
-	local id f t bad=""
+	local id f t h bad=""
 	for id in "$@"; do
 		f=$(statf "$id")
 		t=$([ -n "$f" ] && stat "$f" down_transport)
+		h=$([ -n "$f" ] && stat "$f" down_handshakes)
 		[ "$t" = rdma ] || bad="$bad $id: down_transport '${t:-no counters}', want rdma;"
+		[ "${h:-0}" -ge 1 ] || bad="$bad $id: down_handshakes '${h:-no counters}', want 1 or more;"
 	done
 	[ -z "$bad" ] && return 0
 	echo "$bad"
@@ -198,7 +200,7 @@ wait_stats log-1 180 || { fail "$label: the egress did not count $N1 packets wit
 wait_stats edge-1 30 || { fail "$label: the edge's replay did not end"; ok=0; }
 down
 if why=$(rdma_hops edge-1 dpi-1); then
-	pass "$label: the edge and dpi replicas' counters say down_transport rdma"
+	pass "$label: the edge and dpi replicas' counters say down_transport rdma, each hop proven (down_handshakes)"
 else
 	fail "$label:$why"
 	ok=0

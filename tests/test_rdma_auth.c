@@ -1,0 +1,280 @@
+/* The RDMA backend with opts.tls (protect: auth) over Soft-RoCE: the dialler proves both
+ * ends on the listener's TCP port (the binding handshake), then its connect request, the
+ * accept and its first message prove that the queue pairs are the proven ends'
+ * (transport/rdma_bind.c). Every way of failing is refused, reported through on_refused
+ * on the listener's side with who and why, and delivers no frame. These need an RDMA
+ * device: they run in the QEMU guest (tests/softroce/guest.sh) and skip anywhere else. */
+#include <criterion/criterion.h>
+#include <ftw.h>
+
+#include "lib/certs.h"
+#include "lib/tls.h"
+#include "tests/lib/rdma_pair.h"
+
+static char dir[64];
+static struct rdm_tls_ctx *srv_ctx, *cli_ctx;
+static char admitted[64];
+
+struct refusals {
+	int n;
+	char why[512];
+};
+static struct refusals srv_ref, cli_ref;
+
+static void on_refused(struct rdm_conn *c, const char *why, void *arg)
+{
+	struct refusals *r = arg == &srv ? &srv_ref : &cli_ref;
+
+	r->n++;
+	snprintf(r->why, sizeof(r->why), "%s", why);
+}
+
+static int admit(const char *name, void *arg, char *why, size_t len)
+{
+	if (!strcmp(name, admitted))
+		return 0;
+	snprintf(why, len, "'%s' is not my upstream", name);
+	return -1;
+}
+
+static struct rdm_tls_ctx *ctx(const char *d, const char *name, int server)
+{
+	char err[256];
+	struct rdm_tls_ctx *x = rdm_tls_ctx_load(d, name, server, err, sizeof(err));
+
+	cr_assert_not_null(x, "%s", err);
+	return x;
+}
+
+static void auth_setup(void)
+{
+	static const char *const names[] = {"srv", "cli", "stranger"};
+	char err[256];
+
+	setup();
+	memset(&srv_ref, 0, sizeof(srv_ref));
+	memset(&cli_ref, 0, sizeof(cli_ref));
+	snprintf(admitted, sizeof(admitted), "cli");
+	snprintf(dir, sizeof(dir), "/tmp/rdm-rdmaauth.XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(rdm_certs_make(dir, names, 3, 1, err, sizeof(err)), 3, "%s", err);
+	srv_ctx = ctx(dir, "srv", 1);
+	cli_ctx = ctx(dir, "cli", 0);
+	rdm_rdma__test_req = NULL;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	return remove(p);
+}
+
+static void auth_teardown(void)
+{
+	teardown();
+	rdm_tls_ctx_free(srv_ctx);
+	rdm_tls_ctx_free(cli_ctx);
+	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A node's listening side: TCP (which runs the binding handshakes) and RDMA, one port. */
+struct server {
+	struct rdm_addr a;
+	struct rdm_listener *tcp, *rdma;
+};
+
+static void server_open(struct server *s, int port)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_conn_cbs cb = {.on_frames = on_frames,
+				  .on_state = on_state,
+				  .admit = admit,
+				  .on_refused = on_refused,
+				  .arg = &srv};
+
+	s->a = addr_of(1, port);
+	o.tls = srv_ctx;
+	o.rdma_bind = 1;
+	s->tcp = rdm_listen(&rdm_tcp_ops, loop, &s->a, &o, &cb);
+	cr_assert_not_null(s->tcp, "tcp listen: %s", strerror(errno));
+	s->rdma = rdm_listen(&rdm_rdma_ops, loop, &s->a, &o, &cb);
+	cr_assert_not_null(s->rdma, "rdma listen: %s", strerror(errno));
+}
+
+static void server_close(struct server *s)
+{
+	rdm_listener_close(&rdm_tcp_ops, s->tcp);
+	rdm_listener_close(&rdm_rdma_ops, s->rdma);
+	RUN_FOR(20);
+}
+
+static struct rdm_conn *dial(const struct server *s, struct rdm_tls_ctx *x, const char *peer)
+{
+	static struct rdm_addr local;
+	struct rdm_conn_opts o = opts();
+	struct rdm_conn_cbs cb = {.on_frames = on_frames,
+				  .on_writable = on_writable,
+				  .on_state = on_state,
+				  .on_refused = on_refused,
+				  .arg = &cli};
+	struct rdm_conn *c;
+
+	local = addr_of(0, 1);
+	o.local = &local;
+	o.tls = x;
+	o.peer_name = peer;
+	c = rdm_connect(&rdm_rdma_ops, loop, &s->a, &o, &cb);
+	cr_assert_not_null(c, "connect: %s", strerror(errno));
+	return c;
+}
+
+TestSuite(rdma_auth, .init = auth_setup, .fini = auth_teardown, .timeout = 120);
+
+Test(rdma_auth, proven_both_ends_then_frames_flow)
+{
+	struct server s;
+	struct rdm_conn *c;
+	uint32_t next = 0;
+
+	NEED_RDMA();
+	server_open(&s, 7311);
+	c = dial(&s, cli_ctx, "srv");
+	RUN_UNTIL(c->up && srv.ups, 10000);
+	cr_assert(c->up && srv.ups == 1, "client up %d, server ups %d (%s / %s)", c->up, srv.ups,
+		  cli_ref.why, srv_ref.why);
+	cr_assert_eq(srv.last->ops, &rdm_rdma_ops, "the proven connection is the RDMA one");
+	cr_assert_str_eq(c->peer_id, "srv");
+	cr_assert_str_eq(srv.last->peer_id, "cli");
+	cr_assert_eq(c->stats.handshakes, 1);
+	cr_assert_eq(srv.last->stats.handshakes, 1);
+	stream(c, &next, 3000, 20000);
+	cr_assert_eq(srv.got, 3000);
+	cr_assert_eq(srv.bad, 0);
+	cr_assert_eq(srv_ref.n + cli_ref.n, 0, "%s / %s", srv_ref.why, cli_ref.why);
+	rdm_conn_close(c);
+	server_close(&s);
+}
+
+Test(rdma_auth, an_upstream_the_listener_does_not_admit_is_refused)
+{
+	struct server s;
+	struct rdm_conn *c;
+
+	NEED_RDMA();
+	server_open(&s, 7312);
+	snprintf(admitted, sizeof(admitted), "someone-else");
+	c = dial(&s, cli_ctx, "srv");
+	RUN_UNTIL(srv_ref.n && cli_ref.n, 10000);
+	cr_assert_eq(srv.ups, 0);
+	cr_assert_eq(c->up, 0);
+	cr_assert(strstr(srv_ref.why, "refused 'cli': 'cli' is not my upstream"), "%s",
+		  srv_ref.why);
+	cr_assert(strstr(cli_ref.why, "refused us: 'cli' is not my upstream"), "%s", cli_ref.why);
+	rdm_conn_close(c);
+	server_close(&s);
+}
+
+Test(rdma_auth, a_certificate_from_another_ca_is_refused)
+{
+	static const char *const names[] = {"cli"};
+	char other[64], err[256];
+	struct rdm_tls_ctx *rogue;
+	struct server s;
+	struct rdm_conn *c;
+
+	NEED_RDMA();
+	snprintf(other, sizeof(other), "/tmp/rdm-rdmaother.XXXXXX");
+	cr_assert_not_null(mkdtemp(other));
+	cr_assert_eq(rdm_certs_make(other, names, 1, 1, err, sizeof(err)), 1, "%s", err);
+	rogue = ctx(other, "cli", 0);
+	server_open(&s, 7313);
+	c = dial(&s, rogue, "srv");
+	RUN_UNTIL(srv_ref.n && cli_ref.n, 10000);
+	cr_assert_eq(srv.ups, 0);
+	cr_assert_eq(c->up, 0);
+	cr_assert(srv_ref.why[0] && cli_ref.why[0], "both sides say why");
+	rdm_conn_close(c);
+	server_close(&s);
+	rdm_tls_ctx_free(rogue);
+	nftw(other, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+Test(rdma_auth, a_dialler_without_proof_is_refused_at_its_connect_request)
+{
+	struct server s;
+	struct rdm_conn *c;
+
+	NEED_RDMA();
+	server_open(&s, 7314);
+	c = dial(&s, NULL, NULL); /* protect: none at the dialler, or an attacker */
+	RUN_UNTIL(srv_ref.n && cli_ref.n, 10000);
+	cr_assert_eq(srv.ups, 0);
+	cr_assert_eq(c->up, 0);
+	cr_assert(strstr(srv_ref.why, "RDMA connect request without a binding"), "%s",
+		  srv_ref.why);
+	cr_assert(strstr(cli_ref.why, "refused us: client"), "the dialler hears why: %s",
+		  cli_ref.why);
+	rdm_conn_close(c);
+	server_close(&s);
+}
+
+Test(rdma_auth, a_listener_that_is_not_the_expected_peer_is_refused)
+{
+	struct server s;
+	struct rdm_conn *c;
+
+	NEED_RDMA();
+	server_open(&s, 7315);
+	c = dial(&s, cli_ctx, "stranger"); /* we meant another node: srv impersonates it */
+	RUN_UNTIL(cli_ref.n, 10000);
+	cr_assert_eq(srv.ups, 0);
+	cr_assert_eq(c->up, 0);
+	cr_assert(strstr(cli_ref.why, "stranger"), "%s", cli_ref.why);
+	rdm_conn_close(c);
+	server_close(&s);
+}
+
+/* The first connect request's private data, then a replay of it. */
+static uint8_t captured[64];
+static uint8_t captured_len;
+static int replay;
+
+static void capture_or_replay(uint8_t *pd, uint8_t len)
+{
+	if (!replay) {
+		memcpy(captured, pd, len);
+		captured_len = len;
+	} else if (len == captured_len) {
+		memcpy(pd, captured, len);
+	}
+}
+
+Test(rdma_auth, a_replayed_connect_request_is_refused)
+{
+	struct server s;
+	struct rdm_conn *c;
+	uint32_t next = 0;
+
+	NEED_RDMA();
+	server_open(&s, 7316);
+	rdm_rdma__test_req = capture_or_replay;
+	c = dial(&s, cli_ctx, "srv");
+	RUN_UNTIL(c->up && srv.ups, 10000);
+	cr_assert(c->up && srv.ups == 1, "the first connection comes up");
+	stream(c, &next, 100, 10000);
+	cr_assert_eq(srv.got, 100);
+	rdm_conn_close(c);
+	RUN_UNTIL(srv.downs, 5000);
+	/* The same bytes again, on a fresh queue pair after a fresh binding handshake: the
+	 * token in them is spent. */
+	replay = 1;
+	c = dial(&s, cli_ctx, "srv");
+	RUN_UNTIL(srv_ref.n && cli_ref.n, 10000);
+	rdm_rdma__test_req = NULL;
+	replay = 0;
+	cr_assert_eq(srv.ups, 1, "no second connection came up");
+	cr_assert(strstr(srv_ref.why, "unknown, spent or expired binding (a replayed request?)"),
+		  "%s", srv_ref.why);
+	cr_assert_eq(srv.got, 100, "no frame more");
+	rdm_conn_close(c);
+	server_close(&s);
+}
