@@ -38,8 +38,10 @@ int rdm_tls_hs_keep(struct rdm_tls_hs *h);
  * hop's on the peer's TCP port, asking for the ALPN protocol below. Both ends then take
  * RDM_TLS_BIND_LEN bytes from the session's exporter (RFC 8446 7.5), which nobody else
  * can compute: a one-time token and a key for the MACs of the RDMA set-up. */
-#define RDM_TLS_ALPN_BIND "\x0b" "rdmesh-bind" /* wire form: length, then the name */
-#define RDM_TLS_BIND_LEN  48
+#define RDM_TLS_ALPN_BIND                                                                          \
+	"\x0b"                                                                                     \
+	"rdmesh-bind" /* wire form: length, then the name */
+#define RDM_TLS_BIND_LEN 48
 
 /* Server: once a client that asked for a binding is admitted, and before the verdict
  * goes out, fn gets its name and the exported bytes; a negative return refuses the

@@ -209,8 +209,7 @@ Test(rdma_auth, a_dialler_without_proof_is_refused_at_its_connect_request)
 	RUN_UNTIL(srv_ref.n && cli_ref.n, 10000);
 	cr_assert_eq(srv.ups, 0);
 	cr_assert_eq(c->up, 0);
-	cr_assert(strstr(srv_ref.why, "RDMA connect request without a binding"), "%s",
-		  srv_ref.why);
+	cr_assert(strstr(srv_ref.why, "RDMA connect request without a binding"), "%s", srv_ref.why);
 	cr_assert(strstr(cli_ref.why, "refused us: client"), "the dialler hears why: %s",
 		  cli_ref.why);
 	rdm_conn_close(c);

@@ -77,7 +77,8 @@ int rdm_rdma_bind_offer(const char *peer, const unsigned char *m, void *arg, cha
 	}
 	pthread_mutex_unlock(&binds_mu);
 	if (!b)
-		snprintf(why, whylen, "%d RDMA bindings are already waiting for their connect requests",
+		snprintf(why, whylen,
+			 "%d RDMA bindings are already waiting for their connect requests",
 			 RDM_RDMA_BINDS);
 	return b ? 0 : -1;
 }
@@ -304,21 +305,23 @@ uint8_t rdm_rdma__bind_req(struct rdmx_conn *c, uint8_t *pd)
 	return RDMX_REQ_AUTH_LEN;
 }
 
-int rdm_rdma__bind_check_req(struct rdmx_conn *c, const uint8_t *pd, uint8_t len,
-			     uint32_t peer_qpn, char *why, size_t whylen)
+int rdm_rdma__bind_check_req(struct rdmx_conn *c, const uint8_t *pd, uint8_t len, uint32_t peer_qpn,
+			     char *why, size_t whylen)
 {
 	struct rdmx_auth *a = &c->auth;
 	char name[64];
 
 	if (len < RDMX_REQ_AUTH_LEN || !(pd[1] & RDMX_PDATA_AUTH)) {
-		snprintf(why, whylen, "client %s: RDMA connect request without a binding "
-				      "(no certificate, or protect: none at the dialler)",
+		snprintf(why, whylen,
+			 "client %s: RDMA connect request without a binding "
+			 "(no certificate, or protect: none at the dialler)",
 			 c->base.peer);
 		return -1;
 	}
 	if (take(pd + RDMX_PDATA_LEN, name, sizeof(name), a->key) < 0) {
-		snprintf(why, whylen, "client %s: RDMA connect request with an unknown, spent "
-				      "or expired binding (a replayed request?)",
+		snprintf(why, whylen,
+			 "client %s: RDMA connect request with an unknown, spent "
+			 "or expired binding (a replayed request?)",
 			 c->base.peer);
 		return -1;
 	}
@@ -355,8 +358,8 @@ int rdm_rdma__bind_check_rep(struct rdmx_conn *c, const uint8_t *pd, uint8_t len
 	uint8_t m[RDMX_BIND_MSG_LEN];
 
 	if (len < RDMX_REP_AUTH_LEN || !(pd[1] & RDMX_PDATA_AUTH) ||
-	    !mac_ok(a->key, "rdmesh rdma rep", pd, RDMX_PDATA_LEN + 4, a->nonce,
-		    sizeof(a->nonce), pd + RDMX_PDATA_LEN + 4)) {
+	    !mac_ok(a->key, "rdmesh rdma rep", pd, RDMX_PDATA_LEN + 4, a->nonce, sizeof(a->nonce),
+		    pd + RDMX_PDATA_LEN + 4)) {
 		snprintf(why, whylen,
 			 "server %s: its RDMA accept does not prove it holds our binding (not "
 			 "the '%s' we proved on its TCP port)",

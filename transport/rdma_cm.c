@@ -130,7 +130,6 @@ static void rdmx_dialler_up(struct rdmx_conn *c, const uint8_t *pd, uint8_t len)
 	rdm_rdma__became_up(c);
 }
 
-
 /* A rejection that carries an rdmesh listener's reason is a refusal: 1 when it was. */
 static int rdmx_refusal(struct rdmx_conn *c, const struct rdma_cm_event *ev)
 {
@@ -302,10 +301,9 @@ static void rdmx_accept_request(struct rdmx_listener *lst, struct rdma_cm_event 
 	id->context = c;
 	rdm_addr_format((struct sockaddr_storage *)rdma_get_peer_addr(id),
 			sizeof(struct sockaddr_storage), c->base.peer, sizeof(c->base.peer));
-	if (c->o.tls &&
-	    rdm_rdma__bind_check_req(c, ev->param.conn.private_data,
-				     ev->param.conn.private_data_len, ev->param.conn.qp_num, why,
-				     sizeof(why)) < 0) {
+	if (c->o.tls && rdm_rdma__bind_check_req(c, ev->param.conn.private_data,
+						 ev->param.conn.private_data_len,
+						 ev->param.conn.qp_num, why, sizeof(why)) < 0) {
 		rdmx_reject(lst, c, id, why);
 		rdma_destroy_id(id);
 		rdm_rdma__conn_free(c);

@@ -209,8 +209,8 @@ void rdm_rdma__bind_stop(struct rdmx_conn *c);
 uint8_t rdm_rdma__bind_req(struct rdmx_conn *c, uint8_t *pd);
 /* Listener: checks a connect request's private data and takes its binding (the token
  * is spent); c->base.peer_id is set. 0, or -1 with why. */
-int rdm_rdma__bind_check_req(struct rdmx_conn *c, const uint8_t *pd, uint8_t len,
-			     uint32_t peer_qpn, char *why, size_t whylen);
+int rdm_rdma__bind_check_req(struct rdmx_conn *c, const uint8_t *pd, uint8_t len, uint32_t peer_qpn,
+			     char *why, size_t whylen);
 /* Listener: completes the accept's private data (first RDMX_PDATA_LEN bytes made);
  * returns its length. */
 uint8_t rdm_rdma__bind_rep(struct rdmx_conn *c, uint8_t *pd);

@@ -8,9 +8,12 @@
 #      over RDMA and over TCP;
 #  (c) throughput: the same chain unpaced (ingress batches of 32), packets/s at the egress
 #      and CPU per frame of the sender and of the receiver, over RDMA and over TCP, with
-#      the RDMA sender's frames per message (small frames are packed several to one).
+#      the RDMA sender's frames per message (small frames are packed several to one);
+#  (d) transport.protect on the RDMA hop, 1500 B: none against auth (the binding
+#      handshake, then frames as in (b) and (c)): paced hop latency, packets/s, and the
+#      time the proof took. (a) to (c) run with protect: none, the device's own cost.
 # Writes hop-rdma.csv and hop-rdma.md to $RDM_OUT and prints the tables with the ratios.
-# BENCH_PARTS picks parts ("a b c", the default); BENCH_TP_PACKETS sizes (c).
+# BENCH_PARTS picks parts ("a b c d", the default); BENCH_TP_PACKETS sizes (c).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/rack.sh
@@ -21,7 +24,7 @@ read -r D1 D2 _ <<<"${RDM_RXE_DEVS:?}"
 N=${BENCH_PACKETS:-2000}
 RATE=${BENCH_RATE:-500}
 ROUNDS=${BENCH_ROUNDS:-3}
-PARTS=${BENCH_PARTS:-a b c}
+PARTS=${BENCH_PARTS:-a b c d}
 TP_N=${BENCH_TP_PACKETS:-20000}
 work=${RDM_OUT:?}/bench
 rm -rf "$work"
@@ -39,7 +42,7 @@ rdmesh_hop() {
 	port=$((port + 1))
 	cat >"$work/chain.yaml" <<EOC
 chain: {name: bench, spi: 1}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100, protect: none}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, protect: ${HOP_PROTECT:-none}, certs: $work/certs}
 nodes:
   - name: host1
     listen: $A1:$port
@@ -130,10 +133,12 @@ median_pps() {
 	printf '%s\n' "$@" | sort -n -k1,1 | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'
 }
 
+"$RDMESH" ctl certs --out "$work/certs" host1 host2 >/dev/null || { echo "bench-rdma: certificates" >&2; exit 1; }
 echo "bench-rdma: one hop $A1 ($D1) -> $A2 ($D2); 64 B and 1500 B packets with 128 B of state (parts: $PARTS)"
 has a && echo "  (a) round trips, both ends polling like ib_send_lat: $N each, half the round trip, median of $ROUNDS interleaved rounds"
 has b && echo "  (b) the chain: host1 (tag, stamp) -> host2 (stamp, egress), $N packets at $RATE pkt/s, stamp to stamp"
 has c && echo "  (c) throughput: the same chain, $TP_N packets unpaced, median of $ROUNDS interleaved rounds"
+has d && echo "  (d) protect none / auth on the RDMA hop, 1500 B: (b) and (c) again, median of $ROUNDS interleaved rounds"
 printf 'size_b,frame_b,path,p50_us,p99_us\n' >"$work/hop-rdma.csv"
 printf 'size_b,frame_b,transport,pps,sender_us_per_frame,receiver_us_per_frame,frames_per_msg\n' >"$work/hop-rdma-tp.csv"
 declare -A R
@@ -180,6 +185,30 @@ for size in 64 1500; do
 		done
 	fi
 done
+
+if has d; then
+	echo "  1500 B: (d) protect none, auth"
+	"$PWD/$BUILD/tools/fixedpcap" 1500 "$N" 16 "$work/in-1500-$N.pcap"
+	"$PWD/$BUILD/tools/fixedpcap" 1500 "$TP_N" 16 "$work/in-1500-$TP_N.pcap"
+	declare -A PL PT PH
+	for ((r = 0; r < ROUNDS; r++)); do
+		for pm in none auth; do
+			PL[$pm]+="$(HOP_PROTECT=$pm rdmesh_hop rdma 1500)|"
+			PH[$pm]+="$(stat "$work/s1" down_handshakes) $(stat "$work/s1" down_handshake_us)|"
+			PT[$pm]+="$(HOP_PROTECT=$pm throughput rdma 1500)|"
+		done
+	done
+	for pm in none auth; do
+		IFS='|' read -r -a l <<<"${PL[$pm]%|}"
+		IFS='|' read -r -a t <<<"${PT[$pm]%|}"
+		R[d_lat, $pm]=$(median "${l[@]}")
+		R[d_tp, $pm]=$(median_pps "${t[@]}")
+		R[d_hs, $pm]=$(awk -v s="${PH[$pm]}" 'BEGIN { n = split(s, a, "|"); for (i = 1; i <= n; i++) { split(a[i], b, " "); h += b[1]; u += b[2] } printf "%d %.1f", h, (h > 0 ? u / h / 1000 : 0) }')
+		echo "    protect $pm: rounds (p50 p99) [${PL[$pm]}] (pps ...) [${PT[$pm]}]"
+		printf '%s,%s,rdma-protect-%s,%s\n' 1500 $((1500 + STATE_HDR)) $pm "${R[d_lat, $pm]// /,}" >>"$work/hop-rdma.csv"
+		printf '%s,%s,rdma-protect-%s,%s\n' 1500 $((1500 + STATE_HDR)) $pm "${R[d_tp, $pm]// /,}" >>"$work/hop-rdma-tp.csv"
+	done
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 {
@@ -228,6 +257,23 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 			read -r ta tb _ <<<"${R[tp_tcp, $size]}"
 			echo "| $size B | $(ratio "$ra" "$ta") | $(ratio "$rb" "$tb") |"
 		done
+	fi
+	if has d; then
+		echo
+		echo "(d) transport.protect on the RDMA hop, 1500 B packets (paced: $N at $RATE pkt/s; throughput: $TP_N unpaced):"
+		echo
+		echo "| protect | hop p50 (us) | hop p99 (us) | packets/s | sender CPU/frame (us) | proofs | proof time (ms) | packets/s vs none |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+		read -r n50 n99 <<<"${R[d_lat, none]}"
+		read -r npps ncpu _ <<<"${R[d_tp, none]}"
+		for pm in none auth; do
+			read -r a b <<<"${R[d_lat, $pm]}"
+			read -r pps cpu _ <<<"${R[d_tp, $pm]}"
+			read -r hs hsms <<<"${R[d_hs, $pm]}"
+			[ "$hs" = 0 ] && hsms=-
+			echo "| $pm | $a | $b | $pps | $cpu | $hs | $hsms | $(ratio "$pps" "$npps") |"
+		done
+		echo "| encrypt | - | - | - | - | - | - | not on RDMA yet: rdmesh check refuses it (use TCP) |"
 	fi
 } | tee "$work/hop-rdma.md"
 echo

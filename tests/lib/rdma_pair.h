@@ -114,7 +114,8 @@ struct pair {
 	struct rdm_conn *c;
 };
 
-__attribute__((unused)) static void pair_open(struct pair *p, int port, const struct rdm_conn_opts *o)
+__attribute__((unused)) static void pair_open(struct pair *p, int port,
+					      const struct rdm_conn_opts *o)
 {
 	struct rdm_conn_cbs scb = {
 	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
