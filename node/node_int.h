@@ -126,6 +126,8 @@ struct down {
 /* A flow's pin: the slot of the replica it started on, as of that slot's generation. */
 struct pin {
 	uint32_t slot, gen;
+	uint32_t epoch; /* the connection's epoch when the flow was pinned to it */
+	int moved;	/* the flow went on mid-stream elsewhere, or after a reconnect */
 };
 
 /* One worker thread: its event loop, connections, stage runtimes, batch buffers, and

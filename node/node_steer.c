@@ -49,17 +49,16 @@ void rdm_node__steer_free_all(struct steer *sp)
 	}
 }
 
-/* The slot of the replica that carries frame f. A flow's first packet picks one from the
- * Maglev table by the flow's symmetric hash (both directions alike) and pins the flow to
- * it; later packets follow the pin, so a changed table never moves a flow. A pin to a
- * replica that has gone is renewed from the table (counted: pins_moved). */
-static int steer_frame(struct worker *w, const struct rdm_frame *f, uint64_t now)
+/* Pins frame f's flow (see steer_frame) and returns its slot; *moved says whether the
+ * flow has moved mid-stream (0 for a frame with no flow key). */
+static int steer_pin(struct worker *w, const struct rdm_frame *f, uint64_t now, int *moved)
 {
 	uint64_t hash;
 	struct rdm_flow *fl;
 	struct pin *p;
 	int dir, created, slot, pick;
 
+	*moved = 0;
 	if (!(f->present & RDM_F_FLOW_KEY))
 		return w->slot_of[0];
 	hash = rdm_frame_flow_hash(f, &f->key);
@@ -67,13 +66,22 @@ static int steer_frame(struct worker *w, const struct rdm_frame *f, uint64_t now
 			       f->pkt_len ? rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &f->key) : 0, now,
 			       &dir, &created);
 	p = rdm_flow_data(fl);
+	if (created)
+		p->moved = 0;
 	/* A pin holds while its replica is in the table, or drains and is still there: a
 	 * replica that left the table and is unreachable (its node died) gives its flows
 	 * to the table at once rather than dropping their packets until the drain ends. */
 	if (!created && p->gen == w->downs[p->slot].gen && w->downs[p->slot].c &&
-	    (w->downs[p->slot].active || w->downs[p->slot].c->up))
+	    (w->downs[p->slot].active || w->downs[p->slot].c->up)) {
+		if (p->epoch != w->downs[p->slot].c->epoch && w->downs[p->slot].c->up) {
+			p->moved = 1; /* the replica's end was made again since */
+			p->epoch = w->downs[p->slot].c->epoch;
+		}
+		*moved = p->moved;
 		return (int)p->slot;
+	}
 	if (!created) {
+		p->moved = 1;
 		w->st.pins_moved++;
 		if (p->gen == w->downs[p->slot].gen && w->downs[p->slot].pins)
 			w->downs[p->slot].pins--; /* the old replica has one flow less */
@@ -96,10 +104,34 @@ static int steer_frame(struct worker *w, const struct rdm_frame *f, uint64_t now
 	}
 	p->slot = (uint32_t)slot;
 	p->gen = w->downs[slot].gen;
+	p->epoch = w->downs[slot].c ? w->downs[slot].c->epoch : 0;
 	w->downs[slot].pins++;
+	*moved = p->moved;
 	return slot;
 }
 
+/* The slot of the replica that carries frame f. A flow's first packet picks one from the
+ * Maglev table by the flow's symmetric hash (both directions alike) and pins the flow to
+ * it; later packets follow the pin, so a changed table never moves a flow. A pin to a
+ * replica that has gone is renewed from the table (counted: pins_moved).
+ *
+ * Fail closed: a replica that takes a flow mid-stream (moved to it, or its connection
+ * made again, as after a restart) may never have seen the flow's start, and what it
+ * decides from the middle could differ. Such flows carry RDM_FF_MOVED from then on (DPI
+ * treats one it does not know as lost, and the policy denies it while its decision
+ * waits on what DPI would have seen). */
+static int steer_frame(struct worker *w, struct rdm_frame *f, uint64_t now)
+{
+	int moved, slot = steer_pin(w, f, now, &moved);
+
+	if (moved) {
+		if (!(f->present & RDM_F_FLAGS))
+			f->flags = 0;
+		f->flags |= RDM_FF_MOVED;
+		f->present |= RDM_F_FLAGS;
+	}
+	return slot;
+}
 /* A pin leaves with its flow (idle, closed, evicted): its replica has one flow less. */
 void rdm_node__pin_end(void *arg, struct rdm_flow *fl, enum rdm_flow_end why)
 {

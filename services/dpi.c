@@ -81,6 +81,7 @@ struct dpi_rt {
 	uint64_t now_ms;
 	uint64_t packets, inspected, fastpath, not_ip, no_key, malformed, fragments;
 	uint64_t n_flows, detected, gaveup, unknown, unfinished, nomem, lost_back;
+	uint64_t moved_in; /* flows first seen mid-stream, moved here by the upstream */
 	uint64_t ndpi_ns;
 };
 
@@ -358,7 +359,9 @@ static uint64_t *dpi_check(struct dpi_rt *rt, const struct rdm_frame *f, uint16_
 }
 
 /* A new entry: a flow that left the table unfinished and comes back mid-stream is
- * marked lost (its frames say so); a TCP SYN starts a new connection instead. */
+ * marked lost (its frames say so), and so is one the upstream moved here mid-stream
+ * from another replica (RDM_FF_MOVED) before any DPI was final for it; a TCP SYN starts
+ * a new connection instead. */
 static void lost_check(struct dpi_rt *rt, struct rdm_flow *fl, struct dpi_flow *df,
 		       const struct rdm_frame *fr, uint8_t tcp)
 {
@@ -369,6 +372,10 @@ static void lost_check(struct dpi_rt *rt, struct rdm_flow *fl, struct dpi_flow *
 	if (rdm_vcache_get(rt->lost, fl->hash) >= 0) {
 		df->lost = 1;
 		rt->lost_back++;
+	} else if ((fr->present & RDM_F_FLAGS) && (fr->flags & RDM_FF_MOVED) &&
+		   !(fr->flags & RDM_FF_DPI_DONE)) {
+		df->lost = 1;
+		rt->moved_in++;
 	}
 }
 
@@ -483,6 +490,7 @@ static void dpi_report(void *p, rdm_stage_emit emit, void *arg)
 	emit(arg, "flows_evicted", st.evicted);
 	emit(arg, "flows_refused", st.refused);
 	emit(arg, "flows_lost_back", rt->lost_back);
+	emit(arg, "flows_moved_in", rt->moved_in);
 	emit(arg, "nomem", rt->nomem);
 	emit(arg, "ndpi_ns", rt->ndpi_ns);
 }

@@ -620,6 +620,7 @@ static int decide(struct policy_rt *rt, struct rdm_frame *f, uint64_t now)
 	/* Rules match the flow as its initiator sent it, whichever way this packet goes. */
 	x.key = &fl->key;
 	x.l7_final = pf->state == PF_DECIDED || pf->pending >= pol->pending_packets;
+	x.l7_untrusted = (f->present & RDM_F_FLAGS) && (f->flags & RDM_FF_DPI_LOST);
 	pf->sig_pres = pres;
 	pf->sig_hash = hash;
 	if (rdm_policy_eval(pol, &x, &rule) == RDM_POL_PENDING) {

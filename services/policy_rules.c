@@ -801,7 +801,7 @@ static int rule_match(const struct rdm_pol_rule *r, const struct rdm_pol_facts *
 {
 	const struct rdm_frame *f = x->f;
 	const struct rdm_flow_key *k = x->key;
-	uint32_t m = r->fields;
+	uint32_t m = r->fields, l7;
 	int maybe = 0, l7_open;
 
 	if ((m & RDM_PM_TENANT) &&
@@ -824,10 +824,13 @@ static int rule_match(const struct rdm_pol_rule *r, const struct rdm_pol_facts *
 		return NO;
 	if ((m & RDM_PM_PROTO) && (!k || !(r->proto[k->proto / 8] & (1u << (k->proto % 8)))))
 		return NO;
-	/* An L7 field that has not arrived is unknown until DPI says it is done. */
-	l7_open = !x->l7_final && !((f->present & RDM_F_FLAGS) && (f->flags & RDM_FF_DPI_DONE));
+	/* An L7 field that has not arrived is unknown until DPI says it is done; what DPI
+	 * made of a flow seen from its middle stays unknown. */
+	l7_open = x->l7_untrusted ||
+		  (!x->l7_final && !((f->present & RDM_F_FLAGS) && (f->flags & RDM_FF_DPI_DONE)));
+	l7 = x->l7_untrusted ? 0 : f->present;
 	if (m & RDM_PM_APP) {
-		if (f->present & RDM_F_APP_NAME) {
+		if (l7 & RDM_F_APP_NAME) {
 			if (!app_has(&r->app, f->app_name))
 				return NO;
 		} else if (l7_open) {
@@ -837,7 +840,7 @@ static int rule_match(const struct rdm_pol_rule *r, const struct rdm_pol_facts *
 		}
 	}
 	if (m & RDM_PM_CATEGORY) {
-		if (f->present & RDM_F_CATEGORY) {
+		if (l7 & RDM_F_CATEGORY) {
 			if (!cat_has(&r->category, f->category))
 				return NO;
 		} else if (l7_open) {
@@ -847,7 +850,7 @@ static int rule_match(const struct rdm_pol_rule *r, const struct rdm_pol_facts *
 		}
 	}
 	if (m & RDM_PM_HOST) {
-		if (f->present & RDM_F_HOST) {
+		if (l7 & RDM_F_HOST) {
 			if (!host_has(r, f->host))
 				return NO;
 		} else if (l7_open) {

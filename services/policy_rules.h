@@ -96,6 +96,10 @@ struct rdm_pol_facts {
 	const struct rdm_frame *f;
 	const struct rdm_flow_key *key;
 	int l7_final;
+	/* DPI saw the flow only from its middle (RDM_FF_DPI_LOST): what it says of the
+	 * application, category and host may be wrong, so they count as unknown, never
+	 * final, and a rule that needs them leaves the flow pending. */
+	int l7_untrusted;
 };
 
 /* Reads the policy file at path. NULL with errno set and "FILE:LINE:COL: message" (or

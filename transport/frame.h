@@ -61,6 +61,10 @@ enum {
 	RDM_FF_NOTICE = 1u << 3,     /* a state-only notice: the packet was dropped (or answered)
 				      * here, and the decision travels on so that later stages
 				      * (the flow log) learn it; it carries no packet */
+	RDM_FF_MOVED = 1u << 5,	     /* the sender moved the flow mid-stream to a replica that
+				      * may never have seen it (its replica left, or its
+				      * connection was made again: a restart); set on every
+				      * frame of the flow from then on */
 };
 
 /* Bits of rdm_frame.present: which optional fields hold a value. */

@@ -63,9 +63,11 @@ print(n)
 EOP
 }
 
-# run LABEL MAX WHEN: the chain with flows.max MAX and when_full WHEN; sets $tls_out.
+# run LABEL MAX WHEN [RATE [RESTART]]: the chain with flows.max MAX and when_full WHEN, the
+# generator at RATE packets/s (0: unpaced); with RESTART, inspect is killed (-9) and
+# started again once the generator has sent RESTART packets. Sets $tls_out.
 run() {
-	local label=$1 max=$2 when=$3 p1 p2 p3
+	local label=$1 max=$2 when=$3 rate=${4:-0} restart=${5:-} p1 p2 p3 pg
 	cat >"$work/$label.yaml" <<EOC
 chain: {name: failclosed, spi: 31}
 transport: {certs: $work/certs}
@@ -74,7 +76,7 @@ nodes:
   - name: gen
     stages: [stamp]
     next: inspect
-    ingress: {mode: gen, count: $PACKETS, flows: $FLOWS, rate: 0, seed: 11}
+    ingress: {mode: gen, count: $PACKETS, flows: $FLOWS, rate: $rate, seed: 11}
   - name: inspect
     listen: 127.0.0.1:$PORT
     stages: [stamp, dpi, {name: policy, file: $work/policy.yaml}]
@@ -91,13 +93,39 @@ EOC
 		>"$work/$label.log.inspect" 2>&1 &
 	p2=$!
 	pids="$p2 $p3"
-	"$RDMESH" node --config "$work/$label.yaml" --name gen >"$work/$label.log.gen" 2>&1
+	"$RDMESH" node --config "$work/$label.yaml" --name gen >"$work/$label.log.gen" 2>&1 &
+	pg=$!
+	pids="$p2 $p3 $pg"
+	if [ -n "$restart" ]; then
+		# The generator's progress lines say how much it sent: restart inspect mid-stream.
+		local t=0
+		until awk -v n="$restart" '/w0 ingress/ { for (i = 1; i <= NF; i++) if ($i == "sent,") s = $(i - 1) } END { exit !(s + 0 >= n) }' "$work/$label.log.gen" 2>/dev/null; do
+			[ $t -ge 600 ] && break
+			sleep 0.05
+			t=$((t + 1))
+		done
+		kill -9 $p2
+		wait $p2 2>/dev/null
+		"$RDMESH" node --config "$work/$label.yaml" --name inspect --stats "$work/$label.inspect" \
+			>>"$work/$label.log.inspect" 2>&1 &
+		p2=$!
+		pids="$p2 $p3 $pg"
+		echo "$label: inspect killed and started again at $(grep 'w0 ingress' "$work/$label.log.gen" | tail -1 | cut -d' ' -f2-)"
+	fi
+	wait $pg
 	# Each node has read everything from its upstream once that connection closed: only
 	# then is it told to stop (it drains what it queued to the next one).
 	wait_log "$work/$label.log.inspect" "upstream .* disconnected" || fail "$label: inspect kept its upstream"
 	kill -TERM $p2
 	wait_exit $p2 20 || kill -9 $p2
-	wait_log "$work/$label.log.out" "upstream .* disconnected" || fail "$label: out kept its upstream"
+	# After a restart, out saw two upstream connections end: wait for the second.
+	local t=0 n=1
+	[ -n "$restart" ] && n=2
+	until [ "$(grep -c "upstream .* disconnected" "$work/$label.log.out")" -ge $n ]; do
+		[ $t -ge 300 ] && { fail "$label: out kept its upstream"; break; }
+		sleep 0.1
+		t=$((t + 1))
+	done
 	kill -TERM $p3
 	wait_exit $p3 20 || kill -9 $p3
 	pids=""
@@ -108,7 +136,8 @@ EOC
 		"undecidable $(stat "$work/$label.inspect" stage_policy_undecidable_denied)," \
 		"refused new $(stat "$work/$label.inspect" stage_policy_flows_refused)," \
 		"evicted $(stat "$work/$label.inspect" stage_policy_flows_evicted)," \
-		"cache forgot $(stat "$work/$label.inspect" stage_policy_verdict_cache_forgotten)"
+		"cache forgot $(stat "$work/$label.inspect" stage_policy_verdict_cache_forgotten)," \
+		"moved in $(stat "$work/$label.inspect" stage_dpi_flows_moved_in)"
 }
 
 run A 65536 evict
@@ -128,3 +157,22 @@ rf=$(stat "$work/C.inspect" stage_dpi_flows_refused)
 [ "${c:-x}" -le "$a" ] && [ "${rf:-0}" -gt 0 ] &&
 	pass "refuse-new: no more TLS packets leave than with room ($c <= $a), $rf new flows refused by dpi" ||
 	fail "refuse-new: TLS packets $c (baseline $a), dpi flows_refused '$rf'"
+
+# --- a replica restarted mid-stream ---------------------------------------------------------
+# The same traffic paced (6000 packets/s), once as it is (P) and once with inspect killed
+# and started again a third of the way in (D): the upstream's connection is made again,
+# so it marks the flows it goes on sending there as moved (RDM_FF_MOVED); the new inspect
+# sees them from the middle, DPI takes them as lost, and the policy denies the ones whose
+# decision waits on DPI. No more TLS packets may leave than without the restart.
+run P 65536 evict 6000
+p=$tls_out
+run D 65536 evict 6000 10000
+d=$tls_out
+mv=$(stat "$work/D.inspect" stage_dpi_flows_moved_in)
+ud=$(stat "$work/D.inspect" stage_policy_undecidable_denied)
+[ "${mv:-0}" -gt 0 ] && [ "${ud:-0}" -gt 0 ] &&
+	pass "restarted mid-stream: the new inspect took $mv flows as moved to it, denied $ud it could not decide from the middle" ||
+	fail "restart: flows_moved_in '$mv', undecidable_denied '$ud'"
+[ "${p:-0}" -gt 0 ] && [ "${d:-x}" -le "$p" ] &&
+	pass "a replica restarted mid-stream lets no more TLS packets through than none restarted ($d <= $p)" ||
+	fail "the restart let more of the denied application through: $d > $p"
