@@ -5,46 +5,14 @@
  * on the listener's side with who and why, and delivers no frame. These need an RDMA
  * device: they run in the QEMU guest (tests/softroce/guest.sh) and skip anywhere else. */
 #include <criterion/criterion.h>
-#include <ftw.h>
 
 #include "lib/certs.h"
 #include "lib/tls.h"
 #include "tests/lib/rdma_pair.h"
+#include "tests/lib/auth.h"
 
 static char dir[64];
 static struct rdm_tls_ctx *srv_ctx, *cli_ctx;
-static char admitted[64];
-
-struct refusals {
-	int n;
-	char why[512];
-};
-static struct refusals srv_ref, cli_ref;
-
-static void on_refused(struct rdm_conn *c, const char *why, void *arg)
-{
-	struct refusals *r = arg == &srv ? &srv_ref : &cli_ref;
-
-	r->n++;
-	snprintf(r->why, sizeof(r->why), "%s", why);
-}
-
-static int admit(const char *name, void *arg, char *why, size_t len)
-{
-	if (!strcmp(name, admitted))
-		return 0;
-	snprintf(why, len, "'%s' is not my upstream", name);
-	return -1;
-}
-
-static struct rdm_tls_ctx *ctx(const char *d, const char *name, int server)
-{
-	char err[256];
-	struct rdm_tls_ctx *x = rdm_tls_ctx_load(d, name, server, err, sizeof(err));
-
-	cr_assert_not_null(x, "%s", err);
-	return x;
-}
 
 static void auth_setup(void)
 {
@@ -63,17 +31,12 @@ static void auth_setup(void)
 	rdm_rdma__test_req = NULL;
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	return remove(p);
-}
-
 static void auth_teardown(void)
 {
 	teardown();
 	rdm_tls_ctx_free(srv_ctx);
 	rdm_tls_ctx_free(cli_ctx);
-	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	rm_tree(dir);
 }
 
 /* A node's listening side: TCP (which runs the binding handshakes) and RDMA, one port. */
@@ -195,7 +158,7 @@ Test(rdma_auth, a_certificate_from_another_ca_is_refused)
 	rdm_conn_close(c);
 	server_close(&s);
 	rdm_tls_ctx_free(rogue);
-	nftw(other, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	rm_tree(other);
 }
 
 Test(rdma_auth, a_dialler_without_proof_is_refused_at_its_connect_request)

@@ -4,7 +4,6 @@
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -29,43 +28,11 @@
 
 static struct rdm_loop *loop;
 static struct sink srv, cli;
+#include "tests/lib/auth.h"
 static char dir[64];
 static struct rdm_tls_ctx *srv_ctx, *cli_ctx;
 
-/* What on_refused saw, per side. */
-struct refusals {
-	int n;
-	char why[512];
-};
-static struct refusals srv_ref, cli_ref;
-static char admitted[64];
 static int use_encrypt; /* the test's connections keep their TLS session */
-
-static void on_refused(struct rdm_conn *c, const char *why, void *arg)
-{
-	struct refusals *r = arg == &srv ? &srv_ref : &cli_ref;
-
-	r->n++;
-	snprintf(r->why, sizeof(r->why), "%s", why);
-}
-
-/* Admits only the name in admitted. */
-static int admit(const char *name, void *arg, char *why, size_t len)
-{
-	if (!strcmp(name, admitted))
-		return 0;
-	snprintf(why, len, "'%s' is not my upstream", name);
-	return -1;
-}
-
-static struct rdm_tls_ctx *ctx(const char *d, const char *name, int server)
-{
-	char err[256];
-	struct rdm_tls_ctx *x = rdm_tls_ctx_load(d, name, server, err, sizeof(err));
-
-	cr_assert_not_null(x, "%s", err);
-	return x;
-}
 
 static void setup(void)
 {
@@ -89,17 +56,12 @@ static void setup(void)
 	cli_ctx = ctx(dir, "cli", 0);
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	return remove(p);
-}
-
 static void teardown(void)
 {
 	rdm_loop_free(loop);
 	rdm_tls_ctx_free(srv_ctx);
 	rdm_tls_ctx_free(cli_ctx);
-	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	rm_tree(dir);
 }
 
 static struct rdm_conn_opts opts(struct rdm_tls_ctx *x, const char *peer)

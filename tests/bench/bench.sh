@@ -220,9 +220,9 @@ chain() {
 	"$TOOLS/fixedpcap" "$size" "$count" 64 "$work/in.pcap" || return 1
 	{
 		echo "chain: {name: bench, spi: 1}"
-		# RDMA hops cannot prove their peers yet (issue G); PROTECT=none or encrypt
-		# measure TCP without proof or encrypted, for the protect table.
-		if [ "$p" = rdma ] || [ "${PROTECT:-auth}" = none ]; then
+		# Every hop proves both ends (auth, the default, RDMA hops too); PROTECT=none or
+		# encrypt measure the native path without proof or encrypted, for the protect table.
+		if [ "${PROTECT:-auth}" = none ]; then
 			echo "transport: {backoff_min_ms: 10, backoff_max_ms: 100, protect: none}"
 		else
 			echo "transport: {backoff_min_ms: 10, backoff_max_ms: 100, certs: $work/certs, protect: ${PROTECT:-auth}}"
