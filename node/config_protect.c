@@ -84,13 +84,6 @@ int rdm_config__check_identities(struct ld *l, struct rdm_chain_conf *c,
 		rc = rdm_ystrdup(l->doc, s, &nc->identity, l->err, l->len);
 		if (rc)
 			return rc;
-		if (c->transport.protect == RDM_PROTECT_ENCRYPT && nc->n_next &&
-		    nc->transport == RDM_TRANSPORT_RDMA)
-			return rdm_yerr(l->doc, rdm_ymap_get(m, "transport"), l->err, l->len,
-					"node '%s': RDMA hops cannot encrypt yet: use transport: "
-					"tcp or auto (TCP under encrypt), or transport.protect: "
-					"auth (RDMA hops proven, frames in the clear)",
-					nc->name);
 	}
 	return 0;
 }

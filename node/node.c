@@ -102,13 +102,8 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	n->ops = c->transport == RDM_TRANSPORT_TCP ? &rdm_tcp_ops : &rdm_rdma_ops;
 	if (c->transport == RDM_TRANSPORT_AUTO && n->n_next) {
 		/* Auto: RDMA only from an address on an active RDMA device; the peer's side
-		 * shows when connecting (see rdm_node__auto_check). RDMA hops encrypt
-		 * nothing yet, so a chain that asks for encryption stays on TCP. */
-		if (chain->transport.protect == RDM_PROTECT_ENCRYPT) {
-			n->ops = &rdm_tcp_ops;
-			rdm_node__log(n, "transport auto: using TCP: RDMA hops cannot encrypt yet "
-					 "(transport.protect: encrypt)");
-		} else if (!c->has_listen || !rdm_rdma_probe(&c->listen)) {
+		 * shows when connecting (see rdm_node__auto_check). */
+		if (!c->has_listen || !rdm_rdma_probe(&c->listen)) {
 			n->ops = &rdm_tcp_ops;
 			rdm_node__log(
 			    n, "transport auto: %s is on no active RDMA device: using TCP",
@@ -123,8 +118,7 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	for (int i = 0; i < chain->n_nodes; i++)
 		for (int r = 0; r < chain->nodes[i].n_next; r++)
 			if (&chain->nodes[chain->nodes[i].nexts[r]] == c &&
-			    chain->nodes[i].transport != RDM_TRANSPORT_TCP &&
-			    chain->transport.protect != RDM_PROTECT_ENCRYPT)
+			    chain->nodes[i].transport != RDM_TRANSPORT_TCP)
 				n->listen_rdma = 1;
 	n->n_workers = c->workers > 0 ? c->workers : 1;
 	n->drain_ms = 2000;

@@ -655,11 +655,14 @@ Test(config, security_settings_and_their_errors)
 	    HEAD "  - name: a\n    listen: 1.2.3.4:5\n  - name: b\n    listen: 1.2.3.4:5\n",
 	    ":7:13: node 'b': listen 1.2.3.4:5 is node 'a''s address too: an upstream "
 	    "could reach the wrong node and frames skip a stage");
-	expect_text_error(
-	    HEAD "  - name: a\n    next: b\n    transport: rdma\n    ingress: {mode: gen, "
-		 "count: 1}\n  - name: b\n    listen: 1.2.3.4:5\ntransport: {protect: encrypt}\n",
-	    ":6:16: node 'a': RDMA hops cannot encrypt yet: use transport: tcp or auto (TCP "
-	    "under encrypt), or transport.protect: auth (RDMA hops proven, frames in the clear)");
+	/* RDMA hops prove themselves and encrypt like TCP ones. */
+	cr_assert_eq(load_text(HEAD "  - name: a\n    next: b\n    transport: rdma\n    ingress: "
+				    "{mode: gen, count: 1}\n  - name: b\n    listen: 1.2.3.4:5\n"
+				    "transport: {protect: encrypt}\n",
+			       &c, &msg),
+		     0, "%s", msg);
+	cr_assert_eq(c.nodes[0].transport, RDM_TRANSPORT_RDMA);
+	rdm_chain_free(&c);
 	expect_text_error(HEAD "  - name: _a\n    listen: 1.2.3.4:5\n",
 			  ":4:11: node '_a': '_a' cannot be a certificate name (1 to 63 of A-Z a-z "
 			  "0-9 . _ -, starting with a letter or digit, not 'ca'): give the node an "

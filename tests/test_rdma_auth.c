@@ -13,6 +13,7 @@
 
 static char dir[64];
 static struct rdm_tls_ctx *srv_ctx, *cli_ctx;
+static int srv_encrypt, cli_encrypt; /* opts.encrypt of each side */
 
 static void auth_setup(void)
 {
@@ -29,6 +30,7 @@ static void auth_setup(void)
 	srv_ctx = ctx(dir, "srv", 1);
 	cli_ctx = ctx(dir, "cli", 0);
 	rdm_rdma__test_req = NULL;
+	srv_encrypt = cli_encrypt = 0;
 }
 
 static void auth_teardown(void)
@@ -56,6 +58,7 @@ static void server_open(struct server *s, int port)
 
 	s->a = addr_of(1, port);
 	o.tls = srv_ctx;
+	o.encrypt = srv_encrypt;
 	o.rdma_bind = 1;
 	s->tcp = rdm_listen(&rdm_tcp_ops, loop, &s->a, &o, &cb);
 	cr_assert_not_null(s->tcp, "tcp listen: %s", strerror(errno));
@@ -85,6 +88,7 @@ static struct rdm_conn *dial(const struct server *s, struct rdm_tls_ctx *x, cons
 	o.local = &local;
 	o.tls = x;
 	o.peer_name = peer;
+	o.encrypt = cli_encrypt;
 	c = rdm_connect(&rdm_rdma_ops, loop, &s->a, &o, &cb);
 	cr_assert_not_null(c, "connect: %s", strerror(errno));
 	return c;
@@ -237,6 +241,85 @@ Test(rdma_auth, a_replayed_connect_request_is_refused)
 	cr_assert(strstr(srv_ref.why, "unknown, spent or expired binding (a replayed request?)"),
 		  "%s", srv_ref.why);
 	cr_assert_eq(srv.got, 100, "no frame more");
+	rdm_conn_close(c);
+	server_close(&s);
+}
+
+/* Frames of every size from 64 B to the slot, both ways: sealed and opened intact. */
+Test(rdma_auth, an_encrypted_hop_delivers_every_frame_intact_both_ways)
+{
+	struct server s;
+	struct rdm_conn *c;
+	uint32_t next = 0, back = 0;
+
+	NEED_RDMA();
+	srv_encrypt = cli_encrypt = 1;
+	server_open(&s, 7317);
+	c = dial(&s, cli_ctx, "srv");
+	RUN_UNTIL(c->up && srv.ups, 10000);
+	cr_assert(c->up && srv.ups == 1, "client up %d, server ups %d (%s / %s)", c->up, srv.ups,
+		  cli_ref.why, srv_ref.why);
+	stream(c, &next, 5000, 30000);
+	cr_assert_eq(srv.got, 5000);
+	cr_assert_eq(srv.bad, 0);
+	while (cli.got < 500) {
+		send_some(srv.last, &back, 500);
+		rdm_loop_run_once(loop, 5);
+	}
+	cr_assert_eq(cli.bad, 0);
+	cr_assert_eq(srv.last->stats.rx_tls_errors + c->stats.rx_tls_errors, 0);
+	cr_assert_eq(c->stats.inline_sends + c->stats.zero_copy, 0,
+		     "every message went through a send slot to be sealed");
+	rdm_conn_close(c);
+	server_close(&s);
+}
+
+Test(rdma_auth, a_dialler_that_encrypts_and_a_listener_that_does_not_are_refused)
+{
+	struct server s;
+	struct rdm_conn *c;
+
+	NEED_RDMA();
+	cli_encrypt = 1;
+	server_open(&s, 7318);
+	c = dial(&s, cli_ctx, "srv");
+	RUN_UNTIL(srv_ref.n && cli_ref.n, 10000);
+	cr_assert_eq(srv.ups, 0);
+	cr_assert_eq(c->up, 0);
+	cr_assert(strstr(srv_ref.why, "transport.protect differs"), "%s", srv_ref.why);
+	rdm_conn_close(c);
+	server_close(&s);
+}
+
+/* A message not sealed with the hop's key (forged, or changed on the wire) ends the
+ * connection at that message; the frames before it are delivered. */
+Test(rdma_auth, a_message_that_fails_its_check_ends_the_connection)
+{
+	struct server s;
+	struct rdm_conn *c;
+	uint8_t forged[256];
+	uint32_t next = 0;
+	int rc, t;
+
+	NEED_RDMA();
+	srv_encrypt = cli_encrypt = 1;
+	server_open(&s, 7319);
+	c = dial(&s, cli_ctx, "srv");
+	RUN_UNTIL(c->up && srv.ups, 10000);
+	cr_assert(c->up && srv.ups == 1);
+	stream(c, &next, 200, 10000);
+	cr_assert_eq(srv.got, 200);
+	memset(forged, 0xA5, sizeof(forged));
+	for (t = 0;
+	     (rc = rdm_rdma__send_raw(c, RDM_RDMA_IMM_DATA, forged, sizeof(forged))) == -EAGAIN &&
+	     t < 1000;
+	     t++)
+		rdm_loop_run_once(loop, 1);
+	cr_assert_eq(rc, 0, "send_raw: %s", strerror(-rc));
+	RUN_UNTIL(srv.downs, 10000);
+	cr_assert_eq(srv.downs, 1, "the listener closed the connection");
+	cr_assert_eq(srv.got, 200, "no frame of the forged message was taken");
+	cr_assert_eq(srv.bad, 0);
 	rdm_conn_close(c);
 	server_close(&s);
 }

@@ -296,7 +296,7 @@ uint8_t rdm_rdma__bind_req(struct rdmx_conn *c, uint8_t *pd)
 {
 	struct rdmx_auth *a = &c->auth;
 
-	pd[1] |= RDMX_PDATA_AUTH;
+	pd[1] |= RDMX_PDATA_AUTH | (c->o.encrypt ? RDMX_PDATA_ENC : 0);
 	memcpy(pd + RDMX_PDATA_LEN, a->token, 16);
 	memcpy(pd + RDMX_PDATA_LEN + 16, a->nonce, 8);
 	mac(a->key, "rdmesh rdma req", pd, RDMX_PDATA_LEN + 24, NULL, 0, pd + RDMX_PDATA_LEN + 24);
@@ -334,6 +334,14 @@ int rdm_rdma__bind_check_req(struct rdmx_conn *c, const uint8_t *pd, uint8_t len
 	}
 	if (c->base.cbs.admit && c->base.cbs.admit(name, c->base.cbs.arg, why, whylen) < 0)
 		return -1;
+	if (!(pd[1] & RDMX_PDATA_ENC) != !c->o.encrypt) {
+		snprintf(why, whylen,
+			 "client %s ('%s'): transport.protect differs: it %s, this listener %s",
+			 c->base.peer, name,
+			 pd[1] & RDMX_PDATA_ENC ? "encrypts" : "does not encrypt",
+			 c->o.encrypt ? "does" : "does not");
+		return -1;
+	}
 	memcpy(a->nonce, pd + RDMX_PDATA_LEN + 16, sizeof(a->nonce));
 	a->peer_qpn = peer_qpn;
 	a->have = 1;
@@ -367,6 +375,10 @@ int rdm_rdma__bind_check_rep(struct rdmx_conn *c, const uint8_t *pd, uint8_t len
 		return -1;
 	}
 	a->peer_qpn = rdm_get_be32(pd + RDMX_PDATA_LEN);
+	if (c->o.encrypt && rdm_rdma__seal_start(c, a->key, 1) < 0) {
+		snprintf(why, whylen, "out of memory for the RDMA hop's keys");
+		return -1;
+	}
 	qp_mac(c, m);
 	if (rdm_rdma__post_msg(c, RDM_RDMA_IMM_BIND, m, sizeof(m)) < 0) {
 		snprintf(why, whylen, "server %s: cannot post the RDMA binding message",
@@ -389,6 +401,10 @@ void rdm_rdma__bind_recv(struct rdmx_conn *c, uint32_t type, const uint8_t *msg,
 			 "%u bytes)",
 			 c->base.peer, c->base.peer_id, type, len);
 		rdm_rdma__refuse(c, why);
+		return;
+	}
+	if (c->o.encrypt && rdm_rdma__seal_start(c, c->auth.key, 0) < 0) {
+		rdm_rdma__refuse(c, "out of memory for the RDMA hop's keys");
 		return;
 	}
 	c->auth.await_bind = 0;

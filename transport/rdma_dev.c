@@ -180,7 +180,7 @@ struct rdmx_ctx *rdm_rdma__ctx_get(struct rdmx_worker *rw, struct ibv_context *v
 		return NULL;
 	x->rw = rw;
 	x->verbs = verbs;
-	x->slot = o->max_frame;
+	x->slot = o->max_frame + RDMX_TAG; /* a message and its tag (opts.encrypt) */
 	x->credits = o->credits;
 	x->n_rslots = o->credits * RDMX_MAX_CONNS;
 	x->spin_ns = (uint64_t)o->spin_us * 1000;

@@ -22,12 +22,14 @@
 #define RDMX_POST_BATCH 16 /* work requests per doorbell */
 #define RDMX_NONE	0xFFFFFFFFu
 #define RDMX_CTRL	0xFFFFFFFEu /* a posted credit or keepalive message: no slot, not a frame */
+#define RDMX_TAG	16	    /* opts.encrypt: the AES-GCM tag after a message's bytes */
 
 /* Immediate data of a SEND: type << 24 | credits returned (transport/rdma.h). */
 #define RDMX_IMM(type, credits) htonl((uint32_t)(type) << 24 | ((credits)&0xFFFFFF))
 
 struct rdmx_worker;
 struct rdmx_listener;
+struct rdmx_seal;
 
 /* A device's resources in one worker: protection domain, completion queue and channel,
  * shared receive queue and its registered slots. */
@@ -125,7 +127,8 @@ struct rdmx_conn {
 	uint32_t sq_depth, sq_used;
 	int rx_paused;
 
-	uint32_t slot;
+	uint32_t slot; /* send slot size: max_frame and room for a tag (RDMX_TAG) */
+	uint32_t room; /* bytes a message may carry: max_frame */
 	uint8_t *sbuf;
 	struct ibv_mr *smr;
 	uint32_t n_sslots, *sfree, n_sfree;
@@ -138,6 +141,7 @@ struct rdmx_conn {
 	uint64_t last_rx_ns, last_tx_ns;
 	char last_why[64];
 	struct rdmx_auth auth;
+	struct rdmx_seal *seal; /* opts.encrypt: the keys, once the binding holds */
 };
 
 struct rdmx_listener {
@@ -195,6 +199,7 @@ void rdm_rdma__cm_connect(struct rdmx_conn *c);
  * listener's QP number (4), MAC (16). */
 #define RDMX_PDATA_LEN	   12
 #define RDMX_PDATA_AUTH	   0x01 /* flags: the request carries a binding */
+#define RDMX_PDATA_ENC	   0x02 /* flags: the dialler seals its messages (opts.encrypt) */
 #define RDMX_REQ_AUTH_LEN  (RDMX_PDATA_LEN + 16 + 8 + 16)
 #define RDMX_REP_AUTH_LEN  (RDMX_PDATA_LEN + 4 + 16)
 #define RDMX_BIND_MSG_LEN  16
@@ -225,6 +230,20 @@ void rdm_rdma__bind_await(struct rdmx_conn *c);
 void rdm_rdma__bind_recv(struct rdmx_conn *c, uint32_t type, const uint8_t *msg, uint32_t len);
 /* A proving connection failed: on_refused, then the usual failure. */
 void rdm_rdma__refuse(struct rdmx_conn *c, const char *why);
+
+/* rdma_seal.c: encrypting an RDMA hop (opts.encrypt): AES-256-GCM per message, a key
+ * each way derived from the binding's, the nonce a count of the messages so far. */
+/* Starts the connection's keys from the binding's key; dialler: which side we are.
+ * 0, or -ENOMEM. */
+int rdm_rdma__seal_start(struct rdmx_conn *c, const uint8_t *bind_key, int dialler);
+/* Encrypts the len bytes at b of a message of type in place and writes its tag after
+ * them (RDMX_TAG bytes: the slot has room). 0, or -EIO. */
+int rdm_rdma__seal(struct rdmx_conn *c, uint32_t type, uint8_t *b, uint32_t len);
+/* Checks and decrypts a received message of type in place: *len, with the tag, becomes
+ * the payload's. 0, or -EBADMSG (changed, replayed, reordered or forged). */
+int rdm_rdma__open(struct rdmx_conn *c, uint32_t type, uint8_t *b, uint32_t *len);
+/* Forgets the keys. Accepts a connection without them. */
+void rdm_rdma__seal_stop(struct rdmx_conn *c);
 
 /* rdma_tx.c: credits and the send path. */
 /* Posts len bytes of buf as one message of the given type, ahead of anything waiting

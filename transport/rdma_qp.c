@@ -10,7 +10,8 @@ int rdm_rdma__conn_bufs(struct rdmx_conn *c)
 	uint32_t n = c->o.queue_bytes / c->o.max_frame;
 
 	n = n < 32 ? 32 : n > 1024 ? 1024 : n;
-	c->slot = c->o.max_frame;
+	c->room = c->o.max_frame;
+	c->slot = c->o.max_frame + RDMX_TAG;
 	c->n_sslots = n;
 	c->sq_depth = 2 * c->o.credits + RDMX_POST_BATCH;
 	c->rxq_cap = c->o.credits + 1;
@@ -99,6 +100,7 @@ void rdm_rdma__teardown_qp(struct rdmx_conn *c)
 	c->ctx = NULL;
 	c->established = 0;
 	rdm_rdma__bind_stop(c);
+	rdm_rdma__seal_stop(c);
 	rdm_timer_cancel(c->rw->loop, &c->ka);
 	rdm_timer_cancel(c->rw->loop, &c->kick);
 }

@@ -161,15 +161,29 @@ static void rdmx_on_recv(struct rdmx_ctx *x, struct ibv_wc *wc)
 		rdm_rdma__bind_recv(c, imm >> 24, m, end);
 		return;
 	}
+	if (c->seal && (imm >> 24 == RDM_RDMA_IMM_DATA || imm >> 24 == RDM_RDMA_IMM_PACKED) &&
+	    rdm_rdma__open(c, imm >> 24, x->rbuf + (size_t)slot * x->slot, &end) < 0) {
+		/* Changed on the wire, replayed or forged: the stream ends at this message;
+		 * what arrived intact before it is delivered. */
+		c->base.stats.rx_tls_errors++;
+		x->rrefs[slot] = 0;
+		rdm_rdma__release_rslot(x, slot);
+		if (c->rxq_n && !c->rx_paused)
+			rdm_rdma__deliver(c);
+		rdm_rdma__conn_fail(c,
+				    "a message failed its check (AES-GCM): changed on the wire?");
+		return;
+	}
 	if (imm >> 24 == RDM_RDMA_IMM_PACKED) {
-		uint64_t bytes = 0;
+		uint64_t bytes = 0, len = end;
 
 		c->base.stats.rx_packed++;
-		if (rdm_pack_scan(x->rbuf + (size_t)slot * x->slot, wc->byte_len, &end, &bytes) < 0)
+		if (rdm_pack_scan(x->rbuf + (size_t)slot * x->slot, (uint32_t)len, &end, &bytes) <
+		    0)
 			c->base.stats.rx_bad_len++; /* the frames before the bad record still go */
 		c->base.stats.rx_bytes += bytes;
 	} else if (imm >> 24 == RDM_RDMA_IMM_DATA) {
-		c->base.stats.rx_bytes += wc->byte_len;
+		c->base.stats.rx_bytes += end;
 	}
 	if ((imm >> 24 != RDM_RDMA_IMM_DATA && imm >> 24 != RDM_RDMA_IMM_PACKED) ||
 	    (imm >> 24 == RDM_RDMA_IMM_PACKED && end == 0)) {

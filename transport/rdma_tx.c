@@ -86,15 +86,24 @@ void rdm_rdma__flush_pending(struct rdmx_conn *c)
 			uint8_t *b = c->sbuf + (size_t)p->slot * c->slot;
 			int one = !p->rec || p->frames == 1;
 
+			uint32_t type = one ? RDM_RDMA_IMM_DATA : RDM_RDMA_IMM_PACKED;
+
 			/* One frame kept as a record goes out plain, without its header. */
 			sge[n].addr = (uintptr_t)(p->rec && one ? b + RDM_RDMA_REC_HDR : b);
 			sge[n].length = p->rec && one ? p->len - RDM_RDMA_REC_HDR : p->len;
 			sge[n].lkey = c->smr->lkey;
+			if (c->seal) {
+				if (rdm_rdma__seal(c, type, (uint8_t *)(uintptr_t)sge[n].addr,
+						   sge[n].length) < 0) {
+					rdm_rdma__conn_fail(c, "cannot encrypt a message");
+					return;
+				}
+				sge[n].length += RDMX_TAG;
+			}
 			wr[n].sg_list = &sge[n];
 			wr[n].num_sge = 1;
 			wr[n].opcode = IBV_WR_SEND_WITH_IMM;
-			wr[n].imm_data = RDMX_IMM(one ? RDM_RDMA_IMM_DATA : RDM_RDMA_IMM_PACKED,
-						  rdmx_take_owed(c));
+			wr[n].imm_data = RDMX_IMM(type, rdmx_take_owed(c));
 			rdmx_note_posted(c, &wr[n], p->slot, RDMX_NONE, p->frames);
 			c->credits--;
 			c->pend_head = (c->pend_head + 1) % c->n_sslots;
@@ -135,7 +144,7 @@ static int rdmx_packable(const struct rdmx_conn *c, const struct rdm_txframe *f)
 {
 	uint32_t len = rdmx_frame_len(f);
 
-	return rdm_pack_room(c->slot, 0, len) &&
+	return rdm_pack_room(c->room, 0, len) &&
 	       (len <= c->max_inline || rdmx_rslot_of(c, f) == RDMX_NONE);
 }
 
@@ -144,7 +153,7 @@ static int rdmx_packable(const struct rdmx_conn *c, const struct rdm_txframe *f)
 static int rdmx_pack_frame(const struct rdmx_conn *c, uint8_t *b, uint32_t *used,
 			   const struct rdm_txframe *f)
 {
-	return rdm_pack_add(b, c->slot, used, f->hdr, f->hdr_len, f->pkt, f->pkt_len);
+	return rdm_pack_add(b, c->room, used, f->hdr, f->hdr_len, f->pkt, f->pkt_len);
 }
 
 /* How many frames from f[0] on go into one packed message (at most n): 0 or 1 when f[0]
@@ -155,7 +164,7 @@ static int rdmx_pack_run(const struct rdmx_conn *c, const struct rdm_txframe *f,
 	int k = 0;
 
 	while (k < n && rdmx_packable(c, &f[k]) &&
-	       (next = rdm_pack_room(c->slot, used, rdmx_frame_len(&f[k])))) {
+	       (next = rdm_pack_room(c->room, used, rdmx_frame_len(&f[k])))) {
 		used = next;
 		k++;
 	}
@@ -183,7 +192,7 @@ static int rdmx_queue_frame(struct rdmx_conn *c, const struct rdm_txframe *f)
 	b = c->sbuf + (size_t)s * c->slot;
 	t = &c->pend[(c->pend_head + c->pend_n) % c->n_sslots];
 	c->pend_n++;
-	*t = (struct rdmx_pend){.slot = s, .frames = 1, .rec = rdm_pack_room(c->slot, 0, len) != 0};
+	*t = (struct rdmx_pend){.slot = s, .frames = 1, .rec = rdm_pack_room(c->room, 0, len) != 0};
 	if (t->rec) {
 		rdmx_pack_frame(c, b, &t->len, f); /* fits: just checked */
 	} else {
@@ -204,16 +213,17 @@ int rdm_rdma__send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int n
 
 	if (!bc->up || !c->established)
 		return -ENOTCONN;
-	if (n > 0 && rdmx_frame_len(&f[0]) > c->slot)
+	if (n > 0 && rdmx_frame_len(&f[0]) > c->room)
 		return -EMSGSIZE;
 	memset(wr, 0, sizeof(wr));
 	while (i < n) {
 		uint32_t len = rdmx_frame_len(&f[i]);
-		int direct =
-		    c->pend_n == 0 && c->credits > 1 && c->sq_used + (uint32_t)nw < c->sq_depth;
+		/* Encrypted messages are sealed in their send slot: the queue's path. */
+		int direct = !c->seal && c->pend_n == 0 && c->credits > 1 &&
+			     c->sq_used + (uint32_t)nw < c->sq_depth;
 		int k;
 
-		if (len > c->slot)
+		if (len > c->room)
 			break; /* post what was prepared: those frames were taken */
 		if (!direct) {
 			/* Out of credits or send queue: wait, packed with what already waits. */
@@ -302,6 +312,8 @@ int rdm_rdma__send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int n
 	}
 	if (nw && rdmx_post_list(c, wr, nw) < 0)
 		return i;
+	if (c->seal)
+		rdm_rdma__flush_pending(c); /* seals and posts what credits allow now */
 	if (c->n_sslots - c->n_sfree >= c->n_sslots / 2 && !bc->congested) {
 		bc->congested = 1;
 		bc->stats.congested++;
@@ -325,7 +337,7 @@ int rdm_rdma__post_msg(struct rdmx_conn *c, uint32_t type, const void *buf, uint
 
 	if (!c->established)
 		return -ENOTCONN;
-	if (len > c->slot)
+	if (len > c->room)
 		return -EMSGSIZE;
 	if (c->pend_n || c->credits <= 1 || !c->n_sfree || c->sq_used >= c->sq_depth)
 		return -EAGAIN;
