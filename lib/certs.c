@@ -1,5 +1,6 @@
 /* Certificate generation for a rack (see certs.h), with OpenSSL 3. */
 #include "lib/certs.h"
+#include "lib/certs_int.h"
 #include "lib/err.h"
 
 #include <errno.h>
@@ -18,10 +19,6 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-
-/* Lets a certificate start an hour early, so hosts whose clocks are a little behind
- * the one that made it still accept it. */
-#define CERTS_SKEW_S 3600
 
 int rdm_certs_name_ok(const char *name)
 {
@@ -54,11 +51,8 @@ static int exists(const char *path)
 	return errno == ENOENT ? 0 : -errno;
 }
 
-/* Writes what write_fn puts into a BIO to path, atomically: a temporary file in the same
- * directory created with mode, then link(2) onto path, which fails with EEXIST rather
- * than replace a file that appeared meanwhile. Returns 0 or -errno with err set. */
-static int write_atomic(const char *path, mode_t mode, int (*write_fn)(BIO *b, void *obj),
-			void *obj, char *err, size_t errlen)
+int rdm_certs__write_atomic(const char *path, mode_t mode, int replace,
+			    int (*write_fn)(BIO *b, void *obj), void *obj, char *err, size_t errlen)
 {
 	char tmp[PATH_MAX], why[256];
 	BIO *b = NULL;
@@ -98,11 +92,12 @@ static int write_atomic(const char *path, mode_t mode, int (*write_fn)(BIO *b, v
 		goto out_unlink;
 	}
 	f = NULL;
-	if (link(tmp, path) != 0) {
+	if ((replace ? rename(tmp, path) : link(tmp, path)) != 0) {
 		rc = rdm_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 		goto out_unlink;
 	}
-	unlink(tmp);
+	if (!replace)
+		unlink(tmp);
 	return 0;
 
 out_close:
@@ -114,12 +109,12 @@ out_unlink:
 	return rc;
 }
 
-static int write_key(BIO *b, void *key)
+int rdm_certs__write_key(BIO *b, void *key)
 {
 	return PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL);
 }
 
-static int write_cert(BIO *b, void *x)
+int rdm_certs__write_cert(BIO *b, void *x)
 {
 	return PEM_write_bio_X509(b, x);
 }
@@ -156,10 +151,8 @@ static int set_serial(X509 *x)
 	return ok ? 0 : -ENOMEM;
 }
 
-/* A certificate for key with subject CN=cn, valid from now+from_s to now+to_s, signed by
- * ca_key as ca (ca NULL: self-signed, a CA). Returns it, or NULL. */
-static X509 *make_cert(EVP_PKEY *key, const char *cn, long from_s, long to_s, X509 *ca,
-		       EVP_PKEY *ca_key)
+X509 *rdm_certs__make_cert(EVP_PKEY *key, const char *cn, long from_s, long to_s, X509 *ca,
+			   EVP_PKEY *ca_key)
 {
 	X509 *x = X509_new();
 	X509_NAME *name = NULL;
@@ -240,10 +233,8 @@ static void *read_key(BIO *b)
 	return PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
 }
 
-/* Loads dir's CA (ca_pem, ca_key) and checks it can sign: the key matches, it is a CA,
- * and it has not expired. 0 or -errno with err set. */
-static int load_ca(const char *ca_pem, const char *ca_key, X509 **ca, EVP_PKEY **key, char *err,
-		   size_t errlen)
+int rdm_certs__load_ca(const char *ca_pem, const char *ca_key, X509 **ca, EVP_PKEY **key, char *err,
+		       size_t errlen)
 {
 	*ca = read_pem(ca_pem, read_x509, "certificate", err, errlen);
 	if (!*ca)
@@ -291,16 +282,16 @@ static int new_ca(const char *ca_pem, const char *ca_key, int days, X509 **ca, E
 		return rdm_errf(err, errlen, -EIO, "making the CA key: %s",
 				rdm_ossl_reason(why, sizeof(why)));
 	snprintf(cn, sizeof(cn), "rdmesh CA %02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
-	*ca = make_cert(*key, cn, -CERTS_SKEW_S, ca_days * 86400, NULL, NULL);
+	*ca = rdm_certs__make_cert(*key, cn, -CERTS_SKEW_S, ca_days * 86400, NULL, NULL);
 	if (!*ca) {
 		rc = rdm_errf(err, errlen, -EIO, "making the CA certificate: %s",
 			      rdm_ossl_reason(why, sizeof(why)));
 		goto fail;
 	}
-	rc = write_atomic(ca_key, 0600, write_key, *key, err, errlen);
+	rc = rdm_certs__write_atomic(ca_key, 0600, 0, rdm_certs__write_key, *key, err, errlen);
 	if (rc < 0)
 		goto fail;
-	rc = write_atomic(ca_pem, 0644, write_cert, *ca, err, errlen);
+	rc = rdm_certs__write_atomic(ca_pem, 0644, 0, rdm_certs__write_cert, *ca, err, errlen);
 	if (rc < 0) {
 		unlink(ca_key); /* ours, just made: a lone key would block the next run */
 		goto fail;
@@ -383,7 +374,7 @@ int rdm_certs_make(const char *dir, const char *const *names, int n, int days, c
 	rc = pair_state(ca_pem, ca_key, err, errlen);
 	if (rc < 0)
 		return rc;
-	rc = rc ? load_ca(ca_pem, ca_key, &ca, &ca_pkey, err, errlen)
+	rc = rc ? rdm_certs__load_ca(ca_pem, ca_key, &ca, &ca_pkey, err, errlen)
 		: new_ca(ca_pem, ca_key, days, &ca, &ca_pkey, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -402,16 +393,17 @@ int rdm_certs_make(const char *dir, const char *const *names, int n, int days, c
 		if (rc == 1)
 			continue; /* kept: see certs.h */
 		key = EVP_EC_gen("P-256");
-		x = key ? make_cert(key, names[i], from, to, ca, ca_pkey) : NULL;
+		x = key ? rdm_certs__make_cert(key, names[i], from, to, ca, ca_pkey) : NULL;
 		if (!x) {
 			rc = rdm_errf(err, errlen, -EIO, "%s: making the certificate: %s", names[i],
 				      rdm_ossl_reason(why, sizeof(why)));
 			EVP_PKEY_free(key);
 			goto out;
 		}
-		rc = write_atomic(keyp, 0600, write_key, key, err, errlen);
+		rc = rdm_certs__write_atomic(keyp, 0600, 0, rdm_certs__write_key, key, err, errlen);
 		if (rc == 0) {
-			rc = write_atomic(pem, 0644, write_cert, x, err, errlen);
+			rc = rdm_certs__write_atomic(pem, 0644, 0, rdm_certs__write_cert, x, err,
+						     errlen);
 			if (rc < 0)
 				unlink(keyp); /* ours, just made, as in new_ca */
 		}

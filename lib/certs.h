@@ -44,4 +44,28 @@ int rdm_certs_name_ok(const char *name);
 int rdm_certs_make(const char *dir, const char *const *names, int n, int days, char *err,
 		   size_t errlen);
 
+/* Renewing one node's certificate over the control channel, its new key never leaving
+ * the node (lib/certs_renew.c): the node makes a key and a request, the orchestrator
+ * signs the request with the rack's CA for the name the channel proved, the node checks
+ * the certificate and installs it.
+ *
+ * rdm_certs_request: a new P-256 key and a certificate request (CSR) for name, both PEM
+ * strings the caller frees. 0, or -errno with a reason in err. */
+int rdm_certs_request(const char *name, char **key_pem, char **csr_pem, char *err, size_t errlen);
+
+/* Signs the request csr (PEM, len bytes) with dir's CA (dir/ca.pem, dir/ca.key) for name,
+ * valid days (1..RDM_CERTS_MAX_DAYS) days: the request's signature must hold and its CN
+ * must be name (-EACCES otherwise: a node renews only its own name); only its public key
+ * is used. The certificate PEM (the caller frees it) in *cert_pem. 0, or -errno. */
+int rdm_certs_sign(const char *dir, const char *name, const char *csr, size_t len, int days,
+		   char **cert_pem, char *err, size_t errlen);
+
+/* Installs a renewed certificate for name in dir: cert_pem must be for key_pem, name
+ * name, and verify against ca_bundle (PEM, one or more CAs). Then dir/NAME.key,
+ * dir/NAME.pem and dir/ca.pem are each replaced atomically, the key first. 0, or -errno
+ * with nothing replaced when a check fails. */
+int rdm_certs_install(const char *dir, const char *name, const char *key_pem, const char *cert_pem,
+		      size_t cert_len, const char *ca_bundle, size_t ca_len, char *err,
+		      size_t errlen);
+
 #endif

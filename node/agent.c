@@ -24,6 +24,8 @@
 #include "lib/tls.h"
 #include "lib/clock.h"
 
+#include <openssl/crypto.h>
+
 #define MAX_REPLICAS   64
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
@@ -55,6 +57,7 @@ struct agent {
 	struct replica *r[MAX_REPLICAS];
 	int n;
 	char chain_path[PATH_MAX];
+	char *new_key; /* ctl renew: the key our certificate request was made with (PEM) */
 	/* Held by the main thread while it changes the list (r, n, stopping, epoch) and
 	 * while it calls rdm_node_report (a static scratch buffer), and by the metrics
 	 * callback; the main thread reads the list without it (it is the only writer). */
@@ -387,6 +390,69 @@ static void take_assign(struct agent *a, const struct rdm_msg *m)
 	reply_applied(a, m->epoch, "ok");
 }
 
+/* ---- certificates handed out by the orchestrator (orchestrator/orch_certs.c) ---- */
+
+static void forget_new_key(struct agent *a)
+{
+	if (a->new_key)
+		OPENSSL_cleanse(a->new_key, strlen(a->new_key));
+	free(a->new_key);
+	a->new_key = NULL;
+}
+
+/* renew: a new key, and a certificate request for our name. */
+static void take_renew(struct agent *a, const struct rdm_msg *m)
+{
+	char err[512], *csr = NULL;
+
+	forget_new_key(a);
+	if (rdm_certs_request(a->o->name, &a->new_key, &csr, err, sizeof(err)) < 0) {
+		const char *kv[] = {"result", err, NULL};
+
+		alog(a, "renew: %s", err);
+		if (rdm_msg_send(a->c, "renewed", m->epoch, kv, NULL, 0, RDM_ORCH_SEND_MS) < 0)
+			hang_up(a, "renewed not sent");
+		return;
+	}
+	if (rdm_msg_send(a->c, "csr", m->epoch, NULL, csr, strlen(csr), RDM_ORCH_SEND_MS) < 0)
+		hang_up(a, "csr not sent");
+	free(csr);
+}
+
+/* cert: the signed certificate and the CA bundle, checked and installed. The replicas
+ * read them on the epoch that follows; our own channel uses them when it connects again. */
+static void take_cert(struct agent *a, const struct rdm_msg *m)
+{
+	const char *e = rdm_msg_get(m, "error"), *cl = rdm_msg_get(m, "cert_len");
+	size_t clen = cl ? strtoull(cl, NULL, 10) : 0;
+	char err[640] = "", why[512];
+	const char *kv[] = {"result", "ok", NULL};
+
+	if (e)
+		snprintf(err, sizeof(err), "the orchestrator refused our request: %s", e);
+	else if (!a->new_key)
+		snprintf(err, sizeof(err), "a certificate without our request");
+	else if (!clen || clen >= m->body_len)
+		snprintf(err, sizeof(err), "a malformed cert message (cert_len %s)",
+			 cl ? cl : "none");
+	else if (rdm_certs_install(a->o->certs, a->o->name, a->new_key, m->body, clen,
+				   m->body + clen, m->body_len - clen, err, sizeof(err)) == 0 &&
+		 rdm_tls_ctx_reload(a->tls, a->o->certs, why, sizeof(why)) < 0)
+		snprintf(err, sizeof(err), "installed, but our channel's context: %s", why);
+	forget_new_key(a);
+	if (err[0]) {
+		kv[1] = err;
+		alog(a, "renew: %s", err);
+	} else {
+		alog(a,
+		     "renew: new key and certificate installed in %s; replicas use them from the "
+		     "next epoch",
+		     a->o->certs);
+	}
+	if (rdm_msg_send(a->c, "renewed", m->epoch, kv, NULL, 0, RDM_ORCH_SEND_MS) < 0)
+		hang_up(a, "renewed not sent");
+}
+
 static void heartbeat(struct agent *a)
 {
 	char *body = NULL, run[1024];
@@ -432,6 +498,10 @@ static void channel(struct agent *a)
 		a->last_rx_ns = rdm_now_ns();
 		if (!strcmp(m.type, "assign"))
 			take_assign(a, &m);
+		else if (!strcmp(m.type, "renew"))
+			take_renew(a, &m);
+		else if (!strcmp(m.type, "cert"))
+			take_cert(a, &m);
 		else if (strcmp(m.type, "ack"))
 			alog(a, "unexpected message '%s' from the orchestrator: ignored", m.type);
 		rdm_msg_free(&m);
@@ -552,6 +622,7 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 	pthread_mutex_destroy(&a.lock);
 	rdm_tls_close(a.c);
 	rdm_tls_ctx_free(a.tls);
+	forget_new_key(&a);
 	alog(&a, "stopped");
 	return 0;
 }

@@ -40,8 +40,12 @@ static void ctl_usage(FILE *to)
 	    "    apply [--dry-run|--yes] CHAIN.yaml\n"
 	    "                      show what the chain file changes, then apply it (asks first\n"
 	    "                      on a terminal; --yes applies without asking)\n"
-	    "    logs [N]          the orchestrator's last N log lines (default 50)\n",
-	    RDM_ORCH_PORT);
+	    "    logs [N]          the orchestrator's last N log lines (default 50)\n"
+	    "    renew [DAYS]      every connected node makes a new key and gets a new\n"
+	    "                      certificate from the orchestrator's CA (default %d days);\n"
+	    "                      once all are installed, a new epoch: connections made\n"
+	    "                      from then on prove themselves with them\n",
+	    RDM_ORCH_PORT, CTL_CERTS_DAYS);
 }
 
 static void certs_usage(FILE *to)
@@ -280,6 +284,15 @@ int rdm_cmd_ctl(int argc, char **argv)
 	if (!strcmp(argv[1], "drain") && argc == 3) {
 		const char *kv[] = {"cmd", "drain", "node", argv[2], NULL};
 
+		return request(orch, certs, kv, 0);
+	}
+	if (!strcmp(argv[1], "renew") && argc <= 3) {
+		char days[16];
+		const char *kv[] = {"cmd", "renew", "days", days, NULL};
+
+		snprintf(days, sizeof(days), "%s", argc == 3 ? argv[2] : "");
+		if (argc < 3)
+			snprintf(days, sizeof(days), "%d", CTL_CERTS_DAYS);
 		return request(orch, certs, kv, 0);
 	}
 	if (!strcmp(argv[1], "logs") && argc <= 3) {

@@ -58,6 +58,7 @@ void rdm_orch__drop_conn(struct orch *o, struct conn *c, const char *why)
 			o->nodes[c->node].conn = NULL;
 		rdm_orch__log(o, "%s: control channel closed: %s", o->rack.nodes[c->node].name,
 			      why);
+		rdm_orch__renew_gone(o, c->node);
 	}
 	rdm_tls_close(c->c);
 	free(c);
@@ -405,6 +406,7 @@ int rdm_cmd_orch(int argc, char **argv)
 		snprintf(o.listen, sizeof(o.listen), "%s", o.rack.orch_listen.text);
 	else
 		snprintf(o.listen, sizeof(o.listen), "0.0.0.0:%d", RDM_ORCH_PORT);
+	o.certs = certs;
 	snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
 	snprintf(cert, sizeof(cert), "%s/%s.pem", certs, RDM_ORCH_NAME);
 	snprintf(key, sizeof(key), "%s/%s.key", certs, RDM_ORCH_NAME);

@@ -323,6 +323,8 @@ void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg
 		rc = req_drain(o, rdm_msg_get(m, "node"), f);
 	else if (!strcmp(cmd, "apply"))
 		rc = req_apply(o, rdm_msg_get(m, "file"), !!rdm_msg_get(m, "dry_run"), f);
+	else if (!strcmp(cmd, "renew"))
+		rc = rdm_orch__renew(o, rdm_msg_get(m, "days"), f);
 	else if (!strcmp(cmd, "logs"))
 		req_logs(o, rdm_msg_get(m, "lines"), f);
 	else

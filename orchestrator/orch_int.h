@@ -36,6 +36,7 @@ struct nstate {
 	uint64_t epoch;	       /* the epoch it applied */
 	char running[1024];    /* replica ids it runs, as it last said */
 	char refused[256];     /* why it refused our last assign, or "" */
+	int renewing;	       /* asked for a new certificate (ctl renew), not done yet */
 };
 
 /* The latest counters of a replica, from its node's heartbeats. */
@@ -65,6 +66,9 @@ struct orch {
 	struct rstat *rs;
 	int n_rs;
 	struct rdm_tls_ctx *tls;
+	const char *certs;	    /* the rack's CA (ca.pem, ca.key) and our own certificate */
+	int renew_days;		    /* ctl renew: lifetime of the certificates being issued */
+	int renew_ok, renew_failed; /* of the round in progress */
 	int lfd;
 	uint64_t start_ns;
 
@@ -110,6 +114,13 @@ void rdm_orch__take_node_msg(struct orch *o, struct conn *c, const struct rdm_ms
 /* Declares nodes with replicas that were silent too long dead, and moves their
  * replicas. */
 void rdm_orch__check_health(struct orch *o);
+
+/* ctl renew: asks every connected node for a certificate request (orch_certs.c). */
+int rdm_orch__renew(struct orch *o, const char *days, FILE *f);
+
+/* A node's csr or renewed message; and a node's channel closing mid-renewal. */
+void rdm_orch__take_renewal(struct orch *o, int k, const struct rdm_msg *m);
+void rdm_orch__renew_gone(struct orch *o, int k);
 
 /* Serves one `rdmesh ctl` request from c and sends the reply. */
 void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg *m);

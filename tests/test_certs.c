@@ -136,3 +136,75 @@ Test(certs, ctl_certs_command)
 	cr_assert_str_eq(rdm_tls_ctx_name(ctx), "n3");
 	rdm_tls_ctx_free(ctx);
 }
+
+/* A node's certificate renewed the way the control channel does it: the node's request,
+ * the CA's signature for the proven name, the node's checks and the install. */
+Test(certs, renewal_request_sign_install)
+{
+	char err[256], *key = NULL, *csr = NULL, *cert = NULL, *ca = slurp(in(dir_a, "ca.pem"));
+	char *old_pem = slurp(in(dir_a, "n1.pem"));
+	struct rdm_tls_ctx *x;
+
+	cr_assert_eq(rdm_certs_request("n1", &key, &csr, err, sizeof(err)), 0, "%s", err);
+	cr_assert(strstr(csr, "BEGIN CERTIFICATE REQUEST"));
+	cr_assert_eq(rdm_certs_sign(dir_a, "n1", csr, strlen(csr), 7, &cert, err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_eq(rdm_certs_install(dir_a, "n1", key, cert, strlen(cert), ca, strlen(ca), err,
+				       sizeof(err)),
+		     0, "%s", err);
+	char *new_pem = slurp(in(dir_a, "n1.pem"));
+
+	cr_assert_str_neq(new_pem, old_pem, "n1.pem was replaced");
+	free(new_pem);
+	cr_assert_eq(mode_of(in(dir_a, "n1.key")), 0600);
+	x = rdm_tls_ctx_load(dir_a, "n1", 0, err, sizeof(err));
+	cr_assert_not_null(x, "the renewed files load: %s", err);
+	rdm_tls_ctx_free(x);
+	free(key);
+	free(csr);
+	free(cert);
+	free(ca);
+	free(old_pem);
+}
+
+Test(certs, renewal_refuses_another_name_another_key_another_ca)
+{
+	char err[256], *key = NULL, *csr = NULL, *cert = NULL, *key2 = NULL, *csr2 = NULL;
+	char *ca_a = slurp(in(dir_a, "ca.pem")), *ca_b = slurp(in(dir_b, "ca.pem"));
+	char *before = slurp(in(dir_a, "n1.pem"));
+
+	/* orch's channel proved n1, but the request names orch. */
+	cr_assert_eq(rdm_certs_request("orch", &key, &csr, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rdm_certs_sign(dir_a, "n1", csr, strlen(csr), 7, &cert, err, sizeof(err)),
+		     -EACCES);
+	cr_assert(strstr(err, "a node may renew only its own name"), "%s", err);
+	cr_assert_null(cert);
+	cr_assert_eq(rdm_certs_sign(dir_a, "n1", "junk", 4, 7, &cert, err, sizeof(err)), -EINVAL);
+	free(key);
+	free(csr);
+	/* A certificate for another key, and one from another CA: nothing is replaced. */
+	cr_assert_eq(rdm_certs_request("n1", &key, &csr, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rdm_certs_request("n1", &key2, &csr2, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rdm_certs_sign(dir_a, "n1", csr, strlen(csr), 7, &cert, err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_eq(rdm_certs_install(dir_a, "n1", key2, cert, strlen(cert), ca_a, strlen(ca_a),
+				       err, sizeof(err)),
+		     -EINVAL);
+	cr_assert(strstr(err, "not for our new key"), "%s", err);
+	cr_assert_eq(rdm_certs_install(dir_a, "n1", key, cert, strlen(cert), ca_b, strlen(ca_b),
+				       err, sizeof(err)),
+		     -EINVAL);
+	cr_assert(strstr(err, "does not verify"), "%s", err);
+	char *after = slurp(in(dir_a, "n1.pem"));
+
+	cr_assert_str_eq(after, before, "n1.pem untouched");
+	free(after);
+	free(key);
+	free(csr);
+	free(key2);
+	free(csr2);
+	free(cert);
+	free(ca_a);
+	free(ca_b);
+	free(before);
+}

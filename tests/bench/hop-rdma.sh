@@ -9,9 +9,9 @@
 #  (c) throughput: the same chain unpaced (ingress batches of 32), packets/s at the egress
 #      and CPU per frame of the sender and of the receiver, over RDMA and over TCP, with
 #      the RDMA sender's frames per message (small frames are packed several to one);
-#  (d) transport.protect on the RDMA hop, 1500 B: none against auth (the binding
-#      handshake, then frames as in (b) and (c)): paced hop latency, packets/s, and the
-#      time the proof took. (a) to (c) run with protect: none, the device's own cost.
+#  (d) transport.protect on the RDMA hop, 1500 B: none, auth (the binding handshake, then
+#      frames as in (b) and (c)) and encrypt (AES-GCM per message): paced hop latency,
+#      packets/s, and the time the proof took. (a) to (c) run with protect: none, the device's own cost.
 # Writes hop-rdma.csv and hop-rdma.md to $RDM_OUT and prints the tables with the ratios.
 # BENCH_PARTS picks parts ("a b c d", the default); BENCH_TP_PACKETS sizes (c).
 set -uo pipefail
@@ -138,7 +138,7 @@ echo "bench-rdma: one hop $A1 ($D1) -> $A2 ($D2); 64 B and 1500 B packets with 1
 has a && echo "  (a) round trips, both ends polling like ib_send_lat: $N each, half the round trip, median of $ROUNDS interleaved rounds"
 has b && echo "  (b) the chain: host1 (tag, stamp) -> host2 (stamp, egress), $N packets at $RATE pkt/s, stamp to stamp"
 has c && echo "  (c) throughput: the same chain, $TP_N packets unpaced, median of $ROUNDS interleaved rounds"
-has d && echo "  (d) protect none / auth on the RDMA hop, 1500 B: (b) and (c) again, median of $ROUNDS interleaved rounds"
+has d && echo "  (d) protect none / auth / encrypt on the RDMA hop, 1500 B: (b) and (c) again, median of $ROUNDS interleaved rounds"
 printf 'size_b,frame_b,path,p50_us,p99_us\n' >"$work/hop-rdma.csv"
 printf 'size_b,frame_b,transport,pps,sender_us_per_frame,receiver_us_per_frame,frames_per_msg\n' >"$work/hop-rdma-tp.csv"
 declare -A R
@@ -187,18 +187,18 @@ for size in 64 1500; do
 done
 
 if has d; then
-	echo "  1500 B: (d) protect none, auth"
+	echo "  1500 B: (d) protect none, auth, encrypt"
 	"$PWD/$BUILD/tools/fixedpcap" 1500 "$N" 16 "$work/in-1500-$N.pcap"
 	"$PWD/$BUILD/tools/fixedpcap" 1500 "$TP_N" 16 "$work/in-1500-$TP_N.pcap"
 	declare -A PL PT PH
 	for ((r = 0; r < ROUNDS; r++)); do
-		for pm in none auth; do
+		for pm in none auth encrypt; do
 			PL[$pm]+="$(HOP_PROTECT=$pm rdmesh_hop rdma 1500)|"
 			PH[$pm]+="$(stat "$work/s1" down_handshakes) $(stat "$work/s1" down_handshake_us)|"
 			PT[$pm]+="$(HOP_PROTECT=$pm throughput rdma 1500)|"
 		done
 	done
-	for pm in none auth; do
+	for pm in none auth encrypt; do
 		IFS='|' read -r -a l <<<"${PL[$pm]%|}"
 		IFS='|' read -r -a t <<<"${PT[$pm]%|}"
 		R[d_lat, $pm]=$(median "${l[@]}")
@@ -266,14 +266,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 		echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 		read -r n50 n99 <<<"${R[d_lat, none]}"
 		read -r npps ncpu _ <<<"${R[d_tp, none]}"
-		for pm in none auth; do
+		for pm in none auth encrypt; do
 			read -r a b <<<"${R[d_lat, $pm]}"
 			read -r pps cpu _ <<<"${R[d_tp, $pm]}"
 			read -r hs hsms <<<"${R[d_hs, $pm]}"
 			[ "$hs" = 0 ] && hsms=-
 			echo "| $pm | $a | $b | $pps | $cpu | $hs | $hsms | $(ratio "$pps" "$npps") |"
 		done
-		echo "| encrypt | - | - | - | - | - | - | not on RDMA yet: rdmesh check refuses it (use TCP) |"
 	fi
 } | tee "$work/hop-rdma.md"
 echo

@@ -269,6 +269,22 @@ started 1
 # Scale up once dpi-1 carries traffic, and down once both new replicas have carried some
 # (each within 20 s): every dpi replica must get flows while in the table.
 frames_is 20 dpi-1 || fail "ctl status showed no frames through dpi-1: $(cat "$work/status")"
+# Certificates handed out under traffic: every node makes a new key and gets a 30-day
+# certificate from the orchestrator's CA; then a new epoch. The replicas added next
+# prove themselves with the new ones; nothing of the traffic may be lost.
+old_sum=$(cat "$work"/certs/host[1-4].pem | sha256sum)
+e_before=$(epoch_now)
+ctl renew 30 >"$work/renew" 2>&1 || fail "ctl renew: $(cat "$work/renew")"
+t=0
+until grep -q 'certificates renewed on' "$work/scale.orch.log" || [ $t -ge 200 ]; do sleep 0.1; t=$((t + 1)); done
+new_sum=$(cat "$work"/certs/host[1-4].pem | sha256sum)
+days=$(( ($(date -d "$(openssl x509 -enddate -noout -in "$work/certs/host2.pem" | cut -d= -f2)" +%s) - $(date +%s)) / 86400 ))
+if grep -q 'certificates renewed on 4 nodes (0 failed): epoch' "$work/scale.orch.log" && [ "$old_sum" != "$new_sum" ] &&
+	[ "$days" -ge 29 ] && [ "$days" -le 30 ] && [ "$(grep -c 'new key and certificate installed' "$work"/scale.host[1-4].log | awk -F: '{ s += $2 } END { print s }')" = 4 ]; then
+	pass "ctl renew under traffic: 4 nodes made new keys and installed certificates from the orchestrator (valid $days days), epoch $e_before -> $(epoch_now): '$(grep -o 'certificates renewed on.*' "$work/scale.orch.log" | head -1)'"
+else
+	fail "ctl renew: $(cat "$work/renew"); orch: $(grep -i 'renew\|certificate' "$work/scale.orch.log" | tail -5); days '$days'"
+fi
 ctl scale dpi 3 >"$work/scale.up" 2>&1 || fail "ctl scale dpi 3: $(cat "$work/scale.up")"
 frames_is 20 dpi-2 dpi-3 || fail "ctl status showed no frames through dpi-2 and dpi-3: $(cat "$work/status")"
 ctl scale dpi 1 >"$work/scale.down" 2>&1 || fail "ctl scale dpi 1: $(cat "$work/scale.down")"

@@ -1,0 +1,187 @@
+/* Certificates handed out by the orchestrator (ctl renew), with an epoch: every
+ * connected node makes a new key and sends a certificate request over its control
+ * channel (its key never leaves it); the orchestrator signs it with the rack's CA for the
+ * name the channel proved and sends the certificate back with the CA bundle; the node
+ * checks and installs them. Once every node asked has answered, the plan moves to a new
+ * epoch, on which every replica reads its certificates again: connections made from then
+ * on prove themselves with the new ones, and those up keep going (their session keys
+ * are their own, from the handshake's key exchange), so no flow is cut or decided
+ * again. The exchange:
+ *
+ *   orch -> node  renew    days: N
+ *   node -> orch  csr      (body: the request, PEM)
+ *   orch -> node  cert     cert_len: L (body: the certificate, then the CA bundle), or
+ *                          error: why
+ *   node -> orch  renewed  result: ok, or the reason it did not install them */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/certs.h"
+#include "orchestrator/orch_int.h"
+
+/* Reads dir/ca.pem whole (the CA bundle nodes trust). NULL on failure. */
+static char *read_bundle(const char *dir, size_t *len)
+{
+	char path[4096];
+	FILE *f;
+	char *b = NULL;
+
+	if (rdm_certs_path(path, sizeof(path), dir, "ca", ".pem", NULL, 0) < 0 ||
+	    !(f = fopen(path, "r")))
+		return NULL;
+	b = malloc(1 << 20);
+	*len = b ? fread(b, 1, (1 << 20) - 1, f) : 0;
+	fclose(f);
+	if (b && !*len) {
+		free(b);
+		b = NULL;
+	}
+	return b;
+}
+
+int rdm_orch__renew(struct orch *o, const char *days, FILE *f)
+{
+	int d = days ? atoi(days) : 0, n = 0;
+	char dd[16];
+	const char *kv[] = {"days", dd, NULL};
+
+	for (int k = 0; k < o->rack.n_nodes; k++)
+		if (o->nodes[k].renewing) {
+			fprintf(f, "a renewal is still in progress (%s has not answered)\n",
+				o->rack.nodes[k].name);
+			return -1;
+		}
+	if (d < 1 || d > RDM_CERTS_MAX_DAYS) {
+		fprintf(f, "days '%s' is not in 1..%d\n", days ? days : "", RDM_CERTS_MAX_DAYS);
+		return -1;
+	}
+	snprintf(dd, sizeof(dd), "%d", d);
+	o->renew_days = d;
+	o->renew_ok = o->renew_failed = 0;
+	for (int k = 0; k < o->rack.n_nodes; k++) {
+		struct conn *c = o->nodes[k].conn;
+
+		if (!c || !c->hello)
+			continue;
+		if (rdm_msg_send(c->c, "renew", o->st.epoch, kv, NULL, 0, RDM_ORCH_SEND_MS) < 0) {
+			rdm_orch__drop_conn(o, c, "renew not sent");
+			continue;
+		}
+		o->nodes[k].renewing = 1;
+		n++;
+	}
+	if (!n) {
+		fprintf(f, "no node is connected: nothing to renew\n");
+		return -1;
+	}
+	fprintf(f,
+		"asked %d nodes for a certificate request (new keys, certificates valid %d "
+		"days); once all are installed, epoch %" PRIu64
+		" makes every replica use them (ctl logs shows the progress)\n",
+		n, d, o->st.epoch + 1);
+	rdm_orch__log(o, "ctl renew: %d nodes asked for a certificate request", n);
+	return 0;
+}
+
+/* The round is over when no node is left to answer: a new epoch makes the replicas read
+ * their certificates again. */
+static void round_done(struct orch *o)
+{
+	struct rdm_plan *np;
+	char err[512];
+
+	for (int k = 0; k < o->rack.n_nodes; k++)
+		if (o->nodes[k].renewing)
+			return;
+	np = rdm_plan_copy(o->plan);
+	if (!np || rdm_orch__commit(o, np, NULL, err, sizeof(err)) < 0) {
+		rdm_orch__log(o,
+			      "certificates renewed on %d nodes (%d failed), but the new epoch "
+			      "was not made: %s; they take effect on the next one",
+			      o->renew_ok, o->renew_failed, np ? err : "out of memory");
+		return;
+	}
+	rdm_orch__log(o,
+		      "certificates renewed on %d nodes (%d failed): epoch %" PRIu64
+		      ": connections made from now on prove themselves with them",
+		      o->renew_ok, o->renew_failed, o->st.epoch);
+}
+
+static void end_one(struct orch *o, int k, int ok)
+{
+	if (!o->nodes[k].renewing)
+		return;
+	o->nodes[k].renewing = 0;
+	if (ok)
+		o->renew_ok++;
+	else
+		o->renew_failed++;
+	round_done(o);
+}
+
+void rdm_orch__renew_gone(struct orch *o, int k)
+{
+	end_one(o, k, 0);
+}
+
+/* A node's certificate request: signed for the name its channel proved. */
+static void take_csr(struct orch *o, int k, const struct rdm_msg *m)
+{
+	const char *name = o->rack.nodes[k].name;
+	struct conn *c = o->nodes[k].conn;
+	char err[512], len[24], *cert = NULL, *bundle = NULL, *body = NULL;
+	size_t blen = 0, clen;
+	const char *ok_kv[] = {"cert_len", len, NULL}, *err_kv[] = {"error", err, NULL};
+	int rc = rdm_certs_sign(o->certs, name, m->body, m->body_len, o->renew_days, &cert, err,
+				sizeof(err));
+
+	if (rc == 0 && !(bundle = read_bundle(o->certs, &blen))) {
+		snprintf(err, sizeof(err), "cannot read %s/ca.pem", o->certs);
+		rc = -EIO;
+	}
+	if (rc == 0) {
+		clen = strlen(cert);
+		body = malloc(clen + blen);
+		if (body) {
+			memcpy(body, cert, clen);
+			memcpy(body + clen, bundle, blen);
+			snprintf(len, sizeof(len), "%zu", clen);
+		} else {
+			snprintf(err, sizeof(err), "out of memory");
+			rc = -ENOMEM;
+		}
+	}
+	if (rc < 0)
+		rdm_orch__log(o, "%s: certificate request refused: %s", name, err);
+	if (rdm_msg_send(c->c, "cert", o->st.epoch, rc ? err_kv : ok_kv, body, rc ? 0 : clen + blen,
+			 RDM_ORCH_SEND_MS) < 0)
+		rdm_orch__drop_conn(o, c, "cert not sent"); /* ends its part of the round */
+	else if (rc < 0)
+		end_one(o, k, 0);
+	free(cert);
+	free(bundle);
+	free(body);
+}
+
+void rdm_orch__take_renewal(struct orch *o, int k, const struct rdm_msg *m)
+{
+	const char *name = o->rack.nodes[k].name, *res = rdm_msg_get(m, "result");
+
+	if (!o->nodes[k].renewing) {
+		rdm_orch__log(o, "%s: '%s' outside a renewal: ignored", name, m->type);
+		return;
+	}
+	if (!strcmp(m->type, "csr")) {
+		take_csr(o, k, m);
+		return;
+	}
+	if (res && !strcmp(res, "ok"))
+		rdm_orch__log(o, "%s: new certificate installed", name);
+	else
+		rdm_orch__log(o, "%s: did not install its new certificate: %s", name,
+			      res ? res : "(no reason)");
+	end_one(o, k, res && !strcmp(res, "ok"));
+}
