@@ -16,6 +16,10 @@
  *   heartbeat  node -> orch   replica states and their counters (body)
  *   request    ctl  -> orch   an operator command: cmd, args
  *   reply      orch -> ctl    status ok|error, the text to show (body)
+ *   renew      orch -> node   make a new key and a certificate request (days)
+ *   csr        node -> orch   the request for the node's own name (body, PEM)
+ *   cert       orch -> node   the certificate and the CA bundle (body; cert_len), or error
+ *   renewed    node -> orch   result ok, or why the certificate was not installed
  *
  * A message of another protocol version is refused with a reason that names both
  * versions, so mixed versions fail loudly instead of misreading each other. */
