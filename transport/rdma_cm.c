@@ -306,6 +306,7 @@ static void rdmx_accept_request(struct rdmx_listener *lst, struct rdma_cm_event 
 						 ev->param.conn.qp_num, why, sizeof(why)) < 0) {
 		rdmx_reject(lst, c, id, why);
 		rdma_destroy_id(id);
+		rdm_rdma__bind_stop(c); /* forgets the key it may have taken */
 		rdm_rdma__conn_free(c);
 		return;
 	}
