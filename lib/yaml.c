@@ -1,6 +1,7 @@
 /* The read-only YAML DOM (lib/yaml.h): built from libyaml's events, with typed getters
  * that report "FILE:LINE:COL: message". */
 #include "lib/yaml.h"
+#include "lib/file.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -149,16 +150,54 @@ static int attach(struct builder *b, struct rdm_ynode *n)
 		node_free(n);
 		return oom(name, b->err, b->errlen);
 	}
-	if (is_key) {
-		for (size_t i = 0; i + 2 < parent->n; i += 2) {
-			const struct rdm_ynode *k = parent->items[i];
-			if (same_scalar(k, n))
-				return perr(name, n->line, n->col, b->err, b->errlen,
-					    "duplicate key '%s' (first at line %d)", n->str,
-					    k->line);
-		}
-	}
 	return 0;
+}
+
+/* Keys by content, then by where they stand. */
+static int key_cmp(const void *x, const void *y)
+{
+	const struct rdm_ynode *a = *(const struct rdm_ynode *const *)x;
+	const struct rdm_ynode *b = *(const struct rdm_ynode *const *)y;
+	size_t n = a->slen < b->slen ? a->slen : b->slen;
+	int d = memcmp(a->str, b->str, n);
+
+	if (d)
+		return d;
+	if (a->slen != b->slen)
+		return a->slen < b->slen ? -1 : 1;
+	return a->line != b->line ? a->line - b->line : a->col - b->col;
+}
+
+/* A mapping is complete: refuses a key given twice, naming the first repeat in the
+ * document. Sorting keeps it n log n: a file of 100,000 keys is checked in milliseconds,
+ * where comparing each key with every earlier one took seconds to minutes. */
+static int check_dup_keys(struct builder *b, const struct rdm_ynode *map)
+{
+	size_t nk = map->n / 2;
+	const struct rdm_ynode **k, *dup = NULL, *first = NULL;
+
+	if (nk < 2)
+		return 0;
+	k = malloc(nk * sizeof(*k));
+	if (!k)
+		return oom(b->doc->name, b->err, b->errlen);
+	for (size_t i = 0; i < nk; i++)
+		k[i] = map->items[2 * i];
+	qsort(k, nk, sizeof(*k), key_cmp);
+	/* In each run of equal keys the first is where the key was first given and the
+	 * second is its first repeat; report the repeat that comes first in the file. */
+	for (size_t i = 1; i < nk; i++)
+		if (same_scalar(k[i - 1], k[i]) && (i < 2 || !same_scalar(k[i - 2], k[i])) &&
+		    (!dup || k[i]->line < dup->line ||
+		     (k[i]->line == dup->line && k[i]->col < dup->col))) {
+			dup = k[i];
+			first = k[i - 1];
+		}
+	free(k);
+	if (!dup)
+		return 0;
+	return perr(b->doc->name, dup->line, dup->col, b->err, b->errlen,
+		    "duplicate key '%s' (first at line %d)", dup->str, first->line);
 }
 
 static struct rdm_ynode *node_new(enum rdm_ykind kind, const yaml_mark_t *m)
@@ -254,6 +293,8 @@ static int on_event(struct builder *b, const yaml_event_t *ev, int *docs)
 	case YAML_MAPPING_END_EVENT:
 		if (b->depth > 0)
 			b->depth--;
+		if (ev->type == YAML_MAPPING_END_EVENT)
+			return check_dup_keys(b, b->stack[b->depth]);
 		return 0;
 	}
 	return 0;
@@ -330,7 +371,7 @@ struct rdm_ydoc *rdm_ydoc_parse_string(const char *name, const char *text, char 
 
 struct rdm_ydoc *rdm_ydoc_load(const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "rb");
+	FILE *f = rdm_fopen_regular(path);
 	char *buf = NULL;
 	size_t n = 0, cap = 0;
 	int e;
@@ -374,7 +415,7 @@ fail:
 	if (f)
 		fclose(f);
 	free(buf);
-	perr(path, 0, 0, err, errlen, "%s", strerror(e));
+	perr(path, 0, 0, err, errlen, "%s", rdm_file_why(e));
 	errno = e;
 	return NULL;
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lib/certs.h"
+#include "lib/file.h"
 #include "lib/msg.h"
 #include "orchestrator/orch.h"
 #include "lib/tls.h"
@@ -187,7 +188,7 @@ static int request(const char *orch, const char *certs, const char *const *kv, i
 	st = rdm_msg_get(&m, "status");
 	rc = !st || strcmp(st, "ok");
 	if (rc || !quiet_ok)
-		fwrite(m.body, 1, m.body_len, rc ? stderr : stdout);
+		rdm_fput_visible(rc ? stderr : stdout, m.body, m.body_len);
 	rdm_msg_free(&m);
 	rdm_tls_close(c);
 	rdm_tls_ctx_free(ctx);

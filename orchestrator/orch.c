@@ -2,6 +2,7 @@
  * serves every connection an accept thread hands it. */
 #include "orchestrator/orch.h"
 #include "orchestrator/orch_int.h"
+#include "lib/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,7 +37,9 @@ void rdm_orch__log(struct orch *o, const char *fmt, ...)
 	rdm_log_clock(ts, sizeof(ts));
 	snprintf(line, sizeof(line), "%s %s", ts, msg);
 	pthread_mutex_lock(&o->log_mu);
-	fprintf(stderr, "rdmesh orch: %s\n", line);
+	fputs("rdmesh orch: ", stderr);
+	rdm_fput_visible(stderr, line, strlen(line)); /* names may hold anything */
+	fputc('\n', stderr);
 	free(o->log[o->log_next]);
 	o->log[o->log_next] = strdup(line);
 	o->log_next = (o->log_next + 1) % LOG_RING;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "lib/certs.h"
+#include "lib/file.h"
 #include "orchestrator/orch_int.h"
 
 /* Reads dir/ca.pem whole (the CA bundle nodes trust). NULL on failure. */
@@ -30,7 +31,7 @@ static char *read_bundle(const char *dir, size_t *len)
 	char *b = NULL;
 
 	if (rdm_certs_path(path, sizeof(path), dir, "ca", ".pem", NULL, 0) < 0 ||
-	    !(f = fopen(path, "r")))
+	    !(f = rdm_fopen_regular(path)))
 		return NULL;
 	b = malloc(1 << 20);
 	*len = b ? fread(b, 1, (1 << 20) - 1, f) : 0;

@@ -332,9 +332,25 @@ void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg
 	fclose(f);
 	{
 		const char *kv[] = {"status", rc ? "error" : "ok", NULL};
+		int sent = rdm_msg_send(c->c, "reply", o->st.epoch, kv, out, len, RDM_ORCH_SEND_MS);
 
-		if (rdm_msg_send(c->c, "reply", o->st.epoch, kv, out, len, RDM_ORCH_SEND_MS) < 0)
-			rdm_orch__log(o, "ctl: reply not sent");
+		if (sent == -EMSGSIZE) {
+			/* Too large for one message: ctl gets a clear error, not a silence. */
+			char why[256];
+			int n =
+			    snprintf(why, sizeof(why),
+				     "the answer to '%s' (%zu bytes) is over the control "
+				     "channel's limit of %u bytes and was not sent; the request "
+				     "itself %s (ctl logs tells more)\n",
+				     cmd ? cmd : "?", len, RDM_TLS_MAX_MSG,
+				     rc ? "failed" : "was carried out");
+
+			kv[1] = "error";
+			sent = rdm_msg_send(c->c, "reply", o->st.epoch, kv, why, (size_t)n,
+					    RDM_ORCH_SEND_MS);
+		}
+		if (sent < 0)
+			rdm_orch__log(o, "ctl: reply not sent: %s", strerror(-sent));
 	}
 	free(out);
 }

@@ -71,6 +71,8 @@ struct orch {
 	int renew_ok, renew_failed; /* of the round in progress */
 	int lfd;
 	uint64_t start_ns;
+	uint64_t last_check_ns; /* the last turn of the loop that judged the nodes' health */
+	uint64_t grace_until;	/* after a stall of our own, no node is judged before then */
 
 	/* accept thread -> main loop */
 	pthread_t acc;

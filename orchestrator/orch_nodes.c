@@ -245,57 +245,85 @@ void rdm_orch__take_node_msg(struct orch *o, struct conn *c, const struct rdm_ms
 
 /* ---- health ----------------------------------------------------------------------- */
 
+/* Declares node k dead when it has replicas and was silent too long, and moves them. */
+static void judge(struct orch *o, int k, uint64_t now, uint64_t dead_ns)
+{
+	struct nstate *ns = &o->nodes[k];
+	const char *name = o->rack.nodes[k].name;
+	uint64_t limit = dead_ns, silent;
+	char err[512], *diff = NULL;
+	size_t dlen = 0;
+	struct rdm_plan *np;
+	FILE *f;
+
+	if (ns->dead || ns->drained || !rdm_plan_node_replicas(o->plan, name, NULL, 0))
+		return;
+	if (!ns->ever_seen && limit < FIRST_SEEN_MS * 1000000ull)
+		limit = FIRST_SEEN_MS * 1000000ull;
+	silent = now - ns->last_seen_ns;
+	if (silent <= limit)
+		return;
+	ns->dead = 1;
+	np = rdm_plan_node_down(o->plan, name, err, sizeof(err));
+	if (!np) {
+		rdm_orch__log(
+		    o, "%s: silent for %" PRIu64 " ms: dead, but its replicas cannot move: %s",
+		    name, silent / 1000000, err);
+		return;
+	}
+	f = open_memstream(&diff, &dlen);
+	if (f) {
+		rdm_orch__plan_diff(f, o->plan, np);
+		fclose(f);
+	}
+	if (rdm_orch__commit(o, np, NULL, err, sizeof(err)) < 0) {
+		/* Nothing changed: try again after another dead time. */
+		rdm_orch__log(o,
+			      "%s: silent for %" PRIu64
+			      " ms: dead, but the new plan was not saved: "
+			      "%s",
+			      name, silent / 1000000, err);
+		ns->dead = 0;
+		ns->last_seen_ns = now;
+	} else
+		rdm_orch__log(o,
+			      "%s: silent for %" PRIu64 " ms (limit %" PRIu64
+			      "): dead; epoch %" PRIu64 " moves its replicas:\n%s",
+			      name, silent / 1000000, limit / 1000000, o->st.epoch,
+			      diff ? diff : "");
+	free(diff);
+	if (ns->conn)
+		rdm_orch__drop_conn(o, ns->conn, "declared dead");
+}
+
 void rdm_orch__check_health(struct orch *o)
 {
-	uint64_t now = rdm_now_ns();
+	uint64_t now = rdm_now_ns(), dead_ns = (uint64_t)o->dead_ms * 1000000ull;
+	int died = 0;
 
+	/* Our own stall (a slow request, SIGSTOP, the VM paused) is not our nodes' silence:
+	 * their heartbeats wait unread in our sockets. After a turn that came more than half
+	 * a dead time late, nobody is judged for one dead time, while we read them. */
+	if (o->last_check_ns && now - o->last_check_ns > dead_ns / 2) {
+		o->grace_until = now + dead_ns;
+		rdm_orch__log(o,
+			      "this orchestrator was stalled for %" PRIu64
+			      " ms: no node is judged dead for the next %d ms, while their "
+			      "heartbeats are read",
+			      (now - o->last_check_ns) / 1000000, o->dead_ms);
+	}
+	o->last_check_ns = now;
+	if (now < o->grace_until)
+		return;
 	for (int k = 0; k < o->rack.n_nodes; k++) {
-		struct nstate *ns = &o->nodes[k];
-		const char *name = o->rack.nodes[k].name;
-		uint64_t limit = (uint64_t)o->dead_ms * 1000000ull, silent;
-		char err[512], *diff = NULL;
-		size_t dlen = 0;
-		struct rdm_plan *np;
-		FILE *f;
+		int was_dead = o->nodes[k].dead;
 
-		if (ns->dead || ns->drained || !rdm_plan_node_replicas(o->plan, name, NULL, 0))
-			continue;
-		if (!ns->ever_seen && limit < FIRST_SEEN_MS * 1000000ull)
-			limit = FIRST_SEEN_MS * 1000000ull;
-		silent = now - ns->last_seen_ns;
-		if (silent <= limit)
-			continue;
-		ns->dead = 1;
-		np = rdm_plan_node_down(o->plan, name, err, sizeof(err));
-		if (!np) {
-			rdm_orch__log(o,
-				      "%s: silent for %" PRIu64
-				      " ms: dead, but its replicas cannot move: %s",
-				      name, silent / 1000000, err);
-			continue;
-		}
-		f = open_memstream(&diff, &dlen);
-		if (f) {
-			rdm_orch__plan_diff(f, o->plan, np);
-			fclose(f);
-		}
-		if (rdm_orch__commit(o, np, NULL, err, sizeof(err)) < 0) {
-			/* Nothing changed: try again after another dead time. */
-			rdm_orch__log(o,
-				      "%s: silent for %" PRIu64
-				      " ms: dead, but the new plan was not saved: "
-				      "%s",
-				      name, silent / 1000000, err);
-			ns->dead = 0;
-			ns->last_seen_ns = now;
-		} else
-			rdm_orch__log(o,
-				      "%s: silent for %" PRIu64 " ms (limit %" PRIu64
-				      "): dead; epoch %" PRIu64 " moves its replicas:\n%s",
-				      name, silent / 1000000, limit / 1000000, o->st.epoch,
-				      diff ? diff : "");
-		free(diff);
-		if (ns->conn)
-			rdm_orch__drop_conn(o, ns->conn, "declared dead");
+		judge(o, k, now, dead_ns);
+		died += !was_dead && o->nodes[k].dead;
+	}
+	if (o->grace_until) {
+		/* Logged after the first judgement past the grace, with what it found. */
+		rdm_orch__log(o, "the grace after our stall is over: %d nodes declared dead", died);
+		o->grace_until = 0;
 	}
 }

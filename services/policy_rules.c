@@ -1,5 +1,6 @@
 /* Policy parsing and matching; see policy_rules.h for the format. */
 #include "services/policy_rules.h"
+#include "lib/file.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -410,9 +411,9 @@ static int host_file(struct pctx *c, struct rdm_pol_rule *r, const struct rdm_yn
 
 	if (!path)
 		return oom(c);
-	if (!(fp = fopen(path, "r"))) {
+	if (!(fp = rdm_fopen_regular(path))) {
 		rc = rdm_yerr(c->d, n, c->err, c->len, "host: cannot read '%s': %s", path,
-			      strerror(errno));
+			      rdm_file_why(errno));
 		free(path);
 		return rc;
 	}

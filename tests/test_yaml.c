@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/yaml.h"
 #include "tests/lib/data.h"
@@ -164,6 +166,29 @@ Test(yaml, rejects_duplicate_keys_at_the_second)
 	expect_parse_error("a: 1\nb:\n  c: 1\n  d: 2\n  c: 3\n",
 			   "t.yaml:5:3: duplicate key 'c' (first at line 3)");
 	expect_parse_error("{x: 1, x: 2}\n", "t.yaml:1:8: duplicate key 'x' (first at line 1)");
+	/* Several repeats: the one that comes first in the file is named. */
+	expect_parse_error("b: 1\na: 1\na: 2\nb: 2\nb: 3\n",
+			   "t.yaml:3:1: duplicate key 'a' (first at line 2)");
+}
+
+/* 100,000 keys (a hostile `ctl apply`): checked by sorting, not key against key. The
+ * timeout only bounds a regression to the quadratic check, which took tens of seconds. */
+Test(yaml, a_hundred_thousand_keys_checked_quickly, .timeout = 20)
+{
+	size_t cap = 100000 * 16 + 64, len = 0;
+	char *text = malloc(cap);
+	struct rdm_ydoc *d;
+
+	cr_assert_not_null(text);
+	for (int i = 0; i < 100000; i++)
+		len += (size_t)snprintf(text + len, cap - len, "k%d: %d\n", i, i);
+	text[len] = '\0';
+	d = parse(text);
+	cr_assert_eq(rdm_ymap_size(rdm_ydoc_root(d)), 100000);
+	rdm_ydoc_free(d);
+	snprintf(text + len, cap - len, "k5: again\n");
+	expect_parse_error(text, "t.yaml:100001:1: duplicate key 'k5' (first at line 6)");
+	free(text);
 }
 
 Test(yaml, rejects_complex_keys_and_extra_documents)
@@ -386,4 +411,21 @@ Test(yaml, yerr_formats_one_line)
 	cr_assert_str_eq(small, "t.yaml:1:4:");
 	cr_assert_eq(rdm_yerr(d, v, NULL, 0, "nowhere"), -EINVAL);
 	rdm_ydoc_free(d);
+}
+
+/* A FIFO would block the reader until someone writes to it (an orchestrator's loop, for
+ * `ctl apply`): refused at once, as is a directory. */
+Test(yaml, a_fifo_or_a_directory_is_refused_at_once)
+{
+	char dir[] = "/tmp/rdm-yfifo.XXXXXX", fifo[64];
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/chain.yaml", dir);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	cr_assert_null(rdm_ydoc_load(fifo, err, sizeof(err)));
+	cr_assert(strstr(err, "not a regular file"), "%s", err);
+	cr_assert_null(rdm_ydoc_load(dir, err, sizeof(err)));
+	cr_assert(strstr(err, "not a regular file"), "%s", err);
+	unlink(fifo);
+	rmdir(dir);
 }

@@ -180,6 +180,20 @@ elif grep -qE "broken.yaml:[0-9]+:[0-9]+: .*unknown key 'replcas' \(did you mean
 else
 	fail "broken YAML: '$out', epoch $(epoch_now) (was $e0)"
 fi
+# Hostile files for ctl apply: a 100,000-key mapping (its duplicate-key check was
+# quadratic and froze the orchestrator's loop for tens of seconds), and a FIFO (which
+# blocked it until someone wrote). Each is refused; ctl status answers right after, no
+# node is declared dead and the epoch stays.
+python3 -c 'import sys; sys.stdout.write("".join("k%d: %d\n" % (i, i) for i in range(100000)))' >"$work/huge.yaml"
+mkfifo "$work/fifo.yaml"
+out_huge=$(ctl apply --yes "$work/huge.yaml" 2>&1)
+out_fifo=$(ctl apply --yes "$work/fifo.yaml" 2>&1)
+if grep -q "huge.yaml:1:1: unknown key 'k0'" <<<"$out_huge" && grep -q "fifo.yaml: not a regular file" <<<"$out_fifo" &&
+	ctl status >/dev/null 2>&1 && [ "$(epoch_now)" = "$e0" ] && ! grep -q 'dead; epoch' "$work/deploy.orch.log"; then
+	pass "hostile ctl apply: a 100,000-key mapping ('$(head -1 <<<"$out_huge" | sed "s|$work/||")') and a FIFO ('$(head -1 <<<"$out_fifo" | sed "s|$work/||")') refused; status answers, epoch still $e0, no node declared dead"
+else
+	fail "hostile apply: '$out_huge' / '$out_fifo', epoch $(epoch_now) (was $e0)"
+fi
 # A certificate from another CA, and a name the rack does not have.
 ip netns exec "$RACK-h4" "$RDMESH" node --orch "$ORCH" --name host4 --certs "$work/rogue" \
 	--dir "$work/rogue.dir" >"$work/rogue.log" 2>&1 &
@@ -410,6 +424,21 @@ replica_is dpi-2 host4 running 10 || fail "restart: dpi-2 not running"
 started 1
 # The orchestrator goes while both dpi replicas carry traffic.
 frames_is 20 dpi-1 dpi-2 || fail "restart: ctl status showed no frames through dpi-1 and dpi-2: $(cat "$work/status")"
+# The orchestrator itself stalls (SIGSTOP) for 10 s, over three dead times: on SIGCONT it
+# must not take its own silence for its nodes'. It says when its grace after the stall
+# ends, with how many nodes it then declared dead: none, and the epoch stays.
+e_stall=$(epoch_now)
+kill -STOP "$pid_orch"
+sleep 10
+kill -CONT "$pid_orch"
+t=0
+until grep -q 'the grace after our stall is over' "$work/restart.orch.log" || [ $t -ge 200 ]; do sleep 0.1; t=$((t + 1)); done
+if grep -q 'the grace after our stall is over: 0 nodes declared dead' "$work/restart.orch.log" &&
+	! grep -q 'dead; epoch' "$work/restart.orch.log" && [ "$(epoch_now)" = "$e_stall" ]; then
+	pass "SIGSTOP of the orchestrator for 10 s (dead time ${DEAD_MS} ms): on SIGCONT no node declared dead, epoch still $e_stall ('$(grep -o 'this orchestrator was stalled for [0-9]* ms' "$work/restart.orch.log" | head -1)')"
+else
+	fail "after a stall: $(grep -i 'stall\|dead' "$work/restart.orch.log" | tail -5); epoch $e_stall -> $(epoch_now)"
+fi
 kill -9 "$pid_orch"
 wait "$pid_orch" 2>/dev/null
 # Until every node has seen its control channel go (within 10 s).
