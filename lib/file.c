@@ -17,7 +17,7 @@ FILE *rdm_fopen_regular(const char *path)
 	if (fd < 0)
 		return NULL;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		e = fstat(fd, &st) < 0 ? errno : EINVAL;
+		e = fstat(fd, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
 		close(fd);
 		errno = e;
 		return NULL;

@@ -10,11 +10,12 @@
 #include <stdio.h>
 
 /* fopen(path, "r") for a regular file: without blocking on a FIFO, and refusing
- * anything else with errno EINVAL. NULL with errno set; rdm_file_why(errno) then says
- * why in words. */
+ * anything else with errno EISDIR (a directory) or EINVAL (a FIFO, a device...). NULL with errno
+ * set; rdm_file_why(errno) then says why in words. */
 FILE *rdm_fopen_regular(const char *path);
 
-/* strerror(e), except that EINVAL from rdm_fopen_regular reads "not a regular file". */
+/* strerror(e), except that EINVAL from rdm_fopen_regular reads "not a regular file (a
+ * FIFO, a device or a directory)". */
 const char *rdm_file_why(int e);
 
 /* Writes the n bytes at s to f, each control character but newline and tab (and DEL)

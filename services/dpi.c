@@ -286,9 +286,19 @@ static struct rdm_str dpi_arena_str(struct dpi_rt *rt, const char *s, size_t n)
 	return (struct rdm_str){p, (uint8_t)n};
 }
 
-/* Writes what is known of a flow into frame f. */
+/* Writes what is known of a flow into frame f. Its flags first: a flow DPI lost says so
+ * even before DPI has found anything in it (the policy must not wait on it then). */
 static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *f)
 {
+	if (df->state == DPI_FINAL || df->lost) {
+		if (!(f->present & RDM_F_FLAGS))
+			f->flags = 0;
+		if (df->state == DPI_FINAL)
+			f->flags |= RDM_FF_DPI_DONE | (df->gaveup ? RDM_FF_DPI_GAVEUP : 0);
+		if (df->lost)
+			f->flags |= RDM_FF_DPI_LOST;
+		f->present |= RDM_F_FLAGS;
+	}
 	if (!df->has_proto && !df->host_len)
 		return;
 	if (df->epoch != rt->epoch) {
@@ -318,15 +328,6 @@ static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *
 	if (df->risk) {
 		f->risk = df->risk;
 		f->present |= RDM_F_RISK;
-	}
-	if (df->state == DPI_FINAL || df->lost) {
-		if (!(f->present & RDM_F_FLAGS))
-			f->flags = 0;
-		if (df->state == DPI_FINAL)
-			f->flags |= RDM_FF_DPI_DONE | (df->gaveup ? RDM_FF_DPI_GAVEUP : 0);
-		if (df->lost)
-			f->flags |= RDM_FF_DPI_LOST;
-		f->present |= RDM_F_FLAGS;
 	}
 }
 

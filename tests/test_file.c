@@ -30,7 +30,7 @@ Test(file, regular_files_open_fifos_and_directories_do_not)
 	cr_assert_str_eq(rdm_file_why(errno),
 			 "not a regular file (a FIFO, a device or a directory)");
 	cr_assert_null(rdm_fopen_regular(dir));
-	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(errno, EISDIR);
 	cr_assert_null(rdm_fopen_regular("/dev/zero"));
 	cr_assert_null(rdm_fopen_regular("/nonexistent/x"));
 	cr_assert_eq(errno, ENOENT);

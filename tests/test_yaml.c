@@ -425,7 +425,7 @@ Test(yaml, a_fifo_or_a_directory_is_refused_at_once)
 	cr_assert_null(rdm_ydoc_load(fifo, err, sizeof(err)));
 	cr_assert(strstr(err, "not a regular file"), "%s", err);
 	cr_assert_null(rdm_ydoc_load(dir, err, sizeof(err)));
-	cr_assert(strstr(err, "not a regular file"), "%s", err);
+	cr_assert(strstr(err, "Is a directory"), "%s", err);
 	unlink(fifo);
 	rmdir(dir);
 }
