@@ -91,6 +91,13 @@ static int load_chain_section(struct ld *l, const struct rdm_ynode *root, struct
 		return rc;
 	if (!*name)
 		return rdm_yerr(l->doc, nv, l->err, l->len, "name: must not be empty");
+	/* The name travels in every assign and status, and reaches terminals: a name, not
+	 * a payload (a 2 MB one made every assign too large for the control channel). */
+	if (!rdm_node_name_ok(name))
+		return rdm_yerr(l->doc, nv, l->err, l->len,
+				"name: a chain name is 1 to %d of A-Z a-z 0-9 _ . - (this one has "
+				"%zu bytes)",
+				RDM_NODE_NAME_MAX, strlen(name));
 	rc = rdm_ystrdup(l->doc, name, &c->name, l->err, l->len);
 	if (!rc)
 		rc = u32_opt(l, m, "spi", 1, MAX_SPI, 1, &c->spi);
