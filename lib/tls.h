@@ -36,13 +36,15 @@
 #define RDM_TLS_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 #include <stdint.h>
 
-#define RDM_TLS_MAX_MSG	     (1u << 20) /* the largest message, in bytes: 1 MiB */
-#define RDM_TLS_HANDSHAKE_MS 10000	/* bound on one handshake, verdict included */
-#define RDM_TLS_VERDICT_OK   "ok"
-#define RDM_TLS_VERDICT_NO   "refused: "
-#define RDM_TLS_VERDICT_MAX  512 /* a longer first message is not a verdict */
+#define RDM_TLS_MAX_MSG		(1u << 20) /* the largest message, in bytes: 1 MiB */
+#define RDM_TLS_HANDSHAKE_MS	10000	   /* bound on one handshake, verdict included */
+#define RDM_TLS_VERDICT_SEND_MS 1000	   /* the verdict (a few bytes) goes at once, or never */
+#define RDM_TLS_VERDICT_OK	"ok"
+#define RDM_TLS_VERDICT_NO	"refused: "
+#define RDM_TLS_VERDICT_MAX	512 /* a longer first message is not a verdict */
 
 struct rdm_tls_ctx;
 struct rdm_tls_conn;
@@ -105,6 +107,21 @@ typedef int (*rdm_tls_admit_fn)(const char *name, void *arg, char *why, size_t w
  *   other         accept(2) failed (e.g. EMFILE). */
 struct rdm_tls_conn *rdm_tls_accept(struct rdm_tls_ctx *ctx, int lfd, int timeout_ms,
 				    rdm_tls_admit_fn admit, void *arg, char *err, size_t errlen);
+
+/* The same, step by step, for a server that proves many connections at once (the
+ * orchestrator): rdm_tls_accept_start takes an accepted non-blocking socket fd (peer
+ * address ss) and owns it from then on, or returns NULL with a reason in err (fd is then
+ * still the caller's). rdm_tls_accept_step advances the handshake as far as the socket
+ * allows: 1 when done and the verdict sent (the connection is ready, as one from
+ * rdm_tls_accept), 0 to be called again once fd is readable (*want_write 0) or writable
+ * (1), or -errno as rdm_tls_accept, with the reason in err; then rdm_tls_accept_abort
+ * frees it (as it does one given up on at a deadline). */
+struct rdm_tls_conn *rdm_tls_accept_start(struct rdm_tls_ctx *ctx, int fd,
+					  const struct sockaddr_storage *ss, socklen_t sl,
+					  char *err, size_t errlen);
+int rdm_tls_accept_step(struct rdm_tls_conn *c, rdm_tls_admit_fn admit, void *arg, int *want_write,
+			char *err, size_t errlen);
+void rdm_tls_accept_abort(struct rdm_tls_conn *c);
 
 /* The peer's verified name (first DNS subjectAltName, else CN), and its address as
  * "a.b.c.d:port" or "[v6]:port". Valid until rdm_tls_close. */

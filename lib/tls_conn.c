@@ -292,6 +292,71 @@ fail:
 	return NULL;
 }
 
+struct rdm_tls_conn *rdm_tls_accept_start(struct rdm_tls_ctx *ctx, int fd,
+					  const struct sockaddr_storage *ss, socklen_t sl,
+					  char *err, size_t errlen)
+{
+	struct rdm_tls_conn *c;
+	char why[256];
+
+	if (!ctx || !ctx->server) {
+		errno = -rdm_errf(err, errlen, -EINVAL, "tls: accept needs a server context");
+		return NULL;
+	}
+	c = conn_new(ctx, fd, ss, sl);
+	if (!c) {
+		errno =
+		    -rdm_errf(err, errlen, -ENOMEM, "tls: %s", rdm_ossl_reason(why, sizeof(why)));
+		return NULL;
+	}
+	SSL_set_accept_state(c->ssl);
+	return c;
+}
+
+int rdm_tls_accept_step(struct rdm_tls_conn *c, rdm_tls_admit_fn admit, void *arg, int *want_write,
+			char *err, size_t errlen)
+{
+	char who[128], why[256], verdict[RDM_TLS_VERDICT_MAX];
+	int r, e, se, rc;
+
+	snprintf(who, sizeof(who), "client %s", c->peer_addr);
+	*want_write = 0;
+	ERR_clear_error();
+	errno = 0;
+	r = SSL_do_handshake(c->ssl);
+	if (r != 1) {
+		se = errno;
+		e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			*want_write = e == SSL_ERROR_WANT_WRITE;
+			return 0;
+		}
+		return rdm_tls__hs_error(&c->verify, NULL, e, se, err, errlen, who);
+	}
+	/* The handshake is done: the verdict, a few bytes the socket takes at once. */
+	rdm_tls__cert_name(SSL_get0_peer_certificate(c->ssl), c->peer_name, sizeof(c->peer_name));
+	rc = rdm_tls__admit(c->peer_name, admit, arg, why, sizeof(why));
+	if (rc < 0) {
+		rdm_errf(err, errlen, rc, "%s: refused '%s': %s", who, c->peer_name, why);
+		snprintf(verdict, sizeof(verdict), "%s%s", RDM_TLS_VERDICT_NO, why);
+		rdm_tls__send_msg(c, verdict, (uint32_t)strlen(verdict),
+				  rdm_tls__deadline_in(RDM_TLS_VERDICT_SEND_MS));
+		return rc;
+	}
+	rc = rdm_tls__send_msg(c, RDM_TLS_VERDICT_OK, strlen(RDM_TLS_VERDICT_OK),
+			       rdm_tls__deadline_in(RDM_TLS_VERDICT_SEND_MS));
+	if (rc < 0)
+		return rdm_errf(err, errlen, rc, "%s: sending the verdict: %s", who, c->err);
+	c->err[0] = '\0';
+	return 1;
+}
+
+void rdm_tls_accept_abort(struct rdm_tls_conn *c)
+{
+	if (c)
+		conn_abort(c);
+}
+
 struct rdm_tls_conn *rdm_tls_accept(struct rdm_tls_ctx *ctx, int lfd, int timeout_ms,
 				    rdm_tls_admit_fn admit, void *arg, char *err, size_t errlen)
 {
@@ -299,8 +364,7 @@ struct rdm_tls_conn *rdm_tls_accept(struct rdm_tls_ctx *ctx, int lfd, int timeou
 	socklen_t sl;
 	struct rdm_tls_conn *c;
 	uint64_t deadline = rdm_tls__deadline_in(timeout_ms);
-	char who[128], why[256], verdict[RDM_TLS_VERDICT_MAX];
-	int fd, rc;
+	int fd, rc, want_write;
 
 	if (!ctx || !ctx->server) {
 		errno = -rdm_errf(err, errlen, -EINVAL, "tls: accept needs a server context");
@@ -325,36 +389,22 @@ struct rdm_tls_conn *rdm_tls_accept(struct rdm_tls_ctx *ctx, int lfd, int timeou
 			return NULL;
 		}
 	}
-	c = conn_new(ctx, fd, &ss, sl);
+	c = rdm_tls_accept_start(ctx, fd, &ss, sl, err, errlen);
 	if (!c) {
 		close(fd);
-		errno =
-		    -rdm_errf(err, errlen, -ENOMEM, "tls: %s", rdm_ossl_reason(why, sizeof(why)));
 		return NULL;
 	}
-	snprintf(who, sizeof(who), "client %s", c->peer_addr);
 	deadline = rdm_tls__now_ms() + RDM_TLS_HANDSHAKE_MS;
-	SSL_set_accept_state(c->ssl);
-	rc = handshake(c, deadline, err, errlen, who);
-	if (rc < 0)
-		goto fail;
-	rdm_tls__cert_name(SSL_get0_peer_certificate(c->ssl), c->peer_name, sizeof(c->peer_name));
-	rc = rdm_tls__admit(c->peer_name, admit, arg, why, sizeof(why));
-	if (rc < 0) {
-		rdm_errf(err, errlen, rc, "%s: refused '%s': %s", who, c->peer_name, why);
-		snprintf(verdict, sizeof(verdict), "%s%s", RDM_TLS_VERDICT_NO, why);
-		rdm_tls__send_msg(c, verdict, (uint32_t)strlen(verdict), deadline);
-		goto fail;
+	while ((rc = rdm_tls_accept_step(c, admit, arg, &want_write, err, errlen)) == 0) {
+		rc = rdm_tls__wait_fd(c->fd, want_write ? POLLOUT : POLLIN, deadline);
+		if (rc < 0) {
+			rdm_errf(err, errlen, rc, "client %s: TLS handshake %s", c->peer_addr,
+				 rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+			break;
+		}
 	}
-	rc = rdm_tls__send_msg(c, RDM_TLS_VERDICT_OK, strlen(RDM_TLS_VERDICT_OK), deadline);
-	if (rc < 0) {
-		rdm_errf(err, errlen, rc, "%s: sending the verdict: %s", who, c->err);
-		goto fail;
-	}
-	c->err[0] = '\0';
-	return c;
-
-fail:
+	if (rc == 1)
+		return c;
 	conn_abort(c);
 	errno = -rc;
 	return NULL;

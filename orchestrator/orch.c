@@ -69,51 +69,6 @@ void rdm_orch__drop_conn(struct orch *o, struct conn *c, const char *why)
 
 /* ---- the loops -------------------------------------------------------------------- */
 
-static int admit(const char *name, void *arg, char *why, size_t len)
-{
-	struct orch *o = arg;
-
-	if (!strcmp(name, RDM_CTL_NAME) || rdm_rack_find(&o->rack, name) >= 0)
-		return 0;
-	snprintf(why, len, "unknown node '%s': not in %s", name, o->rack.file);
-	return -1;
-}
-
-static void *accept_main(void *arg)
-{
-	struct orch *o = arg;
-
-	while (!atomic_load(&o->stop)) {
-		char err[512];
-		struct rdm_tls_conn *tc =
-		    rdm_tls_accept(o->tls, o->lfd, 200, admit, o, err, sizeof(err));
-		struct conn *c;
-
-		if (!tc) {
-			if (errno != ETIMEDOUT || strstr(err, "handshake"))
-				rdm_orch__log(o, "refused: %s", err);
-			continue;
-		}
-		c = calloc(1, sizeof(*c));
-		if (!c) {
-			rdm_tls_close(tc);
-			continue;
-		}
-		c->c = tc;
-		c->node = strcmp(rdm_tls_peer_name(tc), RDM_CTL_NAME)
-			      ? rdm_rack_find(&o->rack, rdm_tls_peer_name(tc))
-			      : -1;
-		pthread_mutex_lock(&o->mu);
-		c->next = o->accepted;
-		o->accepted = c;
-		pthread_mutex_unlock(&o->mu);
-		if (write(o->wake[1], "x", 1) < 0) {
-			/* the main loop polls every tick anyway */
-		}
-	}
-	return NULL;
-}
-
 static void take_accepted(struct orch *o)
 {
 	struct conn *c;
@@ -446,7 +401,7 @@ int rdm_cmd_orch(int argc, char **argv)
 		rdm_orch__log(&o, "  %-12s on %-12s %s", o.plan->replicas[i].id,
 			      o.rack.nodes[o.plan->replicas[i].node].name,
 			      o.plan->replicas[i].listen);
-	if (pthread_create(&o.acc, NULL, accept_main, &o)) {
+	if (pthread_create(&o.acc, NULL, rdm_orch__accept_main, &o)) {
 		fprintf(stderr, "rdmesh orch: cannot start the accept thread\n");
 		goto out;
 	}

@@ -90,6 +90,11 @@ struct orch {
 /* Logs one line: to stderr and to the ring `ctl logs` reads (any thread). */
 void rdm_orch__log(struct orch *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The accept thread (orch_accept.c): proves every connection (TLS 1.3, the verdict)
+ * without blocking on any one of them, and hands the proven ones to the main loop
+ * (o->accepted, then o->wake). */
+void *rdm_orch__accept_main(void *arg);
+
 /* Closes c and forgets it (a node's channel: the node has none until it reconnects). */
 void rdm_orch__drop_conn(struct orch *o, struct conn *c, const char *why);
 

@@ -242,6 +242,56 @@ if until_status 5 '$1 == "host4" && $2 == "up" { h = 1 }
 else
 	fail "deployment changed by refused peers: $(cat "$work/status")"
 fi
+# A flood at the orchestrator's port from another address on host4: 200 idle TCP
+# connections and 200 TLS handshakes that stall after their first bytes. ctl status
+# still answers, and host4's node agent, started again meanwhile, joins.
+ip -n "$RACK-h4" addr add "$RACK_NET.44/24" dev eth0
+cat >"$work/flood.py" <<'EOP'
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+held = []
+for i in range(400):
+    s = socket.socket()
+    s.setblocking(False)
+    s.bind((sys.argv[3], 0))
+    try:
+        s.connect((host, port))
+    except BlockingIOError:
+        pass
+    held.append(s)
+time.sleep(0.5)
+for s in held[200:]:
+    try:
+        s.send(b"\x16\x03\x01\x02\x00")  # a TLS record header, and nothing after it
+    except OSError:
+        pass
+print("flooding", flush=True)
+time.sleep(float(sys.argv[4]))
+EOP
+rack_exec 4 python3 "$work/flood.py" "${ORCH%:*}" "${ORCH##*:}" "$RACK_NET.44" 15 >"$work/flood.out" 2>&1 &
+flood=$!
+t=0
+until grep -q flooding "$work/flood.out" 2>/dev/null || [ $t -ge 100 ]; do sleep 0.1; t=$((t + 1)); done
+t0=$(date +%s%N)
+ctl status >"$work/status.flood" 2>&1
+st_rc=$? st_ms=$((($(date +%s%N) - t0) / 1000000))
+kill -TERM "$pid_4"
+wait "$pid_4" 2>/dev/null
+n_conn=$(grep -c 'host4: connected from' "$work/deploy.orch.log")
+t0=$(date +%s%N)
+agent 4
+t=0
+until [ "$(grep -c 'host4: connected from' "$work/deploy.orch.log")" -gt "$n_conn" ] || [ $t -ge 100 ]; do sleep 0.05; t=$((t + 1)); done
+join_ms=$((($(date +%s%N) - t0) / 1000000))
+if [ $st_rc = 0 ] && [ "$(grep -c 'host4: connected from' "$work/deploy.orch.log")" -gt "$n_conn" ] &&
+	grep -q 'refused .* connections at once' "$work/deploy.orch.log"; then
+	pass "a flood of 200 idle connections and 200 stalled TLS handshakes: ctl status answered in $st_ms ms, host4's agent started again joined in $join_ms ms; '$(grep -o 'refused [0-9]* connections at once.*' "$work/deploy.orch.log" | head -1)'"
+else
+	fail "under a flood: ctl status rc $st_rc ($st_ms ms): $(head -3 "$work/status.flood"); host4 joined: $(grep -c 'host4: connected from' "$work/deploy.orch.log") (was $n_conn) after $join_ms ms"
+fi
+kill "$flood" 2>/dev/null
+wait "$flood" 2>/dev/null
+ip -n "$RACK-h4" addr del "$RACK_NET.44/24" dev eth0
 # ctl apply: the same chain with two dpi replicas (paths made absolute: it lives elsewhere).
 awk -v d="$PWD" '/^  - name: dpi/ { dpi = 1 } dpi && /^    replicas: 1$/ { $0 = "    replicas: 2"; dpi = 0 }
 	{ sub(/directory: directory.yaml/, "directory: " d "/configs/directory.yaml")
