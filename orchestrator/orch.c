@@ -136,19 +136,41 @@ static int serve(struct orch *o, struct conn *c)
 
 static void run(struct orch *o)
 {
+	struct pollfd *pf = NULL;
+	struct conn **byfd = NULL;
+	size_t cap = 0;
 	sigset_t set;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	while (!atomic_load(&o->stop)) {
-		struct pollfd pf[1 + 512];
-		struct conn *byfd[1 + 512];
 		struct timespec zero = {0, 0};
 		int n = 1, timeout = TICK_MS, sig;
+		size_t need = 1;
 
+		/* No fixed limit on connections: the arrays grow with them. */
+		for (struct conn *c = o->conns; c; c = c->next)
+			need++;
+		if (need > cap) {
+			size_t nc = need * 2;
+			struct pollfd *npf = realloc(pf, nc * sizeof(*pf));
+			struct conn **nb = npf ? realloc(byfd, nc * sizeof(*byfd)) : NULL;
+
+			if (npf)
+				pf = npf;
+			if (nb)
+				byfd = nb;
+			if (!npf || !nb) {
+				rdm_orch__log(o, "out of memory for %zu connections: waiting",
+					      need);
+				usleep(TICK_MS * 1000);
+				continue;
+			}
+			cap = nc;
+		}
 		pf[0] = (struct pollfd){.fd = o->wake[0], .events = POLLIN};
-		for (struct conn *c = o->conns; c && n < 513; c = c->next) {
+		for (struct conn *c = o->conns; c && (size_t)n < need; c = c->next) {
 			if (rdm_tls_pending(c->c) > 0)
 				timeout = 0;
 			byfd[n] = c;
@@ -185,6 +207,8 @@ static void run(struct orch *o)
 			atomic_store(&o->stop, 1);
 		}
 	}
+	free(pf);
+	free(byfd);
 }
 
 /* ---- start-up --------------------------------------------------------------------- */
