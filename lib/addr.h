@@ -23,4 +23,8 @@ enum rdm_addr_fault rdm_addr_parse_why(struct rdm_addr *a, const char *text);
 /* Formats ss as "IP:PORT" or "[IPv6]:PORT" ("?" for other families) into out. */
 void rdm_addr_format(const struct sockaddr_storage *ss, socklen_t len, char *out, size_t cap);
 
+/* 1 when a and b are the same host address (IPv4 or IPv6; ports aside), else 0: what a
+ * per-source cap on unproven connections counts by. */
+int rdm_addr_same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+
 #endif

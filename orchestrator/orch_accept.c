@@ -7,13 +7,13 @@
  * real nodes out, and one that used to close the door for 200 idle connections (one
  * handshake at a time, each waiting out its timeout) no longer does. */
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/addr.h"
 #include "lib/clock.h"
 #include "orchestrator/orch_int.h"
 
@@ -37,17 +37,6 @@ static int admit(const char *name, void *arg, char *why, size_t len)
 		return 0;
 	snprintf(why, len, "unknown node '%s': not in %s", name, o->rack.file);
 	return -1;
-}
-
-static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return 0;
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-	return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-		       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
 }
 
 /* A proven connection goes to the main loop. */
@@ -85,7 +74,7 @@ static void take_new(struct orch *o, struct pending *p, int *n, uint64_t *shed)
 		if (fd < 0)
 			return; /* EAGAIN: nothing more; anything else: try next turn */
 		for (int i = 0; i < *n; i++)
-			from += same_host(&p[i].src, &ss);
+			from += rdm_addr_same_host(&p[i].src, &ss);
 		if (*n >= ORCH_HALF_OPEN || from >= ORCH_HALF_OPEN_PER_SOURCE) {
 			close(fd);
 			(*shed)++;

@@ -124,20 +124,6 @@ void rdm_tcp__connected(struct tcp_conn *c)
 	rdm_tcp__prove_step(c);
 }
 
-static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return 0;
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-	if (a->ss_family == AF_INET6)
-		return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-			       &((const struct sockaddr_in6 *)b)->sin6_addr,
-			       sizeof(struct in6_addr));
-	return 0;
-}
-
 /* 0 when the listener may take one more unproven connection from ss, else -1 with why. */
 int rdm_tcp__half_open_full(const struct tcp_listener *lst, const struct sockaddr_storage *ss,
 			    char *why, size_t len)
@@ -148,7 +134,7 @@ int rdm_tcp__half_open_full(const struct tcp_listener *lst, const struct sockadd
 		if (!c->hs)
 			continue;
 		all++;
-		from += same_host(&c->src, ss);
+		from += rdm_addr_same_host(&c->src, ss);
 	}
 	if (from >= RDM_TCP_HALF_OPEN_PER_SOURCE)
 		snprintf(why, len, "%d connections from this address are still proving themselves",
