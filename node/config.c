@@ -71,6 +71,18 @@ static int u32_opt(struct ld *l, const struct rdm_ynode *map, const char *key, u
 	return rc;
 }
 
+static int chain_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > RDM_CHAIN_NAME_MAX)
+		return 0;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
 static int load_chain_section(struct ld *l, const struct rdm_ynode *root, struct rdm_chain_conf *c)
 {
 	static const char *const keys[] = {"name", "spi", NULL};
@@ -91,13 +103,14 @@ static int load_chain_section(struct ld *l, const struct rdm_ynode *root, struct
 		return rc;
 	if (!*name)
 		return rdm_yerr(l->doc, nv, l->err, l->len, "name: must not be empty");
-	/* The name travels in every assign and status, and reaches terminals: a name, not
-	 * a payload (a 2 MB one made every assign too large for the control channel). */
-	if (!rdm_node_name_ok(name))
+	/* The name travels in every assign and status, and reaches terminals: a line of
+	 * text, not a payload (a 2 MB one made every assign too large for the control
+	 * channel, and an escape sequence in it reached terminals raw). */
+	if (!chain_name_ok(name))
 		return rdm_yerr(l->doc, nv, l->err, l->len,
-				"name: a chain name is 1 to %d of A-Z a-z 0-9 _ . - (this one has "
-				"%zu bytes)",
-				RDM_NODE_NAME_MAX, strlen(name));
+				"name: a chain name is 1 to %d bytes of text without control "
+				"characters (this one has %zu bytes)",
+				RDM_CHAIN_NAME_MAX, strlen(name));
 	rc = rdm_ystrdup(l->doc, name, &c->name, l->err, l->len);
 	if (!rc)
 		rc = u32_opt(l, m, "spi", 1, MAX_SPI, 1, &c->spi);

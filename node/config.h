@@ -15,8 +15,9 @@
 struct rdm_ydoc;
 struct rdm_ynode;
 
-#define RDM_MAX_NEXT	  16
-#define RDM_NODE_NAME_MAX 63 /* node names: 1 to 63 of A-Z a-z 0-9 _ . - */
+#define RDM_MAX_NEXT	   16
+#define RDM_NODE_NAME_MAX  63  /* node names: 1 to 63 of A-Z a-z 0-9 _ . - */
+#define RDM_CHAIN_NAME_MAX 255 /* chain names: 1 to 255 bytes, no control characters */
 
 enum rdm_ingress_mode { RDM_INGRESS_NONE = 0, RDM_INGRESS_GEN, RDM_INGRESS_PCAP, RDM_INGRESS_TUN };
 

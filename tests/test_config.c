@@ -663,11 +663,11 @@ Test(config, security_settings_and_their_errors)
 		     0, "%s", msg);
 	cr_assert_eq(c.nodes[0].transport, RDM_TRANSPORT_RDMA);
 	rdm_chain_free(&c);
-	/* A chain name is a name: no escape sequence for terminals, no megabytes. */
+	/* A chain name is a line of text: no escape sequence for terminals, no megabytes. */
 	expect_text_error(
 	    "chain:\n  name: \"evil\\e[2J\"\nnodes:\n  - name: a\n    listen: 1.2.3.4:5\n",
-	    ":2:9: name: a chain name is 1 to 63 of A-Z a-z 0-9 _ . - (this one has 8 "
-	    "bytes)");
+	    ":2:9: name: a chain name is 1 to 255 bytes of text without control "
+	    "characters (this one has 8 bytes)");
 	expect_text_error(HEAD "  - name: _a\n    listen: 1.2.3.4:5\n",
 			  ":4:11: node '_a': '_a' cannot be a certificate name (1 to 63 of A-Z a-z "
 			  "0-9 . _ -, starting with a letter or digit, not 'ca'): give the node an "
