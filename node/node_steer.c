@@ -124,12 +124,8 @@ static int steer_frame(struct worker *w, struct rdm_frame *f, uint64_t now)
 {
 	int moved, slot = steer_pin(w, f, now, &moved);
 
-	if (moved) {
-		if (!(f->present & RDM_F_FLAGS))
-			f->flags = 0;
-		f->flags |= RDM_FF_MOVED;
-		f->present |= RDM_F_FLAGS;
-	}
+	if (moved)
+		rdm_frame_add_flags(f, RDM_FF_MOVED);
 	return slot;
 }
 /* A pin leaves with its flow (idle, closed, evicted): its replica has one flow less. */

@@ -290,15 +290,10 @@ static struct rdm_str dpi_arena_str(struct dpi_rt *rt, const char *s, size_t n)
  * even before DPI has found anything in it (the policy must not wait on it then). */
 static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *f)
 {
-	if (df->state == DPI_FINAL || df->lost) {
-		if (!(f->present & RDM_F_FLAGS))
-			f->flags = 0;
-		if (df->state == DPI_FINAL)
-			f->flags |= RDM_FF_DPI_DONE | (df->gaveup ? RDM_FF_DPI_GAVEUP : 0);
-		if (df->lost)
-			f->flags |= RDM_FF_DPI_LOST;
-		f->present |= RDM_F_FLAGS;
-	}
+	if (df->state == DPI_FINAL)
+		rdm_frame_add_flags(f, RDM_FF_DPI_DONE | (df->gaveup ? RDM_FF_DPI_GAVEUP : 0));
+	if (df->lost)
+		rdm_frame_add_flags(f, RDM_FF_DPI_LOST);
 	if (!df->has_proto && !df->host_len)
 		return;
 	if (df->epoch != rt->epoch) {

@@ -422,10 +422,7 @@ static void id_process(void *p, struct rdm_frame *const *fs, int n, int *verdict
 			rt->matched_dst++;
 		} else {
 			rt->unknown++;
-			if (!(f->present & RDM_F_FLAGS))
-				f->flags = 0;
-			f->flags |= RDM_FF_ID_UNKNOWN;
-			f->present |= RDM_F_FLAGS;
+			rdm_frame_add_flags(f, RDM_FF_ID_UNKNOWN);
 			f->present &= ~(uint32_t)(RDM_F_TENANT | RDM_F_USER | RDM_F_GROUPS);
 			f->tenant = f->user = (struct rdm_str){NULL, 0};
 			f->n_groups = 0;

@@ -489,10 +489,7 @@ static int apply(struct policy_rt *rt, struct rdm_frame *f, struct pol_flow *pf,
 	if (a == RDM_POL_DENY || a == RDM_POL_REJECT) {
 		/* The packet stops here; its state goes on as a notice, so the flow log
 		 * downstream records the decision and egress accounting sees no loss. */
-		if (!(f->present & RDM_F_FLAGS))
-			f->flags = 0;
-		f->flags |= RDM_FF_NOTICE;
-		f->present |= RDM_F_FLAGS;
+		rdm_frame_add_flags(f, RDM_FF_NOTICE);
 	}
 	switch (a) {
 	case RDM_POL_ALLOW:

@@ -177,6 +177,15 @@ int rdm_frame_decode(struct rdm_frame *f, const uint8_t *buf, size_t len);
 /* Appends a hop timestamp; -ENOSPC when the list is full. */
 int rdm_frame_add_hop(struct rdm_frame *f, uint32_t node, uint64_t ns);
 
+/* Sets bits (RDM_FF_*) in f's FLAGS, which start empty when f carried none. */
+static inline void rdm_frame_add_flags(struct rdm_frame *f, uint32_t bits)
+{
+	if (!(f->present & RDM_F_FLAGS))
+		f->flags = 0;
+	f->flags |= bits;
+	f->present |= RDM_F_FLAGS;
+}
+
 /* A short name for a negative decode error ("tlv_overrun"), for counters and logs. */
 const char *rdm_frame_strerror(int err);
 
