@@ -160,7 +160,6 @@ void rdm_rdma__bind_stop(struct rdmx_conn *c)
 		close(a->fd);
 		a->fd_open = 0;
 	}
-	a->have = 0;
 	a->await_bind = 0;
 	OPENSSL_cleanse(a->key, sizeof(a->key));
 }
@@ -203,7 +202,6 @@ static void bind_done(struct rdmx_conn *c)
 	rdm_io_del(c->rw->loop, &a->io);
 	close(a->fd);
 	a->fd_open = 0;
-	a->have = 1;
 	rdm_rdma__cm_connect(c);
 }
 
@@ -344,7 +342,6 @@ int rdm_rdma__bind_check_req(struct rdmx_conn *c, const uint8_t *pd, uint8_t len
 	}
 	memcpy(a->nonce, pd + RDMX_PDATA_LEN + 16, sizeof(a->nonce));
 	a->peer_qpn = peer_qpn;
-	a->have = 1;
 	a->start_ns = rdm_now_ns();
 	snprintf(c->base.peer_id, sizeof(c->base.peer_id), "%s", name);
 	return 0;

@@ -98,7 +98,6 @@ struct rdmx_auth {
 	struct rdm_tls_hs *hs;
 	struct rdm_timer deadline; /* not proven by then: refused */
 	uint64_t start_ns;
-	int have;	/* token, key and nonce are set: the next connect request uses them */
 	int await_bind; /* listener: established, waiting for the dialler's binding message */
 	uint8_t token[16], key[32], nonce[8];
 	uint32_t peer_qpn; /* the QP at the other end, as the set-up told it */
