@@ -157,11 +157,11 @@ static void take_csr(struct orch *o, int k, const struct rdm_msg *m)
 	}
 	if (rc < 0)
 		rdm_orch__log(o, "%s: certificate request refused: %s", name, err);
+	/* A refusal goes to the node too: its "renewed" answer ends its part of the round,
+	 * as it does after a certificate. */
 	if (rdm_msg_send(c->c, "cert", o->st.epoch, rc ? err_kv : ok_kv, body, rc ? 0 : clen + blen,
 			 RDM_ORCH_SEND_MS) < 0)
 		rdm_orch__drop_conn(o, c, "cert not sent"); /* ends its part of the round */
-	else if (rc < 0)
-		end_one(o, k, 0);
 	free(cert);
 	free(bundle);
 	free(body);
