@@ -82,16 +82,6 @@ until_status() {
 	return 1
 }
 
-# wait_log FILE TEXT SECS
-wait_log() {
-	local t=0
-	until grep -q "$2" "$1" 2>/dev/null; do
-		[ $t -ge $(($3 * 10)) ] && return 1
-		sleep 0.1
-		t=$((t + 1))
-	done
-}
-
 # check_host I FILE: every replica ctl status places on host I is in FILE (its info
 # and rx_frames series), none of another host's is, and the agent's gauges match ctl
 # status. Prints what it found.

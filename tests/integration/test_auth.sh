@@ -70,16 +70,6 @@ nodes:
 EOC
 }
 
-# wait_log FILE TEXT [SECS]: until FILE says TEXT (default 10 s).
-wait_log() {
-	local t=0
-	until grep -q -- "$2" "$1" 2>/dev/null; do
-		[ $t -ge $((${3:-10} * 10)) ] && return 1
-		sleep 0.1
-		t=$((t + 1))
-	done
-}
-
 # refusals: c's refusal lines so far.
 refusals() { grep -c "c: refused" "$work/log.c" 2>/dev/null; }
 

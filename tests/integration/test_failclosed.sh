@@ -10,7 +10,7 @@
 # it was decided, never passes from the middle of its stream.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-. tests/lib/rack.sh # wait_exit, stat
+. tests/lib/rack.sh # wait_exit, wait_log, stat
 BUILD=${BUILD:-build}
 RDMESH=$PWD/$BUILD/rdmesh
 work=$(mktemp -d /tmp/rdm-failclosed.XXXXXX)
@@ -22,16 +22,6 @@ cleanup() {
 trap cleanup EXIT
 
 pass() { echo "PASS $*"; }
-
-# wait_log FILE TEXT: until FILE says TEXT (30 s at most).
-wait_log() {
-	local t=0
-	until grep -q -- "$2" "$1" 2>/dev/null; do
-		[ $t -ge 300 ] && return 1
-		sleep 0.1
-		t=$((t + 1))
-	done
-}
 fail() { echo "FAIL $*"; }
 
 "$RDMESH" ctl certs --out "$work/certs" gen inspect out >/dev/null || { fail "certificates"; exit 1; }
@@ -115,7 +105,7 @@ EOC
 	wait $pg
 	# Each node has read everything from its upstream once that connection closed: only
 	# then is it told to stop (it drains what it queued to the next one).
-	wait_log "$work/$label.log.inspect" "upstream .* disconnected" || fail "$label: inspect kept its upstream"
+	wait_log "$work/$label.log.inspect" "upstream .* disconnected" 30 || fail "$label: inspect kept its upstream"
 	kill -TERM $p2
 	wait_exit $p2 20 || kill -9 $p2
 	# After a restart, out saw two upstream connections end: wait for the second.

@@ -29,16 +29,6 @@ free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# wait_log FILE TEXT: wait up to 5 s for FILE to say TEXT.
-wait_log() {
-	local t=0
-	until grep -q "$2" "$1" 2>/dev/null; do
-		[ $t -ge 50 ] && return 1
-		sleep 0.1
-		t=$((t + 1))
-	done
-}
-
 # value FILE SERIES: the value of one series in a scrape.
 value() {
 	awk -v s="$2" '$1 == s { print $2; found = 1 } END { if (!found) print "" }' "$1"
@@ -65,21 +55,21 @@ EOC
 "$RDMESH" node --config "$work/chain.yaml" --name out --stats "$work/stats_out" \
 	--metrics 127.0.0.1:0 >"$work/log_out" 2>&1 &
 pid_out=$!
-if ! wait_log "$work/log_out" "metrics on"; then
+if ! wait_log "$work/log_out" "metrics on" 5; then
 	fail "egress node did not start its metrics endpoint"
 	cat "$work/log_out"
 	exit 1
 fi
 MPORT=$(sed -n 's/.*metrics on .*(port \([0-9]*\)).*/\1/p' "$work/log_out" | head -1)
 URL=http://127.0.0.1:$MPORT/metrics
-wait_log "$work/log_out" listening
+wait_log "$work/log_out" listening 5
 "$RDMESH" node --config "$work/chain.yaml" --name in --stats "$work/stats_in" \
 	>"$work/log_in" 2>&1 &
 pid_in=$!
 
 # The first scrape once frames have arrived, the second once the counters have moved on
 # from it (each polled, within 5 s): both while traffic flows.
-wait_log "$work/log_out" "upstream .* connected"
+wait_log "$work/log_out" "upstream .* connected" 5
 t=0
 while :; do
 	code1=$(curl -sS -o "$work/m1" -w '%{http_code} %{content_type}' "$URL")
@@ -175,7 +165,7 @@ nodes:
 EOC
 "$RDMESH" node --config "$work/solo.yaml" --name solo --metrics 127.0.0.1:0 >"$work/log_solo" 2>&1 &
 pid_solo=$!
-if wait_log "$work/log_solo" "metrics on"; then
+if wait_log "$work/log_solo" "metrics on" 5; then
 	SPORT=$(sed -n 's/.*metrics on .*(port \([0-9]*\)).*/\1/p' "$work/log_solo" | head -1)
 	cat >"$work/slow.py" <<'EOP'
 import socket, sys, time
@@ -205,7 +195,7 @@ print("held", len(held), "closed", len(closed_at), "still open", n - len(closed_
 EOP
 	(ulimit -n 4096; python3 "$work/slow.py" "$SPORT" 1000 9 >"$work/slow.out" 2>&1) &
 	slow=$!
-	wait_log "$work/slow.out" opened 10
+	wait_log "$work/slow.out" opened 5
 	worst=0 ok=1
 	for i in 1 2 3 4 5 6; do
 		sleep 1
@@ -237,7 +227,7 @@ sed 's/count: 24000/count: 8000/g' "$work/solo.yaml" >"$work/solo-tls.yaml"
 "$RDMESH" node --config "$work/solo-tls.yaml" --name solo --certs "$work/mcerts" \
 	--metrics 127.0.0.1:0 --metrics-tls >"$work/log_tls" 2>&1 &
 pid_solo=$!
-if wait_log "$work/log_tls" "metrics on https"; then
+if wait_log "$work/log_tls" "metrics on https" 5; then
 	TPORT=$(sed -n 's/.*metrics on .*(port \([0-9]*\)).*/\1/p' "$work/log_tls" | head -1)
 	scrape() { # CERT-DIR-or-none -> HTTP code
 		local c=()

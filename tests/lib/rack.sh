@@ -76,6 +76,17 @@ wait_exit() {
 	wait "$1"
 }
 
+# wait_log FILE TEXT [SECONDS]: until FILE says TEXT (a grep pattern); 1 after SECONDS
+# (default 10) without it.
+wait_log() {
+	local t=0
+	until grep -q -- "$2" "$1" 2>/dev/null; do
+		[ $t -ge $((${3:-10} * 10)) ] && return 1
+		sleep 0.1
+		t=$((t + 1))
+	done
+}
+
 # stat FILE KEY: a value from a node's --stats file ("key value" lines).
 stat() {
 	awk -v k="$2" '$1 == k { print $2; found = 1 } END { if (!found) print "" }' "$1"

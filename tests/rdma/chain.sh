@@ -76,6 +76,13 @@ finish() { # LABEL
 	return 0
 }
 
+# pair_done LABEL: host1 (the ingress) and host2 (the egress) of a two-node run end;
+# an ingress that does not is a failure, an egress still waiting is stopped.
+pair_done() {
+	wait_exit "${pids[1]}" 60 || { fail "$1: ingress did not finish"; kill -9 "${pids[1]}"; }
+	wait_exit "${pids[2]}" 20 || { kill -TERM "${pids[2]}"; wait_exit "${pids[2]}" 5; }
+}
+
 show_logs() {
 	for i in 1 2 3; do echo "--- $1 host$i"; cat "$work/log$i"; done
 }
@@ -88,8 +95,7 @@ cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) 
 # sleep on their completion channels.
 chain 0 >"$work/chain.yaml"
 node 3; node 2
-t=0
-until grep -q 'up over rdma' "$work/log2" 2>/dev/null || [ $t -ge 300 ]; do sleep 0.1; t=$((t + 1)); done
+wait_log "$work/log2" 'up over rdma' 30
 sleep 1
 c2=$(cpu_ms "${pids[2]}") c3=$(cpu_ms "${pids[3]}")
 sleep 4
@@ -216,8 +222,7 @@ try_rogue() { # LABEL EXPECT FILE NAME
 		cat "$work/log.$4"
 	fi
 }
-t=0
-until grep -q 'listening on' "$work/log3" 2>/dev/null || [ $t -ge 300 ]; do sleep 0.1; t=$((t + 1)); done
+wait_log "$work/log3" 'listening on' 30
 rogue "$work/nocert.yaml" x ", protect: none"
 try_rogue "no certificate (a bare RDMA connect request)" "RDMA connect request without a binding" "$work/nocert.yaml" x
 mkdir -p "$work/fake" && cp "$work/certs/ca.pem" "$work/other/host2.pem" "$work/other/host2.key" "$work/fake/"
@@ -261,8 +266,7 @@ nodes:
     egress: {count: 500}
 EOC
 	node 2; node 1
-	wait_exit "${pids[1]}" 60 || { fail "auto to $peer: ingress did not finish"; kill -9 "${pids[1]}"; }
-	wait_exit "${pids[2]}" 20 || { kill -TERM "${pids[2]}"; wait_exit "${pids[2]}" 5; }
+	pair_done "auto to $peer"
 	want=rdma
 	[ "$peer" = 10.89.0.1 ] && want=tcp
 	got=$(stat "$work/stats1" down_transport)
@@ -298,12 +302,11 @@ nodes:
 EOC
 	rm -f "$work/enc.pcap" "$work/tcpdump.err" "$work"/stats*
 	tcpdump -i "${NETDEV1:?}" -w "$work/enc.pcap" -U "udp port 4791" 2>"$work/tcpdump.err" &
-	local td=$! t=0
-	until grep -q "listening on" "$work/tcpdump.err" 2>/dev/null || [ $t -ge 100 ]; do sleep 0.1; t=$((t + 1)); done
+	local td=$!
+	wait_log "$work/tcpdump.err" "listening on" 10
 	CONF=$work/enc.yaml node 2
 	CONF=$work/enc.yaml node 1
-	wait_exit "${pids[1]}" 60 || kill -9 "${pids[1]}"
-	wait_exit "${pids[2]}" 20 || { kill -TERM "${pids[2]}"; wait_exit "${pids[2]}" 5; }
+	pair_done "encrypted rdma ($1)" >&2
 	kill -INT $td
 	wait $td 2>/dev/null
 	echo "$(grep -ac 'User-Agent:' "$work/enc.pcap") $(stat "$work/stats2" egress_packets) $(stat "$work/stats1" down_transport)"
@@ -340,8 +343,7 @@ nodes:
     egress: {count: 3000}
 EOC
 node 2; node 1
-wait_exit "${pids[1]}" 60 || { fail "ktls: ingress did not finish"; kill -9 "${pids[1]}"; }
-wait_exit "${pids[2]}" 20 || { kill -TERM "${pids[2]}"; wait_exit "${pids[2]}" 5; }
+pair_done ktls
 if [ "$(stat "$work/stats2" egress_packets)" = 3000 ] && [ "$(stat "$work/stats1" down_ktls_tx)" = 1 ] &&
 	[ "$(stat "$work/stats2" protect)" = encrypt ]; then
 	pass "an encrypted TCP hop (protect: encrypt) with kernel TLS sending: 3000 of 3000 delivered, down_ktls_tx 1"
