@@ -65,6 +65,11 @@ struct rdm_chain_spec {
  * (did you mean 'replicas'?)"); *out is zeroed on error. */
 int rdm_chain_spec_load(const char *path, struct rdm_chain_spec *out, char *err, size_t errlen);
 
+/* The same for text, the content of the chain file at path (kept in the store: the files
+ * it names are still read from path's directory). */
+int rdm_chain_spec_parse(const char *path, const char *text, struct rdm_chain_spec *out, char *err,
+			 size_t errlen);
+
 /* Frees what rdm_chain_spec_load allocated; accepts a zeroed or already freed spec. */
 void rdm_chain_spec_free(struct rdm_chain_spec *s);
 

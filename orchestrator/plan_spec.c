@@ -430,7 +430,9 @@ static int load_spec(struct ld *l, struct rdm_chain_spec *s, const char *path)
 	return rc;
 }
 
-int rdm_chain_spec_load(const char *path, struct rdm_chain_spec *out, char *err, size_t errlen)
+/* Loads the chain at path (text: its content, NULL: read the file). */
+static int spec_from(const char *path, const char *text, struct rdm_chain_spec *out, char *err,
+		     size_t errlen)
 {
 	struct rdm_chain_spec s;
 	struct ld l = {.err = err, .len = errlen};
@@ -438,7 +440,9 @@ int rdm_chain_spec_load(const char *path, struct rdm_chain_spec *out, char *err,
 
 	memset(out, 0, sizeof(*out));
 	memset(&s, 0, sizeof(s));
-	l.doc = rdm_ydoc_load(path, err, errlen);
+	errno = 0;
+	l.doc = text ? rdm_ydoc_parse_string(path, text, err, errlen)
+		     : rdm_ydoc_load(path, err, errlen);
 	if (!l.doc)
 		return errno ? -errno : -EINVAL;
 	s.doc = l.doc;
@@ -451,6 +455,17 @@ int rdm_chain_spec_load(const char *path, struct rdm_chain_spec *out, char *err,
 	}
 	*out = s;
 	return 0;
+}
+
+int rdm_chain_spec_load(const char *path, struct rdm_chain_spec *out, char *err, size_t errlen)
+{
+	return spec_from(path, NULL, out, err, errlen);
+}
+
+int rdm_chain_spec_parse(const char *path, const char *text, struct rdm_chain_spec *out, char *err,
+			 size_t errlen)
+{
+	return spec_from(path, text, out, err, errlen);
 }
 
 void rdm_chain_spec_free(struct rdm_chain_spec *s)

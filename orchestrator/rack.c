@@ -303,7 +303,8 @@ static int load(struct rl *l, struct rdm_rack *r)
 	return 0;
 }
 
-int rdm_rack_load(const char *path, struct rdm_rack *out, char *err, size_t errlen)
+int rdm_rack_parse(const char *path, const char *text, struct rdm_rack *out, char *err,
+		   size_t errlen)
 {
 	struct rdm_rack r;
 	struct rl l = {.err = err, .len = errlen};
@@ -311,7 +312,9 @@ int rdm_rack_load(const char *path, struct rdm_rack *out, char *err, size_t errl
 
 	memset(out, 0, sizeof(*out));
 	memset(&r, 0, sizeof(r));
-	l.doc = rdm_ydoc_load(path, err, errlen);
+	errno = 0;
+	l.doc = text ? rdm_ydoc_parse_string(path, text, err, errlen)
+		     : rdm_ydoc_load(path, err, errlen);
 	if (!l.doc)
 		return errno ? -errno : -EINVAL;
 	r.doc = l.doc;
@@ -324,6 +327,11 @@ int rdm_rack_load(const char *path, struct rdm_rack *out, char *err, size_t errl
 	}
 	*out = r;
 	return 0;
+}
+
+int rdm_rack_load(const char *path, struct rdm_rack *out, char *err, size_t errlen)
+{
+	return rdm_rack_parse(path, NULL, out, err, errlen);
 }
 
 void rdm_rack_free(struct rdm_rack *r)

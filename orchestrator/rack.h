@@ -57,6 +57,11 @@ struct rdm_rack {
  * on error. */
 int rdm_rack_load(const char *path, struct rdm_rack *out, char *err, size_t errlen);
 
+/* The same for text, the rack file's content (kept in the store); path names it in
+ * messages. text NULL: read path. */
+int rdm_rack_parse(const char *path, const char *text, struct rdm_rack *out, char *err,
+		   size_t errlen);
+
 /* Frees what rdm_rack_load allocated; accepts a zeroed or already freed rack. */
 void rdm_rack_free(struct rdm_rack *r);
 

@@ -118,24 +118,16 @@ static int load_replicas(const struct rdm_ydoc *d, const struct rdm_ynode *seq,
 	return 0;
 }
 
-int rdm_state_load(const char *path, struct rdm_orch_state *s, char *err, size_t errlen)
+/* Reads the state document d (from path, or the store's key path) into *s. */
+static int load_doc(struct rdm_ydoc *d, const char *path, struct rdm_orch_state *s, char *err,
+		    size_t errlen)
 {
 	static const char *const keys[] = {"version", "epoch", "chain", "down", "replicas", NULL};
 	const struct rdm_ynode *root, *seq;
-	struct rdm_ydoc *d;
 	const char *chain = NULL;
 	uint64_t v = 0;
 	int rc;
 
-	memset(s, 0, sizeof(*s));
-	if (access(path, F_OK) < 0 && errno == ENOENT) {
-		snprintf(err, errlen, "%s: no such file", path);
-		return -ENOENT;
-	}
-	errno = 0;
-	d = rdm_ydoc_load(path, err, errlen);
-	if (!d)
-		return errno && errno != EINVAL ? -errno : -EINVAL;
 	root = rdm_ydoc_root(d);
 	/* An empty file (or only comments) has no root node: no position to report. */
 	rc = root ? rdm_yexpect(d, root, "state", RDM_YMAP, err, errlen)
@@ -183,6 +175,35 @@ int rdm_state_load(const char *path, struct rdm_orch_state *s, char *err, size_t
 		rdm_state_free(s);
 	}
 	return rc;
+}
+
+int rdm_state_load(const char *path, struct rdm_orch_state *s, char *err, size_t errlen)
+{
+	struct rdm_ydoc *d;
+
+	memset(s, 0, sizeof(*s));
+	if (access(path, F_OK) < 0 && errno == ENOENT) {
+		snprintf(err, errlen, "%s: no such file", path);
+		return -ENOENT;
+	}
+	errno = 0;
+	d = rdm_ydoc_load(path, err, errlen);
+	if (!d)
+		return errno && errno != EINVAL ? -errno : -EINVAL;
+	return load_doc(d, path, s, err, errlen);
+}
+
+int rdm_state_parse(const char *name, const char *text, struct rdm_orch_state *s, char *err,
+		    size_t errlen)
+{
+	struct rdm_ydoc *d;
+
+	memset(s, 0, sizeof(*s));
+	errno = 0;
+	d = rdm_ydoc_parse_string(name, text, err, errlen);
+	if (!d)
+		return errno && errno != EINVAL ? -errno : -EINVAL;
+	return load_doc(d, name, s, err, errlen);
 }
 
 static int utf8_seq(const unsigned char *s, uint32_t *cp)
@@ -244,32 +265,12 @@ static void put_quoted(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-int rdm_state_save(const char *path, const struct rdm_orch_state *s, char *err, size_t errlen)
+/* Writes s as the state document to f. */
+static void format(FILE *f, const struct rdm_orch_state *s)
 {
-	char tmp[PATH_MAX], dir[PATH_MAX];
-	FILE *f;
-	int fd, rc = 0;
-
-	if (!s->chain || !utf8_ok(s->chain)) {
-		/* YAML text is Unicode: such a path could not be read back byte for byte. */
-		snprintf(err, errlen, "%s: %s", path,
-			 s->chain ? "the chain file's path is not valid UTF-8"
-				  : "state has no chain file");
-		return -EINVAL;
-	}
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-		snprintf(err, errlen, "%s: path too long", path);
-		return -ENAMETOOLONG;
-	}
-	f = fopen(tmp, "w");
-	if (!f) {
-		rc = -errno;
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-		return rc;
-	}
 	fprintf(f,
-		"# rdmesh orchestrator state: written by `rdmesh orch` (to .tmp, then renamed),\n"
-		"# read when it starts. Edit only with the orchestrator stopped.\n"
+		"# rdmesh orchestrator state: written by `rdmesh orch`, read when it starts (or\n"
+		"# takes the lead). Edit only with every orchestrator stopped.\n"
 		"version: %d\nepoch: %" PRIu64 "\nchain: ",
 		RDM_STATE_VERSION, s->epoch);
 	put_quoted(f, s->chain);
@@ -281,6 +282,60 @@ int rdm_state_save(const char *path, const struct rdm_orch_state *s, char *err, 
 	for (int i = 0; i < s->n_replicas; i++)
 		fprintf(f, "  - {id: %s, node: %s, port: %u}\n", s->replicas[i].id,
 			s->replicas[i].node, s->replicas[i].port);
+}
+
+/* 0 when s can be written so that it reads back the same, else -EINVAL with why. */
+static int writable(const char *path, const struct rdm_orch_state *s, char *err, size_t errlen)
+{
+	if (s->chain && utf8_ok(s->chain))
+		return 0;
+	/* YAML text is Unicode: such a path could not be read back byte for byte. */
+	snprintf(err, errlen, "%s: %s", path,
+		 s->chain ? "the chain file's path is not valid UTF-8" : "state has no chain file");
+	return -EINVAL;
+}
+
+char *rdm_state_format(const struct rdm_orch_state *s, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (writable("state", s, err, errlen) < 0)
+		return NULL;
+	f = open_memstream(&text, &len);
+	if (!f) {
+		snprintf(err, errlen, "state: out of memory");
+		return NULL;
+	}
+	format(f, s);
+	if (fclose(f)) {
+		snprintf(err, errlen, "state: out of memory");
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+int rdm_state_save(const char *path, const struct rdm_orch_state *s, char *err, size_t errlen)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	FILE *f;
+	int fd, rc = writable(path, s, err, errlen);
+
+	if (rc)
+		return rc;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return -ENAMETOOLONG;
+	}
+	f = fopen(tmp, "w");
+	if (!f) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		return rc;
+	}
+	format(f, s);
 	if (fflush(f) || fsync(fileno(f)) < 0)
 		rc = -errno;
 	if (fclose(f) && !rc)

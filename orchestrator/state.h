@@ -56,6 +56,13 @@ struct rdm_orch_state {
  * with "FILE:LINE:COL: message" in err. */
 int rdm_state_load(const char *path, struct rdm_orch_state *s, char *err, size_t errlen);
 
+/* The same from text (a document read from the store; name: for errors, "KEY:LINE:COL"). */
+int rdm_state_parse(const char *name, const char *text, struct rdm_orch_state *s, char *err,
+		    size_t errlen);
+
+/* s as the text rdm_state_save writes (malloc'd), or NULL with why in err. */
+char *rdm_state_format(const struct rdm_orch_state *s, char *err, size_t errlen);
+
 /* Writes s to path atomically (path.tmp, fsync, rename, fsync of the directory).
  * 0, or -errno with the reason in err; the file is then as it was. */
 int rdm_state_save(const char *path, const struct rdm_orch_state *s, char *err, size_t errlen);
