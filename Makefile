@@ -19,7 +19,7 @@ SAN_BUILD := build/san-$(subst $(comma),-,$(SAN))
 JOBS ?= $(shell nproc)
 PAR = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS))
 
-PKGS := yaml-0.1 libpcap libibverbs librdmacm libndpi openssl libmicrohttpd gnutls
+PKGS := yaml-0.1 libpcap libibverbs librdmacm libndpi openssl libmicrohttpd gnutls libcurl json-c
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CRIT_CFLAGS = $(shell pkg-config --cflags criterion 2>/dev/null)
@@ -36,7 +36,7 @@ DEB_PKGS := gcc make pkg-config clang libyaml-dev libpcap-dev libcriterion-dev l
 	libibverbs-dev librdmacm-dev libndpi-dev iproute2 iputils-ping procps tcpdump \
 	qemu-system-x86 busybox-static cpio kmod rdma-core ibverbs-utils rdmacm-utils perftest \
 	sockperf haproxy gnuplot-nox clang-format libclang-rt-14-dev libndpi-bin curl openssl dnsutils dnsmasq-base python3 libmicrohttpd-dev \
-	libgnutls28-dev
+	libgnutls28-dev libcurl4-openssl-dev libjson-c-dev etcd-server etcd-client
 
 LIB_SRC := $(filter-out orchestrator/main.c,$(wildcard lib/*.c transport/*.c services/*.c node/*.c orchestrator/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -45,7 +45,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps test unit integration test-rdma bench bench-rdma demo fuzz fuzz-build fuzz-smoke \
+.PHONY: all deps test unit integration test-rdma bench bench-orch bench-rdma demo fuzz fuzz-build fuzz-smoke \
 	check-format check-layers unit-san unit-build clean format
 all: $(BUILD)/rdmesh
 
@@ -104,6 +104,12 @@ integration: deps
 test-rdma: deps
 	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/run.sh rdma
+
+# The orchestrator against 1000 simulated nodes (tests/tools/orchsim): join, scale push,
+# memory and CPU per node, leader failover on etcd: build/bench/orch.
+bench-orch: deps
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
+	@RDMESH=$(PWD)/$(BUILD)/rdmesh tests/bench/orch.sh --out $(PWD)/$(BUILD)/bench/orch
 
 # The paths side by side on this host (native, overlay, sidecar): build/bench/results.
 bench: deps

@@ -14,12 +14,14 @@
 #include <unistd.h>
 
 #include "lib/certs.h"
+#include "lib/clock.h"
 #include "lib/file.h"
 #include "lib/msg.h"
 #include "orchestrator/orch.h"
 #include "lib/tls.h"
 
 #define CTL_CERTS_DAYS 365
+#define FOLLOW_MS      20000 /* how long ctl looks for a leader among several */
 
 static void ctl_usage(FILE *to)
 {
@@ -31,8 +33,8 @@ static void ctl_usage(FILE *to)
 	    "                      make the rack's CA (DIR/ca.pem, DIR/ca.key; an existing\n"
 	    "                      one is reused) and a certificate and key for each NAME\n"
 	    "                      (DIR/NAME.pem, DIR/NAME.key): orch, ctl and every node\n"
-	    "  [--orch IP:PORT] [--certs DIR] REQUEST   to the orchestrator (default: "
-	    "$RDMESH_ORCH,\n"
+	    "  [--orch IP:PORT[,IP:PORT...]] [--certs DIR] REQUEST   to the orchestrator, or\n"
+	    "                      to whichever of several leads (default: $RDMESH_ORCH,\n"
 	    "                      else 127.0.0.1:%d; certs: $RDMESH_CERTS, else certs/, with\n"
 	    "                      ca.pem, ctl.pem, ctl.key). REQUEST is one of:\n"
 	    "    status            nodes, replicas, pps, drops, hop latency\n"
@@ -147,18 +149,51 @@ static int cmd_certs(int argc, char **argv)
 	return 0;
 }
 
-/* One request (kv: NULL-terminated pairs) and its reply: the reply's text goes to
- * stdout (ok) or stderr (error). Returns 0, 1 (the orchestrator said error, or no
- * answer). */
-static int request(const char *orch, const char *certs, const char *const *kv, int quiet_ok)
+/* Sends one request to addr and reads its reply into *m: 0; -ENOTCONN when no
+ * connection was made; another -errno when the request went and no reply came. */
+static int ask(struct rdm_tls_ctx *ctx, const char *addr, const char *const *kv, struct rdm_msg *m,
+	       char *err, size_t errlen)
 {
-	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], err[512];
-	struct rdm_tls_ctx *ctx;
-	struct rdm_tls_conn *c;
-	struct rdm_msg m;
-	const char *st;
+	struct rdm_tls_conn *c = rdm_tls_connect(ctx, addr, RDM_ORCH_NAME, 5000, err, errlen);
 	int rc;
 
+	if (!c)
+		return -ENOTCONN;
+	rc = rdm_msg_send(c, "request", 0, kv, NULL, 0, 5000);
+	if (!rc)
+		rc = rdm_msg_recv(c, m, 30000, err, errlen);
+	else
+		snprintf(err, errlen, "%s", strerror(-rc));
+	if (rc < 0 && !err[0])
+		snprintf(err, errlen, "%s", strerror(-rc));
+	rdm_tls_close(c);
+	return rc < 0 ? (rc == -ENOTCONN ? -EIO : rc) : 0;
+}
+
+/* One request (kv: NULL-terminated pairs) and its reply: the reply's text goes to
+ * stdout (ok) or stderr (error). orch is one address or several (A,B,C: orchestrators
+ * sharing a store): the request goes to the first that answers, and on to the leader
+ * when that one follows; while none leads (a failover), the list is tried again for up
+ * to FOLLOW_MS. A request that went and got no answer (the leader died) is sent again
+ * elsewhere: scale, drain and apply set a state, so a repeat changes nothing; renew is
+ * not repeated. Returns 0, 1 (the orchestrator said error, or no answer). */
+static int request(const char *orch, const char *certs, const char *const *kv, int quiet_ok)
+{
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], err[512] = "", list[1024], next[64] = "";
+	char *addr[16], *save = NULL;
+	const int repeatable = strcmp(kv[1], "renew") != 0;
+	uint64_t deadline = rdm_now_ns() + FOLLOW_MS * 1000000ull;
+	struct rdm_msg follower = {0}; /* a follower's answer to a read, while we ask the leader */
+	struct rdm_tls_ctx *ctx;
+	int n = 0, rc = 1;
+
+	snprintf(list, sizeof(list), "%s", orch);
+	for (char *s = strtok_r(list, ",", &save); s && n < 16; s = strtok_r(NULL, ",", &save))
+		addr[n++] = s;
+	if (!n) {
+		fprintf(stderr, "rdmesh ctl: no orchestrator address\n");
+		return 1;
+	}
 	snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
 	snprintf(cert, sizeof(cert), "%s/%s.pem", certs, RDM_CTL_NAME);
 	snprintf(key, sizeof(key), "%s/%s.key", certs, RDM_CTL_NAME);
@@ -167,30 +202,71 @@ static int request(const char *orch, const char *certs, const char *const *kv, i
 		fprintf(stderr, "rdmesh ctl: %s\n", err);
 		return 1;
 	}
-	c = rdm_tls_connect(ctx, orch, RDM_ORCH_NAME, 5000, err, sizeof(err));
-	if (!c) {
-		fprintf(stderr, "rdmesh ctl: orchestrator %s: %s\n", orch, err);
-		rdm_tls_ctx_free(ctx);
-		return 1;
+	for (int i = 0;; i++) {
+		char at[64];
+		struct rdm_msg m;
+		const char *st, *leader;
+		int got;
+
+		snprintf(at, sizeof(at), "%s", next[0] ? next : addr[i % n]);
+		next[0] = 0;
+		err[0] = 0;
+		got = ask(ctx, at, kv, &m, err, sizeof(err));
+		if (got == 0) {
+			st = rdm_msg_get(&m, "status");
+			leader = rdm_msg_get(&m, "leader");
+			rc = !st || strcmp(st, "ok");
+			if (!rc && leader && strcmp(leader, "none") && strcmp(leader, at) &&
+			    !follower.buf) {
+				/* A follower's status: the leader's is better (it hears the
+				 * nodes); this one is shown if the leader does not answer. */
+				follower = m;
+				snprintf(next, sizeof(next), "%.63s", leader);
+				continue;
+			}
+			if (!leader || !rc) {
+				if (rc || !quiet_ok)
+					rdm_fput_visible(rc ? stderr : stdout, m.body, m.body_len);
+				rdm_msg_free(&m);
+				break;
+			}
+			/* A follower: to the leader it names, or around again while none does
+			 * (not when asked alone: then its word is the answer). */
+			snprintf(err, sizeof(err), "%.*s", (int)strcspn(m.body, "\n"), m.body);
+			if (strcmp(leader, "none") && strcmp(leader, at))
+				snprintf(next, sizeof(next), "%.63s", leader);
+			else if (n == 1) {
+				fprintf(stderr, "rdmesh ctl: %s\n", err);
+				rdm_msg_free(&m);
+				break;
+			}
+			rdm_msg_free(&m);
+			rc = 1;
+		} else if (follower.buf) {
+			/* The leader a follower named did not answer: the follower's view. */
+			rc = 0;
+			if (!quiet_ok)
+				rdm_fput_visible(stdout, follower.body, follower.body_len);
+			break;
+		} else if (n == 1 || (got != -ENOTCONN && !repeatable)) {
+			fprintf(stderr, "rdmesh ctl: orchestrator %s: %s%s\n", at,
+				got == -ENOTCONN ? "" : "no reply: ", err);
+			break;
+		} else if (got != -ENOTCONN) {
+			fprintf(stderr,
+				"rdmesh ctl: orchestrator %s: no reply (%s): asking the next\n", at,
+				err);
+		}
+		if (rdm_now_ns() >= deadline) {
+			fprintf(stderr,
+				"rdmesh ctl: no orchestrator of %s led within %d s (last: %s)\n",
+				orch, FOLLOW_MS / 1000, err);
+			break;
+		}
+		if (!next[0] && (i + 1) % n == 0)
+			usleep(250000); /* around the list once: give the election a moment */
 	}
-	rc = rdm_msg_send(c, "request", 0, kv, NULL, 0, 5000);
-	if (!rc)
-		rc = rdm_msg_recv(c, &m, 30000, err, sizeof(err));
-	else
-		snprintf(err, sizeof(err), "%s", strerror(-rc));
-	if (rc < 0) {
-		fprintf(stderr, "rdmesh ctl: orchestrator %s: no reply: %s\n", orch,
-			err[0] ? err : strerror(-rc));
-		rdm_tls_close(c);
-		rdm_tls_ctx_free(ctx);
-		return 1;
-	}
-	st = rdm_msg_get(&m, "status");
-	rc = !st || strcmp(st, "ok");
-	if (rc || !quiet_ok)
-		rdm_fput_visible(rc ? stderr : stdout, m.body, m.body_len);
-	rdm_msg_free(&m);
-	rdm_tls_close(c);
+	rdm_msg_free(&follower);
 	rdm_tls_ctx_free(ctx);
 	return rc;
 }

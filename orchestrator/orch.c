@@ -23,6 +23,7 @@
 #include "lib/clock.h"
 
 #define TICK_MS 100
+#define LEASE_S 3
 
 /* ---- the log and the connections -------------------------------------------------- */
 
@@ -52,6 +53,8 @@ void rdm_orch__drop_conn(struct orch *o, struct conn *c, const char *why)
 {
 	struct conn **pp = &o->conns;
 
+	if (c->gone)
+		return;
 	while (*pp && *pp != c)
 		pp = &(*pp)->next;
 	if (*pp)
@@ -59,12 +62,17 @@ void rdm_orch__drop_conn(struct orch *o, struct conn *c, const char *why)
 	if (c->node >= 0) {
 		if (o->nodes[c->node].conn == c)
 			o->nodes[c->node].conn = NULL;
-		rdm_orch__log(o, "%s: control channel closed: %s", o->rack.nodes[c->node].name,
-			      why);
+		if (why)
+			rdm_orch__log(o, "%s: control channel closed: %s",
+				      o->rack.nodes[c->node].name, why);
 		rdm_orch__renew_gone(o, c->node);
 	}
 	rdm_tls_close(c->c);
-	free(c);
+	c->c = NULL;
+	/* Freed at the end of the loop's turn: the loop may still hold it. */
+	c->gone = 1;
+	c->next = o->gone;
+	o->gone = c;
 }
 
 /* ---- the loops -------------------------------------------------------------------- */
@@ -86,8 +94,9 @@ static void take_accepted(struct orch *o)
 			if (ns->conn)
 				rdm_orch__drop_conn(o, ns->conn, "replaced by a new connection");
 			ns->conn = c;
-			rdm_orch__log(o, "%s: connected from %s", o->rack.nodes[c->node].name,
-				      rdm_tls_peer_addr(c->c));
+			if (rdm_orch__leads(o)) /* a follower says where it sent it, once */
+				rdm_orch__log(o, "%s: connected from %s",
+					      o->rack.nodes[c->node].name, rdm_tls_peer_addr(c->c));
 		}
 		c->next = o->conns;
 		o->conns = c;
@@ -129,7 +138,7 @@ static int serve(struct orch *o, struct conn *c)
 		else
 			rdm_orch__take_request(o, c, &m);
 		rdm_msg_free(&m);
-		if (c->node >= 0 && o->nodes[c->node].conn != c)
+		if (c->gone)
 			return -1; /* dropped while handling */
 	}
 }
@@ -184,13 +193,12 @@ static void run(struct orch *o)
 			while (read(o->wake[0], buf, sizeof(buf)) > 0) {
 			}
 		}
+		rdm_orch__store_turn(o); /* before any message: do we still lead? */
 		take_accepted(o);
 		for (int i = 1; i < n; i++) {
-			struct conn *c;
+			struct conn *c = byfd[i];
 
-			for (c = o->conns; c && c != byfd[i]; c = c->next) {
-			}
-			if (!c) /* dropped while serving another */
+			if (c->gone) /* dropped while serving another */
 				continue;
 			if (pf[i].revents || rdm_tls_pending(c->c) > 0)
 				if (serve(o, c) < 0)
@@ -198,7 +206,14 @@ static void run(struct orch *o)
 			if (c->node < 0 && (pf[i].revents & (POLLHUP | POLLERR)))
 				rdm_orch__drop_conn(o, c, "");
 		}
-		rdm_orch__check_health(o);
+		if (rdm_orch__leads(o))
+			rdm_orch__check_health(o);
+		while (o->gone) {
+			struct conn *nx = o->gone->next;
+
+			free(o->gone);
+			o->gone = nx;
+		}
 		sig = sigtimedwait(&set, NULL, &zero);
 		if (sig == SIGINT || sig == SIGTERM) {
 			rdm_orch__log(o,
@@ -217,45 +232,32 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: rdmesh orch --rack RACK.yaml --chain CHAIN.yaml [--certs DIR] [--state FILE]\n"
-	    "                   [--listen IP:PORT] [--dead-ms MS] [--heartbeat-ms MS] [--check]\n"
+	    "usage: rdmesh orch --rack RACK.yaml --chain CHAIN.yaml [--certs DIR]\n"
+	    "                   [--state FILE | --store etcd://HOST:PORT[,HOST:PORT...][/PREFIX]]\n"
+	    "                   [--listen IP:PORT] [--advertise IP:PORT] [--dead-ms MS]\n"
+	    "                   [--heartbeat-ms MS] [--check]\n"
 	    "  --rack FILE       the nodes replicas may go on (configs/rack.yaml explains it)\n"
 	    "  --chain FILE      the chain to deploy the first time (later: `rdmesh ctl apply`)\n"
 	    "  --certs DIR       ca.pem, orch.pem and orch.key (`rdmesh ctl certs`); default "
 	    "certs\n"
 	    "  --state FILE      the desired state, persisted; when it exists it wins over\n"
 	    "                    --chain (default rdmesh-orch.state)\n"
+	    "  --store etcd://HOST:PORT[,...][/PREFIX]\n"
+	    "                    keep the state in etcd (under PREFIX, default /rdmesh/) and\n"
+	    "                    elect one leader among every orchestrator given the same store:\n"
+	    "                    the others follow (README: high availability)\n"
+	    "  --etcd-ca FILE --etcd-cert FILE --etcd-key FILE\n"
+	    "                    talk to etcd over HTTPS with this client certificate\n"
+	    "  --lease-s S       the leader's lease (default %d): a dead leader is replaced\n"
+	    "                    within about this long\n"
 	    "  --listen IP:PORT  the control channel (default: rack.yaml's orchestrator.listen,\n"
 	    "                    else 0.0.0.0:%d)\n"
+	    "  --advertise IP:PORT  where nodes and ctl reach this orchestrator, told to them by\n"
+	    "                    the others when it leads (default: --listen)\n"
 	    "  --dead-ms MS      a node with replicas silent this long is dead (default %d)\n"
 	    "  --heartbeat-ms MS how often nodes report (default %d)\n"
 	    "  --check           validate the files, print the placement, and exit\n",
-	    RDM_ORCH_PORT, RDM_ORCH_DEAD_MS, RDM_ORCH_HEARTBEAT_MS);
-}
-
-/* The plan the saved state describes (every replica where it ran); a replica that cannot
- * stay (its node left rack.yaml, labels changed) is placed afresh and logged. */
-static struct rdm_plan *restore(struct orch *o, int *moved, char *err, size_t errlen)
-{
-	struct rdm_plan *p = rdm_state_plan(&o->st, &o->rack, &o->spec, err, errlen);
-
-	for (int i = 0; p && i < o->st.n_down; i++) {
-		int k = rdm_rack_find(&o->rack, o->st.down[i].node);
-
-		o->nodes[k].dead = o->st.down[i].why == RDM_DOWN_DEAD;
-		o->nodes[k].drained = o->st.down[i].why == RDM_DOWN_DRAINED;
-	}
-	for (int i = 0; p && i < o->st.n_replicas; i++) {
-		const struct rdm_state_replica *sr = &o->st.replicas[i];
-		const struct rdm_replica *r = rdm_plan_replica(p, sr->id);
-
-		if (r && (strcmp(o->rack.nodes[r->node].name, sr->node) || r->port != sr->port) &&
-		    ++*moved)
-			rdm_orch__log(o, "state: %s cannot stay on %s:%u: placed on %s (%s)",
-				      sr->id, sr->node, sr->port, o->rack.nodes[r->node].name,
-				      r->listen);
-	}
-	return p;
+	    LEASE_S, RDM_ORCH_PORT, RDM_ORCH_DEAD_MS, RDM_ORCH_HEARTBEAT_MS);
 }
 
 int rdm_cmd_orch(int argc, char **argv)
@@ -268,11 +270,20 @@ int rdm_cmd_orch(int argc, char **argv)
 	    {"listen", required_argument, NULL, 'l'},
 	    {"dead-ms", required_argument, NULL, 'd'},
 	    {"heartbeat-ms", required_argument, NULL, 'b'},
+	    {"store", required_argument, NULL, 'S'},
+	    {"etcd-ca", required_argument, NULL, 'A'},
+	    {"etcd-cert", required_argument, NULL, 'E'},
+	    {"etcd-key", required_argument, NULL, 'K'},
+	    {"lease-s", required_argument, NULL, 'L'},
+	    {"advertise", required_argument, NULL, 'a'},
 	    {"check", no_argument, NULL, 'k'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *rack = NULL, *chain = NULL, *certs = "certs", *listen_at = NULL;
+	const char *rack = NULL, *chain = NULL, *certs = "certs", *listen_at = NULL, *store = NULL;
+	const char *advertise = NULL;
+	struct rdm_etcd_tls etls = {0};
+	int lease_s = LEASE_S;
 	struct orch o = {.dead_ms = RDM_ORCH_DEAD_MS,
 			 .heartbeat_ms = RDM_ORCH_HEARTBEAT_MS,
 			 .lfd = -1,
@@ -282,7 +293,7 @@ int rdm_cmd_orch(int argc, char **argv)
 	sigset_t set;
 
 	o.state_path = "rdmesh-orch.state";
-	while ((c = getopt_long(argc, argv, "r:c:C:s:l:d:b:kh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:c:C:s:l:d:b:S:A:E:K:L:a:kh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			rack = optarg;
@@ -305,6 +316,24 @@ int rdm_cmd_orch(int argc, char **argv)
 		case 'b':
 			o.heartbeat_ms = atoi(optarg);
 			break;
+		case 'S':
+			store = optarg;
+			break;
+		case 'A':
+			etls.ca = optarg;
+			break;
+		case 'E':
+			etls.cert = optarg;
+			break;
+		case 'K':
+			etls.key = optarg;
+			break;
+		case 'L':
+			lease_s = atoi(optarg);
+			break;
+		case 'a':
+			advertise = optarg;
+			break;
 		case 'k':
 			check = 1;
 			break;
@@ -316,6 +345,14 @@ int rdm_cmd_orch(int argc, char **argv)
 			return 2;
 		}
 	}
+	c = !!etls.ca + !!etls.cert + !!etls.key;
+	if ((c != 0 && c != 3) || lease_s < 2 || lease_s > 60) {
+		fprintf(stderr, "rdmesh orch: %s\n",
+			lease_s < 2 || lease_s > 60
+			    ? "--lease-s: 2 to 60 seconds (etcd's shortest lease is about 2 s)"
+			    : "--etcd-ca, --etcd-cert and --etcd-key go together");
+		return 2;
+	}
 	if (!rack || optind != argc || o.dead_ms < 100 || o.heartbeat_ms < 10 ||
 	    o.heartbeat_ms * 2 > o.dead_ms) {
 		if (rack && optind == argc)
@@ -326,14 +363,16 @@ int rdm_cmd_orch(int argc, char **argv)
 	}
 	pthread_mutex_init(&o.mu, NULL);
 	pthread_mutex_init(&o.log_mu, NULL);
-	if (rdm_rack_load(rack, &o.rack, err, sizeof(err)) < 0) {
+	if (rdm_orch__store_open(&o, check ? NULL : store, etls.ca ? &etls : NULL, lease_s, err,
+				 sizeof(err)) < 0 ||
+	    rdm_orch__store_rack(&o, rack, err, sizeof(err)) < 0) {
 		fprintf(stderr, "rdmesh orch: %s\n", err);
 		goto out;
 	}
 	o.nodes = calloc((size_t)o.rack.n_nodes, sizeof(*o.nodes));
 	if (!o.nodes)
 		goto out;
-	c = check ? -ENOENT : rdm_state_load(o.state_path, &o.st, err, sizeof(err));
+	c = check ? -ENOENT : rdm_orch__store_state(&o, &o.st, err, sizeof(err));
 	if (c < 0 && c != -ENOENT) {
 		fprintf(stderr, "rdmesh orch: %s\n", err);
 		goto out;
@@ -343,7 +382,7 @@ int rdm_cmd_orch(int argc, char **argv)
 		if (!chain) {
 			fprintf(stderr,
 				"rdmesh orch: no state in %s: --chain is needed the first time\n",
-				o.state_path);
+				store ? o.store.url : o.state_path);
 			goto out;
 		}
 		if (!realpath(chain, real)) {
@@ -355,10 +394,10 @@ int rdm_cmd_orch(int argc, char **argv)
 		fprintf(stderr,
 			"rdmesh orch: state %s runs %s (epoch %" PRIu64 "): --chain %s is "
 			"ignored; `rdmesh ctl apply` changes the chain\n",
-			o.state_path, o.st.chain, o.st.epoch, chain);
+			store ? o.store.url : o.state_path, o.st.chain, o.st.epoch, chain);
 	}
-	if (!o.st.chain || rdm_chain_spec_load(o.st.chain, &o.spec, err, sizeof(err)) < 0 ||
-	    !(o.plan = have_state ? restore(&o, &moved, err, sizeof(err))
+	if (!o.st.chain || rdm_orch__store_spec(&o, o.st.chain, &o.spec, err, sizeof(err)) < 0 ||
+	    !(o.plan = have_state ? rdm_orch__restore(&o, &moved, err, sizeof(err))
 				  : rdm_plan_new(&o.rack, &o.spec, err, sizeof(err))) ||
 	    !(o.rendered = rdm_plan_render(o.plan, err, sizeof(err)))) {
 		fprintf(stderr, "rdmesh orch: %s\n", o.st.chain ? err : "out of memory");
@@ -373,8 +412,9 @@ int rdm_cmd_orch(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
-	if (!have_state || moved) {
-		/* The first epoch, or a new one for replicas that could not stay. */
+	if (!o.store.etcd && (!have_state || moved)) {
+		/* The first epoch, or a new one for replicas that could not stay (with etcd:
+		 * when this orchestrator takes the lead). */
 		struct rdm_plan *np = rdm_plan_copy(o.plan);
 
 		if (!np || rdm_orch__commit(&o, np, NULL, err, sizeof(err)) < 0) {
@@ -388,6 +428,13 @@ int rdm_cmd_orch(int argc, char **argv)
 		snprintf(o.listen, sizeof(o.listen), "%s", o.rack.orch_listen.text);
 	else
 		snprintf(o.listen, sizeof(o.listen), "0.0.0.0:%d", RDM_ORCH_PORT);
+	snprintf(o.advertise, sizeof(o.advertise), "%s", advertise ? advertise : o.listen);
+	if (o.store.etcd && (!strncmp(o.advertise, "0.0.0.0:", 8) || o.advertise[0] == '[')) {
+		fprintf(stderr,
+			"rdmesh orch: with --store, --advertise IP:PORT (or --listen on one "
+			"address) tells nodes where the leader is\n");
+		goto out;
+	}
 	o.certs = certs;
 	snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
 	snprintf(cert, sizeof(cert), "%s/%s.pem", certs, RDM_ORCH_NAME);
@@ -429,7 +476,16 @@ int rdm_cmd_orch(int argc, char **argv)
 		fprintf(stderr, "rdmesh orch: cannot start the accept thread\n");
 		goto out;
 	}
-	run(&o);
+	if (rdm_orch__store_start(&o) < 0) {
+		fprintf(stderr, "rdmesh orch: cannot start the lease thread\n");
+		atomic_store(&o.stop, 1);
+	} else {
+		if (o.store.etcd)
+			rdm_orch__log(
+			    &o, "store %s: %s; following until this one leads", o.store.url,
+			    have_state ? "state found" : "no state yet (--chain seeds it)");
+		run(&o);
+	}
 	pthread_join(o.acc, NULL);
 	rc = 0;
 out:
@@ -439,6 +495,12 @@ out:
 		rdm_tls_close(o.conns->c);
 		free(o.conns);
 		o.conns = nx;
+	}
+	while (o.gone) {
+		struct conn *nx = o.gone->next;
+
+		free(o.gone);
+		o.gone = nx;
 	}
 	while (o.accepted) {
 		struct conn *nx = o.accepted->next;
@@ -456,6 +518,8 @@ out:
 	rdm_plan_free(o.plan);
 	free(o.rendered);
 	rdm_chain_spec_free(&o.spec);
+	atomic_store(&o.stop, 1);
+	rdm_orch__store_close(&o);
 	rdm_state_free(&o.st);
 	free(o.nodes);
 	free(o.rs);

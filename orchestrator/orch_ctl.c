@@ -19,10 +19,12 @@ static void fmt_us(char *out, size_t len, uint64_t ns)
 		snprintf(out, len, "%.1f us", (double)ns / 1000.0);
 }
 
-static const char *node_state(const struct orch *o, int k)
+static const char *node_state(struct orch *o, int k)
 {
 	const struct nstate *ns = &o->nodes[k];
 
+	if (!rdm_orch__leads(o))
+		return ns->drained ? "drained" : ns->dead ? "dead" : "(leader)";
 	if (ns->drained)
 		return "drained";
 	if (ns->dead)
@@ -77,7 +79,9 @@ static void status(struct orch *o, FILE *f)
 		up += o->nodes[k].conn != NULL;
 	fprintf(f, "orchestrator %s  chain '%s' (%s)  epoch %" PRIu64 "  nodes %d/%d connected\n",
 		o->listen, o->spec.name, o->st.chain, o->st.epoch, up, o->rack.n_nodes);
-	fprintf(f, "data plane: protect %s\n\n", protect_text(&o->spec));
+	fprintf(f, "data plane: protect %s\n", protect_text(&o->spec));
+	rdm_orch__store_status(o, f);
+	fputc('\n', f);
 	fprintf(f, "%-12s %-8s %-6s %-10s %s\n", "NODE", "STATE", "EPOCH", "HEARTBEAT", "REPLICAS");
 	for (int k = 0; k < o->rack.n_nodes; k++) {
 		const struct nstate *ns = &o->nodes[k];
@@ -309,15 +313,39 @@ void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg
 	char *out = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&out, &len);
+	char leader[64] = "";
 	int rc = 0;
 
 	if (!f)
 		return;
-	if (strcmp(m->type, "request") || !cmd)
+	if (strcmp(m->type, "request") || !cmd) {
 		fprintf(f, "not a request\n"), rc = -1;
-	else if (!strcmp(cmd, "status"))
+	} else if (!rdm_orch__leads(o) && strcmp(cmd, "status") && strcmp(cmd, "logs")) {
+		/* Only the leader changes anything: say where it is (ctl follows). */
+		rdm_orch__leader(o, leader, sizeof(leader), NULL, 0);
+		fprintf(f, "this orchestrator (%s) does not lead: %s\n", o->advertise,
+			leader[0] ? leader : "no leader yet; try again shortly");
+		if (!leader[0])
+			snprintf(leader, sizeof(leader), "none");
+		rc = -1;
+	} else if (!strcmp(cmd, "status")) {
+		char err[1024];
+		int moved;
+
+		/* A follower shows the plan as the store has it now, and names the leader
+		 * (ctl asks it too: only the leader hears the nodes). */
+		if (!rdm_orch__leads(o)) {
+			rc = rdm_orch__reload(o, &moved, err, sizeof(err));
+			if (rc < 0)
+				fprintf(f, "(%s: the plan below is as last read)\n",
+					rc == -ENOENT ? "no state in the store yet" : err);
+			rdm_orch__leader(o, leader, sizeof(leader), NULL, 0);
+			if (!leader[0])
+				snprintf(leader, sizeof(leader), "none");
+			rc = 0;
+		}
 		status(o, f);
-	else if (!strcmp(cmd, "scale"))
+	} else if (!strcmp(cmd, "scale"))
 		rc = req_scale(o, rdm_msg_get(m, "stage"), rdm_msg_get(m, "replicas"), f);
 	else if (!strcmp(cmd, "drain"))
 		rc = req_drain(o, rdm_msg_get(m, "node"), f);
@@ -331,7 +359,8 @@ void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg
 		fprintf(f, "unknown command '%s'\n", cmd), rc = -1;
 	fclose(f);
 	{
-		const char *kv[] = {"status", rc ? "error" : "ok", NULL};
+		const char *kv[] = {"status", rc ? "error" : "ok", leader[0] ? "leader" : NULL,
+				    leader, NULL};
 		int sent = rdm_msg_send(c->c, "reply", o->st.epoch, kv, out, len, RDM_ORCH_SEND_MS);
 
 		if (sent == -EMSGSIZE) {

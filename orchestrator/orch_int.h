@@ -7,23 +7,28 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
+#include "lib/etcd.h"
 #include "lib/msg.h"
 #include "lib/tls.h"
 #include "orchestrator/plan.h"
 #include "orchestrator/rack.h"
 #include "orchestrator/state.h"
 
-#define LOG_RING      1000 /* lines `ctl logs` can show */
-#define FIRST_SEEN_MS 5000 /* a node never seen since we started gets at least this */
-#define PPS_WINDOW_NS 1000000000ull
-#define MAX_HOPS      16
+#define LOG_RING	       1000 /* lines `ctl logs` can show */
+#define FIRST_SEEN_MS	       5000 /* a node never seen since we started gets at least this, */
+#define FIRST_SEEN_PER_NODE_MS 5    /* plus this per rack node (each a TLS handshake) */
+#define JUDGE_EVERY_NS	       100000000ull /* how often the nodes' silence is judged */
+#define PPS_WINDOW_NS	       1000000000ull
+#define MAX_HOPS	       16
 
 /* One control connection: a node's (node >= 0) or the operator's. */
 struct conn {
 	struct rdm_tls_conn *c;
 	int node; /* index in the rack, or -1 for ctl */
 	int hello;
+	int gone; /* dropped: closed, on o->gone until the loop's turn ends */
 	struct conn *next;
 };
 
@@ -37,6 +42,7 @@ struct nstate {
 	char running[1024];    /* replica ids it runs, as it last said */
 	char refused[256];     /* why it refused our last assign, or "" */
 	int renewing;	       /* asked for a new certificate (ctl renew), not done yet */
+	char sent_to[64];      /* a follower: the leader it last sent this node to (logged once) */
 };
 
 /* The latest counters of a replica, from its node's heartbeats. */
@@ -52,6 +58,33 @@ struct rstat {
 	uint64_t hop_count[MAX_HOPS], hop_p50[MAX_HOPS], hop_p99[MAX_HOPS];
 };
 
+/* Where the desired state is kept and, with etcd, who leads (orch_store.c). The fields
+ * under mu are shared with the lease thread. */
+struct store {
+	int etcd;			 /* 0: the file store (--state), this process alone */
+	char *prefix;			 /* of every key, ending in '/' */
+	char url[1100];			 /* for messages: etcd://ENDPOINTS/PREFIX/ */
+	int n_members;			 /* endpoints given */
+	int lease_s;			 /* the leader lease's TTL */
+	struct rdm_etcd *main, *bg, *hc; /* clients: the main loop's, the lease and the
+					  * health threads' */
+	char *chain_text;		 /* the chain in force, as kept in the store */
+	int64_t state_rev;		 /* the state key's revision we hold (0: none) */
+	int acting;			 /* the main loop acts as the leader (main loop only) */
+	pthread_t thr, health_thr;
+	int thr_up; /* threads started: 1 the lease thread, 2 both */
+
+	pthread_mutex_t mu;
+	int leading;		 /* we hold the leader key (file store: always) */
+	int64_t lease, lead_rev; /* our lease, the leader key's create revision */
+	uint64_t valid_until_ns; /* our leadership holds until then, whatever etcd says */
+	time_t since;		 /* when we took the lead */
+	char leader[64];	 /* the leader's address as the store last said, or "" */
+	char why[512];		 /* the store's trouble, "" when none */
+	char health[1024];	 /* one line per member */
+	int healthy;		 /* members that answered */
+};
+
 struct orch {
 	struct rdm_rack rack;
 	struct rdm_chain_spec spec;
@@ -61,8 +94,11 @@ struct orch {
 	char *rendered; /* the plan as a chain config, for assigns */
 	int dead_ms, heartbeat_ms;
 	char listen[64];
+	char advertise[64]; /* where nodes and ctl reach us (the leader key's value) */
+	struct store store;
 	struct nstate *nodes;
 	struct conn *conns;
+	struct conn *gone; /* dropped this turn of the loop, freed at its end */
 	struct rstat *rs;
 	int n_rs;
 	struct rdm_tls_ctx *tls;
@@ -73,6 +109,7 @@ struct orch {
 	uint64_t start_ns;
 	uint64_t last_check_ns; /* the last turn of the loop that judged the nodes' health */
 	uint64_t grace_until;	/* after a stall of our own, no node is judged before then */
+	uint64_t next_judge_ns; /* the next judgement of the nodes' silence */
 
 	/* accept thread -> main loop */
 	pthread_t acc;
@@ -95,7 +132,8 @@ void rdm_orch__log(struct orch *o, const char *fmt, ...) __attribute__((format(p
  * (o->accepted, then o->wake). */
 void *rdm_orch__accept_main(void *arg);
 
-/* Closes c and forgets it (a node's channel: the node has none until it reconnects). */
+/* Closes c and forgets it (a node's channel: the node has none until it reconnects;
+ * logged with why unless why is NULL). */
 void rdm_orch__drop_conn(struct orch *o, struct conn *c, const char *why);
 
 /* Space-separated ids of the replicas the plan gives rack node k ("" when none). */
@@ -128,6 +166,43 @@ int rdm_orch__renew(struct orch *o, const char *days, FILE *f);
 /* A node's csr or renewed message; and a node's channel closing mid-renewal. */
 void rdm_orch__take_renewal(struct orch *o, int k, const struct rdm_msg *m);
 void rdm_orch__renew_gone(struct orch *o, int k);
+
+/* The store (orch_store.c). open: url NULL for the file store, else etcd://...; rack,
+ * state, spec: read the rack, the saved state (-ENOENT: none yet) and the chain in
+ * force from the store (the files at path are the first orchestrator's seed); save:
+ * write a new state (chain: the chain file in force from now on, or NULL) — with etcd
+ * only while we lead, in a transaction fenced by our leader key; start: the lease
+ * thread (etcd). Each returns 0 or -errno with err. */
+int rdm_orch__store_open(struct orch *o, const char *url, const struct rdm_etcd_tls *tls,
+			 int lease_s, char *err, size_t errlen);
+int rdm_orch__store_rack(struct orch *o, const char *path, char *err, size_t errlen);
+int rdm_orch__store_state(struct orch *o, struct rdm_orch_state *st, char *err, size_t errlen);
+int rdm_orch__store_spec(struct orch *o, const char *path, struct rdm_chain_spec *spec, char *err,
+			 size_t errlen);
+int rdm_orch__store_save(struct orch *o, const struct rdm_orch_state *st, const char *chain,
+			 char *err, size_t errlen);
+int rdm_orch__store_start(struct orch *o);
+void rdm_orch__store_close(struct orch *o);
+
+/* 1 while this orchestrator may change the plan and talk to nodes (the file store:
+ * always; etcd: while its lease is proven and the main loop took the lead). */
+int rdm_orch__leads(struct orch *o);
+
+/* Who leads as far as we know ("" none) and the store's trouble ("" none). */
+void rdm_orch__leader(struct orch *o, char *addr, size_t len, char *why, size_t wlen);
+
+/* Leading (orch_lead.c). restore: the plan o->st describes (replicas that cannot stay
+ * are placed afresh, counted in *moved), with the nodes' down flags set. reload: reads
+ * the state and chain from the store when they changed and makes them current (0, or
+ * -ENOENT when the store has no state yet). store_turn: takes or gives up the lead as
+ * the lease thread found, once per turn of the loop before any message is served.
+ * redirect: tells node connection c who leads and closes it. store_status: the
+ * control plane's lines of `ctl status`. */
+struct rdm_plan *rdm_orch__restore(struct orch *o, int *moved, char *err, size_t errlen);
+int rdm_orch__reload(struct orch *o, int *moved, char *err, size_t errlen);
+void rdm_orch__store_turn(struct orch *o);
+void rdm_orch__redirect(struct orch *o, struct conn *c);
+void rdm_orch__store_status(struct orch *o, FILE *f);
 
 /* Serves one `rdmesh ctl` request from c and sends the reply. */
 void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg *m);

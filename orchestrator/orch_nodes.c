@@ -58,6 +58,8 @@ static int send_assign(struct orch *o, int k)
 
 void rdm_orch__push_all(struct orch *o)
 {
+	if (!rdm_orch__leads(o))
+		return; /* a follower, or a leader whose lease is unproven: nobody hears us */
 	for (int k = 0; k < o->rack.n_nodes; k++)
 		if (o->nodes[k].conn && o->nodes[k].conn->hello)
 			send_assign(o, k);
@@ -210,6 +212,10 @@ void rdm_orch__take_node_msg(struct orch *o, struct conn *c, const struct rdm_ms
 	struct nstate *ns = &o->nodes[c->node];
 	const char *name = o->rack.nodes[c->node].name;
 
+	if (!rdm_orch__leads(o)) {
+		rdm_orch__redirect(o, c);
+		return;
+	}
 	ns->last_seen_ns = rdm_now_ns();
 	ns->ever_seen = 1;
 	if (!strcmp(m->type, "hello")) {
@@ -258,8 +264,13 @@ static void judge(struct orch *o, int k, uint64_t now, uint64_t dead_ns)
 
 	if (ns->dead || ns->drained || !rdm_plan_node_replicas(o->plan, name, NULL, 0))
 		return;
-	if (!ns->ever_seen && limit < FIRST_SEEN_MS * 1000000ull)
-		limit = FIRST_SEEN_MS * 1000000ull;
+	/* A node not seen since we started (or took the lead) may be dialling the others
+	 * first, or queued behind the rest of the rack's handshakes. */
+	if (!ns->ever_seen &&
+	    limit <
+		(FIRST_SEEN_MS + (uint64_t)o->rack.n_nodes * FIRST_SEEN_PER_NODE_MS) * 1000000ull)
+		limit = (FIRST_SEEN_MS + (uint64_t)o->rack.n_nodes * FIRST_SEEN_PER_NODE_MS) *
+			1000000ull;
 	silent = now - ns->last_seen_ns;
 	if (silent <= limit)
 		return;
@@ -313,8 +324,9 @@ void rdm_orch__check_health(struct orch *o)
 			      (now - o->last_check_ns) / 1000000, o->dead_ms);
 	}
 	o->last_check_ns = now;
-	if (now < o->grace_until)
+	if (now < o->grace_until || now < o->next_judge_ns)
 		return;
+	o->next_judge_ns = now + JUDGE_EVERY_NS; /* not on every message of a large rack */
 	for (int k = 0; k < o->rack.n_nodes; k++) {
 		int was_dead = o->nodes[k].dead;
 

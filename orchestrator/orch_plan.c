@@ -67,7 +67,7 @@ int rdm_orch__commit(struct orch *o, struct rdm_plan *np, const char *chain, cha
 	rc = rdm_state_set_plan(&ns, np, why);
 	if (rc < 0)
 		goto fail;
-	rc = rdm_state_save(o->state_path, &ns, err, errlen);
+	rc = rdm_orch__store_save(o, &ns, chain, err, errlen);
 	if (rc < 0)
 		goto fail;
 	free(o->st.replicas);
