@@ -30,6 +30,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
 #define POLL_MS	       20
+#define MAX_ORCHS      8
 
 struct replica {
 	char id[RDM_NODE_NAME_MAX + 1];
@@ -54,6 +55,11 @@ struct agent {
 	int hb_ms, dead_ms;
 	uint64_t last_rx_ns, last_hb_ns, next_dial_ns;
 	int backoff_ms, dial_fails;
+	/* --orch A,B,C: orchestrators sharing a store, one of which leads */
+	char addr[MAX_ORCHS][64];
+	int n_addr, at; /* the list, and the one dialled */
+	char hint[64];	/* where a follower said the leader is: dialled next, or "" */
+	char cur[64];	/* the address of the channel, or the last dialled */
 	struct replica *r[MAX_REPLICAS];
 	int n;
 	char chain_path[PATH_MAX];
@@ -232,9 +238,10 @@ static void running(const struct agent *a, char *out, size_t len)
 static void hang_up(struct agent *a, const char *why)
 {
 	alog(a, "control channel to %s lost: %s; replicas keep forwarding on epoch %" PRIu64,
-	     a->o->orch, why, a->epoch);
+	     a->cur, why, a->epoch);
 	rdm_tls_close(a->c);
 	a->c = NULL;
+	a->at = (a->at + 1) % a->n_addr; /* unless told where the leader is: the next one */
 	a->next_dial_ns = rdm_now_ns() + (uint64_t)BACKOFF_MIN_MS * 1000000ull;
 	a->backoff_ms = BACKOFF_MIN_MS;
 }
@@ -244,11 +251,15 @@ static void dial(struct agent *a)
 	char err[512], ep[24], run[1024];
 	const char *kv[] = {"running", run, NULL};
 
-	a->c = rdm_tls_connect(a->tls, a->o->orch, RDM_ORCH_NAME, 2000, err, sizeof(err));
+	snprintf(a->cur, sizeof(a->cur), "%s", a->hint[0] ? a->hint : a->addr[a->at]);
+	a->hint[0] = 0;
+	a->c = rdm_tls_connect(a->tls, a->cur, RDM_ORCH_NAME, 2000, err, sizeof(err));
 	if (!a->c) {
 		/* Every failure at first, then one in ten: an absent orchestrator is normal. */
 		if (a->dial_fails++ % 10 == 0)
-			alog(a, "orchestrator %s: %s (retrying)", a->o->orch, err);
+			alog(a, "orchestrator %s: %s (retrying%s)", a->cur, err,
+			     a->n_addr > 1 ? " with the next" : "");
+		a->at = (a->at + 1) % a->n_addr;
 		a->next_dial_ns = rdm_now_ns() + (uint64_t)a->backoff_ms * 1000000ull;
 		a->backoff_ms =
 		    a->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : a->backoff_ms * 2;
@@ -258,8 +269,8 @@ static void dial(struct agent *a)
 	a->backoff_ms = BACKOFF_MIN_MS;
 	running(a, run, sizeof(run));
 	snprintf(ep, sizeof(ep), "%" PRIu64, a->epoch);
-	alog(a, "connected to the orchestrator at %s: hello (epoch %s, running [%s])", a->o->orch,
-	     ep, run);
+	alog(a, "connected to the orchestrator at %s: hello (epoch %s, running [%s])", a->cur, ep,
+	     run);
 	a->last_rx_ns = rdm_now_ns();
 	if (rdm_msg_send(a->c, "hello", a->epoch, kv, NULL, 0, RDM_ORCH_SEND_MS) < 0)
 		hang_up(a, "hello not sent");
@@ -480,6 +491,21 @@ static void heartbeat(struct agent *a)
 	a->last_hb_ns = rdm_now_ns();
 }
 
+/* A follower's answer to our hello: it does not lead; dial the one it names next (an
+ * orchestrator of our list or not: the leader told it where it is reached). */
+static void take_leader(struct agent *a, const struct rdm_msg *m)
+{
+	const char *l = rdm_msg_get(m, "leader"), *why = rdm_msg_get(m, "why");
+	char was[64];
+
+	snprintf(was, sizeof(was), "%s", a->cur);
+	hang_up(a, why ? why : "not the leader");
+	if (l && *l && strcmp(l, "none") && strcmp(l, was) && strlen(l) < sizeof(a->hint)) {
+		snprintf(a->hint, sizeof(a->hint), "%s", l);
+		alog(a, "%s does not lead: the leader is %s", was, l);
+	}
+}
+
 static void channel(struct agent *a)
 {
 	uint64_t now = rdm_now_ns();
@@ -502,6 +528,8 @@ static void channel(struct agent *a)
 			take_renew(a, &m);
 		else if (!strcmp(m.type, "cert"))
 			take_cert(a, &m);
+		else if (!strcmp(m.type, "leader"))
+			take_leader(a, &m);
 		else if (strcmp(m.type, "ack"))
 			alog(a, "unexpected message '%s' from the orchestrator: ignored", m.type);
 		rdm_msg_free(&m);
@@ -558,6 +586,23 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 	if (mkdir(o->dir, 0755) < 0 && errno != EEXIST) {
 		fprintf(stderr, "rdmesh: %s: %s\n", o->dir, strerror(errno));
 		return 1;
+	}
+	{
+		char list[1024], *save = NULL;
+
+		snprintf(list, sizeof(list), "%s", o->orch);
+		for (char *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+			if (a.n_addr == MAX_ORCHS || strlen(s) >= sizeof(a.addr[0])) {
+				fprintf(stderr, "rdmesh: --orch: at most %d addresses IP:PORT\n",
+					MAX_ORCHS);
+				return 2;
+			}
+			snprintf(a.addr[a.n_addr++], sizeof(a.addr[0]), "%s", s);
+		}
+		if (!a.n_addr) {
+			fprintf(stderr, "rdmesh: --orch: no address\n");
+			return 2;
+		}
 	}
 	snprintf(a.chain_path, sizeof(a.chain_path), "%s/chain.yaml", o->dir);
 	a.tls = rdm_tls_ctx_load(o->certs, o->name, 0, err, sizeof(err));

@@ -15,6 +15,9 @@
  *  - Heartbeats every heartbeat_ms carry each replica's state and counters
  *    (rdm_node_report). A channel with no word from the orchestrator for twice its
  *    dead_ms is dropped and dialled again.
+ *  - With several orchestrators (--orch A,B,C, sharing an etcd store) the agent dials
+ *    them in turn; one that does not lead answers the hello with where the leader is,
+ *    which is dialled next. Whoever sent it, an assign is applied only when newer.
  *  - The data plane never waits on the channel: when the orchestrator is gone the
  *    replicas go on forwarding on the last assignment, and the agent keeps redialling.
  *  - SIGTERM/SIGINT stop every replica (draining) and exit; SIGHUP reloads them. A
@@ -28,7 +31,7 @@
 #define RDM_AGENT_STOP_GRACE_MS 3000 /* after drain_ms, before a removed replica stops */
 
 struct rdm_agent_opts {
-	const char *orch;    /* "IP:PORT" */
+	const char *orch;    /* "IP:PORT[,IP:PORT...]": orchestrators sharing a store */
 	const char *name;    /* this node's name in rack.yaml and its certificate */
 	const char *certs;   /* DIR with ca.pem, NAME.pem, NAME.key */
 	const char *dir;     /* where the chain, stats and logs of replicas go */
