@@ -66,6 +66,8 @@ void rdm_orch__drop_conn(struct orch *o, struct conn *c, const char *why)
 			rdm_orch__log(o, "%s: control channel closed: %s",
 				      o->rack.nodes[c->node].name, why);
 		rdm_orch__renew_gone(o, c->node);
+	} else {
+		rdm_orch__apply_gone(o, c);
 	}
 	rdm_tls_close(c->c);
 	c->c = NULL;
@@ -206,6 +208,7 @@ static void run(struct orch *o)
 			if (c->node < 0 && (pf[i].revents & (POLLHUP | POLLERR)))
 				rdm_orch__drop_conn(o, c, "");
 		}
+		rdm_orch__apply_poll(o);
 		if (rdm_orch__leads(o))
 			rdm_orch__check_health(o);
 		while (o->gone) {
@@ -519,6 +522,7 @@ out:
 	free(o.rendered);
 	rdm_chain_spec_free(&o.spec);
 	atomic_store(&o.stop, 1);
+	rdm_orch__apply_close(&o);
 	rdm_orch__store_close(&o);
 	rdm_state_free(&o.st);
 	free(o.nodes);

@@ -139,89 +139,6 @@ static void status(struct orch *o, FILE *f)
 			eg->id, eg->egress_packets, eg->lost);
 }
 
-/* ctl apply: the new chain file's plan against the running one, then (unless a dry run)
- * the switch to it. */
-static int req_apply(struct orch *o, const char *path, int dry, FILE *f)
-{
-	struct rdm_chain_spec ns;
-	struct rdm_plan *np;
-	char err[1024], real[PATH_MAX], *text, *cur;
-	int changes;
-
-	if (!path || !realpath(path, real)) {
-		fprintf(f, "%s: %s\n", path ? path : "(no file)", strerror(path ? errno : EINVAL));
-		return -1;
-	}
-	if (rdm_chain_spec_load(real, &ns, err, sizeof(err)) < 0) {
-		fprintf(f, "%s\nnothing changed\n", err);
-		return -1;
-	}
-	/* Replicas the new file still has stay where they run. */
-	np = rdm_plan_rebase(&o->rack, &ns, NULL, o->plan->down, o->plan->replicas,
-			     o->plan->n_replicas, err, sizeof(err));
-	if (!np) {
-		fprintf(f, "%s\nnothing changed\n", err);
-		rdm_chain_spec_free(&ns);
-		return -1;
-	}
-	text = rdm_plan_render(np, err, sizeof(err));
-	cur = o->rendered;
-	fprintf(f, "%s: chain '%s', %d replicas (running: '%s', %d replicas)\n", real, ns.name,
-		np->n_replicas, o->spec.name, o->plan->n_replicas);
-	changes = rdm_orch__plan_diff(f, o->plan, np);
-	if (text && strcmp(text, cur)) {
-		/* The settings part: which lines of the rendered chain differ. */
-		char *a = strdup(cur), *b = strdup(text), *sa = NULL, *sb = NULL;
-		int shown = 0, differ = 0;
-
-		for (char *la = a ? strtok_r(a, "\n", &sa) : NULL,
-			  *lb = b ? strtok_r(b, "\n", &sb) : NULL;
-		     (la || lb) && shown < 40; la = la ? strtok_r(NULL, "\n", &sa) : NULL,
-			  lb = lb ? strtok_r(NULL, "\n", &sb) : NULL) {
-			if ((la && lb && !strcmp(la, lb)) ||
-			    (la && lb && la[0] == '#' && lb[0] == '#'))
-				continue;
-			if (!differ++)
-				fprintf(f, "  rendered chain config differs:\n");
-			if (la)
-				fprintf(f, "    - %s\n", la);
-			if (lb)
-				fprintf(f, "    + %s\n", lb);
-			shown++;
-		}
-		free(a);
-		free(b);
-		changes += differ > 0;
-	}
-	free(text);
-	if (!changes || dry) {
-		fprintf(f, "%s\n", changes ? "dry run: nothing applied" : "no change");
-		rdm_plan_free(np);
-		rdm_chain_spec_free(&ns);
-		return 0;
-	}
-	{
-		/* The plan points at the spec: move the new spec into place, keeping the old
-		 * one until the switch is committed. */
-		struct rdm_chain_spec old_spec = o->spec;
-
-		o->spec = ns;
-		np->spec = &o->spec;
-		o->plan->spec = &old_spec;
-		if (rdm_orch__commit(o, np, real, err, sizeof(err)) < 0) {
-			fprintf(f, "%s\nnothing changed\n", err);
-			rdm_chain_spec_free(&o->spec);
-			o->spec = old_spec;
-			o->plan->spec = &o->spec;
-			return -1;
-		}
-		rdm_chain_spec_free(&old_spec);
-	}
-	fprintf(f, "applied: epoch %" PRIu64 "\n", o->st.epoch);
-	rdm_orch__log(o, "ctl apply %s: epoch %" PRIu64, real, o->st.epoch);
-	return 0;
-}
-
 static int req_scale(struct orch *o, const char *stage, const char *count, FILE *f)
 {
 	char err[512], *end = NULL;
@@ -307,6 +224,31 @@ static void req_logs(struct orch *o, const char *lines, FILE *f)
 	pthread_mutex_unlock(&o->log_mu);
 }
 
+void rdm_orch__reply(struct orch *o, struct conn *c, const char *cmd, int rc, const char *out,
+		     size_t len, const char *leader)
+{
+	const char *kv[] = {"status", rc ? "error" : "ok", leader && leader[0] ? "leader" : NULL,
+			    leader, NULL};
+	int sent = rdm_msg_send(c->c, "reply", o->st.epoch, kv, out, len, RDM_ORCH_SEND_MS);
+
+	if (sent == -EMSGSIZE) {
+		/* Too large for one message: ctl gets a clear error, not a silence. */
+		char why[256];
+		int n = snprintf(why, sizeof(why),
+				 "the answer to '%s' (%zu bytes) is over the control "
+				 "channel's limit of %u bytes and was not sent; the request "
+				 "itself %s (ctl logs tells more)\n",
+				 cmd ? cmd : "?", len, RDM_TLS_MAX_MSG,
+				 rc ? "failed" : "was carried out");
+
+		kv[1] = "error";
+		sent =
+		    rdm_msg_send(c->c, "reply", o->st.epoch, kv, why, (size_t)n, RDM_ORCH_SEND_MS);
+	}
+	if (sent < 0)
+		rdm_orch__log(o, "ctl: reply not sent: %s", strerror(-sent));
+}
+
 void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg *m)
 {
 	const char *cmd = rdm_msg_get(m, "cmd");
@@ -314,7 +256,7 @@ void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg
 	size_t len = 0;
 	FILE *f = open_memstream(&out, &len);
 	char leader[64] = "";
-	int rc = 0;
+	int rc = 0, started = 0;
 
 	if (!f)
 		return;
@@ -350,7 +292,8 @@ void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg
 	else if (!strcmp(cmd, "drain"))
 		rc = req_drain(o, rdm_msg_get(m, "node"), f);
 	else if (!strcmp(cmd, "apply"))
-		rc = req_apply(o, rdm_msg_get(m, "file"), !!rdm_msg_get(m, "dry_run"), f);
+		rc = rdm_orch__apply_start(o, c, rdm_msg_get(m, "file"),
+					   !!rdm_msg_get(m, "dry_run"), f, &started);
 	else if (!strcmp(cmd, "renew"))
 		rc = rdm_orch__renew(o, rdm_msg_get(m, "days"), f);
 	else if (!strcmp(cmd, "logs"))
@@ -358,28 +301,8 @@ void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg
 	else
 		fprintf(f, "unknown command '%s'\n", cmd), rc = -1;
 	fclose(f);
-	{
-		const char *kv[] = {"status", rc ? "error" : "ok", leader[0] ? "leader" : NULL,
-				    leader, NULL};
-		int sent = rdm_msg_send(c->c, "reply", o->st.epoch, kv, out, len, RDM_ORCH_SEND_MS);
-
-		if (sent == -EMSGSIZE) {
-			/* Too large for one message: ctl gets a clear error, not a silence. */
-			char why[256];
-			int n =
-			    snprintf(why, sizeof(why),
-				     "the answer to '%s' (%zu bytes) is over the control "
-				     "channel's limit of %u bytes and was not sent; the request "
-				     "itself %s (ctl logs tells more)\n",
-				     cmd ? cmd : "?", len, RDM_TLS_MAX_MSG,
-				     rc ? "failed" : "was carried out");
-
-			kv[1] = "error";
-			sent = rdm_msg_send(c->c, "reply", o->st.epoch, kv, why, (size_t)n,
-					    RDM_ORCH_SEND_MS);
-		}
-		if (sent < 0)
-			rdm_orch__log(o, "ctl: reply not sent: %s", strerror(-sent));
-	}
+	if (started) /* the apply's check runs off the loop: its answer comes later */
+		return;
+	rdm_orch__reply(o, c, cmd, rc, out, len, leader);
 	free(out);
 }

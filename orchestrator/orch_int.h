@@ -85,6 +85,8 @@ struct store {
 	int healthy;		 /* members that answered */
 };
 
+struct apply_job;
+
 struct orch {
 	struct rdm_rack rack;
 	struct rdm_chain_spec spec;
@@ -98,7 +100,8 @@ struct orch {
 	struct store store;
 	struct nstate *nodes;
 	struct conn *conns;
-	struct conn *gone; /* dropped this turn of the loop, freed at its end */
+	struct conn *gone;	 /* dropped this turn of the loop, freed at its end */
+	struct apply_job *apply; /* ctl apply: the file being checked, or NULL */
 	struct rstat *rs;
 	int n_rs;
 	struct rdm_tls_ctx *tls;
@@ -203,6 +206,22 @@ int rdm_orch__reload(struct orch *o, int *moved, char *err, size_t errlen);
 void rdm_orch__store_turn(struct orch *o);
 void rdm_orch__redirect(struct orch *o, struct conn *c);
 void rdm_orch__store_status(struct orch *o, FILE *f);
+
+/* ctl apply (orch_apply.c). start: begins checking the file at path off the loop (*started
+ * 1: the reply comes from apply_poll), or writes why not to f and returns -1. poll: once
+ * per turn of the loop: answers when the check is done (the plan compared, switched to
+ * unless dry) or past its time limit. gone: ctl channel c closed. close: waits for a
+ * check still running (at exit). */
+int rdm_orch__apply_start(struct orch *o, struct conn *c, const char *path, int dry, FILE *f,
+			  int *started);
+void rdm_orch__apply_poll(struct orch *o);
+void rdm_orch__apply_gone(struct orch *o, struct conn *c);
+void rdm_orch__apply_close(struct orch *o);
+
+/* Sends ctl channel c the reply to cmd: status ok (rc 0) or error, the text out, and
+ * where the leader is when leader is set; a reply too large becomes a short error. */
+void rdm_orch__reply(struct orch *o, struct conn *c, const char *cmd, int rc, const char *out,
+		     size_t len, const char *leader);
 
 /* Serves one `rdmesh ctl` request from c and sends the reply. */
 void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg *m);

@@ -12,22 +12,39 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/certs.h"
 #include "lib/etcd.h"
 
 static pid_t etcd_pid;
 static char dir[64], ep[32];
 
-static void start(void)
+/* Starts etcd in dir; tls: with the rack CA's certificate for "localhost" and client
+ * certificates required (dir/certs). Waits until it grants a lease to a client of its. */
+static void start_etcd(int tls)
 {
-	char client[64], peer[64], cluster[96];
+	char client[64], peer[64], cluster[96], certs[96], ca[128], cert[128], key[128], ccert[128],
+	    ckey[128];
+	const struct rdm_etcd_tls t = {ca, ccert, ckey};
 	int port = 20000 + (int)(getpid() % 20000);
 	struct rdm_etcd *e;
 	char err[512];
 
 	snprintf(dir, sizeof(dir), "/tmp/rdm-etcd-test.XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
-	snprintf(ep, sizeof(ep), "127.0.0.1:%d", port);
-	snprintf(client, sizeof(client), "http://127.0.0.1:%d", port);
+	snprintf(certs, sizeof(certs), "%s/certs", dir);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
+	snprintf(cert, sizeof(cert), "%s/localhost.pem", certs);
+	snprintf(key, sizeof(key), "%s/localhost.key", certs);
+	snprintf(ccert, sizeof(ccert), "%s/orch.pem", certs);
+	snprintf(ckey, sizeof(ckey), "%s/orch.key", certs);
+	if (tls) {
+		static const char *const names[] = {"localhost", "orch"};
+
+		cr_assert_eq(rdm_certs_make(certs, names, 2, 1, err, sizeof(err)), 2, "%s", err);
+	}
+	/* The certificate names localhost: the client must use that name. */
+	snprintf(ep, sizeof(ep), "%s:%d", tls ? "localhost" : "127.0.0.1", port);
+	snprintf(client, sizeof(client), "%s://127.0.0.1:%d", tls ? "https" : "http", port);
 	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", port + 20000);
 	snprintf(cluster, sizeof(cluster), "t=%s", peer);
 	etcd_pid = fork();
@@ -38,14 +55,21 @@ static void start(void)
 		snprintf(log, sizeof(log), "%s/log", dir);
 		if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
 			_exit(126);
-		execlp("etcd", "etcd", "--name", "t", "--data-dir", dir, "--listen-client-urls",
-		       client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
-		       "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
-		       (char *)NULL);
+		if (tls)
+			execlp("etcd", "etcd", "--name", "t", "--data-dir", dir,
+			       "--listen-client-urls", client, "--advertise-client-urls", client,
+			       "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+			       "--initial-cluster", cluster, "--cert-file", cert, "--key-file", key,
+			       "--trusted-ca-file", ca, "--client-cert-auth", (char *)NULL);
+		else
+			execlp("etcd", "etcd", "--name", "t", "--data-dir", dir,
+			       "--listen-client-urls", client, "--advertise-client-urls", client,
+			       "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+			       "--initial-cluster", cluster, (char *)NULL);
 		_exit(127);
 	}
 	/* Wait for the event itself: a lease granted (etcd is up and has a leader). */
-	e = rdm_etcd_new(ep, NULL, 500, err, sizeof(err));
+	e = rdm_etcd_new(ep, tls ? &t : NULL, 500, err, sizeof(err));
 	cr_assert_not_null(e, "%s", err);
 	for (int i = 0;; i++) {
 		int64_t id;
@@ -74,7 +98,18 @@ static void stop(void)
 	}
 }
 
+static void start(void)
+{
+	start_etcd(0);
+}
+
+static void start_tls(void)
+{
+	start_etcd(1);
+}
+
 TestSuite(etcd, .init = start, .fini = stop, .timeout = 60);
+TestSuite(etcd_tls, .init = start_tls, .fini = stop, .timeout = 60);
 
 static struct rdm_etcd *client(const char *eps)
 {
@@ -195,4 +230,41 @@ Test(etcd, bad_endpoints_refused)
 		cr_assert_null(e, "'%s' was taken", bad[i]);
 		cr_assert(strstr(err, "etcd: "), "%s", err);
 	}
+}
+
+/* etcd with --client-cert-auth: our client certificate is taken; without one, or
+ * trusting another CA, the request fails and says why. */
+Test(etcd_tls, client_certificate_required)
+{
+	char ca[128], cert[128], key[128], other[128], err[512];
+	const struct rdm_etcd_tls good = {ca, cert, key}, none = {ca, NULL, NULL};
+	const struct rdm_etcd_tls wrong_ca = {other, cert, key};
+	static const char *const names[] = {"x"};
+	struct rdm_etcd *e;
+	int64_t id;
+
+	snprintf(ca, sizeof(ca), "%s/certs/ca.pem", dir);
+	snprintf(cert, sizeof(cert), "%s/certs/orch.pem", dir);
+	snprintf(key, sizeof(key), "%s/certs/orch.key", dir);
+	snprintf(other, sizeof(other), "%s/other", dir);
+	cr_assert_eq(rdm_certs_make(other, names, 1, 1, err, sizeof(err)), 1, "%s", err);
+	snprintf(other, sizeof(other), "%s/other/ca.pem", dir);
+
+	e = rdm_etcd_new(ep, &good, 1000, err, sizeof(err));
+	cr_assert_not_null(e, "%s", err);
+	cr_assert_eq(rdm_etcd_grant(e, 5, &id, err, sizeof(err)), 0, "%s", err);
+	rdm_etcd_free(e);
+
+	e = rdm_etcd_new(ep, &none, 1000, err, sizeof(err));
+	cr_assert_not_null(e, "%s", err);
+	cr_assert_lt(rdm_etcd_grant(e, 5, &id, err, sizeof(err)), 0,
+		     "granted without a client certificate");
+	cr_assert(strstr(err, "etcd localhost:"), "%s", err);
+	rdm_etcd_free(e);
+
+	e = rdm_etcd_new(ep, &wrong_ca, 1000, err, sizeof(err));
+	cr_assert_not_null(e, "%s", err);
+	cr_assert_lt(rdm_etcd_grant(e, 5, &id, err, sizeof(err)), 0,
+		     "a server of another CA was trusted");
+	rdm_etcd_free(e);
 }

@@ -194,6 +194,31 @@ if grep -q "huge.yaml:1:1: unknown key 'k0'" <<<"$out_huge" && grep -q "fifo.yam
 else
 	fail "hostile apply: '$out_huge' / '$out_fifo', epoch $(epoch_now) (was $e0)"
 fi
+# Files that take seconds to read are checked off the loop that hears the nodes: a
+# 100,000-node rack given as a chain, and 12 MB of one flow sequence. ctl status answers
+# while they are read (asked once the orchestrator logged the check under way); each is
+# refused; no node is declared dead and the epoch stays.
+python3 -c 'import sys; sys.stdout.write("nodes:\n" + "".join("  - {name: n%d, control: 10.1.%d.%d, data: 10.1.%d.%d, capacity: 4}\n" % (i, i // 250, i % 250, i // 250, i % 250) for i in range(100000)))' >"$work/rack100k.yaml"
+python3 -c 'import sys; sys.stdout.write("chain: {name: big, spi: 9}\nstages: [" + ",".join("1" for _ in range(4000000)) + "]\n")' >"$work/seq.yaml"
+for f in rack100k seq; do
+	t0=$(date +%s%N)
+	ctl apply --yes "$work/$f.yaml" >"$work/apply.$f" 2>&1 &
+	pid_apply=$!
+	wait_log "$work/deploy.orch.log" "ctl apply .*/$f.yaml: checking it" 10 # under way
+	ts=$(date +%s%N)
+	ctl status >/dev/null 2>&1
+	st_rc=$?
+	st_ms=$((($(date +%s%N) - ts) / 1000000))
+	wait $pid_apply
+	eval "${f}_ms=$((($(date +%s%N) - t0) / 1000000)) ${f}_st=$st_ms ${f}_rc=$st_rc"
+done
+if [ "$rack100k_rc" = 0 ] && [ "$seq_rc" = 0 ] && [ "$rack100k_st" -lt 1500 ] && [ "$seq_st" -lt 1500 ] &&
+	grep -q "nothing changed" "$work/apply.rack100k" && grep -q "nothing changed" "$work/apply.seq" &&
+	[ "$(epoch_now)" = "$e0" ] && ! grep -q 'dead; epoch' "$work/deploy.orch.log"; then
+	pass "slow files checked off the loop: a 100,000-node rack as a chain ('$(head -1 "$work/apply.rack100k" | sed "s|$work/||")', $rack100k_ms ms) and 12 MB of one sequence ('$(head -1 "$work/apply.seq" | sed "s|$work/||" | cut -c1-80)', $seq_ms ms) refused; ctl status answered meanwhile in $rack100k_st and $seq_st ms; epoch still $e0, no node declared dead"
+else
+	fail "slow files: status rc $rack100k_rc/$seq_rc in $rack100k_st/$seq_st ms; '$(cat "$work/apply.rack100k")' / '$(head -c 300 "$work/apply.seq")', epoch $(epoch_now) (was $e0)"
+fi
 # A certificate from another CA, and a name the rack does not have.
 ip netns exec "$RACK-h4" "$RDMESH" node --orch "$ORCH" --name host4 --certs "$work/rogue" \
 	--dir "$work/rogue.dir" >"$work/rogue.log" 2>&1 &
