@@ -71,16 +71,6 @@ scrape() { rack_exec 1 curl -sS -m 5 -o "$2" -w '%{http_code}' "http://$RACK_NET
 # value FILE SERIES: one series' value in a scrape ("" if absent).
 value() { awk -v s="$2" '$1 == s { print $2; found = 1 } END { if (!found) print "" }' "$1"; }
 
-# until_status SECS AWK: polls ctl status until the awk program (over it) exits 0.
-until_status() {
-	local t=0
-	while [ $t -lt $(($1 * 5)) ]; do
-		ctl status >"$work/status" 2>/dev/null && awk "$2" "$work/status" && return 0
-		sleep 0.2
-		t=$((t + 1))
-	done
-	return 1
-}
 
 # check_host I FILE: every replica ctl status places on host I is in FILE (its info
 # and rx_frames series), none of another host's is, and the agent's gauges match ctl

@@ -119,15 +119,6 @@ until_leader() {
 	done
 	return 1
 }
-until_status() {
-	local t=0
-	while [ $t -lt $(($1 * 5)) ]; do
-		ctl status >"$work/status" 2>/dev/null && awk "$2" "$work/status" && return 0
-		sleep 0.2
-		t=$((t + 1))
-	done
-	return 1
-}
 up_is() {
 	local ids=""
 	for id in "$@"; do ids="$ids && r[\"$id\"]"; done

@@ -69,16 +69,6 @@ stop_all() {
 	pid_1=0 pid_2=0 pid_3=0 pid_4=0 pid_orch=0
 }
 
-# until_status SECS AWK: polls ctl status until the awk program (over its output) exits 0.
-until_status() {
-	local t=0
-	while [ $t -lt $(($1 * 5)) ]; do
-		ctl status >"$work/status" 2>/dev/null && awk "$2" "$work/status" && return 0
-		sleep 0.2
-		t=$((t + 1))
-	done
-	return 1
-}
 # a replica's row: ID NODE STATE
 replica_is() { until_status "$4" "\$1 == \"$1\" && \$3 == \"$2\" && \$5 == \"$3\" { ok = 1 } END { exit !ok }"; }
 # up_is ID...: an awk program over ctl status: each replica ID is up, i.e. running, or done

@@ -87,6 +87,18 @@ wait_log() {
 	done
 }
 
+# until_status SECS AWK: polls `ctl status` (the caller's ctl function) into
+# $work/status until the awk program over it exits 0; 1 after SECS.
+until_status() {
+	local t=0
+	while [ $t -lt $(($1 * 5)) ]; do
+		ctl status >"$work/status" 2>/dev/null && awk "$2" "$work/status" && return 0
+		sleep 0.2
+		t=$((t + 1))
+	done
+	return 1
+}
+
 # stat FILE KEY: a value from a node's --stats file ("key value" lines).
 stat() {
 	awk -v k="$2" '$1 == k { print $2; found = 1 } END { if (!found) print "" }' "$1"
