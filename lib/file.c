@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -32,6 +33,54 @@ FILE *rdm_fopen_regular(const char *path)
 		errno = e;
 	}
 	return f;
+}
+
+char *rdm_read_regular(const char *path, size_t max, size_t *len)
+{
+	FILE *f = rdm_fopen_regular(path);
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	int e = 0;
+
+	if (!f)
+		return NULL;
+	for (;;) {
+		size_t k;
+
+		if (n + 1 >= cap) {
+			char *nb;
+
+			if (cap > max) {
+				e = EFBIG;
+				break;
+			}
+			cap = cap ? cap * 2 : 4096;
+			nb = realloc(buf, cap);
+			if (!nb) {
+				e = ENOMEM;
+				break;
+			}
+			buf = nb;
+		}
+		k = fread(buf + n, 1, cap - n - 1, f);
+		n += k;
+		if (k == 0) {
+			e = ferror(f) ? (errno ? errno : EIO) : 0;
+			break;
+		}
+	}
+	fclose(f);
+	if (!e && n > max)
+		e = EFBIG;
+	if (e) {
+		free(buf);
+		errno = e;
+		return NULL;
+	}
+	buf[n] = 0;
+	if (len)
+		*len = n;
+	return buf;
 }
 
 const char *rdm_file_why(int e)

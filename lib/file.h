@@ -7,12 +7,18 @@
 #ifndef RDM_FILE_H
 #define RDM_FILE_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 /* fopen(path, "r") for a regular file: without blocking on a FIFO, and refusing
  * anything else with errno EISDIR (a directory) or EINVAL (a FIFO, a device...). NULL with errno
  * set; rdm_file_why(errno) then says why in words. */
 FILE *rdm_fopen_regular(const char *path);
+
+/* The whole regular file at path (rdm_fopen_regular), NUL-terminated after its *len
+ * bytes (len may be NULL); the caller frees it. NULL with errno set: EFBIG when it is
+ * larger than max bytes, else as rdm_fopen_regular or the read. */
+char *rdm_read_regular(const char *path, size_t max, size_t *len);
 
 /* strerror(e), except that EINVAL from rdm_fopen_regular reads "not a regular file (a
  * FIFO, a device or a directory)". */

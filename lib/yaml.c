@@ -371,53 +371,25 @@ struct rdm_ydoc *rdm_ydoc_parse_string(const char *name, const char *text, char 
 
 struct rdm_ydoc *rdm_ydoc_load(const char *path, char *err, size_t errlen)
 {
-	FILE *f = rdm_fopen_regular(path);
-	char *buf = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0;
+	char *buf = rdm_read_regular(path, RDM_YMAX_FILE, &n);
+	struct rdm_ydoc *d;
 	int e;
 
-	if (!f)
-		goto fail;
-	for (;;) {
-		if (n == cap) {
-			if (cap >= RDM_YMAX_FILE) {
-				fclose(f);
-				free(buf);
-				perr(path, 0, 0, err, errlen, "file is larger than %u bytes",
-				     RDM_YMAX_FILE);
-				errno = EFBIG;
-				return NULL;
-			}
-			cap = cap ? cap * 2 : 4096;
-			char *nb = realloc(buf, cap);
-			if (!nb) {
-				errno = ENOMEM;
-				goto fail;
-			}
-			buf = nb;
-		}
-		size_t k = fread(buf + n, 1, cap - n, f);
-		n += k;
-		if (k == 0) {
-			if (ferror(f))
-				goto fail;
-			break;
-		}
+	if (!buf) {
+		e = errno;
+		if (e == EFBIG)
+			perr(path, 0, 0, err, errlen, "file is larger than %u bytes", RDM_YMAX_FILE);
+		else
+			perr(path, 0, 0, err, errlen, "%s", rdm_file_why(e));
+		errno = e;
+		return NULL;
 	}
-	fclose(f);
-	struct rdm_ydoc *d = parse_buf(path, buf, n, err, errlen);
+	d = parse_buf(path, buf, n, err, errlen);
 	e = errno;
 	free(buf);
 	errno = e;
 	return d;
-fail:
-	e = errno ? errno : EIO;
-	if (f)
-		fclose(f);
-	free(buf);
-	perr(path, 0, 0, err, errlen, "%s", rdm_file_why(e));
-	errno = e;
-	return NULL;
 }
 
 const struct rdm_ynode *rdm_ydoc_root(const struct rdm_ydoc *d)

@@ -33,47 +33,22 @@
 #define CAMPAIGN_MS   250  /* how often a follower looks at the leader key */
 #define HEALTH_MS     2000 /* how often the members' health is asked */
 #define ETCD_TRY_MS   500  /* one request to one member */
-#define MAX_FILE_SIZE (8u << 20)
+#define MAX_FILE_SIZE (16u << 20) /* as lib/yaml.c reads */
 
 static void key(const struct orch *o, const char *name, char *out, size_t len)
 {
 	snprintf(out, len, "%s%s", o->store.prefix, name);
 }
 
-/* The whole regular file at path, NUL-terminated; NULL with why in err. */
+/* The whole regular file at path; NULL with why in err. */
 static char *slurp(const char *path, char *err, size_t errlen)
 {
-	FILE *f = rdm_fopen_regular(path);
-	char *buf = NULL;
-	size_t n = 0, cap = 0;
+	char *text = rdm_read_regular(path, MAX_FILE_SIZE, NULL);
 
-	if (!f) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	for (;;) {
-		if (n + 4096 + 1 > cap) {
-			char *b = cap >= MAX_FILE_SIZE ? NULL : realloc(buf, cap = n + 65536);
-
-			if (!b) {
-				snprintf(err, errlen, "%s: %s", path,
-					 cap >= MAX_FILE_SIZE ? "larger than 8 MiB"
-							      : "out of memory");
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
-			buf = b;
-		}
-		size_t got = fread(buf + n, 1, 4096, f);
-
-		n += got;
-		if (got < 4096)
-			break;
-	}
-	fclose(f);
-	buf[n] = 0;
-	return buf;
+	if (!text)
+		snprintf(err, errlen, "%s: %s", path,
+			 errno == EFBIG ? "larger than 16 MiB" : rdm_file_why(errno));
+	return text;
 }
 
 /* ---- the lease thread ------------------------------------------------------------- */

@@ -62,3 +62,36 @@ Test(file, control_characters_reach_a_terminal_escaped)
 			 "ESC, BEL and DEL escaped; newline, tab and UTF-8 kept");
 	free(out);
 }
+
+/* The whole file or nothing: NUL-terminated, its length told; one byte over the limit is
+ * EFBIG; a FIFO is refused as rdm_fopen_regular refuses it. */
+Test(file, read_whole_within_a_limit)
+{
+	char dir[] = "/tmp/rdm-file.XXXXXX", path[64], fifo[64], *text;
+	size_t len = 0;
+	FILE *f;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/f", dir);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	for (int i = 0; i < 10000; i++) /* 50,000 bytes: past the first buffers */
+		fputs("abcd\n", f);
+	fclose(f);
+	text = rdm_read_regular(path, 50000, &len);
+	cr_assert_not_null(text, "%s", strerror(errno));
+	cr_assert_eq(len, 50000);
+	cr_assert_eq(text[len], 0);
+	cr_assert_eq(strlen(text), 50000);
+	free(text);
+	errno = 0;
+	cr_assert_null(rdm_read_regular(path, 49999, &len));
+	cr_assert_eq(errno, EFBIG);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	cr_assert_null(rdm_read_regular(fifo, 1000, NULL));
+	cr_assert_eq(errno, EINVAL);
+	unlink(fifo);
+	unlink(path);
+	rmdir(dir);
+}
