@@ -71,6 +71,16 @@ static void campaign(struct orch *o)
 
 	key(o, "leader", lk, sizeof(lk));
 	rc = rdm_etcd_get(s->bg, lk, &kv, NULL, err, sizeof(err));
+	if (!rc && kv.len == strlen(o->advertise) && !memcmp(kv.value, o->advertise, kv.len)) {
+		/* Our own key from a leadership we gave up (the loop stepped down while its
+		 * lease lived on): let it go now rather than send nodes to ourselves. */
+		rdm_etcd_revoke(s->bg, kv.lease, err, sizeof(err));
+		rdm_etcd_kv_free(&kv);
+		pthread_mutex_lock(&s->mu);
+		s->leader[0] = 0;
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
 	if (!rc) {
 		pthread_mutex_lock(&s->mu);
 		snprintf(s->leader, sizeof(s->leader), "%.*s", (int)kv.len, kv.value);
