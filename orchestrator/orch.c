@@ -9,7 +9,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,7 +22,8 @@
 
 #include "lib/clock.h"
 
-#define TICK_MS 100
+#define TICK_MS	   100
+#define RUN_EVENTS 256 /* events taken per epoll_wait */
 #define LEASE_S 3
 
 /* ---- the log and the connections -------------------------------------------------- */
@@ -69,6 +70,8 @@ void rdm_orch__drop_conn(struct orch *o, struct conn *c, const char *why)
 	} else {
 		rdm_orch__apply_gone(o, c);
 	}
+	if (o->epfd >= 0)
+		epoll_ctl(o->epfd, EPOLL_CTL_DEL, rdm_tls_fd(c->c), NULL);
 	rdm_tls_close(c->c);
 	c->c = NULL;
 	/* Freed at the end of the loop's turn: the loop may still hold it. */
@@ -78,33 +81,6 @@ void rdm_orch__drop_conn(struct orch *o, struct conn *c, const char *why)
 }
 
 /* ---- the loops -------------------------------------------------------------------- */
-
-static void take_accepted(struct orch *o)
-{
-	struct conn *c;
-
-	pthread_mutex_lock(&o->mu);
-	c = o->accepted;
-	o->accepted = NULL;
-	pthread_mutex_unlock(&o->mu);
-	while (c) {
-		struct conn *nx = c->next;
-
-		if (c->node >= 0) {
-			struct nstate *ns = &o->nodes[c->node];
-
-			if (ns->conn)
-				rdm_orch__drop_conn(o, ns->conn, "replaced by a new connection");
-			ns->conn = c;
-			if (rdm_orch__leads(o)) /* a follower says where it sent it, once */
-				rdm_orch__log(o, "%s: connected from %s",
-					      o->rack.nodes[c->node].name, rdm_tls_peer_addr(c->c));
-		}
-		c->next = o->conns;
-		o->conns = c;
-		c = nx;
-	}
-}
 
 /* Reads every whole message c has; 0, or -1 when c was dropped. */
 static int serve(struct orch *o, struct conn *c)
@@ -145,11 +121,48 @@ static int serve(struct orch *o, struct conn *c)
 	}
 }
 
+/* Takes the connections the accept thread proved into the loop. */
+static void take_accepted(struct orch *o)
+{
+	struct conn *c;
+
+	pthread_mutex_lock(&o->mu);
+	c = o->accepted;
+	o->accepted = NULL;
+	pthread_mutex_unlock(&o->mu);
+	while (c) {
+		struct conn *nx = c->next;
+
+		if (c->node >= 0) {
+			struct nstate *ns = &o->nodes[c->node];
+
+			if (ns->conn)
+				rdm_orch__drop_conn(o, ns->conn, "replaced by a new connection");
+			ns->conn = c;
+			if (rdm_orch__leads(o)) /* a follower says where it sent it, once */
+				rdm_orch__log(o, "%s: connected from %s",
+					      o->rack.nodes[c->node].name, rdm_tls_peer_addr(c->c));
+		}
+		c->next = o->conns;
+		o->conns = c;
+		{
+			struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+
+			if (epoll_ctl(o->epfd, EPOLL_CTL_ADD, rdm_tls_fd(c->c), &ev) < 0) {
+				rdm_orch__log(o, "epoll: %s: connection closed", strerror(errno));
+				rdm_orch__drop_conn(o, c, "epoll_ctl failed");
+			} else if (rdm_tls_pending(c->c) > 0) {
+				/* Its first message came with the handshake: no event will say so. */
+				serve(o, c);
+			}
+		}
+		c = nx;
+	}
+}
+
 static void run(struct orch *o)
 {
-	struct pollfd *pf = NULL;
-	struct conn **byfd = NULL;
-	size_t cap = 0;
+	struct epoll_event evs[RUN_EVENTS];
 	sigset_t set;
 
 	sigemptyset(&set);
@@ -157,57 +170,32 @@ static void run(struct orch *o)
 	sigaddset(&set, SIGTERM);
 	while (!atomic_load(&o->stop)) {
 		struct timespec zero = {0, 0};
-		int n = 1, timeout = TICK_MS, sig;
-		size_t need = 1;
+		int n, sig;
 
-		/* No fixed limit on connections: the arrays grow with them. */
-		for (struct conn *c = o->conns; c; c = c->next)
-			need++;
-		if (need > cap) {
-			size_t nc = need * 2;
-			struct pollfd *npf = realloc(pf, nc * sizeof(*pf));
-			struct conn **nb = npf ? realloc(byfd, nc * sizeof(*byfd)) : NULL;
+		/* Every channel's fd is in the epoll set (no limit on how many); after serve()
+		 * none holds a whole message unread, so only an event brings more. */
+		n = epoll_wait(o->epfd, evs, RUN_EVENTS, TICK_MS);
+		if (n < 0 && errno != EINTR)
+			break;
+		rdm_orch__store_turn(o); /* before any message: do we still lead? */
+		for (int i = 0; i < n; i++) {
+			struct conn *c = evs[i].data.ptr;
 
-			if (npf)
-				pf = npf;
-			if (nb)
-				byfd = nb;
-			if (!npf || !nb) {
-				rdm_orch__log(o, "out of memory for %zu connections: waiting",
-					      need);
-				usleep(TICK_MS * 1000);
+			if (!c) { /* the wake pipe: the accept or a worker thread */
+				char buf[64];
+
+				while (read(o->wake[0], buf, sizeof(buf)) > 0) {
+				}
 				continue;
 			}
-			cap = nc;
-		}
-		pf[0] = (struct pollfd){.fd = o->wake[0], .events = POLLIN};
-		for (struct conn *c = o->conns; c && (size_t)n < need; c = c->next) {
-			if (rdm_tls_pending(c->c) > 0)
-				timeout = 0;
-			byfd[n] = c;
-			pf[n++] = (struct pollfd){.fd = rdm_tls_fd(c->c), .events = POLLIN};
-		}
-		if (poll(pf, (nfds_t)n, timeout) < 0 && errno != EINTR)
-			break;
-		if (pf[0].revents) {
-			char buf[64];
-
-			while (read(o->wake[0], buf, sizeof(buf)) > 0) {
-			}
-		}
-		rdm_orch__store_turn(o); /* before any message: do we still lead? */
-		take_accepted(o);
-		for (int i = 1; i < n; i++) {
-			struct conn *c = byfd[i];
-
 			if (c->gone) /* dropped while serving another */
 				continue;
-			if (pf[i].revents || rdm_tls_pending(c->c) > 0)
-				if (serve(o, c) < 0)
-					continue;
-			if (c->node < 0 && (pf[i].revents & (POLLHUP | POLLERR)))
+			if (serve(o, c) < 0)
+				continue;
+			if (c->node < 0 && (evs[i].events & (EPOLLHUP | EPOLLERR)))
 				rdm_orch__drop_conn(o, c, "");
 		}
+		take_accepted(o);
 		rdm_orch__apply_poll(o);
 		if (rdm_orch__leads(o))
 			rdm_orch__check_health(o);
@@ -225,8 +213,6 @@ static void run(struct orch *o)
 			atomic_store(&o->stop, 1);
 		}
 	}
-	free(pf);
-	free(byfd);
 }
 
 /* ---- start-up --------------------------------------------------------------------- */
@@ -290,6 +276,7 @@ int rdm_cmd_orch(int argc, char **argv)
 	struct orch o = {.dead_ms = RDM_ORCH_DEAD_MS,
 			 .heartbeat_ms = RDM_ORCH_HEARTBEAT_MS,
 			 .lfd = -1,
+			 .epfd = -1,
 			 .wake = {-1, -1}};
 	char err[1024], ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], real[PATH_MAX];
 	int c, check = 0, rc = 1, have_state, moved = 0;
@@ -454,6 +441,16 @@ int rdm_cmd_orch(int argc, char **argv)
 	}
 	if (pipe(o.wake) < 0)
 		goto out;
+	o.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (o.epfd < 0) {
+		fprintf(stderr, "rdmesh orch: epoll: %s\n", strerror(errno));
+		goto out;
+	}
+	{
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+
+		epoll_ctl(o.epfd, EPOLL_CTL_ADD, o.wake[0], &ev);
+	}
 	for (int i = 0; i < 2; i++) {
 		int fl = fcntl(o.wake[i], F_GETFL);
 
@@ -514,6 +511,8 @@ out:
 	}
 	if (o.lfd >= 0)
 		close(o.lfd);
+	if (o.epfd >= 0)
+		close(o.epfd);
 	for (int i = 0; i < 2; i++)
 		if (o.wake[i] >= 0)
 			close(o.wake[i]);

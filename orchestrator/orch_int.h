@@ -109,6 +109,7 @@ struct orch {
 	int renew_days;		    /* ctl renew: lifetime of the certificates being issued */
 	int renew_ok, renew_failed; /* of the round in progress */
 	int lfd;
+	int epfd; /* the main loop's epoll set: the wake pipe and every channel */
 	uint64_t start_ns;
 	uint64_t last_check_ns; /* the last turn of the loop that judged the nodes' health */
 	uint64_t grace_until;	/* after a stall of our own, no node is judged before then */
