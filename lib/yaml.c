@@ -107,6 +107,7 @@ struct builder {
 	struct rdm_ydoc *doc;
 	struct rdm_ynode *stack[RDM_YMAX_DEPTH];
 	int depth;
+	size_t nodes; /* made so far (RDM_YMAX_NODES) */
 	char *err;
 	size_t errlen;
 };
@@ -141,6 +142,13 @@ static int attach(struct builder *b, struct rdm_ynode *n)
 	}
 	struct rdm_ynode *parent = b->stack[b->depth - 1];
 	int is_key = parent->kind == RDM_YMAP && parent->n % 2 == 0;
+	if (++b->nodes > RDM_YMAX_NODES) {
+		perr(name, n->line, n->col, b->err, b->errlen,
+		     "more than %d values, keys and lists in one document: refused",
+		     RDM_YMAX_NODES);
+		node_free(n);
+		return -EFBIG;
+	}
 	if (is_key && n->kind != RDM_YSCALAR) {
 		perr(name, n->line, n->col, b->err, b->errlen, "mapping keys must be scalars");
 		node_free(n);

@@ -17,6 +17,11 @@ enum rdm_ykind { RDM_YSCALAR = 1, RDM_YMAP, RDM_YSEQ };
 
 /* Nesting deeper than this is rejected. */
 #define RDM_YMAX_DEPTH 64
+/* Values, keys and collections in one document, at most: what a document may cost in
+ * memory is bounded (about 160 bytes each: some 160 MB however the file is written),
+ * whatever its size. rdmesh's largest files (a rack of 4096 nodes, a directory of
+ * users) hold far fewer. */
+#define RDM_YMAX_NODES 1000000
 
 /* Parses the file at path. NULL with errno set and a message in err on failure:
  * "FILE: strerror" when it cannot be read, "FILE:LINE:COL: message" (errno EINVAL) when

@@ -429,3 +429,33 @@ Test(yaml, a_fifo_or_a_directory_is_refused_at_once)
 	unlink(fifo);
 	rmdir(dir);
 }
+
+/* A document's cost is bounded: past RDM_YMAX_NODES values, keys and lists it is refused
+ * with the position where it went over, however small each value is. */
+Test(yaml, node_count_bounded)
+{
+	size_t n = RDM_YMAX_NODES + 1, len = 2 * n + 8;
+	char *text = malloc(len);
+	struct rdm_ydoc *d;
+	size_t at = 0;
+
+	cr_assert_not_null(text);
+	text[at++] = '[';
+	for (size_t i = 0; i < n; i++) {
+		text[at++] = '1';
+		text[at++] = i + 1 < n ? ',' : ']';
+	}
+	text[at] = 0;
+	d = rdm_ydoc_parse_string("big.yaml", text, err, sizeof(err));
+	cr_assert_null(d);
+	cr_assert(strstr(err, "big.yaml:1:2000002: more than 1000000 values, keys and lists"), "%s",
+		  err);
+	/* The same with one value fewer (the list itself is the root): taken. */
+	text[at - 3] = ']';
+	text[at - 2] = 0;
+	d = rdm_ydoc_parse_string("ok.yaml", text, err, sizeof(err));
+	cr_assert_not_null(d, "%s", err);
+	cr_assert_eq(rdm_yseq_size(rdm_ydoc_root(d)), RDM_YMAX_NODES);
+	rdm_ydoc_free(d);
+	free(text);
+}
