@@ -387,7 +387,8 @@ struct rdm_ydoc *rdm_ydoc_load(const char *path, char *err, size_t errlen)
 	if (!buf) {
 		e = errno;
 		if (e == EFBIG)
-			perr(path, 0, 0, err, errlen, "file is larger than %u bytes", RDM_YMAX_FILE);
+			perr(path, 0, 0, err, errlen, "file is larger than %u bytes",
+			     RDM_YMAX_FILE);
 		else
 			perr(path, 0, 0, err, errlen, "%s", rdm_file_why(e));
 		errno = e;

@@ -24,7 +24,7 @@
 
 #define TICK_MS	   100
 #define RUN_EVENTS 256 /* events taken per epoll_wait */
-#define LEASE_S 3
+#define LEASE_S	   3
 
 /* ---- the log and the connections -------------------------------------------------- */
 
@@ -152,7 +152,8 @@ static void take_accepted(struct orch *o)
 				rdm_orch__log(o, "epoll: %s: connection closed", strerror(errno));
 				rdm_orch__drop_conn(o, c, "epoll_ctl failed");
 			} else if (rdm_tls_pending(c->c) > 0) {
-				/* Its first message came with the handshake: no event will say so. */
+				/* Its first message came with the handshake: no event will say so.
+				 */
 				serve(o, c);
 			}
 		}

@@ -75,14 +75,15 @@ struct store {
 	int thr_up; /* threads started: 1 the lease thread, 2 both */
 
 	pthread_mutex_t mu;
-	int leading;		 /* we hold the leader key (file store: always) */
-	int64_t lease, lead_rev; /* our lease, the leader key's create revision */
-	uint64_t valid_until_ns; /* our leadership holds until then, whatever etcd says */
-	time_t since;		 /* when we took the lead */
-	char leader[64];	 /* the leader's address as the store last said, or "" */
-	char why[512];		 /* the store's trouble, "" when none */
-	char health[1024];	 /* one line per member */
-	int healthy;		 /* members that answered */
+	int leading;		    /* we hold the leader key (file store: always) */
+	int64_t lease, lead_rev;    /* our lease, the leader key's create revision */
+	uint64_t valid_until_ns;    /* our leadership holds until then, whatever etcd says */
+	uint64_t campaign_after_ns; /* no campaign before then (a takeover failed) */
+	time_t since;		    /* when we took the lead */
+	char leader[64];	    /* the leader's address as the store last said, or "" */
+	char why[512];		    /* the store's trouble, "" when none */
+	char health[1024];	    /* one line per member */
+	int healthy;		    /* members that answered */
 };
 
 struct apply_job;

@@ -14,6 +14,8 @@
 
 #include "lib/clock.h"
 
+#define CANNOT_LEAD_MS 5000 /* after a takeover that failed, others get the chance */
+
 struct rdm_plan *rdm_orch__restore(struct orch *o, int *moved, char *err, size_t errlen)
 {
 	struct rdm_plan *p = rdm_state_plan(&o->st, &o->rack, &o->spec, err, errlen);
@@ -113,11 +115,12 @@ static void take_over(struct orch *o)
 			: -ENOMEM;
 	}
 	if (rc) {
-		rdm_orch__log(o, "cannot lead: %s; letting the lease go",
-			      rc == -ENOMEM ? "out of memory" : err);
+		rdm_orch__log(o, "cannot lead: %s; letting the lease go, not campaigning for %d s",
+			      rc == -ENOMEM ? "out of memory" : err, CANNOT_LEAD_MS / 1000);
 		pthread_mutex_lock(&s->mu);
 		s->leading = 0;
 		s->acting = 0;
+		s->campaign_after_ns = rdm_now_ns() + CANNOT_LEAD_MS * 1000000ull;
 		pthread_mutex_unlock(&s->mu);
 		return;
 	}

@@ -257,6 +257,8 @@ static void judge(struct orch *o, int k, uint64_t now, uint64_t dead_ns)
 	struct nstate *ns = &o->nodes[k];
 	const char *name = o->rack.nodes[k].name;
 	uint64_t limit = dead_ns, silent;
+	const uint64_t first =
+	    (FIRST_SEEN_MS + (uint64_t)o->rack.n_nodes * FIRST_SEEN_PER_NODE_MS) * 1000000ull;
 	char err[512], *diff = NULL;
 	size_t dlen = 0;
 	struct rdm_plan *np;
@@ -266,11 +268,8 @@ static void judge(struct orch *o, int k, uint64_t now, uint64_t dead_ns)
 		return;
 	/* A node not seen since we started (or took the lead) may be dialling the others
 	 * first, or queued behind the rest of the rack's handshakes. */
-	if (!ns->ever_seen &&
-	    limit <
-		(FIRST_SEEN_MS + (uint64_t)o->rack.n_nodes * FIRST_SEEN_PER_NODE_MS) * 1000000ull)
-		limit = (FIRST_SEEN_MS + (uint64_t)o->rack.n_nodes * FIRST_SEEN_PER_NODE_MS) *
-			1000000ull;
+	if (!ns->ever_seen && limit < first)
+		limit = first;
 	silent = now - ns->last_seen_ns;
 	if (silent <= limit)
 		return;

@@ -30,9 +30,9 @@
 #include "lib/clock.h"
 #include "lib/file.h"
 
-#define CAMPAIGN_MS   250  /* how often a follower looks at the leader key */
-#define HEALTH_MS     2000 /* how often the members' health is asked */
-#define ETCD_TRY_MS   500  /* one request to one member */
+#define CAMPAIGN_MS   250	  /* how often a follower looks at the leader key */
+#define HEALTH_MS     2000	  /* how often the members' health is asked */
+#define ETCD_TRY_MS   500	  /* one request to one member */
 #define MAX_FILE_SIZE (16u << 20) /* as lib/yaml.c reads */
 
 static void key(const struct orch *o, const char *name, char *out, size_t len)
@@ -97,6 +97,11 @@ static void campaign(struct orch *o)
 		return;
 	}
 	t0 = rdm_now_ns();
+	pthread_mutex_lock(&s->mu);
+	rc = t0 < s->campaign_after_ns;
+	pthread_mutex_unlock(&s->mu);
+	if (rc)
+		return;
 	if (rdm_etcd_grant(s->bg, s->lease_s, &lease, err, sizeof(err)) < 0) {
 		set_why(s, err);
 		return;
