@@ -36,7 +36,8 @@ DEB_PKGS := gcc make pkg-config clang libyaml-dev libpcap-dev libcriterion-dev l
 	libibverbs-dev librdmacm-dev libndpi-dev iproute2 iputils-ping procps tcpdump \
 	qemu-system-x86 busybox-static cpio kmod rdma-core ibverbs-utils rdmacm-utils perftest \
 	sockperf haproxy gnuplot-nox clang-format libclang-rt-14-dev libndpi-bin curl openssl dnsutils dnsmasq-base python3 libmicrohttpd-dev \
-	libgnutls28-dev libcurl4-openssl-dev libjson-c-dev etcd-server etcd-client
+	libgnutls28-dev libcurl4-openssl-dev libjson-c-dev etcd-server etcd-client podman runc mmdebstrap \
+	containernetworking-plugins iptables
 
 LIB_SRC := $(filter-out orchestrator/main.c,$(wildcard lib/*.c transport/*.c services/*.c node/*.c orchestrator/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -45,7 +46,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps test unit integration test-rdma bench bench-orch bench-rdma demo fuzz fuzz-build fuzz-smoke \
+.PHONY: all deps test unit integration test-rdma image bench bench-orch bench-rdma demo fuzz fuzz-build fuzz-smoke \
 	check-format check-layers unit-san unit-build clean format
 all: $(BUILD)/rdmesh
 
@@ -104,6 +105,12 @@ integration: deps
 test-rdma: deps
 	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TEST_BIN) $(TOOL_BIN)
 	@BUILD=$(BUILD) tests/run.sh rdma
+
+# The OCI image (Debian packages only, no registry): localhost/rdmesh:TAG, cached by the
+# binary's content (deploy/image/README.md).
+image: deps
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh
+	@deploy/image/build.sh --rdmesh $(BUILD)/rdmesh
 
 # The orchestrator against 1000 simulated nodes (tests/tools/orchsim): join, scale push,
 # memory and CPU per node, leader failover on etcd: build/bench/orch.
