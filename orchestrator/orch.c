@@ -152,9 +152,7 @@ static void take_accepted(struct orch *o)
 				rdm_orch__log(o, "epoll: %s: connection closed", strerror(errno));
 				rdm_orch__drop_conn(o, c, "epoll_ctl failed");
 			} else if (rdm_tls_pending(c->c) > 0) {
-				/* Its first message came with the handshake: no event will say so.
-				 */
-				serve(o, c);
+				serve(o, c); /* its first message came with the handshake */
 			}
 		}
 		c = nx;
