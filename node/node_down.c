@@ -142,7 +142,9 @@ int rdm_node__apply_steer(struct worker *w, const struct steer *sp)
 }
 
 /* Transport auto: a peer with no RDMA responder (address or route errors, no answer to
- * RDMA CM) is reached over TCP instead. A rejection means RDMA is there, so it waits. */
+ * RDMA CM), or RDMA that cannot be set up on this side (the device refused our buffers:
+ * the memlock limit, logged with the sizes), is reached over TCP instead. A rejection
+ * means RDMA is there, so it waits. */
 void rdm_node__auto_check(struct worker *w)
 {
 	struct rdm_node *n = w->node;
@@ -153,11 +155,19 @@ void rdm_node__auto_check(struct worker *w)
 		struct down *d = &w->downs[r];
 
 		if (d->ever_up || !d->c || d->c->ops != &rdm_rdma_ops ||
-		    d->c->stats.unreachable < 2)
+		    (d->c->stats.unreachable < 2 && d->c->stats.local_fails < 2))
 			continue;
-		rdm_node__log(
-		    n, "transport auto: no RDMA responder at %s after %" PRIu64 " tries: using TCP",
-		    d->peer->text, d->c->stats.unreachable);
+		if (d->c->stats.local_fails >= 2)
+			rdm_node__log(
+			    n,
+			    "transport auto: RDMA to %s cannot be set up here after %" PRIu64
+			    " tries (why: above): using TCP",
+			    d->peer->text, d->c->stats.local_fails);
+		else
+			rdm_node__log(n,
+				      "transport auto: no RDMA responder at %s after %" PRIu64
+				      " tries: using TCP",
+				      d->peer->text, d->c->stats.unreachable);
 		w->auto_fallbacks++;
 		rdm_node__stats_add(&w->down_closed, &d->c->stats);
 		rdm_conn_close(d->c);

@@ -5,12 +5,16 @@
  * device: they run in the QEMU guest (tests/softroce/guest.sh) and skip anywhere else. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/lib/rdma_pair.h"
+#include "transport/rdma_int.h"
 
 /* Open file descriptors of this process. */
 static int fd_count(void)
@@ -338,5 +342,69 @@ Test(rdma, keepalive_detects_silent_peer, .timeout = 60)
 	cr_assert_geq(ms, 50, "not at once");
 	cr_assert_lt(ms, 3000, "about keepalive_ms after it went silent: %.0f ms", ms);
 	rdm_listener_close(&rdm_rdma_ops, l);
+	RUN_FOR(20);
+}
+
+/* This process as a pod without CAP_IPC_LOCK and with a memlock limit of kib KiB. */
+static void lock_little(unsigned kib)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct d[2];
+	struct rlimit rl;
+
+	cr_assert_eq(syscall(SYS_capget, &h, d), 0);
+	d[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+	cr_assert_eq(syscall(SYS_capset, &h, d), 0, "capset: %s", strerror(errno));
+	cr_assert_eq(getrlimit(RLIMIT_MEMLOCK, &rl), 0);
+	rl.rlim_cur = (rlim_t)kib * 1024;
+	cr_assert_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0, "%s", strerror(errno));
+}
+
+/* The words a hop's set-up failure gets: the memlock limit and both sizes when that is
+ * the cause (runs anywhere: no device needed). */
+Test(rdma, setup_failure_names_the_memlock_limit)
+{
+	struct rdmx_conn c;
+	char why[400];
+
+	memset(&c, 0, sizeof(c));
+	c.o = opts();
+	c.o.credits = 64;
+	lock_little(64);
+	rdm_rdma__setup_why(&c, -ENOMEM, why, sizeof(why));
+	cr_assert(strstr(why, "the memlock limit (64 KiB) is below the 2184 KiB a hop registers "
+			      "(512 receive slots per worker and device and 32 send slots, 4112 B "
+			      "each)"),
+		  "%s", why);
+	cr_assert(strstr(why, "ulimit -l"), "%s", why);
+}
+
+/* With too little lockable memory a hop cannot be set up here: every try fails before
+ * a connect request leaves, counted as local_fails (not as an absent peer), and the
+ * dialler keeps its backoff. */
+Test(rdma, memlock_too_low_fails_here, .timeout = 60)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_conn_cbs ccb = {
+	    .on_frames = on_frames, .on_writable = on_writable, .on_state = on_state, .arg = &cli};
+	struct rdm_addr a, local;
+	struct rdm_conn *c;
+
+	NEED_RDMA();
+	lock_little(64);
+	a = addr_of(2, 18509); /* a device; nobody listens, and no request will leave */
+	local = addr_of(0, 1);
+	o.local = &local;
+	o.backoff_min_ms = 50;
+	o.backoff_max_ms = 200;
+	c = rdm_connect(&rdm_rdma_ops, loop, &a, &o, &ccb);
+	cr_assert_not_null(c);
+	RUN_UNTIL(c->stats.local_fails >= 3, 20000);
+	cr_assert_geq(c->stats.local_fails, 3, "set-ups failed here: %lu",
+		      (unsigned long)c->stats.local_fails);
+	cr_assert_eq(c->stats.unreachable, 0);
+	cr_assert_eq(c->up, 0);
+	cr_assert_eq(cli.ups, 0);
+	rdm_conn_close(c);
 	RUN_FOR(20);
 }

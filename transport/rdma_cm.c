@@ -31,7 +31,7 @@ void rdm_rdma__conn_fail(struct rdmx_conn *c, const char *why)
 	if (c->closed)
 		return;
 	/* Say why, once per distinct reason, so a retry loop does not flood the log. */
-	if (strcmp(c->last_why, why) &&
+	if (strncmp(c->last_why, why, sizeof(c->last_why) - 1) && /* kept truncated */
 	    (c->outbound || strcmp(why, "RDMA_CM_EVENT_DISCONNECTED"))) {
 		fprintf(stderr, "rdma %s: %s%s\n", c->base.peer, why,
 			c->outbound ? ", retrying with backoff" : "");
@@ -198,8 +198,12 @@ static void rdmx_conn_event(struct rdmx_conn *c, struct rdma_cm_event *ev)
 		int rc = rdm_rdma__setup_qp(c, c->id);
 
 		if (rc < 0) {
+			char why[400];
+
+			rdm_rdma__setup_why(c, rc, why, sizeof(why));
 			c->base.stats.connect_fails++;
-			rdm_rdma__conn_fail(c, strerror(-rc));
+			c->base.stats.local_fails++;
+			rdm_rdma__conn_fail(c, why);
 			return;
 		}
 		rdmx_pdata_put(pd, c->o.credits, c->o.node_id, c->base.epoch + 1);
@@ -281,7 +285,8 @@ static void rdmx_accept_request(struct rdmx_listener *lst, struct rdma_cm_event 
 	struct rdmx_conn *c = calloc(1, sizeof(*c));
 	struct rdma_conn_param p = {0};
 	uint8_t pd[RDMX_REP_AUTH_LEN];
-	char why[256];
+	char why[400];
+	int rc;
 
 	if (!c ||
 	    rdmx_check_pdata(ev->param.conn.private_data, ev->param.conn.private_data_len) < 0) {
@@ -310,7 +315,9 @@ static void rdmx_accept_request(struct rdmx_listener *lst, struct rdma_cm_event 
 		rdm_rdma__conn_free(c);
 		return;
 	}
-	if (rdm_rdma__conn_bufs(c) < 0 || rdm_rdma__setup_qp(c, id) < 0) {
+	if ((rc = rdm_rdma__conn_bufs(c)) < 0 || (rc = rdm_rdma__setup_qp(c, id)) < 0) {
+		rdm_rdma__setup_why(c, rc, why, sizeof(why));
+		fprintf(stderr, "rdma %s: refused: %s\n", c->base.peer, why);
 		rdma_reject(id, NULL, 0);
 		c->id = NULL;
 		rdm_rdma__teardown_qp(c);

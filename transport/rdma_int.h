@@ -174,6 +174,11 @@ int rdm_rdma__conn_bufs(struct rdmx_conn *c);
 void rdm_rdma__conn_free(void *p);
 /* Creates the QP on id's device and registers the send buffers. 0 or a negative errno. */
 int rdm_rdma__setup_qp(struct rdmx_conn *c, struct rdma_cm_id *id);
+
+/* Why setting up c here failed with rc (a negative errno), in words: when this process
+ * may lock less memory than a hop registers (RLIMIT_MEMLOCK, without CAP_IPC_LOCK), says
+ * so with both sizes and what to raise; else strerror. */
+void rdm_rdma__setup_why(const struct rdmx_conn *c, int rc, char *out, size_t len);
 /* Destroys the QP, its send MR and its cm_id, giving back what they held; c stays. */
 void rdm_rdma__teardown_qp(struct rdmx_conn *c);
 

@@ -3,7 +3,13 @@
 #include "transport/rdma_int.h"
 
 #include <errno.h>
+#include <linux/capability.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int rdm_rdma__conn_bufs(struct rdmx_conn *c)
 {
@@ -152,4 +158,36 @@ int rdm_rdma__setup_qp(struct rdmx_conn *c, struct rdma_cm_id *id)
 	c->credits = 0;
 	c->owed = 0;
 	return 0;
+}
+
+/* 1 when this process holds CAP_IPC_LOCK (the memlock limit does not bind it). */
+static int can_lock_any(void)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return 0;
+	return (d[CAP_IPC_LOCK / 32].effective >> (CAP_IPC_LOCK % 32)) & 1;
+}
+
+void rdm_rdma__setup_why(const struct rdmx_conn *c, int rc, char *out, size_t len)
+{
+	size_t slot = (size_t)c->o.max_frame + RDMX_TAG;
+	uint32_t n_tx = c->n_sslots ? c->n_sslots : 32;
+	size_t need = ((size_t)c->o.credits * RDMX_MAX_CONNS + n_tx) * slot;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < need && !can_lock_any()) {
+		snprintf(out, len,
+			 "cannot register RDMA buffers: the memlock limit (%lu KiB) is below the "
+			 "%zu KiB a hop registers (%u receive slots per worker and device and %u "
+			 "send slots, %zu B each): raise it (ulimit -l; in a pod, a memlock limit "
+			 "or the IPC_LOCK capability)",
+			 (unsigned long)(rl.rlim_cur / 1024), need / 1024,
+			 c->o.credits * RDMX_MAX_CONNS, n_tx, slot);
+		return;
+	}
+	snprintf(out, len, "setting up RDMA here: %s", strerror(-rc));
 }

@@ -126,6 +126,8 @@ struct rdm_conn_stats {
 	uint64_t keepalives;
 	uint64_t rnr_errors, retry_errors, wc_errors;
 	uint64_t unreachable; /* attempts that found no RDMA responder at the peer */
+	uint64_t local_fails; /* set-ups that failed on this side: the device would not take
+			       * our buffers (the memlock limit, no memory) or a QP */
 	uint64_t tx_msgs;     /* messages that carried frames, one or several */
 	uint64_t tx_packed;   /* of those, messages that carried several (packed) */
 	uint64_t rx_packed;   /* packed messages received */
