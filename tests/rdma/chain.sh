@@ -279,6 +279,24 @@ EOC
 	grep 'transport auto' "$work/log1"
 	rm -f "$work"/stats* "$work"/log*
 done
+# The same towards host2's rxe address, with host1 as a pod without CAP_IPC_LOCK and a
+# memlock limit of 64 KiB: RDMA cannot be set up on host1's side; it says why (the
+# limit and the sizes) and falls back to TCP, delivering all.
+sed -i "s/listen: 10.89.0.1:7301/listen: $A2:7301/" "$work/chain.yaml"
+node 2
+capsh --drop=cap_ipc_lock -- -c "ulimit -l 64; exec $RDMESH node --config $work/chain.yaml --name host1 --stats $work/stats1" \
+	>>"$work/log1" 2>&1 &
+pids[1]=$!
+pair_done "auto at 64 KiB of memlock"
+if [ "$(stat "$work/stats1" down_transport)" = tcp ] && [ "$(stat "$work/stats2" egress_packets)" = 500 ] &&
+	grep -q "cannot register RDMA buffers: the memlock limit (64 KiB)" "$work/log1" &&
+	[ "$(stat "$work/stats1" down_auto_fallbacks)" = 1 ]; then
+	pass "transport auto at 64 KiB of memlock without CAP_IPC_LOCK: '$(grep -o 'the memlock limit (64 KiB)[^:]*' "$work/log1" | head -1)'; fell back to TCP (1), 500 of 500 delivered"
+else
+	fail "auto at low memlock: transport '$(stat "$work/stats1" down_transport)', delivered '$(stat "$work/stats2" egress_packets)', fallbacks '$(stat "$work/stats1" down_auto_fallbacks)'"
+	show_logs "memlock"
+fi
+rm -f "$work"/stats* "$work"/log*
 
 # --- run 3b: an encrypted RDMA hop ---------------------------------------------------------
 # sees MODE: host1 -> host2 over RDMA with protect MODE, generated traffic (HTTP among it),
