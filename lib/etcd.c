@@ -391,15 +391,23 @@ int rdm_etcd_txn(struct rdm_etcd *e, const struct rdm_etcd_cmp *cmp, int n_cmp,
 	return rc;
 }
 
-int rdm_etcd_grant(struct rdm_etcd *e, int ttl_s, int64_t *id, char *err, size_t errlen)
+/* POSTs {"name": v} to a lease endpoint; the answer in *ans. */
+static int lease_call(struct rdm_etcd *e, const char *path, const char *name, int64_t v,
+		      struct json_object **ans, char *err, size_t errlen)
 {
-	struct json_object *req = json_object_new_object(), *ans;
-	int rc;
+	struct json_object *req = json_object_new_object();
 
 	if (!req)
 		return -ENOMEM;
-	add_i64(req, "TTL", ttl_s);
-	rc = call_obj(e, "/v3/lease/grant", req, &ans, err, errlen);
+	add_i64(req, name, v);
+	return call_obj(e, path, req, ans, err, errlen);
+}
+
+int rdm_etcd_grant(struct rdm_etcd *e, int ttl_s, int64_t *id, char *err, size_t errlen)
+{
+	struct json_object *ans;
+	int rc = lease_call(e, "/v3/lease/grant", "TTL", ttl_s, &ans, err, errlen);
+
 	if (rc)
 		return rc;
 	*id = get_i64(ans, "ID");
@@ -413,13 +421,9 @@ int rdm_etcd_grant(struct rdm_etcd *e, int ttl_s, int64_t *id, char *err, size_t
 
 int rdm_etcd_keepalive(struct rdm_etcd *e, int64_t id, int64_t *ttl_s, char *err, size_t errlen)
 {
-	struct json_object *req = json_object_new_object(), *ans, *res;
-	int rc;
+	struct json_object *ans, *res;
+	int rc = lease_call(e, "/v3/lease/keepalive", "ID", id, &ans, err, errlen);
 
-	if (!req)
-		return -ENOMEM;
-	add_i64(req, "ID", id);
-	rc = call_obj(e, "/v3/lease/keepalive", req, &ans, err, errlen);
 	if (rc)
 		return rc;
 	/* The gateway streams: one result for our one request. No TTL: the lease is gone. */
@@ -435,13 +439,9 @@ int rdm_etcd_keepalive(struct rdm_etcd *e, int64_t id, int64_t *ttl_s, char *err
 
 int rdm_etcd_revoke(struct rdm_etcd *e, int64_t id, char *err, size_t errlen)
 {
-	struct json_object *req = json_object_new_object(), *ans;
-	int rc;
+	struct json_object *ans;
+	int rc = lease_call(e, "/v3/lease/revoke", "ID", id, &ans, err, errlen);
 
-	if (!req)
-		return -ENOMEM;
-	add_i64(req, "ID", id);
-	rc = call_obj(e, "/v3/lease/revoke", req, &ans, err, errlen);
 	if (!rc)
 		json_object_put(ans);
 	return rc;

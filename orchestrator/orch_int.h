@@ -174,7 +174,8 @@ void rdm_orch__renew_gone(struct orch *o, int k);
 
 /* The store (orch_store.c). open: url NULL for the file store, else etcd://...; rack,
  * state, spec: read the rack, the saved state (-ENOENT: none yet) and the chain in
- * force from the store (the files at path are the first orchestrator's seed); save:
+ * force from the store (the files at path are the first orchestrator's seed; state:
+ * 1, *st zeroed, when the store holds the revision read last); save:
  * write a new state (chain: the chain file in force from now on, or NULL) — with etcd
  * only while we lead, in a transaction fenced by our leader key; start: the lease
  * thread (etcd). Each returns 0 or -errno with err. */

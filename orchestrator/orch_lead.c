@@ -52,11 +52,7 @@ int rdm_orch__reload(struct orch *o, int *moved, char *err, size_t errlen)
 
 	*moved = 0;
 	if (rc)
-		return rc;
-	if (o->store.state_rev == seen && o->plan) {
-		rdm_state_free(&st);
-		return 0; /* what we hold */
-	}
+		return rc == 1 ? 0 : rc; /* 1: what we hold */
 	rc = rdm_chain_spec_parse(st.chain, o->store.chain_text, &spec, err, errlen);
 	if (rc) {
 		rdm_state_free(&st);

@@ -326,6 +326,10 @@ int rdm_orch__store_state(struct orch *o, struct rdm_orch_state *st, char *err, 
 	rc = rdm_etcd_get(s->main, sk, &kv, NULL, err, errlen);
 	if (rc)
 		return rc;
+	if (s->state_rev && kv.mod_rev == s->state_rev) {
+		rdm_etcd_kv_free(&kv);
+		return 1; /* the one we hold: nothing to parse, no chain to read */
+	}
 	rc = rdm_state_parse(sk, kv.value, st, err, errlen);
 	s->state_rev = kv.mod_rev;
 	rdm_etcd_kv_free(&kv);
