@@ -151,8 +151,8 @@ static int set_serial(X509 *x)
 	return ok ? 0 : -ENOMEM;
 }
 
-X509 *rdm_certs__make_cert(EVP_PKEY *key, const char *cn, long from_s, long to_s, X509 *ca,
-			   EVP_PKEY *ca_key)
+X509 *rdm_certs__make_cert(EVP_PKEY *key, const char *cn, const char *unit, long from_s, long to_s,
+			   X509 *ca, EVP_PKEY *ca_key)
 {
 	X509 *x = X509_new();
 	X509_NAME *name = NULL;
@@ -169,6 +169,9 @@ X509 *rdm_certs__make_cert(EVP_PKEY *key, const char *cn, long from_s, long to_s
 	name = X509_NAME_new();
 	if (!name || !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
 						 (const unsigned char *)cn, -1, -1, 0))
+		goto fail;
+	if (unit && !X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8,
+						(const unsigned char *)unit, -1, -1, 0))
 		goto fail;
 	if (!X509_set_subject_name(x, name))
 		goto fail;
@@ -282,7 +285,7 @@ static int new_ca(const char *ca_pem, const char *ca_key, int days, X509 **ca, E
 		return rdm_errf(err, errlen, -EIO, "making the CA key: %s",
 				rdm_ossl_reason(why, sizeof(why)));
 	snprintf(cn, sizeof(cn), "rdmesh CA %02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
-	*ca = rdm_certs__make_cert(*key, cn, -CERTS_SKEW_S, ca_days * 86400, NULL, NULL);
+	*ca = rdm_certs__make_cert(*key, cn, NULL, -CERTS_SKEW_S, ca_days * 86400, NULL, NULL);
 	if (!*ca) {
 		rc = rdm_errf(err, errlen, -EIO, "making the CA certificate: %s",
 			      rdm_ossl_reason(why, sizeof(why)));
@@ -393,7 +396,7 @@ int rdm_certs_make(const char *dir, const char *const *names, int n, int days, c
 		if (rc == 1)
 			continue; /* kept: see certs.h */
 		key = EVP_EC_gen("P-256");
-		x = key ? rdm_certs__make_cert(key, names[i], from, to, ca, ca_pkey) : NULL;
+		x = key ? rdm_certs__make_cert(key, names[i], NULL, from, to, ca, ca_pkey) : NULL;
 		if (!x) {
 			rc = rdm_errf(err, errlen, -EIO, "%s: making the certificate: %s", names[i],
 				      rdm_ossl_reason(why, sizeof(why)));

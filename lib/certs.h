@@ -9,6 +9,7 @@
 #define RDM_CERTS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define RDM_CERTS_CA_DAYS  3650	 /* a new CA lives this long, or as long as its leaves */
 #define RDM_CERTS_MAX_DAYS 36500 /* |days| above this is a typo, not a wish */
@@ -59,6 +60,15 @@ int rdm_certs_request(const char *name, char **key_pem, char **csr_pem, char *er
  * is used. The certificate PEM (the caller frees it) in *cert_pem. 0, or -errno. */
 int rdm_certs_sign(const char *dir, const char *name, const char *csr, size_t len, int days,
 		   char **cert_pem, char *err, size_t errlen);
+
+/* The same for a lifetime in seconds (60 s..RDM_CERTS_MAX_DAYS days), with the subject's
+ * OU set to unit when it is not NULL: a pod's certificate binds it to its stage there
+ * ("pod dpi"). */
+int rdm_certs_sign_for(const char *dir, const char *name, const char *unit, const char *csr,
+		       size_t len, long seconds, char **cert_pem, char *err, size_t errlen);
+
+/* When dir/NAME.pem expires (unix seconds): 0 when it cannot be read. */
+int64_t rdm_certs_not_after(const char *dir, const char *name);
 
 /* Installs a renewed certificate for name in dir: cert_pem must be for key_pem, name
  * name, and verify against ca_bundle (PEM, one or more CAs). Then dir/NAME.key,

@@ -24,11 +24,12 @@ int rdm_certs__write_atomic(const char *path, mode_t mode, int replace,
 int rdm_certs__write_key(BIO *b, void *key);
 int rdm_certs__write_cert(BIO *b, void *x);
 
-/* A certificate for key with subject CN=cn, valid from now+from_s to now+to_s, signed by
- * ca_key as ca (ca NULL: self-signed, a CA; else a leaf naming cn as a DNS
- * subjectAltName, for TLS server and client). Returns it, or NULL. */
-X509 *rdm_certs__make_cert(EVP_PKEY *key, const char *cn, long from_s, long to_s, X509 *ca,
-			   EVP_PKEY *ca_key);
+/* A certificate for key with subject CN=cn (and OU=unit when unit is not NULL), valid
+ * from now+from_s to now+to_s, signed by ca_key as ca (ca NULL: self-signed, a CA; else a
+ * leaf naming cn as a DNS subjectAltName, for TLS server and client). Returns it, or
+ * NULL. */
+X509 *rdm_certs__make_cert(EVP_PKEY *key, const char *cn, const char *unit, long from_s, long to_s,
+			   X509 *ca, EVP_PKEY *ca_key);
 
 /* Loads a CA (ca_pem, ca_key) and checks it can sign: the key matches, it is a CA, and it
  * has not expired. 0 or -errno with err set. */

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -89,6 +90,16 @@ static int req_cn(X509_REQ *req, char *out, size_t cap)
 int rdm_certs_sign(const char *dir, const char *name, const char *csr, size_t len, int days,
 		   char **cert_pem, char *err, size_t errlen)
 {
+	if (days < 1 || days > RDM_CERTS_MAX_DAYS)
+		return rdm_errf(err, errlen, -EINVAL, "days %d is not in 1..%d", days,
+				RDM_CERTS_MAX_DAYS);
+	return rdm_certs_sign_for(dir, name, NULL, csr, len, (long)days * 86400, cert_pem, err,
+				  errlen);
+}
+
+int rdm_certs_sign_for(const char *dir, const char *name, const char *unit, const char *csr,
+		       size_t len, long seconds, char **cert_pem, char *err, size_t errlen)
+{
 	char ca_pem[PATH_MAX], ca_key[PATH_MAX], cn[RDM_CERTS_NAME_MAX + 1], why[256];
 	BIO *b = len <= INT_MAX ? BIO_new_mem_buf(csr, (int)len) : NULL;
 	X509_REQ *req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
@@ -98,9 +109,9 @@ int rdm_certs_sign(const char *dir, const char *name, const char *csr, size_t le
 
 	*cert_pem = NULL;
 	BIO_free(b);
-	if (days < 1 || days > RDM_CERTS_MAX_DAYS)
-		rc = rdm_errf(err, errlen, -EINVAL, "days %d is not in 1..%d", days,
-			      RDM_CERTS_MAX_DAYS);
+	if (seconds < 60 || seconds > (long)RDM_CERTS_MAX_DAYS * 86400)
+		rc = rdm_errf(err, errlen, -EINVAL, "a lifetime of %ld s is not in 60 s..%d days",
+			      seconds, RDM_CERTS_MAX_DAYS);
 	else if (!req || !pub)
 		rc = rdm_errf(err, errlen, -EINVAL, "%s: not a PEM certificate request (%s)", name,
 			      rdm_ossl_reason(why, sizeof(why)));
@@ -117,7 +128,7 @@ int rdm_certs_sign(const char *dir, const char *name, const char *csr, size_t le
 		 (rc = rdm_certs_path(ca_key, sizeof(ca_key), dir, "ca", ".key", err, errlen)) ==
 		     0 &&
 		 (rc = rdm_certs__load_ca(ca_pem, ca_key, &ca, &ca_pkey, err, errlen)) == 0) {
-		x = rdm_certs__make_cert(pub, name, -CERTS_SKEW_S, (long)days * 86400, ca, ca_pkey);
+		x = rdm_certs__make_cert(pub, name, unit, -CERTS_SKEW_S, seconds, ca, ca_pkey);
 		*cert_pem = x ? to_pem(rdm_certs__write_cert, x) : NULL;
 		if (!*cert_pem)
 			rc = rdm_errf(err, errlen, -EIO, "%s: signing: %s", name,
@@ -211,4 +222,24 @@ out:
 	EVP_PKEY_free(key);
 	X509_free(x);
 	return rc;
+}
+
+int64_t rdm_certs_not_after(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	struct tm tm;
+	int64_t t = 0;
+	FILE *f;
+	X509 *x;
+
+	if (rdm_certs_path(path, sizeof(path), dir, name, ".pem", NULL, 0) < 0 ||
+	    !(f = fopen(path, "r")))
+		return 0;
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (x && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+		t = (int64_t)timegm(&tm);
+	X509_free(x);
+	ERR_clear_error();
+	return t;
 }

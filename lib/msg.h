@@ -20,6 +20,11 @@
  *   csr        node -> orch   the request for the node's own name (body, PEM)
  *   cert       orch -> node   the certificate and the CA bundle (body; cert_len), or error
  *   renewed    node -> orch   result ok, or why the certificate was not installed
+ *   join       pod  -> orch   token, name, stage; the request for its name (body, PEM);
+ *                             sent without a certificate
+ *   joined     orch -> pod    the certificate (OU "pod STAGE") and the CA bundle (body;
+ *                             cert_len), or error: why
+ *   refused    orch -> pod    a pod's hello not taken: why (the pod tries again later)
  *
  * A message of another protocol version is refused with a reason that names both
  * versions, so mixed versions fail loudly instead of misreading each other. */
@@ -34,9 +39,11 @@
 #define RDM_ORCH_NAME	      "orch" /* the orchestrator's certificate name */
 #define RDM_CTL_NAME	      "ctl"  /* the operator's */
 #define RDM_ORCH_PORT	      7000
-#define RDM_ORCH_DEAD_MS      1500 /* default: silent this long = dead */
-#define RDM_ORCH_HEARTBEAT_MS 250  /* default heartbeat period asked of nodes */
-#define RDM_ORCH_SEND_MS      2000 /* bound on one send to a peer */
+#define RDM_ORCH_DEAD_MS      1500   /* default: silent this long = dead */
+#define RDM_ORCH_HEARTBEAT_MS 250    /* default heartbeat period asked of nodes */
+#define RDM_ORCH_SEND_MS      2000   /* bound on one send to a peer */
+#define RDM_POD_UNIT	      "pod " /* a pod's certificate: OU = "pod STAGE" */
+#define RDM_POD_CERT_S	      3600   /* default lifetime of a pod's certificate */
 
 #define RDM_MSG_PROTO	 "RDMESH/1"
 #define RDM_MSG_MAX_HDR	 32 /* header lines per message */

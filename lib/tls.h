@@ -51,11 +51,18 @@ struct rdm_tls_conn;
 
 /* A context for one role (server != 0: accepts; 0: connects) holding the CA to verify
  * peers with and this end's certificate chain and key, all PEM files. Certificates are
- * not judged here, so a test can load an expired one and watch the peer refuse it.
- * Returns NULL with errno and a one-line reason in err. */
+ * not judged here, so a test can load an expired one and watch the peer refuse it. A
+ * client may have neither cert nor key (both NULL): it proves nothing, and only a server
+ * that takes anonymous clients lets it in (a pod asking to join). Returns NULL with errno
+ * and a one-line reason in err. */
 struct rdm_tls_ctx *rdm_tls_ctx_new(const char *ca, const char *cert, const char *key, int server,
 				    char *err, size_t errlen);
 void rdm_tls_ctx_free(struct rdm_tls_ctx *ctx);
+
+/* A server context that also takes clients with no certificate: they reach the admit
+ * callback with the name "" (a certificate they do send is still verified). For the
+ * orchestrator, where a pod with a join token asks for its first certificate. */
+void rdm_tls_ctx_take_anonymous(struct rdm_tls_ctx *ctx);
 
 /* rdm_tls_ctx_new from the rack's layout, as `rdmesh ctl certs` writes it: dir/ca.pem,
  * dir/NAME.pem and dir/NAME.key, where the certificate must name NAME. */
@@ -123,9 +130,14 @@ int rdm_tls_accept_step(struct rdm_tls_conn *c, rdm_tls_admit_fn admit, void *ar
 			char *err, size_t errlen);
 void rdm_tls_accept_abort(struct rdm_tls_conn *c);
 
-/* The peer's verified name (first DNS subjectAltName, else CN), and its address as
- * "a.b.c.d:port" or "[v6]:port". Valid until rdm_tls_close. */
+/* The peer's verified name (first DNS subjectAltName, else CN; "" for an anonymous
+ * client), and its address as "a.b.c.d:port" or "[v6]:port". Valid until rdm_tls_close. */
 const char *rdm_tls_peer_name(const struct rdm_tls_conn *c);
+
+/* The organizational unit (OU) in the subject of a server's verified peer, "" when none:
+ * the orchestrator binds a pod's certificate to its stage there ("pod dpi"). Set before
+ * the admit callback runs (rdm_tls_accept_step), so it may look at it. */
+const char *rdm_tls_peer_unit(const struct rdm_tls_conn *c);
 const char *rdm_tls_peer_addr(const struct rdm_tls_conn *c);
 
 /* Sends one message of len bytes (buf may be NULL when len is 0) within timeout_ms.

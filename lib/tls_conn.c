@@ -125,9 +125,10 @@ int rdm_tls__verdict_check(const uint8_t *v, uint32_t vlen, char *err, size_t er
 	return rdm_errf(err, errlen, -ECONNREFUSED, "%s: refused us: %s", who, reason);
 }
 
-int rdm_tls__admit(const char *name, rdm_tls_admit_fn admit, void *arg, char *why, size_t whylen)
+int rdm_tls__admit(const char *name, int anonymous, rdm_tls_admit_fn admit, void *arg, char *why,
+		   size_t whylen)
 {
-	if (!name[0]) {
+	if (!name[0] && !anonymous) {
 		snprintf(why, whylen, "the certificate names no usable holder");
 		return -EACCES;
 	}
@@ -318,6 +319,7 @@ int rdm_tls_accept_step(struct rdm_tls_conn *c, rdm_tls_admit_fn admit, void *ar
 {
 	char who[128], why[256], verdict[RDM_TLS_VERDICT_MAX];
 	int r, e, se, rc;
+	X509 *peer;
 
 	snprintf(who, sizeof(who), "client %s", c->peer_addr);
 	*want_write = 0;
@@ -334,8 +336,12 @@ int rdm_tls_accept_step(struct rdm_tls_conn *c, rdm_tls_admit_fn admit, void *ar
 		return rdm_tls__hs_error(&c->verify, NULL, e, se, err, errlen, who);
 	}
 	/* The handshake is done: the verdict, a few bytes the socket takes at once. */
-	rdm_tls__cert_name(SSL_get0_peer_certificate(c->ssl), c->peer_name, sizeof(c->peer_name));
-	rc = rdm_tls__admit(c->peer_name, admit, arg, why, sizeof(why));
+	peer = SSL_get0_peer_certificate(c->ssl);
+	if (peer) {
+		rdm_tls__cert_name(peer, c->peer_name, sizeof(c->peer_name));
+		rdm_tls__cert_unit(peer, c->peer_unit, sizeof(c->peer_unit));
+	}
+	rc = rdm_tls__admit(c->peer_name, !peer, admit, arg, why, sizeof(why));
 	if (rc < 0) {
 		rdm_errf(err, errlen, rc, "%s: refused '%s': %s", who, c->peer_name, why);
 		snprintf(verdict, sizeof(verdict), "%s%s", RDM_TLS_VERDICT_NO, why);
@@ -413,6 +419,11 @@ struct rdm_tls_conn *rdm_tls_accept(struct rdm_tls_ctx *ctx, int lfd, int timeou
 const char *rdm_tls_peer_name(const struct rdm_tls_conn *c)
 {
 	return c->peer_name;
+}
+
+const char *rdm_tls_peer_unit(const struct rdm_tls_conn *c)
+{
+	return c->peer_unit;
 }
 
 const char *rdm_tls_peer_addr(const struct rdm_tls_conn *c)

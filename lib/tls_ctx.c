@@ -66,6 +66,19 @@ void rdm_tls__cert_name(X509 *x, char *out, size_t cap)
 		out[0] = '\0';
 }
 
+void rdm_tls__cert_unit(X509 *x, char *out, size_t cap)
+{
+	int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_organizationalUnitName, out,
+					  (int)cap);
+
+	if (n <= 0 || (size_t)n >= cap)
+		n = 0;
+	for (int i = 0; i < n; i++)
+		if (out[i] < 0x20 || out[i] >= 0x7f)
+			n = 0;
+	out[n] = '\0';
+}
+
 /* ---- contexts ---- */
 
 /* Records the first verification failure in the SSL's struct rdm_tls_verify (its app
@@ -99,7 +112,7 @@ struct rdm_tls_ctx *rdm_tls_ctx_new(const char *ca, const char *cert, const char
 	char why[256];
 	int rc = -EINVAL;
 
-	if (!ca || !cert || !key) {
+	if (!ca || ((server || cert || key) && (!cert || !key))) {
 		errno = -rdm_errf(err, errlen, -EINVAL,
 				  "tls: the CA, certificate and key are all needed");
 		return NULL;
@@ -129,6 +142,10 @@ struct rdm_tls_ctx *rdm_tls_ctx_new(const char *ca, const char *cert, const char
 			      rdm_ossl_reason(why, sizeof(why)));
 		goto fail;
 	}
+	if (!cert) {
+		ctx->anonymous = 1; /* a client proving nothing: a pod before it joins */
+		goto settings;
+	}
 	if (SSL_CTX_use_certificate_chain_file(ctx->ssl, cert) != 1) {
 		rc = rdm_errf(err, errlen, -EINVAL, "%s: cannot load the certificate: %s", cert,
 			      rdm_ossl_reason(why, sizeof(why)));
@@ -157,6 +174,7 @@ struct rdm_tls_ctx *rdm_tls_ctx_new(const char *ca, const char *cert, const char
 		    "%s: the certificate names no usable holder (DNS subjectAltName or CN)", cert);
 		goto fail;
 	}
+settings:
 	SSL_CTX_set_verify(
 	    ctx->ssl, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), verify_cb);
 	SSL_CTX_set_verify_depth(ctx->ssl, 4);
@@ -232,6 +250,14 @@ SSL *rdm_tls__ssl_new(struct rdm_tls_ctx *ctx)
 	return ssl;
 }
 
+void rdm_tls_ctx_take_anonymous(struct rdm_tls_ctx *ctx)
+{
+	pthread_mutex_lock(&ctx->mu);
+	ctx->anonymous = 1;
+	SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_PEER, verify_cb);
+	pthread_mutex_unlock(&ctx->mu);
+}
+
 int rdm_tls_ctx_reload(struct rdm_tls_ctx *ctx, const char *dir, char *err, size_t errlen)
 {
 	struct rdm_tls_ctx *fresh = rdm_tls_ctx_load(dir, ctx->name, ctx->server, err, errlen);
@@ -239,6 +265,8 @@ int rdm_tls_ctx_reload(struct rdm_tls_ctx *ctx, const char *dir, char *err, size
 
 	if (!fresh)
 		return errno ? -errno : -EINVAL;
+	if (ctx->server && ctx->anonymous)
+		SSL_CTX_set_verify(fresh->ssl, SSL_VERIFY_PEER, verify_cb);
 	pthread_mutex_lock(&ctx->mu);
 	old = ctx->ssl;
 	ctx->ssl = fresh->ssl;

@@ -145,7 +145,7 @@ static void handshake_done(struct rdm_tls_hs *h)
 	h->phase = HS_VERDICT;
 	if (!h->server)
 		return;
-	if (rdm_tls__admit(h->peer, h->admit, h->arg, h->why, sizeof(h->why)) < 0 ||
+	if (rdm_tls__admit(h->peer, 0, h->admit, h->arg, h->why, sizeof(h->why)) < 0 ||
 	    grant_bind(h) < 0) {
 		h->refused = 1;
 		snprintf(refusal, sizeof(refusal), "%s%s", RDM_TLS_VERDICT_NO, h->why);

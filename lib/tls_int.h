@@ -33,6 +33,8 @@ struct rdm_tls_ctx {
 	pthread_mutex_t mu; /* ssl, swapped by rdm_tls_ctx_reload */
 	SSL_CTX *ssl;
 	int server;
+	int anonymous; /* server: clients without a certificate get to the admit callback;
+			* client: this end has none (rdm_tls_ctx_new without cert and key) */
 	char name[RDM_TLS__NAME_LEN];
 };
 
@@ -67,8 +69,14 @@ int rdm_tls__verdict_check(const uint8_t *v, uint32_t vlen, char *err, size_t er
 			   const char *who);
 
 /* A server's decision on a verified peer called name ("" when its certificate names no
- * usable holder): 0 to admit, or -EACCES with the reason (for the verdict) in why. */
-int rdm_tls__admit(const char *name, rdm_tls_admit_fn admit, void *arg, char *why, size_t whylen);
+ * usable holder; with anonymous, when it sent none on a context that takes that): 0 to
+ * admit, or -EACCES with the reason (for the verdict) in why. */
+int rdm_tls__admit(const char *name, int anonymous, rdm_tls_admit_fn admit, void *arg, char *why,
+		   size_t whylen);
+
+/* The organizational unit (OU) of certificate x's subject into out ("" when none or
+ * not printable). */
+void rdm_tls__cert_unit(X509 *x, char *out, size_t cap);
 
 /* The session of a finished handshake (lib/tls_hs.c), for lib/tls_stream.c; frees h. */
 struct rdm_tls_hs;
@@ -110,6 +118,7 @@ struct rdm_tls_conn {
 	int alert;	  /* the latest I/O failure was an alert from the peer */
 	char reason[256]; /* OpenSSL's reason for the latest I/O failure */
 	char peer_name[RDM_TLS__NAME_LEN];
+	char peer_unit[RDM_TLS__NAME_LEN];
 	char peer_addr[64];
 	const char *expect; /* client: the name asked for, during the handshake only */
 	/* A message being received (kept across timeouts). */

@@ -63,7 +63,8 @@ struct agent {
 	struct replica *r[MAX_REPLICAS];
 	int n;
 	char chain_path[PATH_MAX];
-	char *new_key; /* ctl renew: the key our certificate request was made with (PEM) */
+	char *new_key;	/* ctl renew: the key our certificate request was made with (PEM) */
+	int reload_now; /* the renewal asks the replicas to take the new certificate at once */
 	/* Held by the main thread while it changes the list (r, n, stopping, epoch) and
 	 * while it calls rdm_node_report (a static scratch buffer), and by the metrics
 	 * callback; the main thread reads the list without it (it is the only writer). */
@@ -248,8 +249,10 @@ static void hang_up(struct agent *a, const char *why)
 
 static void dial(struct agent *a)
 {
-	char err[512], ep[24], run[1024];
-	const char *kv[] = {"running", run, NULL};
+	char err[512], ep[24], run[1024], data[64] = "", until[24] = "";
+	const char *kv[] = {"running",	  run,	 "data", data,
+			    "cert_until", until, "rdma", a->o->rdma_device ? a->o->rdma_device : "",
+			    NULL};
 
 	snprintf(a->cur, sizeof(a->cur), "%s", a->hint[0] ? a->hint : a->addr[a->at]);
 	a->hint[0] = 0;
@@ -268,6 +271,15 @@ static void dial(struct agent *a)
 	a->dial_fails = 0;
 	a->backoff_ms = BACKOFF_MIN_MS;
 	running(a, run, sizeof(run));
+	if (a->o->stage) { /* a pod: where it listens, when its certificate runs out */
+		if (rdm_agent_data_ip(a->o->data, rdm_tls_fd(a->c), data, sizeof(data), err,
+				      sizeof(err)) < 0)
+			alog(a, "%s", err);
+		snprintf(until, sizeof(until), "%" PRId64,
+			 rdm_certs_not_after(a->o->certs, a->o->name));
+	} else {
+		kv[2] = NULL; /* a host: rack.yaml says */
+	}
 	snprintf(ep, sizeof(ep), "%" PRIu64, a->epoch);
 	alog(a, "connected to the orchestrator at %s: hello (epoch %s, running [%s])", a->cur, ep,
 	     run);
@@ -415,8 +427,10 @@ static void forget_new_key(struct agent *a)
 static void take_renew(struct agent *a, const struct rdm_msg *m)
 {
 	char err[512], *csr = NULL;
+	const char *reload = rdm_msg_get(m, "reload");
 
 	forget_new_key(a);
+	a->reload_now = reload && !strcmp(reload, "now");
 	if (rdm_certs_request(a->o->name, &a->new_key, &csr, err, sizeof(err)) < 0) {
 		const char *kv[] = {"result", err, NULL};
 
@@ -454,6 +468,12 @@ static void take_cert(struct agent *a, const struct rdm_msg *m)
 	if (err[0]) {
 		kv[1] = err;
 		alog(a, "renew: %s", err);
+	} else if (a->reload_now) { /* a pod's own renewal: no new epoch comes */
+		for (int i = 0; i < a->n; i++)
+			if (!a->r[i]->joined && !a->r[i]->stopping)
+				rdm_node_reload(a->r[i]->node);
+		alog(a, "renew: new key and certificate installed in %s; replicas use them now",
+		     a->o->certs);
 	} else {
 		alog(a,
 		     "renew: new key and certificate installed in %s; replicas use them from the "
@@ -530,6 +550,8 @@ static void channel(struct agent *a)
 			take_cert(a, &m);
 		else if (!strcmp(m.type, "leader"))
 			take_leader(a, &m);
+		else if (!strcmp(m.type, "refused"))
+			hang_up(a, rdm_msg_get(&m, "why") ? rdm_msg_get(&m, "why") : "refused");
 		else if (strcmp(m.type, "ack"))
 			alog(a, "unexpected message '%s' from the orchestrator: ignored", m.type);
 		rdm_msg_free(&m);
@@ -605,6 +627,10 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 		}
 	}
 	snprintf(a.chain_path, sizeof(a.chain_path), "%s/chain.yaml", o->dir);
+	if (o->join && rdm_agent_join(o, err, sizeof(err)) < 0) {
+		fprintf(stderr, "rdmesh: %s: %s\n", o->name, err);
+		return 1;
+	}
 	a.tls = rdm_tls_ctx_load(o->certs, o->name, 0, err, sizeof(err));
 	if (!a.tls) {
 		fprintf(stderr, "rdmesh: %s: %s\n", o->name, err);

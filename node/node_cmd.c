@@ -17,15 +17,19 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: rdmesh node --config CHAIN.yaml --name NODE [--certs DIR] [--stats FILE]\n"
-		"                   [--drain-ms MS] [--metrics IP:PORT "
-		"[--metrics-remote|--metrics-tls]]\n"
-		"       rdmesh node --orch IP:PORT --name NODE [--certs DIR] [--dir DIR]\n"
-		"                   [--drain-ms MS] [--metrics IP:PORT "
-		"[--metrics-remote|--metrics-tls]]\n"
-		"       rdmesh check CHAIN.yaml\n"
-		"(rdmesh help lists every command)\n");
+	fprintf(
+	    out,
+	    "usage: rdmesh node --config CHAIN.yaml --name NODE [--certs DIR] [--stats FILE]\n"
+	    "                   [--drain-ms MS] [--metrics IP:PORT "
+	    "[--metrics-remote|--metrics-tls]]\n"
+	    "       rdmesh node --orch IP:PORT --name NODE [--certs DIR] [--dir DIR]\n"
+	    "                   [--drain-ms MS] [--metrics IP:PORT "
+	    "[--metrics-remote|--metrics-tls]]\n"
+	    "                   [--join TOKEN_FILE --stage STAGE [--ca CA.pem] [--data IP|IFACE]\n"
+	    "                    [--rdma-device DEV]]   a pod: joins with a token, then runs\n"
+	    "                   one replica of STAGE (README: pods)\n"
+	    "       rdmesh check CHAIN.yaml\n"
+	    "(rdmesh help lists every command)\n");
 }
 
 /* Signals are taken synchronously by the main thread (sigtimedwait); the threads it
@@ -45,15 +49,27 @@ static void take_signals(void)
 int rdm_cmd_node(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
-	    {"stats", required_argument, NULL, 's'},  {"drain-ms", required_argument, NULL, 'd'},
-	    {"help", no_argument, NULL, 'h'},	      {"metrics", required_argument, NULL, 'm'},
-	    {"orch", required_argument, NULL, 'o'},   {"certs", required_argument, NULL, 'C'},
-	    {"dir", required_argument, NULL, 'D'},    {"metrics-remote", no_argument, NULL, 'R'},
-	    {"metrics-tls", no_argument, NULL, 'T'},  {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"stats", required_argument, NULL, 's'},
+	    {"drain-ms", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"metrics", required_argument, NULL, 'm'},
+	    {"orch", required_argument, NULL, 'o'},
+	    {"certs", required_argument, NULL, 'C'},
+	    {"dir", required_argument, NULL, 'D'},
+	    {"metrics-remote", no_argument, NULL, 'R'},
+	    {"metrics-tls", no_argument, NULL, 'T'},
+	    {"join", required_argument, NULL, 'J'},
+	    {"stage", required_argument, NULL, 'S'},
+	    {"ca", required_argument, NULL, 'A'},
+	    {"data", required_argument, NULL, 'a'},
+	    {"rdma-device", required_argument, NULL, 'r'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *name = NULL, *stats = NULL, *metrics_at = NULL;
 	const char *orch = NULL, *certs = NULL, *dir = NULL;
+	const char *join = NULL, *stage = NULL, *join_ca = NULL, *data = NULL, *rdma_device = NULL;
 	char dirbuf[RDM_NODE_NAME_MAX + 16];
 	struct rdm_metrics *metrics = NULL;
 	int drain_ms = 2000, c, rc, remote = 0, mtls = 0;
@@ -61,7 +77,7 @@ int rdm_cmd_node(int argc, char **argv)
 	struct rdm_node *node;
 	char err[512];
 
-	while ((c = getopt_long(argc, argv, "c:n:s:d:m:o:C:D:RTh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:n:s:d:m:o:C:D:RTJ:S:A:a:r:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			orch = optarg;
@@ -71,6 +87,21 @@ int rdm_cmd_node(int argc, char **argv)
 			break;
 		case 'D':
 			dir = optarg;
+			break;
+		case 'J':
+			join = optarg;
+			break;
+		case 'S':
+			stage = optarg;
+			break;
+		case 'A':
+			join_ca = optarg;
+			break;
+		case 'a':
+			data = optarg;
+			break;
+		case 'r':
+			rdma_device = optarg;
 			break;
 		case 'c':
 			config = optarg;
@@ -111,8 +142,17 @@ int rdm_cmd_node(int argc, char **argv)
 					    .certs = certs ? certs : "certs",
 					    .drain_ms = drain_ms,
 					    .metrics = metrics_at,
-					    .metrics_tls = mtls};
+					    .metrics_tls = mtls,
+					    .join = join,
+					    .stage = stage,
+					    .ca = join_ca,
+					    .data = data,
+					    .rdma_device = rdma_device};
 
+		if (!join != !stage) {
+			fprintf(stderr, "rdmesh: node: --join and --stage go together (a pod)\n");
+			return 2;
+		}
 		if (!name || config || stats || drain_ms < 0) {
 			fprintf(stderr, "rdmesh: node --orch takes --name, and --certs, --dir, "
 					"--drain-ms, --metrics; the chain comes from the "
@@ -126,6 +166,11 @@ int rdm_cmd_node(int argc, char **argv)
 		ao.dir = dir;
 		take_signals();
 		return rdm_agent_run(&ao);
+	}
+	if (join || stage || join_ca || data || rdma_device) {
+		fprintf(stderr, "rdmesh: node: --join, --stage, --ca, --data and --rdma-device "
+				"are for a pod (with --orch)\n");
+		return 2;
 	}
 	if (!config || !name || drain_ms < 0) {
 		usage(stderr);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lib/certs.h"
+#include "lib/jointoken.h"
 #include "lib/clock.h"
 #include "lib/file.h"
 #include "lib/msg.h"
@@ -29,6 +30,8 @@ static void ctl_usage(FILE *to)
 	    to,
 	    "usage: rdmesh ctl SUBCOMMAND [ARGS]\n"
 	    "subcommands:\n"
+	    "  token [--certs DIR] --stage STAGE [--ttl SECONDS] [--uses 1|0]\n"
+	    "                      a join token for pods of STAGE (made from DIR/ca.key)\n"
 	    "  certs --out DIR [--days N] NAME...\n"
 	    "                      make the rack's CA (DIR/ca.pem, DIR/ca.key; an existing\n"
 	    "                      one is reused) and a certificate and key for each NAME\n"
@@ -49,6 +52,57 @@ static void ctl_usage(FILE *to)
 	    "                      once all are installed, a new epoch: connections made\n"
 	    "                      from then on prove themselves with them\n",
 	    RDM_ORCH_PORT, CTL_CERTS_DAYS);
+}
+
+/* ctl token: a join token for pods of a stage (lib/jointoken.h), made from the CA in
+ * certs; printed alone on stdout, so `$(rdmesh ctl token ...)` takes it. */
+static int cmd_token(const char *certs, int argc, char **argv)
+{
+	static const char usage[] =
+	    "usage: rdmesh ctl token [--certs DIR] --stage STAGE [--ttl SECONDS] [--uses 1|0]\n"
+	    "  a token that lets pods join as replicas of STAGE (DIR: the CA, ca.key;\n"
+	    "  default certs/); --ttl: it expires then (default 3600, at most 30 days);\n"
+	    "  --uses 1 (default): one pod; 0: any number of pods until it expires\n";
+	const char *stage = NULL;
+	long ttl = 3600, uses = 1;
+	char tok[RDM_JOIN_TOKEN_MAX + 1], err[512], *end = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(usage, stdout);
+			return 0;
+		}
+		if (!v) {
+			fprintf(stderr, "ctl token: %s needs a value\n%s", argv[i], usage);
+			return 2;
+		}
+		if (!strcmp(argv[i], "--certs"))
+			certs = v;
+		else if (!strcmp(argv[i], "--stage"))
+			stage = v;
+		else if (!strcmp(argv[i], "--ttl") && (ttl = strtol(v, &end, 10), !*end))
+			;
+		else if (!strcmp(argv[i], "--uses") && (uses = strtol(v, &end, 10), !*end))
+			;
+		else {
+			fprintf(stderr, "ctl token: bad argument '%s %s'\n%s", argv[i], v, usage);
+			return 2;
+		}
+		i++;
+	}
+	if (!stage) {
+		fprintf(stderr, "ctl token: --stage is required\n%s", usage);
+		return 2;
+	}
+	if (rdm_join_token_make(certs, stage, (int)uses, ttl, tok, sizeof(tok), err, sizeof(err)) <
+	    0) {
+		fprintf(stderr, "ctl token: %s\n", err);
+		return 1;
+	}
+	printf("%s\n", tok);
+	return 0;
 }
 
 static void certs_usage(FILE *to)
@@ -381,6 +435,8 @@ int rdm_cmd_ctl(int argc, char **argv)
 		return cmd_apply(orch, certs, argc - 1, argv + 1);
 	if (!strcmp(argv[1], "certs"))
 		return cmd_certs(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "token"))
+		return cmd_token(certs, argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		ctl_usage(stdout);
 		return 0;

@@ -96,7 +96,9 @@ static int serve(struct orch *o, struct conn *c)
 			/* A message that does not parse: say so. Another protocol version will
 			 * not get better: hang up; anything else may be a one-off. */
 			rdm_orch__log(o, "%s: bad message: %s",
-				      c->node >= 0 ? o->rack.nodes[c->node].name : RDM_CTL_NAME,
+				      c->node >= 0	    ? o->rack.nodes[c->node].name
+				      : c->node == CONN_CTL ? RDM_CTL_NAME
+							    : rdm_tls_peer_addr(c->c),
 				      err);
 			if (strstr(err, "unsupported protocol")) {
 				rdm_orch__drop_conn(o, c, err);
@@ -113,8 +115,10 @@ static int serve(struct orch *o, struct conn *c)
 		}
 		if (c->node >= 0)
 			rdm_orch__take_node_msg(o, c, &m);
-		else
+		else if (c->node == CONN_CTL)
 			rdm_orch__take_request(o, c, &m);
+		else
+			rdm_orch__take_pod_msg(o, c, &m);
 		rdm_msg_free(&m);
 		if (c->gone)
 			return -1; /* dropped while handling */
@@ -196,8 +200,10 @@ static void run(struct orch *o)
 		}
 		take_accepted(o);
 		rdm_orch__apply_poll(o);
-		if (rdm_orch__leads(o))
+		if (rdm_orch__leads(o)) {
 			rdm_orch__check_health(o);
+			rdm_orch__pods_tick(o);
+		}
 		while (o->gone) {
 			struct conn *nx = o->gone->next;
 
@@ -242,6 +248,8 @@ static void usage(FILE *f)
 	    "                    else 0.0.0.0:%d)\n"
 	    "  --advertise IP:PORT  where nodes and ctl reach this orchestrator, told to them by\n"
 	    "                    the others when it leads (default: --listen)\n"
+	    "  --pod-cert-s S    lifetime of a pod's certificate (default 3600); pods renew\n"
+	    "                    theirs with a third of it left (README: pods)\n"
 	    "  --dead-ms MS      a node with replicas silent this long is dead (default %d)\n"
 	    "  --heartbeat-ms MS how often nodes report (default %d)\n"
 	    "  --check           validate the files, print the placement, and exit\n",
@@ -264,6 +272,7 @@ int rdm_cmd_orch(int argc, char **argv)
 	    {"etcd-key", required_argument, NULL, 'K'},
 	    {"lease-s", required_argument, NULL, 'L'},
 	    {"advertise", required_argument, NULL, 'a'},
+	    {"pod-cert-s", required_argument, NULL, 'P'},
 	    {"check", no_argument, NULL, 'k'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -274,6 +283,7 @@ int rdm_cmd_orch(int argc, char **argv)
 	int lease_s = LEASE_S;
 	struct orch o = {.dead_ms = RDM_ORCH_DEAD_MS,
 			 .heartbeat_ms = RDM_ORCH_HEARTBEAT_MS,
+			 .pod_cert_s = RDM_POD_CERT_S,
 			 .lfd = -1,
 			 .epfd = -1,
 			 .wake = {-1, -1}};
@@ -282,7 +292,7 @@ int rdm_cmd_orch(int argc, char **argv)
 	sigset_t set;
 
 	o.state_path = "rdmesh-orch.state";
-	while ((c = getopt_long(argc, argv, "r:c:C:s:l:d:b:S:A:E:K:L:a:kh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:c:C:s:l:d:b:S:A:E:K:L:a:P:kh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			rack = optarg;
@@ -323,6 +333,9 @@ int rdm_cmd_orch(int argc, char **argv)
 		case 'a':
 			advertise = optarg;
 			break;
+		case 'P':
+			o.pod_cert_s = atoi(optarg);
+			break;
 		case 'k':
 			check = 1;
 			break;
@@ -342,6 +355,10 @@ int rdm_cmd_orch(int argc, char **argv)
 			    : "--etcd-ca, --etcd-cert and --etcd-key go together");
 		return 2;
 	}
+	if (o.pod_cert_s < 60 || o.pod_cert_s > 30 * 86400) {
+		fprintf(stderr, "rdmesh orch: --pod-cert-s: 60 s to 30 days\n");
+		return 2;
+	}
 	if (!rack || optind != argc || o.dead_ms < 100 || o.heartbeat_ms < 10 ||
 	    o.heartbeat_ms * 2 > o.dead_ms) {
 		if (rack && optind == argc)
@@ -358,7 +375,7 @@ int rdm_cmd_orch(int argc, char **argv)
 		fprintf(stderr, "rdmesh orch: %s\n", err);
 		goto out;
 	}
-	o.nodes = calloc((size_t)o.rack.n_nodes, sizeof(*o.nodes));
+	o.nodes = calloc((size_t)o.rack.n_hosts + RDM_RACK_PODS_MAX, sizeof(*o.nodes));
 	if (!o.nodes)
 		goto out;
 	c = check ? -ENOENT : rdm_orch__store_state(&o, &o.st, err, sizeof(err));
@@ -433,6 +450,7 @@ int rdm_cmd_orch(int argc, char **argv)
 		fprintf(stderr, "rdmesh orch: %s\n", err);
 		goto out;
 	}
+	rdm_tls_ctx_take_anonymous(o.tls); /* pods asking to join: orch_pods.c */
 	o.lfd = rdm_tls_listen(o.listen, err, sizeof(err));
 	if (o.lfd < 0) {
 		fprintf(stderr, "rdmesh orch: %s\n", err);

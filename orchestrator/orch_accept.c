@@ -29,13 +29,36 @@ struct pending {
 	struct sockaddr_storage src;
 };
 
+/* What admit is asked about: the orchestrator and the connection proving itself. */
+struct admit_arg {
+	struct orch *o;
+	struct rdm_tls_conn *c;
+};
+
+/* The host of rack.yaml named name, or -1 (hosts never change: no lock needed). */
+static int host_find(const struct rdm_rack *r, const char *name)
+{
+	for (int k = 0; k < r->n_hosts; k++)
+		if (!strcmp(r->nodes[k].name, name))
+			return k;
+	return -1;
+}
+
+static int is_pod(struct rdm_tls_conn *c)
+{
+	return !strncmp(rdm_tls_peer_unit(c), RDM_POD_UNIT, strlen(RDM_POD_UNIT));
+}
+
 static int admit(const char *name, void *arg, char *why, size_t len)
 {
-	struct orch *o = arg;
+	const struct admit_arg *a = arg;
 
-	if (!strcmp(name, RDM_CTL_NAME) || rdm_rack_find(&o->rack, name) >= 0)
+	/* No certificate: it may only ask to join (orch_pods.c). A pod's certificate: the
+	 * CA bound it to its stage, checked at its hello. */
+	if (!name[0] || is_pod(a->c) || !strcmp(name, RDM_CTL_NAME) ||
+	    host_find(&a->o->rack, name) >= 0)
 		return 0;
-	snprintf(why, len, "unknown node '%s': not in %s", name, o->rack.file);
+	snprintf(why, len, "unknown node '%s': not in %s", name, a->o->rack.file);
 	return -1;
 }
 
@@ -43,15 +66,17 @@ static int admit(const char *name, void *arg, char *why, size_t len)
 static void hand_over(struct orch *o, struct rdm_tls_conn *tc)
 {
 	struct conn *c = calloc(1, sizeof(*c));
+	const char *name = rdm_tls_peer_name(tc);
 
 	if (!c) {
 		rdm_tls_close(tc);
 		return;
 	}
 	c->c = tc;
-	c->node = strcmp(rdm_tls_peer_name(tc), RDM_CTL_NAME)
-		      ? rdm_rack_find(&o->rack, rdm_tls_peer_name(tc))
-		      : -1;
+	c->node = !name[0]			? CONN_JOIN
+		  : is_pod(tc)			? CONN_POD
+		  : !strcmp(name, RDM_CTL_NAME) ? CONN_CTL
+						: host_find(&o->rack, name);
 	pthread_mutex_lock(&o->mu);
 	c->next = o->accepted;
 	o->accepted = c;
@@ -124,9 +149,12 @@ void *rdm_orch__accept_main(void *arg)
 			char err[512];
 			int rc = 0;
 
-			if (pf[i + 1].revents)
-				rc = rdm_tls_accept_step(p[i].c, admit, o, &p[i].want_write, err,
+			if (pf[i + 1].revents) {
+				struct admit_arg a = {o, p[i].c};
+
+				rc = rdm_tls_accept_step(p[i].c, admit, &a, &p[i].want_write, err,
 							 sizeof(err));
+			}
 			if (rc == 0 && now > p[i].deadline_ns) {
 				snprintf(err, sizeof(err),
 					 "client %s: not proven within %d ms (TLS handshake and "

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lib/certs.h"
 #include "lib/file.h"
@@ -50,7 +51,7 @@ int rdm_orch__renew(struct orch *o, const char *days, FILE *f)
 	const char *kv[] = {"days", dd, NULL};
 
 	for (int k = 0; k < o->rack.n_nodes; k++)
-		if (o->nodes[k].renewing) {
+		if (o->nodes[k].renewing == 1) {
 			fprintf(f, "a renewal is still in progress (%s has not answered)\n",
 				o->rack.nodes[k].name);
 			return -1;
@@ -65,7 +66,7 @@ int rdm_orch__renew(struct orch *o, const char *days, FILE *f)
 	for (int k = 0; k < o->rack.n_nodes; k++) {
 		struct conn *c = o->nodes[k].conn;
 
-		if (!c || !c->hello)
+		if (!c || !c->hello || o->nodes[k].renewing) /* a pod renewing on its own */
 			continue;
 		if (rdm_msg_send(c->c, "renew", o->st.epoch, kv, NULL, 0, RDM_ORCH_SEND_MS) < 0) {
 			rdm_orch__drop_conn(o, c, "renew not sent");
@@ -95,7 +96,7 @@ static void round_done(struct orch *o)
 	char err[512];
 
 	for (int k = 0; k < o->rack.n_nodes; k++)
-		if (o->nodes[k].renewing)
+		if (o->nodes[k].renewing == 1)
 			return;
 	np = rdm_plan_copy(o->plan);
 	if (!np || rdm_orch__commit(o, np, NULL, err, sizeof(err)) < 0) {
@@ -113,9 +114,16 @@ static void round_done(struct orch *o)
 
 static void end_one(struct orch *o, int k, int ok)
 {
-	if (!o->nodes[k].renewing)
+	int was = o->nodes[k].renewing;
+
+	if (!was)
 		return;
 	o->nodes[k].renewing = 0;
+	if (was == 2) { /* a pod's own: no round, its replicas reloaded at once */
+		if (ok)
+			o->nodes[k].cert_until = (int64_t)time(NULL) + o->pod_cert_s;
+		return;
+	}
 	if (ok)
 		o->renew_ok++;
 	else
@@ -128,42 +136,52 @@ void rdm_orch__renew_gone(struct orch *o, int k)
 	end_one(o, k, 0);
 }
 
-/* A node's certificate request: signed for the name its channel proved. */
+char *rdm_orch__cert_body(struct orch *o, const char *cert, size_t *len, char *err, size_t errlen)
+{
+	size_t blen = 0, clen = strlen(cert);
+	char *bundle = read_bundle(o->certs, &blen), *body = bundle ? malloc(clen + blen) : NULL;
+
+	if (!bundle)
+		snprintf(err, errlen, "cannot read %s/ca.pem", o->certs);
+	else if (!body)
+		snprintf(err, errlen, "out of memory");
+	if (body) {
+		memcpy(body, cert, clen);
+		memcpy(body + clen, bundle, blen);
+		*len = clen + blen;
+	}
+	free(bundle);
+	return body;
+}
+
+/* A node's certificate request: signed for the name its channel proved (a pod's, with
+ * the stage its certificate binds it to, for the pods' lifetime). */
 static void take_csr(struct orch *o, int k, const struct rdm_msg *m)
 {
-	const char *name = o->rack.nodes[k].name;
+	const char *name = o->rack.nodes[k].name, *pod = o->rack.nodes[k].pod;
 	struct conn *c = o->nodes[k].conn;
-	char err[512], len[24], *cert = NULL, *bundle = NULL, *body = NULL;
-	size_t blen = 0, clen;
+	char err[512], len[24], unit[80], *cert = NULL, *body = NULL;
+	size_t blen = 0;
 	const char *ok_kv[] = {"cert_len", len, NULL}, *err_kv[] = {"error", err, NULL};
-	int rc = rdm_certs_sign(o->certs, name, m->body, m->body_len, o->renew_days, &cert, err,
-				sizeof(err));
+	int rc;
 
-	if (rc == 0 && !(bundle = read_bundle(o->certs, &blen))) {
-		snprintf(err, sizeof(err), "cannot read %s/ca.pem", o->certs);
+	snprintf(unit, sizeof(unit), RDM_POD_UNIT "%s", pod ? pod : "");
+	rc = pod ? rdm_certs_sign_for(o->certs, name, unit, m->body, m->body_len, o->pod_cert_s,
+				      &cert, err, sizeof(err))
+		 : rdm_certs_sign(o->certs, name, m->body, m->body_len, o->renew_days, &cert, err,
+				  sizeof(err));
+	if (rc == 0 && !(body = rdm_orch__cert_body(o, cert, &blen, err, sizeof(err))))
 		rc = -EIO;
-	}
-	if (rc == 0) {
-		clen = strlen(cert);
-		body = malloc(clen + blen);
-		if (body) {
-			memcpy(body, cert, clen);
-			memcpy(body + clen, bundle, blen);
-			snprintf(len, sizeof(len), "%zu", clen);
-		} else {
-			snprintf(err, sizeof(err), "out of memory");
-			rc = -ENOMEM;
-		}
-	}
-	if (rc < 0)
+	if (rc == 0)
+		snprintf(len, sizeof(len), "%zu", strlen(cert));
+	else
 		rdm_orch__log(o, "%s: certificate request refused: %s", name, err);
 	/* A refusal goes to the node too: its "renewed" answer ends its part of the round,
 	 * as it does after a certificate. */
-	if (rdm_msg_send(c->c, "cert", o->st.epoch, rc ? err_kv : ok_kv, body, rc ? 0 : clen + blen,
+	if (rdm_msg_send(c->c, "cert", o->st.epoch, rc ? err_kv : ok_kv, body, rc ? 0 : blen,
 			 RDM_ORCH_SEND_MS) < 0)
 		rdm_orch__drop_conn(o, c, "cert not sent"); /* ends its part of the round */
 	free(cert);
-	free(bundle);
 	free(body);
 }
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lib/clock.h"
 #include "lib/yaml.h"
@@ -73,12 +74,21 @@ static const char *protect_text(const struct rdm_chain_spec *spec)
 static void status(struct orch *o, FILE *f)
 {
 	const struct rstat *eg = NULL;
-	int up = 0;
+	int up = 0, pods = 0;
 
-	for (int k = 0; k < o->rack.n_nodes; k++)
+	for (int k = 0; k < o->rack.n_nodes; k++) {
 		up += o->nodes[k].conn != NULL;
-	fprintf(f, "orchestrator %s  chain '%s' (%s)  epoch %" PRIu64 "  nodes %d/%d connected\n",
-		o->listen, o->spec.name, o->st.chain, o->st.epoch, up, o->rack.n_nodes);
+		pods += o->rack.nodes[k].pod && !o->rack.nodes[k].gone;
+	}
+	fprintf(f,
+		"orchestrator %s  chain '%s' (%s)  epoch %" PRIu64
+		"  nodes %d/%d connected (%d hosts, %d pods)\n",
+		o->listen, o->spec.name, o->st.chain, o->st.epoch, up, o->rack.n_hosts + pods,
+		o->rack.n_hosts, pods);
+	if (o->joins_ok || o->joins_refused)
+		fprintf(f,
+			"pods: %" PRIu64 " joins taken, %" PRIu64 " refused (ctl logs: who, why)\n",
+			o->joins_ok, o->joins_refused);
 	fprintf(f, "data plane: protect %s\n", protect_text(&o->spec));
 	rdm_orch__store_status(o, f);
 	fputc('\n', f);
@@ -87,7 +97,17 @@ static void status(struct orch *o, FILE *f)
 		const struct nstate *ns = &o->nodes[k];
 		char reps[1024], ago[32], ep[24];
 
+		if (o->rack.nodes[k].gone)
+			continue;
 		rdm_orch__assigned(o->plan, k, reps, sizeof(reps));
+		if (o->rack.nodes[k].pod) { /* "dpi-51 (pod of dpi, certificate for 2400 s)" */
+			size_t n = strlen(reps);
+
+			snprintf(reps + n, sizeof(reps) - n,
+				 " (pod of %s, certificate for %" PRId64 " s)",
+				 o->rack.nodes[k].pod,
+				 ns->cert_until ? ns->cert_until - (int64_t)time(NULL) : 0);
+		}
 		if (ns->ever_seen)
 			snprintf(ago, sizeof(ago), "%.1f s ago",
 				 (double)(rdm_now_ns() - ns->last_seen_ns) / 1e9);
@@ -149,6 +169,21 @@ static int req_scale(struct orch *o, const char *stage, const char *count, FILE 
 
 	if (s < 0) {
 		fprintf(f, "no stage '%s' in chain '%s'\n", stage ? stage : "", o->spec.name);
+		return -1;
+	}
+	if (o->spec.stages[s].pods) {
+		/* The pod orchestrator owns the count: say what to run there. */
+		const struct rdm_spec_stage *st = &o->spec.stages[s];
+		int pods = 0;
+
+		for (int i = o->plan->n_replicas - o->plan->n_pods; i < o->plan->n_replicas; i++)
+			pods += o->plan->replicas[i].stage == s;
+		fprintf(f,
+			"%s is pod-backed (%d pods, %d host replicas): its pod orchestrator owns "
+			"the count. Run:\n  kubectl -n %s scale deployment/%s --replicas %s\n"
+			"(new pods join by themselves; host replicas change with `ctl apply`)\n",
+			stage, pods, o->plan->stage_replicas[s], st->pod_namespace,
+			st->pod_deployment, count && *count ? count : "N");
 		return -1;
 	}
 	if (!count || !*count || *end || n < 1 || n > RDM_PLAN_MAX_REPLICAS) {

@@ -23,10 +23,15 @@
 #define PPS_WINDOW_NS	       1000000000ull
 #define MAX_HOPS	       16
 
-/* One control connection: a node's (node >= 0) or the operator's. */
+/* What a connection is before it is a rack node's (node >= 0). */
+#define CONN_CTL  -1 /* the operator's (certificate "ctl") */
+#define CONN_JOIN -2 /* no certificate: may only ask to join with a token (orch_pods.c) */
+#define CONN_POD  -3 /* a pod's certificate, until its hello makes it a rack node */
+
+/* One control connection: a node's (node >= 0), the operator's, or a pod's. */
 struct conn {
 	struct rdm_tls_conn *c;
-	int node; /* index in the rack, or -1 for ctl */
+	int node; /* index in the rack, or CONN_* */
 	int hello;
 	int gone; /* dropped: closed, on o->gone until the loop's turn ends */
 	struct conn *next;
@@ -41,7 +46,9 @@ struct nstate {
 	uint64_t epoch;	       /* the epoch it applied */
 	char running[1024];    /* replica ids it runs, as it last said */
 	char refused[256];     /* why it refused our last assign, or "" */
-	int renewing;	       /* asked for a new certificate (ctl renew), not done yet */
+	int renewing;	       /* asked for a new certificate, not done yet: 1 by ctl renew
+				* (a round), 2 a pod's own renewal before it expires */
+	int64_t cert_until;    /* a pod: when its certificate expires (unix s), 0 unknown */
 	char sent_to[64];      /* a follower: the leader it last sent this node to (logged once) */
 };
 
@@ -109,6 +116,8 @@ struct orch {
 	const char *certs;	    /* the rack's CA (ca.pem, ca.key) and our own certificate */
 	int renew_days;		    /* ctl renew: lifetime of the certificates being issued */
 	int renew_ok, renew_failed; /* of the round in progress */
+	int pod_cert_s;		    /* lifetime of a pod's certificate (--pod-cert-s) */
+	uint64_t joins_ok, joins_refused;
 	int lfd;
 	int epfd; /* the main loop's epoll set: the wake pipe and every channel */
 	uint64_t start_ns;
@@ -225,6 +234,19 @@ void rdm_orch__apply_close(struct orch *o);
  * where the leader is when leader is set; a reply too large becomes a short error. */
 void rdm_orch__reply(struct orch *o, struct conn *c, const char *cmd, int rc, const char *out,
 		     size_t len, const char *leader);
+
+/* Pods (orch_pods.c). take_msg: a message on a CONN_JOIN or CONN_POD connection (a join
+ * with a token; a pod's hello, which makes it a rack node with its replica). gone: pod k
+ * was silent past the dead time: its replica leaves the plan, its slot is freed. tick:
+ * once per turn: pods whose certificate has a third of its life left are asked to renew
+ * it. */
+void rdm_orch__take_pod_msg(struct orch *o, struct conn *c, const struct rdm_msg *m);
+void rdm_orch__pod_gone(struct orch *o, int k, uint64_t silent_ms);
+void rdm_orch__pods_tick(struct orch *o);
+
+/* The CA bundle (certs/ca.pem, whole) appended to a certificate PEM: the body of a
+ * `cert` or `joined` message. malloc'd (*len bytes), or NULL with err. */
+char *rdm_orch__cert_body(struct orch *o, const char *cert, size_t *len, char *err, size_t errlen);
 
 /* Serves one `rdmesh ctl` request from c and sends the reply. */
 void rdm_orch__take_request(struct orch *o, struct conn *c, const struct rdm_msg *m);

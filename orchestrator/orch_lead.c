@@ -177,13 +177,17 @@ void rdm_orch__redirect(struct orch *o, struct conn *c)
 {
 	char leader[64], why[512];
 	const char *kv[] = {"leader", leader, "why", why, NULL};
-	struct nstate *ns = &o->nodes[c->node];
+	struct nstate *ns = c->node >= 0 ? &o->nodes[c->node] : NULL;
 
 	rdm_orch__leader(o, leader, sizeof(leader), why, sizeof(why));
 	if (!why[0])
 		snprintf(why, sizeof(why), "%s", leader[0] ? "not the leader" : "no leader yet");
 	rdm_msg_send(c->c, "leader", o->st.epoch, kv, NULL, 0, RDM_ORCH_SEND_MS);
-	if (strcmp(ns->sent_to, leader)) {
+	if (!ns) { /* a pod: joining, or not yet a node here */
+		rdm_orch__log(o, "pod %s (from %s): not leading: sent to %s",
+			      rdm_tls_peer_name(c->c)[0] ? rdm_tls_peer_name(c->c) : "(joining)",
+			      rdm_tls_peer_addr(c->c), leader[0] ? leader : "(no leader yet)");
+	} else if (strcmp(ns->sent_to, leader)) {
 		/* Nodes come back here until the leader answers: once per leader is enough. */
 		snprintf(ns->sent_to, sizeof(ns->sent_to), "%s", leader);
 		rdm_orch__log(o, "%s (from %s): not leading: sent to %s",

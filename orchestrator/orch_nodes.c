@@ -264,7 +264,8 @@ static void judge(struct orch *o, int k, uint64_t now, uint64_t dead_ns)
 	struct rdm_plan *np;
 	FILE *f;
 
-	if (ns->dead || ns->drained || !rdm_plan_node_replicas(o->plan, name, NULL, 0))
+	if (o->rack.nodes[k].gone || ns->dead || ns->drained ||
+	    (!o->rack.nodes[k].pod && !rdm_plan_node_replicas(o->plan, name, NULL, 0)))
 		return;
 	/* A node not seen since we started (or took the lead) may be dialling the others
 	 * first, or queued behind the rest of the rack's handshakes. */
@@ -273,6 +274,10 @@ static void judge(struct orch *o, int k, uint64_t now, uint64_t dead_ns)
 	silent = now - ns->last_seen_ns;
 	if (silent <= limit)
 		return;
+	if (o->rack.nodes[k].pod) { /* a pod is one replica: it leaves, nothing moves */
+		rdm_orch__pod_gone(o, k, silent / 1000000);
+		return;
+	}
 	ns->dead = 1;
 	np = rdm_plan_node_down(o->plan, name, err, sizeof(err));
 	if (!np) {

@@ -51,7 +51,9 @@ int rdm_orch__commit(struct orch *o, struct rdm_plan *np, const char *chain, cha
 		     size_t errlen)
 {
 	struct rdm_orch_state ns = {.epoch = o->st.epoch + 1,
-				    .chain = (char *)(chain ? chain : o->st.chain)};
+				    .chain = (char *)(chain ? chain : o->st.chain),
+				    .spent = o->st.spent, /* borrowed: it stays o->st's */
+				    .n_spent = o->st.n_spent};
 	enum rdm_down_why *why = calloc((size_t)o->rack.n_nodes + 1, sizeof(*why));
 	char *text = rdm_plan_render(np, err, errlen), *dup = chain ? strdup(chain) : NULL;
 	int rc = -ENOMEM;

@@ -32,12 +32,19 @@ struct rdm_ynode;
  * number, so "dpi-2" of a chain edge -> dpi -> log is 202 wherever it runs, and stays
  * so across re-plans. */
 #define RDM_PLAN_ID_STRIDE 100
+/* A pod's replica: STAGE-N with N from here ("dpi-51"), so it never takes a number a
+ * host replica may get. */
+#define RDM_PLAN_POD_FIRST 51
+#define RDM_PLAN_POD_LAST  99
 
 struct rdm_spec_stage {
 	char *name;
-	int replicas;			   /* 1..RDM_PLAN_MAX_REPLICAS, default 1 */
-	int workers;			   /* per replica, 1..RDM_PLAN_MAX_WORKERS, default 1 */
-	int spread;			   /* replicas on distinct nodes (default 1) */
+	int replicas; /* on hosts: 1..RDM_PLAN_MAX_REPLICAS, default 1 (0 with pods) */
+	int workers;  /* per replica, 1..RDM_PLAN_MAX_WORKERS, default 1 */
+	int spread;   /* replicas on distinct nodes (default 1) */
+	int pods;     /* pods may join as replicas of it (`pods:`) */
+	const char *pod_deployment; /* who owns their count (the doc's strings) */
+	const char *pod_namespace;
 	enum rdm_transport_kind transport; /* towards the next stage, default auto */
 	struct rdm_label *labels;	   /* placement: a node must carry all of them */
 	int n_labels;
@@ -89,9 +96,13 @@ struct rdm_replica {
 struct rdm_plan {
 	const struct rdm_rack *rack; /* borrowed: rack and spec must outlive the plan */
 	const struct rdm_chain_spec *spec;
-	struct rdm_replica *replicas; /* by stage in chain order, then by number */
+	/* The hosts' replicas by stage in chain order, then by number (1..); then the
+	 * pods' (numbered from RDM_PLAN_POD_FIRST), n_pods of them, in the order they
+	 * joined. */
+	struct rdm_replica *replicas;
 	int n_replicas;
-	int *stage_replicas; /* replicas of each stage now (a scale changes it) */
+	int n_pods;
+	int *stage_replicas; /* host replicas of each stage now (a scale changes it) */
 	unsigned char *down; /* per rack node: 1 when dead or drained (no replicas) */
 };
 
@@ -139,6 +150,20 @@ struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_c
 				 const int *counts, const unsigned char *down,
 				 const struct rdm_replica *keep, int n_keep, char *err,
 				 size_t errlen);
+
+/* A new plan with one more replica of pod k's stage (rack->nodes[k].pod), on pod k at
+ * the first free port of the rack's range on its address: numbered want when that is a
+ * free pod number (a pod that ran it before this orchestrator started), else the lowest
+ * free one. NULL with errno (EINVAL: not a pod-backed stage, no free number or port, or
+ * the stage holds RDM_PLAN_MAX_REPLICAS; EEXIST: the pod has a replica) and err. */
+struct rdm_plan *rdm_plan_add_pod(const struct rdm_plan *p, int k, int want, char *err,
+				  size_t errlen);
+
+/* A new plan without pod k's replica (the pod left), or NULL with errno ENOMEM. */
+struct rdm_plan *rdm_plan_remove_pod(const struct rdm_plan *p, int k, char *err, size_t errlen);
+
+/* The replica of pod k, or NULL. */
+const struct rdm_replica *rdm_plan_pod_replica(const struct rdm_plan *p, int k);
 
 /* A copy of p (same rack and spec), or NULL with errno ENOMEM. */
 struct rdm_plan *rdm_plan_copy(const struct rdm_plan *p);

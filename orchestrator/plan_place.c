@@ -80,7 +80,7 @@ static int check_stage(struct pctx *c, int s)
 	for (int i = 0; i < st->n_labels; i++) {
 		int found = 0;
 
-		for (int k = 0; k < rack->n_nodes && !found; k++) {
+		for (int k = 0; k < rack->n_hosts && !found; k++) {
 			const char *v = rdm_rack_label(&rack->nodes[k], st->labels[i].key);
 
 			found = v && !strcmp(v, st->labels[i].value);
@@ -91,7 +91,9 @@ static int check_stage(struct pctx *c, int s)
 				    "'%s: %s'",
 				    st->name, rack->file, st->labels[i].key, st->labels[i].value);
 	}
-	for (int k = 0; k < rack->n_nodes; k++) {
+	if (!p->stage_replicas[s])
+		return 0; /* pods only: nothing to place on hosts */
+	for (int k = 0; k < rack->n_hosts; k++) {
 		size_t used = strlen(names);
 
 		if (p->down[k] || !labels_match(&rack->nodes[k], st))
@@ -176,7 +178,7 @@ static int place(struct pctx *c)
 		for (int j = 0; j < p->n_replicas; j++)
 			if (p->replicas[j].node >= 0 && p->replicas[j].stage == r->stage)
 				hosts[p->replicas[j].node] = 1;
-		for (int k = 0; k < nn; k++) {
+		for (int k = 0; k < rack->n_hosts; k++) { /* a pod runs only its own replica */
 			int fresh = !hosts[k], left = rack->nodes[k].capacity - used[k];
 			uint16_t port;
 
@@ -207,7 +209,7 @@ static int place(struct pctx *c)
 			char why[384] = "";
 			size_t w = 0;
 
-			for (int k = 0; k < nn && w + 80 < sizeof(why); k++) {
+			for (int k = 0; k < rack->n_hosts && w + 80 < sizeof(why); k++) {
 				if (p->down[k] || !labels_match(&rack->nodes[k], st))
 					continue;
 				w += (size_t)snprintf(why + w, sizeof(why) - w, "%s%s %d free%s",
@@ -248,20 +250,37 @@ void rdm_plan_free(struct rdm_plan *p)
 	free(p);
 }
 
+/* The stage of spec that pod replica r (of a plan for the same rack, maybe another
+ * spec) belongs to, or -1 when spec has no such pod-backed stage or the pod left. */
+static int pod_stage(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,
+		     const struct rdm_replica *r)
+{
+	const struct rdm_rack_node *rn;
+	int s;
+
+	if (r->node < rack->n_hosts || r->node >= rack->n_nodes || r->n < RDM_PLAN_POD_FIRST)
+		return -1;
+	rn = &rack->nodes[r->node];
+	s = rn->pod && !rn->gone ? rdm_chain_spec_find(spec, rn->pod) : -1;
+	return s >= 0 && spec->stages[s].pods ? s : -1;
+}
+
 /* An empty plan for rack and spec, with room for counts[] replicas per stage (counts
- * NULL: the spec's); down copied from old_down when given. NULL on out of memory. */
+ * NULL: the spec's), then the pod replicas among pods[n_pods] that spec still takes,
+ * placed as they were; down copied from old_down when given. NULL on out of memory. */
 static struct rdm_plan *plan_alloc(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,
-				   const int *counts, const unsigned char *old_down)
+				   const int *counts, const unsigned char *old_down,
+				   const struct rdm_replica *pods, int n_pods)
 {
 	struct rdm_plan *p = calloc(1, sizeof(*p));
-	int total = 0;
+	int total = 0, i = 0;
 
 	if (!p)
 		return NULL;
 	p->rack = rack;
 	p->spec = spec;
 	p->stage_replicas = calloc((size_t)spec->n_stages, sizeof(int));
-	p->down = calloc((size_t)rack->n_nodes, 1);
+	p->down = calloc((size_t)rack->n_hosts + RDM_RACK_PODS_MAX, 1);
 	if (!p->stage_replicas || !p->down)
 		goto err;
 	for (int s = 0; s < spec->n_stages; s++) {
@@ -270,15 +289,24 @@ static struct rdm_plan *plan_alloc(const struct rdm_rack *rack, const struct rdm
 	}
 	if (old_down)
 		memcpy(p->down, old_down, (size_t)rack->n_nodes);
-	p->replicas = calloc((size_t)total, sizeof(*p->replicas));
+	p->replicas = calloc((size_t)(total + n_pods) + 1, sizeof(*p->replicas));
 	if (!p->replicas)
 		goto err;
-	p->n_replicas = total;
-	for (int s = 0, i = 0; s < spec->n_stages; s++)
+	for (int s = 0; s < spec->n_stages; s++)
 		for (int n = 1; n <= p->stage_replicas[s]; n++, i++) {
 			rdm_plan__set_ids(&p->replicas[i], spec, s, n);
 			p->replicas[i].node = -1;
 		}
+	for (int j = 0; j < n_pods; j++) {
+		int s = pod_stage(rack, spec, &pods[j]);
+
+		if (s < 0)
+			continue;
+		p->replicas[i] = pods[j];
+		rdm_plan__set_ids(&p->replicas[i++], spec, s, pods[j].n);
+		p->n_pods++;
+	}
+	p->n_replicas = i;
 	return p;
 err:
 	rdm_plan_free(p);
@@ -296,6 +324,9 @@ static void keep_placed(struct rdm_plan *p, const struct rdm_plan *old)
 				break;
 			}
 }
+
+/* A plan's pod replicas, as plan_alloc takes them. */
+#define PODS(p) (p)->replicas + (p)->n_replicas - (p)->n_pods, (p)->n_pods
 
 static struct rdm_plan *nomem(char *err, size_t errlen)
 {
@@ -328,7 +359,7 @@ struct rdm_plan *rdm_plan_new(const struct rdm_rack *rack, const struct rdm_chai
 {
 	struct pctx c = {.positions = 1, .err = err, .len = errlen};
 
-	c.p = plan_alloc(rack, spec, NULL, NULL);
+	c.p = plan_alloc(rack, spec, NULL, NULL, NULL, 0);
 	if (!c.p)
 		return nomem(err, errlen);
 	return finish(&c, -1);
@@ -356,7 +387,7 @@ struct rdm_plan *rdm_plan_scale(const struct rdm_plan *old, const char *stage, i
 		return nomem(err, errlen);
 	memcpy(counts, old->stage_replicas, (size_t)old->spec->n_stages * sizeof(int));
 	counts[s] = replicas;
-	c.p = plan_alloc(old->rack, old->spec, counts, old->down);
+	c.p = plan_alloc(old->rack, old->spec, counts, old->down, PODS(old));
 	free(counts);
 	if (!c.p)
 		return nomem(err, errlen);
@@ -368,7 +399,8 @@ struct rdm_plan *rdm_plan_scale(const struct rdm_plan *old, const char *stage, i
 /* A copy of old with node k's down flag set to down. */
 static struct rdm_plan *with_node(const struct rdm_plan *old, int k, int down)
 {
-	struct rdm_plan *p = plan_alloc(old->rack, old->spec, old->stage_replicas, old->down);
+	struct rdm_plan *p =
+	    plan_alloc(old->rack, old->spec, old->stage_replicas, old->down, PODS(old));
 
 	if (!p)
 		return NULL;
@@ -455,21 +487,23 @@ struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_c
 	if (!used)
 		return nomem(err, errlen);
 	for (int s = 0; counts && s < spec->n_stages; s++)
-		if (counts[s] < 1 || counts[s] > RDM_PLAN_MAX_REPLICAS) {
+		if (counts[s] < !spec->stages[s].pods || counts[s] > RDM_PLAN_MAX_REPLICAS) {
 			snprintf(err, errlen, "stage '%s': %d replicas is out of range (1..%d)",
 				 spec->stages[s].name, counts[s], RDM_PLAN_MAX_REPLICAS);
 			free(used);
 			errno = EINVAL;
 			return NULL;
 		}
-	c.p = plan_alloc(rack, spec, counts, down);
+	c.p = plan_alloc(rack, spec, counts, down, keep, n_keep); /* keep's pods stay */
 	if (!c.p) {
 		free(used);
 		return nomem(err, errlen);
 	}
+	for (int i = c.p->n_replicas - c.p->n_pods; i < c.p->n_replicas; i++)
+		used[c.p->replicas[i].node] = 1;
 	/* A kept replica stays on its node and port while the node is up, carries the
 	 * stage's labels, has the cores, and no other kept replica took the port. */
-	for (int i = 0; i < c.p->n_replicas; i++) {
+	for (int i = 0; i < c.p->n_replicas - c.p->n_pods; i++) {
 		struct rdm_replica *r = &c.p->replicas[i];
 		const struct rdm_spec_stage *st = &spec->stages[r->stage];
 
@@ -479,7 +513,7 @@ struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_c
 
 			if (strcmp(o->id, r->id))
 				continue;
-			if (k < 0 || k >= rack->n_nodes || (down && down[k]) ||
+			if (k < 0 || k >= rack->n_hosts || (down && down[k]) ||
 			    !labels_match(&rack->nodes[k], st) ||
 			    used[k] + st->workers > rack->nodes[k].capacity ||
 			    o->port < rack->port_first || o->port > rack->port_last)
@@ -515,4 +549,88 @@ struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_c
 		}
 	}
 	return finish(&c, INT32_MAX);
+}
+
+/* ---- pods ------------------------------------------------------------------------- */
+
+const struct rdm_replica *rdm_plan_pod_replica(const struct rdm_plan *p, int k)
+{
+	for (int i = p->n_replicas - p->n_pods; i < p->n_replicas; i++)
+		if (p->replicas[i].node == k)
+			return &p->replicas[i];
+	return NULL;
+}
+
+struct rdm_plan *rdm_plan_add_pod(const struct rdm_plan *old, int k, int want, char *err,
+				  size_t errlen)
+{
+	const struct rdm_rack *rack = old->rack;
+	const struct rdm_rack_node *rn =
+	    k >= rack->n_hosts && k < rack->n_nodes ? &rack->nodes[k] : NULL;
+	int s = rn && rn->pod ? rdm_chain_spec_find(old->spec, rn->pod) : -1, have = 0, n;
+	unsigned char taken[RDM_PLAN_POD_LAST + 1] = {0};
+	struct rdm_plan *p;
+	struct rdm_replica *r;
+	uint16_t port;
+
+	errno = EINVAL;
+	if (s < 0 || !old->spec->stages[s].pods) {
+		snprintf(err, errlen, "stage '%s' of %s takes no pods (no `pods:` under it)",
+			 rn && rn->pod ? rn->pod : "?", old->spec->file);
+		return NULL;
+	}
+	if (rdm_plan_pod_replica(old, k)) {
+		snprintf(err, errlen, "pod %s runs a replica already", rn->name);
+		errno = EEXIST;
+		return NULL;
+	}
+	for (int i = 0; i < old->n_replicas; i++)
+		if (old->replicas[i].stage == s) {
+			have++;
+			if (old->replicas[i].n <= RDM_PLAN_POD_LAST)
+				taken[old->replicas[i].n] = 1;
+		}
+	if (have >= RDM_PLAN_MAX_REPLICAS) {
+		snprintf(err, errlen, "stage '%s' has %d replicas, the most a next list holds",
+			 rn->pod, have);
+		return NULL;
+	}
+	n = want >= RDM_PLAN_POD_FIRST && want <= RDM_PLAN_POD_LAST && !taken[want] ? want : 0;
+	for (int c = RDM_PLAN_POD_FIRST; !n && c <= RDM_PLAN_POD_LAST; c++)
+		if (!taken[c])
+			n = c;
+	if (!(port = free_port(old, k))) {
+		snprintf(err, errlen, "pod %s: no free port in %u..%u on %s", rn->name,
+			 rack->port_first, rack->port_last, rn->data);
+		return NULL;
+	}
+	p = with_node(old, 0, old->down[0]);
+	if (!p)
+		return nomem(err, errlen);
+	r = &p->replicas[p->n_replicas++];
+	p->n_pods++;
+	memset(r, 0, sizeof(*r));
+	rdm_plan__set_ids(r, old->spec, s, n);
+	r->node = k;
+	r->port = port;
+	rdm_plan__set_listen(r, rn->data, rn->data_family != AF_INET, port);
+	p->down[k] = 0;
+	return p;
+}
+
+struct rdm_plan *rdm_plan_remove_pod(const struct rdm_plan *old, int k, char *err, size_t errlen)
+{
+	struct rdm_plan *p = with_node(old, 0, old->down[0]);
+
+	if (!p)
+		return nomem(err, errlen);
+	for (int i = p->n_replicas - p->n_pods; i < p->n_replicas; i++)
+		if (p->replicas[i].node == k) {
+			memmove(&p->replicas[i], &p->replicas[i + 1],
+				sizeof(*p->replicas) * (size_t)(p->n_replicas - i - 1));
+			p->n_replicas--;
+			p->n_pods--;
+			break;
+		}
+	return p;
 }

@@ -37,6 +37,36 @@ static int valid_stage_name(const char *s)
 	return strlen(s) <= RDM_PLAN_STAGE_NAME_MAX && rdm_node_name_ok(s);
 }
 
+/* pods: {deployment: NAME, namespace: NS}: pods that join with a token for this stage
+ * are its replicas (one each), beside its `replicas` on hosts; the pod orchestrator's
+ * deployment owns their count. Absent: hosts only. */
+static int load_pods(struct ld *l, const struct rdm_ynode *v, struct rdm_spec_stage *st)
+{
+	static const char *const keys[] = {"deployment", "namespace", NULL};
+	int rc;
+
+	if (!v)
+		return 0;
+	st->pods = 1;
+	st->pod_deployment = st->name;
+	st->pod_namespace = "default";
+	if (rdm_ynode_is_null(v))
+		return 0;
+	rc = rdm_yexpect(l->doc, v, "pods", RDM_YMAP, l->err, l->len);
+	if (!rc)
+		rc = rdm_ymap_check_keys(l->doc, v, keys, l->err, l->len);
+	if (!rc)
+		rc = rdm_ymap_str(l->doc, v, "deployment", st->name, &st->pod_deployment, l->err,
+				  l->len);
+	if (!rc)
+		rc = rdm_ymap_str(l->doc, v, "namespace", "default", &st->pod_namespace, l->err,
+				  l->len);
+	if (!rc && (!rdm_node_name_ok(st->pod_deployment) || !rdm_node_name_ok(st->pod_namespace)))
+		rc = rdm_yerr(l->doc, v, l->err, l->len,
+			      "pods: deployment and namespace are names (A-Z a-z 0-9 _ . -)");
+	return rc;
+}
+
 /* placement: {labels: {k: v}, spread: bool}; null or absent = no labels, spread. */
 static int load_placement(struct ld *l, const struct rdm_ynode *v, struct rdm_spec_stage *st)
 {
@@ -194,9 +224,9 @@ static int check_run_confs(struct ld *l, const struct rdm_spec_stage *st)
 
 static int load_stage(struct ld *l, struct rdm_chain_spec *s, size_t idx, size_t count)
 {
-	static const char *const keys[] = {"name",    "run",	   "replicas",
-					   "workers", "placement", "transport",
-					   "ingress", "egress",	   NULL};
+	static const char *const keys[] = {"name",	"run",	     "replicas", "workers",
+					   "placement", "transport", "ingress",	 "egress",
+					   "pods",	NULL};
 	const struct rdm_ynode *m =
 	    rdm_yseq_item(rdm_ymap_get(rdm_ydoc_root(l->doc), "stages"), idx);
 	struct rdm_spec_stage *st = &s->stages[idx];
@@ -242,8 +272,13 @@ static int load_stage(struct ld *l, struct rdm_chain_spec *s, size_t idx, size_t
 	if (rc)
 		return rc;
 
+	rc = load_pods(l, rdm_ymap_get(m, "pods"), st);
+	if (rc)
+		return rc;
 	st->replicas_at = rdm_ymap_get(m, "replicas");
-	rc = rdm_ymap_u64(l->doc, m, "replicas", 1, RDM_PLAN_MAX_REPLICAS, 1, &u, l->err, l->len);
+	/* A pod-backed stage may have no host replica: its pods are its replicas. */
+	rc = rdm_ymap_u64(l->doc, m, "replicas", st->pods ? 0 : 1, RDM_PLAN_MAX_REPLICAS,
+			  st->pods ? 0 : 1, &u, l->err, l->len);
 	if (rc)
 		return rc;
 	st->replicas = (int)u;

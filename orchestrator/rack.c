@@ -1,5 +1,6 @@
 /* rack.yaml (orchestrator/rack.h): loading and checking the hosts of a rack. */
 #include "orchestrator/rack.h"
+#include "lib/err.h"
 #include "lib/yaml.h"
 
 #include <arpa/inet.h>
@@ -279,18 +280,17 @@ static int load(struct rl *l, struct rdm_rack *r)
 	if (rc)
 		return rc;
 	n = rdm_yseq_size(nodes);
-	if (n == 0)
-		return rdm_yerr(l->doc, nodes, l->err, l->len, "'nodes' must not be empty");
 	if (n > RACK_MAX_NODES)
 		return rdm_yerr(l->doc, nodes, l->err, l->len, "too many nodes (at most %d)",
 				RACK_MAX_NODES);
-	r->nodes = calloc(n, sizeof(*r->nodes));
+	/* Empty is fine: every stage may be pod-backed. */
+	r->nodes = calloc(n + RDM_RACK_PODS_MAX, sizeof(*r->nodes));
 	if (!r->nodes)
 		return oom(l);
 	for (size_t i = 0; i < n; i++) {
 		const struct rdm_ynode *m = rdm_yseq_item(nodes, i);
 
-		r->n_nodes = (int)(i + 1);
+		r->n_nodes = r->n_hosts = (int)(i + 1);
 		rc = load_node(l, m, i, &r->nodes[i]);
 		if (rc)
 			return rc;
@@ -348,6 +348,7 @@ void rdm_rack_free(struct rdm_rack *r)
 		free(rn->labels);
 		free(rn->name);
 		free(rn->rdma_device);
+		free(rn->pod);
 	}
 	free(r->nodes);
 	free(r->file);
@@ -358,9 +359,65 @@ void rdm_rack_free(struct rdm_rack *r)
 int rdm_rack_find(const struct rdm_rack *r, const char *name)
 {
 	for (int i = 0; r && name && i < r->n_nodes; i++)
-		if (!strcmp(r->nodes[i].name, name))
+		if (!r->nodes[i].gone && !strcmp(r->nodes[i].name, name))
 			return i;
 	return -1;
+}
+
+int rdm_rack_add_pod(struct rdm_rack *r, const char *name, const char *stage, const char *data,
+		     const char *rdma_device, char *err, size_t errlen)
+{
+	struct rdm_rack_node *rn = NULL;
+	unsigned char buf[sizeof(struct in6_addr)];
+	int family, k;
+	char *nm, *st, *dev = NULL;
+
+	if (!rdm_node_name_ok(name))
+		return rdm_errf(err, errlen, -EINVAL, "bad pod name '%s'", name);
+	family = inet_pton(AF_INET, data, buf) == 1    ? AF_INET
+		 : inet_pton(AF_INET6, data, buf) == 1 ? AF_INET6
+						       : 0;
+	if (!family)
+		return rdm_errf(err, errlen, -EINVAL, "pod %s: data address '%s' is not an IP",
+				name, data);
+	if (rdm_rack_find(r, name) >= 0)
+		return rdm_errf(err, errlen, -EEXIST, "'%s' is already a %s of the mesh", name,
+				r->nodes[rdm_rack_find(r, name)].pod ? "pod" : "host");
+	for (k = r->n_hosts; k < r->n_nodes && !rn; k++)
+		if (r->nodes[k].gone)
+			rn = &r->nodes[k];
+	if (!rn && r->n_nodes >= r->n_hosts + RDM_RACK_PODS_MAX)
+		return rdm_errf(err, errlen, -ENOSPC, "the mesh holds %d pods, the most it takes",
+				RDM_RACK_PODS_MAX);
+	nm = strdup(name);
+	st = strdup(stage);
+	if (rdma_device && rdma_device[0])
+		dev = strdup(rdma_device);
+	if (!nm || !st || (rdma_device && rdma_device[0] && !dev)) {
+		free(nm);
+		free(st);
+		free(dev);
+		return rdm_errf(err, errlen, -ENOMEM, "out of memory");
+	}
+	if (!rn)
+		rn = &r->nodes[r->n_nodes++];
+	free(rn->name);
+	free(rn->pod);
+	free(rn->rdma_device);
+	memset(rn, 0, sizeof(*rn));
+	rn->name = nm;
+	rn->pod = st;
+	rn->rdma_device = dev;
+	rn->capacity = 1;
+	rn->data_family = family;
+	inet_ntop(family, buf, rn->data, sizeof(rn->data));
+	return (int)(rn - r->nodes);
+}
+
+void rdm_rack_remove_pod(struct rdm_rack *r, int k)
+{
+	if (k >= r->n_hosts && k < r->n_nodes)
+		r->nodes[k].gone = 1;
 }
 
 const char *rdm_rack_label(const struct rdm_rack_node *n, const char *key)

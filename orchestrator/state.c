@@ -21,7 +21,77 @@ void rdm_state_free(struct rdm_orch_state *s)
 	free(s->chain);
 	free(s->down);
 	free(s->replicas);
+	free(s->spent);
 	memset(s, 0, sizeof(*s));
+}
+
+const struct rdm_state_token *rdm_state_spent(const struct rdm_orch_state *s, const char *id)
+{
+	for (int i = 0; i < s->n_spent; i++)
+		if (!strcmp(s->spent[i].id, id))
+			return &s->spent[i];
+	return NULL;
+}
+
+int rdm_state_spend(struct rdm_orch_state *s, const char *id, const char *pod, int64_t until,
+		    int64_t now)
+{
+	struct rdm_state_token *t = malloc(sizeof(*t) * (size_t)(s->n_spent + 1));
+	int n = 0;
+
+	if (!t)
+		return -ENOMEM;
+	for (int i = 0; i < s->n_spent; i++)
+		if (s->spent[i].until > now)
+			t[n++] = s->spent[i];
+	memset(&t[n], 0, sizeof(t[n]));
+	snprintf(t[n].id, sizeof(t[n].id), "%s", id);
+	snprintf(t[n].pod, sizeof(t[n].pod), "%s", pod);
+	t[n++].until = until;
+	free(s->spent);
+	s->spent = t;
+	s->n_spent = n;
+	return 0;
+}
+
+static int get_name(const struct rdm_ydoc *d, const struct rdm_ynode *map, const char *key,
+		    char *out, size_t outlen, char *err, size_t errlen);
+
+/* spent: [{token: ID, pod: NAME, until: UNIX}] */
+static int load_spent(const struct rdm_ydoc *d, const struct rdm_ynode *seq,
+		      struct rdm_orch_state *s, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"token", "pod", "until", NULL};
+	size_t n = rdm_yseq_size(seq);
+	int rc = 0;
+
+	s->spent = calloc(n ? n : 1, sizeof(*s->spent));
+	if (!s->spent)
+		return -ENOMEM;
+	for (size_t i = 0; i < n && !rc; i++) {
+		const struct rdm_ynode *it = rdm_yseq_item(seq, i);
+		struct rdm_state_token *t = &s->spent[s->n_spent];
+		const char *id = NULL;
+		uint64_t u = 0;
+
+		rc = rdm_yexpect(d, it, "spent entry", RDM_YMAP, err, errlen);
+		if (!rc)
+			rc = rdm_ymap_check_keys(d, it, keys, err, errlen);
+		if (!rc)
+			rc = rdm_ymap_str(d, it, "token", "", &id, err, errlen);
+		if (!rc && (strlen(id) != 16 || strspn(id, "0123456789abcdef") != 16))
+			rc = rdm_yerr(d, it, err, errlen, "token: 16 hex digits expected");
+		if (!rc)
+			rc = get_name(d, it, "pod", t->pod, sizeof(t->pod), err, errlen);
+		if (!rc)
+			rc = rdm_ymap_u64(d, it, "until", 0, INT64_MAX, 0, &u, err, errlen);
+		if (!rc) {
+			snprintf(t->id, sizeof(t->id), "%s", id);
+			t->until = (int64_t)u;
+			s->n_spent++;
+		}
+	}
+	return rc;
 }
 
 /* A name as rack.yaml allows one (letters, digits, _ . -), into out. */
@@ -122,7 +192,8 @@ static int load_replicas(const struct rdm_ydoc *d, const struct rdm_ynode *seq,
 static int load_doc(struct rdm_ydoc *d, const char *path, struct rdm_orch_state *s, char *err,
 		    size_t errlen)
 {
-	static const char *const keys[] = {"version", "epoch", "chain", "down", "replicas", NULL};
+	static const char *const keys[] = {"version",  "epoch", "chain", "down",
+					   "replicas", "spent", NULL};
 	const struct rdm_ynode *root, *seq;
 	const char *chain = NULL;
 	uint64_t v = 0;
@@ -165,6 +236,12 @@ static int load_doc(struct rdm_ydoc *d, const char *path, struct rdm_orch_state 
 		rc = rdm_yexpect(d, seq, "replicas", RDM_YSEQ, err, errlen);
 		if (!rc)
 			rc = load_replicas(d, seq, s, err, errlen);
+	}
+	seq = rdm_ymap_get(root, "spent");
+	if (!rc && seq && !rdm_ynode_is_null(seq)) {
+		rc = rdm_yexpect(d, seq, "spent", RDM_YSEQ, err, errlen);
+		if (!rc)
+			rc = load_spent(d, seq, s, err, errlen);
 	}
 	if (!rc && !(s->file = strdup(path)))
 		rc = -ENOMEM;
@@ -282,6 +359,11 @@ static void format(FILE *f, const struct rdm_orch_state *s)
 	for (int i = 0; i < s->n_replicas; i++)
 		fprintf(f, "  - {id: %s, node: %s, port: %u}\n", s->replicas[i].id,
 			s->replicas[i].node, s->replicas[i].port);
+	if (s->n_spent)
+		fprintf(f, "spent:\n");
+	for (int i = 0; i < s->n_spent; i++)
+		fprintf(f, "  - {token: %s, pod: %s, until: %" PRId64 "}\n", s->spent[i].id,
+			s->spent[i].pod, s->spent[i].until);
 }
 
 /* 0 when s can be written so that it reads back the same, else -EINVAL with why. */
@@ -441,6 +523,9 @@ struct rdm_plan *rdm_state_plan(const struct rdm_orch_state *s, const struct rdm
 		if (num[0] >= '1' && num[0] <= '9' && strlen(num) <= 2 &&
 		    strspn(num, "0123456789") == strlen(num))
 			n = atoi(num);
+		keep[i].node = -1;
+		if (n >= RDM_PLAN_POD_FIRST && n <= RDM_PLAN_POD_LAST)
+			continue; /* a pod's: it comes back by itself (its certificate says) */
 		if (n < 1 || n > RDM_PLAN_MAX_REPLICAS) {
 			snprintf(err, errlen, "%sreplica id '%s' is not STAGE-N", at, r->id);
 			errno = EINVAL;

@@ -14,6 +14,9 @@
  *   replicas:
  *     - {id: edge-1, node: host1, port: 7100}
  *     - {id: dpi-1, node: host2, port: 7100}
+ *     - {id: dpi-51, node: dpi-7c9f-x2x9z, port: 7100}    # a pod's
+ *   spent:                                               # one-time join tokens used
+ *     - {token: 9f86d081884c7d65, pod: dpi-7c9f-x2x9z, until: 1796212800}
  */
 #ifndef RDM_STATE_H
 #define RDM_STATE_H
@@ -42,6 +45,13 @@ struct rdm_state_replica {
 	int line, col; /* where it was read from, for errors; 0 when not read */
 };
 
+/* A one-time join token spent (lib/jointoken.h), kept until it expires. */
+struct rdm_state_token {
+	char id[17];
+	char pod[RDM_RACK_NAME_MAX + 1]; /* who spent it */
+	int64_t until;			 /* its expiry (unix seconds) */
+};
+
 struct rdm_orch_state {
 	char *file; /* where it was loaded from, or NULL */
 	uint64_t epoch;
@@ -50,7 +60,17 @@ struct rdm_orch_state {
 	int n_down;
 	struct rdm_state_replica *replicas;
 	int n_replicas;
+	struct rdm_state_token *spent;
+	int n_spent;
 };
+
+/* Records one-time token id as spent by pod until its expiry, dropping entries that
+ * expired before now. 0 or -ENOMEM (s unchanged). */
+int rdm_state_spend(struct rdm_orch_state *s, const char *id, const char *pod, int64_t until,
+		    int64_t now);
+
+/* The spent-token entry for id, or NULL. */
+const struct rdm_state_token *rdm_state_spent(const struct rdm_orch_state *s, const char *id);
 
 /* Loads path into *s. 0; -ENOENT when there is no such file (*s zeroed); other -errno
  * with "FILE:LINE:COL: message" in err. */

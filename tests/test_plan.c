@@ -135,7 +135,6 @@ Test(plan, rack_errors_say_where)
 		   ":5:5: unknown key 'capcity' (did you mean 'capacity'?)");
 	rack_fails("node:\n", ":1:1: unknown key 'node' (did you mean 'nodes'?)");
 	rack_fails("ports: 7100-7199\n", ":1:1: missing key 'nodes'");
-	rack_fails("nodes: []\n", ":1:8: 'nodes' must not be empty");
 	rack_fails(
 	    "nodes:\n  - {name: n1, control: 10.77.0.1, data: 10.77.0.1:7100, capacity: 4}\n",
 	    ":2:42: data: '10.77.0.1:7100' is not an IP address (no port: replicas get "

@@ -642,3 +642,57 @@ Test(tls, openssl_s_client_interoperates)
 	cr_assert(strstr(out, "Protocol  : TLSv1.3") || strstr(out, "TLSv1.3"), "%s", out);
 	cr_assert(strstr(out, "Verify return code: 0 (ok)"), "%s", out);
 }
+
+static int admit_anonymous_only(const char *name, void *arg, char *why, size_t whylen)
+{
+	if (!name[0])
+		return 0;
+	snprintf(why, whylen, "only joins here");
+	return 1;
+}
+
+/* A client with no certificate (a pod before it joins): refused by a server that wants
+ * one; a server that takes anonymous clients asks its admit callback about "" and still
+ * verifies a certificate that is sent. */
+Test(tls, anonymous_clients_only_where_taken)
+{
+	struct rdm_tls_ctx *anon = rdm_tls_ctx_new(in(dir_a, "ca.pem"), NULL, NULL, 0, NULL, 0);
+	struct rdm_tls_ctx *n1 = ctx_for(dir_a, "n1", 0), *foreign = ctx_for(dir_b, "n1", 0);
+	struct rdm_tls_conn *c;
+	struct srv s;
+	char err[512];
+
+	cr_assert_not_null(anon);
+	cr_assert_null(rdm_tls_ctx_new(in(dir_a, "ca.pem"), NULL, NULL, 1, err, sizeof(err)),
+		       "a server proves itself");
+	srv_start(&s, dir_a, "orch", SRV_CLOSE, NULL);
+	c = client(anon, s.port, "orch", err, sizeof(err));
+	cr_assert_null(c);
+	cr_assert(strstr(err, "certificate required"), "%s", err);
+	srv_join(&s);
+
+	srv_start(&s, dir_a, "orch", SRV_HOLD, admit_anonymous_only);
+	rdm_tls_ctx_take_anonymous(s.ctx);
+	c = client(anon, s.port, "orch", err, sizeof(err));
+	cr_assert_not_null(c, "%s", err);
+	rdm_tls_close(c);
+	srv_join(&s);
+	cr_assert_str_eq(s.name, "");
+
+	srv_start(&s, dir_a, "orch", SRV_CLOSE, admit_anonymous_only);
+	rdm_tls_ctx_take_anonymous(s.ctx);
+	c = client(n1, s.port, "orch", err, sizeof(err));
+	cr_assert_null(c);
+	cr_assert(strstr(err, "refused us: only joins here"), "%s", err);
+	srv_join(&s);
+
+	srv_start(&s, dir_a, "orch", SRV_CLOSE, admit_anonymous_only);
+	rdm_tls_ctx_take_anonymous(s.ctx);
+	c = client(foreign, s.port, "orch", err, sizeof(err));
+	cr_assert_null(c, "another CA's certificate is still refused");
+	srv_join(&s);
+	cr_assert_eq(s.accept_errno, EACCES, "%s", s.err);
+	rdm_tls_ctx_free(anon);
+	rdm_tls_ctx_free(n1);
+	rdm_tls_ctx_free(foreign);
+}

@@ -15,7 +15,11 @@ SELF=$(readlink -f "${BASH_SOURCE[0]}")
 HERE=$(dirname "$SELF")
 REPO=$(cd "$HERE/../.." && pwd -P)
 CACHE=${RDM_SOFTROCE_CACHE:-$HERE/cache}
-KERNEL_META=linux-image-amd64          # Debian meta package; we take what it depends on
+# Debian meta package; we take what it depends on. RDM_GUEST_KERNEL overrides it for
+# experiments (a meta package such as linux-image-6.12-amd64, or an image package
+# linux-image-6.12.X+deb12-amd64 itself); pair it with its own RDM_SOFTROCE_CACHE, as a
+# cache keeps one kernel and deletes the others.
+KERNEL_META=${RDM_GUEST_KERNEL:-linux-image-amd64}
 CACHE_LAYOUT=2                         # bump when what the kernel cache holds changes
 
 # Module trees dropped from the unpacked kernel (hardware drivers a TCG guest never
@@ -135,6 +139,7 @@ apt_key() { stat -c '%n %Y' /var/lib/apt/lists /etc/apt /etc/apt/*.d /etc/apt/so
 resolve_kernel() {
     local pkg ver key saved
     read -r key <<<"$(apt_key)" || true
+    [ "$KERNEL_META" = linux-image-amd64 ] || key="$key meta=$KERNEL_META"
     if [ -f "$CACHE/kernel/.resolved" ]; then
         { read -r saved; read -r pkg ver; } <"$CACHE/kernel/.resolved" || true
         if [ "$saved" = "$key" ] && [ -n "${ver:-}" ]; then
@@ -143,6 +148,8 @@ resolve_kernel() {
     fi
     pkg=$(apt-cache depends "$KERNEL_META" 2>/dev/null |
         sed -n 's/^ *|\{0,1\}Depends: <\{0,1\}\(linux-image-[0-9][^ >]*\).*/\1/p' | head -n1)
+    # RDM_GUEST_KERNEL may name an image package itself (it depends on no other image).
+    [ -n "$pkg" ] || [ "$KERNEL_META" = linux-image-amd64 ] || pkg=$KERNEL_META
     [ -n "$pkg" ] || return 1
     ver=$(apt-cache policy "$pkg" 2>/dev/null | awk '$1 == "Candidate:" { print $2; exit }')
     [ -n "$ver" ] && [ "$ver" != "(none)" ] || return 1
@@ -211,11 +218,30 @@ prepare_kernel() {
                     (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver" >&2) ||
                         { rm -rf "$tmp"; die "apt-get download $pkg=$ver failed"; }
                 fi
-                deb=$(ls "$tmp"/*.deb)
-                log "unpacking $(basename "$deb")"
+                # Newer Debian kernels (trixie's backports, e.g. through RDM_GUEST_KERNEL or
+                # APT_CONFIG) split the image package into linux-binary-* (vmlinuz),
+                # linux-modules-* and linux-base-* (config), all under /usr/lib/modules:
+                # fetch those too, and move them where 6.1's package has them.
+                for d in $(apt-cache depends "$pkg" 2>/dev/null |
+                           sed -n 's/^ *Depends: \(linux-\(binary\|modules\|base\)-[0-9][^ >]*\).*/\1/p' | sort -u); do
+                    (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$d=$ver" >&2) ||
+                        { rm -rf "$tmp"; die "apt-get download $d=$ver failed"; }
+                done
                 mkdir "$tmp/root"
-                dpkg-deb -x "$deb" "$tmp/root" || { rm -rf "$tmp"; die "dpkg-deb -x $deb failed"; }
-                rm -f "$deb"
+                for deb in "$tmp"/*.deb; do
+                    log "unpacking $(basename "$deb")"
+                    dpkg-deb -x "$deb" "$tmp/root" || { rm -rf "$tmp"; die "dpkg-deb -x $deb failed"; }
+                    rm -f "$deb"
+                done
+                if [ ! -d "$tmp/root/lib/modules" ] && [ -d "$tmp/root/usr/lib/modules" ]; then
+                    mkdir -p "$tmp/root/lib" "$tmp/root/boot"
+                    mv "$tmp/root/usr/lib/modules" "$tmp/root/lib/modules"
+                    KVER=$(ls "$tmp/root/lib/modules" | head -n1)
+                    for d in vmlinuz config System.map; do
+                        [ ! -f "$tmp/root/lib/modules/$KVER/$d" ] ||
+                            mv "$tmp/root/lib/modules/$KVER/$d" "$tmp/root/boot/$d-$KVER"
+                    done
+                fi
                 KVER=$(ls "$tmp/root/lib/modules" | head -n1)
                 [ -n "$KVER" ] && [ -f "$tmp/root/boot/vmlinuz-$KVER" ] || { rm -rf "$tmp"; die "$pkg has no /boot/vmlinuz or /lib/modules"; }
                 for d in $TRIM_DIRS; do rm -rf "$tmp/root/lib/modules/$KVER/kernel/$d"; done
