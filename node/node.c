@@ -103,16 +103,15 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	if (c->transport == RDM_TRANSPORT_AUTO && n->n_next) {
 		/* Auto: RDMA only from an address on an active RDMA device; the peer's side
 		 * shows when connecting (see rdm_node__auto_check). */
-		if (!c->has_listen || !rdm_rdma_probe(&c->listen)) {
+		char why[512];
+
+		if (!rdm_rdma_probe(c->has_listen ? &c->listen : NULL, why, sizeof(why))) {
 			n->ops = &rdm_tcp_ops;
-			rdm_node__log(
-			    n, "transport auto: %s is on no active RDMA device: using TCP",
-			    c->has_listen ? c->listen.text : "this node (no listen address)");
+			n->auto_no_rdma = 1; /* every hop falls back: counted in the report */
+			rdm_node__log(n, "transport auto: %s: using TCP", why);
 		} else {
 			n->auto_tcp_fallback = 1;
-			rdm_node__log(n,
-				      "transport auto: %s has an active RDMA device: trying RDMA",
-				      c->listen.text);
+			rdm_node__log(n, "transport auto: %s: trying RDMA", why);
 		}
 	}
 	for (int i = 0; i < chain->n_nodes; i++)

@@ -217,9 +217,10 @@ struct rdm_node {
 	const struct steer *reload_steer; /* what workers switch to on a reload, or NULL */
 	const struct rdm_transport_ops *ops; /* towards next */
 	int auto_tcp_fallback;		     /* transport auto: TCP if the peer has no RDMA */
-	int returns;			     /* frames may travel back: track return paths */
-	const struct rdm_tun_conf *tun;	     /* this node's TUN edge, or NULL */
-	int listen_rdma;		     /* an upstream reaches us over RDMA */
+	int auto_no_rdma; /* transport auto, no RDMA here (no device, no GID): TCP from the start */
+	int returns;	  /* frames may travel back: track return paths */
+	const struct rdm_tun_conf *tun; /* this node's TUN edge, or NULL */
+	int listen_rdma;		/* an upstream reaches us over RDMA */
 	struct rdm_conn_opts copts;
 	const struct rdm_stage_ops *stage_ops[MAX_STAGES];
 	void *stage_conf[MAX_STAGES];

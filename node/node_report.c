@@ -155,6 +155,8 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 
 		for (int i = 0; i < n->n_workers; i++)
 			fb += n->w[i].auto_fallbacks;
+		if (n->auto_no_rdma) /* no RDMA here at all: each next replica over TCP */
+			fb += (uint64_t)n->steer->n;
 		fprintf(out,
 			"down_transport %s\ndown_replicas %d\ndown_auto_fallbacks %" PRIu64
 			"\npins_moved %" PRIu64 "\ndrained_idle %" PRIu64

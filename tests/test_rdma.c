@@ -408,3 +408,28 @@ Test(rdma, memlock_too_low_fails_here, .timeout = 60)
 	rdm_conn_close(c);
 	RUN_FOR(20);
 }
+
+/* transport auto's probe says what is missing, here and in the guest: no device at all
+ * (this host, a pod given none), or none holding a GID for the address (loopback). */
+TestSuite(rdma_probe);
+
+Test(rdma_probe, says_what_is_missing)
+{
+	struct rdm_addr a;
+	char why[512];
+	int n = 0;
+	struct ibv_device **l = ibv_get_device_list(&n);
+
+	if (l)
+		ibv_free_device_list(l);
+	cr_assert_eq(rdm_addr_parse(&a, "127.0.0.1:7100"), 0);
+	cr_assert_eq(rdm_rdma_probe(&a, why, sizeof(why)), 0);
+	if (!n)
+		cr_assert(strstr(why, "no RDMA device in this host or container"), "%s", why);
+	else
+		cr_assert(strstr(why, "127.0.0.1:7100 is on no RDMA device: no GID for it on "),
+			  "%s", why);
+	fprintf(stderr, "  %d devices: %s\n", n, why);
+	cr_assert_eq(rdm_rdma_probe(NULL, why, sizeof(why)), 0);
+	cr_assert(strstr(why, "no listen address"), "%s", why);
+}

@@ -206,28 +206,74 @@ static void rdmx_close_listener(struct rdm_listener *bl)
 	rdm_rdma__worker_put(rw);
 }
 
-int rdm_rdma_probe(const struct rdm_addr *local)
+/* The RDMA devices libibverbs lists, "rxe0, mlx5_0", into out; how many. */
+static int device_names(char *out, size_t len)
+{
+	int n = 0;
+	struct ibv_device **l = ibv_get_device_list(&n);
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (int i = 0; l && i < n; i++)
+		used += (size_t)snprintf(out + used, used < len ? len - used : 0, "%s%s",
+					 i ? ", " : "", ibv_get_device_name(l[i]));
+	if (l)
+		ibv_free_device_list(l);
+	return l ? n : 0;
+}
+
+int rdm_rdma_probe(const struct rdm_addr *local, char *why, size_t whylen)
 {
 	struct rdma_event_channel *ch;
 	struct rdma_cm_id *id = NULL;
 	struct sockaddr_storage ss;
 	struct ibv_port_attr pa;
-	int ok = 0;
+	char devs[256];
+	int ok = 0, e;
 
-	if (!local || !local->len)
+	if (!local || !local->len) {
+		snprintf(why, whylen, "this node has no listen address");
 		return 0;
+	}
+	if (!device_names(devs, sizeof(devs))) {
+		snprintf(why, whylen,
+			 "no RDMA device in this host or container (libibverbs lists none; a pod "
+			 "needs one given to it: an RDMA device plugin resource or an SR-IOV VF)");
+		return 0;
+	}
 	ch = rdma_create_event_channel();
-	if (!ch)
+	if (!ch) {
+		snprintf(why, whylen,
+			 "the RDMA devices here (%s) cannot be used: rdma_cm: %s "
+			 "(/dev/infiniband/rdma_cm missing from the container?)",
+			 devs, strerror(errno));
 		return 0;
+	}
 	memcpy(&ss, &local->ss, sizeof(ss));
 	if (ss.ss_family == AF_INET)
 		((struct sockaddr_in *)&ss)->sin_port = 0;
 	else
 		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
-	if (rdma_create_id(ch, &id, NULL, RDMA_PS_TCP) == 0 &&
-	    rdma_bind_addr(id, (struct sockaddr *)&ss) == 0 && id->verbs &&
-	    ibv_query_port(id->verbs, id->port_num, &pa) == 0 && pa.state == IBV_PORT_ACTIVE)
+	if (rdma_create_id(ch, &id, NULL, RDMA_PS_TCP) < 0) {
+		snprintf(why, whylen, "rdma_create_id: %s", strerror(errno));
+	} else if (rdma_bind_addr(id, (struct sockaddr *)&ss) < 0 || !id->verbs) {
+		e = errno;
+		snprintf(why, whylen,
+			 "%s is on no RDMA device: no GID for it on %s (%s; a pod's RoCE address "
+			 "must be on the device's network, e.g. a Multus network on the RoCE port)",
+			 local->text, devs, e ? strerror(e) : "no device bound");
+	} else if (ibv_query_port(id->verbs, id->port_num, &pa) < 0) {
+		snprintf(why, whylen, "%s: %s port %u: %s", local->text,
+			 ibv_get_device_name(id->verbs->device), id->port_num, strerror(errno));
+	} else if (pa.state != IBV_PORT_ACTIVE) {
+		snprintf(why, whylen, "%s is on %s port %u, which is not active (%s)", local->text,
+			 ibv_get_device_name(id->verbs->device), id->port_num,
+			 ibv_port_state_str(pa.state));
+	} else {
 		ok = 1;
+		snprintf(why, whylen, "%s is on %s port %u", local->text,
+			 ibv_get_device_name(id->verbs->device), id->port_num);
+	}
 	if (id)
 		rdma_destroy_id(id);
 	rdma_destroy_event_channel(ch);

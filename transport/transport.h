@@ -179,9 +179,10 @@ struct rdm_conn {
 extern const struct rdm_transport_ops rdm_tcp_ops;
 extern const struct rdm_transport_ops rdm_rdma_ops;
 
-/* 1 when an RDMA device with an active port owns local's address, else 0. Blocks for
- * no network round trip: it only binds. */
-int rdm_rdma_probe(const struct rdm_addr *local);
+/* 1 when an RDMA device with an active port owns local's address, else 0 with what is
+ * missing in why (for a pod: no RDMA device given to it at all, none holding a GID for
+ * its address, the port down). Blocks for no network round trip: it only binds. */
+int rdm_rdma_probe(const struct rdm_addr *local, char *why, size_t whylen);
 
 /* The backend called name ("tcp" or "rdma"), or NULL. */
 const struct rdm_transport_ops *rdm_transport_find(const char *name);
