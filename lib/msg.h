@@ -25,6 +25,7 @@
  *   joined     orch -> pod    the certificate (OU "pod STAGE") and the CA bundle (body;
  *                             cert_len), or error: why
  *   refused    orch -> pod    a pod's hello not taken: why (the pod tries again later)
+ *   leaving    pod  -> orch   the pod is stopping: take its replica out of the plan
  *
  * A message of another protocol version is refused with a reason that names both
  * versions, so mixed versions fail loudly instead of misreading each other. */

@@ -31,6 +31,7 @@
 #define BACKOFF_MAX_MS 1000
 #define POLL_MS	       20
 #define MAX_ORCHS      8
+#define LEAVE_MS       25000 /* a pod leaving waits this long at most for its replicas to drain */
 
 struct replica {
 	char id[RDM_NODE_NAME_MAX + 1];
@@ -65,6 +66,7 @@ struct agent {
 	char chain_path[PATH_MAX];
 	char *new_key;	/* ctl renew: the key our certificate request was made with (PEM) */
 	int reload_now; /* the renewal asks the replicas to take the new certificate at once */
+	int leaving;	/* a pod that said it leaves: never dials again */
 	/* Held by the main thread while it changes the list (r, n, stopping, epoch) and
 	 * while it calls rdm_node_report (a static scratch buffer), and by the metrics
 	 * callback; the main thread reads the list without it (it is the only writer). */
@@ -534,6 +536,8 @@ static void channel(struct agent *a)
 	int rc;
 
 	if (!a->c) {
+		if (a->leaving)
+			return; /* a pod leaving: a new hello would bring its replica back */
 		if (now >= a->next_dial_ns)
 			dial(a);
 		if (!a->c)
@@ -604,6 +608,7 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 	char err[512];
 	sigset_t set;
 	int stop = 0;
+	uint64_t leave_by = 0; /* a pod leaving: stop by then at the latest */
 
 	if (mkdir(o->dir, 0755) < 0 && errno != EEXIST) {
 		fprintf(stderr, "rdmesh: %s: %s\n", o->dir, strerror(errno));
@@ -665,6 +670,20 @@ int rdm_agent_run(const struct rdm_agent_opts *o)
 		struct timespec zero = {0, 0};
 		int sig = sigtimedwait(&set, NULL, &zero);
 
+		if ((sig == SIGTERM || sig == SIGINT) && !stop && !leave_by && o->stage && a.c &&
+		    rdm_msg_send(a.c, "leaving", a.epoch, NULL, NULL, 0, RDM_ORCH_SEND_MS) == 0) {
+			/* A pod that stops (scaled down, evicted): the orchestrator takes its
+			 * replica out of the plan, its upstreams move its flows, and it ends
+			 * as any replica no longer assigned: drained, then stopped. */
+			alog(&a,
+			     "%s: leaving the mesh: %d replicas stop once drained (at most %d ms)",
+			     strsignal(sig), a.n, LEAVE_MS);
+			leave_by = rdm_now_ns() + (uint64_t)LEAVE_MS * 1000000ull;
+			a.leaving = 1;
+			sig = 0;
+		}
+		if (leave_by && !stop && (!a.n || rdm_now_ns() > leave_by))
+			sig = SIGTERM; /* drained, or the orchestrator did not answer in time */
 		if ((sig == SIGTERM || sig == SIGINT) && !stop) {
 			alog(&a, "%s: stopping %d replicas", strsignal(sig), a.n);
 			stop = 1;

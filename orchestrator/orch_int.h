@@ -237,11 +237,14 @@ void rdm_orch__reply(struct orch *o, struct conn *c, const char *cmd, int rc, co
 
 /* Pods (orch_pods.c). take_msg: a message on a CONN_JOIN or CONN_POD connection (a join
  * with a token; a pod's hello, which makes it a rack node with its replica). gone: pod k
- * was silent past the dead time: its replica leaves the plan, its slot is freed. tick:
+ * was silent past the dead time: its replica leaves the plan, its slot is freed. leaving:
+ * pod k is stopping: its replica leaves the plan now and drains (the pod stays a node
+ * until it goes silent). tick:
  * once per turn: pods whose certificate has a third of its life left are asked to renew
  * it. */
 void rdm_orch__take_pod_msg(struct orch *o, struct conn *c, const struct rdm_msg *m);
 void rdm_orch__pod_gone(struct orch *o, int k, uint64_t silent_ms);
+void rdm_orch__pod_leaving(struct orch *o, int k);
 void rdm_orch__pods_tick(struct orch *o);
 
 /* The CA bundle (certs/ca.pem, whole) appended to a certificate PEM: the body of a

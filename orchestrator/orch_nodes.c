@@ -242,6 +242,8 @@ void rdm_orch__take_node_msg(struct orch *o, struct conn *c, const struct rdm_ms
 			rdm_orch__log(o, "%s: did not apply epoch %" PRIu64 ": %s", name, m->epoch,
 				      ns->refused);
 		}
+	} else if (!strcmp(m->type, "leaving") && o->rack.nodes[c->node].pod) {
+		rdm_orch__pod_leaving(o, c->node);
 	} else if (!strcmp(m->type, "csr") || !strcmp(m->type, "renewed")) {
 		rdm_orch__take_renewal(o, c->node, m);
 	} else {

@@ -8,6 +8,8 @@
  *   pod  -> orch  hello    (with its new certificate) data: IP, cert_until, running
  *                          ... the node exchange (orch_nodes.c) from here on
  *   orch -> pod   renew    reload: now  (a third of the certificate's life left)
+ *   pod  -> orch  leaving  (SIGTERM: scaled down, evicted) its replica leaves the plan
+ *                          at once and drains there; the pod exits once it has
  *
  * A join is refused, counted and logged with who and why when the token is not this
  * rack's, expired, for another stage, or (one-time) spent; when the name is a host's
@@ -274,6 +276,27 @@ void rdm_orch__pod_gone(struct orch *o, int k, uint64_t silent_ms)
 	pthread_mutex_lock(&o->mu);
 	rdm_rack_remove_pod(&o->rack, k);
 	pthread_mutex_unlock(&o->mu);
+}
+
+void rdm_orch__pod_leaving(struct orch *o, int k)
+{
+	const struct rdm_replica *r = rdm_plan_pod_replica(o->plan, k);
+	char err[512], id[RDM_RACK_NAME_MAX + 1];
+	struct rdm_plan *np;
+
+	if (!r)
+		return;
+	snprintf(id, sizeof(id), "%s", r->id);
+	np = rdm_plan_remove_pod(o->plan, k, err, sizeof(err));
+	if (!np || rdm_orch__commit(o, np, NULL, err, sizeof(err)) < 0) {
+		rdm_orch__log(o, "pod %s is leaving, but the plan did not change: %s",
+			      o->rack.nodes[k].name, err);
+		return;
+	}
+	rdm_orch__log(o,
+		      "pod %s is leaving (stopping): its replica %s leaves the plan (epoch %" PRIu64
+		      "): its upstreams move its flows, then it stops",
+		      o->rack.nodes[k].name, id, o->st.epoch);
 }
 
 void rdm_orch__pods_tick(struct orch *o)
