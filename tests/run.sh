@@ -5,13 +5,15 @@
 # Stages:
 #   format       clang-format --dry-run over every tracked .c/.h (make check-format): 1 check
 #   layers       includes point only down the layers (tests/lint/check-layers.sh): 1 check
+#   manifests    the Kubernetes manifests in deploy/k8s, offline (tests/lint/k8s.sh): one
+#                check per PASS/FAIL line
 #   unit         the Criterion unit tests in $BUILD/tests: one check per test
 #   integration  tests/integration/test_*.sh (needs root; includes the Soft-RoCE guest,
 #                which runs whenever qemu can): one check per PASS/FAIL line
 #   rdma         only tests/integration/test_softroce.sh
 #   san          the unit tests built with SANITIZE=$SAN into $SAN_BUILD, and run
 #   fuzz         every libFuzzer target (make fuzz-build) for FUZZ_SECONDS: one check each
-#   all          format layers unit integration san fuzz (what `make test` runs)
+#   all          format layers manifests unit integration san fuzz (what `make test` runs)
 # A stage that fails does not stop the later ones; the exit status is 0 only when
 # nothing failed. The san and fuzz builds start with the integration stage when it comes
 # first (in the background, niced); their stages then wait for them.
@@ -187,6 +189,7 @@ stage() {
 	case $1 in
 	format) stage_format ;;
 	layers) stage_layers ;;
+	manifests) scripts tests/lint/k8s.sh ;;
 	unit) unit_tests "$BUILD/tests" "" ;;
 	integration) scripts tests/integration/test_*.sh ;;
 	rdma) scripts tests/integration/test_softroce.sh ;;
@@ -204,7 +207,7 @@ stage() {
 [ $# -eq 0 ] && set -- all
 stages=()
 for s in "$@"; do
-	if [ "$s" = all ]; then stages+=(format layers unit integration san fuzz); else stages+=("$s"); fi
+	if [ "$s" = all ]; then stages+=(format layers manifests unit integration san fuzz); else stages+=("$s"); fi
 done
 for ((i = 0; i < ${#stages[@]}; i++)); do
 	if [ "${stages[$i]}" = integration ]; then
