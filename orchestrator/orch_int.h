@@ -118,6 +118,7 @@ struct orch {
 	int renew_ok, renew_failed; /* of the round in progress */
 	int pod_cert_s;		    /* lifetime of a pod's certificate (--pod-cert-s) */
 	uint64_t joins_ok, joins_refused;
+	uint64_t held_epoch; /* an epoch not sent: a stage has no replica (logged once) */
 	int lfd;
 	int epfd; /* the main loop's epoll set: the wake pipe and every channel */
 	uint64_t start_ns;

@@ -31,6 +31,21 @@ static int same_set(const char *a, const char *b)
 	return 1;
 }
 
+/* The first stage with no replica in the plan (pod-backed, none of its pods joined or
+ * all gone), or -1. */
+static int empty_stage(const struct rdm_plan *p)
+{
+	for (int s = 0; s < p->spec->n_stages; s++) {
+		int n = p->stage_replicas[s];
+
+		for (int i = p->n_replicas - p->n_pods; i < p->n_replicas; i++)
+			n += p->replicas[i].stage == s;
+		if (!n)
+			return s;
+	}
+	return -1;
+}
+
 static int send_assign(struct orch *o, int k)
 {
 	struct nstate *ns = &o->nodes[k];
@@ -38,7 +53,21 @@ static int send_assign(struct orch *o, int k)
 	const char *kv[] = {
 	    "node", o->rack.nodes[k].name, "replicas", reps, "heartbeat_ms", hb, "dead_ms", dead,
 	    NULL};
-	int rc;
+	int rc, empty = empty_stage(o->plan);
+
+	if (empty >= 0) {
+		/* The chain cannot run without that stage: nothing is assigned (no replica
+		 * starts, so no frame bypasses it); nodes keep what they run, and frames for
+		 * replicas that left are dropped and counted there. */
+		if (o->held_epoch != o->st.epoch)
+			rdm_orch__log(o,
+				      "epoch %" PRIu64
+				      " not sent: stage '%s' has no replica (its pods "
+				      "have not joined, or all left); nodes keep what they run",
+				      o->st.epoch, o->spec.stages[empty].name);
+		o->held_epoch = o->st.epoch;
+		return 0;
+	}
 
 	rdm_orch__assigned(o->plan, k, reps, sizeof(reps));
 	snprintf(hb, sizeof(hb), "%d", o->heartbeat_ms);
