@@ -25,6 +25,10 @@ static void usage(FILE *out)
 	    "                      assigned (certs: DIR/ca.pem, DIR/NODE.pem, DIR/NODE.key;\n"
 	    "                      default certs/; its files go in --dir, default rdmesh-NODE)\n"
 	    "                      --metrics serves all its replicas' metrics in one scrape\n"
+	    "  node --orch IP:PORT --name POD --join TOKEN_FILE --stage STAGE [--ca CA.pem]\n"
+	    "       [--certs DIR] [--dir DIR] [--data IP|IFACE] [--rdma-device DEV]\n"
+	    "                      a pod: joins with a token, gets its certificate from the\n"
+	    "                      orchestrator, runs one replica of STAGE (README: pods)\n"
 	    "  orch --rack RACK.yaml --chain CHAIN.yaml [--certs DIR] [--state FILE] ...\n"
 	    "                      the orchestrator (rdmesh orch --help)\n"
 	    "  check CHAIN.yaml    validate a chain config and print its nodes\n"
@@ -35,6 +39,8 @@ static void usage(FILE *out)
 	    "                      side: latency, throughput, CPU; CSV, markdown and PNG in DIR\n"
 	    "  ctl certs --out DIR [--days N] NAME...\n"
 	    "                      make the rack's CA and a certificate for each NAME\n"
+	    "  ctl token [--certs DIR] --stage STAGE [--ttl SECONDS] [--uses 1|0]\n"
+	    "                      a join token for pods of STAGE, from DIR/ca.key\n"
 	    "  version\n");
 }
 

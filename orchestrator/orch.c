@@ -229,7 +229,7 @@ static void usage(FILE *f)
 	    "usage: rdmesh orch --rack RACK.yaml --chain CHAIN.yaml [--certs DIR]\n"
 	    "                   [--state FILE | --store etcd://HOST:PORT[,HOST:PORT...][/PREFIX]]\n"
 	    "                   [--listen IP:PORT] [--advertise IP:PORT] [--dead-ms MS]\n"
-	    "                   [--heartbeat-ms MS] [--check]\n"
+	    "                   [--heartbeat-ms MS] [--pod-cert-s S] [--check]\n"
 	    "  --rack FILE       the nodes replicas may go on (configs/rack.yaml explains it)\n"
 	    "  --chain FILE      the chain to deploy the first time (later: `rdmesh ctl apply`)\n"
 	    "  --certs DIR       ca.pem, orch.pem and orch.key (`rdmesh ctl certs`); default "
