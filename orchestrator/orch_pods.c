@@ -68,6 +68,11 @@ static int check_join(struct orch *o, const struct rdm_msg *m, struct rdm_join_t
 		snprintf(why, len, "bad pod name '%s'", name ? name : "");
 		return -1;
 	}
+	if (!strcmp(name, RDM_ORCH_NAME) || !strcmp(name, RDM_CTL_NAME)) {
+		/* a certificate named so would pass for the orchestrator, or the operator */
+		snprintf(why, len, "'%s' is a reserved name", name);
+		return -1;
+	}
 	k = rdm_rack_find(&o->rack, name);
 	if (k >= 0) {
 		snprintf(why, len, "'%s' is already a %s of the mesh", name,
@@ -185,6 +190,10 @@ static void pod_hello(struct orch *o, struct conn *c, const struct rdm_msg *m)
 		snprintf(why, sizeof(why), "its certificate binds it to stage '%s', which %s",
 			 stage, s < 0 ? "the chain does not have" : "takes no pods");
 		refuse_pod(o, c, why);
+		return;
+	}
+	if (!strcmp(name, RDM_ORCH_NAME) || !strcmp(name, RDM_CTL_NAME)) {
+		refuse_pod(o, c, "a reserved name");
 		return;
 	}
 	if (data && data[0])

@@ -3,7 +3,7 @@
 # what takes time or a restart. Two hosts run edge and log, dpi is pod-backed; pods are
 # `rdmesh node --join` processes with addresses of their own (127.0.0.2, .3).
 # Checks: a shared token (--uses 0) lets two pods join; an expired token, a token for
-# another stage and a pod taking a host's name are refused; a pod's certificate is renewed before it expires (60 s
+# another stage, a pod taking a host's name or the orchestrator's are refused; a pod's certificate is renewed before it expires (60 s
 # lifetime: at 40 s) and its replica takes it without a restart; after an orchestrator
 # restart the pods come back on their certificates alone, with the same replica ids and
 # no replica restarted, and a one-time token spent before the restart stays spent.
@@ -104,7 +104,12 @@ mkdir -p "$work/pe"
 	--certs "$work/pe/certs" --dir "$work/pe/dir" >"$work/pe.log" 2>&1
 grep "refused us: 'host1' is already a host of the mesh" "$work/pe.log" >/dev/null &&
 	refused="$refused a pod named host1: 'already a host';" || fail "pod named host1: $(tail -1 "$work/pe.log")"
-[ "$(echo "$refused" | grep -o ';' | wc -l)" = 3 ] && pass "joins refused, with who and why in the orchestrator's log:$refused"
+# Nor the orchestrator's or the operator's: a certificate named so would pass for them.
+"$RDMESH" node --orch "$ORCH" --join "$work/tok-shared" --stage dpi --name orch --ca "$work/certs/ca.pem" \
+	--certs "$work/pe/certs" --dir "$work/pe/dir" >"$work/pe2.log" 2>&1
+grep "refused us: 'orch' is a reserved name" "$work/pe2.log" >/dev/null &&
+	refused="$refused a pod named orch: 'a reserved name';" || fail "pod named orch: $(tail -1 "$work/pe2.log")"
+[ "$(echo "$refused" | grep -o ';' | wc -l)" = 4 ] && pass "joins refused, with who and why in the orchestrator's log:$refused"
 
 # ---- renewal: a 60 s certificate is renewed at 40 s, the replica takes it in place ----
 serial0=$(openssl x509 -in "$work/pa/certs/pa.pem" -noout -serial 2>/dev/null)
