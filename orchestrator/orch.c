@@ -147,6 +147,13 @@ static void take_accepted(struct orch *o)
 				rdm_orch__log(o, "%s: connected from %s",
 					      o->rack.nodes[c->node].name, rdm_tls_peer_addr(c->c));
 		}
+		if ((c->node == CONN_JOIN || c->node == CONN_POD) &&
+		    rdm_orch__pod_conn_new(o, c) < 0) {
+			rdm_tls_close(c->c);
+			free(c);
+			c = nx;
+			continue;
+		}
 		c->next = o->conns;
 		o->conns = c;
 		{
@@ -204,6 +211,7 @@ static void run(struct orch *o)
 			rdm_orch__check_health(o);
 			rdm_orch__pods_tick(o);
 		}
+		rdm_orch__pods_reap(o);
 		while (o->gone) {
 			struct conn *nx = o->gone->next;
 

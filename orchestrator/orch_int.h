@@ -24,16 +24,19 @@
 #define MAX_HOPS	       16
 
 /* What a connection is before it is a rack node's (node >= 0). */
-#define CONN_CTL  -1 /* the operator's (certificate "ctl") */
-#define CONN_JOIN -2 /* no certificate: may only ask to join with a token (orch_pods.c) */
-#define CONN_POD  -3 /* a pod's certificate, until its hello makes it a rack node */
+#define CONN_CTL	 -1   /* the operator's (certificate "ctl") */
+#define CONN_JOIN	 -2   /* no certificate: may only ask to join with a token (orch_pods.c) */
+#define CONN_POD	 -3   /* a pod's certificate, until its hello makes it a rack node */
+#define POD_FIRST_MSG_MS 5000 /* a joining or pod connection says what it wants by then */
+#define JOINS_OPEN_MAX	 64   /* such connections at once; more are closed at once */
 
 /* One control connection: a node's (node >= 0), the operator's, or a pod's. */
 struct conn {
 	struct rdm_tls_conn *c;
 	int node; /* index in the rack, or CONN_* */
 	int hello;
-	int gone; /* dropped: closed, on o->gone until the loop's turn ends */
+	int gone;	   /* dropped: closed, on o->gone until the loop's turn ends */
+	uint64_t until_ns; /* CONN_JOIN, CONN_POD: its first message by then, or closed */
 	struct conn *next;
 };
 
@@ -119,6 +122,8 @@ struct orch {
 	int pod_cert_s;		    /* lifetime of a pod's certificate (--pod-cert-s) */
 	uint64_t joins_ok, joins_refused;
 	uint64_t held_epoch; /* an epoch not sent: a stage has no replica (logged once) */
+	uint64_t joins_shed, joins_shed_log_ns; /* joining connections over the cap */
+	uint64_t next_reap_ns;			/* silent joining connections closed then */
 	int lfd;
 	int epfd; /* the main loop's epoll set: the wake pipe and every channel */
 	uint64_t start_ns;
@@ -247,6 +252,13 @@ void rdm_orch__take_pod_msg(struct orch *o, struct conn *c, const struct rdm_msg
 void rdm_orch__pod_gone(struct orch *o, int k, uint64_t silent_ms);
 void rdm_orch__pod_leaving(struct orch *o, int k);
 void rdm_orch__pods_tick(struct orch *o);
+
+/* A new CONN_JOIN or CONN_POD connection (the main loop's, before it is served): 0 to
+ * take it, with its deadline set; -1 when JOINS_OPEN_MAX are open (counted, logged once
+ * a second): the caller drops it. reap: closes those past their deadline (every turn,
+ * leading or not). */
+int rdm_orch__pod_conn_new(struct orch *o, struct conn *c);
+void rdm_orch__pods_reap(struct orch *o);
 
 /* The CA bundle (certs/ca.pem, whole) appended to a certificate PEM: the body of a
  * `cert` or `joined` message. malloc'd (*len bytes), or NULL with err. */

@@ -308,6 +308,49 @@ void rdm_orch__pod_leaving(struct orch *o, int k)
 		      o->rack.nodes[k].name, id, o->st.epoch);
 }
 
+int rdm_orch__pod_conn_new(struct orch *o, struct conn *c)
+{
+	uint64_t now = rdm_now_ns();
+	int open = 0;
+
+	for (struct conn *x = o->conns; x; x = x->next)
+		open += x->node == CONN_JOIN || x->node == CONN_POD;
+	if (open >= JOINS_OPEN_MAX) {
+		o->joins_shed++;
+		if (now - o->joins_shed_log_ns > 1000000000ull) {
+			rdm_orch__log(o,
+				      "%s: closed: %d joining connections are open, the most taken "
+				      "(%" PRIu64 " closed so far)",
+				      rdm_tls_peer_addr(c->c), open, o->joins_shed);
+			o->joins_shed_log_ns = now;
+		}
+		return -1;
+	}
+	c->until_ns = now + (uint64_t)POD_FIRST_MSG_MS * 1000000ull;
+	return 0;
+}
+
+void rdm_orch__pods_reap(struct orch *o)
+{
+	uint64_t now = rdm_now_ns();
+
+	if (now < o->next_reap_ns)
+		return;
+	o->next_reap_ns = now + JUDGE_EVERY_NS; /* not on every turn of a large rack's loop */
+
+	for (struct conn *c = o->conns, *nx; c; c = nx) {
+		nx = c->next;
+		if ((c->node == CONN_JOIN || c->node == CONN_POD) && c->until_ns &&
+		    now > c->until_ns) {
+			rdm_orch__log(o, "%s (%s): said nothing within %d ms: closed",
+				      rdm_tls_peer_addr(c->c),
+				      c->node == CONN_JOIN ? "joining" : rdm_tls_peer_name(c->c),
+				      POD_FIRST_MSG_MS);
+			rdm_orch__drop_conn(o, c, NULL);
+		}
+	}
+}
+
 void rdm_orch__pods_tick(struct orch *o)
 {
 	int64_t now = time(NULL);

@@ -3,7 +3,8 @@
 # what takes time or a restart. Two hosts run edge and log, dpi is pod-backed; pods are
 # `rdmesh node --join` processes with addresses of their own (127.0.0.2, .3).
 # Checks: a shared token (--uses 0) lets two pods join; an expired token, a token for
-# another stage, a pod taking a host's name or the orchestrator's are refused; a pod's certificate is renewed before it expires (60 s
+# another stage, a pod taking a host's name or the orchestrator's are refused; silent
+# connections without a certificate are capped and closed after 5 s; a pod's certificate is renewed before it expires (60 s
 # lifetime: at 40 s) and its replica takes it without a restart; after an orchestrator
 # restart the pods come back on their certificates alone, with the same replica ids and
 # no replica restarted, and a one-time token spent before the restart stays spent.
@@ -110,6 +111,21 @@ grep "refused us: 'host1' is already a host of the mesh" "$work/pe.log" >/dev/nu
 grep "refused us: 'orch' is a reserved name" "$work/pe2.log" >/dev/null &&
 	refused="$refused a pod named orch: 'a reserved name';" || fail "pod named orch: $(tail -1 "$work/pe2.log")"
 [ "$(echo "$refused" | grep -o ';' | wc -l)" = 4 ] && pass "joins refused, with who and why in the orchestrator's log:$refused"
+
+# ---- anyone may open a connection to ask to join: such connections cannot pile up ----
+silent=()
+for i in $(seq 70); do
+	(sleep 8 | openssl s_client -connect "$ORCH" -tls1_3 -CAfile "$work/certs/ca.pem" -quiet >/dev/null 2>&1) &
+	silent+=($!)
+done
+if wait_log "$work/orch.log" "joining connections are open, the most taken" 15 &&
+	ctl status >/dev/null 2>&1 &&
+	wait_log "$work/orch.log" "(joining): said nothing within 5000 ms: closed" 15; then
+	pass "70 silent connections without a certificate: $(grep -o 'closed: [0-9]* joining connections are open, the most taken' "$work/orch.log" | head -1), the others closed after 5 s ($(grep -c 'said nothing within 5000 ms' "$work/orch.log") so far); ctl status answered meanwhile"
+else
+	fail "silent joining connections: $(grep -i 'joining' "$work/orch.log" | tail -3)"
+fi
+wait "${silent[@]}"
 
 # ---- renewal: a 60 s certificate is renewed at 40 s, the replica takes it in place ----
 serial0=$(openssl x509 -in "$work/pa/certs/pa.pem" -noout -serial 2>/dev/null)
