@@ -73,6 +73,7 @@ options:
 
 in the guest: RDM_GUEST=1, RDM_RXE_DEVS="rxe0 rxe1 rxe2",
   RDM_RXE_ADDRS="10.88.0.1 10.88.0.2 10.88.0.3", RDM_RXE_NETDEVS, RDM_OUT, RDM_REPO.
+another kernel: RDM_GUEST_KERNEL=PKG with its own RDM_SOFTROCE_CACHE (README, Other kernels).
 EOF
 }
 
