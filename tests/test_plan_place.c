@@ -33,17 +33,7 @@ static void expect_same(const struct rdm_plan *a, const struct rdm_plan *b, cons
 	cr_assert_eq(x->node_id, y->node_id, "%s changed node id", id);
 }
 
-#define CHAIN3(dpi_extra)                                                                          \
-	"chain: {name: t}\n"                                                                       \
-	"stages:\n"                                                                                \
-	"  - name: edge\n"                                                                         \
-	"    run: [stamp]\n"                                                                       \
-	"    ingress: {mode: gen, count: 10}\n"                                                    \
-	"  - name: dpi\n"                                                                          \
-	"    run: [stamp, dpi]\n"                                                                  \
-	"    workers: 2\n" dpi_extra "  - name: log\n"                                             \
-	"    run: [stamp]\n"                                                                       \
-	"    egress:\n"
+#define CHAIN3(dpi_extra) CHAIN3_DPI("    workers: 2\n" dpi_extra)
 
 TestSuite(plan, .init = mkdir_tmp, .fini = rm_tmp);
 

@@ -14,17 +14,6 @@
 #include "orchestrator/state.h"
 #include "tests/lib/plan_fixture.h"
 
-#define CHAIN_PODS(dpi)                                                                            \
-	"chain: {name: t}\n"                                                                       \
-	"stages:\n"                                                                                \
-	"  - name: edge\n"                                                                         \
-	"    run: [stamp]\n"                                                                       \
-	"    ingress: {mode: gen, count: 10}\n"                                                    \
-	"  - name: dpi\n"                                                                          \
-	"    run: [stamp, dpi]\n" dpi "  - name: log\n"                                            \
-	"    run: [stamp]\n"                                                                       \
-	"    egress:\n"
-
 TestSuite(pods, .init = mkdir_tmp, .fini = rm_tmp);
 
 /* Adds pod name at data as a replica of dpi; returns the new plan (p is freed). */
@@ -49,7 +38,7 @@ Test(pods, a_pod_is_one_replica_numbered_apart_and_rendered_with_its_name)
 	char *text;
 
 	load_rack(RACK4, &r);
-	load_chain(CHAIN_PODS("    pods: {deployment: rdmesh-dpi, namespace: mesh}\n"), &s);
+	load_chain(CHAIN3_DPI("    pods: {deployment: rdmesh-dpi, namespace: mesh}\n"), &s);
 	cr_assert(s.stages[1].pods);
 	cr_assert_str_eq(s.stages[1].pod_deployment, "rdmesh-dpi");
 	cr_assert_str_eq(s.stages[1].pod_namespace, "mesh");
@@ -91,7 +80,7 @@ Test(pods, pods_stay_through_every_replan_of_the_hosts)
 	struct rdm_plan *p, *q;
 
 	load_rack(RACK4, &r);
-	load_chain(CHAIN_PODS("    replicas: 1\n    pods:\n"), &s);
+	load_chain(CHAIN3_DPI("    replicas: 1\n    pods:\n"), &s);
 	p = rdm_plan_new(&r, &s, err, sizeof(err));
 	cr_assert_not_null(p, "%s", err);
 	p = join(p, &r, "pa", "10.88.0.7", 0);
@@ -138,7 +127,7 @@ Test(pods, a_returning_pod_gets_its_number_back_and_numbers_are_reused)
 	struct rdm_plan *p, *q;
 
 	load_rack(RACK4, &r);
-	load_chain(CHAIN_PODS("    pods:\n"), &s);
+	load_chain(CHAIN3_DPI("    pods:\n"), &s);
 	p = rdm_plan_new(&r, &s, err, sizeof(err));
 	cr_assert_not_null(p, "%s", err);
 	p = join(p, &r, "pa", "10.88.0.7", 57); /* it ran dpi-57 before we restarted */
@@ -205,7 +194,7 @@ Test(pods, a_rack_of_pods_only_and_a_stage_of_pods_only)
 	rdm_plan_free(p);
 	rdm_chain_spec_free(&s);
 	/* no host replica is for a pod-backed stage only */
-	cr_assert_lt(rdm_chain_spec_load(put("chain.yaml", CHAIN_PODS("    replicas: 0\n")), &s,
+	cr_assert_lt(rdm_chain_spec_load(put("chain.yaml", CHAIN3_DPI("    replicas: 0\n")), &s,
 					 err, sizeof(err)),
 		     0);
 	cr_assert(strstr(err, "replicas: 0 is out of range (1..16)"), "%s", err);
@@ -221,7 +210,7 @@ Test(pods, the_state_keeps_spent_tokens_and_does_not_restore_pods)
 	char path[128];
 
 	load_rack(RACK4, &r);
-	load_chain(CHAIN_PODS("    replicas: 1\n    pods:\n"), &s);
+	load_chain(CHAIN3_DPI("    replicas: 1\n    pods:\n"), &s);
 	p = rdm_plan_new(&r, &s, err, sizeof(err));
 	cr_assert_not_null(p, "%s", err);
 	p = join(p, &r, "pa", "10.88.0.7", 0);

@@ -81,6 +81,18 @@ static void expect_at(const struct rdm_plan *p, const char *id, const char *node
 	"  - {name: n3, control: 10.77.0.3, data: 10.77.0.3, capacity: 4}\n"                       \
 	"  - {name: n4, control: 10.77.0.4, data: 10.77.0.4, capacity: 4}\n"
 
+/* edge -> dpi -> log, with dpi's own lines (each "    key: value\n") in dpi. */
+#define CHAIN3_DPI(dpi)                                                                            \
+	"chain: {name: t}\n"                                                                       \
+	"stages:\n"                                                                                \
+	"  - name: edge\n"                                                                         \
+	"    run: [stamp]\n"                                                                       \
+	"    ingress: {mode: gen, count: 10}\n"                                                    \
+	"  - name: dpi\n"                                                                          \
+	"    run: [stamp, dpi]\n" dpi "  - name: log\n"                                            \
+	"    run: [stamp]\n"                                                                       \
+	"    egress:\n"
+
 #define HEAD "chain: {name: t}\nstages:\n"
 
 #endif
