@@ -37,7 +37,7 @@ DEB_PKGS := gcc make pkg-config clang libyaml-dev libpcap-dev libcriterion-dev l
 	qemu-system-x86 busybox-static cpio kmod rdma-core ibverbs-utils rdmacm-utils perftest \
 	sockperf haproxy gnuplot-nox clang-format libclang-rt-14-dev libndpi-bin curl openssl dnsutils dnsmasq-base python3 libmicrohttpd-dev \
 	libgnutls28-dev libcurl4-openssl-dev libjson-c-dev etcd-server etcd-client podman runc mmdebstrap \
-	containernetworking-plugins iptables python3-yaml python3-kubernetes
+	containernetworking-plugins iptables python3-yaml python3-kubernetes valgrind
 
 LIB_SRC := $(filter-out orchestrator/main.c,$(wildcard lib/*.c transport/*.c services/*.c node/*.c orchestrator/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -46,7 +46,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps test unit integration test-rdma image bench bench-orch bench-rdma demo fuzz fuzz-build fuzz-smoke \
+.PHONY: all deps test unit integration test-rdma image bench bench-insns bench-orch bench-rdma demo fuzz fuzz-build fuzz-smoke \
 	check-format check-layers unit-san unit-build clean format
 all: $(BUILD)/rdmesh
 
@@ -122,6 +122,12 @@ bench-orch: deps
 bench: deps
 	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh $(TOOL_BIN)
 	@$(BUILD)/rdmesh bench --out $(PWD)/$(BUILD)/bench/results
+	@RDMESH=$(PWD)/$(BUILD)/rdmesh tests/bench/insns.sh --out $(PWD)/$(BUILD)/bench/results/insns
+
+# Instructions per packet of one hop by stage set (callgrind): build/bench/insns.
+bench-insns: deps
+	@$(MAKE) $(PAR) -s --no-print-directory $(BUILD)/rdmesh
+	@RDMESH=$(PWD)/$(BUILD)/rdmesh tests/bench/insns.sh --out $(PWD)/$(BUILD)/bench/insns
 
 # Inside the Soft-RoCE guest: one hop over RDMA against ib_send_lat and TCP
 # (hop-rdma.sh), then all four paths (rdmesh bench --rdma).

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Instructions per packet of one hop, by stage set: what the hop itself costs, counted
+# repeatably (valgrind --tool=callgrind: user-space instructions; no hardware counters
+# here). A three-node chain on loopback, edge -> MIDDLE -> log, the middle node under
+# callgrind, run twice (N1 then N2 packets at RATE pkt/s); the difference of the two
+# totals divided by the difference of the frames the middle node received is its cost per
+# packet, set-up and teardown cancelled out. Stage sets:
+#   bare   stamp                the hop alone (decode, steer, encode, send)
+#   full   stamp, dpi, policy   the demo's dpi stage; nDPI's own instructions (functions
+#                               of libndpi) reported beside it, and the rest
+# Output in DIR: insns.csv, insns.md (with the top functions of the bare hop).
+#   tests/bench/insns.sh [--out DIR] [--quick]
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+RDMESH=${RDMESH:-$ROOT/build/rdmesh}
+out=$ROOT/build/bench/insns
+N1=2000 N2=12000 RATE=3000
+while [ $# -gt 0 ]; do
+	case $1 in
+	--out) out=$2; shift ;;
+	--quick) N1=1000 N2=3000 ;;
+	*) echo "usage: tests/bench/insns.sh [--out DIR] [--quick]" >&2; exit 2 ;;
+	esac
+	shift
+done
+command -v valgrind >/dev/null || { echo "insns: valgrind is not installed (make deps)" >&2; exit 1; }
+mkdir -p "$out"
+work=$(mktemp -d "${TMPDIR:-/tmp}/rdm-insns.XXXXXX")
+pids=()
+trap 'kill -9 "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+PORT=$((7800 + $$ % 100 * 3))
+
+# chain FILE STAGES COUNT: the static chain, on 127.0.0.1, no certificates (protect: none:
+# proving hops is set-up, not per packet).
+chain() {
+	cat >"$1" <<EOF
+chain: {name: insns}
+transport: {protect: none}
+flows: {max: 65536}
+nodes:
+  - name: edge
+    id: 1
+    listen: 127.0.0.1:$PORT
+    stages: [stamp, {name: identity, directory: $ROOT/configs/directory.yaml}]
+    next: mid
+    transport: tcp
+    ingress: {mode: gen, count: $3, rate: $RATE, flows: 100, seed: 7, wait_ms: 30000}
+  - name: mid
+    id: 2
+    listen: 127.0.0.1:$((PORT + 1))
+    stages: $2
+    next: log
+    transport: tcp
+  - name: log
+    id: 3
+    listen: 127.0.0.1:$((PORT + 2))
+    stages: [stamp]
+    egress: {count: $3}
+EOF
+}
+
+# functions FILE: "instructions<TAB>file:function [object]" per function of a callgrind
+# output (self cost, every function).
+functions() {
+	callgrind_annotate --threshold=100 --inclusive=no --tree=none --auto=no "$1" 2>/dev/null |
+		awk '/^ *[0-9][0-9,]* \( *[0-9.]+%\)  / && !/PROGRAM TOTALS|=>|events annotated/ {
+			v = $1; gsub(",", "", v); sub(/^ *[0-9,]+ \( *[0-9.]+%\)  /, ""); print v "\t" $0 }'
+}
+
+# run NAME STAGES COUNT: one run; prints "instructions frames ndpi_instructions".
+run() {
+	local cfg=$work/$1-$3.yaml cg=$work/$1-$3.cg st=$work/$1-$3.stats e m
+	chain "$cfg" "$2" "$3"
+	"$RDMESH" node --config "$cfg" --name log >"$work/log.out" 2>&1 &
+	e=$!
+	valgrind --tool=callgrind --callgrind-out-file="$cg" "$RDMESH" node --config "$cfg" --name mid \
+		--stats "$st" >"$work/mid.out" 2>&1 &
+	m=$!
+	pids=($e $m)
+	if ! "$RDMESH" node --config "$cfg" --name edge >"$work/edge.out" 2>&1; then
+		echo "insns: $1: the edge failed: $(tail -1 "$work/edge.out")" >&2
+		kill -9 $e 2>/dev/null
+	fi
+	wait $e
+	kill -TERM $m 2>/dev/null
+	wait $m
+	local total frames ndpi
+	total=$(callgrind_annotate "$cg" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+	frames=$(awk '$1 == "rx_frames" { print $2 }' "$st")
+	ndpi=$(functions "$cg" | awk -F'\t' '$2 ~ /libndpi/ { s += $1 } END { printf "%d\n", s }')
+	echo "${total:-0} ${frames:-0} ${ndpi:-0}"
+}
+
+echo "insns: middle node under callgrind, $N1 then $N2 packets at $RATE pkt/s (each run takes a while)"
+printf 'stages,insns_per_packet,ndpi_per_packet,rest_per_packet,frames\n' >"$out/insns.csv"
+{
+	echo "| stages (middle node) | instructions / packet | of which nDPI | the rest | frames counted |"
+	echo "|---|---|---|---|---|"
+} >"$out/insns.md"
+for set in "bare:[stamp]" "full:[stamp, dpi, {name: policy, file: $ROOT/configs/policy.yaml}]"; do
+	name=${set%%:*}
+	stages=${set#*:}
+	read -r t1 f1 n1 <<<"$(run "$name" "$stages" $N1)"
+	echo "  $name: $N1 packets: $t1 instructions, $f1 frames"
+	read -r t2 f2 n2 <<<"$(run "$name" "$stages" $N2)"
+	echo "  $name: $N2 packets: $t2 instructions, $f2 frames"
+	df=$((f2 - f1))
+	if [ "$df" -le 0 ]; then
+		echo "insns: $name: no more frames in the longer run ($f1, $f2): see $work" >&2
+		continue
+	fi
+	per=$(((t2 - t1) / df))
+	ndpi=$(((n2 - n1) / df))
+	printf '%s,%d,%d,%d,%d\n' "$name" "$per" "$ndpi" $((per - ndpi)) "$df" >>"$out/insns.csv"
+	printf '| %s | %d | %d | %d | %d |\n' "${stages//|/\\|}" "$per" "$ndpi" $((per - ndpi)) "$df" >>"$out/insns.md"
+	[ "$name" = bare ] && cp "$work/bare-$N2.cg" "$out/bare.callgrind" && cp "$work/bare-$N1.cg" "$out/bare-short.callgrind"
+done
+# The bare hop's top functions per packet (self cost, the longer run less the shorter).
+if [ -f "$out/bare.callgrind" ]; then
+	functions "$out/bare-short.callgrind" >"$work/a"
+	functions "$out/bare.callgrind" >"$work/b"
+	df=$(awk -F, '$1 == "bare" { print $5 }' "$out/insns.csv")
+	{
+		echo
+		echo "bare hop, the functions that cost most per packet (self):"
+		echo
+		echo "| instructions / packet | function |"
+		echo "|---|---|"
+		awk -F'\t' -v df="$df" 'NR == FNR { a[$2] = $1; next } { d = ($1 - a[$2]) / df; if (d >= 5) printf "%d\t%s\n", d, $2 }' "$work/a" "$work/b" |
+			sort -rn | head -12 | awk -F'\t' '{ sub(/ \[.*/, "", $2); n = split($2, p, "/"); printf "| %d | `%s` |\n", $1, p[n] }'
+	} >>"$out/insns.md"
+fi
+cat "$out/insns.md"
+echo "insns: $out/insns.csv, $out/insns.md"
