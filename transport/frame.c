@@ -203,8 +203,11 @@ int rdm_frame_encode_hdr(const struct rdm_frame *f, uint8_t *buf, size_t cap)
 		rdm_put_be16(q, RDM_MD_CLASS);
 		q[2] = p[i].type;
 		q[3] = (uint8_t)l; /* bit 7 is rdmesh's 8th length bit */
+		/* The padding: the value's last word zeroed first, then the value over it
+		 * (a libc memset of 1-3 bytes per TLV cost more than the TLV's value). */
+		if (padded > l)
+			rdm_put_be32(q + TLV_HDR + padded - 4, 0);
 		put_value(f, p[i].type, q + TLV_HDR);
-		memset(q + TLV_HDR + l, 0, padded - l);
 		q += TLV_HDR + padded;
 	}
 	return len;
