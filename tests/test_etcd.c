@@ -25,7 +25,9 @@ static void start_etcd(int tls)
 	char client[64], peer[64], cluster[96], certs[96], ca[128], cert[128], key[128], ccert[128],
 	    ckey[128];
 	const struct rdm_etcd_tls t = {ca, ccert, ckey};
-	int port = 20000 + (int)(getpid() % 20000);
+	/* Below the ephemeral range (32768 up): a port some connection took cannot collide
+	 * (peer = client + 6000; 40000-59999 as before made etcd exit now and then). */
+	int port = 20000 + (int)(getpid() % 6000);
 	struct rdm_etcd *e;
 	char err[512];
 
@@ -45,7 +47,7 @@ static void start_etcd(int tls)
 	/* The certificate names localhost: the client must use that name. */
 	snprintf(ep, sizeof(ep), "%s:%d", tls ? "localhost" : "127.0.0.1", port);
 	snprintf(client, sizeof(client), "%s://127.0.0.1:%d", tls ? "https" : "http", port);
-	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", port + 20000);
+	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", port + 6000);
 	snprintf(cluster, sizeof(cluster), "t=%s", peer);
 	etcd_pid = fork();
 	cr_assert_geq(etcd_pid, 0);

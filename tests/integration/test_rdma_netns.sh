@@ -16,4 +16,11 @@ fi
 out=$PWD/$BUILD/softroce-netns
 rm -rf "$out"
 mkdir -p "$out"
-tests/rdma/netns-guest.sh --out "$out" --env "BUILD=$BUILD"
+# A TCG guest on 7.3 panicked once while booting (run_timer_softirq, before any test ran):
+# a guest that did not boot is booted once more, and says so.
+for try in 1 2; do
+	tests/rdma/netns-guest.sh --out "$out" --env "BUILD=$BUILD" 2>&1 | tee "$out/run.log"
+	rc=${PIPESTATUS[0]}
+	[ "$rc" = 125 ] && [ $try = 1 ] && grep -q "guest did not boot" "$out/run.log" || exit "$rc"
+	echo "note: the guest did not boot (its console: above); booting it once more"
+done
