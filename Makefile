@@ -37,7 +37,7 @@ DEB_PKGS := gcc make pkg-config clang libyaml-dev libpcap-dev libcriterion-dev l
 	qemu-system-x86 busybox-static cpio kmod rdma-core ibverbs-utils rdmacm-utils perftest \
 	sockperf haproxy gnuplot-nox clang-format libclang-rt-14-dev libndpi-bin curl openssl dnsutils dnsmasq-base python3 libmicrohttpd-dev \
 	libgnutls28-dev libcurl4-openssl-dev libjson-c-dev etcd-server etcd-client podman runc mmdebstrap \
-	containernetworking-plugins iptables python3-yaml python3-kubernetes valgrind
+	containernetworking-plugins iptables python3-yaml python3-kubernetes valgrind tshark
 
 LIB_SRC := $(filter-out orchestrator/main.c,$(wildcard lib/*.c transport/*.c services/*.c node/*.c orchestrator/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

@@ -460,9 +460,9 @@ static int addr_key(struct ld *l, const struct rdm_ynode *m, const char *key, st
 static int load_node(struct ld *l, const struct rdm_ynode *m, size_t idx, struct rdm_node_conf *nc,
 		     struct node_src *src)
 {
-	static const char *const keys[] = {"name",    "id",	"listen",    "workers",
-					   "stages",  "next",	"transport", "connect",
-					   "ingress", "egress", "identity",  NULL};
+	static const char *const keys[] = {"name",     "id",	    "listen",  "workers", "stages",
+					   "next",     "transport", "connect", "ingress", "egress",
+					   "identity", "poll",	    NULL};
 	const struct rdm_ynode *v;
 	const char *s;
 	char what[32];
@@ -575,6 +575,16 @@ static int load_node(struct ld *l, const struct rdm_ynode *m, size_t idx, struct
 		else
 			return rdm_yerr(l->doc, v, l->err, l->len,
 					"unknown transport '%s' (expected tcp, rdma or auto)", s);
+	}
+
+	v = rdm_ymap_get(m, "poll");
+	if (v) {
+		rc = rdm_ymap_str(l->doc, m, "poll", NULL, &s, l->err, l->len);
+		if (rc)
+			return rc;
+		if (rdm_poll_mode_parse(s, &nc->poll) < 0)
+			return rdm_yerr(l->doc, v, l->err, l->len,
+					"unknown poll '%s' (expected sleep, adaptive or busy)", s);
 	}
 
 	v = rdm_ymap_get(m, "egress");

@@ -78,6 +78,7 @@ struct rdm_node_conf {
 	struct rdm_addr connect;	   /* reach next through this address (a sidecar proxy, NAT)
 					    * instead of its listen address */
 	enum rdm_transport_kind transport; /* towards next */
+	enum rdm_poll_mode poll;	   /* how its workers wait (transport/loop.h) */
 	struct rdm_ingress_conf ingress;
 	struct rdm_egress_conf egress;
 };

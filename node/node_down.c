@@ -23,6 +23,15 @@ static void down_state(struct rdm_conn *c, int up, void *arg)
 	while (r + 1 < MAX_DOWNS && w->downs[r].c != c)
 		r++;
 	if (up) {
+		struct down *d = &w->downs[r];
+
+		/* A connection made again starts with no flow context at either end. */
+		if (!d->ctx_tx)
+			d->ctx_tx = rdm_ctx_tx_new(&w->st.ctx_tx);
+		if (!d->ctx_rx)
+			d->ctx_rx = rdm_ctx_rx_new(&w->st.ctx_rx);
+		rdm_ctx_tx_reset(d->ctx_tx);
+		rdm_ctx_rx_reset(d->ctx_rx);
 		rdm_node__log(n, "next hop %s (%s) up over %s, epoch %u", w->downs[r].name, c->peer,
 			      c->ops->name, c->epoch);
 		if (w->ever_up && (w->gen || w->pin))
@@ -44,12 +53,14 @@ static void down_state(struct rdm_conn *c, int up, void *arg)
 static int down_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, void *arg)
 {
 	struct worker *w = arg;
-	int m;
+	int m, parts, r = 0;
 
 	if (w->stopping)
 		return 0;
-	w->st.back_rx_frames += (uint64_t)n;
-	m = rdm_node__decode_batch(w, rx, n, BACK);
+	while (r + 1 < MAX_DOWNS && w->downs[r].c != c)
+		r++;
+	m = rdm_node__decode_batch(w, w->downs[r].ctx_rx, rx, n, BACK, &parts);
+	w->st.back_rx_frames += (uint64_t)(n - parts);
 	rdm_node__handle_batch(w, m, BACK);
 	return n;
 }

@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "lib/clock.h"
@@ -34,6 +35,27 @@ void rdm_node__tun_write(struct worker *w, struct rdm_frame *const *fs, int m)
 	}
 }
 
+/* Writes frame f to the frames capture as a next hop would receive it: with the flow
+ * contexts of one connection, state-only frames first. */
+static void write_frames(struct worker *w, const struct rdm_frame *f, uint64_t now)
+{
+	uint32_t max = w->node->copts.max_frame;
+	uint8_t *hdrs = w->framebuf + max;
+	struct rdm_txframe out[RDM_CTX_OUT_MAX];
+	int k = rdm_ctx_encode(w->fout_ctx, f, hdrs, HDR_SLOT, out);
+
+	for (int i = 0; i < k; i++) {
+		if (out[i].hdr_len + out[i].pkt_len > max) {
+			rdm_ctx_tx_reset(w->fout_ctx); /* not written: start the flows again */
+			return;
+		}
+		memcpy(w->framebuf, out[i].hdr, out[i].hdr_len);
+		if (out[i].pkt_len)
+			memcpy(w->framebuf + out[i].hdr_len, out[i].pkt, out[i].pkt_len);
+		rdm_pcap_write(w->fout, w->framebuf, out[i].hdr_len + out[i].pkt_len, now);
+	}
+}
+
 /* Frames leaving the chain here: written out (TUN, pcap files) and accounted for; the
  * node stops once egress.count packets are. */
 void rdm_node__egress(struct worker *w, struct rdm_frame *const *fs, int m)
@@ -54,12 +76,8 @@ void rdm_node__egress(struct worker *w, struct rdm_frame *const *fs, int m)
 		}
 		if (w->pout)
 			rdm_pcap_write(w->pout, f->pkt, f->pkt_len, now);
-		if (w->fout) {
-			int len = rdm_frame_encode(f, w->framebuf, n->copts.max_frame);
-
-			if (len > 0)
-				rdm_pcap_write(w->fout, w->framebuf, (uint32_t)len, now);
-		}
+		if (w->fout)
+			write_frames(w, f, now);
 		if (f->present & RDM_F_FLOW_ID)
 			rdm_flowcount_add(&w->eflows, f->flow_id, f->pkt_len);
 		for (int h = 0; h + 1 < f->n_hops; h++)

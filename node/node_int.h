@@ -20,6 +20,7 @@
 #include "services/flowtable.h"
 #include "services/stage.h"
 #include "transport/frame.h"
+#include "transport/framectx.h"
 #include "transport/transport.h"
 
 #define MAX_STAGES	16
@@ -74,6 +75,11 @@ struct worker_stats {
 	uint64_t drained_unreachable; /* draining replicas closed because unreachable */
 	uint64_t pins_detoured; /* new flows started off the table's pick: it was not connected */
 	uint64_t auth_refused;	/* connections that did not prove themselves (node_auth.c) */
+	/* Flow contexts (transport/framectx.h): what this worker's connections sent and
+	 * received; hdr_max is the worker's largest header (reports take the maximum). */
+	struct rdm_ctx_tx_stats ctx_tx;
+	struct rdm_ctx_rx_stats ctx_rx;
+	uint64_t ctx_resets; /* send tables reset: a connection did not take every frame */
 };
 
 /* The egress's sequence accounting for one origin (an ingress worker's frames). */
@@ -121,6 +127,9 @@ struct down {
 	uint32_t gen;  /* bumped when the slot is freed: pins to the old replica go stale */
 	uint64_t pins; /* flows pinned to this replica */
 	uint64_t drain_start_ns;
+	/* The flow contexts of the slot's connection, both ways; reset when it comes up. */
+	struct rdm_ctx_tx *ctx_tx;
+	struct rdm_ctx_rx *ctx_rx;
 };
 
 /* A flow's pin: the slot of the replica it started on, as of that slot's generation. */
@@ -149,8 +158,10 @@ struct worker {
 	int slot_of[RDM_MAX_NEXT]; /* steer's replica i is downs[slot_of[i]] */
 	struct rdm_flowtab *pins;
 	struct rdm_conn *ups[MAX_UPS];
-	uint64_t up_serial[MAX_UPS];  /* tells a reused connection slot from its predecessor */
-	struct si_set up_si[MAX_UPS]; /* the service indexes each upstream may send */
+	uint64_t up_serial[MAX_UPS];	   /* tells a reused connection slot from its predecessor */
+	struct si_set up_si[MAX_UPS];	   /* the service indexes each upstream may send */
+	struct rdm_ctx_rx *up_rx[MAX_UPS]; /* each upstream connection's flow contexts */
+	struct rdm_ctx_tx *up_tx[MAX_UPS]; /* and those of frames going back on it */
 	uint64_t next_serial;
 	int n_ups;
 	struct rdm_conn_stats up_closed;   /* counters of upstream connections now gone */
@@ -169,7 +180,8 @@ struct worker {
 	int *verdict;
 	int *upi; /* per frame: index into ups of the connection it goes back on */
 	uint8_t *hdr;
-	struct rdm_txframe *tx;
+	struct rdm_txframe *tx; /* RDM_CTX_OUT_MAX per frame: state-only frames go first */
+	uint8_t *tx_part;	/* per tx frame: 1 for a state-only one */
 
 	/* The TUN device at this edge (inline mode), and which upstream connection each
 	 * flow came in on (for frames going back). */
@@ -192,6 +204,7 @@ struct worker {
 	/* egress */
 	struct rdm_pcap_out *pout, *fout;
 	uint8_t *framebuf;
+	struct rdm_ctx_tx *fout_ctx; /* the frames capture keeps flow contexts as a link would */
 	struct rdm_flowcount eflows;
 	struct rdm_hist hops[RDM_MAX_HOPS - 1];
 	struct rdm_hist e2e;
@@ -280,9 +293,13 @@ void rdm_node__resume_inputs(struct worker *w);
 void rdm_node__snap_stats(struct worker *w);
 
 /* node_pipeline.c: a batch through the stages */
-int rdm_node__decode_batch(struct worker *w, const struct rdm_rxframe *rx, int n, int dir);
+int rdm_node__decode_batch(struct worker *w, struct rdm_ctx_rx *r, const struct rdm_rxframe *rx,
+			   int n, int dir, int *parts);
 void rdm_node__handle_batch(struct worker *w, int m, int dir);
-int rdm_node__encode_tx(struct worker *w, struct rdm_frame *const *fs, int m, int want, int dir);
+int rdm_node__encode_tx(struct worker *w, struct rdm_ctx_tx *t, struct rdm_frame *const *fs, int m,
+			int want, int dir);
+int rdm_node__send_tx(struct worker *w, struct rdm_conn *c, struct rdm_ctx_tx *t, int k,
+		      uint64_t *sent);
 
 /* node_steer.c: which replica of the next stage a frame goes to */
 struct steer *rdm_node__steer_new(const struct rdm_chain_conf *chain, const struct rdm_node_conf *c,

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "transport/frame.h"
+#include "transport/framectx.h"
 #include "node/node_int.h"
 
 /* A frame a stage dropped or answered but marked RDM_FF_NOTICE goes on without its
@@ -68,47 +69,82 @@ static int run_stages(struct worker *w, int m)
 	return m;
 }
 
-/* Encodes frames fs[0..m) into w->tx (headers in w->hdr) for one connection; frames
- * whose upi differs from want are skipped (want -1 takes all). Returns how many. */
-int rdm_node__encode_tx(struct worker *w, struct rdm_frame *const *fs, int m, int want, int dir)
+/* Encodes frames fs[0..m) into w->tx (headers in w->hdr) for the connection whose flow
+ * contexts are t; frames whose upi differs from want are skipped (want -1 takes all).
+ * A frame may take several tx frames (state-only ones first: w->tx_part). Returns how
+ * many tx frames. */
+int rdm_node__encode_tx(struct worker *w, struct rdm_ctx_tx *t, struct rdm_frame *const *fs, int m,
+			int want, int dir)
 {
 	struct rdm_node *n = w->node;
-	int k = 0;
+	int k = 0, j = 0;
 
 	for (int i = 0; i < m; i++) {
 		struct rdm_frame *f = fs[i];
-		uint8_t *h = w->hdr + (size_t)k * HDR_SLOT;
-		int len;
+		struct rdm_txframe *out = &w->tx[k];
+		int got;
 
 		if (want >= 0 && w->upi[i] != want)
 			continue;
 		/* The service index counts the chain's positions down; going back it stays. */
 		if (dir == FWD)
 			f->si--;
-		len = rdm_frame_encode_hdr(f, h, HDR_SLOT);
-		if (len < 0 || (uint32_t)len + f->pkt_len > n->copts.max_frame) {
+		got = rdm_ctx_encode(t, f, w->hdr + (size_t)j * HDR_SLOT, HDR_SLOT, out);
+		if (got < 0 || out[got - 1].hdr_len + f->pkt_len > n->copts.max_frame) {
+			/* Not sent: the slot it may have set must not be relied on. */
+			rdm_ctx_tx_reset(t);
+			w->st.ctx_resets += t != NULL;
 			w->st.drops[DROP_OVERSIZE]++;
 			continue;
 		}
-		w->tx[k].hdr = h;
-		w->tx[k].hdr_len = (uint32_t)len;
-		w->tx[k].pkt = f->pkt;
-		w->tx[k].pkt_len = f->pkt_len;
-		k++;
+		for (int g = 0; g < got; g++)
+			w->tx_part[k + g] = g + 1 < got;
+		k += got;
+		j++;
 	}
 	return k;
 }
 
-/* Decodes received frames into w->fr / w->frp; returns how many are good. Frames going
- * back keep their service index, so only forward ones can run out of it. */
-int rdm_node__decode_batch(struct worker *w, const struct rdm_rxframe *rx, int n, int dir)
+/* Sends w->tx[0..k) on c, whose flow contexts are t. Returns how many frames with a
+ * packet (or notice) it took, or -ENOTCONN; *lost says how many it did not take. A
+ * connection that did not take every frame gets its contexts reset: a frame it did not
+ * take may have set one. */
+int rdm_node__send_tx(struct worker *w, struct rdm_conn *c, struct rdm_ctx_tx *t, int k,
+		      uint64_t *lost)
+{
+	int rc = rdm_conn_send(c, w->tx, k), taken = 0, all = 0;
+
+	for (int i = 0; i < k; i++) {
+		all += !w->tx_part[i];
+		taken += i < rc && !w->tx_part[i];
+	}
+	*lost = (uint64_t)(all - taken);
+	if (rc < k && t) {
+		rdm_ctx_tx_reset(t);
+		w->st.ctx_resets++;
+	}
+	return rc < 0 ? rc : taken;
+}
+
+/* Decodes received frames of the connection whose flow contexts are r into w->fr /
+ * w->frp; returns how many are good, and in *parts how many were state-only (neither
+ * good nor dropped). Frames going back keep their service index, so only forward ones
+ * can run out of it. */
+int rdm_node__decode_batch(struct worker *w, struct rdm_ctx_rx *r, const struct rdm_rxframe *rx,
+			   int n, int dir, int *parts)
 {
 	int m = 0;
 
+	*parts = 0;
+	rdm_ctx_rx_release(r); /* the last batch is done: its states may go */
 	for (int i = 0; i < n; i++) {
 		struct rdm_frame *f = &w->fr[m];
-		int rc = rdm_frame_decode(f, rx[i].data, rx[i].len);
+		int rc = rdm_ctx_decode(r, f, rx[i].data, rx[i].len);
 
+		if (rc > 0) {
+			(*parts)++;
+			continue;
+		}
 		if (rc < 0) {
 			w->st.drops[-rc - RDM_FERR_FIRST]++;
 			continue;

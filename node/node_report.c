@@ -55,6 +55,10 @@ static void sum_totals(const struct rdm_node *n, struct totals *t)
 		for (size_t k = 0; k < sizeof(w->st) / sizeof(uint64_t); k++)
 			dst[k] += src[k];
 		t->st.ingress_reconnect_seq = w->st.ingress_reconnect_seq;
+		t->st.ctx_tx.hdr_max = 0;
+		for (int j = 0; j <= i; j++)
+			if (n->w[j].st.ctx_tx.hdr_max > t->st.ctx_tx.hdr_max)
+				t->st.ctx_tx.hdr_max = n->w[j].st.ctx_tx.hdr_max;
 		if (atomic_load(&n->running)) {
 			/* Live: the worker's copies from its last tick (at most 100 ms old). */
 			rdm_node__stats_add(&t->down, &w->down_snap);
@@ -123,10 +127,12 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 
 		getrusage(RUSAGE_SELF, &ru);
 		fprintf(out,
-			"node %s\nnode_id %u\nworkers %d\nrun_ms %" PRIu64 "\ncpu_ms %" PRIu64 "\n",
+			"node %s\nnode_id %u\nworkers %d\nrun_ms %" PRIu64 "\ncpu_ms %" PRIu64
+			"\ncpu_user_ms %" PRIu64 "\n",
 			n->conf->name, n->conf->id, n->n_workers, n->run_ns / 1000000,
 			(uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
-			    (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000);
+			    (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000,
+			(uint64_t)ru.ru_utime.tv_sec * 1000 + (uint64_t)ru.ru_utime.tv_usec / 1000);
 	}
 	fprintf(out, "rx_frames %" PRIu64 "\ntx_frames %" PRIu64 "\nstalls %" PRIu64 "\n",
 		t.st.rx_frames, t.st.tx_frames, t.st.stalls);
@@ -145,6 +151,15 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 		drops += t.st.drops[r];
 	}
 	fprintf(out, "drops %" PRIu64 "\n", drops);
+	fprintf(out,
+		"ctx_tx_uses %" PRIu64 "\nctx_tx_sets %" PRIu64 "\nctx_tx_parts %" PRIu64
+		"\nctx_tx_whole %" PRIu64 "\nctx_tx_hdr_bytes %" PRIu64 "\nctx_tx_hdr_max %" PRIu64
+		"\nctx_tx_hdr_over %" PRIu64 "\nctx_resets %" PRIu64 "\nctx_rx_uses %" PRIu64
+		"\nctx_rx_sets %" PRIu64 "\nctx_rx_parts %" PRIu64 "\nctx_rx_parts_dropped %" PRIu64
+		"\n",
+		t.st.ctx_tx.uses, t.st.ctx_tx.sets, t.st.ctx_tx.parts, t.st.ctx_tx.whole,
+		t.st.ctx_tx.hdr_bytes, t.st.ctx_tx.hdr_max, t.st.ctx_tx.hdr_over, t.st.ctx_resets,
+		t.st.ctx_rx.uses, t.st.ctx_rx.sets, t.st.ctx_rx.parts, t.st.ctx_rx.parts_dropped);
 	if (n->conf->ingress.mode != RDM_INGRESS_NONE)
 		fprintf(out,
 			"ingress_taken %" PRIu64 "\ningress_sent %" PRIu64

@@ -147,20 +147,21 @@ void rdm_node__forward(struct worker *w, struct rdm_frame *const *fs, int m)
 		w->upi[i] = steer_frame(w, fs[i], now);
 	for (int r = 0; r < MAX_DOWNS; r++) {
 		struct rdm_conn *c = w->downs[r].c;
+		uint64_t lost;
 		int k, rc;
 
 		if (!c)
 			continue;
-		k = rdm_node__encode_tx(w, fs, m, r, FWD);
+		k = rdm_node__encode_tx(w, w->downs[r].ctx_tx, fs, m, r, FWD);
 		if (k == 0)
 			continue;
-		rc = rdm_conn_send(c, w->tx, k);
+		rc = rdm_node__send_tx(w, c, w->downs[r].ctx_tx, k, &lost);
 		if (rc < 0) {
-			w->st.drops[DROP_PEER_DOWN] += (uint64_t)k;
+			w->st.drops[DROP_PEER_DOWN] += lost;
 			continue;
 		}
 		w->st.tx_frames += (uint64_t)rc;
-		w->st.drops[DROP_QUEUE_FULL] += (uint64_t)(k - rc);
+		w->st.drops[DROP_QUEUE_FULL] += lost;
 	}
 }
 

@@ -67,17 +67,18 @@ void rdm_node__send_back(struct worker *w, struct rdm_frame *const *fs, int m)
 			w->st.drops[DROP_NO_PATH]++;
 	}
 	for (int u = 0; u < w->n_ups; u++) {
-		int k = rdm_node__encode_tx(w, fs, m, u, BACK), rc;
+		int k = rdm_node__encode_tx(w, w->up_tx[u], fs, m, u, BACK), rc;
+		uint64_t lost;
 
 		if (k == 0)
 			continue;
-		rc = rdm_conn_send(w->ups[u], w->tx, k);
+		rc = rdm_node__send_tx(w, w->ups[u], w->up_tx[u], k, &lost);
 		if (rc < 0) {
-			w->st.drops[DROP_PEER_DOWN] += (uint64_t)k;
+			w->st.drops[DROP_PEER_DOWN] += lost;
 			continue;
 		}
 		w->st.back_tx_frames += (uint64_t)rc;
-		w->st.drops[DROP_QUEUE_FULL] += (uint64_t)(k - rc);
+		w->st.drops[DROP_QUEUE_FULL] += lost;
 	}
 }
 
@@ -86,7 +87,7 @@ void rdm_node__send_back(struct worker *w, struct rdm_frame *const *fs, int m)
 static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, void *arg)
 {
 	struct worker *w = arg;
-	int m = 0, u;
+	int m = 0, u, parts;
 
 	if (w->stopping)
 		return 0;
@@ -98,15 +99,16 @@ static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, vo
 	}
 	if (w->node->conf->egress.enabled)
 		n = rdm_node__egress_budget(w, n);
-	w->st.rx_frames += (uint64_t)n;
-	m = rdm_node__decode_batch(w, rx, n, FWD);
 	for (u = 0; u < w->n_ups && w->ups[u] != c; u++)
 		;
 	if (u == w->n_ups) {
 		/* Not a connection this worker took in (it never came up): nothing passes. */
-		w->st.drops[DROP_WRONG_PATH] += (uint64_t)m;
+		w->st.rx_frames += (uint64_t)n;
+		w->st.drops[DROP_WRONG_PATH] += (uint64_t)n;
 		return n;
 	}
+	m = rdm_node__decode_batch(w, w->up_rx[u], rx, n, FWD, &parts);
+	w->st.rx_frames += (uint64_t)(n - parts);
 	m = rdm_node__path_check(w, u, m);
 	if (w->paths)
 		for (int i = 0; i < m; i++)
@@ -124,6 +126,16 @@ static void up_state(struct rdm_conn *c, int up, void *arg)
 		if (w->n_ups == MAX_UPS) {
 			rdm_node__log(w->node, "refusing upstream %s: %d connections already",
 				      c->peer, MAX_UPS);
+			rdm_conn_close(c);
+			return;
+		}
+		w->up_rx[w->n_ups] = rdm_ctx_rx_new(&w->st.ctx_rx);
+		w->up_tx[w->n_ups] = rdm_ctx_tx_new(&w->st.ctx_tx);
+		if (!w->up_rx[w->n_ups] || !w->up_tx[w->n_ups]) {
+			rdm_node__log(w->node, "refusing upstream %s: no memory for its flows",
+				      c->peer);
+			rdm_ctx_rx_free(w->up_rx[w->n_ups]);
+			rdm_ctx_tx_free(w->up_tx[w->n_ups]);
 			rdm_conn_close(c);
 			return;
 		}
@@ -147,9 +159,13 @@ static void up_state(struct rdm_conn *c, int up, void *arg)
 			w->up_closed.rx_bad_len += s->rx_bad_len;
 			w->up_closed.rx_tls_errors += s->rx_tls_errors;
 			w->up_closed.disconnects++;
+			rdm_ctx_rx_free(w->up_rx[i]);
+			rdm_ctx_tx_free(w->up_tx[i]);
 			w->ups[i] = w->ups[--w->n_ups];
 			w->up_serial[i] = w->up_serial[w->n_ups];
 			w->up_si[i] = w->up_si[w->n_ups];
+			w->up_rx[i] = w->up_rx[w->n_ups];
+			w->up_tx[i] = w->up_tx[w->n_ups];
 			break;
 		}
 	}

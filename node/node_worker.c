@@ -138,6 +138,8 @@ int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *e
 	w->idx = idx;
 	w->tun_fd = -1;
 	w->loop = rdm_loop_new();
+	if (w->loop)
+		rdm_loop_set_poll(w->loop, c->poll, n->chain->transport.spin_us);
 	w->fr = calloc(batch, sizeof(*w->fr));
 	w->frp = calloc(batch, sizeof(*w->frp));
 	w->back = calloc(batch, sizeof(*w->back));
@@ -145,9 +147,10 @@ int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *e
 	w->verdict = calloc(batch, sizeof(*w->verdict));
 	w->upi = calloc(batch, sizeof(*w->upi));
 	w->hdr = malloc((size_t)batch * HDR_SLOT);
-	w->tx = calloc(batch, sizeof(*w->tx));
+	w->tx = calloc((size_t)batch * RDM_CTX_OUT_MAX, sizeof(*w->tx));
+	w->tx_part = calloc((size_t)batch * RDM_CTX_OUT_MAX, 1);
 	if (!w->loop || !w->fr || !w->frp || !w->back || !w->notice || !w->verdict || !w->upi ||
-	    !w->hdr || !w->tx)
+	    !w->hdr || !w->tx || !w->tx_part)
 		goto nomem;
 	/* The node's own tables (the way back, steering pins) always take a new flow:
 	 * refusing one there would drop traffic the stages never saw. */
@@ -226,8 +229,9 @@ int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *e
 		if (c->egress.frames) {
 			worker_path(path, sizeof(path), c->egress.frames, n, idx);
 			w->fout = rdm_pcap_open_out(path, RDM_PCAP_NSH, err, (unsigned)errlen);
-			w->framebuf = malloc(n->copts.max_frame);
-			if (!w->fout || !w->framebuf)
+			w->framebuf = malloc(n->copts.max_frame + HDR_SLOT);
+			w->fout_ctx = rdm_ctx_tx_new(NULL);
+			if (!w->fout || !w->framebuf || !w->fout_ctx)
 				return -EIO;
 		}
 	}
@@ -289,5 +293,15 @@ void rdm_node__worker_fini(struct rdm_node *n, struct worker *w)
 	free(w->verdict);
 	free(w->hdr);
 	free(w->tx);
+	free(w->tx_part);
+	for (int r = 0; r < MAX_DOWNS; r++) {
+		rdm_ctx_tx_free(w->downs[r].ctx_tx);
+		rdm_ctx_rx_free(w->downs[r].ctx_rx);
+	}
+	for (int u = 0; u < w->n_ups; u++) {
+		rdm_ctx_tx_free(w->up_tx[u]);
+		rdm_ctx_rx_free(w->up_rx[u]);
+	}
+	rdm_ctx_tx_free(w->fout_ctx);
 	w->node = NULL;
 }

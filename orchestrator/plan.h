@@ -46,6 +46,7 @@ struct rdm_spec_stage {
 	const char *pod_deployment; /* who owns their count (the doc's strings) */
 	const char *pod_namespace;
 	enum rdm_transport_kind transport; /* towards the next stage, default auto */
+	enum rdm_poll_mode poll;	   /* how its replicas' workers wait (default sleep) */
 	struct rdm_label *labels;	   /* placement: a node must carry all of them */
 	int n_labels;
 	/* Nodes of chain.yaml, owned by the spec's doc. run is the stage's data-plane

@@ -259,6 +259,8 @@ int rdm_plan__render(struct rdm_plan__text *t, const struct rdm_chain_spec *spec
 					rdm_sb_printf(b, "%s%s", k++ ? ", " : "", reps[j].id);
 			rdm_sb_printf(b, "]\n    transport: %s", transport_name(st->transport));
 		}
+		if (!rc && st->poll != RDM_POLL_SLEEP)
+			rdm_sb_printf(b, "\n    poll: %s", rdm_poll_mode_name(st->poll));
 		if (!rc && st->ingress) {
 			rdm_sb_puts(b, "\n    ingress: ");
 			rc = emit(&e, st->ingress, ingress_paths, 0);

@@ -226,7 +226,7 @@ static int load_stage(struct ld *l, struct rdm_chain_spec *s, size_t idx, size_t
 {
 	static const char *const keys[] = {"name",	"run",	     "replicas", "workers",
 					   "placement", "transport", "ingress",	 "egress",
-					   "pods",	NULL};
+					   "pods",	"poll",	     NULL};
 	const struct rdm_ynode *m =
 	    rdm_yseq_item(rdm_ymap_get(rdm_ydoc_root(l->doc), "stages"), idx);
 	struct rdm_spec_stage *st = &s->stages[idx];
@@ -309,6 +309,17 @@ static int load_stage(struct ld *l, struct rdm_chain_spec *s, size_t idx, size_t
 		else if (strcmp(t, "auto"))
 			return rdm_yerr(l->doc, v, l->err, l->len,
 					"unknown transport '%s' (expected tcp, rdma or auto)", t);
+	}
+
+	if ((v = rdm_ymap_get(m, "poll"))) {
+		const char *p;
+
+		rc = rdm_ymap_str(l->doc, m, "poll", NULL, &p, l->err, l->len);
+		if (rc)
+			return rc;
+		if (rdm_poll_mode_parse(p, &st->poll) < 0)
+			return rdm_yerr(l->doc, v, l->err, l->len,
+					"unknown poll '%s' (expected sleep, adaptive or busy)", p);
 	}
 
 	if ((st->ingress = rdm_ymap_get(m, "ingress")) && idx != 0)

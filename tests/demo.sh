@@ -10,6 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/rack.sh
+. tests/lib/nshcheck.sh
 BUILD=${BUILD:-build}
 RDMESH=$PWD/$BUILD/rdmesh
 CHAIN=$PWD/configs/chain.yaml
@@ -151,6 +152,12 @@ printf '  %-22s %12s %12s %12s\n' "dpi -> log" "$(us "$(stat "$eg" hop2_p50_ns)"
 	"$(us "$(stat "$eg" hop2_p99_ns)")" "$(us "$(stat "$eg" hop2_max_ns)")"
 printf '  %-22s %12s %12s\n' "end to end" "$(us "$(stat "$eg" e2e_p50_ns)")" \
 	"$(us "$(stat "$eg" e2e_p99_ns)")"
+echo
+# What the flows' state costs on the wire: the egress's frames capture, as a next hop
+# would receive it (each flow's state once, then its slot), read back by Wireshark.
+nsh=$(nsh_check "$out/frames.pcap" 2>/dev/null)
+echo "  NSH headers in $out/frames.pcap (Wireshark: tshark -r it):"
+echo "$nsh" | awk '{ printf "    %s records for %s packets: %s header bytes per packet, the largest %s (over 252: %s); records Wireshark flags: %s\n", $2, $4, $6, $8, $10, $12 }'
 echo
 echo "  orchestrator log: $out/orch.log (rdmesh ctl logs shows it live); state: $out/orch.state"
 echo "  flow log: $out/flows.json; per-replica counters: $out/host*/*.stats"

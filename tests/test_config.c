@@ -468,6 +468,8 @@ Test(config, reports_other_bad_values)
 {
 	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    transport: rmda\n",
 			  ":6:16: unknown transport 'rmda' (expected tcp, rdma or auto)");
+	expect_text_error(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    poll: spin\n",
+			  ":6:11: unknown poll 'spin' (expected sleep, adaptive or busy)");
 	expect_text_error(HEAD "  - name: a b\n    listen: 1.2.3.4:5\n",
 			  ":4:11: bad node name 'a b' (expected 1 to 63 of A-Z a-z 0-9 _ . -)");
 	expect_text_error("chain:\n  name: t\nnodes: []\n", ":3:8: 'nodes' must not be empty");
@@ -662,6 +664,14 @@ Test(config, security_settings_and_their_errors)
 			       &c, &msg),
 		     0, "%s", msg);
 	cr_assert_eq(c.nodes[0].transport, RDM_TRANSPORT_RDMA);
+	cr_assert_eq(c.nodes[0].poll, RDM_POLL_SLEEP, "nodes sleep unless told");
+	rdm_chain_free(&c);
+	cr_assert_eq(load_text(HEAD "  - name: a\n    listen: 1.2.3.4:5\n    poll: adaptive\n"
+				    "  - name: b\n    listen: 1.2.3.4:6\n    poll: busy\n",
+			       &c, &msg),
+		     0, "%s", msg);
+	cr_assert_eq(c.nodes[0].poll, RDM_POLL_ADAPTIVE);
+	cr_assert_eq(c.nodes[1].poll, RDM_POLL_BUSY);
 	rdm_chain_free(&c);
 	/* A chain name is a line of text: no escape sequence for terminals, no megabytes. */
 	expect_text_error(

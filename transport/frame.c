@@ -1,14 +1,15 @@
 /* The frame codec (transport/frame.h): encoding and strictly decoding NSH headers and
  * their state TLVs. */
 #include "transport/frame.h"
+#include "transport/frame_int.h"
 
 #include "lib/byteorder.h"
 
 #include <errno.h>
 #include <string.h>
 
-#define TLV_HDR	     4
-#define PAD4(n)	     (((n) + 3u) & ~3u)
+#define TLV_HDR	     RDM_TLV_HDR
+#define PAD4(n)	     RDM_PAD4(n)
 #define FLOW_KEY_LEN 40
 #define SEQ_LEN	     12
 #define HOP_LEN	     12
@@ -37,58 +38,67 @@ static unsigned groups_len(const struct rdm_frame *f)
 	return n;
 }
 
-/* Value length of each present TLV, in encode order; returns the count. */
+/* Value length of each TLV a selection takes, in encode order; returns the count. */
 struct tlv_plan {
 	uint8_t type;
 	unsigned len;
 };
 
-static int plan(const struct rdm_frame *f, struct tlv_plan *p)
+#define STICKY RDM_SEL_STICKY
+#define PACKET RDM_SEL_PACKET
+
+static int plan(const struct rdm_frame *f, unsigned sel, struct tlv_plan *p)
 {
 	int n = 0;
 	uint32_t pr = f->present;
 
-#define ADD(bit, t, l)                                                                             \
+#define ADD(cls, bit, t, l)                                                                        \
 	do {                                                                                       \
-		if (pr & (bit)) {                                                                  \
+		if ((sel & (cls)) && (pr & (bit))) {                                               \
 			p[n].type = (t);                                                           \
 			p[n].len = (l);                                                            \
 			n++;                                                                       \
 		}                                                                                  \
 	} while (0)
-	ADD(RDM_F_FLOW_KEY, RDM_TLV_FLOW_KEY, FLOW_KEY_LEN);
-	ADD(RDM_F_FLOW_ID, RDM_TLV_FLOW_ID, 8);
-	ADD(RDM_F_SEQ, RDM_TLV_SEQ, SEQ_LEN);
-	ADD(RDM_F_TENANT, RDM_TLV_TENANT, f->tenant.len);
-	ADD(RDM_F_USER, RDM_TLV_USER, f->user.len);
-	ADD(RDM_F_GROUPS, RDM_TLV_GROUPS, groups_len(f));
-	ADD(RDM_F_APP_ID, RDM_TLV_APP_ID, 4);
-	ADD(RDM_F_APP_NAME, RDM_TLV_APP_NAME, f->app_name.len);
-	ADD(RDM_F_CATEGORY, RDM_TLV_CATEGORY, 2u + f->category.len);
-	ADD(RDM_F_HOST, RDM_TLV_HOST, f->host.len);
-	ADD(RDM_F_VERDICT, RDM_TLV_VERDICT, 8);
-	ADD(RDM_F_HOPS, RDM_TLV_HOP_TS, (unsigned)f->n_hops * HOP_LEN);
-	ADD(RDM_F_FLAGS, RDM_TLV_FLAGS, 4);
-	ADD(RDM_F_RULE, RDM_TLV_RULE, f->rule.len);
-	ADD(RDM_F_RISK, RDM_TLV_RISK, 8);
+	ADD(STICKY, RDM_F_FLOW_KEY, RDM_TLV_FLOW_KEY, FLOW_KEY_LEN);
+	ADD(STICKY, RDM_F_FLOW_ID, RDM_TLV_FLOW_ID, 8);
+	ADD(PACKET, RDM_F_SEQ, RDM_TLV_SEQ, SEQ_LEN);
+	ADD(STICKY, RDM_F_TENANT, RDM_TLV_TENANT, f->tenant.len);
+	ADD(STICKY, RDM_F_USER, RDM_TLV_USER, f->user.len);
+	ADD(STICKY, RDM_F_GROUPS, RDM_TLV_GROUPS, groups_len(f));
+	ADD(STICKY, RDM_F_APP_ID, RDM_TLV_APP_ID, 4);
+	ADD(STICKY, RDM_F_APP_NAME, RDM_TLV_APP_NAME, f->app_name.len);
+	ADD(STICKY, RDM_F_CATEGORY, RDM_TLV_CATEGORY, 2u + f->category.len);
+	ADD(STICKY, RDM_F_HOST, RDM_TLV_HOST, f->host.len);
+	ADD(STICKY, RDM_F_VERDICT, RDM_TLV_VERDICT, 8);
+	if (!(sel & RDM_SEL_SPLIT)) {
+		ADD(PACKET, RDM_F_HOPS, RDM_TLV_HOP_TS, (unsigned)f->n_hops * HOP_LEN);
+	} else if (f->n_hops) {
+		ADD(STICKY, RDM_F_HOPS, RDM_TLV_HOP_NODES, (unsigned)f->n_hops * 4);
+		ADD(PACKET, RDM_F_HOPS, RDM_TLV_HOP_NS, 8 + ((unsigned)f->n_hops - 1) * 4);
+	}
+	ADD(STICKY, RDM_F_FLAGS, RDM_TLV_FLAGS, 4);
+	ADD(STICKY, RDM_F_RULE, RDM_TLV_RULE, f->rule.len);
+	ADD(STICKY, RDM_F_RISK, RDM_TLV_RISK, 8);
 #undef ADD
 	return n;
 }
 
-static int plan_len(const struct rdm_frame *f, struct tlv_plan *p, int *np)
+/* Bytes the TLVs of p[0..n) take, or -EINVAL when one cannot be encoded. */
+static int plan_len(const struct rdm_frame *f, unsigned sel, struct tlv_plan *p, int *np)
 {
-	unsigned total = RDM_NSH_BASE_LEN;
+	unsigned total = 0;
 	int n;
 
 	if (f->n_hops > RDM_MAX_HOPS || f->n_groups > RDM_MAX_GROUPS)
 		return -EINVAL;
-	n = plan(f, p);
+	n = plan(f, sel, p);
 	for (int i = 0; i < n; i++) {
 		if (p[i].len > RDM_STR_MAX)
 			return -EINVAL;
 		total += TLV_HDR + PAD4(p[i].len);
 	}
-	if (total > RDM_NSH_MAX_HDR)
+	if (total > RDM_NSH_MAX_HDR - RDM_NSH_BASE_LEN)
 		return -EINVAL;
 	*np = n;
 	return (int)total;
@@ -97,9 +107,20 @@ static int plan_len(const struct rdm_frame *f, struct tlv_plan *p, int *np)
 int rdm_frame_hdr_len(const struct rdm_frame *f)
 {
 	struct tlv_plan p[16];
-	int n;
+	int n, len = plan_len(f, STICKY | PACKET, p, &n);
 
-	return plan_len(f, p, &n);
+	return len < 0 ? len : len + RDM_NSH_BASE_LEN;
+}
+
+int rdm_frame__split_ok(const struct rdm_frame *f)
+{
+	for (unsigned i = 1; i < f->n_hops; i++) {
+		int64_t d = (int64_t)(f->hops[i].ns - f->hops[0].ns);
+
+		if (d > INT32_MAX || d < INT32_MIN)
+			return 0;
+	}
+	return 1;
 }
 
 static uint8_t *put_str(uint8_t *q, struct rdm_str s)
@@ -166,6 +187,15 @@ static void put_value(const struct rdm_frame *f, uint8_t type, uint8_t *q)
 			rdm_put_be64(q + 4, f->hops[i].ns);
 		}
 		break;
+	case RDM_TLV_HOP_NS:
+		rdm_put_be64(q, f->hops[0].ns);
+		for (unsigned i = 1; i < f->n_hops; i++)
+			rdm_put_be32(q + 4 + 4 * i, (uint32_t)(f->hops[i].ns - f->hops[0].ns));
+		break;
+	case RDM_TLV_HOP_NODES:
+		for (unsigned i = 0; i < f->n_hops; i++)
+			rdm_put_be32(q + 4 * i, f->hops[i].node);
+		break;
 	case RDM_TLV_FLAGS:
 		rdm_put_be32(q, f->flags);
 		break;
@@ -178,25 +208,15 @@ static void put_value(const struct rdm_frame *f, uint8_t type, uint8_t *q)
 	}
 }
 
-int rdm_frame_encode_hdr(const struct rdm_frame *f, uint8_t *buf, size_t cap)
+int rdm_frame__put_tlvs(const struct rdm_frame *f, unsigned sel, uint8_t *q, size_t cap)
 {
 	struct tlv_plan p[16];
-	int n, len = plan_len(f, p, &n);
-	unsigned words;
-	uint8_t *q;
+	int n, len = plan_len(f, sel, p, &n);
 
 	if (len < 0)
 		return len;
 	if ((size_t)len > cap)
 		return -EMSGSIZE;
-	words = (unsigned)len / 4;
-	/* Ver 0, O 0, U 0, TTL (6 bits), Length (6 bits), LenHi (4 bits), MD type (4 bits). */
-	buf[0] = (uint8_t)((f->ttl >> 2) & 0x0F);
-	buf[1] = (uint8_t)((f->ttl & 0x3) << 6 | (words & 0x3F));
-	buf[2] = (uint8_t)(((words >> 6) & 0x0F) << 4 | RDM_NSH_MD_TYPE2);
-	buf[3] = f->next_proto;
-	rdm_put_be32(buf + 4, (f->spi & 0xFFFFFF) << 8 | f->si);
-	q = buf + RDM_NSH_BASE_LEN;
 	for (int i = 0; i < n; i++) {
 		unsigned l = p[i].len, padded = PAD4(l);
 
@@ -210,6 +230,33 @@ int rdm_frame_encode_hdr(const struct rdm_frame *f, uint8_t *buf, size_t cap)
 		put_value(f, p[i].type, q + TLV_HDR);
 		q += TLV_HDR + padded;
 	}
+	return len;
+}
+
+void rdm_frame__put_base(const struct rdm_frame *f, uint8_t *buf, unsigned len, uint8_t np)
+{
+	unsigned words = len / 4;
+
+	/* Ver 0, O 0, U 0, TTL (6 bits), Length (6 bits), LenHi (4 bits), MD type (4 bits). */
+	buf[0] = (uint8_t)((f->ttl >> 2) & 0x0F);
+	buf[1] = (uint8_t)((f->ttl & 0x3) << 6 | (words & 0x3F));
+	buf[2] = (uint8_t)(((words >> 6) & 0x0F) << 4 | RDM_NSH_MD_TYPE2);
+	buf[3] = np;
+	rdm_put_be32(buf + 4, (f->spi & 0xFFFFFF) << 8 | f->si);
+}
+
+int rdm_frame_encode_hdr(const struct rdm_frame *f, uint8_t *buf, size_t cap)
+{
+	int len;
+
+	if (cap < RDM_NSH_BASE_LEN)
+		return -EMSGSIZE;
+	len =
+	    rdm_frame__put_tlvs(f, STICKY | PACKET, buf + RDM_NSH_BASE_LEN, cap - RDM_NSH_BASE_LEN);
+	if (len < 0)
+		return len;
+	len += RDM_NSH_BASE_LEN;
+	rdm_frame__put_base(f, buf, (unsigned)len, f->next_proto);
 	return len;
 }
 
@@ -247,7 +294,8 @@ static int get_str(struct rdm_str *s, const uint8_t *v, unsigned len)
 }
 
 /* Parses one known TLV; unknown types are handled by the caller. */
-static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsigned len)
+static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsigned len,
+		      struct rdm_walk *wk)
 {
 	switch (type) {
 	case RDM_TLV_FLOW_KEY:
@@ -342,6 +390,28 @@ static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsig
 		}
 		f->present |= RDM_F_HOPS;
 		return 0;
+	case RDM_TLV_HOP_NS:
+		if (len < 8 || len % 4)
+			return -RDM_FERR_TLV_VALUE;
+		if ((len - 8) / 4 + 1 > RDM_MAX_HOPS)
+			return -RDM_FERR_TOO_MANY;
+		f->n_hops = (uint8_t)((len - 8) / 4 + 1);
+		f->hops[0].ns = rdm_get_be64(v);
+		for (unsigned i = 1; i < f->n_hops; i++)
+			f->hops[i].ns =
+			    f->hops[0].ns + (uint64_t)(int64_t)(int32_t)rdm_get_be32(v + 4 + 4 * i);
+		wk->hop_ns = f->n_hops;
+		f->present |= RDM_F_HOPS;
+		return 0;
+	case RDM_TLV_HOP_NODES:
+		if (len == 0 || len % 4)
+			return -RDM_FERR_TLV_VALUE;
+		if (len / 4 > RDM_MAX_HOPS)
+			return -RDM_FERR_TOO_MANY;
+		wk->hop_nodes = (uint8_t)(len / 4);
+		for (unsigned i = 0; i < wk->hop_nodes; i++)
+			f->hops[i].node = rdm_get_be32(v + 4 * i);
+		return 0;
 	case RDM_TLV_FLAGS:
 		if (len != 4)
 			return -RDM_FERR_TLV_VALUE;
@@ -361,9 +431,9 @@ static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsig
 	return 1; /* not ours */
 }
 
-int rdm_frame_decode(struct rdm_frame *f, const uint8_t *buf, size_t len)
+int rdm_frame__get_base(struct rdm_frame *f, const uint8_t *buf, size_t len, unsigned *hlen)
 {
-	unsigned words, hlen, off, ntlv = 0;
+	unsigned words;
 
 	if (len < RDM_NSH_BASE_LEN)
 		return -RDM_FERR_SHORT;
@@ -372,10 +442,10 @@ int rdm_frame_decode(struct rdm_frame *f, const uint8_t *buf, size_t len)
 	if ((buf[2] & 0x0F) != RDM_NSH_MD_TYPE2)
 		return -RDM_FERR_MD_TYPE;
 	words = (unsigned)(buf[1] & 0x3F) | (unsigned)(buf[2] >> 4) << 6;
-	hlen = words * 4;
-	if (hlen < RDM_NSH_BASE_LEN)
+	*hlen = words * 4;
+	if (*hlen < RDM_NSH_BASE_LEN)
 		return -RDM_FERR_HDR_ZERO;
-	if (hlen > len)
+	if (*hlen > len)
 		return -RDM_FERR_HDR_OVERRUN;
 
 	f->ttl = (uint8_t)((buf[0] & 0x0F) << 2 | buf[1] >> 6);
@@ -385,29 +455,77 @@ int rdm_frame_decode(struct rdm_frame *f, const uint8_t *buf, size_t len)
 	f->present = 0;
 	f->n_groups = 0;
 	f->n_hops = 0;
+	return 0;
+}
 
-	for (off = RDM_NSH_BASE_LEN; off < hlen;) {
+/* A per-packet TLV of ours: it never belongs to a flow's state. */
+static int per_packet(uint16_t cls, uint8_t type)
+{
+	return cls == RDM_MD_CLASS &&
+	       (type == RDM_TLV_SEQ || type == RDM_TLV_HOP_TS || type == RDM_TLV_HOP_NS);
+}
+
+int rdm_frame__walk(struct rdm_frame *f, const uint8_t *buf, unsigned off, unsigned end,
+		    struct rdm_walk *wk)
+{
+	unsigned ntlv = 0;
+
+	while (off < end) {
 		uint16_t cls;
 		uint8_t type;
-		unsigned vlen;
+		unsigned vlen, size;
 		int rc;
 
-		/* hlen and off are multiples of 4, so a whole TLV header is always there. */
+		/* end and off are multiples of 4, so a whole TLV header is always there. */
 		if (++ntlv > RDM_MAX_TLVS)
 			return -RDM_FERR_TOO_MANY;
 		cls = rdm_get_be16(buf + off);
 		type = buf[off + 2];
 		vlen = buf[off + 3];
-		if (PAD4(vlen) > hlen - off - TLV_HDR)
+		size = TLV_HDR + PAD4(vlen);
+		if (PAD4(vlen) > end - off - TLV_HDR)
 			return -RDM_FERR_TLV_OVERRUN;
-		rc = cls == RDM_MD_CLASS ? decode_tlv(f, type, buf + off + TLV_HDR, vlen) : 1;
+		if (cls == RDM_MD_CLASS && type == RDM_TLV_CTX)
+			return -RDM_FERR_CTX;
+		if (wk->keep && !per_packet(cls, type)) {
+			/* The flow's state: kept whole (other classes' too), decoded later. */
+			if (size > wk->keep_cap - wk->keep_len)
+				return -RDM_FERR_TOO_MANY;
+			memcpy(wk->keep + wk->keep_len, buf + off, size);
+			wk->keep_len += size;
+			off += size;
+			continue;
+		}
+		rc = cls == RDM_MD_CLASS ? decode_tlv(f, type, buf + off + TLV_HDR, vlen, wk) : 1;
 		if (rc < 0)
 			return rc;
 		/* The critical bit is ours to define: other classes' types are opaque. */
 		if (rc > 0 && cls == RDM_MD_CLASS && (type & RDM_TLV_CRITICAL))
 			return -RDM_FERR_TLV_CRITICAL;
-		off += TLV_HDR + PAD4(vlen);
+		off += size;
 	}
+	return 0;
+}
+
+int rdm_frame__hops_check(const struct rdm_walk *wk)
+{
+	return wk->hop_ns == wk->hop_nodes ? 0 : -RDM_FERR_TLV_VALUE;
+}
+
+int rdm_frame_decode(struct rdm_frame *f, const uint8_t *buf, size_t len)
+{
+	struct rdm_walk wk = {0};
+	unsigned hlen;
+	int rc = rdm_frame__get_base(f, buf, len, &hlen);
+
+	if (rc < 0)
+		return rc;
+	rc = rdm_frame__walk(f, buf, RDM_NSH_BASE_LEN, hlen, &wk);
+	if (rc < 0)
+		return rc;
+	rc = rdm_frame__hops_check(&wk);
+	if (rc < 0)
+		return rc;
 	f->pkt = buf + hlen;
 	f->pkt_len = (uint32_t)(len - hlen);
 	return 0;
@@ -425,6 +543,7 @@ const char *rdm_frame_strerror(int err)
 	    [RDM_FERR_TLV_VALUE - RDM_FERR_FIRST] = "tlv_bad_value",
 	    [RDM_FERR_TLV_CRITICAL - RDM_FERR_FIRST] = "tlv_critical",
 	    [RDM_FERR_TOO_MANY - RDM_FERR_FIRST] = "too_many",
+	    [RDM_FERR_CTX - RDM_FERR_FIRST] = "ctx_unknown",
 	};
 	int e = err < 0 ? -err : err;
 

@@ -49,6 +49,11 @@ enum rdm_tlv_type {
 	RDM_TLV_FLAGS = 0x0D,	 /* 4 B: RDM_FF_* bits */
 	RDM_TLV_RULE = 0x0E,	 /* string: the name of the policy rule that decided */
 	RDM_TLV_RISK = 0x0F,	 /* 8 B: nDPI risk bitmap (ndpi_risk) */
+	/* Flow contexts (transport/framectx.h): state sent once per flow and connection. */
+	RDM_TLV_CTX = 0x10,	  /* 4 B: slot u16, op u8 (RDM_CTX_*), 0; the first TLV */
+	RDM_TLV_HOP_NS = 0x11,	  /* per packet: ns u64 of hop 0, then s32 ns of each later
+				   * hop relative to it; the nodes are in HOP_NODES */
+	RDM_TLV_HOP_NODES = 0x12, /* per flow: node u32 of each hop, as HOP_NS counts them */
 };
 
 /* Bits of the FLAGS TLV: facts about a flow that earlier stages established. */
@@ -99,6 +104,8 @@ enum rdm_frame_err {
 	RDM_FERR_TLV_VALUE,		 /* a known TLV with a bad size or content */
 	RDM_FERR_TLV_CRITICAL,		 /* an unknown TLV marked critical */
 	RDM_FERR_TOO_MANY,		 /* too many TLVs, hops or groups */
+	RDM_FERR_CTX,			 /* a flow context this connection never set up, or
+					  * one where no connection keeps them */
 	RDM_FERR_LAST,
 };
 #define RDM_FERR_COUNT (RDM_FERR_LAST - RDM_FERR_FIRST)

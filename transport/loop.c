@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +21,9 @@ struct rdm_loop {
 	struct deferred *defer;
 	int n_defer, cap_defer;
 	struct rdm_poller *pollers;
+	enum rdm_poll_mode poll;
+	uint64_t spin_ns;      /* ADAPTIVE: how long to poll after work */
+	uint64_t hot_until_ns; /* ADAPTIVE: polling until then */
 };
 
 struct rdm_loop *rdm_loop_new(void)
@@ -166,6 +170,29 @@ void rdm_loop_defer_free(struct rdm_loop *l, void *p, void (*fn)(void *))
 	l->n_defer++;
 }
 
+void rdm_loop_set_poll(struct rdm_loop *l, enum rdm_poll_mode mode, uint32_t spin_us)
+{
+	l->poll = mode;
+	l->spin_ns = (uint64_t)spin_us * 1000;
+}
+
+static const char *const poll_names[] = {"sleep", "adaptive", "busy"};
+
+int rdm_poll_mode_parse(const char *s, enum rdm_poll_mode *mode)
+{
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(s, poll_names[i])) {
+			*mode = (enum rdm_poll_mode)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *rdm_poll_mode_name(enum rdm_poll_mode mode)
+{
+	return (unsigned)mode < 3 ? poll_names[mode] : "?";
+}
+
 int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 {
 	struct epoll_event ev[MAX_EVENTS];
@@ -186,6 +213,9 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 	for (struct rdm_poller *p = l->pollers; p; p = p->next)
 		if (p->hot)
 			wait = 0;
+	if (l->poll == RDM_POLL_BUSY ||
+	    (l->poll == RDM_POLL_ADAPTIVE && wait != 0 && rdm_now_ns() < l->hot_until_ns))
+		wait = 0;
 	n = epoll_wait(l->epfd, ev, MAX_EVENTS, wait);
 	if (n < 0 && errno != EINTR)
 		return -errno;
@@ -210,5 +240,7 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 			ran++;
 		}
 	run_deferred(l);
+	if (l->poll == RDM_POLL_ADAPTIVE && n > 0)
+		l->hot_until_ns = now + l->spin_ns;
 	return ran;
 }

@@ -62,6 +62,19 @@ void rdm_poller_del(struct rdm_loop *l, struct rdm_poller *p);
 /* Calls fn(p) after the current batch of events, when no callback can still hold p. */
 void rdm_loop_defer_free(struct rdm_loop *l, void *p, void (*fn)(void *));
 
+/* How a loop waits for work (a node's `poll:`). SLEEP blocks in epoll_wait until an fd or
+ * a timer is due. BUSY never blocks: every turn polls the fds (epoll_wait with no wait),
+ * a core kept busy for the least wake-up latency. ADAPTIVE polls like BUSY for spin_us
+ * after the last turn that ran something, then sleeps: the wake-up is saved while
+ * traffic flows, the core is given back when it stops. */
+enum rdm_poll_mode { RDM_POLL_SLEEP = 0, RDM_POLL_ADAPTIVE, RDM_POLL_BUSY };
+
+void rdm_loop_set_poll(struct rdm_loop *l, enum rdm_poll_mode mode, uint32_t spin_us);
+
+/* The mode named s ("sleep", "adaptive", "busy"): 0, or -EINVAL. And a mode's name. */
+int rdm_poll_mode_parse(const char *s, enum rdm_poll_mode *mode);
+const char *rdm_poll_mode_name(enum rdm_poll_mode mode);
+
 /* Waits at most max_wait_ms (-1 = until something happens) and runs what is due.
  * Returns the number of callbacks run or a negative errno (never -EINTR). */
 int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms);

@@ -46,7 +46,9 @@ elif [ $quick = 2 ]; then
 else
 	LAT_N=3000 LAT_RATE=1000 PP_N=3000 TP_N=100000 SIZES="64 1500" WORKERS="1 2" SOCK_T=3
 fi
-STATE_HDR=136 # 128 B of state TLVs + the 8-byte base header (see tests/bench/hop-rdma.sh)
+# A frame's header after its flow's first, at the first hop: base 8, CTX 8, SEQ 16, HOP_NS
+# 12 (transport/framectx.h): the round-trip references carry frames of packet + this.
+STATE_HDR=44
 mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/rdm-bench.XXXXXX")
 B=${RDM_BENCH_NS:-rdb$$} # the prefix of every namespace the bench makes
@@ -234,6 +236,7 @@ chain() {
 			echo "  - name: host$i"
 			echo "    listen: $addr:$((7100 + i))"
 			echo "    workers: $wk"
+			[ -n "${POLL:-}" ] && echo "    poll: $POLL"
 			if [ $i = 1 ]; then
 				echo "    stages: [{name: tag, tenant: bench-tenant, user: bench-user-00000001}, stamp]"
 				echo "    ingress: {mode: pcap, file: $work/in.pcap, rate: $rate, wait_ms: 10000}"
@@ -360,6 +363,10 @@ for p in $paths; do
 			cpu=$(awk -v c="$(cat "$work/cpu")" -v n="$got" 'BEGIN { if (n > 0) printf "%.0f", c * 1e6 / n; else print 0 }')
 			echo "$p,throughput,$size,$wk,,,,,$pps,$cpu" >>"$csv"
 			L[$p, $size, tp$wk]="$pps $cpu"
+			# rdmesh's own software per hop: both ends' user-space CPU per packet (what
+			# the kernel's TCP costs is system time, and RDMA would not have it).
+			[ "$wk" = 1 ] && L[$p, $size, user]=$(awk -v a="$(stat "$work/s1" cpu_user_ms)" -v b="$(stat "$work/s2" cpu_user_ms)" -v n="$got" \
+				'BEGIN { if (n > 0) printf "%.2f", (a + b) * 1000 / n; else print "n/a" }')
 		done
 	done
 done
@@ -382,6 +389,20 @@ if [ -n "${native_S:-}" ]; then
 		cpu=$(awk -v c="$(cat "$work/cpu")" -v n="$got" 'BEGIN { if (n > 0) printf "%.0f", c * 1e6 / n; else print 0 }')
 		echo "native-protect-$pm,throughput,$psize,1,,,,,$pps,$cpu" >>"$csv"
 		L[$pm, tp]="$pps $cpu"
+	done
+fi
+
+# --- polling: how the nodes wait, native path, 1-hop chain, the smallest packet size --------
+if [ -n "${native_S:-}" ]; then
+	qsize=${SIZES%% *}
+	for pm in sleep adaptive busy; do
+		step "native: poll $pm, 1-hop chain, $qsize B packets, $LAT_N at $LAT_RATE pkt/s"
+		t0=$SECONDS
+		POLL=$pm chain native 1 "$qsize" "$LAT_N" "$LAT_RATE" 1
+		e=$work/s2
+		# CPU: both nodes' time over the run, as a share of one core.
+		L[poll-$pm]="$(us "$(stat "$e" hops_p50_ns)") $(us "$(stat "$e" hops_p99_ns)") $(us "$(stat "$e" hops_p999_ns)") $(cat "$work/cpu") $(stat "$work/s2" run_ms)"
+		echo "native-poll-$pm,hop_1hop,$qsize,1,$(us "$(stat "$e" hops_p50_ns)"),$(us "$(stat "$e" hops_p99_ns)"),$(us "$(stat "$e" hops_p999_ns)"),,," >>"$csv"
 	done
 fi
 
@@ -439,6 +460,8 @@ if [ "$(id -u)" = 0 ] && [ -n "${native_S:-}" ]; then
 		share=$(awk -v ns="${nd:-0}" -v c="$(cat "$work/cpu")" 'BEGIN { if (c > 0) printf "%.1f", ns / 1e4 / c; else print 0 }')
 		echo "chain-$mode,throughput,real,1,,,,,$pps,$cpu" >>"$csv"
 		L[chain-$mode, tp]="$pps $cpu $share $got $acc"
+		# The state on the wire: host2's headers towards host3, per packet.
+		L[chain-$mode, hdr]="$(awk -v b="$(stat "$work/s2" ctx_tx_hdr_bytes)" -v n="$(stat "$work/s2" tx_frames)" 'BEGIN { if (n > 0) printf "%.1f", b / n; else print 0 }') $(stat "$work/s2" ctx_tx_hdr_max) $(stat "$work/s2" ctx_tx_hdr_over)"
 	done
 fi
 
@@ -448,7 +471,7 @@ p50() { echo "${1%%,*}"; }
 {
 	echo "# rdmesh bench ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, kernel $(uname -r)$([ $quick = 1 ] && echo ', quick')$([ $quick = 2 ] && echo ', guest scale'))"
 	echo
-	echo "Per-hop latency from the frames' timestamps ($LAT_N packets at $LAT_RATE pkt/s, 128 B of state), in us:"
+	echo "Per-hop latency from the frames' timestamps ($LAT_N packets at $LAT_RATE pkt/s; each flow's state, its tenant and user, crosses a hop once, later frames carry $STATE_HDR-52 B of header), in us:"
 	echo
 	echo "| path | packet | chain | p50 | p99 | p99.9 | max |"
 	echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -501,19 +524,66 @@ p50() { echo "${1%%,*}"; }
 		echo
 		echo "The full chain (host1 identity -> host2 dpi, policy -> host3 flowlog; every host stamps) against bare forwarding (stamp only), native path, generated HTTP/TLS/DNS traffic:"
 		echo
-		echo "| chain | per-hop p50 us | p99 us | p99.9 us | max us | packets/s | CPU ms per Mpkt | nDPI share of CPU |"
-		echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+		echo "| chain | per-hop p50 us | p99 us | p99.9 us | max us | packets/s | CPU ms per Mpkt | nDPI share of CPU | NSH header B per packet (host2 -> host3) | largest |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 		for mode in bare full; do
 			IFS=, read -r a b c d <<<"${L[chain-$mode, lat]}"
 			read -r e f g _ <<<"${L[chain-$mode, tp]}"
+			read -r h hm _ <<<"${L[chain-$mode, hdr]}"
 			[ $mode = bare ] && g=-
 			[ $mode = full ] && g="$g %"
-			echo "| $mode | $a | $b | $c | $d | $e | $f | $g |"
+			echo "| $mode | $a | $b | $c | $d | $e | $f | $g | $h | $hm |"
 		done
 		read -r e f g got acc <<<"${L[chain-full, tp]}"
 		echo
 		echo "Full/bare: packets/s $(ratio "$e" "${L[chain-bare, tp]%% *}"), per-hop p50 $(ratio "$(p50 "${L[chain-full, lat]}")" "$(p50 "${L[chain-bare, lat]}")"). In the full run policy dropped $((acc - got)) of $acc packets (the demo policy's deny and reject rules); they are counted from their notices."
 	fi
+	if [ -n "${L[poll-busy]:-}" ]; then
+		echo
+		echo "Polling (the node's poll:), native path, 1-hop chain, $qsize B packets, $LAT_N at $LAT_RATE pkt/s; CPU is both nodes' time over the run, in cores:"
+		echo
+		echo "| poll | per-hop p50 us | p99 us | p99.9 us | CPU cores | CPU us per packet |"
+		echo "|---|---:|---:|---:|---:|---:|"
+		for pm in sleep adaptive busy; do
+			read -r a b c cpu run <<<"${L[poll-$pm]}"
+			echo "| $pm | $a | $b | $c | $(awk -v c="$cpu" -v r="$run" 'BEGIN { if (r > 0) printf "%.2f", c / r; else print "-" }') | $(awk -v c="$cpu" -v n="$LAT_N" 'BEGIN { printf "%.0f", c * 1000 / n }') |"
+		done
+	fi
+	if [ -n "${L[native, ${SIZES%% *}, user]:-}" ]; then
+		echo
+		echo "Projection: one RDMA hop on a real NIC = rdmesh's own software per hop (measured here: both ends' user-space CPU per packet in the 1-worker throughput run over native TCP; the kernel's TCP work is system time, which RDMA would not spend) + a published ib_send_lat for an RC SEND on a ConnectX NIC (D. Potter, master's thesis, git.dennispotter.eu/Dennis/masters-thesis, tables/mtu_performance.tex: 0.83 us at 32 B, 1.58 us at 1 KB, 2.26 us at 4 KB; 1500 B interpolated), against the overlay TCP hop measured in this run:"
+		echo
+		echo "| packet | rdmesh software per hop us | NIC (published) us | projected RDMA hop us | overlay TCP hop p50 us (measured) | overlay / projected |"
+		echo "|---:|---:|---:|---:|---:|---:|"
+		for size in $SIZES; do
+			sw=${L[native, $size, user]:-n/a}
+			nic=$(awk -v s="$((size + STATE_HDR))" 'BEGIN { if (s <= 32) print 0.83; else if (s <= 1024) printf "%.2f", 0.83 + (s - 32) * (1.58 - 0.83) / (1024 - 32); else printf "%.2f", 1.58 + (s - 1024) * (2.26 - 1.58) / (4096 - 1024) }')
+			proj=$(awk -v a="$sw" -v b="$nic" 'BEGIN { if (a == "n/a") print "n/a"; else printf "%.2f", a + b }')
+			ov=$(p50 "${L[overlay, $size, 1]:-}")
+			echo "| $size B | $sw | $nic | $proj | $ov | $(ratio "$ov" "$proj") |"
+		done
+	fi
+	echo
+	echo "Targets (issue J), measured in this run:"
+	echo
+	echo "| target | measured | ratio | met |"
+	echo "|---|---|---:|---|"
+	met() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "n/a" || v == "") print "-"; else if (v + 0 <= t + 0) print "yes"; else print "no" }'; }
+	if [ -n "${L[poll-adaptive]:-}" ] && [ -n "${L[native, $qsize, ref]:-}" ]; then
+		a=${L[poll-adaptive]%% *}
+		s=${L[native, $qsize, ref]%% *}
+		r=$(ratio "$a" "$s")
+		echo "| TCP hop p50 with poll: adaptive <= 1.2x sockperf p50 (native, $qsize B) | $a us vs $s us | $r | $(met "$r" 1.2) |"
+	fi
+	if [ -n "${L[chain-full, tp]:-}" ]; then
+		r=$(ratio "${L[chain-full, tp]%% *}" "${L[chain-bare, tp]%% *}")
+		echo "| full chain >= 0.7x bare forwarding, packets/s | ${L[chain-full, tp]%% *} vs ${L[chain-bare, tp]%% *} | $r | $(awk -v r="$r" 'BEGIN { print (r + 0 >= 0.7) ? "yes" : "no" }') |"
+		read -r h hm ho <<<"${L[chain-full, hdr]}"
+		echo "| NSH header bytes per packet, mean <= 64, none over 252 (full chain, host2 -> host3) | mean $h, largest $hm, over 252: $ho | $(ratio "$h" 64) | $(awk -v h="$h" -v o="$ho" 'BEGIN { print (h + 0 <= 64 && o == 0) ? "yes" : "no" }') |"
+	fi
+	echo "| shm hop p50 with poll: busy <= 2 us and <= overlay / 10 | not built yet (no shm transport) | - | no |"
+	echo "| bare forwarding >= 1 Mpps per core over shm | not built yet (no shm transport) | - | no |"
+	echo "| instructions per packet: bare <= 600, stamp+dpi+policy <= 2000 | see the instruction table below (make bench-insns) | - | - |"
 	echo
 	echo "Ratios (p50 per hop, 1-hop chain):"
 	echo

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of `rdmesh bench --quick`: every path on this host (native, overlay, sidecar)
-# and the full-chain row (SASE stages against bare forwarding) produce numbers, and the CSV, the markdown and both pictures are written. It checks no
+# the full-chain row (SASE stages against bare forwarding) and the polling modes produce
+# numbers, the targets table and the projection are written, and the CSV, the markdown and
+# both pictures are written. It checks no
 # speed: that is what the benchmark itself reports.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,8 +50,18 @@ for p in chain-bare chain-full; do
 	v=$(awk -F, -v p=$p '$1 == p && $2 == "throughput" { print $9; exit }' "$out/bench.csv")
 	num "$v" || { ok=0; echo "  $p throughput: '$v'"; }
 done
-grep -q '^| full |.* % |$' "$out/bench.md" || { ok=0; echo "  no nDPI share in bench.md"; }
+grep -q '^| full |.* % | [0-9.]* | [0-9]* |$' "$out/bench.md" || { ok=0; echo "  no nDPI share or header bytes in bench.md"; }
 [ $ok = 1 ] && pass "full chain (identity, dpi, policy, flowlog) and bare chain: latency, throughput, nDPI share" ||
 	fail "full chain row incomplete"
+ok=1
+for pm in sleep adaptive busy; do
+	v=$(awk -F, -v p=native-poll-$pm '$1 == p && $2 == "hop_1hop" { print $5; exit }' "$out/bench.csv")
+	num "$v" || { ok=0; echo "  poll $pm: '$v'"; }
+done
+grep -q '^| TCP hop p50 with poll: adaptive' "$out/bench.md" || { ok=0; echo "  no polling target row"; }
+grep -q '^| NSH header bytes per packet' "$out/bench.md" || { ok=0; echo "  no header bytes target row"; }
+grep -q '^| 64 B | [0-9.]* | 0.8[0-9] | [0-9.]* |' "$out/bench.md" || { ok=0; echo "  no projection row"; }
+[ $ok = 1 ] && pass "polling modes (sleep, adaptive, busy) measured; the targets table and the RDMA projection written" ||
+	fail "polling rows, targets or projection missing"
 left=$(ip netns list | awk '{ print $1 }' | grep -c "^$RDM_BENCH_NS-")
 [ "$left" -le 0 ] && pass "no namespaces left behind" || fail "$left bench namespaces left behind"

@@ -7,6 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/rack.sh
+. tests/lib/nshcheck.sh
 BUILD=${BUILD:-build}
 RDMESH=$PWD/$BUILD/rdmesh
 CHECK=$PWD/$BUILD/tools/chaincheck
@@ -103,6 +104,13 @@ if run_chain "run 1"; then
 		fail "3-host chain delivery"
 	fi
 	cat "$work/check1"
+	# The state on the wire: each flow's state once, then its slot; Wireshark reads it.
+	read -r _ nf _ np _ mean _ max _ over _ ws <<<"$(nsh_check "$work/frames.pcap")"
+	if [ "$over" = 0 ] && [ "$ws" = 0 ] && awk -v m="$mean" 'BEGIN { exit !(m > 0 && m <= 64) }'; then
+		pass "frames capture: $nf records for $np packets, NSH header $mean B per packet (at most 64), the largest $max B (none over 252), Wireshark flags none"
+	else
+		fail "frames capture: $nf records for $np packets, header mean $mean B, largest $max, over 252: $over, Wireshark flags: $ws"
+	fi
 	if [ "$(stat "$work/stats3" drops)" = 0 ] && [ "$(stat "$work/stats1" drops)" = 0 ]; then
 		pass "no drops of real traffic on a healthy chain (host2 congestion stalls: $(stat "$work/stats2" stalls), ingress stalls: $(stat "$work/stats1" stalls))"
 	else

@@ -56,6 +56,7 @@ awk -v d="$PWD" -v w="$work" '
 	{ sub(/directory: directory.yaml/, "directory: " d "/configs/directory.yaml")
 	  sub(/file: policy.yaml/, "file: " d "/configs/policy.yaml")
 	  sub(/file: ..\/build\/demo\/flows.json/, "file: " w "/flows.json")
+	  sub(/frames: ..\/build\/demo\/frames.pcap/, "frames: " w "/frames.pcap")
 	  sub(/count: 200000/, "count: 100000000"); sub(/rate: 10000/, "rate: 500")
 	  if ($0 ~ /name: dpi/) dpi = 1
 	  if (dpi && $0 ~ /replicas: 1/) { print "    replicas: 0"; print "    pods: {deployment: rdmesh-dpi, namespace: rdmesh}"; dpi = 0; next }

@@ -27,6 +27,7 @@
 
 #include "lib/pkt.h"
 #include "transport/frame.h"
+#include "transport/framectx.h"
 
 struct flow {
 	struct rdm_flow_key key; /* as the first frame carried it */
@@ -116,6 +117,7 @@ int main(int argc, char **argv)
 	struct pcap_pkthdr *h;
 	const uint8_t *d;
 	uint64_t frames = 0, bad = 0;
+	struct rdm_ctx_rx *ctx = rdm_ctx_rx_new(NULL); /* the capture is one link's frames */
 	pcap_t *pc;
 	int rc;
 
@@ -140,7 +142,12 @@ int main(int argc, char **argv)
 			bad++;
 			continue;
 		}
-		drc = rdm_frame_decode(&f, d + 14, h->caplen - 14);
+		rdm_ctx_rx_release(ctx);
+		drc = rdm_ctx_decode(ctx, &f, d + 14, h->caplen - 14);
+		if (drc == 1) {
+			frames--; /* a flow's state, ahead of its frame */
+			continue;
+		}
 		if (drc < 0 || !(f.present & RDM_F_FLOW_KEY)) {
 			fprintf(stderr, "dpiflows: record %" PRIu64 ": %s\n", frames,
 				drc < 0 ? rdm_frame_strerror(drc) : "no flow key");
