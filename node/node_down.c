@@ -111,6 +111,8 @@ int rdm_node__apply_steer(struct worker *w, const struct steer *sp)
 			}
 			r = fr;
 			d = &w->downs[r];
+			if (r + 1 > w->n_downs)
+				w->n_downs = r + 1;
 			d->c = dial(w, n->ops, sp->peer[i], sp->ident[i]);
 			if (!d->c) {
 				rdm_node__log(n, "connect %s: %s", sp->peer[i]->text,

@@ -154,6 +154,7 @@ struct worker {
 	/* Steering: a connection per replica of the next stage, the table that picks one
 	 * for a new flow, and each flow's pin to the replica it started on. */
 	struct down downs[MAX_DOWNS];
+	int n_downs; /* every slot ever used lies below this: loops over downs stop there */
 	const struct steer *steer;
 	int slot_of[RDM_MAX_NEXT]; /* steer's replica i is downs[slot_of[i]] */
 	struct rdm_flowtab *pins;

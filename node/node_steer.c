@@ -145,7 +145,7 @@ void rdm_node__forward(struct worker *w, struct rdm_frame *const *fs, int m)
 
 	for (int i = 0; i < m; i++)
 		w->upi[i] = steer_frame(w, fs[i], now);
-	for (int r = 0; r < MAX_DOWNS; r++) {
+	for (int r = 0; r < w->n_downs; r++) {
 		struct rdm_conn *c = w->downs[r].c;
 		uint64_t lost;
 		int k, rc;
@@ -168,7 +168,7 @@ void rdm_node__forward(struct worker *w, struct rdm_frame *const *fs, int m)
 /* 1 when some replica of the next stage pushes back: the worker holds its input. */
 int rdm_node__downs_congested(const struct worker *w)
 {
-	for (int r = 0; r < MAX_DOWNS; r++)
+	for (int r = 0; r < w->n_downs; r++)
 		if (w->downs[r].c && w->downs[r].c->congested)
 			return 1;
 	return 0;

@@ -71,6 +71,16 @@ static struct state *state_new(const uint8_t *b, unsigned len, int *rc)
 	return s;
 }
 
+/* Two flow keys are the same: in registers, not through a library call per packet. */
+static inline int key_eq(const struct rdm_flow_key *a, const struct rdm_flow_key *b)
+{
+	uint64_t x[5] = {0}, y[5] = {0};
+
+	memcpy(x, a, sizeof(*a));
+	memcpy(y, b, sizeof(*b));
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
+}
+
 static int str_eq(struct rdm_str a, struct rdm_str b)
 {
 	return a.len == b.len && (a.len == 0 || !memcmp(a.p, b.p, a.len));
@@ -84,7 +94,7 @@ static int same_state(const struct rdm_frame *f, const struct state *s, unsigned
 
 	if (pr != g->present || s->split != split || (split && s->nodes != f->n_hops))
 		return 0;
-	if ((pr & RDM_F_FLOW_KEY) && memcmp(&f->key, &g->key, sizeof(f->key)))
+	if ((pr & RDM_F_FLOW_KEY) && !key_eq(&f->key, &g->key))
 		return 0;
 	if ((pr & RDM_F_FLOW_ID) && f->flow_id != g->flow_id)
 		return 0;
@@ -321,8 +331,9 @@ static unsigned take_tlvs(const uint8_t *st, unsigned off, unsigned n, unsigned 
 static unsigned slot_of(const struct rdm_frame *f)
 {
 	const struct rdm_flow_key *k = &f->key;
-	int c = memcmp(k->src, k->dst, 16);
-	uint64_t back = c > 0 || (c == 0 && k->sport > k->dport);
+	uint64_t s0 = rdm_get_be64(k->src), d0 = rdm_get_be64(k->dst);
+	uint64_t s1 = rdm_get_be64(k->src + 8), d1 = rdm_get_be64(k->dst + 8);
+	uint64_t back = s0 != d0 ? s0 > d0 : s1 != d1 ? s1 > d1 : k->sport > k->dport;
 
 	return (unsigned)((rdm_frame_flow_hash(f, k) * 2 + back) % RDM_CTX_SLOTS);
 }

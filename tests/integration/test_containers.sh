@@ -55,6 +55,7 @@ awk -v d="$PWD" -v w="$work" -v n=$PACKETS '
 	{ sub(/directory: directory.yaml/, "directory: " d "/configs/directory.yaml")
 	  sub(/file: policy.yaml/, "file: " d "/configs/policy.yaml")
 	  sub(/file: ..\/build\/demo\/flows.json/, "file: " w "/flows.json")
+	  sub(/frames: ..\/build\/demo\/frames.pcap/, "frames: " w "/frames.pcap")
 	  sub(/count: 200000/, "count: " n); sub(/rate: 10000/, "rate: 4000")
 	  sub(/count: 0 /, "count: " n " ")
 	  if ($0 ~ /^transport:/) { print; print "  drain_ms: 2000      # a leaving pod drains for 2 s"; next }
