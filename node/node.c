@@ -148,6 +148,13 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	rdm_conn_opts_from_conf(&n->copts, &chain->transport);
 	/* Hops leave from this node's own data address: with RDMA that picks the device. */
 	n->copts.local = c->has_listen ? &c->listen : NULL;
+	if (c->poll == RDM_POLL_BUSY)
+		n->copts.spin_us = UINT32_MAX; /* rdma and shm poll for ever too */
+	/* Auto prefers shared memory for a next replica on this host (its shm listener
+	 * answers), then RDMA, then TCP. Encrypted hops stay off it: the rings are in the
+	 * clear, in memory both processes share. */
+	n->try_shm =
+	    c->transport == RDM_TRANSPORT_AUTO && chain->transport.protect != RDM_PROTECT_ENCRYPT;
 	n->copts.node_id = c->id;
 	if (rdm_node__auth_init(n, err, errlen) < 0)
 		goto err;

@@ -78,6 +78,8 @@ static struct rdm_conn *dial(struct worker *w, const struct rdm_transport_ops *o
 
 	cbs.arg = w;
 	rdm_node__auth_dial(w, identity, &o, &cbs);
+	if (w->node->try_shm && rdm_shm_probe(peer))
+		ops = &rdm_shm_ops; /* the replica runs on this host */
 	return rdm_connect(ops, w->loop, peer, &o, &cbs);
 }
 

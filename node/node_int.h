@@ -148,7 +148,7 @@ struct worker {
 	pthread_t thr;
 	struct rdm_loop *loop;
 	struct rdm_io wake;
-	struct rdm_listener *lst, *lst_rdma;
+	struct rdm_listener *lst, *lst_rdma, *lst_shm;
 	int refusal_logs;	    /* refusals logged this tick (node_auth.c) */
 	uint64_t refusals_unlogged; /* and those that were not */
 	/* Steering: a connection per replica of the next stage, the table that picks one
@@ -235,6 +235,7 @@ struct rdm_node {
 	int returns;	  /* frames may travel back: track return paths */
 	const struct rdm_tun_conf *tun; /* this node's TUN edge, or NULL */
 	int listen_rdma;		/* an upstream reaches us over RDMA */
+	int try_shm; /* transport auto: a next replica on this host is reached over shm */
 	struct rdm_conn_opts copts;
 	const struct rdm_stage_ops *stage_ops[MAX_STAGES];
 	void *stage_conf[MAX_STAGES];

@@ -230,8 +230,16 @@ int rdm_node__start_listener(struct worker *w)
 			    n->conf->listen.text,
 			    errno == ENODEV ? "no RDMA device has this address" : strerror(errno));
 	}
+	/* Upstreams on this host reach the first worker over shared memory (an abstract
+	 * Unix socket has no reuse-port group to spread them). Not with encrypted hops. */
+	if (w->idx == 0 && n->chain->transport.protect != RDM_PROTECT_ENCRYPT) {
+		w->lst_shm = rdm_listen(&rdm_shm_ops, w->loop, &n->conf->listen, &o, &cbs);
+		if (!w->lst_shm)
+			rdm_node__log(n, "listen on %s (shm): %s: upstreams on this host use TCP",
+				      n->conf->listen.text, strerror(errno));
+	}
 	if (w->idx == 0)
-		rdm_node__log(n, "listening on %s (tcp%s)", n->conf->listen.text,
-			      w->lst_rdma ? ", rdma" : "");
+		rdm_node__log(n, "listening on %s (tcp%s%s)", n->conf->listen.text,
+			      w->lst_rdma ? ", rdma" : "", w->lst_shm ? ", shm" : "");
 	return 0;
 }

@@ -263,6 +263,8 @@ void rdm_node__worker_fini(struct rdm_node *n, struct worker *w)
 		rdm_listener_close(&rdm_tcp_ops, w->lst);
 	if (w->lst_rdma)
 		rdm_listener_close(&rdm_rdma_ops, w->lst_rdma);
+	if (w->lst_shm)
+		rdm_listener_close(&rdm_shm_ops, w->lst_shm);
 	for (int s = 0; s < n->n_stages; s++)
 		if (w->stage_rt[s])
 			n->stage_ops[s]->deinit(w->stage_rt[s]);

@@ -4,7 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const struct rdm_transport_ops *const backends[] = {&rdm_tcp_ops, &rdm_rdma_ops};
+static const struct rdm_transport_ops *const backends[] = {&rdm_tcp_ops, &rdm_rdma_ops,
+							   &rdm_shm_ops};
 
 const struct rdm_transport_ops *rdm_transport_find(const char *name)
 {

@@ -101,7 +101,8 @@ struct rdm_conn_opts {
 	/* rdma */
 	uint32_t credits;    /* receive slots granted to each peer (default 64) */
 	uint32_t inline_max; /* inline bytes to ask the device for (default 256) */
-	uint32_t spin_us;    /* poll the CQ this long before sleeping (default 20) */
+	uint32_t spin_us;    /* rdma, shm: poll this long after the last frame before sleeping
+			      * (default 20); UINT32_MAX: never sleep (a node's poll: busy) */
 };
 
 struct rdm_conn_stats {
@@ -178,6 +179,14 @@ struct rdm_conn {
 
 extern const struct rdm_transport_ops rdm_tcp_ops;
 extern const struct rdm_transport_ops rdm_rdma_ops;
+/* Shared memory, between processes of one host (one network namespace): transport/shm.c.
+ * The listener of address A is a Unix socket named after A; connect() reaches it only
+ * from the same network namespace. */
+extern const struct rdm_transport_ops rdm_shm_ops;
+
+/* 1 when an shm listener for peer answers here (the peer runs on this host), else 0.
+ * Never blocks. */
+int rdm_shm_probe(const struct rdm_addr *peer);
 
 /* 1 when an RDMA device with an active port owns local's address, else 0 with what is
  * missing in why (for a pod: no RDMA device given to it at all, none holding a GID for

@@ -54,6 +54,16 @@ grep -q '^| full |.* % | [0-9.]* | [0-9]* |$' "$out/bench.md" || { ok=0; echo " 
 [ $ok = 1 ] && pass "full chain (identity, dpi, policy, flowlog) and bare chain: latency, throughput, nDPI share" ||
 	fail "full chain row incomplete"
 ok=1
+for m in hop_1hop hop_3hop; do
+	v=$(awk -F, -v m=$m '$1 == "shm" && $2 == m { print $5; exit }' "$out/bench.csv")
+	num "$v" || { ok=0; echo "  shm $m: '$v'"; }
+done
+v=$(awk -F, '$1 == "shm" && $2 == "throughput" { print $9; exit }' "$out/bench.csv")
+num "$v" || { ok=0; echo "  shm throughput: '$v'"; }
+grep -q '^| shm hop p50 with poll: busy' "$out/bench.md" || { ok=0; echo "  no shm target row"; }
+[ $ok = 1 ] && pass "shm (two nodes on one host, shared memory): latency (1 and 3 hops, poll busy), throughput, its targets" ||
+	fail "shm rows missing"
+ok=1
 for pm in sleep adaptive busy; do
 	v=$(awk -F, -v p=native-poll-$pm '$1 == p && $2 == "hop_1hop" { print $5; exit }' "$out/bench.csv")
 	num "$v" || { ok=0; echo "  poll $pm: '$v'"; }
