@@ -120,11 +120,20 @@ static int load_chain_section(struct ld *l, const struct rdm_ynode *root, struct
 static int load_transport_section(struct ld *l, const struct rdm_ynode *root,
 				  struct rdm_transport_conf *t)
 {
-	static const char *const keys[] = {
-	    "queue_bytes", "max_frame",	   "backoff_min_ms", "backoff_max_ms",
-	    "batch",	   "keepalive_ms", "credits",	     "inline",
-	    "spin_us",	   "drain_ms",	   "protect",	     "certs",
-	    NULL};
+	static const char *const keys[] = {"queue_bytes",
+					   "max_frame",
+					   "backoff_min_ms",
+					   "backoff_max_ms",
+					   "batch",
+					   "keepalive_ms",
+					   "credits",
+					   "inline",
+					   "spin_us",
+					   "drain_ms",
+					   "protect",
+					   "certs",
+					   "shm",
+					   NULL};
 	const struct rdm_ynode *m = NULL, *v = rdm_ymap_get(root, "transport");
 	int rc = 0;
 
@@ -154,6 +163,8 @@ static int load_transport_section(struct ld *l, const struct rdm_ynode *root,
 		rc = u32_opt(l, m, "spin_us", 0, 1000000, 20, &t->spin_us);
 	if (!rc)
 		rc = u32_opt(l, m, "drain_ms", 0, 86400000, 30000, &t->drain_ms);
+	if (!rc)
+		rc = rdm_ymap_bool(l->doc, m, "shm", 1, &t->shm, l->err, l->len);
 	if (rc)
 		return rc;
 	if (t->backoff_max_ms < t->backoff_min_ms) {

@@ -153,8 +153,8 @@ struct rdm_node *rdm_node_new(const struct rdm_chain_conf *chain, const char *na
 	/* Auto prefers shared memory for a next replica on this host (its shm listener
 	 * answers), then RDMA, then TCP. Encrypted hops stay off it: the rings are in the
 	 * clear, in memory both processes share. */
-	n->try_shm =
-	    c->transport == RDM_TRANSPORT_AUTO && chain->transport.protect != RDM_PROTECT_ENCRYPT;
+	n->try_shm = c->transport == RDM_TRANSPORT_AUTO && chain->transport.shm &&
+		     chain->transport.protect != RDM_PROTECT_ENCRYPT;
 	n->copts.node_id = c->id;
 	if (rdm_node__auth_init(n, err, errlen) < 0)
 		goto err;

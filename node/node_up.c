@@ -232,7 +232,8 @@ int rdm_node__start_listener(struct worker *w)
 	}
 	/* Upstreams on this host reach the first worker over shared memory (an abstract
 	 * Unix socket has no reuse-port group to spread them). Not with encrypted hops. */
-	if (w->idx == 0 && n->chain->transport.protect != RDM_PROTECT_ENCRYPT) {
+	if (w->idx == 0 && n->chain->transport.shm &&
+	    n->chain->transport.protect != RDM_PROTECT_ENCRYPT) {
 		w->lst_shm = rdm_listen(&rdm_shm_ops, w->loop, &n->conf->listen, &o, &cbs);
 		if (!w->lst_shm)
 			rdm_node__log(n, "listen on %s (shm): %s: upstreams on this host use TCP",

@@ -34,6 +34,7 @@ struct rdm_transport_conf {
 	uint32_t inline_max;   /* rdma: inline bytes asked of the device */
 	uint32_t spin_us;      /* rdma: CQ polling before sleeping on the channel */
 	uint32_t drain_ms;     /* a replica that leaves a next list keeps its flows this long */
+	int shm; /* transport auto may take shared memory to a node on this host (default 1) */
 };
 
 struct rdm_conn;

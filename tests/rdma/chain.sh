@@ -252,7 +252,8 @@ ip link set rdmdummy0 up
 for peer in "$A2" 10.89.0.1; do
 	cat >"$work/chain.yaml" <<EOC
 chain: {name: auto, spi: 4}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100, certs: $work/certs}
+# shm: false: the two nodes stand for two hosts, though they share the guest.
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, certs: $work/certs, shm: false}
 nodes:
   - name: host1
     listen: $A1:7301
