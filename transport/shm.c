@@ -29,52 +29,7 @@
 #include "lib/clock.h"
 #include "lib/tls_hs.h"
 #include "lib/util.h"
-#include "transport/shm_ring.h"
-
-#define OFFER_MAGIC "RDMSHM1"
-#define OFFER_LEN   16
-#define BURSTS	    8 /* batches one turn of the loop delivers at most, per connection */
-
-enum { S_CONNECTING, S_PROVING, S_OFFER, S_UP };
-
-struct shm_listener;
-
-struct shm_conn {
-	struct rdm_conn base;
-	struct rdm_loop *loop;
-	struct rdm_io io;   /* the socket */
-	struct rdm_io wake; /* our eventfd, once up */
-	struct rdm_poller poller;
-	struct rdm_conn_opts o;
-	struct shm_listener *lst; /* owner of an accepted connection, NULL if outbound */
-	struct shm_conn *next;	  /* in lst->conns */
-	struct rdm_addr peer;
-	char peer_name[64];
-	int state;
-	struct rdm_tls_hs *hs;
-	int hs_write;
-	struct rdm_timer hs_timer, retry, kick, shut;
-	uint64_t hs_start_ns;
-	uint32_t backoff_ms;
-	int efd_peer; /* the peer's eventfd: written to wake it */
-	void *map;
-	size_t map_len;
-	struct rdm_shm_ring tx, rx;
-	uint64_t limit; /* congested above this many bytes in tx */
-	uint64_t spin_ns, hot_until_ns;
-	int rx_paused, tx_shut, closed;
-	int eof; /* the peer is gone: what it published is delivered, then the end */
-	struct rdm_rxframe *rxf;
-	uint64_t *rxpos;
-};
-
-struct shm_listener {
-	struct rdm_loop *loop;
-	struct rdm_io io;
-	struct rdm_conn_opts o;
-	struct rdm_conn_cbs cbs;
-	struct shm_conn *conns;
-};
+#include "transport/shm_int.h"
 
 static void shm_start_connect(void *arg);
 static int deliver(struct shm_conn *c);
@@ -97,7 +52,7 @@ static socklen_t sun_of(const struct rdm_addr *addr, struct sockaddr_un *sun)
 }
 
 /* Ring capacity for opts o: room for the congestion limit and a batch beyond it. */
-static uint32_t cap_for(const struct rdm_conn_opts *o)
+uint32_t rdm_shm__cap_for(const struct rdm_conn_opts *o)
 {
 	uint64_t want = (uint64_t)o->queue_bytes / 2 +
 			(uint64_t)(o->batch ? o->batch : 32) * rdm_shm_rec_size(o->max_frame);
@@ -108,7 +63,7 @@ static uint32_t cap_for(const struct rdm_conn_opts *o)
 	return cap;
 }
 
-static void update_io(struct shm_conn *c)
+void rdm_shm__update_io(struct shm_conn *c)
 {
 	uint32_t ev = EPOLLIN | EPOLLRDHUP;
 
@@ -189,7 +144,7 @@ static void unlink_from_listener(struct shm_conn *c)
 }
 
 /* The connection failed: tell the owner, then reconnect (outbound) or free (accepted). */
-static void fail(struct shm_conn *c)
+void rdm_shm__fail(struct shm_conn *c)
 {
 	int was_up = c->base.up;
 
@@ -214,13 +169,13 @@ static void fail(struct shm_conn *c)
 }
 
 /* The connection did not prove itself, or its set-up was wrong: say so, then fail. */
-static void refuse(struct shm_conn *c, const char *why)
+void rdm_shm__refuse(struct shm_conn *c, const char *why)
 {
 	if (!c->lst)
 		c->base.stats.connect_fails++;
 	if (c->base.cbs.on_refused)
 		c->base.cbs.on_refused(&c->base, why, c->base.cbs.arg);
-	fail(c);
+	rdm_shm__fail(c);
 }
 
 static void wake_peer(struct shm_conn *c)
@@ -307,7 +262,7 @@ static void wake_io(struct rdm_io *io, uint32_t events)
 	rdm_poller_wake(c->loop, &c->poller);
 }
 
-static void became_up(struct shm_conn *c)
+void rdm_shm__became_up(struct shm_conn *c)
 {
 	c->state = S_UP;
 	c->base.up = 1;
@@ -315,9 +270,9 @@ static void became_up(struct shm_conn *c)
 	c->base.epoch++;
 	c->base.stats.connects++;
 	c->backoff_ms = c->o.backoff_min_ms;
-	update_io(c);
+	rdm_shm__update_io(c);
 	if (rdm_io_add(c->loop, &c->wake, c->wake.fd, EPOLLIN, wake_io) < 0) {
-		refuse(c, "cannot watch the eventfd");
+		rdm_shm__refuse(c, "cannot watch the eventfd");
 		return;
 	}
 	if (c->base.cbs.on_state)
@@ -326,155 +281,17 @@ static void became_up(struct shm_conn *c)
 		rdm_poller_wake(c->loop, &c->poller); /* look once, then sleep or spin */
 }
 
-/* Maps the two rings of the memfd fd (2 * (RDM_SHM_HDR + cap) bytes); ours to send on is
- * ring tx_ring. 0 or -errno. */
-static int map_rings(struct shm_conn *c, int fd, uint32_t cap, int tx_ring)
-{
-	size_t one = RDM_SHM_HDR + (size_t)cap;
-	uint8_t *m;
-
-	c->map_len = 2 * one;
-	m = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED)
-		return -errno;
-	c->map = m;
-	rdm_shm_ring_init(&c->tx, m + (size_t)tx_ring * one, cap, 1);
-	rdm_shm_ring_init(&c->rx, m + (size_t)(1 - tx_ring) * one, cap, 0);
-	c->limit = cap / 2 -
-		   (uint64_t)(c->o.batch ? c->o.batch : 32) * rdm_shm_rec_size(c->o.max_frame) / 2;
-	if (c->limit < cap / 4)
-		c->limit = cap / 4;
-	return 0;
-}
-
-/* Dialler, once proven: makes the rings and the eventfds and hands them over. */
-static void send_offer(struct shm_conn *c)
-{
-	uint32_t cap = cap_for(&c->o);
-	int fd = memfd_create("rdmesh-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	int efd_srv = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	int efd_cli = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	uint8_t offer[OFFER_LEN] = OFFER_MAGIC;
-	char cbuf[CMSG_SPACE(3 * sizeof(int))] = {0};
-	struct iovec iov = {offer, sizeof(offer)};
-	struct msghdr mh = {
-	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	int fds[3] = {fd, efd_srv, efd_cli}, rc = -1;
-	char why[160];
-
-	memcpy(offer + 8, &cap, 4);
-	memcpy(offer + 12, &c->o.max_frame, 4);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(fds));
-	memcpy(CMSG_DATA(cm), fds, sizeof(fds));
-	/* Sealed at its size: the peer can neither shrink it under us (a read past its end
-	 * would be a SIGBUS) nor grow it. */
-	if (fd >= 0 && efd_srv >= 0 && efd_cli >= 0 &&
-	    ftruncate(fd, 2 * ((off_t)RDM_SHM_HDR + cap)) == 0 &&
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0 &&
-	    map_rings(c, fd, cap, 0) == 0 &&
-	    sendmsg(c->io.fd, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(offer))
-		rc = 0;
-	snprintf(why, sizeof(why), "shm %s: cannot set up the rings: %s", c->base.peer,
-		 strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	c->wake.fd = efd_cli;
-	c->efd_peer = efd_srv;
-	if (rc < 0) {
-		refuse(c, why);
-		return;
-	}
-	c->state = S_OFFER; /* until the listener acknowledges */
-	update_io(c);
-}
-
-/* 1 when fd is an eventfd. */
-static int is_eventfd(int fd)
-{
-	char p[64], t[64];
-	ssize_t n;
-
-	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
-	n = readlink(p, t, sizeof(t) - 1);
-	if (n < 0)
-		return 0;
-	t[n] = '\0';
-	return !strcmp(t, "anon_inode:[eventfd]");
-}
-
-/* Listener: the dialler's rings and eventfds. */
-static void take_offer(struct shm_conn *c)
-{
-	uint8_t offer[OFFER_LEN], ack = 'K';
-	char cbuf[CMSG_SPACE(3 * sizeof(int))];
-	struct iovec iov = {offer, sizeof(offer)};
-	struct msghdr mh = {
-	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-	int fds[3] = {-1, -1, -1}, seals;
-	const char *bad = NULL;
-	struct cmsghdr *cm;
-	struct stat st;
-	uint32_t cap = 0;
-	ssize_t n = recvmsg(c->io.fd, &mh, MSG_CMSG_CLOEXEC);
-
-	if (n < 0 && errno == EAGAIN)
-		return;
-	if (n == 0) {
-		fail(c); /* closed before any offer: a dialler's probe (rdm_shm_probe) */
-		return;
-	}
-	for (cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-		    cm->cmsg_len == CMSG_LEN(sizeof(fds)))
-			memcpy(fds, CMSG_DATA(cm), sizeof(fds));
-	if (n > 0)
-		memcpy(&cap, offer + 8, 4);
-	seals = fds[0] >= 0 ? fcntl(fds[0], F_GET_SEALS) : -1;
-	if (n != OFFER_LEN || memcmp(offer, OFFER_MAGIC, 8) || fds[2] < 0)
-		bad = "not an rdmesh shm offer";
-	else if (cap < RDM_SHM_CAP_MIN || cap > RDM_SHM_CAP_MAX || (cap & (cap - 1)))
-		bad = "a ring size out of range";
-	else if (fstat(fds[0], &st) < 0 || st.st_size != 2 * ((off_t)RDM_SHM_HDR + cap) ||
-		 seals < 0 || !(seals & F_SEAL_SHRINK))
-		bad = "rings of the wrong size, or not sealed against shrinking";
-	else if (!is_eventfd(fds[1]) || !is_eventfd(fds[2]))
-		bad = "wake-ups that are not eventfds";
-	else if (map_rings(c, fds[0], cap, 1) < 0)
-		bad = "the rings cannot be mapped";
-	else if (c->tx.pos || c->tx.peer || c->rx.pos || c->rx.peer)
-		bad = "rings that do not start empty";
-	else if (write(c->io.fd, &ack, 1) != 1)
-		bad = "the acknowledgement could not be sent";
-	if (fds[0] >= 0)
-		close(fds[0]);
-	c->wake.fd = fds[1];
-	c->efd_peer = fds[2];
-	if (bad) {
-		char why[192];
-
-		snprintf(why, sizeof(why), "shm %s: %s", c->base.peer, bad);
-		refuse(c, why);
-		return;
-	}
-	fcntl(c->wake.fd, F_SETFL, O_NONBLOCK);
-	fcntl(c->efd_peer, F_SETFL, O_NONBLOCK);
-	became_up(c);
-}
-
 static void prove_step(struct shm_conn *c)
 {
 	char err[384];
 	int rc = rdm_tls_hs_step(c->hs, &c->hs_write, err, sizeof(err));
 
 	if (rc < 0) {
-		refuse(c, err);
+		rdm_shm__refuse(c, err);
 		return;
 	}
 	if (rc == 0) {
-		update_io(c);
+		rdm_shm__update_io(c);
 		return;
 	}
 	snprintf(c->base.peer_id, sizeof(c->base.peer_id), "%s", rdm_tls_hs_peer(c->hs));
@@ -486,9 +303,9 @@ static void prove_step(struct shm_conn *c)
 	c->hs_write = 0;
 	if (c->lst) {
 		c->state = S_OFFER;
-		update_io(c);
+		rdm_shm__update_io(c);
 	} else {
-		send_offer(c);
+		rdm_shm__send_offer(c);
 	}
 }
 
@@ -499,7 +316,7 @@ static void prove_timeout(void *arg)
 
 	snprintf(why, sizeof(why), "%s %s: not proven within %u ms (TLS handshake and verdict)",
 		 c->lst ? "client" : "server", c->base.peer, c->o.handshake_ms);
-	refuse(c, why);
+	rdm_shm__refuse(c, why);
 }
 
 /* The socket is connected (or accepted): prove both ends first with opts.tls. */
@@ -510,9 +327,9 @@ static void connected(struct shm_conn *c)
 	if (!c->o.tls) {
 		if (c->lst) {
 			c->state = S_OFFER;
-			update_io(c);
+			rdm_shm__update_io(c);
 		} else {
-			send_offer(c);
+			rdm_shm__send_offer(c);
 		}
 		return;
 	}
@@ -522,7 +339,7 @@ static void connected(struct shm_conn *c)
 			       c->lst ? c->base.cbs.admit : NULL, c->base.cbs.arg, who, err,
 			       sizeof(err));
 	if (!c->hs) {
-		refuse(c, err);
+		rdm_shm__refuse(c, err);
 		return;
 	}
 	c->state = S_PROVING;
@@ -548,14 +365,14 @@ static void sock_io(struct rdm_io *io, uint32_t events)
 		return;
 	case S_OFFER:
 		if (c->lst) {
-			take_offer(c);
+			rdm_shm__take_offer(c);
 			return;
 		}
 		n = read(c->io.fd, &b, 1);
 		if (n == 1 && b == 'K')
-			became_up(c);
+			rdm_shm__became_up(c);
 		else if (n == 0 || (n < 0 && errno != EAGAIN) || n == 1)
-			refuse(c, "the shm listener closed, or did not take the rings");
+			rdm_shm__refuse(c, "the shm listener closed, or did not take the rings");
 		return;
 	default:
 		break;
@@ -578,7 +395,7 @@ static void eof_drain(struct shm_conn *c)
 	while (!c->rx_paused && !c->closed && c->state == S_UP) {
 		if (deliver(c) == 1) {
 			if (!c->closed && c->state == S_UP)
-				fail(c);
+				rdm_shm__fail(c);
 			return;
 		}
 	}
@@ -604,7 +421,7 @@ static int deliver(struct shm_conn *c)
 		}
 		if (k == 0 && rc < 0) {
 			c->base.stats.rx_bad_len++;
-			fail(c);
+			rdm_shm__fail(c);
 			return 0;
 		}
 		if (k == 0)
@@ -664,7 +481,7 @@ static int shm_send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int 
 	}
 	if (bad) {
 		c->base.stats.rx_bad_len++; /* the peer wrote an impossible head */
-		fail(c);
+		rdm_shm__fail(c);
 		return k;
 	}
 	if (!bc->congested && c->tx.pos - c->tx.peer > c->limit) {
@@ -705,7 +522,7 @@ static void shm_start_connect(void *arg)
 	c->state = S_CONNECTING;
 	if (rdm_io_add(c->loop, &c->io, fd, EPOLLOUT | EPOLLIN | EPOLLRDHUP, sock_io) < 0) {
 		close(fd);
-		refuse(c, "cannot watch the socket");
+		rdm_shm__refuse(c, "cannot watch the socket");
 	}
 }
 
@@ -797,7 +614,7 @@ static void shm_shutdown_tx(struct rdm_conn *bc)
 	c->tx_shut = 1;
 	rdm_timer_cancel(c->loop, &c->retry);
 	if (c->state != S_UP) {
-		fail(c);
+		rdm_shm__fail(c);
 		return;
 	}
 	shut_check(c);
@@ -856,7 +673,7 @@ static void accept_io(struct rdm_io *io, uint32_t events)
 		c->state = S_CONNECTING;
 		if (rdm_io_add(lst->loop, &c->io, fd, EPOLLIN | EPOLLRDHUP, sock_io) < 0) {
 			close(fd);
-			fail(c);
+			rdm_shm__fail(c);
 			continue;
 		}
 		connected(c);
