@@ -4,6 +4,25 @@
 #define RDM_BYTEORDER_H
 
 #include <stdint.h>
+#include <string.h>
+
+/* 8 (4) bytes at p in the machine's own order, as one unaligned load: for comparing
+ * bytes a word at a time, never for reading a field off the wire. */
+static inline uint64_t rdm_get_word(const void *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline uint32_t rdm_get_word32(const void *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
 
 static inline uint16_t rdm_get_be16(const uint8_t *p)
 {

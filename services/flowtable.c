@@ -173,18 +173,6 @@ void rdm_flowtab_free(struct rdm_flowtab *t)
 	free(t);
 }
 
-static int same(const struct rdm_flow_key *a, const struct rdm_flow_key *b)
-{
-	return a->family == b->family && a->proto == b->proto && a->sport == b->sport &&
-	       a->dport == b->dport && !memcmp(a->src, b->src, 16) && !memcmp(a->dst, b->dst, 16);
-}
-
-static int reverse(const struct rdm_flow_key *a, const struct rdm_flow_key *b)
-{
-	return a->family == b->family && a->proto == b->proto && a->sport == b->dport &&
-	       a->dport == b->sport && !memcmp(a->src, b->dst, 16) && !memcmp(a->dst, b->src, 16);
-}
-
 struct rdm_flow *rdm_flowtab_find(struct rdm_flowtab *t, const struct rdm_flow_key *k,
 				  uint64_t hash, int *dir)
 {
@@ -193,11 +181,11 @@ struct rdm_flow *rdm_flowtab_find(struct rdm_flowtab *t, const struct rdm_flow_k
 
 		if (f->hash != hash)
 			continue;
-		if (same(&f->key, k)) {
+		if (rdm_flow_key_eq(&f->key, k)) {
 			*dir = 0;
 			return f;
 		}
-		if (reverse(&f->key, k)) {
+		if (rdm_flow_key_rev(&f->key, k)) {
 			*dir = 1;
 			return f;
 		}

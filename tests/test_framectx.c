@@ -158,6 +158,43 @@ Test(framectx, a_changed_state_is_sent_again)
 	rdm_ctx_rx_free(r);
 }
 
+/* Strings are compared a word at a time: one byte changed anywhere in a string of any
+ * length (under 4, 4 to 7, 8 and more) sends the state again; the same bytes at another
+ * address do not. */
+Test(framectx, one_changed_byte_in_a_string_is_a_new_state)
+{
+	static const char text[] = "abcdefghijklmnopqrstu";
+	struct rdm_ctx_tx_stats st = {0};
+	struct rdm_ctx_tx *t = rdm_ctx_tx_new(&st);
+	struct rdm_txframe out[RDM_CTX_OUT_MAX];
+	uint8_t buf[4096];
+	char a[32], b[32];
+	struct rdm_frame f;
+	uint64_t sets = 0;
+
+	for (unsigned len = 1; len < sizeof(text); len++) {
+		memcpy(a, text, len);
+		memcpy(b, text, len);
+		flow_frame(&f, 9, 1);
+		f.host = (struct rdm_str){a, (uint8_t)len};
+		cr_assert_gt(rdm_ctx_encode(t, &f, buf, sizeof(buf), out), 0);
+		sets = st.sets;
+		f.host = (struct rdm_str){b, (uint8_t)len};
+		cr_assert_gt(rdm_ctx_encode(t, &f, buf, sizeof(buf), out), 0);
+		cr_assert_eq(st.sets, sets, "len %u: equal bytes elsewhere are the same state",
+			     len);
+		for (unsigned i = 0; i < len; i++) {
+			b[i] ^= 0x20;
+			cr_assert_gt(rdm_ctx_encode(t, &f, buf, sizeof(buf), out), 0);
+			cr_assert_eq(st.sets, ++sets, "len %u, byte %u changed", len, i);
+			b[i] ^= 0x20;
+			cr_assert_gt(rdm_ctx_encode(t, &f, buf, sizeof(buf), out), 0);
+			cr_assert_eq(st.sets, ++sets, "len %u, byte %u back", len, i);
+		}
+	}
+	rdm_ctx_tx_free(t);
+}
+
 Test(framectx, a_big_state_goes_ahead_in_parts_within_252_bytes)
 {
 	struct rdm_ctx_tx_stats ts = {0};

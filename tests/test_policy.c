@@ -130,6 +130,31 @@ Test(policy, cache_hits_until_new_state_arrives)
 	stop(&s);
 }
 
+/* The same fields with another value are news too: the flow's values are hashed a word
+ * at a time, and a change in any byte of them must count. */
+Test(policy, a_changed_value_is_evaluated_again)
+{
+	/* The last byte, then a middle one: each is evaluated; the deny then holds. */
+	static const char *const apps[] = {"TLS.Google", "TLS.Googlf", "TLS.Facebook",
+					   "TLS.Google"};
+	static const int want[] = {RDM_STAGE_PASS, RDM_STAGE_PASS, RDM_STAGE_DROP, RDM_STAGE_DROP};
+	static const uint64_t evals[] = {1, 2, 3, 3};
+	struct stg s;
+	struct pk p;
+
+	start(&s, "rules:\n"
+		  "  - {name: fb, match: {app: Facebook}, action: deny}\n"
+		  "  - {name: all, action: log}\n");
+	for (int i = 0; i < 4; i++) {
+		syn4(&p, 40001);
+		with_dpi_done(&p);
+		with_app(&p, apps[i]);
+		cr_assert_eq(run(&s, &p.f), want[i], "%s", apps[i]);
+		cr_assert_eq(counter(&s, "evaluations"), evals[i], "%s", apps[i]);
+	}
+	stop(&s);
+}
+
 /* ---- reload ---- */
 
 static void *reload(struct stg *s, const char *policy)

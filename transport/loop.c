@@ -24,7 +24,13 @@ struct rdm_loop {
 	enum rdm_poll_mode poll;
 	uint64_t spin_ns;      /* ADAPTIVE: how long to poll after work */
 	uint64_t hot_until_ns; /* ADAPTIVE: polling until then */
+	unsigned turns;	       /* turns with a hot poller, counted to look at the fds */
 };
+
+/* While a poller is hot, the fds are looked at every EPOLL_EVERY turns: epoll_wait with
+ * no wait costs about 0.5 us on the development machine, and a frame arriving on a
+ * polled ring would otherwise wait for half of one on average. */
+#define EPOLL_EVERY 16
 
 struct rdm_loop *rdm_loop_new(void)
 {
@@ -196,7 +202,7 @@ const char *rdm_poll_mode_name(enum rdm_poll_mode mode)
 int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 {
 	struct epoll_event ev[MAX_EVENTS];
-	int n, ran = 0, wait = max_wait_ms;
+	int n, ran = 0, wait = max_wait_ms, hot = 0;
 	uint64_t now;
 
 	if (l->timers) {
@@ -207,16 +213,18 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 		if (wait < 0 || ms < wait)
 			wait = ms;
 	}
-	/* A hot poller keeps the loop spinning, but every turn still looks at the fds: a
-	 * system call a turn also lets the kernel run work it deferred (on Soft-RoCE, the
-	 * copy of every send that is not inline). */
+	/* A hot poller keeps the loop spinning, and every EPOLL_EVERY turns it still looks
+	 * at the fds: that system call also lets the kernel run work it deferred (on
+	 * Soft-RoCE, the copy of every send that is not inline). */
 	for (struct rdm_poller *p = l->pollers; p; p = p->next)
-		if (p->hot)
-			wait = 0;
-	if (l->poll == RDM_POLL_BUSY ||
+		hot |= p->hot;
+	if (hot || l->poll == RDM_POLL_BUSY ||
 	    (l->poll == RDM_POLL_ADAPTIVE && wait != 0 && rdm_now_ns() < l->hot_until_ns))
 		wait = 0;
-	n = epoll_wait(l->epfd, ev, MAX_EVENTS, wait);
+	if (hot && ++l->turns % EPOLL_EVERY)
+		n = 0;
+	else
+		n = epoll_wait(l->epfd, ev, MAX_EVENTS, wait);
 	if (n < 0 && errno != EINTR)
 		return -errno;
 	for (int i = 0; i < n; i++) {

@@ -117,22 +117,24 @@ for set in "bare:[stamp]" "full:[stamp, dpi, {name: policy, file: $ROOT/configs/
 	[ "$name" = full ] && target=2000
 	printf '| %s | %d | %d | %d | %d | <= %d | %s |\n' "${stages//|/\\|}" "$per" "$ndpi" $((per - ndpi)) "$df" \
 		"$target" "$([ $((per - ndpi)) -le $target ] && echo yes || echo no)" >>"$out/insns.md"
-	[ "$name" = bare ] && cp "$work/bare-$N2.cg" "$out/bare.callgrind" && cp "$work/bare-$N1.cg" "$out/bare-short.callgrind"
+	cp "$work/$name-$N2.cg" "$out/$name.callgrind"
+	cp "$work/$name-$N1.cg" "$out/$name-short.callgrind"
 done
-# The bare hop's top functions per packet (self cost, the longer run less the shorter).
-if [ -f "$out/bare.callgrind" ]; then
-	functions "$out/bare-short.callgrind" >"$work/a"
-	functions "$out/bare.callgrind" >"$work/b"
-	df=$(awk -F, '$1 == "bare" { print $5 }' "$out/insns.csv")
+# Each hop's top functions per packet (self cost, the longer run less the shorter).
+for name in bare full; do
+	[ -f "$out/$name.callgrind" ] || continue
+	functions "$out/$name-short.callgrind" >"$work/a"
+	functions "$out/$name.callgrind" >"$work/b"
+	df=$(awk -F, -v n="$name" '$1 == n { print $5 }' "$out/insns.csv")
 	{
 		echo
-		echo "bare hop, the functions that cost most per packet (self):"
+		echo "$name hop, the functions that cost most per packet (self):"
 		echo
 		echo "| instructions / packet | function |"
 		echo "|---|---|"
 		awk -F'\t' -v df="$df" 'NR == FNR { a[$2] = $1; next } { d = ($1 - a[$2]) / df; if (d >= 5) printf "%d\t%s\n", d, $2 }' "$work/a" "$work/b" |
 			sort -rn | head -12 | awk -F'\t' '{ sub(/ \[.*/, "", $2); n = split($2, p, "/"); printf "| %d | `%s` |\n", $1, p[n] }'
 	} >>"$out/insns.md"
-fi
+done
 cat "$out/insns.md"
 echo "insns: $out/insns.csv, $out/insns.md"
