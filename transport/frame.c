@@ -552,14 +552,6 @@ const char *rdm_frame_strerror(int err)
 	return "unknown";
 }
 
-uint64_t rdm_frame_flow_hash(const struct rdm_frame *f, const struct rdm_flow_key *k)
-{
-	if ((f->present & (RDM_F_FLOW_KEY | RDM_F_FLOW_ID)) == (RDM_F_FLOW_KEY | RDM_F_FLOW_ID) &&
-	    k == &f->key)
-		return f->flow_id;
-	return rdm_flow_hash(k);
-}
-
 uint8_t rdm_pkt_next_proto(const uint8_t *pkt, uint32_t len)
 {
 	if (!pkt || len < 1)

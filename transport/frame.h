@@ -200,7 +200,13 @@ const char *rdm_frame_strerror(int err);
  * ingress wrote when f carries it with its FLOW_KEY (k is then f's key), else computed
  * from k. Saves each stage its own SipHash of every packet; a wrong FLOW_ID from upstream
  * only splits that flow's own state. */
-uint64_t rdm_frame_flow_hash(const struct rdm_frame *f, const struct rdm_flow_key *k);
+static inline uint64_t rdm_frame_flow_hash(const struct rdm_frame *f, const struct rdm_flow_key *k)
+{
+	if ((f->present & (RDM_F_FLOW_KEY | RDM_F_FLOW_ID)) == (RDM_F_FLOW_KEY | RDM_F_FLOW_ID) &&
+	    k == &f->key)
+		return f->flow_id;
+	return rdm_flow_hash(k);
+}
 
 /* The NSH next-protocol value for an IP packet (from its version nibble), 0 if none. */
 uint8_t rdm_pkt_next_proto(const uint8_t *pkt, uint32_t len);

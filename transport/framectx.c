@@ -478,7 +478,7 @@ static int slot_set(struct rdm_ctx_rx *r, unsigned i, struct state *s)
 int rdm_ctx_decode(struct rdm_ctx_rx *r, struct rdm_frame *f, const uint8_t *buf, size_t len)
 {
 	struct rdm_walk wk = {0};
-	unsigned hlen, slot, op;
+	unsigned hlen, slot, op, off;
 	struct state *s;
 	int rc = rdm_frame__get_base(f, buf, len, &hlen);
 
@@ -509,8 +509,8 @@ int rdm_ctx_decode(struct rdm_ctx_rx *r, struct rdm_frame *f, const uint8_t *buf
 		wk.keep_len = r->pend_len;
 		wk.keep_cap = sizeof(r->pend);
 	}
-	rc = rdm_frame__walk(
-	    f, buf, op == RDM_CTX_USE ? get_use(f, buf, PART_HDR, hlen, &wk) : PART_HDR, hlen, &wk);
+	off = op == RDM_CTX_USE ? get_use(f, buf, PART_HDR, hlen, &wk) : PART_HDR;
+	rc = off < hlen ? rdm_frame__walk(f, buf, off, hlen, &wk) : 0;
 	if (rc < 0) {
 		if (wk.keep)
 			r->pend_len = 0;

@@ -384,6 +384,17 @@ for p in $paths; do
 			[ "$wk" = 1 ] && L[$p, $size, user]=$(awk -v a="$(stat "$work/s1" cpu_user_ms)" -v b="$(stat "$work/s2" cpu_user_ms)" -v n="$got" \
 				'BEGIN { if (n > 0) printf "%.2f", (a + b) * 1000 / n; else print "n/a" }')
 		done
+		if [ "$p" = shm ] && [ "$size" = "${SIZES%% *}" ]; then
+			# The hop under load: 80% of the peak just measured, receivers polling.
+			r80=$(awk -v v="${L[shm, $size, tp1]%% *}" 'BEGIN { printf "%.0f", v * 0.8 }')
+			if [ "${r80:-0}" -gt 0 ]; then
+				step "shm: 1-hop chain at 80% of its peak, $size B, $TP_N at $r80 pkt/s, poll busy"
+				POLL=busy chain shm 1 "$size" "$TP_N" "$r80" 1
+				e=$work/s2
+				L[shm, load]="$r80 $(us "$(stat "$e" hops_p50_ns)") $(us "$(stat "$e" hops_p99_ns)") $(us "$(stat "$e" hops_p999_ns)")"
+				echo "shm,hop_1hop_load80,$size,1,$(us "$(stat "$e" hops_p50_ns)"),$(us "$(stat "$e" hops_p99_ns)"),$(us "$(stat "$e" hops_p999_ns)"),$(us "$(stat "$e" hops_max_ns)"),$r80," >>"$csv"
+			fi
+		fi
 	done
 done
 
@@ -606,6 +617,16 @@ p50() { echo "${1%%,*}"; }
 		read -r pps cpu <<<"${L[shm, $qs, tp1]}"
 		ppc=$(awk -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", 1e9 / c; else print 0 }')
 		echo "| bare forwarding >= 1 Mpps per core over shm ($qs B, 1 worker; packets per CPU-second of both nodes) | $ppc packets per core-second ($pps packets/s) | $(ratio "$ppc" 1000000) | $(awk -v v="$ppc" 'BEGIN { print (v >= 1000000) ? "yes" : "no" }') |"
+	fi
+	if [ -n "${L[shm, load]:-}" ]; then
+		read -r r80 a b c <<<"${L[shm, load]}"
+		r=$(ratio "$c" "$a")
+		echo "| shm hop p99.9 <= 3x p50 at 80% of peak load ($r80 packets/s, $qs B, poll busy) | p99.9 $c us vs p50 $a us (p99 $b us) | $r | $(met "$r" 3) |"
+	fi
+	if [ $rdma = 1 ]; then
+		bs=${SIZES##* }
+		r=$(ratio "${L[rdma, $bs, pp]%% *}" "${L[rdma, $bs, ref]%% *}")
+		echo "| RDMA transport round trip / 2 <= 1.25x ib_send_lat ($bs B packets, Soft-RoCE) | ${L[rdma, $bs, pp]%% *} us vs ${L[rdma, $bs, ref]%% *} us | $r | $(met "$r" 1.25) |"
 	fi
 	echo "| instructions per packet: bare <= 600, stamp+dpi+policy <= 2000 | see the instruction table below (make bench-insns) | - | - |"
 	echo
