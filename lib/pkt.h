@@ -43,9 +43,9 @@ static inline int rdm_flow_key_rev(const struct rdm_flow_key *a, const struct rd
  * for its headers or is not IP. Never reads past len. */
 int rdm_pkt_flow_key(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k);
 
-/* The TCP flags byte of an IPv4 or IPv6 TCP packet whose key k came from
- * rdm_pkt_flow_key, or 0 (not TCP, a later fragment, too short). */
-uint8_t rdm_pkt_tcp_flags(const uint8_t *pkt, uint32_t len, const struct rdm_flow_key *k);
+/* The TCP flags byte of an IPv4 or IPv6 TCP packet, or 0 (not TCP, a later fragment,
+ * too short, not IP). */
+uint8_t rdm_pkt_tcp_flags(const uint8_t *pkt, uint32_t len);
 
 /* The offset of the transport header of an IP packet (after IPv6 extension headers),
  * with its protocol in *proto; -EINVAL when there is none (too short, a later

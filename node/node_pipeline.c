@@ -12,6 +12,7 @@ static struct rdm_frame *as_notice(struct rdm_frame *f)
 {
 	f->pkt = NULL;
 	f->pkt_len = 0;
+	f->tcp_known = 0;
 	return f;
 }
 

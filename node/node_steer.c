@@ -51,7 +51,7 @@ void rdm_node__steer_free_all(struct steer *sp)
 
 /* Pins frame f's flow (see steer_frame) and returns its slot; *moved says whether the
  * flow has moved mid-stream (0 for a frame with no flow key). */
-static int steer_pin(struct worker *w, const struct rdm_frame *f, uint64_t now, int *moved)
+static int steer_pin(struct worker *w, struct rdm_frame *f, uint64_t now, int *moved)
 {
 	uint64_t hash;
 	struct rdm_flow *fl;
@@ -62,8 +62,7 @@ static int steer_pin(struct worker *w, const struct rdm_frame *f, uint64_t now, 
 	if (!(f->present & RDM_F_FLOW_KEY))
 		return w->slot_of[0];
 	hash = rdm_frame_flow_hash(f, &f->key);
-	fl = rdm_flowtab_track(w->pins, &f->key, hash, f->pkt_len,
-			       f->pkt_len ? rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &f->key) : 0, now,
+	fl = rdm_flowtab_track(w->pins, &f->key, hash, f->pkt_len, rdm_frame_tcp_flags(f), now,
 			       &dir, &created);
 	p = rdm_flow_data(fl);
 	if (created)

@@ -32,7 +32,7 @@ static int path_of(struct worker *w, const struct rdm_frame *f)
 }
 
 /* Remembers which upstream connection (serial) brought flow f, for the way back. */
-static void path_note(struct worker *w, const struct rdm_frame *f, uint64_t serial)
+static void path_note(struct worker *w, struct rdm_frame *f, uint64_t serial)
 {
 	struct rdm_flow *fl;
 	int dir;
@@ -40,8 +40,7 @@ static void path_note(struct worker *w, const struct rdm_frame *f, uint64_t seri
 	if (!w->paths || !(f->present & RDM_F_FLOW_KEY))
 		return;
 	fl = rdm_flowtab_track(w->paths, &f->key, rdm_frame_flow_hash(f, &f->key), f->pkt_len,
-			       rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &f->key), rdm_now_ns(), &dir,
-			       NULL);
+			       rdm_frame_tcp_flags(f), rdm_now_ns(), &dir, NULL);
 	*(uint64_t *)rdm_flow_data(fl) = serial;
 }
 

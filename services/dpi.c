@@ -416,7 +416,7 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 			(*bad)++;
 			continue;
 		}
-		tcp = rdm_pkt_tcp_flags(fr->pkt, fr->pkt_len, &fr->key);
+		tcp = rdm_frame_tcp_flags(fr);
 		fl = rdm_flowtab_track(rt->flows, &fr->key, rdm_frame_flow_hash(fr, &fr->key),
 				       fr->pkt_len, tcp, now, &dir, &created);
 		if (!fl) {

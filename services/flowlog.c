@@ -376,7 +376,7 @@ static void fl_process(void *p, struct rdm_frame *const *fr, int n, int *verdict
 
 	rt->now_ns = rdm_now_ns();
 	for (int i = 0; i < n; i++) {
-		const struct rdm_frame *f = fr[i];
+		struct rdm_frame *f = fr[i];
 		struct rdm_flow_key k;
 		struct rdm_flow *fl;
 		struct fl_flow *d;
@@ -391,8 +391,8 @@ static void fl_process(void *p, struct rdm_frame *const *fr, int n, int *verdict
 			rt->no_flow_key++;
 			continue;
 		}
-		if (f->pkt && k.proto == IPPROTO_TCP)
-			tcp = rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &k);
+		if (k.proto == IPPROTO_TCP)
+			tcp = rdm_frame_tcp_flags(f);
 		fl = rdm_flowtab_track(rt->tab, &k,
 				       (f->present & RDM_F_FLOW_KEY)
 					   ? rdm_frame_flow_hash(f, &f->key)

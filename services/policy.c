@@ -458,6 +458,7 @@ static int reply(struct policy_rt *rt, struct rdm_frame *f, struct pol_flow *pf,
 	f->present |= RDM_F_FLOW_KEY;
 	f->pkt = buf;
 	f->pkt_len = len;
+	f->tcp_known = 0;
 	return RDM_STAGE_REPLY;
 }
 
@@ -589,7 +590,7 @@ static int decide(struct policy_rt *rt, struct rdm_frame *f, uint64_t now)
 		rdm_policy_eval(pol, &x, &rule);
 		return apply(rt, f, NULL, 0, 0, rule, rdm_policy_action(pol, rule), 1, now);
 	}
-	tcp = f->pkt ? rdm_pkt_tcp_flags(f->pkt, f->pkt_len, &key) : 0;
+	tcp = rdm_frame_tcp_flags(f);
 	fl = rdm_flowtab_track(rt->ft, &key,
 			       (f->present & RDM_F_FLOW_KEY) ? rdm_frame_flow_hash(f, &f->key)
 							     : rdm_flow_hash(&key),

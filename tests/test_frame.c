@@ -300,3 +300,33 @@ Test(frame, error_names_are_distinct)
 	}
 	cr_assert_str_eq(rdm_frame_strerror(-EINVAL), "unknown");
 }
+
+/* A packet's TCP flags are read once per frame and cached in it: a frame decoded again
+ * into the same struct (as a worker's batch array is reused) reads its own. */
+Test(frame, tcp_flags_are_read_once_per_decoded_frame)
+{
+	uint8_t tcp[40] = {0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2};
+	uint8_t buf[512];
+	struct rdm_frame f, g;
+	int len;
+
+	tcp[20 + 12] = 0x50;
+	rdm_frame_init(&f, 7, 200, RDM_NSH_NP_IPV4);
+	f.pkt = tcp;
+	f.pkt_len = sizeof(tcp);
+	for (uint8_t fl = 0x01; fl <= 0x10; fl <<= 1) {
+		tcp[20 + 13] = fl;
+		len = rdm_frame_encode(&f, buf, sizeof(buf));
+		cr_assert_gt(len, 0);
+		cr_assert_eq(rdm_frame_decode(&g, buf, (size_t)len), 0);
+		cr_assert_eq(rdm_frame_tcp_flags(&g), fl);
+		cr_assert_eq(rdm_frame_tcp_flags(&g), fl, "the second read is the cached one");
+	}
+	/* Not TCP, and no packet: none. */
+	len = rdm_frame_encode(&f, buf, sizeof(buf));
+	buf[len - 40 + 9] = 17;
+	cr_assert_eq(rdm_frame_decode(&g, buf, (size_t)len), 0);
+	cr_assert_eq(rdm_frame_tcp_flags(&g), 0);
+	rdm_frame_init(&g, 7, 200, 0);
+	cr_assert_eq(rdm_frame_tcp_flags(&g), 0);
+}

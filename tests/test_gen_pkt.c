@@ -273,19 +273,16 @@ Test(pkt, truncated)
 static uint8_t flags_of(const uint8_t *p, uint32_t len)
 {
 	uint8_t *c = malloc(len ? len : 1), fl;
-	struct rdm_flow_key k;
 
 	cr_assert_not_null(c);
 	memcpy(c, p, len);
-	if (rdm_pkt_flow_key(c, len, &k) < 0)
-		memset(&k, 0, sizeof(k));
-	fl = rdm_pkt_tcp_flags(c, len, &k);
+	fl = rdm_pkt_tcp_flags(c, len);
 	free(c);
 	return fl;
 }
 
-/* IPv4 TCP is read directly; options, fragments, cut headers and IPv6 are not, and all
- * of them answer as the parser would. */
+/* IPv4 is read directly; options, fragments, cut headers and IPv6 are not, and all of
+ * them answer as the parser would. */
 Test(pkt, tcp_flags)
 {
 	uint8_t p[sizeof(v4_tcp) + 4];
@@ -293,6 +290,8 @@ Test(pkt, tcp_flags)
 
 	cr_assert_eq(flags_of(v4_tcp, sizeof(v4_tcp)), 0x02, "SYN");
 	cr_assert_eq(flags_of(v4_tcp, sizeof(v4_tcp) - 1), 0, "a TCP header cut short");
+	cr_assert_eq(flags_of(v4_udp_opts, sizeof(v4_udp_opts)), 0, "UDP");
+	cr_assert_eq(flags_of(v6_ext, sizeof(v6_ext)), 0, "UDP behind IPv6 extension headers");
 	/* IHL 6: one word of options moves the TCP header */
 	memcpy(p, v4_tcp, 20);
 	memcpy(p + 24, v4_tcp + 20, 20);

@@ -91,6 +91,8 @@ Test(shm, frames_arrive_intact_and_in_order)
 	cr_assert_eq(srv.got, 20000);
 	cr_assert_eq(c->stats.tx_frames, 20000);
 	cr_assert_eq(c->stats.queue_full, 0);
+	/* All read: nothing is queued any more (a node finishes when its next hops say so). */
+	cr_assert_eq(rdm_conn_queued(c), 0, "%zu bytes said queued", rdm_conn_queued(c));
 	rdm_conn_close(c);
 	rdm_listener_close(&rdm_shm_ops, l);
 }

@@ -161,6 +161,9 @@ struct rdm_frame {
 
 	const uint8_t *pkt;
 	uint32_t pkt_len;
+	/* Not on the wire: the packet's TCP flags, read once per frame for every stage that
+	 * tracks flows (rdm_frame_tcp_flags); whoever sets pkt clears tcp_known. */
+	uint8_t tcp_flags, tcp_known;
 };
 
 /* Resets f to an empty frame for chain spi at index si. */
@@ -183,6 +186,16 @@ int rdm_frame_decode(struct rdm_frame *f, const uint8_t *buf, size_t len);
 
 /* Appends a hop timestamp; -ENOSPC when the list is full. */
 int rdm_frame_add_hop(struct rdm_frame *f, uint32_t node, uint64_t ns);
+
+/* The TCP flags of f's packet (0 when it has none or is not TCP), read once per frame. */
+static inline uint8_t rdm_frame_tcp_flags(struct rdm_frame *f)
+{
+	if (!f->tcp_known) {
+		f->tcp_flags = f->pkt_len ? rdm_pkt_tcp_flags(f->pkt, f->pkt_len) : 0;
+		f->tcp_known = 1;
+	}
+	return f->tcp_flags;
+}
 
 /* Sets bits (RDM_FF_*) in f's FLAGS, which start empty when f carried none. */
 static inline void rdm_frame_add_flags(struct rdm_frame *f, uint32_t bits)

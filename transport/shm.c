@@ -492,11 +492,20 @@ static int shm_send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int 
 	return k;
 }
 
+/* What the receiver has not freed yet, from its head as it is now (tx.peer is only
+ * refreshed when room runs short, so it would say a drained ring is not). A head no
+ * correct peer writes counts as nothing freed. */
 static size_t shm_queued(const struct rdm_conn *bc)
 {
 	const struct shm_conn *c = container_of(bc, const struct shm_conn, base);
+	uint64_t h;
 
-	return c->state == S_UP ? (size_t)(c->tx.pos - c->tx.peer) : 0;
+	if (c->state != S_UP)
+		return 0;
+	h = atomic_load_explicit(&c->tx.ctl->head, memory_order_acquire);
+	if (h < c->tx.peer || h > c->tx.pos)
+		h = c->tx.peer;
+	return (size_t)(c->tx.pos - h);
 }
 
 static void shm_start_connect(void *arg)
