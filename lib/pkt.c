@@ -154,6 +154,12 @@ int rdm_pkt_flow_key(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k)
 	return pkt_parse(pkt, len, k, &l4);
 }
 
+int rdm_pkt_flow_key_l4(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k, uint32_t *l4)
+{
+	*l4 = 0;
+	return pkt_parse(pkt, len, k, l4);
+}
+
 int rdm_pkt_l4(const uint8_t *pkt, uint32_t len, uint8_t *proto)
 {
 	struct rdm_flow_key k;

@@ -43,6 +43,10 @@ static inline int rdm_flow_key_rev(const struct rdm_flow_key *a, const struct rd
  * for its headers or is not IP. Never reads past len. */
 int rdm_pkt_flow_key(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k);
 
+/* rdm_pkt_flow_key, and the offset of the transport header in *l4 (0 for a later
+ * fragment, whose transport header is in the first) from the same single parse. */
+int rdm_pkt_flow_key_l4(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k, uint32_t *l4);
+
 /* The TCP flags byte of an IPv4 or IPv6 TCP packet, or 0 (not TCP, a later fragment,
  * too short, not IP). */
 uint8_t rdm_pkt_tcp_flags(const uint8_t *pkt, uint32_t len);

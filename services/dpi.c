@@ -333,14 +333,13 @@ static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *
 static uint64_t *dpi_check(struct dpi_rt *rt, const struct rdm_frame *f, uint16_t *len)
 {
 	struct rdm_flow_key k;
-	uint32_t ip_len;
-	uint8_t proto;
+	uint32_t ip_len, l4;
 
 	if (!f->pkt || f->pkt_len < 1 || (f->pkt[0] >> 4 != 4 && f->pkt[0] >> 4 != 6))
 		return &rt->not_ip;
-	if (rdm_pkt_flow_key(f->pkt, f->pkt_len, &k) < 0)
+	if (rdm_pkt_flow_key_l4(f->pkt, f->pkt_len, &k, &l4) < 0)
 		return &rt->malformed;
-	if (rdm_pkt_l4(f->pkt, f->pkt_len, &proto) < 0)
+	if (l4 == 0)
 		return &rt->fragments;
 	if (k.family == 4)
 		ip_len = (uint32_t)f->pkt[2] << 8 | f->pkt[3];

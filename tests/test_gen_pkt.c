@@ -105,13 +105,18 @@ Test(pkt, v4_fragments)
 {
 	uint8_t p[sizeof(v4_tcp)];
 	struct rdm_flow_key k;
+	uint32_t l4;
 
 	memcpy(p, v4_tcp, sizeof(p));
 	p[6] = 0x20; /* MF, offset 0: the first fragment has the ports */
 	cr_assert_eq(key_of(p, sizeof(p), &k), 0);
 	cr_assert_eq(k.dport, 443);
+	cr_assert_eq(rdm_pkt_flow_key_l4(p, sizeof(p), &k, &l4), 0);
+	cr_assert_eq(l4, 20, "its transport header");
 	p[6] = 0x00;
 	p[7] = 0xb9; /* offset 185 * 8 */
+	cr_assert_eq(rdm_pkt_flow_key_l4(p, sizeof(p), &k, &l4), 0);
+	cr_assert_eq(l4, 0, "a later fragment has none");
 	cr_assert_eq(key_of(p, sizeof(p), &k), 0);
 	cr_assert_eq(k.proto, IPPROTO_TCP);
 	cr_assert_eq(k.sport, 0);

@@ -61,10 +61,12 @@ done
 v=$(awk -F, '$1 == "shm" && $2 == "throughput" { print $9; exit }' "$out/bench.csv")
 num "$v" || { ok=0; echo "  shm throughput: '$v'"; }
 grep -q '^| shm hop p50 with poll: busy' "$out/bench.md" || { ok=0; echo "  no shm target row"; }
+v=$(awk -F, '$1 == "shm" && $2 == "forward_per_core" { print $9; exit }' "$out/bench.csv")
+num "$v" || { ok=0; echo "  shm forwarding per core: '$v'"; }
 v=$(awk -F, '$1 == "shm" && $2 == "hop_1hop_load80" { print $7; exit }' "$out/bench.csv")
 num "$v" || { ok=0; echo "  shm p99.9 at 80% load: '$v'"; }
 grep -q '^| shm hop p99.9 <= 3x p50 at 80% of peak load' "$out/bench.md" || { ok=0; echo "  no shm load target row"; }
-[ $ok = 1 ] && pass "shm (two nodes on one host, shared memory): latency (1 and 3 hops, poll busy), throughput, p99.9 at 80% of the peak, its targets" ||
+[ $ok = 1 ] && pass "shm (nodes on one host, shared memory): latency (1 and 3 hops, polling), throughput, forwarding per core, p99.9 at 80% of the peak, its targets" ||
 	fail "shm rows missing"
 ok=1
 for pm in sleep adaptive busy; do
