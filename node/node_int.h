@@ -136,7 +136,16 @@ struct down {
 struct pin {
 	uint32_t slot, gen;
 	uint32_t epoch; /* the connection's epoch when the flow was pinned to it */
-	int moved;	/* the flow went on mid-stream elsewhere, or after a reconnect */
+	uint8_t moved;	/* the flow went on mid-stream elsewhere, or after a reconnect */
+	uint8_t pinned; /* 0 until the flow's first frame forward is steered */
+};
+
+/* A flow as the node tracks it, in one table (w->flows) for both jobs: the upstream
+ * connection it came in on (the way back) and its pin to a next-hop replica. A frame's
+ * entry is found once, on arrival, and steering reuses it (rdm_frame.owner_flow). */
+struct nflow {
+	uint64_t path; /* serial of the upstream connection that brought it; 0: none noted */
+	struct pin pin;
 };
 
 /* One worker thread: its event loop, connections, stage runtimes, batch buffers, and
@@ -157,7 +166,10 @@ struct worker {
 	int n_downs; /* every slot ever used lies below this: loops over downs stop there */
 	const struct steer *steer;
 	int slot_of[RDM_MAX_NEXT]; /* steer's replica i is downs[slot_of[i]] */
-	struct rdm_flowtab *pins;
+	/* The node's flows (struct nflow): pins where it steers, return paths where
+	 * track_paths says it notes them. */
+	struct rdm_flowtab *flows;
+	int track_paths;
 	struct rdm_conn *ups[MAX_UPS];
 	uint64_t up_serial[MAX_UPS];	   /* tells a reused connection slot from its predecessor */
 	struct si_set up_si[MAX_UPS];	   /* the service indexes each upstream may send */
@@ -184,11 +196,9 @@ struct worker {
 	struct rdm_txframe *tx; /* RDM_CTX_OUT_MAX per frame: state-only frames go first */
 	uint8_t *tx_part;	/* per tx frame: 1 for a state-only one */
 
-	/* The TUN device at this edge (inline mode), and which upstream connection each
-	 * flow came in on (for frames going back). */
+	/* The TUN device at this edge (inline mode). */
 	int tun_fd;
 	struct rdm_io tun_io;
-	struct rdm_flowtab *paths;
 
 	struct rdm_timer tick;
 	atomic_uint reload_seen; /* the reload generation this worker's stages run */

@@ -62,9 +62,15 @@ static int steer_pin(struct worker *w, struct rdm_frame *f, uint64_t now, int *m
 	if (!(f->present & RDM_F_FLOW_KEY))
 		return w->slot_of[0];
 	hash = rdm_frame_flow_hash(f, &f->key);
-	fl = rdm_flowtab_track(w->pins, &f->key, hash, f->pkt_len, rdm_frame_tcp_flags(f), now,
-			       &dir, &created);
-	p = rdm_flow_data(fl);
+	fl = f->owner_flow;
+	/* The entry found when the frame arrived, if it still holds this flow (a frame
+	 * made here, a notice with its key turned round, has none); else tracked now. */
+	if (!fl || fl->hash != hash ||
+	    !(rdm_flow_key_eq(&fl->key, &f->key) || rdm_flow_key_rev(&fl->key, &f->key)))
+		fl = rdm_flowtab_track(w->flows, &f->key, hash, f->pkt_len, rdm_frame_tcp_flags(f),
+				       now, &dir, NULL);
+	p = &((struct nflow *)rdm_flow_data(fl))->pin;
+	created = !p->pinned;
 	if (created)
 		p->moved = 0;
 	/* A pin holds while its replica is in the table, or drains and is still there: a
@@ -102,6 +108,7 @@ static int steer_pin(struct worker *w, struct rdm_frame *f, uint64_t now, int *m
 		}
 	}
 	p->slot = (uint32_t)slot;
+	p->pinned = 1;
 	p->gen = w->downs[slot].gen;
 	p->epoch = w->downs[slot].c ? w->downs[slot].c->epoch : 0;
 	w->downs[slot].pins++;
@@ -131,9 +138,10 @@ static int steer_frame(struct worker *w, struct rdm_frame *f, uint64_t now)
 void rdm_node__pin_end(void *arg, struct rdm_flow *fl, enum rdm_flow_end why)
 {
 	struct worker *w = arg;
-	const struct pin *p = rdm_flow_data(fl);
+	const struct pin *p = &((const struct nflow *)rdm_flow_data(fl))->pin;
 
-	if (p->slot < MAX_DOWNS && p->gen == w->downs[p->slot].gen && w->downs[p->slot].pins)
+	if (p->pinned && p->slot < MAX_DOWNS && p->gen == w->downs[p->slot].gen &&
+	    w->downs[p->slot].pins)
 		w->downs[p->slot].pins--;
 }
 

@@ -14,34 +14,36 @@
 static int path_of(struct worker *w, const struct rdm_frame *f)
 {
 	struct rdm_flow *fl;
-	const uint64_t *d;
+	const struct nflow *d;
 	int dir;
 
 	if (w->n_ups == 1)
 		return 0;
-	if (!w->paths || !(f->present & RDM_F_FLOW_KEY))
+	if (!w->track_paths || !(f->present & RDM_F_FLOW_KEY))
 		return -1;
-	fl = rdm_flowtab_find(w->paths, &f->key, rdm_frame_flow_hash(f, &f->key), &dir);
+	fl = rdm_flowtab_find(w->flows, &f->key, rdm_frame_flow_hash(f, &f->key), &dir);
 	if (!fl)
 		return -1;
 	d = rdm_flow_data(fl);
 	for (int u = 0; u < w->n_ups; u++)
-		if (w->up_serial[u] == d[0])
+		if (d->path && w->up_serial[u] == d->path)
 			return u;
 	return -1; /* that connection is gone */
 }
 
-/* Remembers which upstream connection (serial) brought flow f, for the way back. */
-static void path_note(struct worker *w, struct rdm_frame *f, uint64_t serial)
+/* Remembers which upstream connection (serial) brought flow f, for the way back; the
+ * frame keeps its flow's entry for steering. */
+static void path_note(struct worker *w, struct rdm_frame *f, uint64_t serial, uint64_t now)
 {
 	struct rdm_flow *fl;
 	int dir;
 
-	if (!w->paths || !(f->present & RDM_F_FLOW_KEY))
+	if (!(f->present & RDM_F_FLOW_KEY))
 		return;
-	fl = rdm_flowtab_track(w->paths, &f->key, rdm_frame_flow_hash(f, &f->key), f->pkt_len,
-			       rdm_frame_tcp_flags(f), rdm_now_ns(), &dir, NULL);
-	*(uint64_t *)rdm_flow_data(fl) = serial;
+	fl = rdm_flowtab_track(w->flows, &f->key, rdm_frame_flow_hash(f, &f->key), f->pkt_len,
+			       rdm_frame_tcp_flags(f), now, &dir, NULL);
+	((struct nflow *)rdm_flow_data(fl))->path = serial;
+	f->owner_flow = fl;
 }
 
 /* Sends frames back towards the client: into this edge's TUN, or up the connection each
@@ -109,9 +111,12 @@ static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, vo
 	m = rdm_node__decode_batch(w, w->up_rx[u], rx, n, FWD, &parts);
 	w->st.rx_frames += (uint64_t)(n - parts);
 	m = rdm_node__path_check(w, u, m);
-	if (w->paths)
+	if (w->track_paths) {
+		uint64_t now = rdm_now_ns();
+
 		for (int i = 0; i < m; i++)
-			path_note(w, w->frp[i], w->up_serial[u]);
+			path_note(w, w->frp[i], w->up_serial[u], now);
+	}
 	rdm_node__handle_batch(w, m, FWD);
 	return n;
 }

@@ -75,12 +75,10 @@ static void tick(void *arg)
 	for (int s = 0; s < n->n_stages; s++)
 		if (n->stage_ops[s]->tick)
 			n->stage_ops[s]->tick(w->stage_rt[s], now);
-	if (w->paths)
-		rdm_flowtab_expire(w->paths, now, 4096);
-	if (w->pins) {
-		rdm_flowtab_expire(w->pins, now, 4096);
+	if (w->flows)
+		rdm_flowtab_expire(w->flows, now, 4096);
+	if (w->flows && n->steer)
 		rdm_node__drain_check(w, now);
-	}
 	rdm_node__snap_stats(w);
 	rdm_node__auth_tick(w);
 	if (n->conf->egress.count)
@@ -152,13 +150,14 @@ int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *e
 	if (!w->loop || !w->fr || !w->frp || !w->back || !w->notice || !w->verdict || !w->upi ||
 	    !w->hdr || !w->tx || !w->tx_part)
 		goto nomem;
-	/* The node's own tables (the way back, steering pins) always take a new flow:
+	/* The node's own table (the way back, steering pins) always takes a new flow:
 	 * refusing one there would drop traffic the stages never saw. */
 	fc = n->chain->flows;
 	fc.refuse_new = 0;
-	if (n->returns && c->has_listen) {
-		w->paths = rdm_flowtab_new(&fc, sizeof(uint64_t), NULL, NULL);
-		if (!w->paths)
+	w->track_paths = n->returns && c->has_listen;
+	if (w->track_paths || n->steer) {
+		w->flows = rdm_flowtab_new(&fc, sizeof(struct nflow), rdm_node__pin_end, w);
+		if (!w->flows)
 			goto nomem;
 	}
 	fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -236,9 +235,6 @@ int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *e
 		}
 	}
 	if (n->steer) {
-		w->pins = rdm_flowtab_new(&fc, sizeof(struct pin), rdm_node__pin_end, w);
-		if (!w->pins)
-			goto nomem;
 		if (rdm_node__apply_steer(w, n->steer) < 0) {
 			snprintf(err, errlen, "connecting to the next hops: %s", strerror(errno));
 			return -EIO;
@@ -258,7 +254,6 @@ void rdm_node__worker_fini(struct rdm_node *n, struct worker *w)
 	for (int r = 0; r < MAX_DOWNS; r++)
 		if (w->downs[r].c)
 			rdm_conn_close(w->downs[r].c);
-	rdm_flowtab_free(w->pins);
 	if (w->lst)
 		rdm_listener_close(&rdm_tcp_ops, w->lst);
 	if (w->lst_rdma)
@@ -279,7 +274,7 @@ void rdm_node__worker_fini(struct rdm_node *n, struct worker *w)
 	}
 	if (w->tun_fd >= 0)
 		close(w->tun_fd);
-	rdm_flowtab_free(w->paths);
+	rdm_flowtab_free(w->flows);
 	free(w->back);
 	free(w->notice);
 	free(w->upi);

@@ -28,6 +28,7 @@ void rdm_frame_init(struct rdm_frame *f, uint32_t spi, uint8_t si, uint8_t next_
 	f->pkt = NULL;
 	f->pkt_len = 0;
 	f->tcp_known = 0;
+	f->owner_flow = NULL;
 }
 
 static unsigned groups_len(const struct rdm_frame *f)
@@ -457,6 +458,7 @@ int rdm_frame__get_base(struct rdm_frame *f, const uint8_t *buf, size_t len, uns
 	f->n_groups = 0;
 	f->n_hops = 0;
 	f->tcp_known = 0;
+	f->owner_flow = NULL;
 	return 0;
 }
 

@@ -164,6 +164,9 @@ struct rdm_frame {
 	/* Not on the wire: the packet's TCP flags, read once per frame for every stage that
 	 * tracks flows (rdm_frame_tcp_flags); whoever sets pkt clears tcp_known. */
 	uint8_t tcp_flags, tcp_known;
+	/* Not on the wire: the owner's entry for this frame's flow, found when the frame
+	 * arrived (NULL when none); a user checks it is still that flow's. */
+	void *owner_flow;
 };
 
 /* Resets f to an empty frame for chain spi at index si. */
