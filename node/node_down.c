@@ -7,6 +7,10 @@
 #include "lib/clock.h"
 #include "node/node_int.h"
 
+/* How long a replica on this host may leave its shm listener unanswered before transport
+ * auto reaches it otherwise: its node takes well under a second to listen. */
+#define SHM_WAIT_NS (3000ull * 1000000ull)
+
 /* A next hop that was congested has room again. */
 static void down_writable(struct rdm_conn *c, void *arg)
 {
@@ -69,18 +73,22 @@ static int down_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, 
 static const struct rdm_conn_cbs down_cbs_tmpl = {
     .on_frames = down_frames, .on_writable = down_writable, .on_state = down_state};
 
-/* Starts a connection to the replica at peer that must prove it is identity. */
-static struct rdm_conn *dial(struct worker *w, const struct rdm_transport_ops *ops,
-			     const struct rdm_addr *peer, const char *identity)
+/* Starts the connection of slot d to its replica (d->peer, which must prove it is
+ * d->ident) over ops, or over shared memory when may_shm and the replica runs on this
+ * host: its shm listener answers, or its address is this host's (a replica still
+ * starting: rdm_node__auto_check falls back if no shm listener ever answers). */
+static struct rdm_conn *dial(struct worker *w, struct down *d, const struct rdm_transport_ops *ops,
+			     int may_shm)
 {
 	struct rdm_conn_cbs cbs = down_cbs_tmpl;
 	struct rdm_conn_opts o = w->node->copts;
 
 	cbs.arg = w;
-	rdm_node__auth_dial(w, identity, &o, &cbs);
-	if (w->node->try_shm && rdm_shm_probe(peer))
-		ops = &rdm_shm_ops; /* the replica runs on this host */
-	return rdm_connect(ops, w->loop, peer, &o, &cbs);
+	rdm_node__auth_dial(w, d->ident, &o, &cbs);
+	if (may_shm && w->node->try_shm && (rdm_shm_probe(d->peer) || rdm_shm_local(d->peer)))
+		ops = &rdm_shm_ops;
+	d->dial_ns = rdm_now_ns();
+	return rdm_connect(ops, w->loop, d->peer, &o, &cbs);
 }
 
 /* Switches worker w to steer sp: replicas it names keep their connections (a draining
@@ -115,15 +123,15 @@ int rdm_node__apply_steer(struct worker *w, const struct steer *sp)
 			d = &w->downs[r];
 			if (r + 1 > w->n_downs)
 				w->n_downs = r + 1;
-			d->c = dial(w, n->ops, sp->peer[i], sp->ident[i]);
+			d->name = sp->name[i];
+			d->ident = sp->ident[i];
+			d->peer = sp->peer[i];
+			d->c = dial(w, d, n->ops, 1);
 			if (!d->c) {
 				rdm_node__log(n, "connect %s: %s", sp->peer[i]->text,
 					      strerror(errno));
 				return -errno;
 			}
-			d->name = sp->name[i];
-			d->ident = sp->ident[i];
-			d->peer = sp->peer[i];
 			d->pins = 0;
 			d->ever_up = 0;
 		} else if (!w->downs[r].active && w->steer) {
@@ -156,20 +164,49 @@ int rdm_node__apply_steer(struct worker *w, const struct steer *sp)
 	return 0;
 }
 
-/* Transport auto: a peer with no RDMA responder (address or route errors, no answer to
- * RDMA CM), or RDMA that cannot be set up on this side (the device refused our buffers:
- * the memlock limit, logged with the sizes), is reached over TCP instead. A rejection
- * means RDMA is there, so it waits. */
-void rdm_node__auto_check(struct worker *w)
+/* Transport auto: a replica on this host whose shm listener has not answered for
+ * SHM_WAIT_NS (its node could not listen there) is reached as the other hops are. */
+static void shm_fallback(struct worker *w, struct down *d, uint64_t now)
 {
 	struct rdm_node *n = w->node;
 
-	if (!n->auto_tcp_fallback)
+	rdm_node__log(
+	    n, "transport auto: no shared-memory listener at %s after %" PRIu64 " ms: using %s",
+	    d->peer->text, (now - d->dial_ns) / 1000000, n->ops->name);
+	w->auto_fallbacks++;
+	rdm_node__stats_add(&w->down_closed, &d->c->stats);
+	rdm_conn_close(d->c);
+	d->c = dial(w, d, n->ops, 0);
+	if (!d->c) {
+		rdm_node__log(n, "connect %s: %s", d->peer->text, strerror(errno));
+		d->gen++; /* the slot is free: pins to it renew */
+	}
+}
+
+/* Transport auto: a peer with no RDMA responder (address or route errors, no answer to
+ * RDMA CM), or RDMA that cannot be set up on this side (the device refused our buffers:
+ * the memlock limit, logged with the sizes), is reached over TCP instead. A rejection
+ * means RDMA is there, so it waits. A replica on this host that never answered on shm
+ * falls back too (shm_fallback). */
+void rdm_node__auto_check(struct worker *w)
+{
+	struct rdm_node *n = w->node;
+	uint64_t now = 0;
+
+	if (!n->auto_tcp_fallback && !n->try_shm)
 		return;
-	for (int r = 0; r < MAX_DOWNS; r++) {
+	for (int r = 0; r < w->n_downs; r++) {
 		struct down *d = &w->downs[r];
 
-		if (d->ever_up || !d->c || d->c->ops != &rdm_rdma_ops ||
+		if (d->ever_up || !d->c)
+			continue;
+		if (d->c->ops == &rdm_shm_ops) {
+			now = now ? now : rdm_now_ns();
+			if (!d->c->up && now - d->dial_ns >= SHM_WAIT_NS)
+				shm_fallback(w, d, now);
+			continue;
+		}
+		if (!n->auto_tcp_fallback || d->c->ops != &rdm_rdma_ops ||
 		    (d->c->stats.unreachable < 2 && d->c->stats.local_fails < 2))
 			continue;
 		if (d->c->stats.local_fails >= 2)
@@ -186,7 +223,7 @@ void rdm_node__auto_check(struct worker *w)
 		w->auto_fallbacks++;
 		rdm_node__stats_add(&w->down_closed, &d->c->stats);
 		rdm_conn_close(d->c);
-		d->c = dial(w, &rdm_tcp_ops, d->peer, d->ident);
+		d->c = dial(w, d, &rdm_tcp_ops, 1);
 		if (!d->c) {
 			rdm_node__log(n, "connect %s: %s", d->peer->text, strerror(errno));
 			d->gen++; /* the slot is free: pins to it renew */

@@ -124,8 +124,9 @@ struct down {
 	int closing; /* drained: told it we are done, waiting for it to close */
 	int shut_tx; /* the worker finished: told it we are done, waiting for it to close */
 	int ever_up;
-	uint32_t gen;  /* bumped when the slot is freed: pins to the old replica go stale */
-	uint64_t pins; /* flows pinned to this replica */
+	uint64_t dial_ns; /* when its connection was last started */
+	uint32_t gen;	  /* bumped when the slot is freed: pins to the old replica go stale */
+	uint64_t pins;	  /* flows pinned to this replica */
 	uint64_t drain_start_ns;
 	/* The flow contexts of the slot's connection, both ways; reset when it comes up. */
 	struct rdm_ctx_tx *ctx_tx;

@@ -105,6 +105,7 @@ Test(shm, nobody_listening_is_unreachable_and_retried)
 	struct rdm_listener *l;
 
 	cr_assert_eq(rdm_shm_probe(&a), 0);
+	cr_assert_eq(rdm_shm_local(&a), 1, "nobody listens yet, but the address is this host's");
 	c = rdm_connect(&rdm_shm_ops, loop, &a, &o, &ccb);
 	RUN_UNTIL(c->stats.unreachable >= 2, 2000);
 	cr_assert_geq(c->stats.unreachable, 2, "tried again with backoff");
@@ -115,6 +116,20 @@ Test(shm, nobody_listening_is_unreachable_and_retried)
 	cr_assert(c->up);
 	rdm_conn_close(c);
 	rdm_listener_close(&rdm_shm_ops, l);
+}
+
+/* Only this network namespace's own addresses are local: a replica elsewhere is not
+ * dialled over shared memory. */
+Test(shm, only_this_hosts_addresses_are_local)
+{
+	struct rdm_addr a;
+
+	cr_assert_eq(rdm_addr_parse(&a, "127.0.0.1:7000"), 0);
+	cr_assert_eq(rdm_shm_local(&a), 1);
+	cr_assert_eq(rdm_addr_parse(&a, "192.0.2.1:7000"), 0); /* TEST-NET-1: nobody's */
+	cr_assert_eq(rdm_shm_local(&a), 0);
+	cr_assert_eq(rdm_addr_parse(&a, "[2001:db8::1]:7000"), 0);
+	cr_assert_eq(rdm_shm_local(&a), 0);
 }
 
 Test(shm, backpressure_not_loss)

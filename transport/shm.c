@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -740,6 +741,23 @@ int rdm_shm_probe(const struct rdm_addr *peer)
 	if (fd < 0)
 		return 0;
 	ok = connect(fd, (struct sockaddr *)&sun, sl) == 0 || errno == EAGAIN;
+	close(fd);
+	return ok;
+}
+
+int rdm_shm_local(const struct rdm_addr *peer)
+{
+	struct sockaddr_storage ss = peer->ss;
+	int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0), ok;
+
+	if (fd < 0)
+		return 0;
+	/* Binding to an address works only where an interface has it. */
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+	ok = bind(fd, (struct sockaddr *)&ss, peer->len) == 0;
 	close(fd);
 	return ok;
 }

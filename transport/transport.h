@@ -189,6 +189,10 @@ extern const struct rdm_transport_ops rdm_shm_ops;
  * Never blocks. */
 int rdm_shm_probe(const struct rdm_addr *peer);
 
+/* 1 when peer's address is one of this network namespace's own: a node there listens
+ * on shm too, though perhaps not yet (a replica still starting). Never blocks. */
+int rdm_shm_local(const struct rdm_addr *peer);
+
 /* 1 when an RDMA device with an active port owns local's address, else 0 with what is
  * missing in why (for a pod: no RDMA device given to it at all, none holding a GID for
  * its address, the port down). Blocks for no network round trip: it only binds. */
