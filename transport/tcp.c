@@ -268,7 +268,7 @@ static int send_direct(struct tcp_conn *c, const struct rdm_txframe *f, int n)
 		return 0;
 	}
 	c->base.stats.tx_bytes += (uint64_t)sent;
-	for (i = 0, v = 0; i < k && sent > 0; i++) {
+	for (i = 0; i < k && sent > 0; i++) {
 		uint32_t len = LEN_PREFIX + f[i].hdr_len + f[i].pkt_len;
 
 		if ((size_t)sent >= len) {
