@@ -25,6 +25,10 @@ struct rdm_loop {
 	uint64_t spin_ns;      /* ADAPTIVE: how long to poll after work */
 	uint64_t hot_until_ns; /* ADAPTIVE: polling until then */
 	unsigned turns;	       /* turns with a hot poller, counted to look at the fds */
+	/* The events of the epoll_wait being run, [ev_next, ev_n) still to run: an io
+	 * deleted meanwhile has its waiting events struck out (rdm_io_del). */
+	struct epoll_event *ev;
+	int ev_next, ev_n;
 };
 
 /* While a poller is hot, the fds are looked at every EPOLL_EVERY turns: epoll_wait with
@@ -94,6 +98,11 @@ void rdm_io_del(struct rdm_loop *l, struct rdm_io *io)
 {
 	if (io->fd >= 0)
 		epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+	/* Deleted by a callback of this turn: its events later in the batch are not run
+	 * (its owner may have closed the fd and unmapped what the callback reads). */
+	for (int i = l->ev_next; i < l->ev_n; i++)
+		if (l->ev[i].data.ptr == io)
+			l->ev[i].data.ptr = NULL;
 }
 
 void rdm_timer_cancel(struct rdm_loop *l, struct rdm_timer *t)
@@ -227,12 +236,18 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 		n = epoll_wait(l->epfd, ev, MAX_EVENTS, wait);
 	if (n < 0 && errno != EINTR)
 		return -errno;
-	for (int i = 0; i < n; i++) {
-		struct rdm_io *io = ev[i].data.ptr;
+	l->ev = ev;
+	l->ev_n = n > 0 ? n : 0;
+	for (l->ev_next = 0; l->ev_next < l->ev_n;) {
+		struct epoll_event *e = &ev[l->ev_next++];
+		struct rdm_io *io = e->data.ptr;
 
-		io->fn(io, ev[i].events);
+		if (!io)
+			continue;
+		io->fn(io, e->events);
 		ran++;
 	}
+	l->ev_n = l->ev_next = 0;
 	now = rdm_now_ns();
 	while (l->timers && l->timers->due_ns <= now) {
 		struct rdm_timer *t = l->timers;

@@ -76,8 +76,10 @@ void rdm_loop_set_poll(struct rdm_loop *l, enum rdm_poll_mode mode, uint32_t spi
 int rdm_poll_mode_parse(const char *s, enum rdm_poll_mode *mode);
 const char *rdm_poll_mode_name(enum rdm_poll_mode mode);
 
-/* Waits at most max_wait_ms (-1 = until something happens) and runs what is due.
- * Returns the number of callbacks run or a negative errno (never -EINTR). */
+/* Waits at most max_wait_ms (-1 = until something happens) and runs what is due; not
+ * to be called from one of the loop's own callbacks. An io deleted by a callback is not
+ * called for events of the same turn. Returns the number of callbacks run or a negative
+ * errno (never -EINTR). */
 int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms);
 
 #endif
