@@ -87,7 +87,7 @@ ib_send_lat_hop() {
 # pingpong TRANSPORT FRAME_BYTES -> "p50_us p99_us" (half a round trip, polling)
 pingpong() {
 	port=$((port + 1))
-	"$PWD/$BUILD/tools/pingpong" server "$1" "$A2:$port" &
+	"$PWD/$BUILD/tools/pingpong" server "$1" "$A2:$port" busy 1000 &
 	local sp=$!
 	sleep 0.5
 	"$PWD/$BUILD/tools/pingpong" client "$1" "$A2:$port" "$A1:1" "$2" "$N" 1000

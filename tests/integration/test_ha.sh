@@ -40,9 +40,14 @@ pass "etcd cluster of 3 members up, one per namespace host ($(etcd_endpoints))"
 STORE="etcd://$(etcd_endpoints)/rdmesh-ha"
 ORCHS="$RACK_NET.5:7000,$RACK_NET.6:7000,$RACK_NET.7:7000"
 
+# A replica scaled away (step 4) drains for longer than the whole traffic lasts, so its
+# flows stay on it to the end: a drain that timed out would move those still pinned on
+# their next packet, as designed, and the check below could then not say "every flow
+# through one dpi replica" (it failed so once, when step 4 came early).
+DRAIN_MS=$((PACKETS / RATE * 1000 + 10000))
 cat >"$work/chain.yaml" <<EOF
 chain: {name: hatest, spi: 14}
-transport: {backoff_min_ms: 10, backoff_max_ms: 100, drain_ms: 20000, keepalive_ms: 1000}
+transport: {backoff_min_ms: 10, backoff_max_ms: 100, drain_ms: $DRAIN_MS, keepalive_ms: 1000}
 flows: {tcp_closed_ms: 300, udp_idle_ms: 1500, other_idle_ms: 1500}
 stages:
   - name: src
@@ -258,6 +263,14 @@ fi
 # --- 5. the traffic ends; a node killed while the leader changes -------------------------
 t=0
 until ls "$work"/host[34]/log-1.stats >/dev/null 2>&1 || [ $t -ge 600 ]; do sleep 0.1; t=$((t + 1)); done
+# The replica scaled away in step 4 is gone first: its drain outlasts the traffic, and
+# the orchestrator gives a port back to its host as soon as a replica leaves the plan, so
+# a replica moved off the dead node could be placed on the port it still holds.
+t=0
+until grep -q "dpi-3: stopped" "$work"/host[1-4].log || [ $t -ge $((DRAIN_MS / 100 + 200)) ]; do
+	sleep 0.1
+	t=$((t + 1))
+done
 ctl status >"$work/status" 2>/dev/null
 loghost=$(awk '$1 == "log-1" { print $3 }' "$work/status")
 # The victim runs a dpi replica, not the egress (whose frames the check reads at the end).

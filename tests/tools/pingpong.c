@@ -1,8 +1,12 @@
 /* pingpong: round trips of one frame over a transport, to measure the transport alone
  * (no node, no stages). The server echoes every frame back on the same connection.
- *   pingpong server tcp|rdma ADDR:PORT
- *   pingpong client tcp|rdma ADDR:PORT LOCAL_IP:PORT(ignored) SIZE COUNT [SPIN_US]
- * The client prints "p50_us p99_us" of half the round trip. */
+ *   pingpong server tcp|rdma|shm ADDR:PORT [POLL [SPIN_US]]
+ *   pingpong client tcp|rdma|shm ADDR:PORT LOCAL_IP:PORT(ignored) SIZE COUNT [SPIN_US [POLL]]
+ * POLL is how both loops wait, as a node's poll: busy (the default: never blocks, as
+ * ib_send_lat and sockperf --nonblocked do) or adaptive (polls SPIN_US after traffic, then
+ * sleeps; back-to-back round trips keep it polling). SPIN_US (default 20) is also how
+ * long the RDMA and shm pollers stay hot. The client prints "p50_us p99_us" of half the
+ * round trip. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,22 +39,34 @@ int main(int argc, char **argv)
 	struct rdm_conn_opts o = {.max_frame = 16384, .batch = 32, .keepalive_ms = 10000};
 	struct rdm_loop *l = rdm_loop_new();
 	struct rdm_addr a, local;
+	enum rdm_poll_mode mode = RDM_POLL_BUSY;
+	const char *spin, *poll;
+	int srv, wait;
 
 	if (argc < 4 || !(ops = rdm_transport_find(argv[2])) || rdm_addr_parse(&a, argv[3]) < 0) {
 		fprintf(stderr, "usage: see the comment in tests/tools/pingpong.c\n");
 		return 2;
 	}
-	o.spin_us = argc > 7 ? (uint32_t)atoi(argv[7]) : 20;
-	if (!strcmp(argv[1], "server")) {
+	srv = !strcmp(argv[1], "server");
+	spin = argc > (srv ? 5 : 7) ? argv[srv ? 5 : 7] : NULL;
+	poll = argc > (srv ? 4 : 8) ? argv[srv ? 4 : 8] : NULL;
+	o.spin_us = spin ? (uint32_t)atoi(spin) : 20;
+	if (poll && rdm_poll_mode_parse(poll, &mode) < 0) {
+		fprintf(stderr, "pingpong: poll %s: not sleep, adaptive or busy\n", poll);
+		return 2;
+	}
+	rdm_loop_set_poll(l, mode, o.spin_us);
+	/* Busy never blocks; adaptive blocks only once it has spun spin_us idle. */
+	wait = mode == RDM_POLL_BUSY ? 0 : -1;
+	if (srv) {
 		struct rdm_conn_cbs cbs = {.on_frames = echo};
 
 		if (!rdm_listen(ops, l, &a, &o, &cbs)) {
 			perror("pingpong: listen");
 			return 1;
 		}
-		/* Poll, as the client does and as ib_send_lat and sockperf --nonblocked do. */
 		for (;;)
-			rdm_loop_run_once(l, 0);
+			rdm_loop_run_once(l, wait);
 	}
 	if (argc < 7 || rdm_addr_parse(&local, argv[4]) < 0)
 		return 2;
@@ -80,7 +96,7 @@ int main(int argc, char **argv)
 			if (rdm_conn_send(c, &tx, 1) != 1)
 				return 1;
 			while (got < want)
-				rdm_loop_run_once(l, 0);
+				rdm_loop_run_once(l, wait);
 			if (i >= 100) /* warm-up done */
 				rdm_hist_add(&h, (rdm_now_ns() - t0) / 2);
 		}
