@@ -1,4 +1,6 @@
-/* The TCP backend over loopback: both ends run in one event loop in the test process. */
+/* The TCP backend over loopback: both ends run in one event loop in the test process,
+ * once sleeping in epoll (suite tcp) and once never blocking, as a node's loop with
+ * poll: busy (suite tcp_busy). */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +29,12 @@ static void setup(void)
 	memset(&cli, 0, sizeof(cli));
 }
 
+static void setup_busy(void)
+{
+	setup();
+	rdm_loop_set_poll(loop, RDM_POLL_BUSY, 20);
+}
+
 static void teardown(void)
 {
 	rdm_loop_free(loop);
@@ -43,8 +51,22 @@ static struct rdm_conn_opts opts(void)
 }
 
 TestSuite(tcp, .init = setup, .fini = teardown, .timeout = 20);
+TestSuite(tcp_busy, .init = setup_busy, .fini = teardown, .timeout = 20);
 
-Test(tcp, frames_arrive_intact_and_in_order)
+/* A test of both suites. */
+#define TCP_TEST(name)                                                                             \
+	static void name(void);                                                                    \
+	Test(tcp, name)                                                                            \
+	{                                                                                          \
+		name();                                                                            \
+	}                                                                                          \
+	Test(tcp_busy, name)                                                                       \
+	{                                                                                          \
+		name();                                                                            \
+	}                                                                                          \
+	static void name(void)
+
+TCP_TEST(frames_arrive_intact_and_in_order)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
@@ -72,7 +94,7 @@ Test(tcp, frames_arrive_intact_and_in_order)
 	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
-Test(tcp, partial_writes_keep_frames_whole)
+TCP_TEST(partial_writes_keep_frames_whole)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
@@ -101,7 +123,7 @@ Test(tcp, partial_writes_keep_frames_whole)
 	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
-Test(tcp, backpressure_not_loss)
+TCP_TEST(backpressure_not_loss)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
@@ -142,7 +164,7 @@ Test(tcp, backpressure_not_loss)
 	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
-Test(tcp, frames_buffered_when_the_peer_closes_are_delivered_first)
+TCP_TEST(frames_buffered_when_the_peer_closes_are_delivered_first)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
@@ -179,7 +201,7 @@ Test(tcp, frames_buffered_when_the_peer_closes_are_delivered_first)
 	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
-Test(tcp, closing_with_unread_frames_from_the_peer_loses_nothing_it_sent)
+TCP_TEST(closing_with_unread_frames_from_the_peer_loses_nothing_it_sent)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
@@ -215,7 +237,7 @@ Test(tcp, closing_with_unread_frames_from_the_peer_loses_nothing_it_sent)
 	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
-Test(tcp, reconnects_after_peer_restart)
+TCP_TEST(reconnects_after_peer_restart)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
@@ -258,7 +280,7 @@ Test(tcp, reconnects_after_peer_restart)
 	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
-Test(tcp, oversized_length_resets_only_that_connection)
+TCP_TEST(oversized_length_resets_only_that_connection)
 {
 	struct rdm_conn_opts o = opts();
 	int port = free_port();
@@ -301,7 +323,7 @@ Test(tcp, oversized_length_resets_only_that_connection)
 	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
-Test(tcp, frames_queued_at_failure_are_counted_lost)
+TCP_TEST(frames_queued_at_failure_are_counted_lost)
 {
 	struct rdm_conn_opts o = opts();
 	struct rdm_addr a = addr_of(free_port());
