@@ -226,14 +226,15 @@ static void housekeeping(struct agent *a)
 
 /* ---- the channel ------------------------------------------------------------------ */
 
-/* Space-separated ids of the replicas the node has (running or done). */
-static void running(const struct agent *a, char *out, size_t len)
+/* Space-separated ids of the replicas the node has (running or done), or with draining
+ * set, of those it was told to stop and still runs (their ports are still taken). */
+static void replica_ids(const struct agent *a, int draining, char *out, size_t len)
 {
 	size_t used = 0;
 
 	out[0] = 0;
 	for (int i = 0; i < a->n; i++)
-		if (!a->r[i]->stopping)
+		if (draining ? a->r[i]->stopping && !a->r[i]->joined : !a->r[i]->stopping)
 			used += (size_t)snprintf(out + used, used < len ? len - used : 0, "%s%s",
 						 used ? " " : "", a->r[i]->id);
 }
@@ -251,10 +252,10 @@ static void hang_up(struct agent *a, const char *why)
 
 static void dial(struct agent *a)
 {
-	char err[512], ep[24], run[1024], data[64] = "", until[24] = "";
-	const char *kv[] = {"running",	  run,	 "data", data,
-			    "cert_until", until, "rdma", a->o->rdma_device ? a->o->rdma_device : "",
-			    NULL};
+	char err[512], ep[24], run[1024], drain[1024], data[64] = "", until[24] = "";
+	const char *rdma = a->o->rdma_device ? a->o->rdma_device : "";
+	const char *kv[] = {"running",	  run,	 "draining", drain, "data", data,
+			    "cert_until", until, "rdma",     rdma,  NULL};
 
 	snprintf(a->cur, sizeof(a->cur), "%s", a->hint[0] ? a->hint : a->addr[a->at]);
 	a->hint[0] = 0;
@@ -272,7 +273,8 @@ static void dial(struct agent *a)
 	}
 	a->dial_fails = 0;
 	a->backoff_ms = BACKOFF_MIN_MS;
-	running(a, run, sizeof(run));
+	replica_ids(a, 0, run, sizeof(run));
+	replica_ids(a, 1, drain, sizeof(drain));
 	if (a->o->stage) { /* a pod: where it listens, when its certificate runs out */
 		if (rdm_agent_data_ip(a->o->data, rdm_tls_fd(a->c), data, sizeof(data), err,
 				      sizeof(err)) < 0)
@@ -280,11 +282,11 @@ static void dial(struct agent *a)
 		snprintf(until, sizeof(until), "%" PRId64,
 			 rdm_certs_not_after(a->o->certs, a->o->name));
 	} else {
-		kv[2] = NULL; /* a host: rack.yaml says */
+		kv[4] = NULL; /* a host: rack.yaml says where it listens */
 	}
 	snprintf(ep, sizeof(ep), "%" PRIu64, a->epoch);
-	alog(a, "connected to the orchestrator at %s: hello (epoch %s, running [%s])", a->cur, ep,
-	     run);
+	alog(a, "connected to the orchestrator at %s: hello (epoch %s, running [%s]%s%s%s)", a->cur,
+	     ep, run, drain[0] ? ", draining [" : "", drain, drain[0] ? "]" : "");
 	a->last_rx_ns = rdm_now_ns();
 	if (rdm_msg_send(a->c, "hello", a->epoch, kv, NULL, 0, RDM_ORCH_SEND_MS) < 0)
 		hang_up(a, "hello not sent");
@@ -488,9 +490,9 @@ static void take_cert(struct agent *a, const struct rdm_msg *m)
 
 static void heartbeat(struct agent *a)
 {
-	char *body = NULL, run[1024];
+	char *body = NULL, run[1024], drain[1024];
 	size_t len = 0;
-	const char *kv[] = {"running", run, NULL};
+	const char *kv[] = {"running", run, "draining", drain, NULL};
 	FILE *f = open_memstream(&body, &len);
 
 	if (!f)
@@ -506,7 +508,8 @@ static void heartbeat(struct agent *a)
 	}
 	pthread_mutex_unlock(&a->lock);
 	fclose(f);
-	running(a, run, sizeof(run));
+	replica_ids(a, 0, run, sizeof(run));
+	replica_ids(a, 1, drain, sizeof(drain));
 	if (rdm_msg_send(a->c, "heartbeat", a->epoch, kv, body, len, RDM_ORCH_SEND_MS) < 0)
 		hang_up(a, "heartbeat not sent");
 	free(body);

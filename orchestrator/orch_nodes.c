@@ -183,16 +183,33 @@ static void take_heartbeat(struct orch *o, int k, const char *body)
 	free(copy);
 }
 
+/* What node k runs, and drains before it stops, as m (hello or heartbeat) says: the
+ * ports of replicas scaled away there that it no longer runs are free again. */
+static void note_running(struct orch *o, int k, const struct rdm_msg *m)
+{
+	struct nstate *ns = &o->nodes[k];
+	const char *run = rdm_msg_get(m, "running"), *drain = rdm_msg_get(m, "draining");
+	char have[2 * sizeof(ns->running) + 2];
+	int n;
+
+	snprintf(ns->running, sizeof(ns->running), "%s", run ? run : "");
+	ns->epoch = m->epoch;
+	snprintf(have, sizeof(have), "%s %s", ns->running, drain ? drain : "");
+	n = rdm_plan_release(o->plan, o->rack.nodes[k].name, have);
+	if (n)
+		rdm_orch__log(o, "%s: %d replica%s scaled away stopped: %s port%s free again",
+			      o->rack.nodes[k].name, n, n == 1 ? "" : "s", n == 1 ? "its" : "their",
+			      n == 1 ? " is" : "s are");
+}
+
 /* A node said hello: bring it in step with the plan, sending nothing when it is. */
 static void take_hello(struct orch *o, int k, const struct rdm_msg *m)
 {
 	struct nstate *ns = &o->nodes[k];
-	const char *run = rdm_msg_get(m, "running");
 	const char *name = o->rack.nodes[k].name;
 	char want[1024], err[512];
 
-	snprintf(ns->running, sizeof(ns->running), "%s", run ? run : "");
-	ns->epoch = m->epoch;
+	note_running(o, k, m);
 	rdm_orch__log(o, "%s: hello from %s: epoch %" PRIu64 ", running [%s]", name,
 		      rdm_tls_peer_addr(ns->conn->c), m->epoch, ns->running);
 	if (ns->dead) {
@@ -252,10 +269,7 @@ void rdm_orch__take_node_msg(struct orch *o, struct conn *c, const struct rdm_ms
 	} else if (!c->hello) {
 		rdm_orch__log(o, "%s: '%s' before hello: ignored", name, m->type);
 	} else if (!strcmp(m->type, "heartbeat")) {
-		const char *run = rdm_msg_get(m, "running");
-
-		snprintf(ns->running, sizeof(ns->running), "%s", run ? run : "");
-		ns->epoch = m->epoch;
+		note_running(o, c->node, m);
 		take_heartbeat(o, c->node, m->body);
 		if (rdm_msg_send(c->c, "ack", o->st.epoch, NULL, NULL, 0, RDM_ORCH_SEND_MS) < 0)
 			rdm_orch__drop_conn(o, c, "ack failed");

@@ -94,6 +94,16 @@ struct rdm_replica {
 	char listen[64];		/* "10.77.0.2:7100" or "[fd00::2]:7100" */
 };
 
+/* A replica that left the plan (scaled away) while its node still runs it: a node drains
+ * a replica it is no longer assigned before stopping it (transport.drain_ms), and until
+ * then the replica keeps its port there. Placement leaves the port alone; the same
+ * replica scaled back meanwhile takes its place again (the node keeps it running). */
+struct rdm_held {
+	char id[RDM_RACK_NAME_MAX + 1];
+	int node;
+	uint16_t port;
+};
+
 struct rdm_plan {
 	const struct rdm_rack *rack; /* borrowed: rack and spec must outlive the plan */
 	const struct rdm_chain_spec *spec;
@@ -105,6 +115,10 @@ struct rdm_plan {
 	int n_pods;
 	int *stage_replicas; /* host replicas of each stage now (a scale changes it) */
 	unsigned char *down; /* per rack node: 1 when dead or drained (no replicas) */
+	/* Replicas scaled away that their nodes still drain (rdm_plan_release lets them
+	 * go); kept by the plans derived from this one, not saved with the state. */
+	struct rdm_held *held;
+	int n_held;
 };
 
 /* Places spec's replicas on rack's nodes. Deterministic: stages in chain order, replicas
@@ -168,6 +182,11 @@ const struct rdm_replica *rdm_plan_pod_replica(const struct rdm_plan *p, int k);
 
 /* A copy of p (same rack and spec), or NULL with errno ENOMEM. */
 struct rdm_plan *rdm_plan_copy(const struct rdm_plan *p);
+
+/* The rack node named node still runs or drains the replicas named in have (ids,
+ * space-separated): the held ports of its other replicas are free again. Returns how
+ * many were let go. */
+int rdm_plan_release(struct rdm_plan *p, const char *node, const char *have);
 
 /* Frees p (not its rack or spec); accepts NULL. */
 void rdm_plan_free(struct rdm_plan *p);

@@ -117,8 +117,8 @@ static int check_stage(struct pctx *c, int s)
 	return 0;
 }
 
-/* The lowest port of the rack's range no placed replica uses on node k's data IP (nodes
- * may share one, on loopback), or 0 when all are taken. */
+/* The lowest port of the rack's range no placed or held replica uses on node k's data IP
+ * (nodes may share one, on loopback), or 0 when all are taken. */
 static uint16_t free_port(const struct rdm_plan *p, int k)
 {
 	const struct rdm_rack *rack = p->rack;
@@ -134,6 +134,13 @@ static uint16_t free_port(const struct rdm_plan *p, int k)
 		if (r->node >= 0 && !strcmp(rack->nodes[r->node].data, rack->nodes[k].data) &&
 		    r->port >= rack->port_first && r->port <= rack->port_last)
 			used[r->port - rack->port_first] = 1;
+	}
+	for (int i = 0; i < p->n_held; i++) {
+		const struct rdm_held *h = &p->held[i];
+
+		if (!strcmp(rack->nodes[h->node].data, rack->nodes[k].data) &&
+		    h->port >= rack->port_first && h->port <= rack->port_last)
+			used[h->port - rack->port_first] = 1;
 	}
 	for (size_t i = 0; i < span; i++)
 		if (!used[i]) {
@@ -247,6 +254,7 @@ void rdm_plan_free(struct rdm_plan *p)
 	free(p->replicas);
 	free(p->stage_replicas);
 	free(p->down);
+	free(p->held);
 	free(p);
 }
 
@@ -325,6 +333,47 @@ static void keep_placed(struct rdm_plan *p, const struct rdm_plan *old)
 			}
 }
 
+/* p, made from old, keeps old's holds and holds the port of each replica old placed that
+ * p has no more (scaled away), on nodes that are up; a replica p has again and has not
+ * placed yet takes its held place back. 0, or -ENOMEM (p is then without holds). */
+static int carry_held(struct rdm_plan *p, const struct rdm_plan *old)
+{
+	struct rdm_held *h = calloc((size_t)(old->n_held + old->n_replicas) + 1, sizeof(*h));
+	int n = 0;
+
+	if (!h)
+		return -ENOMEM;
+	for (int j = 0; j < old->n_held; j++)
+		if (!p->down[old->held[j].node])
+			h[n++] = old->held[j];
+	for (int j = 0; j < old->n_replicas; j++) {
+		const struct rdm_replica *o = &old->replicas[j];
+
+		if (o->node < 0 || p->down[o->node] || rdm_plan_replica(p, o->id))
+			continue;
+		snprintf(h[n].id, sizeof(h[n].id), "%s", o->id);
+		h[n].node = o->node;
+		h[n++].port = o->port;
+	}
+	for (int i = 0; i < p->n_replicas; i++) {
+		struct rdm_replica *r = &p->replicas[i];
+		const struct rdm_rack_node *rn;
+
+		for (int j = 0; r->node < 0 && j < n; j++) {
+			if (strcmp(h[j].id, r->id))
+				continue;
+			rn = &p->rack->nodes[h[j].node];
+			r->node = h[j].node;
+			r->port = h[j].port;
+			rdm_plan__set_listen(r, rn->data, rn->data_family != AF_INET, r->port);
+			h[j] = h[--n];
+		}
+	}
+	p->held = h;
+	p->n_held = n;
+	return 0;
+}
+
 /* A plan's pod replicas, as plan_alloc takes them. */
 #define PODS(p) (p)->replicas + (p)->n_replicas - (p)->n_pods, (p)->n_pods
 
@@ -392,6 +441,10 @@ struct rdm_plan *rdm_plan_scale(const struct rdm_plan *old, const char *stage, i
 	if (!c.p)
 		return nomem(err, errlen);
 	keep_placed(c.p, old);
+	if (carry_held(c.p, old) < 0) {
+		rdm_plan_free(c.p);
+		return nomem(err, errlen);
+	}
 	/* Only the scaled stage is checked: the others keep what they have. */
 	return finish(&c, replicas > old->stage_replicas[s] ? s : INT32_MAX);
 }
@@ -406,6 +459,10 @@ static struct rdm_plan *with_node(const struct rdm_plan *old, int k, int down)
 		return NULL;
 	keep_placed(p, old);
 	p->down[k] = (unsigned char)down;
+	if (carry_held(p, old) < 0) {
+		rdm_plan_free(p);
+		return NULL;
+	}
 	return p;
 }
 
@@ -474,6 +531,37 @@ int rdm_plan_node_replicas(const struct rdm_plan *p, const char *node,
 struct rdm_plan *rdm_plan_copy(const struct rdm_plan *p)
 {
 	return with_node(p, 0, p->down[0]);
+}
+
+/* 1 when the space-separated list has id. */
+static int listed(const char *list, const char *id)
+{
+	size_t n = strlen(id);
+
+	for (const char *s = list; s && *s;) {
+		const char *e = strchr(s, ' ');
+		size_t len = e ? (size_t)(e - s) : strlen(s);
+
+		if (len == n && !strncmp(s, id, n))
+			return 1;
+		s = e ? e + 1 : NULL;
+	}
+	return 0;
+}
+
+int rdm_plan_release(struct rdm_plan *p, const char *node, const char *have)
+{
+	int k = rdm_rack_find(p->rack, node), gone = 0;
+
+	for (int i = 0; k >= 0 && i < p->n_held;) {
+		if (p->held[i].node == k && !listed(have, p->held[i].id)) {
+			p->held[i] = p->held[--p->n_held];
+			gone++;
+		} else {
+			i++;
+		}
+	}
+	return gone;
 }
 
 struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,

@@ -21,6 +21,7 @@ void rdm_state_free(struct rdm_orch_state *s)
 	free(s->chain);
 	free(s->down);
 	free(s->replicas);
+	free(s->held);
 	free(s->spent);
 	memset(s, 0, sizeof(*s));
 }
@@ -148,19 +149,20 @@ static int load_down(const struct rdm_ydoc *d, const struct rdm_ynode *seq,
 	return 0;
 }
 
+/* A list of {id, node, port} (replicas, or held) into *out and *n_out. */
 static int load_replicas(const struct rdm_ydoc *d, const struct rdm_ynode *seq,
-			 struct rdm_orch_state *s, char *err, size_t errlen)
+			 struct rdm_state_replica **out, int *n_out, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"id", "node", "port", NULL};
 	size_t n = rdm_yseq_size(seq);
 	int rc;
 
-	s->replicas = calloc(n ? n : 1, sizeof(*s->replicas));
-	if (!s->replicas)
+	*out = calloc(n ? n : 1, sizeof(**out));
+	if (!*out)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		const struct rdm_ynode *it = rdm_yseq_item(seq, i);
-		struct rdm_state_replica *r = &s->replicas[s->n_replicas];
+		struct rdm_state_replica *r = &(*out)[*n_out];
 		uint64_t port;
 
 		rc = rdm_yexpect(d, it, "replica", RDM_YMAP, err, errlen);
@@ -174,8 +176,8 @@ static int load_replicas(const struct rdm_ydoc *d, const struct rdm_ynode *seq,
 			rc = rdm_ymap_u64(d, it, "port", 1, 65535, 0, &port, err, errlen);
 		if (!rc && !port)
 			rc = rdm_yerr(d, it, err, errlen, "'port' is required");
-		for (int j = 0; !rc && j < s->n_replicas; j++)
-			if (!strcmp(s->replicas[j].id, r->id))
+		for (int j = 0; !rc && j < *n_out; j++)
+			if (!strcmp((*out)[j].id, r->id))
 				rc = rdm_yerr(d, rdm_ymap_get(it, "id"), err, errlen,
 					      "replica '%s' twice", r->id);
 		if (rc)
@@ -183,7 +185,7 @@ static int load_replicas(const struct rdm_ydoc *d, const struct rdm_ynode *seq,
 		r->port = (uint16_t)port;
 		r->line = rdm_ynode_line(it);
 		r->col = rdm_ynode_col(it);
-		s->n_replicas++;
+		(*n_out)++;
 	}
 	return 0;
 }
@@ -193,7 +195,7 @@ static int load_doc(struct rdm_ydoc *d, const char *path, struct rdm_orch_state 
 		    size_t errlen)
 {
 	static const char *const keys[] = {"version",  "epoch", "chain", "down",
-					   "replicas", "spent", NULL};
+					   "replicas", "held",	"spent", NULL};
 	const struct rdm_ynode *root, *seq;
 	const char *chain = NULL;
 	uint64_t v = 0;
@@ -235,7 +237,13 @@ static int load_doc(struct rdm_ydoc *d, const char *path, struct rdm_orch_state 
 	if (!rc && seq && !rdm_ynode_is_null(seq)) {
 		rc = rdm_yexpect(d, seq, "replicas", RDM_YSEQ, err, errlen);
 		if (!rc)
-			rc = load_replicas(d, seq, s, err, errlen);
+			rc = load_replicas(d, seq, &s->replicas, &s->n_replicas, err, errlen);
+	}
+	seq = rdm_ymap_get(root, "held");
+	if (!rc && seq && !rdm_ynode_is_null(seq)) {
+		rc = rdm_yexpect(d, seq, "held", RDM_YSEQ, err, errlen);
+		if (!rc)
+			rc = load_replicas(d, seq, &s->held, &s->n_held, err, errlen);
 	}
 	seq = rdm_ymap_get(root, "spent");
 	if (!rc && seq && !rdm_ynode_is_null(seq)) {
@@ -359,6 +367,11 @@ static void format(FILE *f, const struct rdm_orch_state *s)
 	for (int i = 0; i < s->n_replicas; i++)
 		fprintf(f, "  - {id: %s, node: %s, port: %u}\n", s->replicas[i].id,
 			s->replicas[i].node, s->replicas[i].port);
+	if (s->n_held)
+		fprintf(f, "held:\n");
+	for (int i = 0; i < s->n_held; i++)
+		fprintf(f, "  - {id: %s, node: %s, port: %u}\n", s->held[i].id, s->held[i].node,
+			s->held[i].port);
 	if (s->n_spent)
 		fprintf(f, "spent:\n");
 	for (int i = 0; i < s->n_spent; i++)
@@ -444,13 +457,21 @@ int rdm_state_set_plan(struct rdm_orch_state *s, const struct rdm_plan *p,
 {
 	const struct rdm_rack *rack = p->rack;
 	struct rdm_state_replica *reps = calloc((size_t)p->n_replicas + 1, sizeof(*reps));
+	struct rdm_state_replica *held = calloc((size_t)p->n_held + 1, sizeof(*held));
 	struct rdm_state_down *down = calloc((size_t)rack->n_nodes + 1, sizeof(*down));
 	int n_down = 0;
 
-	if (!reps || !down) {
+	if (!reps || !held || !down) {
 		free(reps);
+		free(held);
 		free(down);
 		return -ENOMEM;
+	}
+	for (int i = 0; i < p->n_held; i++) {
+		snprintf(held[i].id, sizeof(held[i].id), "%s", p->held[i].id);
+		snprintf(held[i].node, sizeof(held[i].node), "%s",
+			 rack->nodes[p->held[i].node].name);
+		held[i].port = p->held[i].port;
 	}
 	for (int i = 0; i < p->n_replicas; i++) {
 		snprintf(reps[i].id, sizeof(reps[i].id), "%s", p->replicas[i].id);
@@ -466,9 +487,12 @@ int rdm_state_set_plan(struct rdm_orch_state *s, const struct rdm_plan *p,
 			    why && why[k] == RDM_DOWN_DRAINED ? RDM_DOWN_DRAINED : RDM_DOWN_DEAD;
 		}
 	free(s->replicas);
+	free(s->held);
 	free(s->down);
 	s->replicas = reps;
 	s->n_replicas = p->n_replicas;
+	s->held = held;
+	s->n_held = p->n_held;
 	s->down = down;
 	s->n_down = n_down;
 	return 0;
@@ -549,6 +573,22 @@ struct rdm_plan *rdm_state_plan(const struct rdm_orch_state *s, const struct rdm
 		if (!counts[st])
 			counts[st] = spec->stages[st].replicas;
 	p = rdm_plan_rebase(rack, spec, counts, down, keep, s->n_replicas, err, errlen);
+	if (p && s->n_held && !(p->held = calloc((size_t)s->n_held, sizeof(*p->held)))) {
+		rdm_plan_free(p);
+		p = NULL;
+		snprintf(err, errlen, "out of memory");
+		errno = ENOMEM;
+	}
+	for (int i = 0; p && i < s->n_held; i++) {
+		const struct rdm_state_replica *h = &s->held[i];
+		int k = rdm_rack_find(rack, h->node);
+
+		if (k < 0 || down[k] || rdm_plan_replica(p, h->id))
+			continue;
+		snprintf(p->held[p->n_held].id, sizeof(p->held[0].id), "%s", h->id);
+		p->held[p->n_held].node = k;
+		p->held[p->n_held++].port = h->port;
+	}
 out:
 	free(counts);
 	free(down);

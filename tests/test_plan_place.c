@@ -336,6 +336,65 @@ Test(plan, scale_keeps_existing_replicas)
 	rdm_rack_free(&r);
 }
 
+/* A replica scaled away keeps running on its node while it drains, and keeps its port:
+ * nothing else is placed on that port until the node says the replica is gone. */
+Test(plan, a_replica_scaled_away_holds_its_port_until_its_node_lets_it_go)
+{
+	struct rdm_rack r;
+	struct rdm_chain_spec s;
+	struct rdm_plan *p, *two, *d, *again, *freed;
+
+	load_rack(RACK4, &r);
+	load_chain(CHAIN3("    replicas: 3\n"), &s);
+	p = rdm_plan_new(&r, &s, err, sizeof(err));
+	cr_assert_not_null(p, "%s", err);
+	expect_at(p, "dpi-3", "n4", "10.77.0.4:7100");
+	two = rdm_plan_scale(p, "dpi", 2, err, sizeof(err));
+	cr_assert_not_null(two, "%s", err);
+	cr_assert_null(rdm_plan_replica(two, "dpi-3"));
+	cr_assert_eq(two->n_held, 1);
+	cr_assert_str_eq(two->held[0].id, "dpi-3");
+
+	/* n2 dies while dpi-3 drains on n4: dpi-1 moves to n4 (no dpi replica there, the
+	 * most cores left), but not onto dpi-3's port. */
+	d = rdm_plan_node_down(two, "n2", err, sizeof(err));
+	cr_assert_not_null(d, "%s", err);
+	expect_at(d, "dpi-1", "n4", "10.77.0.4:7101");
+	cr_assert_eq(d->n_held, 1, "a copy keeps the hold");
+
+	/* Scaled back before it stopped: dpi-3 takes its place again (its node keeps it). */
+	again = rdm_plan_scale(two, "dpi", 3, err, sizeof(err));
+	cr_assert_not_null(again, "%s", err);
+	expect_at(again, "dpi-3", "n4", "10.77.0.4:7100");
+	cr_assert_eq(again->n_held, 0);
+
+	/* Its node still lists it (running or draining): held. Not listed: the port is free. */
+	cr_assert_eq(rdm_plan_release(two, "n4", "dpi-2 dpi-3"), 0);
+	cr_assert_eq(rdm_plan_release(two, "n3", ""), 0, "only n4's holds are n4's");
+	cr_assert_eq(rdm_plan_release(two, "n4", "dpi-2"), 1);
+	cr_assert_eq(two->n_held, 0);
+	freed = rdm_plan_node_down(two, "n2", err, sizeof(err));
+	cr_assert_not_null(freed, "%s", err);
+	expect_at(freed, "dpi-1", "n4", "10.77.0.4:7100");
+
+	/* A dead node's holds go with it: its replicas are not running anywhere. */
+	rdm_plan_free(freed);
+	freed = rdm_plan_scale(p, "dpi", 2, err, sizeof(err));
+	cr_assert_not_null(freed, "%s", err);
+	rdm_plan_free(d);
+	d = rdm_plan_node_down(freed, "n4", err, sizeof(err));
+	cr_assert_not_null(d, "%s", err);
+	cr_assert_eq(d->n_held, 0);
+
+	rdm_plan_free(d);
+	rdm_plan_free(freed);
+	rdm_plan_free(again);
+	rdm_plan_free(two);
+	rdm_plan_free(p);
+	rdm_chain_spec_free(&s);
+	rdm_rack_free(&r);
+}
+
 Test(plan, node_death_moves_only_its_replicas)
 {
 	struct rdm_rack r;

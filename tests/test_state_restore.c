@@ -97,7 +97,7 @@ static void expect_kept(const struct rdm_plan *a, const struct rdm_plan *b, cons
 }
 
 /* The two plans are the same placement: same ids, nodes, ports, listen addresses, node
- * ids, replicas per stage, and nodes down. */
+ * ids, replicas per stage, nodes down, and ports held for replicas scaled away. */
 static void expect_same_plan(const struct rdm_plan *a, const struct rdm_plan *b)
 {
 	cr_assert_eq(a->n_replicas, b->n_replicas);
@@ -115,6 +115,16 @@ static void expect_same_plan(const struct rdm_plan *a, const struct rdm_plan *b)
 		cr_assert_eq(a->stage_replicas[s], b->stage_replicas[s], "stage %d", s);
 	for (int k = 0; k < a->rack->n_nodes; k++)
 		cr_assert_eq(a->down[k], b->down[k], "node %d", k);
+	cr_assert_eq(a->n_held, b->n_held);
+	for (int i = 0; i < a->n_held; i++) {
+		int found = 0;
+
+		for (int j = 0; j < b->n_held; j++)
+			found |= !strcmp(a->held[i].id, b->held[j].id) &&
+				 a->held[i].node == b->held[j].node &&
+				 a->held[i].port == b->held[j].port;
+		cr_assert(found, "the hold of %s", a->held[i].id);
+	}
 }
 
 /* Replaces *p by np, which must not be NULL. */
@@ -251,6 +261,10 @@ Test(state, restart_yields_the_live_placement)
 		}
 		rdm_plan_free(restored);
 	}
+	/* Held at the end: edge-2, scaled away by "scale edge 1" and never said stopped (the
+	 * other replicas scaled away came back to their holds, or their nodes went down). */
+	cr_assert_eq(live->n_held, 1);
+	cr_assert_str_eq(live->held[0].id, "edge-2");
 	cr_assert_eq(st.epoch, 21);
 	cr_assert_eq(live->stage_replicas[1], 4);
 	cr_assert_eq(live->stage_replicas[2], 3);
