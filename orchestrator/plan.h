@@ -116,7 +116,7 @@ struct rdm_plan {
 	int *stage_replicas; /* host replicas of each stage now (a scale changes it) */
 	unsigned char *down; /* per rack node: 1 when dead or drained (no replicas) */
 	/* Replicas scaled away that their nodes still drain (rdm_plan_release lets them
-	 * go); kept by the plans derived from this one, not saved with the state. */
+	 * go); kept by the plans made from this one, and saved with the state. */
 	struct rdm_held *held;
 	int n_held;
 };
