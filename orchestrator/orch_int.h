@@ -16,8 +16,13 @@
 #include "orchestrator/rack.h"
 #include "orchestrator/state.h"
 
-#define LOG_RING	       1000 /* lines `ctl logs` can show */
-#define FIRST_SEEN_MS	       5000 /* a node never seen since we started gets at least this, */
+#define LOG_RING 1000 /* lines `ctl logs` can show */
+
+/* A node never seen since we started (or took the lead) gets at least FIRST_SEEN_MS: after
+ * a leader stops answering, a node may first wait out a TLS connect to it (2 s, twice
+ * with its backoff) before it reaches us; 5000 once declared a live node dead, 77 ms
+ * before its hello came. */
+#define FIRST_SEEN_MS	       8000 /* a node never seen since we started gets at least this, */
 #define FIRST_SEEN_PER_NODE_MS 5    /* plus this per rack node (each a TLS handshake) */
 #define JUDGE_EVERY_NS	       100000000ull /* how often the nodes' silence is judged */
 #define PPS_WINDOW_NS	       1000000000ull
