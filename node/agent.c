@@ -23,6 +23,7 @@
 #include "lib/certs.h"
 #include "lib/tls.h"
 #include "lib/clock.h"
+#include "lib/util.h"
 
 #include <openssl/crypto.h>
 
@@ -364,15 +365,12 @@ static void take_assign(struct agent *a, const struct rdm_msg *m)
 	for (int i = 0; i < a->n; i++) {
 		struct replica *r = a->r[i];
 		const struct rdm_node_conf *nc = rdm_chain_node(&check, r->id);
-		char key[RDM_NODE_NAME_MAX + 3], set[1030];
 		int named;
 
 		/* Gone or going for good; a leaving one still waiting to stop can stay. */
 		if (r->stopping && (!r->stop_at_ns || r->joined))
 			continue;
-		snprintf(key, sizeof(key), " %s ", r->id);
-		snprintf(set, sizeof(set), " %s ", reps ? reps : "");
-		named = strstr(set, key) != NULL;
+		named = rdm_word_in(reps, r->id);
 		if (named && nc && nc->has_listen && strcmp(nc->listen.text, r->listen)) {
 			alog(a, "%s: moves to %s: stopping the one at %s", r->id, nc->listen.text,
 			     r->listen);

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "lib/clock.h"
+#include "lib/util.h"
 #include "lib/yaml.h"
 
 static void fmt_us(char *out, size_t len, uint64_t ns)
@@ -42,17 +43,13 @@ static const char *replica_state(const struct orch *o, const struct rdm_replica 
 				 const struct rstat **rsp)
 {
 	const struct nstate *ns = &o->nodes[r->node];
-	char key[RDM_RACK_NAME_MAX + 3], set[1030];
-
 	*rsp = NULL;
 	for (int i = 0; i < o->n_rs; i++)
 		if (!strcmp(o->rs[i].id, r->id) && o->rs[i].node == r->node)
 			*rsp = &o->rs[i];
 	if (!ns->conn)
 		return "no node";
-	snprintf(key, sizeof(key), " %s ", r->id);
-	snprintf(set, sizeof(set), " %s ", ns->running);
-	if (!strstr(set, key))
+	if (!rdm_word_in(ns->running, r->id))
 		return ns->epoch < o->st.epoch ? "pending" : "missing";
 	return *rsp ? (*rsp)->state : "starting";
 }

@@ -9,24 +9,20 @@
 #include <string.h>
 
 #include "lib/clock.h"
+#include "lib/util.h"
 
 /* ---- talking to nodes ------------------------------------------------------------- */
 
 /* 1 when the space-separated sets a and b hold the same words. */
 static int same_set(const char *a, const char *b)
 {
-	char wa[1024], wb[1030];
+	char wa[1024];
 
 	for (int pass = 0; pass < 2; pass++) {
 		snprintf(wa, sizeof(wa), "%s", pass ? b : a);
-		snprintf(wb, sizeof(wb), " %s ", pass ? a : b);
-		for (char *s = strtok(wa, " "); s; s = strtok(NULL, " ")) {
-			char key[RDM_RACK_NAME_MAX + 3];
-
-			snprintf(key, sizeof(key), " %s ", s);
-			if (!strstr(wb, key))
+		for (char *s = strtok(wa, " "); s; s = strtok(NULL, " "))
+			if (!rdm_word_in(pass ? a : b, s))
 				return 0;
-		}
 	}
 	return 1;
 }

@@ -2,6 +2,7 @@
  * up, rebase onto a new chain or a saved placement) so that as little as possible moves
  * (orchestrator/plan.h). */
 #include "orchestrator/plan_int.h"
+#include "lib/util.h"
 #include "lib/yaml.h"
 
 #include <errno.h>
@@ -533,28 +534,12 @@ struct rdm_plan *rdm_plan_copy(const struct rdm_plan *p)
 	return with_node(p, 0, p->down[0]);
 }
 
-/* 1 when the space-separated list has id. */
-static int listed(const char *list, const char *id)
-{
-	size_t n = strlen(id);
-
-	for (const char *s = list; s && *s;) {
-		const char *e = strchr(s, ' ');
-		size_t len = e ? (size_t)(e - s) : strlen(s);
-
-		if (len == n && !strncmp(s, id, n))
-			return 1;
-		s = e ? e + 1 : NULL;
-	}
-	return 0;
-}
-
 int rdm_plan_release(struct rdm_plan *p, const char *node, const char *have)
 {
 	int k = rdm_rack_find(p->rack, node), gone = 0;
 
 	for (int i = 0; k >= 0 && i < p->n_held;) {
-		if (p->held[i].node == k && !listed(have, p->held[i].id)) {
+		if (p->held[i].node == k && !rdm_word_in(have, p->held[i].id)) {
 			p->held[i] = p->held[--p->n_held];
 			gone++;
 		} else {
