@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "lib/mem.h"
+
 int rdm_flowcount_init(struct rdm_flowcount *t, uint32_t max_flows)
 {
 	uint32_t cap = 16;
@@ -12,7 +14,7 @@ int rdm_flowcount_init(struct rdm_flowcount *t, uint32_t max_flows)
 		return -EINVAL;
 	while (cap < 2 * max_flows)
 		cap <<= 1;
-	t->e = calloc(cap, sizeof(*t->e));
+	t->e = rdm_calloc_touched(cap, sizeof(*t->e));
 	if (!t->e)
 		return -ENOMEM;
 	t->cap = cap;

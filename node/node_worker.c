@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "lib/mem.h"
 #include "node/tun.h"
 #include "node/node_int.h"
 
@@ -144,7 +145,7 @@ int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *e
 	w->notice = calloc(batch, sizeof(*w->notice));
 	w->verdict = calloc(batch, sizeof(*w->verdict));
 	w->upi = calloc(batch, sizeof(*w->upi));
-	w->hdr = malloc((size_t)batch * HDR_SLOT);
+	w->hdr = rdm_calloc_touched(batch, HDR_SLOT);
 	w->tx = calloc((size_t)batch * RDM_CTX_OUT_MAX, sizeof(*w->tx));
 	w->tx_part = calloc((size_t)batch * RDM_CTX_OUT_MAX, 1);
 	if (!w->loop || !w->fr || !w->frp || !w->back || !w->notice || !w->verdict || !w->upi ||
@@ -185,7 +186,7 @@ int rdm_node__worker_init(struct rdm_node *n, struct worker *w, int idx, char *e
 		}
 	}
 	if (c->ingress.mode != RDM_INGRESS_NONE || n->tun) {
-		w->pkt = malloc((size_t)batch * n->copts.max_frame);
+		w->pkt = rdm_calloc_touched(batch, n->copts.max_frame);
 		if (!w->pkt)
 			goto nomem;
 	}

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/byteorder.h"
+#include "lib/mem.h"
 #include "transport/frame_int.h"
 
 #define CTX_TLV	 8 /* the CTX TLV: header and its 4-byte value */
@@ -179,7 +180,7 @@ static void take_state(struct rdm_frame *f, const struct state *s, uint8_t *node
 
 struct rdm_ctx_tx *rdm_ctx_tx_new(struct rdm_ctx_tx_stats *st)
 {
-	struct rdm_ctx_tx *t = calloc(1, sizeof(*t));
+	struct rdm_ctx_tx *t = rdm_calloc_touched(1, sizeof(*t));
 
 	if (t)
 		t->st = st ? st : &t->own;
@@ -419,7 +420,7 @@ int rdm_ctx_encode(struct rdm_ctx_tx *t, const struct rdm_frame *f, uint8_t *buf
 
 struct rdm_ctx_rx *rdm_ctx_rx_new(struct rdm_ctx_rx_stats *st)
 {
-	struct rdm_ctx_rx *r = calloc(1, sizeof(*r));
+	struct rdm_ctx_rx *r = rdm_calloc_touched(1, sizeof(*r));
 
 	if (r)
 		r->st = st ? st : &r->own;

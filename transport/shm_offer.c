@@ -21,7 +21,9 @@ static int map_rings(struct shm_conn *c, int fd, uint32_t cap, int tx_ring)
 	uint8_t *m;
 
 	c->map_len = 2 * one;
-	m = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	/* Populated now: the first lap of the rings would otherwise fault page by page while
+	 * frames wait (both ends map them). */
+	m = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
 	if (m == MAP_FAILED)
 		return -errno;
 	c->map = m;
