@@ -26,6 +26,7 @@ struct rdm_flowtab {
 	uint32_t mask;
 	uint32_t free_head;
 	struct lru lru[CLS_COUNT];
+	uint64_t due_ns; /* no flow's deadline is earlier: nothing to expire before it */
 	rdm_flow_end_cb end;
 	void *arg;
 	struct rdm_flowtab_stats st;
@@ -104,6 +105,11 @@ struct rdm_flowtab *rdm_flowtab_new(const struct rdm_flow_conf *c, size_t data_s
 	return t;
 }
 
+static uint64_t deadline(const struct rdm_flowtab *t, const struct rdm_flow *f)
+{
+	return f->last_ns + t->timeout_ns[f->cls];
+}
+
 static void lru_unlink(struct rdm_flowtab *t, struct rdm_flow *f)
 {
 	struct lru *l = &t->lru[f->cls];
@@ -130,6 +136,8 @@ static void lru_append(struct rdm_flowtab *t, struct rdm_flow *f)
 	else
 		l->head = i;
 	l->tail = i;
+	if (deadline(t, f) < t->due_ns)
+		t->due_ns = deadline(t, f);
 }
 
 /* Takes f out of the table, telling the owner first. */
@@ -191,11 +199,6 @@ struct rdm_flow *rdm_flowtab_find(struct rdm_flowtab *t, const struct rdm_flow_k
 		}
 	}
 	return NULL;
-}
-
-static uint64_t deadline(const struct rdm_flowtab *t, const struct rdm_flow *f)
-{
-	return f->last_ns + t->timeout_ns[f->cls];
 }
 
 /* The flow to give up for a new one: a closed TCP flow if any, else the one nearest
@@ -285,6 +288,9 @@ int rdm_flowtab_expire(struct rdm_flowtab *t, uint64_t now_ns, int budget)
 {
 	int n = 0;
 
+	/* Called with every batch: most calls have nothing to do, and say so at once. */
+	if (now_ns < t->due_ns)
+		return 0;
 	for (int k = 0; k < CLS_COUNT; k++) {
 		while (t->lru[k].head != NIL && (budget <= 0 || n < budget)) {
 			struct rdm_flow *f = at(t, t->lru[k].head);
@@ -296,6 +302,12 @@ int rdm_flowtab_expire(struct rdm_flowtab *t, uint64_t now_ns, int budget)
 			n++;
 		}
 	}
+	/* Each list's head is its class's earliest deadline; touching a flow only moves
+	 * its deadline later, and lru_append lowers due_ns for one that comes earlier. */
+	t->due_ns = UINT64_MAX;
+	for (int k = 0; k < CLS_COUNT; k++)
+		if (t->lru[k].head != NIL && deadline(t, at(t, t->lru[k].head)) < t->due_ns)
+			t->due_ns = deadline(t, at(t, t->lru[k].head));
 	return n;
 }
 

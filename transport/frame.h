@@ -138,13 +138,13 @@ struct rdm_frame {
 	uint8_t si;   /* position in the chain, counting down */
 	uint32_t present;
 
-	struct rdm_flow_key key;
-	uint64_t flow_id;
 	uint32_t origin;
 	uint64_t seq;
+	/* The flow's state, key to groups: a flow context copies it as one block
+	 * (transport/framectx.c), the groups last so that only those used are copied. */
+	struct rdm_flow_key key;
+	uint64_t flow_id;
 	struct rdm_str tenant, user;
-	uint8_t n_groups;
-	struct rdm_str groups[RDM_MAX_GROUPS];
 	uint16_t master_proto, app_proto;
 	struct rdm_str app_name;
 	uint16_t category_id;
@@ -156,6 +156,8 @@ struct rdm_frame {
 	uint32_t flags; /* RDM_FF_* */
 	struct rdm_str rule;
 	uint64_t risk;
+	uint8_t n_groups;
+	struct rdm_str groups[RDM_MAX_GROUPS];
 	uint8_t n_hops;
 	struct rdm_hop_ts hops[RDM_MAX_HOPS];
 

@@ -3,6 +3,7 @@
 #include "transport/framectx.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,36 +147,29 @@ static int same_state(const struct rdm_frame *f, const struct state *s, unsigned
 /* Gives frame f state s's fields; *nodes says how many hops' nodes it named. */
 static void take_state(struct rdm_frame *f, const struct state *s, uint8_t *nodes)
 {
+	const uint32_t kid = RDM_F_FLOW_KEY | RDM_F_FLOW_ID;
 	const struct rdm_frame *g = &s->f;
 	uint32_t pr = g->present;
+	size_t from = offsetof(struct rdm_frame, key);
 
 	f->present |= pr;
-	if (pr & RDM_F_FLOW_KEY)
-		f->key = g->key;
-	if (pr & RDM_F_FLOW_ID)
-		f->flow_id = g->flow_id;
 	for (unsigned i = 0; i < s->nodes; i++)
 		f->hops[i].node = g->hops[i].node;
 	*nodes = s->nodes;
-	if (!(pr & ~(uint32_t)(RDM_F_FLOW_KEY | RDM_F_FLOW_ID)))
-		return;
-	f->tenant = g->tenant;
-	f->user = g->user;
-	f->n_groups = g->n_groups;
-	for (unsigned i = 0; i < g->n_groups; i++)
-		f->groups[i] = g->groups[i];
-	f->master_proto = g->master_proto;
-	f->app_proto = g->app_proto;
-	f->app_name = g->app_name;
-	f->category_id = g->category_id;
-	f->category = g->category;
-	f->host = g->host;
-	f->verdict = g->verdict;
-	f->verdict_flags = g->verdict_flags;
-	f->rule_id = g->rule_id;
-	f->flags = g->flags;
-	f->rule = g->rule;
-	f->risk = g->risk;
+	if ((pr & kid) != kid || !(pr & ~kid)) {
+		if (pr & RDM_F_FLOW_KEY)
+			f->key = g->key;
+		if (pr & RDM_F_FLOW_ID)
+			f->flow_id = g->flow_id;
+		if (!(pr & ~kid))
+			return; /* the common case of a bare hop */
+		from = offsetof(struct rdm_frame, tenant);
+	}
+	/* The rest of the state in one copy (transport/frame.h keeps its fields together),
+	 * the groups up to the last one used. */
+	memcpy((uint8_t *)f + from, (const uint8_t *)g + from,
+	       offsetof(struct rdm_frame, groups) - from +
+		   (size_t)g->n_groups * sizeof(g->groups[0]));
 }
 
 struct rdm_ctx_tx *rdm_ctx_tx_new(struct rdm_ctx_tx_stats *st)

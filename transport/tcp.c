@@ -593,7 +593,7 @@ static struct tcp_conn *conn_new(struct rdm_loop *l, const struct rdm_conn_opts 
 	c->tx_cap = c->o.queue_bytes + batch * (max_frame + LEN_PREFIX);
 	c->rx_cap = 2 * (max_frame + LEN_PREFIX) > (256u << 10) ? 2 * (max_frame + LEN_PREFIX)
 								: (256u << 10);
-	c->tx = malloc(c->tx_cap); /* used only for what the socket does not take */
+	c->tx = malloc(c->tx_cap);		  /* used only for what the socket does not take */
 	c->rx = rdm_calloc_touched(1, c->rx_cap); /* every read lands here */
 	if (!c->tx || !c->rx) {
 		conn_free(c);
