@@ -58,7 +58,7 @@ struct dpi_flow {
 	uint8_t gaveup;		     /* the budget made it final */
 	uint8_t has_proto;	     /* master/app/category hold nDPI's answer */
 	uint8_t lost;		     /* came back after leaving the table before it was final */
-	uint8_t app_len, host_len;
+	uint8_t app_len, host_len, cat_len;
 	uint16_t master, app, cat_id;
 	const char *cat_name; /* nDPI's, valid while the detection module lives */
 	ndpi_risk risk;
@@ -223,6 +223,8 @@ static void dpi_take(struct dpi_rt *rt, struct dpi_flow *df, ndpi_protocol proto
 			df->app = proto.app_protocol;
 			df->cat_id = (uint16_t)proto.category;
 			df->cat_name = ndpi_category_get_name(rt->nd, proto.category);
+			df->cat_len =
+			    df->cat_name ? (uint8_t)strnlen(df->cat_name, RDM_STR_MAX) : 0;
 			ndpi_protocol2name(rt->nd, proto, df->app_name, sizeof(df->app_name));
 			df->app_len = (uint8_t)strnlen(df->app_name, sizeof(df->app_name));
 			df->has_proto = 1;
@@ -297,10 +299,8 @@ static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *
 	if (!df->has_proto && !df->host_len)
 		return;
 	if (df->epoch != rt->epoch) {
-		const char *cat = df->cat_name ? df->cat_name : "";
-
 		df->a_app = dpi_arena_str(rt, df->app_name, df->app_len);
-		df->a_cat = dpi_arena_str(rt, cat, strlen(cat));
+		df->a_cat = dpi_arena_str(rt, df->cat_name ? df->cat_name : "", df->cat_len);
 		df->a_host = dpi_arena_str(rt, df->host, df->host_len);
 		df->epoch = rt->epoch;
 	}

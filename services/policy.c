@@ -342,15 +342,16 @@ static uint8_t *arena_take(struct policy_rt *rt, size_t n)
 /* Presence bits of the state rules look at; DPI being done is state too. */
 #define SIG_DPI_DONE (1u << 15)
 
+/* Tenant, user, groups, app id, app name, category and host: seven bits in a row. */
+_Static_assert(RDM_F_USER == RDM_F_TENANT << 1 && RDM_F_GROUPS == RDM_F_TENANT << 2 &&
+		   RDM_F_APP_ID == RDM_F_TENANT << 3 && RDM_F_APP_NAME == RDM_F_TENANT << 4 &&
+		   RDM_F_CATEGORY == RDM_F_TENANT << 5 && RDM_F_HOST == RDM_F_TENANT << 6,
+	       "sig_pres takes the state's presence bits as one run");
+
 static uint16_t sig_pres(const struct rdm_frame *f)
 {
-	static const uint32_t bits[] = {RDM_F_TENANT,	RDM_F_USER,	RDM_F_GROUPS, RDM_F_APP_ID,
-					RDM_F_APP_NAME, RDM_F_CATEGORY, RDM_F_HOST};
-	uint16_t b = 0;
+	uint16_t b = (uint16_t)((f->present / RDM_F_TENANT) & 0x7F);
 
-	for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
-		if (f->present & bits[i])
-			b |= (uint16_t)(1u << i);
 	if ((f->present & RDM_F_FLAGS) && (f->flags & RDM_FF_DPI_DONE))
 		b |= SIG_DPI_DONE;
 	return b;
@@ -385,7 +386,7 @@ static uint64_t mix(uint64_t h, const void *p, size_t n)
 
 static uint64_t mix_str(uint64_t h, struct rdm_str s)
 {
-	h = mix(h, &s.len, 1);
+	h = (h ^ s.len) * 0x100000001b3ull; /* the length first: mix() of its one byte */
 	return s.len ? mix(h, s.p, s.len) : h;
 }
 
