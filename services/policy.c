@@ -358,18 +358,21 @@ static uint16_t sig_pres(const struct rdm_frame *f)
 }
 
 /* One FNV-1a style step per 8 bytes (the last word overlapping the one before; 4 to 7
- * bytes as two overlapping halves; fewer a byte at a time), each word folded down after
- * its multiply: every byte of p[0..n) lands in the hash, at an eighth of the byte-wise
- * form's multiplies. Callers mix lengths in first, so overlaps never alias. */
+ * bytes as two overlapping halves; 1 to 3 as their first, middle and last byte), each
+ * word folded down after its multiply: every byte of p[0..n) lands in the hash, at an
+ * eighth of the byte-wise form's multiplies. Callers mix lengths in first, so overlaps
+ * never alias. */
 static uint64_t mix(uint64_t h, const void *p, size_t n)
 {
 	const uint8_t *b = p;
 	size_t i;
 
-	if (n < 4) {
-		for (i = 0; i < n; i++)
-			h = (h ^ b[i]) * 0x100000001b3ull;
+	if (n == 0)
 		return h;
+	if (n < 4) { /* its first, middle and last byte are every byte of it */
+		h = (h ^ (b[0] | (uint32_t)b[n / 2] << 8 | (uint32_t)b[n - 1] << 16)) *
+		    0x100000001b3ull;
+		return h ^ h >> 32;
 	}
 	if (n < 8) {
 		h = (h ^ (rdm_get_word32(b) | (uint64_t)rdm_get_word32(b + n - 4) << 32)) *

@@ -84,12 +84,8 @@ static inline int str_eq(struct rdm_str a, struct rdm_str b)
 		return 0;
 	if (x == y || a.len == 0)
 		return 1;
-	if (a.len < 4) {
-		for (i = 0; i < a.len; i++)
-			if (x[i] != y[i])
-				return 0;
-		return 1;
-	}
+	if (a.len < 4) /* its first, middle and last byte are every byte of it */
+		return x[0] == y[0] && x[a.len / 2] == y[a.len / 2] && x[a.len - 1] == y[a.len - 1];
 	if (a.len < 8)
 		return rdm_get_word32(x) == rdm_get_word32(y) &&
 		       rdm_get_word32(x + a.len - 4) == rdm_get_word32(y + a.len - 4);
