@@ -50,9 +50,10 @@ static int finish(struct orch *o, const char *real, struct rdm_chain_spec *ns, i
 	char err[1024], *text, *cur;
 	int changes;
 
-	/* Replicas the new file still has stay where they run. */
+	/* Replicas the new file still has stay where they run; those it drops hold their
+	 * ports while their nodes drain them, as the running plan's holds do. */
 	np = rdm_plan_rebase(&o->rack, ns, NULL, o->plan->down, o->plan->replicas,
-			     o->plan->n_replicas, err, sizeof(err));
+			     o->plan->n_replicas, o->plan->held, o->plan->n_held, err, sizeof(err));
 	if (!np) {
 		fprintf(f, "%s\nnothing changed\n", err);
 		rdm_chain_spec_free(ns);

@@ -157,14 +157,16 @@ struct rdm_plan *rdm_plan_node_up(const struct rdm_plan *p, const char *node, ch
 /* A plan for spec that keeps replicas where they are: every replica of keep (by id,
  * "dpi-2") that spec still has stays on its node and port while that node is up (down,
  * one flag per rack node, NULL: none), carries the stage's labels and has the cores;
- * the others are placed as rdm_plan_new would. counts gives each stage's replicas
- * (NULL: spec's). For `ctl apply` (keep = the running plan) and for a restart (keep =
- * the placement the orchestrator saved). NULL with errno and "FILE:LINE:COL: message"
- * in err, as rdm_plan_new. */
+ * the others are placed as rdm_plan_new would. A replica of keep that spec no longer
+ * has holds its port (its node drains it), and so does each of held[0..n_held) whose
+ * replica spec does not have again; placement leaves held ports alone. counts gives each
+ * stage's replicas (NULL: spec's). For `ctl apply` (keep and held: the running plan's)
+ * and for a restart (the placement and holds the orchestrator saved). NULL with errno
+ * and "FILE:LINE:COL: message" in err, as rdm_plan_new. */
 struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,
 				 const int *counts, const unsigned char *down,
-				 const struct rdm_replica *keep, int n_keep, char *err,
-				 size_t errlen);
+				 const struct rdm_replica *keep, int n_keep,
+				 const struct rdm_held *held, int n_held, char *err, size_t errlen);
 
 /* A new plan with one more replica of pod k's stage (rack->nodes[k].pod), on pod k at
  * the first free port of the rack's range on its address: numbered want when that is a

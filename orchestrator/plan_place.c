@@ -334,29 +334,35 @@ static void keep_placed(struct rdm_plan *p, const struct rdm_plan *old)
 			}
 }
 
-/* p, made from old, keeps old's holds and holds the port of each replica old placed that
- * p has no more (scaled away), on nodes that are up; a replica p has again and has not
- * placed yet takes its held place back. 0, or -ENOMEM (p is then without holds). */
-static int carry_held(struct rdm_plan *p, const struct rdm_plan *old)
+/* p's holds: those of held[0..n_held) on nodes that are up, and the port of each replica
+ * of was[0..n_was) placed on a node that is up that p has no more (scaled away, or gone
+ * from the chain by `ctl apply`). With claim, a replica p has again and has not placed
+ * yet takes its held place back (a scale: the node keeps it running); without, a hold
+ * whose replica p has again is dropped (a rebase keeps replicas by their own placement).
+ * 0, or -ENOMEM (p is then without holds). */
+static int hold_places(struct rdm_plan *p, const struct rdm_held *held, int n_held,
+		       const struct rdm_replica *was, int n_was, int claim)
 {
-	struct rdm_held *h = calloc((size_t)(old->n_held + old->n_replicas) + 1, sizeof(*h));
+	struct rdm_held *h = calloc((size_t)(n_held + n_was) + 1, sizeof(*h));
 	int n = 0;
 
 	if (!h)
 		return -ENOMEM;
-	for (int j = 0; j < old->n_held; j++)
-		if (!p->down[old->held[j].node])
-			h[n++] = old->held[j];
-	for (int j = 0; j < old->n_replicas; j++) {
-		const struct rdm_replica *o = &old->replicas[j];
+	for (int j = 0; j < n_held; j++)
+		if (held[j].node >= 0 && held[j].node < p->rack->n_nodes &&
+		    !p->down[held[j].node] && (claim || !rdm_plan_replica(p, held[j].id)))
+			h[n++] = held[j];
+	for (int j = 0; j < n_was; j++) {
+		const struct rdm_replica *o = &was[j];
 
-		if (o->node < 0 || p->down[o->node] || rdm_plan_replica(p, o->id))
+		if (o->node < 0 || o->node >= p->rack->n_nodes || p->down[o->node] ||
+		    rdm_plan_replica(p, o->id))
 			continue;
 		snprintf(h[n].id, sizeof(h[n].id), "%s", o->id);
 		h[n].node = o->node;
 		h[n++].port = o->port;
 	}
-	for (int i = 0; i < p->n_replicas; i++) {
+	for (int i = 0; claim && i < p->n_replicas; i++) {
 		struct rdm_replica *r = &p->replicas[i];
 		const struct rdm_rack_node *rn;
 
@@ -370,9 +376,17 @@ static int carry_held(struct rdm_plan *p, const struct rdm_plan *old)
 			h[j] = h[--n];
 		}
 	}
+	free(p->held);
 	p->held = h;
 	p->n_held = n;
 	return 0;
+}
+
+/* p, made from old, keeps old's holds and holds the places of the replicas old had that
+ * p has not (hold_places, claiming). */
+static int carry_held(struct rdm_plan *p, const struct rdm_plan *old)
+{
+	return hold_places(p, old->held, old->n_held, old->replicas, old->n_replicas, 1);
 }
 
 /* A plan's pod replicas, as plan_alloc takes them. */
@@ -551,8 +565,8 @@ int rdm_plan_release(struct rdm_plan *p, const char *node, const char *have)
 
 struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_chain_spec *spec,
 				 const int *counts, const unsigned char *down,
-				 const struct rdm_replica *keep, int n_keep, char *err,
-				 size_t errlen)
+				 const struct rdm_replica *keep, int n_keep,
+				 const struct rdm_held *held, int n_held, char *err, size_t errlen)
 {
 	struct pctx c = {.positions = 1, .err = err, .len = errlen};
 	int *used = calloc((size_t)rack->n_nodes, sizeof(int));
@@ -575,38 +589,46 @@ struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_c
 	for (int i = c.p->n_replicas - c.p->n_pods; i < c.p->n_replicas; i++)
 		used[c.p->replicas[i].node] = 1;
 	/* A kept replica stays on its node and port while the node is up, carries the
-	 * stage's labels, has the cores, and no other kept replica took the port. */
+	 * stage's labels, has the cores, and no other kept replica took the port; so does a
+	 * replica that comes back while its node still drains it (a hold with its id). */
 	for (int i = 0; i < c.p->n_replicas - c.p->n_pods; i++) {
 		struct rdm_replica *r = &c.p->replicas[i];
 		const struct rdm_spec_stage *st = &spec->stages[r->stage];
+		int k = -1, taken = 0;
+		uint16_t port = 0;
 
-		for (int j = 0; j < n_keep; j++) {
-			const struct rdm_replica *o = &keep[j];
-			int k = o->node, taken = 0;
-
-			if (strcmp(o->id, r->id))
-				continue;
-			if (k < 0 || k >= rack->n_hosts || (down && down[k]) ||
-			    !labels_match(&rack->nodes[k], st) ||
-			    used[k] + st->workers > rack->nodes[k].capacity ||
-			    o->port < rack->port_first || o->port > rack->port_last)
-				break;
-			for (int q = 0; q < i; q++)
-				taken |= c.p->replicas[q].node >= 0 &&
-					 c.p->replicas[q].port == o->port &&
-					 !strcmp(rack->nodes[c.p->replicas[q].node].data,
-						 rack->nodes[k].data);
-			if (taken)
-				break;
-			r->node = k;
-			r->port = o->port;
-			rdm_plan__set_listen(r, rack->nodes[k].data,
-					     rack->nodes[k].data_family != AF_INET, o->port);
-			used[k] += st->workers;
-			break;
-		}
+		for (int j = 0; j < n_keep && k < 0; j++)
+			if (!strcmp(keep[j].id, r->id)) {
+				k = keep[j].node;
+				port = keep[j].port;
+			}
+		for (int j = 0; j < n_held && k < 0; j++)
+			if (!strcmp(held[j].id, r->id)) {
+				k = held[j].node;
+				port = held[j].port;
+			}
+		if (k < 0 || k >= rack->n_hosts || (down && down[k]) ||
+		    !labels_match(&rack->nodes[k], st) ||
+		    used[k] + st->workers > rack->nodes[k].capacity || port < rack->port_first ||
+		    port > rack->port_last)
+			continue;
+		for (int q = 0; q < i; q++)
+			taken |=
+			    c.p->replicas[q].node >= 0 && c.p->replicas[q].port == port &&
+			    !strcmp(rack->nodes[c.p->replicas[q].node].data, rack->nodes[k].data);
+		if (taken)
+			continue;
+		r->node = k;
+		r->port = port;
+		rdm_plan__set_listen(r, rack->nodes[k].data, rack->nodes[k].data_family != AF_INET,
+				     port);
+		used[k] += st->workers;
 	}
 	free(used);
+	if (hold_places(c.p, held, n_held, keep, n_keep, 0) < 0) {
+		rdm_plan_free(c.p);
+		return nomem(err, errlen);
+	}
 	/* The stage checks only where something is left to place: a stage whose replicas all
 	 * stayed is as it ran (a node's loss may have put spread siblings on one node, which
 	 * the strict spread check would refuse, and a restart must not). */

@@ -514,10 +514,12 @@ struct rdm_plan *rdm_state_plan(const struct rdm_orch_state *s, const struct rdm
 	int *counts = calloc((size_t)spec->n_stages, sizeof(int));
 	unsigned char *down = calloc((size_t)rack->n_nodes + 1, 1);
 	struct rdm_replica *keep = calloc((size_t)s->n_replicas + 1, sizeof(*keep));
+	struct rdm_held *held = calloc((size_t)s->n_held + 1, sizeof(*held));
 	struct rdm_plan *p = NULL;
 	char at[PATH_MAX + 32];
+	int n_held = 0;
 
-	if (!counts || !down || !keep) {
+	if (!counts || !down || !keep || !held) {
 		snprintf(err, errlen, "out of memory");
 		errno = ENOMEM;
 		goto out;
@@ -572,26 +574,24 @@ struct rdm_plan *rdm_state_plan(const struct rdm_orch_state *s, const struct rdm
 	for (int st = 0; st < spec->n_stages; st++)
 		if (!counts[st])
 			counts[st] = spec->stages[st].replicas;
-	p = rdm_plan_rebase(rack, spec, counts, down, keep, s->n_replicas, err, errlen);
-	if (p && s->n_held && !(p->held = calloc((size_t)s->n_held, sizeof(*p->held)))) {
-		rdm_plan_free(p);
-		p = NULL;
-		snprintf(err, errlen, "out of memory");
-		errno = ENOMEM;
-	}
-	for (int i = 0; p && i < s->n_held; i++) {
+	/* The holds go into the placement: a replica placed afresh must not take the port
+	 * of one its node still drains. A hold on a node the rack no longer has is dropped. */
+	for (int i = 0; i < s->n_held; i++) {
 		const struct rdm_state_replica *h = &s->held[i];
 		int k = rdm_rack_find(rack, h->node);
 
-		if (k < 0 || down[k] || rdm_plan_replica(p, h->id))
+		if (k < 0)
 			continue;
-		snprintf(p->held[p->n_held].id, sizeof(p->held[0].id), "%s", h->id);
-		p->held[p->n_held].node = k;
-		p->held[p->n_held++].port = h->port;
+		snprintf(held[n_held].id, sizeof(held[0].id), "%s", h->id);
+		held[n_held].node = k;
+		held[n_held++].port = h->port;
 	}
+	p = rdm_plan_rebase(rack, spec, counts, down, keep, s->n_replicas, held, n_held, err,
+			    errlen);
 out:
 	free(counts);
 	free(down);
 	free(keep);
+	free(held);
 	return p;
 }

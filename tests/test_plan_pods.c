@@ -98,7 +98,8 @@ Test(pods, pods_stay_through_every_replan_of_the_hosts)
 				     p->replicas[i].id);
 	rdm_plan_free(q);
 	/* apply (rebase on the running plan): the pod stays */
-	q = rdm_plan_rebase(&r, &s, NULL, p->down, p->replicas, p->n_replicas, err, sizeof(err));
+	q = rdm_plan_rebase(&r, &s, NULL, p->down, p->replicas, p->n_replicas, NULL, 0, err,
+			    sizeof(err));
 	cr_assert_not_null(q, "%s", err);
 	expect_at(q, "dpi-51", "pa", "10.88.0.7:7100");
 	cr_assert_eq(q->n_pods, 1);

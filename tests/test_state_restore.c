@@ -486,7 +486,7 @@ Test(state, rebase_keeps_replicas_when_the_chain_changes)
 	expect_at(p, "log-1", "n3", "10.77.0.3:7100");
 
 	/* Nothing changed: the same plan. */
-	q = rdm_plan_rebase(&w.rack, &w.spec, NULL, NULL, p->replicas, p->n_replicas, err,
+	q = rdm_plan_rebase(&w.rack, &w.spec, NULL, NULL, p->replicas, p->n_replicas, NULL, 0, err,
 			    sizeof(err));
 	cr_assert_not_null(q, "%s", err);
 	expect_same_plan(p, q);
@@ -495,7 +495,7 @@ Test(state, rebase_keeps_replicas_when_the_chain_changes)
 	/* A stage added before dpi: everything stays, dpi's node id follows its new position,
 	 * and fw-1 goes where rdm_plan_new would put it given the rest (n4: 4 cores left). */
 	spec_load("added.yaml", CHAIN_HEAD EDGE FW DPI LOG, &added);
-	q = rdm_plan_rebase(&w.rack, &added, NULL, NULL, p->replicas, p->n_replicas, err,
+	q = rdm_plan_rebase(&w.rack, &added, NULL, NULL, p->replicas, p->n_replicas, NULL, 0, err,
 			    sizeof(err));
 	cr_assert_not_null(q, "%s", err);
 	cr_assert_eq(q->n_replicas, 4);
@@ -510,7 +510,7 @@ Test(state, rebase_keeps_replicas_when_the_chain_changes)
 
 	/* dpi removed: its replica is gone, the others stay. */
 	spec_load("removed.yaml", CHAIN_HEAD EDGE LOG, &removed);
-	q = rdm_plan_rebase(&w.rack, &removed, NULL, NULL, p->replicas, p->n_replicas, err,
+	q = rdm_plan_rebase(&w.rack, &removed, NULL, NULL, p->replicas, p->n_replicas, NULL, 0, err,
 			    sizeof(err));
 	cr_assert_not_null(q, "%s", err);
 	cr_assert_eq(q->n_replicas, 2);
@@ -522,7 +522,7 @@ Test(state, rebase_keeps_replicas_when_the_chain_changes)
 	/* dpi grows to 3 in chain.yaml: dpi-1 stays, the new ones spread over the nodes
 	 * without one (n4 has the most cores left, then n1 and n3 tie: rack order). */
 	spec_load("grown.yaml", CHAIN_HEAD EDGE DPI "    replicas: 3\n" LOG, &grown);
-	q = rdm_plan_rebase(&w.rack, &grown, NULL, NULL, p->replicas, p->n_replicas, err,
+	q = rdm_plan_rebase(&w.rack, &grown, NULL, NULL, p->replicas, p->n_replicas, NULL, 0, err,
 			    sizeof(err));
 	cr_assert_not_null(q, "%s", err);
 	cr_assert_eq(q->n_replicas, 5);
@@ -534,8 +534,8 @@ Test(state, rebase_keeps_replicas_when_the_chain_changes)
 	rdm_plan_free(q);
 
 	/* counts override chain.yaml's: the kept stay, the new are placed around them. */
-	q = rdm_plan_rebase(&w.rack, &w.spec, counts, NULL, p->replicas, p->n_replicas, err,
-			    sizeof(err));
+	q = rdm_plan_rebase(&w.rack, &w.spec, counts, NULL, p->replicas, p->n_replicas, NULL, 0,
+			    err, sizeof(err));
 	cr_assert_not_null(q, "%s", err);
 	cr_assert_eq(q->n_replicas, 7);
 	cr_assert_eq(q->stage_replicas[0], 2);
@@ -556,6 +556,68 @@ Test(state, rebase_keeps_replicas_when_the_chain_changes)
 	rdm_chain_spec_free(&removed);
 	rdm_chain_spec_free(&added);
 	rdm_plan_free(p);
+	world_free(&w);
+}
+
+/* `ctl apply` with a chain that drops a replica: its node drains it for a while, on its
+ * port, so the port is held (as after a scale down) until the node lets it go; a replica
+ * placed meanwhile goes around it, and the dropped one brought back takes its place. */
+Test(state, rebase_holds_the_port_of_a_replica_the_chain_drops)
+{
+	struct world w;
+	struct rdm_chain_spec removed, fw;
+	struct rdm_plan *p, *q, *r;
+	unsigned char down[4] = {0, 1, 0, 0};
+
+	world_load(&w);
+	spec_load("removed.yaml", CHAIN_HEAD EDGE LOG, &removed);
+	spec_load("fw.yaml", CHAIN_HEAD EDGE FW LOG, &fw);
+	p = rdm_plan_new(&w.rack, &w.spec, err, sizeof(err));
+	cr_assert_not_null(p, "%s", err);
+	expect_at(p, "dpi-1", "n2", "10.77.0.2:7100");
+
+	q = rdm_plan_rebase(&w.rack, &removed, NULL, NULL, p->replicas, p->n_replicas, p->held,
+			    p->n_held, err, sizeof(err));
+	cr_assert_not_null(q, "%s", err);
+	cr_assert_null(rdm_plan_replica(q, "dpi-1"));
+	cr_assert_eq(q->n_held, 1);
+	cr_assert_str_eq(q->held[0].id, "dpi-1");
+	cr_assert_eq(q->held[0].node, 1);
+	cr_assert_eq(q->held[0].port, 7100);
+
+	/* fw-1 goes to n2 (the most cores left, first in the rack), around the held port;
+	 * without the hold it would take 7100 while dpi-1 still listens there. */
+	r = rdm_plan_rebase(&w.rack, &fw, NULL, NULL, q->replicas, q->n_replicas, q->held,
+			    q->n_held, err, sizeof(err));
+	cr_assert_not_null(r, "%s", err);
+	expect_at(r, "fw-1", "n2", "10.77.0.2:7101");
+	cr_assert_eq(r->n_held, 1, "still draining: still held");
+	rdm_plan_free(r);
+	r = rdm_plan_rebase(&w.rack, &fw, NULL, NULL, q->replicas, q->n_replicas, NULL, 0, err,
+			    sizeof(err));
+	cr_assert_not_null(r, "%s", err);
+	expect_at(r, "fw-1", "n2", "10.77.0.2:7100");
+	rdm_plan_free(r);
+
+	/* dpi back before its node stopped it: it takes its place again, nothing held. */
+	r = rdm_plan_rebase(&w.rack, &w.spec, NULL, NULL, q->replicas, q->n_replicas, q->held,
+			    q->n_held, err, sizeof(err));
+	cr_assert_not_null(r, "%s", err);
+	expect_at(r, "dpi-1", "n2", "10.77.0.2:7100");
+	cr_assert_eq(r->n_held, 0);
+	rdm_plan_free(r);
+
+	/* Its node went down meanwhile: nothing left to hold. */
+	r = rdm_plan_rebase(&w.rack, &removed, NULL, down, q->replicas, q->n_replicas, q->held,
+			    q->n_held, err, sizeof(err));
+	cr_assert_not_null(r, "%s", err);
+	cr_assert_eq(r->n_held, 0);
+	rdm_plan_free(r);
+
+	rdm_plan_free(q);
+	rdm_plan_free(p);
+	rdm_chain_spec_free(&fw);
+	rdm_chain_spec_free(&removed);
 	world_free(&w);
 }
 
@@ -588,7 +650,8 @@ Test(state, rebase_moves_what_cannot_stay)
 	expect_at(p, "log-1", "n3", "10.0.0.3:7100");
 
 	/* dpi-1's node is down: dpi-1 moves (n4: the most cores left), the others stay. */
-	q = rdm_plan_rebase(&rack, &spec, NULL, down, p->replicas, p->n_replicas, err, sizeof(err));
+	q = rdm_plan_rebase(&rack, &spec, NULL, down, p->replicas, p->n_replicas, NULL, 0, err,
+			    sizeof(err));
 	cr_assert_not_null(q, "%s", err);
 	cr_assert(q->down[1]);
 	expect_kept(p, q, "edge-1");
@@ -599,7 +662,7 @@ Test(state, rebase_moves_what_cannot_stay)
 	/* dpi now wants zone b: dpi-1 leaves n2 (zone a) for n4; edge and log stay. */
 	spec_load("zoned.yaml", CHAIN_HEAD EDGE DPI "    placement: {labels: {zone: b}}\n" LOG,
 		  &zoned);
-	q = rdm_plan_rebase(&rack, &zoned, NULL, NULL, p->replicas, p->n_replicas, err,
+	q = rdm_plan_rebase(&rack, &zoned, NULL, NULL, p->replicas, p->n_replicas, NULL, 0, err,
 			    sizeof(err));
 	cr_assert_not_null(q, "%s", err);
 	expect_kept(p, q, "edge-1");
@@ -618,7 +681,7 @@ Test(state, rebase_moves_what_cannot_stay)
 		keep_at(&k4[1], "dpi-1", 0, 7101);
 		keep_at(&k4[2], "dpi-2", 0, 7102);
 		keep_at(&k4[3], "log-1", 0, 7103);
-		q = rdm_plan_rebase(&rack, &spec, counts, NULL, k4, 4, err, sizeof(err));
+		q = rdm_plan_rebase(&rack, &spec, counts, NULL, k4, 4, NULL, 0, err, sizeof(err));
 		cr_assert_not_null(q, "%s", err);
 		expect_at(q, "edge-1", "n1", "10.0.0.1:7100");
 		expect_at(q, "dpi-1", "n1", "10.0.0.1:7101");
@@ -631,7 +694,7 @@ Test(state, rebase_moves_what_cannot_stay)
 	keep_at(&keep[0], "edge-1", 7, 7100);
 	keep_at(&keep[1], "dpi-1", 1, 7000);
 	keep_at(&keep[2], "log-1", -1, 7100);
-	q = rdm_plan_rebase(&rack, &spec, NULL, NULL, keep, 3, err, sizeof(err));
+	q = rdm_plan_rebase(&rack, &spec, NULL, NULL, keep, 3, NULL, 0, err, sizeof(err));
 	cr_assert_not_null(q, "%s", err);
 	expect_same_plan(p, q);
 	rdm_plan_free(q);
@@ -669,7 +732,7 @@ Test(state, rebase_gives_a_port_to_one_kept_replica_only)
 	keep_at(&keep[0], "s-1", 0, 9000);
 	keep_at(&keep[1], "s-2", 1, 9000);
 	keep_at(&keep[2], "s-3", 2, 9000);
-	q = rdm_plan_rebase(&rack, &spec, NULL, NULL, keep, 3, err, sizeof(err));
+	q = rdm_plan_rebase(&rack, &spec, NULL, NULL, keep, 3, NULL, 0, err, sizeof(err));
 	cr_assert_not_null(q, "%s", err);
 	expect_at(q, "s-1", "a", "127.0.0.1:9000");
 	expect_at(q, "s-3", "c", "[::1]:9000");
@@ -681,7 +744,7 @@ Test(state, rebase_gives_a_port_to_one_kept_replica_only)
 	keep_at(&keep[0], "s-1", 1, 9005);
 	keep_at(&keep[1], "s-2", 1, 9005);
 	keep_at(&keep[2], "s-3", 1, 9000);
-	q = rdm_plan_rebase(&rack, &spec, NULL, NULL, keep, 3, err, sizeof(err));
+	q = rdm_plan_rebase(&rack, &spec, NULL, NULL, keep, 3, NULL, 0, err, sizeof(err));
 	cr_assert_not_null(q, "%s", err);
 	expect_at(q, "s-1", "b", "127.0.0.1:9005");
 	expect_at(q, "s-3", "b", "127.0.0.1:9000");
@@ -704,18 +767,18 @@ Test(state, rebase_refuses_counts_out_of_range)
 	cr_assert_not_null(p, "%s", err);
 	errno = 0;
 	cr_assert_null(rdm_plan_rebase(&w.rack, &w.spec, zero, NULL, p->replicas, p->n_replicas,
-				       err, sizeof(err)));
+				       NULL, 0, err, sizeof(err)));
 	cr_assert_eq(errno, EINVAL);
 	cr_assert_str_eq(err, "stage 'dpi': 0 replicas is out of range (1..16)");
 	errno = 0;
-	cr_assert_null(rdm_plan_rebase(&w.rack, &w.spec, big, NULL, p->replicas, p->n_replicas, err,
-				       sizeof(err)));
+	cr_assert_null(rdm_plan_rebase(&w.rack, &w.spec, big, NULL, p->replicas, p->n_replicas,
+				       NULL, 0, err, sizeof(err)));
 	cr_assert_eq(errno, EINVAL);
 	cr_assert_str_eq(err, "stage 'log': 17 replicas is out of range (1..16)");
 	/* 16 is in range (log does not spread; 16 fit in the rack's cores). */
 	{
 		struct rdm_plan *q = rdm_plan_rebase(&w.rack, &w.spec, max, NULL, p->replicas,
-						     p->n_replicas, err, sizeof(err));
+						     p->n_replicas, NULL, 0, err, sizeof(err));
 
 		cr_assert_not_null(q, "%s", err);
 		cr_assert_eq(q->n_replicas, 18);
@@ -725,8 +788,8 @@ Test(state, rebase_refuses_counts_out_of_range)
 	/* An impossible placement is reported at chain.yaml's position, as rdm_plan_new. */
 	max[1] = 5;
 	errno = 0;
-	cr_assert_null(rdm_plan_rebase(&w.rack, &w.spec, max, NULL, p->replicas, p->n_replicas, err,
-				       sizeof(err)));
+	cr_assert_null(rdm_plan_rebase(&w.rack, &w.spec, max, NULL, p->replicas, p->n_replicas,
+				       NULL, 0, err, sizeof(err)));
 	cr_assert_eq(errno, EINVAL);
 	cr_assert_eq(strncmp(err, w.spec.file, strlen(w.spec.file)), 0, "%s", err);
 	cr_assert_not_null(strstr(err, "stage 'dpi': impossible placement: 5 replicas spread"),
