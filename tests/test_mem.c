@@ -57,8 +57,3 @@ Test(mem, plain_calloc_is_not_resident_until_written)
 	cr_expect_lt(resident(p, BIG, &pages), pages / 2);
 	free(p);
 }
-
-Test(mem, overflow_is_null)
-{
-	cr_expect_null(rdm_calloc_touched(SIZE_MAX / 2, 4));
-}
