@@ -336,9 +336,9 @@ static void keep_placed(struct rdm_plan *p, const struct rdm_plan *old)
 
 /* p's holds: those of held[0..n_held) on nodes that are up, and the port of each replica
  * of was[0..n_was) placed on a node that is up that p has no more (scaled away, or gone
- * from the chain by `ctl apply`). With claim, a replica p has again and has not placed
- * yet takes its held place back (a scale: the node keeps it running); without, a hold
- * whose replica p has again is dropped (a rebase keeps replicas by their own placement).
+ * from the chain by `ctl apply`) or, without claim, has not kept in that place (a rebase
+ * moved it: its old node drains it meanwhile). With claim, a replica p has again and has
+ * not placed yet takes its held place back (a scale: the node keeps it running).
  * 0, or -ENOMEM (p is then without holds). */
 static int hold_places(struct rdm_plan *p, const struct rdm_held *held, int n_held,
 		       const struct rdm_replica *was, int n_was, int claim)
@@ -349,14 +349,13 @@ static int hold_places(struct rdm_plan *p, const struct rdm_held *held, int n_he
 	if (!h)
 		return -ENOMEM;
 	for (int j = 0; j < n_held; j++)
-		if (held[j].node >= 0 && held[j].node < p->rack->n_nodes &&
-		    !p->down[held[j].node] && (claim || !rdm_plan_replica(p, held[j].id)))
+		if (held[j].node >= 0 && held[j].node < p->rack->n_nodes && !p->down[held[j].node])
 			h[n++] = held[j];
 	for (int j = 0; j < n_was; j++) {
-		const struct rdm_replica *o = &was[j];
+		const struct rdm_replica *o = &was[j], *r = rdm_plan_replica(p, o->id);
 
 		if (o->node < 0 || o->node >= p->rack->n_nodes || p->down[o->node] ||
-		    rdm_plan_replica(p, o->id))
+		    (r && (claim || (r->node == o->node && r->port == o->port))))
 			continue;
 		snprintf(h[n].id, sizeof(h[n].id), "%s", o->id);
 		h[n].node = o->node;
@@ -569,6 +568,7 @@ struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_c
 				 const struct rdm_held *held, int n_held, char *err, size_t errlen)
 {
 	struct pctx c = {.positions = 1, .err = err, .len = errlen};
+	struct rdm_plan *p;
 	int *used = calloc((size_t)rack->n_nodes, sizeof(int));
 
 	if (!used)
@@ -643,7 +643,18 @@ struct rdm_plan *rdm_plan_rebase(const struct rdm_rack *rack, const struct rdm_c
 			return NULL;
 		}
 	}
-	return finish(&c, INT32_MAX);
+	p = finish(&c, INT32_MAX);
+	/* A replica placed on the node that holds its old place runs there at its new
+	 * address: the node stops the old one at once (it moves), so nothing is held. */
+	for (int i = 0; p && i < p->n_held;) {
+		const struct rdm_replica *r = rdm_plan_replica(p, p->held[i].id);
+
+		if (r && r->node == p->held[i].node)
+			p->held[i] = p->held[--p->n_held];
+		else
+			i++;
+	}
+	return p;
 }
 
 /* ---- pods ------------------------------------------------------------------------- */

@@ -649,7 +649,8 @@ Test(state, rebase_moves_what_cannot_stay)
 	expect_at(p, "dpi-1", "n2", "10.0.0.2:7100");
 	expect_at(p, "log-1", "n3", "10.0.0.3:7100");
 
-	/* dpi-1's node is down: dpi-1 moves (n4: the most cores left), the others stay. */
+	/* dpi-1's node is down: dpi-1 moves (n4: the most cores left), the others stay;
+	 * nothing is held on a node that is down. */
 	q = rdm_plan_rebase(&rack, &spec, NULL, down, p->replicas, p->n_replicas, NULL, 0, err,
 			    sizeof(err));
 	cr_assert_not_null(q, "%s", err);
@@ -657,9 +658,11 @@ Test(state, rebase_moves_what_cannot_stay)
 	expect_kept(p, q, "edge-1");
 	expect_kept(p, q, "log-1");
 	expect_at(q, "dpi-1", "n4", "10.0.0.4:7100");
+	cr_assert_eq(q->n_held, 0);
 	rdm_plan_free(q);
 
-	/* dpi now wants zone b: dpi-1 leaves n2 (zone a) for n4; edge and log stay. */
+	/* dpi now wants zone b: dpi-1 leaves n2 (zone a) for n4; edge and log stay. n2
+	 * drains the old dpi-1 meanwhile: its port there is held. */
 	spec_load("zoned.yaml", CHAIN_HEAD EDGE DPI "    placement: {labels: {zone: b}}\n" LOG,
 		  &zoned);
 	q = rdm_plan_rebase(&rack, &zoned, NULL, NULL, p->replicas, p->n_replicas, NULL, 0, err,
@@ -668,6 +671,10 @@ Test(state, rebase_moves_what_cannot_stay)
 	expect_kept(p, q, "edge-1");
 	expect_kept(p, q, "log-1");
 	expect_at(q, "dpi-1", "n4", "10.0.0.4:7100");
+	cr_assert_eq(q->n_held, 1);
+	cr_assert_str_eq(q->held[0].id, "dpi-1");
+	cr_assert_eq(q->held[0].node, 1);
+	cr_assert_eq(q->held[0].port, 7100);
 	rdm_plan_free(q);
 
 	/* Not enough cores on a node for every replica kept there, taken in plan order:
