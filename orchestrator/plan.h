@@ -157,9 +157,10 @@ struct rdm_plan *rdm_plan_node_up(const struct rdm_plan *p, const char *node, ch
 /* A plan for spec that keeps replicas where they are: every replica of keep (by id,
  * "dpi-2") that spec still has stays on its node and port while that node is up (down,
  * one flag per rack node, NULL: none), carries the stage's labels and has the cores;
- * the others are placed as rdm_plan_new would. A replica of keep that spec no longer
- * has holds its port (its node drains it), and so does each of held[0..n_held) whose
- * replica spec does not have again; placement leaves held ports alone. counts gives each
+ * so does one of held[0..n_held) that spec has again; the others are placed as
+ * rdm_plan_new would. A replica of keep that spec no longer has, or that could not stay,
+ * holds its old port (its node drains it), as do the holds given, until the replica is
+ * placed on that node again; placement leaves held ports alone. counts gives each
  * stage's replicas (NULL: spec's). For `ctl apply` (keep and held: the running plan's)
  * and for a restart (the placement and holds the orchestrator saved). NULL with errno
  * and "FILE:LINE:COL: message" in err, as rdm_plan_new. */
