@@ -180,7 +180,7 @@ static void take_heartbeat(struct orch *o, int k, const char *body)
 }
 
 /* What node k runs, and drains before it stops, as m (hello or heartbeat) says: the
- * ports of replicas scaled away there that it no longer runs are free again. */
+ * held ports of replicas it no longer runs there are free again. */
 static void note_running(struct orch *o, int k, const struct rdm_msg *m)
 {
 	struct nstate *ns = &o->nodes[k];
@@ -193,7 +193,7 @@ static void note_running(struct orch *o, int k, const struct rdm_msg *m)
 	snprintf(have, sizeof(have), "%s %s", ns->running, drain ? drain : "");
 	n = rdm_plan_release(o->plan, o->rack.nodes[k].name, have);
 	if (n)
-		rdm_orch__log(o, "%s: %d replica%s scaled away stopped: %s port%s free again",
+		rdm_orch__log(o, "%s: %d replica%s it drained stopped: %s port%s free again",
 			      o->rack.nodes[k].name, n, n == 1 ? "" : "s", n == 1 ? "its" : "their",
 			      n == 1 ? " is" : "s are");
 }

@@ -94,10 +94,11 @@ struct rdm_replica {
 	char listen[64];		/* "10.77.0.2:7100" or "[fd00::2]:7100" */
 };
 
-/* A replica that left the plan (scaled away) while its node still runs it: a node drains
- * a replica it is no longer assigned before stopping it (transport.drain_ms), and until
- * then the replica keeps its port there. Placement leaves the port alone; the same
- * replica scaled back meanwhile takes its place again (the node keeps it running). */
+/* A replica that left its place (scaled away, or dropped or moved by `ctl apply`) while
+ * its node still runs it: a node drains a replica it is no longer assigned before
+ * stopping it (transport.drain_ms), and until then the replica keeps its port there.
+ * Placement leaves the port alone; the same replica brought back meanwhile takes its
+ * place again (the node keeps it running). */
 struct rdm_held {
 	char id[RDM_RACK_NAME_MAX + 1];
 	int node;
@@ -115,8 +116,8 @@ struct rdm_plan {
 	int n_pods;
 	int *stage_replicas; /* host replicas of each stage now (a scale changes it) */
 	unsigned char *down; /* per rack node: 1 when dead or drained (no replicas) */
-	/* Replicas scaled away that their nodes still drain (rdm_plan_release lets them
-	 * go); kept by the plans made from this one, and saved with the state. */
+	/* Places of replicas their nodes still drain (rdm_plan_release lets them go);
+	 * kept by the plans made from this one, and saved with the state. */
 	struct rdm_held *held;
 	int n_held;
 };

@@ -60,8 +60,8 @@ struct rdm_orch_state {
 	int n_down;
 	struct rdm_state_replica *replicas;
 	int n_replicas;
-	/* Replicas scaled away that their nodes still drained (struct rdm_held): their
-	 * ports stay taken across a restart or a change of leader. */
+	/* Places of replicas their nodes still drained (struct rdm_held): their ports
+	 * stay taken across a restart or a change of leader. */
 	struct rdm_state_replica *held;
 	int n_held;
 	struct rdm_state_token *spent;
@@ -101,7 +101,7 @@ int rdm_state_set_plan(struct rdm_orch_state *s, const struct rdm_plan *p,
 /* The plan s describes for rack and spec: every saved replica on its node and port
  * (rdm_plan_rebase), each stage with as many replicas as saved (a stage with none saved:
  * the spec's count), the saved nodes down, the saved holds on nodes of the rack that
- * are up (for replicas the plan does not have). Replicas that no longer fit (a node gone
+ * are up (as rdm_plan_rebase takes them). Replicas that no longer fit (a node gone
  * from the rack, labels changed) are placed afresh; the caller compares. NULL with
  * errno and a message in err ("STATE:LINE:COL: no node 'host9' in rack.yaml"). */
 struct rdm_plan *rdm_state_plan(const struct rdm_orch_state *s, const struct rdm_rack *rack,
