@@ -25,6 +25,7 @@ struct rdm_loop {
 	uint64_t spin_ns;      /* ADAPTIVE: how long to poll after work */
 	uint64_t hot_until_ns; /* ADAPTIVE: polling until then */
 	unsigned turns;	       /* turns with a hot poller, counted to look at the fds */
+	uint64_t looked_ns;    /* the last epoll_wait while a costly poller was hot */
 	/* The events of the epoll_wait being run, [ev_next, ev_n) still to run: an io
 	 * deleted meanwhile has its waiting events struck out (rdm_io_del). */
 	struct epoll_event *ev;
@@ -191,6 +192,11 @@ void rdm_loop_set_poll(struct rdm_loop *l, enum rdm_poll_mode mode, uint32_t spi
 	l->spin_ns = (uint64_t)spin_us * 1000;
 }
 
+enum rdm_poll_mode rdm_loop_poll_mode(const struct rdm_loop *l)
+{
+	return l->poll;
+}
+
 static const char *const poll_names[] = {"sleep", "adaptive", "busy"};
 
 int rdm_poll_mode_parse(const char *s, enum rdm_poll_mode *mode)
@@ -211,7 +217,7 @@ const char *rdm_poll_mode_name(enum rdm_poll_mode mode)
 int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 {
 	struct epoll_event ev[MAX_EVENTS];
-	int n, ran = 0, wait = max_wait_ms, hot = 0;
+	int n, ran = 0, wait = max_wait_ms, hot = 0, costly = 0, look = 1;
 	uint64_t now;
 
 	if (l->timers) {
@@ -222,18 +228,28 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 		if (wait < 0 || ms < wait)
 			wait = ms;
 	}
-	/* A hot poller keeps the loop spinning, and every EPOLL_EVERY turns it still looks
-	 * at the fds: that system call also lets the kernel run work it deferred (on
-	 * Soft-RoCE, the copy of every send that is not inline). */
+	/* A hot poller keeps the loop spinning, and every EPOLL_EVERY turns (every
+	 * RDM_LOOP_EPOLL_GAP_NS with a costly one) it still looks at the fds: that system
+	 * call also lets the kernel run work it deferred (on Soft-RoCE, the copy of every
+	 * send that is not inline). */
 	for (struct rdm_poller *p = l->pollers; p; p = p->next)
-		hot |= p->hot;
+		if (p->hot) {
+			hot = 1;
+			costly |= p->costly;
+		}
 	if (hot || l->poll == RDM_POLL_BUSY ||
 	    (l->poll == RDM_POLL_ADAPTIVE && wait != 0 && rdm_now_ns() < l->hot_until_ns))
 		wait = 0;
-	if (hot && ++l->turns % EPOLL_EVERY)
-		n = 0;
-	else
-		n = epoll_wait(l->epfd, ev, MAX_EVENTS, wait);
+	if (costly) {
+		uint64_t t = rdm_now_ns();
+
+		look = t - l->looked_ns >= RDM_LOOP_EPOLL_GAP_NS;
+		if (look)
+			l->looked_ns = t;
+	} else if (hot) {
+		look = ++l->turns % EPOLL_EVERY == 0;
+	}
+	n = look ? epoll_wait(l->epfd, ev, MAX_EVENTS, wait) : 0;
 	if (n < 0 && errno != EINTR)
 		return -errno;
 	l->ev = ev;

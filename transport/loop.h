@@ -25,12 +25,16 @@ struct rdm_io {
 
 /* A poller runs on every turn of the loop while it is hot, and the loop does not block
  * then: busy polling that still lets the worker send, receive and run its timers. poll()
- * returns 1 to stay hot, 0 to go cold (something else, an fd, will wake it again). */
+ * returns 1 to stay hot, 0 to go cold (something else, an fd, will wake it again).
+ * costly: each poll is a system call (a TCP socket read), so the loop looks at its fds
+ * by time while it is hot (every RDM_LOOP_EPOLL_GAP_NS), not every EPOLL_EVERY turns. */
 struct rdm_poller {
 	int (*poll)(struct rdm_poller *p);
 	struct rdm_poller *next;
-	int hot, added;
+	int hot, added, costly;
 };
+
+#define RDM_LOOP_EPOLL_GAP_NS 4000
 
 struct rdm_timer {
 	uint64_t due_ns;
@@ -64,13 +68,14 @@ void rdm_loop_defer_free(struct rdm_loop *l, void *p, void (*fn)(void *));
 
 /* How a loop waits for work (a node's `poll:`). SLEEP blocks in epoll_wait until an fd or
  * a timer is due. BUSY never blocks: every turn polls the fds (epoll_wait with no wait;
- * every 16th turn while a ring or CQ poller is hot), a core kept busy for the least
+ * every 16th turn while a ring or CQ poller is hot, every 4 us while a costly one is), a core kept busy for the least
  * wake-up latency. ADAPTIVE polls like BUSY for spin_us
  * after the last turn that ran something, then sleeps: the wake-up is saved while
  * traffic flows, the core is given back when it stops. */
 enum rdm_poll_mode { RDM_POLL_SLEEP = 0, RDM_POLL_ADAPTIVE, RDM_POLL_BUSY };
 
 void rdm_loop_set_poll(struct rdm_loop *l, enum rdm_poll_mode mode, uint32_t spin_us);
+enum rdm_poll_mode rdm_loop_poll_mode(const struct rdm_loop *l);
 
 /* The mode named s ("sleep", "adaptive", "busy"): 0, or -EINVAL. And a mode's name. */
 int rdm_poll_mode_parse(const char *s, enum rdm_poll_mode *mode);

@@ -1,7 +1,9 @@
 /* TCP backend: epoll, TCP_NODELAY, frames as a 4-byte big-endian length then the frame.
  * Each connection owns a byte ring for sending (flushed with one writev per turn, so a
  * batch of frames costs one system call) and a receive buffer that frames are handed out
- * of without copying. With opts.tls a connection first proves both ends with a TLS 1.3
+ * of without copying. In a loop that polls (poll: busy or adaptive) a connection that got
+ * bytes reads its socket on every turn for spin_us after (busy: for ever): a frame then
+ * costs one read, not an epoll_wait and a read. With opts.tls a connection first proves both ends with a TLS 1.3
  * handshake, driven by the same events (tcp_prove.c), and comes up only after it. */
 #include "transport/tcp_int.h"
 #include "lib/byteorder.h"
@@ -76,6 +78,7 @@ static void unlink_from_listener(struct tcp_conn *c)
 
 static void drop_socket(struct tcp_conn *c)
 {
+	rdm_poller_del(c->loop, &c->poller);
 	if (c->io.fd >= 0) {
 		uint8_t sink[4096];
 
@@ -431,9 +434,40 @@ void rdm_tcp__eof(struct tcp_conn *c)
 	rdm_tcp__deliver(c);
 }
 
+/* Bytes came: in a loop that polls, the socket is read on every turn from now on, until
+ * spin_ns passes without any. */
+static void stay_hot(struct tcp_conn *c)
+{
+	if (!c->spin_ns || rdm_loop_poll_mode(c->loop) == RDM_POLL_SLEEP)
+		return;
+	c->hot_until_ns = c->spin_ns == UINT64_MAX ? UINT64_MAX : rdm_now_ns() + c->spin_ns;
+	if (!c->poller.hot)
+		rdm_poller_wake(c->loop, &c->poller);
+}
+
+/* One turn of busy reading; whether to stay hot. A connection that cannot read now
+ * (paused, closed, proving itself) goes cold: its events wake it again. */
+static int poll_read(struct rdm_poller *p)
+{
+	struct tcp_conn *c = container_of(p, struct tcp_conn, poller);
+	uint64_t before = c->base.stats.rx_bytes;
+
+	if (c->io.fd < 0 || c->closed || c->eof || c->hs || c->rx_paused || !c->base.up)
+		return 0;
+	tcp_read(c);
+	if (c->io.fd < 0 || c->closed || c->eof)
+		return 0;
+	if (c->base.stats.rx_bytes != before) {
+		c->base.stats.rx_polled++;
+		return 1; /* tcp_read renewed hot_until_ns */
+	}
+	return c->hot_until_ns == UINT64_MAX || rdm_now_ns() < c->hot_until_ns;
+}
+
 static void tcp_read(struct tcp_conn *c)
 {
 	ssize_t n;
+	uint64_t before = c->base.stats.rx_bytes;
 
 	if (c->rx_end == c->rx_cap && c->rx_start > 0) {
 		memmove(c->rx, c->rx + c->rx_start, c->rx_end - c->rx_start);
@@ -444,6 +478,8 @@ static void tcp_read(struct tcp_conn *c)
 		return; /* paused with a full buffer: the peer waits on TCP's window */
 	if (c->tls) {
 		rdm_tcp__tls_read(c);
+		if (c->base.stats.rx_bytes != before && c->io.fd >= 0 && !c->closed)
+			stay_hot(c);
 		return;
 	}
 	n = read(c->io.fd, c->rx + c->rx_end, c->rx_cap - c->rx_end);
@@ -458,6 +494,7 @@ static void tcp_read(struct tcp_conn *c)
 	}
 	c->rx_end += (uint32_t)n;
 	c->base.stats.rx_bytes += (uint64_t)n;
+	stay_hot(c);
 	rdm_tcp__deliver(c);
 }
 
@@ -589,6 +626,9 @@ static struct tcp_conn *conn_new(struct rdm_loop *l, const struct rdm_conn_opts 
 	if (c->o.backoff_max_ms < c->o.backoff_min_ms)
 		c->o.backoff_max_ms = c->o.backoff_min_ms;
 	c->backoff_ms = c->o.backoff_min_ms;
+	c->poller.poll = poll_read;
+	c->poller.costly = 1;
+	c->spin_ns = o->spin_us == UINT32_MAX ? UINT64_MAX : (uint64_t)o->spin_us * 1000;
 	/* Room past the limit for one whole batch, so a batch is never split. */
 	c->tx_cap = c->o.queue_bytes + batch * (max_frame + LEN_PREFIX);
 	c->rx_cap = 2 * (max_frame + LEN_PREFIX) > (256u << 10) ? 2 * (max_frame + LEN_PREFIX)

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "lib/util.h"
+#include "transport/loop.h"
 #include "transport/transport.h"
 
 #define LEN_PREFIX 4
@@ -46,6 +47,10 @@ struct tcp_conn {
 
 	uint8_t *rx;
 	uint32_t rx_cap, rx_start, rx_end;
+	/* Busy reading (a loop on poll: busy or adaptive): the socket read on every turn
+	 * until hot_until_ns, spin_ns after the last bytes (UINT64_MAX: for ever). */
+	struct rdm_poller poller;
+	uint64_t spin_ns, hot_until_ns;
 	int rx_paused;
 	int eof;     /* the peer closed; frames still buffered go to the owner first */
 	int tx_shut; /* we are done sending (shutdown_tx): no reconnect after the peer closes */

@@ -103,13 +103,16 @@ struct rdm_conn_opts {
 	uint32_t credits;    /* receive slots granted to each peer (default 64) */
 	uint32_t inline_max; /* inline bytes to ask the device for (default 256) */
 	uint32_t spin_us;    /* rdma, shm: poll this long after the last frame before sleeping
-			      * (default 20); UINT32_MAX: never sleep (a node's poll: busy) */
+			      * (default 20); UINT32_MAX: never sleep (a node's poll: busy);
+			      * tcp: read the socket this long after the last bytes while the
+			      * loop polls (poll: busy or adaptive; 0: never) */
 };
 
 struct rdm_conn_stats {
 	uint64_t tx_frames, tx_bytes;
 	uint64_t partial_writes; /* writes the socket took only part of */
 	uint64_t rx_frames, rx_bytes;
+	uint64_t rx_polled; /* tcp: reads that busy polling made and that brought bytes */
 	uint64_t congested;	/* times the send queue passed its limit */
 	uint64_t queue_full;	/* frames refused at the hard limit (caller ignored congestion) */
 	uint64_t lost_on_close; /* frames still queued when the connection failed */
