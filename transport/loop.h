@@ -68,8 +68,8 @@ void rdm_loop_defer_free(struct rdm_loop *l, void *p, void (*fn)(void *));
 
 /* How a loop waits for work (a node's `poll:`). SLEEP blocks in epoll_wait until an fd or
  * a timer is due. BUSY never blocks: every turn polls the fds (epoll_wait with no wait;
- * every 16th turn while a ring or CQ poller is hot, every 4 us while a costly one is), a core kept busy for the least
- * wake-up latency. ADAPTIVE polls like BUSY for spin_us
+ * every 16th turn while a ring or CQ poller is hot, every 4 us while a costly one is), a
+ * core kept busy for the least wake-up latency. ADAPTIVE polls like BUSY for spin_us
  * after the last turn that ran something, then sleeps: the wake-up is saved while
  * traffic flows, the core is given back when it stops. */
 enum rdm_poll_mode { RDM_POLL_SLEEP = 0, RDM_POLL_ADAPTIVE, RDM_POLL_BUSY };

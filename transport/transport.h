@@ -112,7 +112,7 @@ struct rdm_conn_stats {
 	uint64_t tx_frames, tx_bytes;
 	uint64_t partial_writes; /* writes the socket took only part of */
 	uint64_t rx_frames, rx_bytes;
-	uint64_t rx_polled; /* tcp: reads that busy polling made and that brought bytes */
+	uint64_t rx_polled;	/* tcp: reads that busy polling made and that brought bytes */
 	uint64_t congested;	/* times the send queue passed its limit */
 	uint64_t queue_full;	/* frames refused at the hard limit (caller ignored congestion) */
 	uint64_t lost_on_close; /* frames still queued when the connection failed */
