@@ -25,9 +25,15 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CRIT_CFLAGS = $(shell pkg-config --cflags criterion 2>/dev/null)
 CRIT_LIBS = $(shell pkg-config --libs criterion 2>/dev/null)
 
+# build/rdmesh is linked with link-time optimisation: the per-packet path crosses files of
+# every layer (frame, flow table, clock, the stages), and their small functions are then
+# inlined across them (tests/bench/insns.sh: about 6 % fewer instructions per packet). The
+# objects carry both forms (fat), so the tests and tools link them as plain objects.
+# Not in sanitizer builds.
+LTO := $(if $(SANITIZE),,-flto=auto -ffat-lto-objects)
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -D_GNU_SOURCE \
-	-I. $(PKG_CFLAGS) $(SANFLAGS) -MMD -MP
+	-I. $(PKG_CFLAGS) $(SANFLAGS) $(LTO) -MMD -MP
 LDFLAGS += $(SANFLAGS)
 LDLIBS += $(PKG_LIBS) -lpthread -lm
 
@@ -71,17 +77,17 @@ $(BUILD)/librdmesh.a: $(LIB_OBJ)
 
 $(BUILD)/rdmesh: $(BUILD)/obj/orchestrator/main.o $(BUILD)/librdmesh.a
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	@$(CC) $(LDFLAGS) $(if $(LTO),-flto=auto) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/librdmesh.a
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
-	@$(CC) $(CFLAGS) $(CRIT_CFLAGS) $< $(BUILD)/librdmesh.a -o $@ $(LDFLAGS) $(CRIT_LIBS) $(LDLIBS)
+	@$(CC) $(CFLAGS) -fno-lto $(CRIT_CFLAGS) $< $(BUILD)/librdmesh.a -o $@ $(LDFLAGS) $(CRIT_LIBS) $(LDLIBS)
 
 $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/librdmesh.a
 	@mkdir -p $(dir $@)
 	@echo "  TOOL    $@"
-	@$(CC) $(CFLAGS) $< $(BUILD)/librdmesh.a -o $@ $(LDFLAGS) $(LDLIBS)
+	@$(CC) $(CFLAGS) -fno-lto $< $(BUILD)/librdmesh.a -o $@ $(LDFLAGS) $(LDLIBS)
 
 # What CI runs (.ci/run): the format check, the layer check, the unit tests, the
 # integration tests (network namespaces and the Soft-RoCE guest; needs root), the unit

@@ -258,7 +258,7 @@ static int request(const char *orch, const char *certs, const char *const *kv, i
 	}
 	for (int i = 0;; i++) {
 		char at[64];
-		struct rdm_msg m;
+		struct rdm_msg m = {0};
 		const char *st, *leader;
 		int got;
 

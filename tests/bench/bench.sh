@@ -13,7 +13,8 @@
 # For each path: per-hop latency of 1-hop and 3-hop chains (the frames' own timestamps,
 # p50/p99/p99.9/max), the transport's half round trip (tests/tools/pingpong) beside
 # sockperf ping-pong (TCP paths) or ib_send_lat (rdma), throughput through one hop with 1
-# and 2 workers at 64 B and 1500 B, and the CPU time per million packets.
+# and 2 workers at 64 B and 1500 B, and the CPU time per million packets; beside the
+# targets, what the machine itself allows (tests/tools/coldcache, tests/tools/jitter).
 # Output in DIR: bench.csv, bench.md, latency.png, throughput.png.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-for t in pingpong fixedpcap; do
+for t in pingpong fixedpcap jitter coldcache; do
 	[ -x "$TOOLS/$t" ] || { echo "bench: $TOOLS/$t missing (make builds it)" >&2; exit 1; }
 done
 [ $rdma = 1 ] || [ "$(id -u)" = 0 ] || { echo "bench: needs root for network namespaces" >&2; exit 1; }
@@ -435,6 +436,11 @@ for p in $paths; do
 				e=$work/s2
 				L[shm, load]="$r80 $(us "$(stat "$e" hops_p50_ns)") $(us "$(stat "$e" hops_p99_ns)") $(us "$(stat "$e" hops_p999_ns)")"
 				echo "shm,hop_1hop_load80,$size,1,$(us "$(stat "$e" hops_p50_ns)"),$(us "$(stat "$e" hops_p99_ns)"),$(us "$(stat "$e" hops_p999_ns)"),$(us "$(stat "$e" hops_max_ns)"),$r80," >>"$csv"
+				# What the machine allows that row: two threads spin as its two busy
+				# nodes do, and every gap past 3x its p50 is time a packet waits longer.
+				j=$(awk -v v="$(stat "$e" hops_p50_ns)" 'BEGIN { printf "%.1f", 3 * v / 1000 }')
+				step "this machine's own gaps past $j us (jitter, 2 spinning threads, 2 s)"
+				L[shm, jitter]="$j $("$TOOLS/jitter" 2 "$j" 2)"
 			fi
 		fi
 	done
@@ -686,6 +692,10 @@ p50() { echo "${1%%,*}"; }
 		read -r r80 a b c <<<"${L[shm, load]}"
 		r=$(ratio "$c" "$a")
 		echo "| shm hop p99.9 <= 3x p50 at 80% of peak load ($r80 packets/s, $qs B, poll busy) | p99.9 $c us vs p50 $a us (p99 $b us) | $r | $(met "$r" 3) |"
+		if [ -n "${L[shm, jitter]:-}" ]; then
+			read -r j jg js jm <<<"${L[shm, jitter]}"
+			echo "| (beside it, the machine's own floor: two threads that only spin, as the row's two busy nodes, 2 s; tests/tools/jitter) | $jg gaps per second past $j us (3x p50), $js % of the time beyond it, the longest $jm us: a p99.9 within 3x p50 needs that share under 0.1 % | $(ratio "$js" 0.1) | - |"
+		fi
 	fi
 	if [ $rdma = 1 ]; then
 		bs=${SIZES##* }
