@@ -1,5 +1,5 @@
-/* stamp: appends this node's hop timestamp to every frame and counts packets and bytes
- * per flow. Config:
+/* stamp: appends this node's hop timestamp to every frame (one clock reading per batch)
+ * and counts packets and bytes per flow. Config:
  *   - name: stamp
  *     max_flows: 65536   # flows counted per worker; packets beyond are counted apart */
 #include "services/stage.h"
@@ -79,12 +79,13 @@ static void stamp_process(void *p, struct rdm_frame *const *f, int n, int *verdi
 {
 	struct stamp_rt *rt = p;
 	struct timespec ts;
+	uint64_t ns;
 
+	/* One reading for the batch: its frames arrived together and are stamped together
+	 * (they are apart by the nanoseconds this loop takes). */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	for (int i = 0; i < n; i++) {
-		uint64_t ns;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 		/* A full hop list is counted, not fatal: the packet still goes on. */
 		if (rdm_frame_add_hop(f[i], rt->node_id, ns) < 0)
 			rt->hops_full++;

@@ -26,6 +26,7 @@ struct rdm_loop {
 	uint64_t hot_until_ns; /* ADAPTIVE: polling until then */
 	unsigned turns;	       /* turns with a hot poller, counted to look at the fds */
 	uint64_t looked_ns;    /* the last epoll_wait while a costly poller was hot */
+	uint64_t now_ns;       /* this turn's clock reading (rdm_loop_now) */
 	/* The events of the epoll_wait being run, [ev_next, ev_n) still to run: an io
 	 * deleted meanwhile has its waiting events struck out (rdm_io_del). */
 	struct epoll_event *ev;
@@ -43,6 +44,7 @@ struct rdm_loop *rdm_loop_new(void)
 
 	if (!l)
 		return NULL;
+	l->now_ns = rdm_now_ns();
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (l->epfd < 0) {
 		int e = errno;
@@ -197,6 +199,11 @@ enum rdm_poll_mode rdm_loop_poll_mode(const struct rdm_loop *l)
 	return l->poll;
 }
 
+uint64_t rdm_loop_now(const struct rdm_loop *l)
+{
+	return l->now_ns;
+}
+
 static const char *const poll_names[] = {"sleep", "adaptive", "busy"};
 
 int rdm_poll_mode_parse(const char *s, enum rdm_poll_mode *mode)
@@ -218,12 +225,16 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 {
 	struct epoll_event ev[MAX_EVENTS];
 	int n, ran = 0, wait = max_wait_ms, hot = 0, costly = 0, look = 1;
-	uint64_t now;
+	/* One clock reading per turn, for the loop and its pollers (rdm_loop_now); read
+	 * again only after a wait that may have blocked or callbacks that ran. A spinning
+	 * loop reads the clock once a turn, however many pollers it runs. */
+	uint64_t now = rdm_now_ns();
 
+	l->now_ns = now;
 	if (l->timers) {
-		uint64_t t = rdm_now_ns(), due = l->timers->due_ns;
+		uint64_t due = l->timers->due_ns;
 		/* Round up so a timer never fires a little early and spins. */
-		int ms = due <= t ? 0 : (int)((due - t + 999999) / 1000000);
+		int ms = due <= now ? 0 : (int)((due - now + 999999) / 1000000);
 
 		if (wait < 0 || ms < wait)
 			wait = ms;
@@ -238,20 +249,20 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 			costly |= p->costly;
 		}
 	if (hot || l->poll == RDM_POLL_BUSY ||
-	    (l->poll == RDM_POLL_ADAPTIVE && wait != 0 && rdm_now_ns() < l->hot_until_ns))
+	    (l->poll == RDM_POLL_ADAPTIVE && wait != 0 && now < l->hot_until_ns))
 		wait = 0;
 	if (costly) {
-		uint64_t t = rdm_now_ns();
-
-		look = t - l->looked_ns >= RDM_LOOP_EPOLL_GAP_NS;
+		look = now - l->looked_ns >= RDM_LOOP_EPOLL_GAP_NS;
 		if (look)
-			l->looked_ns = t;
+			l->looked_ns = now;
 	} else if (hot) {
 		look = ++l->turns % EPOLL_EVERY == 0;
 	}
 	n = look ? epoll_wait(l->epfd, ev, MAX_EVENTS, wait) : 0;
 	if (n < 0 && errno != EINTR)
 		return -errno;
+	if (look && wait != 0)
+		l->now_ns = now = rdm_now_ns(); /* it may have slept */
 	l->ev = ev;
 	l->ev_n = n > 0 ? n : 0;
 	for (l->ev_next = 0; l->ev_next < l->ev_n;) {
@@ -264,7 +275,8 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 		ran++;
 	}
 	l->ev_n = l->ev_next = 0;
-	now = rdm_now_ns();
+	if (ran)
+		l->now_ns = now = rdm_now_ns();
 	while (l->timers && l->timers->due_ns <= now) {
 		struct rdm_timer *t = l->timers;
 

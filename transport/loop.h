@@ -76,6 +76,10 @@ enum rdm_poll_mode { RDM_POLL_SLEEP = 0, RDM_POLL_ADAPTIVE, RDM_POLL_BUSY };
 
 void rdm_loop_set_poll(struct rdm_loop *l, enum rdm_poll_mode mode, uint32_t spin_us);
 enum rdm_poll_mode rdm_loop_poll_mode(const struct rdm_loop *l);
+/* The clock (rdm_now_ns) as the loop read it this turn: pollers, which run on every turn,
+ * take it rather than read the clock again (on a virtual machine without a fast clock
+ * every reading is a system call). Before the first turn, when the loop was made. */
+uint64_t rdm_loop_now(const struct rdm_loop *l);
 
 /* The mode named s ("sleep", "adaptive", "busy"): 0, or -EINVAL. And a mode's name. */
 int rdm_poll_mode_parse(const char *s, enum rdm_poll_mode *mode);

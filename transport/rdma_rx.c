@@ -246,12 +246,13 @@ static int rdmx_poll_batch(struct rdmx_ctx *x)
 int rdm_rdma__ctx_poller(struct rdm_poller *p)
 {
 	struct rdmx_ctx *x = container_of(p, struct rdmx_ctx, poller);
+	uint64_t now = rdm_loop_now(x->rw->loop); /* this turn's: no clock read per poll */
 
 	if (rdmx_poll_batch(x) > 0) {
-		x->hot_until = rdm_now_ns() + x->spin_ns;
+		x->hot_until = now + x->spin_ns;
 		return 1;
 	}
-	if (rdm_now_ns() < x->hot_until)
+	if (now < x->hot_until)
 		return 1;
 	/* Arm, then poll once more: a completion that raced the arming is not lost. */
 	ibv_req_notify_cq(x->cq, 0);

@@ -240,7 +240,7 @@ static int poll_fn(struct rdm_poller *p)
 	check_writable(c);
 	if (c->closed || c->state != S_UP || c->rx_paused)
 		return 0;
-	now = rdm_now_ns();
+	now = rdm_loop_now(c->loop); /* this turn's: no clock read per poll */
 	if (c->base.stats.rx_frames != got)
 		c->hot_until_ns = c->spin_ns == UINT64_MAX ? UINT64_MAX : now + c->spin_ns;
 	if (now < c->hot_until_ns)

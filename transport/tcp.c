@@ -440,7 +440,8 @@ static void stay_hot(struct tcp_conn *c)
 {
 	if (!c->spin_ns || rdm_loop_poll_mode(c->loop) == RDM_POLL_SLEEP)
 		return;
-	c->hot_until_ns = c->spin_ns == UINT64_MAX ? UINT64_MAX : rdm_now_ns() + c->spin_ns;
+	c->hot_until_ns =
+	    c->spin_ns == UINT64_MAX ? UINT64_MAX : rdm_loop_now(c->loop) + c->spin_ns;
 	if (!c->poller.hot)
 		rdm_poller_wake(c->loop, &c->poller);
 }
@@ -461,7 +462,7 @@ static int poll_read(struct rdm_poller *p)
 		c->base.stats.rx_polled++;
 		return 1; /* tcp_read renewed hot_until_ns */
 	}
-	return c->hot_until_ns == UINT64_MAX || rdm_now_ns() < c->hot_until_ns;
+	return c->hot_until_ns == UINT64_MAX || rdm_loop_now(c->loop) < c->hot_until_ns;
 }
 
 static void tcp_read(struct tcp_conn *c)
