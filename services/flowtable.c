@@ -9,8 +9,11 @@
 #define NIL	   UINT32_MAX
 #define ALIGN16(n) (((n) + 15u) & ~(size_t)15u)
 
-/* Timeout classes: one LRU list each, so that the head of a list is always the flow of
- * that class closest to its deadline. */
+/* Timeout classes: one LRU list each, in the order flows last moved to its back. A flow
+ * moves there when it is created, changes class, or is touched at least move_ns after its
+ * last move; a touch in between only sets last_ns. So a list's flows moved in order, and
+ * each was touched at most move_ns after its move: a flow behind the head was last
+ * touched at most move_ns before the head was, and expires at most that late. */
 enum { CLS_TCP, CLS_TCP_CLOSED, CLS_UDP, CLS_OTHER, CLS_COUNT };
 
 struct lru {
@@ -20,6 +23,7 @@ struct lru {
 struct rdm_flowtab {
 	struct rdm_flow_conf c;
 	uint64_t timeout_ns[CLS_COUNT];
+	uint64_t move_ns[CLS_COUNT]; /* a touched flow moves in its queue at most this often */
 	size_t stride;
 	uint8_t *mem;
 	uint32_t *bucket;
@@ -80,6 +84,8 @@ struct rdm_flowtab *rdm_flowtab_new(const struct rdm_flow_conf *c, size_t data_s
 	t->timeout_ns[CLS_TCP_CLOSED] = (uint64_t)t->c.tcp_closed_ms * 1000000ull;
 	t->timeout_ns[CLS_UDP] = (uint64_t)t->c.udp_idle_ms * 1000000ull;
 	t->timeout_ns[CLS_OTHER] = (uint64_t)t->c.other_idle_ms * 1000000ull;
+	for (int k = 0; k < CLS_COUNT; k++)
+		t->move_ns[k] = t->timeout_ns[k] / 64;
 	while (nb < t->c.max_flows)
 		nb <<= 1;
 	t->mask = nb - 1;
@@ -129,6 +135,7 @@ static void lru_append(struct rdm_flowtab *t, struct rdm_flow *f)
 	struct lru *l = &t->lru[f->cls];
 	uint32_t i = idx(t, f);
 
+	f->moved_ns = f->last_ns;
 	f->next_lru = NIL;
 	f->prev_lru = l->tail;
 	if (l->tail != NIL)
@@ -238,6 +245,7 @@ struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_
 				   uint64_t now_ns, int *dir, int *created)
 {
 	struct rdm_flow *f = rdm_flowtab_find(t, k, hash, dir);
+	uint32_t i, *b;
 
 	/* A new connection on the 5-tuple of one that closed moments ago (a client reusing
 	 * its port) is a new flow, not the old one's tail. */
@@ -249,36 +257,48 @@ struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_
 	if (created)
 		*created = !f;
 	if (f) {
-		lru_unlink(t, f);
-	} else {
-		uint32_t i, *b;
+		uint8_t was = f->tcp_flags[*dir], cls = f->cls;
 
-		if (t->free_head == NIL && t->c.refuse_new) {
-			t->st.refused++;
-			return NULL;
+		f->last_ns = now_ns;
+		f->packets[*dir]++;
+		f->bytes[*dir] += bytes;
+		/* A packet that adds no TCP flag cannot change the flow's class. */
+		if (k->proto == IPPROTO_TCP && (was | tcp_flags) != was) {
+			f->tcp_flags[*dir] = was | tcp_flags;
+			cls = cls_of(f);
 		}
-		if (t->free_head == NIL)
-			flow_end(t, victim(t), RDM_FLOW_END_EVICTED);
-		i = t->free_head;
-		f = at(t, i);
-		t->free_head = f->next_hash;
-		memset(f, 0, t->stride);
-		f->key = *k;
-		f->hash = hash;
-		f->first_ns = now_ns;
-		b = &t->bucket[hash & t->mask];
-		f->next_hash = *b;
-		*b = i;
-		*dir = 0;
-		t->st.created++;
-		if (++t->st.flows > t->st.peak)
-			t->st.peak = t->st.flows;
+		if (cls == f->cls && now_ns - f->moved_ns < t->move_ns[cls])
+			return f; /* touched, not moved: the list stays in order (above) */
+		lru_unlink(t, f);
+		f->cls = cls;
+		lru_append(t, f);
+		return f;
 	}
+	if (t->free_head == NIL && t->c.refuse_new) {
+		t->st.refused++;
+		return NULL;
+	}
+	if (t->free_head == NIL)
+		flow_end(t, victim(t), RDM_FLOW_END_EVICTED);
+	i = t->free_head;
+	f = at(t, i);
+	t->free_head = f->next_hash;
+	memset(f, 0, t->stride);
+	f->key = *k;
+	f->hash = hash;
+	f->first_ns = now_ns;
+	b = &t->bucket[hash & t->mask];
+	f->next_hash = *b;
+	*b = i;
+	*dir = 0;
+	t->st.created++;
+	if (++t->st.flows > t->st.peak)
+		t->st.peak = t->st.flows;
 	f->last_ns = now_ns;
-	f->packets[*dir]++;
-	f->bytes[*dir] += bytes;
+	f->packets[0] = 1;
+	f->bytes[0] = bytes;
 	if (k->proto == IPPROTO_TCP)
-		f->tcp_flags[*dir] |= tcp_flags;
+		f->tcp_flags[0] = tcp_flags;
 	f->cls = cls_of(f);
 	lru_append(t, f);
 	return f;

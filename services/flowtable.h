@@ -6,6 +6,11 @@
  * one ends.
  * Idle flows expire by protocol: TCP after tcp_idle_ms, or tcp_closed_ms once RST or a
  * FIN each way was seen; UDP after udp_idle_ms; anything else after other_idle_ms.
+ * A packet refreshes its flow's clock, but moves the flow to the back of its class's
+ * queue only when the last move was at least 1/64 of the class's timeout ago: a busy
+ * flow costs no list work per packet. So a flow may end up to 1/64 of its timeout after
+ * it went idle (about 4.7 s of TCP's default 300 s), and eviction takes the least
+ * recently used flow to within as much.
  * Not thread-safe: each worker owns its tables. */
 #ifndef RDM_FLOWTABLE_H
 #define RDM_FLOWTABLE_H
@@ -47,6 +52,7 @@ struct rdm_flow {
 	/* Private to the table. */
 	uint8_t cls;
 	uint32_t next_hash, prev_lru, next_lru;
+	uint64_t moved_ns; /* when it last moved to the back of its queue */
 };
 
 /* Called once for every flow that leaves the table, before its entry is reused. The
@@ -96,7 +102,7 @@ struct rdm_flow *rdm_flowtab_find(struct rdm_flowtab *t, const struct rdm_flow_k
  * Returns how many ended. */
 int rdm_flowtab_expire(struct rdm_flowtab *t, uint64_t now_ns, int budget);
 
-/* Calls fn for every flow in the table (timeout class by class, least recently used
+/* Calls fn for every flow in the table (timeout class by class, least recently moved
  * first within each). fn must not add or remove flows. */
 void rdm_flowtab_foreach(struct rdm_flowtab *t, void (*fn)(void *arg, struct rdm_flow *f),
 			 void *arg);

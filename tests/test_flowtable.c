@@ -283,6 +283,41 @@ Test(flowtab, traffic_refreshes_the_idle_timer)
 	rdm_flowtab_free(t);
 }
 
+/* A packet moves its flow to the back of its queue only 1/64 of the timeout after its
+ * last move (UDP here: 500 ms, so 7.8 ms): a flow behind one touched sooner ends at most
+ * that late; one touched later has moved, and the flow behind it ends on time. */
+static int ends_when_touched_after(uint64_t touch)
+{
+	struct rdm_flowtab *t = rdm_flowtab_new(&small, 0, on_end, &ends);
+	struct rdm_flow_key a = key4(IPPROTO_UDP, 1, 1001, 2, 53);
+	struct rdm_flow_key b = key4(IPPROTO_UDP, 1, 1002, 2, 53);
+	int n;
+
+	cr_assert_not_null(t);
+	reset_ends();
+	pkt(t, a, 60, 0, T0, NULL, NULL);
+	pkt(t, b, 60, 0, T0 + 1 * MS, NULL, NULL);
+	pkt(t, rev(a), 60, 0, T0 + touch, NULL, NULL);
+	cr_assert_eq(rdm_flowtab_expire(t, T0 + 500 * MS, 0), 0, "b is not idle yet");
+	n = rdm_flowtab_expire(t, T0 + 501 * MS, 0); /* b's deadline */
+	if (n == 1)
+		cr_assert(same_key(&ends.key[0], &b));
+	cr_assert_eq(rdm_flowtab_expire(t, T0 + touch + 500 * MS, 0), 2 - n,
+		     "by a's deadline both have ended");
+	cr_assert(same_key(&ends.key[ends.n - 1], n == 1 ? &a : &b));
+	rdm_flowtab_free(t);
+	return n;
+}
+
+Test(flowtab, a_busy_flow_moves_in_its_queue_at_most_every_64th_of_its_timeout)
+{
+	/* Touched 2 ms after it moved: it stays at the head, and b, behind it, ends at a's
+	 * deadline, 1 ms after its own (within the 7.8 ms bound). */
+	cr_assert_eq(ends_when_touched_after(2 * MS), 0);
+	/* Touched 10 ms after: it moved behind b, which ends on time. */
+	cr_assert_eq(ends_when_touched_after(10 * MS), 1);
+}
+
 Test(flowtab, tcp_closes_after_a_fin_each_way)
 {
 	struct rdm_flowtab *t = rdm_flowtab_new(&small, 0, on_end, &ends);
