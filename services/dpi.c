@@ -39,7 +39,7 @@
 #define DPI_EXPIRE_PER_BATCH 8
 #define DPI_EXPIRE_PER_TICK  1024
 /* Arena bytes a frame may need: app name, category name and host, each a TLV string. */
-#define DPI_ARENA_PER_FRAME (3 * (RDM_STR_MAX + 1))
+#define DPI_ARENA_PER_FRAME (2 * (RDM_STR_MAX + 1))
 
 _Static_assert(DPI_HOST_MAX <= RDM_STR_MAX, "an nDPI host name fits a HOST TLV");
 _Static_assert(DPI_APP_NAME_MAX <= RDM_STR_MAX, "an app name fits an APP_NAME TLV");
@@ -66,7 +66,7 @@ struct dpi_flow {
 	char host[DPI_HOST_MAX];
 	/* Copies of the strings in the rt's arena, valid for the batch numbered epoch. */
 	uint64_t epoch;
-	struct rdm_str a_app, a_cat, a_host;
+	struct rdm_str a_app, a_host;
 };
 
 struct dpi_rt {
@@ -300,7 +300,6 @@ static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *
 		return;
 	if (df->epoch != rt->epoch) {
 		df->a_app = dpi_arena_str(rt, df->app_name, df->app_len);
-		df->a_cat = dpi_arena_str(rt, df->cat_name ? df->cat_name : "", df->cat_len);
 		df->a_host = dpi_arena_str(rt, df->host, df->host_len);
 		df->epoch = rt->epoch;
 	}
@@ -313,7 +312,8 @@ static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *
 			f->present |= RDM_F_APP_NAME;
 		}
 		f->category_id = df->cat_id;
-		f->category = df->a_cat;
+		/* nDPI's own name, which lives as long as the detection module: no copy. */
+		f->category = (struct rdm_str){df->cat_name ? df->cat_name : "", df->cat_len};
 		f->present |= RDM_F_CATEGORY;
 	}
 	if (df->a_host.len) {
