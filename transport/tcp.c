@@ -2,7 +2,7 @@
  * Each connection owns a byte ring for sending (flushed with one writev per turn, so a
  * batch of frames costs one system call) and a receive buffer that frames are handed out
  * of without copying. In a loop that polls (poll: busy or adaptive) a connection that got
- * bytes reads its socket on every turn for spin_us after (busy: for ever): a frame then
+ * bytes reads its socket on every turn for spin_us after (busy: 1 ms): a frame then
  * costs one read, not an epoll_wait and a read. With opts.tls a connection first proves both ends
  * with a TLS 1.3 handshake, driven by the same events (tcp_prove.c), and comes up only after it. */
 #include "transport/tcp_int.h"
@@ -22,6 +22,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#define TCP_BUSY_SPIN_NS 1000000ull /* poll: busy: 1 ms after a connection's last bytes */
 
 static void tcp_io(struct rdm_io *io, uint32_t events);
 static void tcp_start_connect(void *arg);
@@ -440,8 +442,7 @@ static void stay_hot(struct tcp_conn *c)
 {
 	if (!c->spin_ns || rdm_loop_poll_mode(c->loop) == RDM_POLL_SLEEP)
 		return;
-	c->hot_until_ns =
-	    c->spin_ns == UINT64_MAX ? UINT64_MAX : rdm_loop_now(c->loop) + c->spin_ns;
+	c->hot_until_ns = rdm_loop_now(c->loop) + c->spin_ns;
 	if (!c->poller.hot)
 		rdm_poller_wake(c->loop, &c->poller);
 }
@@ -462,7 +463,7 @@ static int poll_read(struct rdm_poller *p)
 		c->base.stats.rx_polled++;
 		return 1; /* tcp_read renewed hot_until_ns */
 	}
-	return c->hot_until_ns == UINT64_MAX || rdm_loop_now(c->loop) < c->hot_until_ns;
+	return rdm_loop_now(c->loop) < c->hot_until_ns;
 }
 
 static void tcp_read(struct tcp_conn *c)
@@ -629,7 +630,10 @@ static struct tcp_conn *conn_new(struct rdm_loop *l, const struct rdm_conn_opts 
 	c->backoff_ms = c->o.backoff_min_ms;
 	c->poller.poll = poll_read;
 	c->poller.costly = 1;
-	c->spin_ns = o->spin_us == UINT32_MAX ? UINT64_MAX : (uint64_t)o->spin_us * 1000;
+	/* A node on poll: busy (spin_us UINT32_MAX) still lets a connection idle for
+	 * TCP_BUSY_SPIN_NS go back to epoll: an idle socket read on every turn is a system
+	 * call a turn that the connections with traffic would wait behind. */
+	c->spin_ns = o->spin_us == UINT32_MAX ? TCP_BUSY_SPIN_NS : (uint64_t)o->spin_us * 1000;
 	/* Room past the limit for one whole batch, so a batch is never split. */
 	c->tx_cap = c->o.queue_bytes + batch * (max_frame + LEN_PREFIX);
 	c->rx_cap = 2 * (max_frame + LEN_PREFIX) > (256u << 10) ? 2 * (max_frame + LEN_PREFIX)

@@ -48,7 +48,7 @@ struct tcp_conn {
 	uint8_t *rx;
 	uint32_t rx_cap, rx_start, rx_end;
 	/* Busy reading (a loop on poll: busy or adaptive): the socket read on every turn
-	 * until hot_until_ns, spin_ns after the last bytes (UINT64_MAX: for ever). */
+	 * until hot_until_ns, spin_ns after the last bytes. */
 	struct rdm_poller poller;
 	uint64_t spin_ns, hot_until_ns;
 	int rx_paused;

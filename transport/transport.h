@@ -105,7 +105,7 @@ struct rdm_conn_opts {
 	uint32_t spin_us;    /* rdma, shm: poll this long after the last frame before sleeping
 			      * (default 20); UINT32_MAX: never sleep (a node's poll: busy);
 			      * tcp: read the socket this long after the last bytes while the
-			      * loop polls (poll: busy or adaptive; 0: never) */
+			      * loop polls (poll: busy or adaptive; 0: never; UINT32_MAX: 1 ms) */
 };
 
 struct rdm_conn_stats {
