@@ -469,7 +469,6 @@ static int poll_read(struct rdm_poller *p)
 static void tcp_read(struct tcp_conn *c)
 {
 	ssize_t n;
-	uint64_t before = c->base.stats.rx_bytes;
 
 	if (c->rx_end == c->rx_cap && c->rx_start > 0) {
 		memmove(c->rx, c->rx + c->rx_start, c->rx_end - c->rx_start);
@@ -479,6 +478,8 @@ static void tcp_read(struct tcp_conn *c)
 	if (c->rx_end == c->rx_cap)
 		return; /* paused with a full buffer: the peer waits on TCP's window */
 	if (c->tls) {
+		uint64_t before = c->base.stats.rx_bytes;
+
 		rdm_tcp__tls_read(c);
 		if (c->base.stats.rx_bytes != before && c->io.fd >= 0 && !c->closed)
 			stay_hot(c);
