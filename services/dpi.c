@@ -38,7 +38,8 @@
 /* Flows ended per process() call, so that expiry keeps up even without tick(). */
 #define DPI_EXPIRE_PER_BATCH 8
 #define DPI_EXPIRE_PER_TICK  1024
-/* Arena bytes a frame may need: app name, category name and host, each a TLV string. */
+/* Arena bytes a frame may need: app name and host, each a TLV string (the category is
+ * nDPI's own name, not copied). */
 #define DPI_ARENA_PER_FRAME (2 * (RDM_STR_MAX + 1))
 
 _Static_assert(DPI_HOST_MAX <= RDM_STR_MAX, "an nDPI host name fits a HOST TLV");

@@ -209,7 +209,7 @@ struct rdm_flow *rdm_flowtab_find(struct rdm_flowtab *t, const struct rdm_flow_k
 }
 
 /* The flow to give up for a new one: a closed TCP flow if any, else the one nearest
- * its deadline. */
+ * its deadline (to within move_ns: the lists' heads). */
 static struct rdm_flow *victim(struct rdm_flowtab *t)
 {
 	struct rdm_flow *best = NULL;
@@ -322,8 +322,9 @@ int rdm_flowtab_expire(struct rdm_flowtab *t, uint64_t now_ns, int budget)
 			n++;
 		}
 	}
-	/* Each list's head is its class's earliest deadline; touching a flow only moves
-	 * its deadline later, and lru_append lowers due_ns for one that comes earlier. */
+	/* Each list's head has its class's earliest deadline, to within move_ns (the order
+	 * above); touching a flow only moves its deadline later, and lru_append lowers
+	 * due_ns for one that comes earlier. */
 	t->due_ns = UINT64_MAX;
 	for (int k = 0; k < CLS_COUNT; k++)
 		if (t->lru[k].head != NIL && deadline(t, at(t, t->lru[k].head)) < t->due_ns)

@@ -3,8 +3,9 @@
  * batch of frames costs one system call) and a receive buffer that frames are handed out
  * of without copying. In a loop that polls (poll: busy or adaptive) a connection that got
  * bytes reads its socket on every turn for spin_us after (busy: 1 ms): a frame then
- * costs one read, not an epoll_wait and a read. With opts.tls a connection first proves both ends
- * with a TLS 1.3 handshake, driven by the same events (tcp_prove.c), and comes up only after it. */
+ * costs one read, not an epoll_wait and a read. With opts.tls a connection first proves
+ * both ends with a TLS 1.3 handshake, driven by the same events (tcp_prove.c), and comes
+ * up only after it. */
 #include "transport/tcp_int.h"
 #include "lib/byteorder.h"
 #include "lib/clock.h"
