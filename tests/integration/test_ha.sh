@@ -7,9 +7,9 @@
 #   1. one leads; the deployment comes up;
 #   2. kill -9 the leader in the middle of `ctl scale dpi 3`: another leads within the
 #      bound, the scale completes exactly once, the epoch only grows;
-#   3. kill one etcd member: nothing changes; kill a second: the orchestrators stop
-#      changing the plan and say why, the data plane forwards; restart a member: one
-#      leads again and nothing healthy is redeployed;
+#   3. kill one etcd member (not etcd's own leader): nothing changes; kill a second: the
+#      orchestrators stop changing the plan and say why, the data plane forwards;
+#      restart a member: one leads again and nothing healthy is redeployed;
 #   4. SIGSTOP the leader past its lease; another takes over and scales dpi to 2; SIGCONT:
 #      the old one steps down without a word to any node;
 #   5. a node killed while the leader changes is still found dead and replaced;
@@ -189,8 +189,12 @@ orch "$l1" # back, as a follower
 l=$(leader)
 e_before=$(epoch_now)
 lease_line=$(grep -o 'leading: etcd lease [0-9a-f]*' "$work/orch$l.log" | tail -1)
-# A member that is not on the leader's host, then a second one.
-m1=$(for j in 5 6 7; do [ "$j" != "$l" ] && echo $j; done | head -1)
+# A member on neither the leader's host nor leading etcd's own election, then a second
+# one. (Losing etcd's leader costs an election of 1-2 s, which a 3 s lease renewed a
+# second before may not outlast: then the orchestrator steps down and one leads again at
+# the same epoch, README "What happens when a piece fails". It did so once in CI.)
+rl=$(etcd_raft_leader) || fail "etcd's own leader: no member says it leads"
+m1=$(for j in 5 6 7; do [ "$j" != "$l" ] && [ "$j" != "$rl" ] && echo $j; done | head -1)
 m2=$(for j in 5 6 7; do [ "$j" != "$l" ] && [ "$j" != "$m1" ] && echo $j; done)
 lines_m1=$(wc -l <"$work/orch$l.log")
 etcd_kill "$m1"
@@ -198,7 +202,7 @@ sleep $((LEASE_S + 1)) # more than a lease: had anything depended on the member,
 if [ "$(leader)" = "$l" ] && [ "$(epoch_now)" = "$e_before" ] &&
 	[ "$(grep -o 'leading: etcd lease [0-9a-f]*' "$work/orch$l.log" | tail -1)" = "$lease_line" ] &&
 	! tail -n +$((lines_m1 + 1)) "$work/orch$l.log" | grep -q "no longer leading"; then
-	pass "etcd member e$m1 killed: nothing changes (host$l still leads on the same lease, epoch $e_before): '$(ctl status 2>/dev/null | grep -A3 '^store:' | tr -s ' ' | tr '\n' ' ' | cut -c1-200)'"
+	pass "etcd member e$m1 killed (etcd's leader: e$rl): nothing changes (host$l still leads on the same lease, epoch $e_before): '$(ctl status 2>/dev/null | grep -A3 '^store:' | tr -s ' ' | tr '\n' ' ' | cut -c1-200)'"
 else
 	fail "one member down: leader '$(leader)' (was $l), epoch $(epoch_now) (was $e_before)"
 fi

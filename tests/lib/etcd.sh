@@ -6,6 +6,7 @@
 #   etcd_kill I          kill -9 of member I
 #   etcd_endpoints       "IP:2379,IP:2379,..." of every member, for --store etcd://
 #   etcd_answering       how many members answer /health with true
+#   etcd_raft_leader     I of the member that is etcd's own (raft) leader now
 # rack_down kills the members with everything else in the namespaces.
 ETCD_HOSTS=""
 ETCD_DIR=""
@@ -42,6 +43,18 @@ etcd_answering() {
 			grep -q '"health":"true"' && n=$((n + 1))
 	done
 	echo $n
+}
+
+etcd_raft_leader() {
+	local j st id
+	for j in $ETCD_HOSTS; do
+		st=$(ip netns exec "$RACK-h$j" curl -s -m 1 -X POST -d '{}' \
+			"http://$RACK_NET.$j:2379/v3/maintenance/status" 2>/dev/null) || continue
+		# on the leader, its own id and its leader's are the same number
+		id=$(sed -n 's/.*"member_id":"\([0-9]*\)".*/\1/p' <<<"$st")
+		[ -n "$id" ] && grep -q "\"leader\":\"$id\"" <<<"$st" && { echo "$j"; return 0; }
+	done
+	return 1
 }
 
 etcd_up() {
