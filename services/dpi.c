@@ -400,9 +400,9 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 		struct rdm_frame *fr = f[i];
 		struct rdm_flow *fl;
 		struct dpi_flow *df;
-		uint64_t *bad;
+		uint64_t *bad, hash;
 		uint16_t len = 0;
-		int dir, created = 0;
+		int dir, created = 0, checked;
 		uint8_t tcp;
 
 		verdict[i] = RDM_STAGE_PASS;
@@ -411,14 +411,18 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 			rt->no_key++;
 			continue;
 		}
-		bad = dpi_check(rt, fr, &len);
-		if (bad) {
+		tcp = rdm_frame_tcp_flags(fr);
+		hash = rdm_frame_flow_hash(fr, &fr->key);
+		fl = rdm_flowtab_find(rt->flows, &fr->key, hash, &dir);
+		/* A flow DPI is done with needs no more of its packets than their count: they
+		 * are not parsed again. */
+		checked = !fl || ((struct dpi_flow *)rdm_flow_data(fl))->state != DPI_FINAL;
+		if (checked && (bad = dpi_check(rt, fr, &len))) {
 			(*bad)++;
 			continue;
 		}
-		tcp = rdm_frame_tcp_flags(fr);
-		fl = rdm_flowtab_track(rt->flows, &fr->key, rdm_frame_flow_hash(fr, &fr->key),
-				       fr->pkt_len, tcp, now, &dir, &created);
+		fl = rdm_flowtab_track_found(rt->flows, fl, &fr->key, hash, fr->pkt_len, tcp, now,
+					     &dir, &created);
 		if (!fl) {
 			/* A full table that refuses new flows: what cannot be inspected does
 			 * not go on uninspected. */
@@ -432,6 +436,9 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 		}
 		if (df->state == DPI_FINAL) {
 			rt->fastpath++;
+		} else if (!checked && (bad = dpi_check(rt, fr, &len))) {
+			/* (A SYN that ended the final flow's closed connection: a new one.) */
+			(*bad)++;
 		} else {
 			/* nDPI 4.2 takes no endpoint ids and no direction: it derives the
 			 * direction from the addresses and ports of each packet (unless

@@ -244,7 +244,15 @@ struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_
 				   uint64_t hash, uint32_t bytes, uint8_t tcp_flags,
 				   uint64_t now_ns, int *dir, int *created)
 {
-	struct rdm_flow *f = rdm_flowtab_find(t, k, hash, dir);
+	return rdm_flowtab_track_found(t, rdm_flowtab_find(t, k, hash, dir), k, hash, bytes,
+				       tcp_flags, now_ns, dir, created);
+}
+
+struct rdm_flow *rdm_flowtab_track_found(struct rdm_flowtab *t, struct rdm_flow *f,
+					 const struct rdm_flow_key *k, uint64_t hash,
+					 uint32_t bytes, uint8_t tcp_flags, uint64_t now_ns,
+					 int *dir, int *created)
+{
 	uint32_t i, *b;
 
 	/* A new connection on the 5-tuple of one that closed moments ago (a client reusing

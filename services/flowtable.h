@@ -98,6 +98,13 @@ struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_
 struct rdm_flow *rdm_flowtab_find(struct rdm_flowtab *t, const struct rdm_flow_key *k,
 				  uint64_t hash, int *dir);
 
+/* rdm_flowtab_track for a caller that has looked first: f and *dir are what
+ * rdm_flowtab_find(t, k, hash, dir) returned, with nothing changed in t since. */
+struct rdm_flow *rdm_flowtab_track_found(struct rdm_flowtab *t, struct rdm_flow *f,
+					 const struct rdm_flow_key *k, uint64_t hash,
+					 uint32_t bytes, uint8_t tcp_flags, uint64_t now_ns,
+					 int *dir, int *created);
+
 /* Ends flows idle past their timeout at now_ns, at most budget of them (0: no limit).
  * Returns how many ended. */
 int rdm_flowtab_expire(struct rdm_flowtab *t, uint64_t now_ns, int budget);

@@ -437,6 +437,51 @@ Test(dpi, final_flows_take_the_fast_path_and_keep_their_state)
 	ops->conf_free(c);
 }
 
+/* A final flow's packets are counted, not parsed again: one cut short inside its TCP
+ * header, sent with the flow's key, takes the fast path and the flow's state. Once the
+ * connection closed, a SYN on its tuple opens a new flow, inspected afresh. */
+Test(dpi, final_flows_packets_are_not_parsed_again)
+{
+	void *c = conf_from(NULL, NULL, 0), *rt = rt_new(c, NULL);
+	struct conn cn = {{CLIENT, SERVER}, {45004, 80}, {1000, 5000}};
+	struct rdm_frame get, rsp, f, *fp = &f;
+	struct pkt p;
+	uint64_t inspected;
+	int verdict = -99;
+
+	http_flow(rt, &cn, &get, &rsp);
+	cr_assert(done(&rsp));
+	inspected = counter(rt, "packets_inspected");
+	tcp(&p, &cn, 1, ACK, NULL, 0);
+	rdm_put_be16(p.b + 2, 30); /* IP says 30 bytes: 10 of a 20-byte TCP header */
+	p.len = 30;
+	rdm_frame_init(&f, 7, 255, 4);
+	f.pkt = p.b;
+	f.pkt_len = p.len;
+	f.key = rsp.key;
+	f.present |= RDM_F_FLOW_KEY;
+	ops->process(rt, &fp, 1, &verdict);
+	cr_assert_eq(verdict, RDM_STAGE_PASS);
+	expect_host(&f, "www.example.test");
+	cr_assert(done(&f));
+	cr_assert_eq(counter(rt, "packets_fastpath"), 1);
+	cr_assert_eq(counter(rt, "malformed"), 0);
+
+	tcp(&p, &cn, 0, FIN | ACK, NULL, 0);
+	run1(rt, &p, &f);
+	tcp(&p, &cn, 1, FIN | ACK, NULL, 0);
+	run1(rt, &p, &f);
+	cr_assert_eq(counter(rt, "packets_fastpath"), 3);
+	tcp(&p, &cn, 0, SYN, NULL, 0);
+	run1(rt, &p, &f);
+	cr_assert_not(done(&f), "a new connection, not the closed one's tail");
+	cr_assert_eq(counter(rt, "flows"), 2);
+	cr_assert_eq(counter(rt, "packets_inspected"), inspected + 1);
+	cr_assert_eq(counter(rt, "packets_fastpath"), 3);
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
+
 Test(dpi, budget_spent_gives_up)
 {
 	char err[256];
