@@ -165,6 +165,45 @@ Test(rdma, peer_close_detected_and_reconnect, .timeout = 200)
 	pair_close(&p);
 }
 
+/* A sender done sending (shutdown_tx, as a leaving node does) while the receiver holds
+ * its frames unread (paused: backpressure downstream): the frames stay in the receiver's
+ * slots, it hands every one over once resumed and only then disconnects; the sender
+ * waits for that and does not reconnect. (Closing at once lost up to a grant of frames.) */
+Test(rdma, shutdown_tx_waits_for_a_paused_receiver_to_take_every_frame, .timeout = 60)
+{
+	struct rdm_conn_opts o = opts();
+	struct pair p;
+	uint32_t next = 0, n = 40; /* under the grant of 64: all of them go out */
+	uint64_t connects;
+
+	NEED_RDMA();
+	pair_open(&p, 18520, &o);
+	srv.pause = 1;
+	while (next < n) {
+		send_some(p.c, &next, n);
+		rdm_loop_run_once(loop, 5);
+	}
+	RUN_UNTIL(rdm_conn_queued(p.c) == 0, 5000);
+	cr_assert_eq(rdm_conn_queued(p.c), 0, "every send completed: the frames are over there");
+	cr_assert_eq(rdm_conn_shutdown_tx(p.c), 0);
+	RUN_FOR(300); /* the shutdown message lands behind them */
+	cr_assert_eq(srv.got, 0);
+	cr_assert(p.c->up, "the receiver holds frames: it keeps the connection");
+	srv.pause = 0;
+	rdm_conn_resume_rx(srv.last);
+	RUN_UNTIL(!p.c->up && srv.downs == 1, 5000);
+	cr_assert_eq(srv.got, n, "every frame handed over: %u of %u", srv.got, n);
+	cr_assert_eq(srv.bad, 0);
+	cr_assert_not(p.c->up, "the receiver closed once it had them all");
+	cr_assert_eq(srv.downs, 1);
+	connects = p.c->stats.connects;
+	RUN_FOR(300);
+	cr_assert_not(p.c->up, "a sender that is done does not reconnect");
+	cr_assert_eq(p.c->stats.connects, connects);
+	cr_assert_eq(p.c->stats.lost_on_close, 0);
+	pair_close(&p);
+}
+
 Test(rdma, unreachable_peer_retries_with_backoff, .timeout = 60)
 {
 	struct rdm_conn_opts o = opts();

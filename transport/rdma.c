@@ -41,7 +41,10 @@
  *
  *   | len0 | frame0 ... | pad | len1 | frame1 ... | pad | ... | lenN | frameN ... |
  *
- * IMM_CREDIT and IMM_KEEPALIVE carry no payload. The receiver hands the frames of a
+ * IMM_CREDIT, IMM_KEEPALIVE and IMM_SHUT carry no payload. IMM_SHUT says the sender is
+ * done (shutdown_tx, once all it queued is out): the receiver disconnects once it has
+ * handed over every frame that came before, as TCP's reader closes after a FIN; until
+ * then frames a paused receiver holds stay in its slots. The receiver hands the frames of a
  * packed message to on_frames in order, straight from the receive slot, and reposts the
  * slot once every frame of it is consumed and every zero-copy send reading it completed.
  * A record running past the end of its message (or a message holding no record) makes the
@@ -170,6 +173,37 @@ static size_t rdmx_queued(const struct rdm_conn *bc)
 	return (size_t)c->pend_n * c->slot + (size_t)c->post_n;
 }
 
+/* Sends IMM_SHUT once nothing of ours is queued or in flight and a credit is free; else
+ * looks again in a millisecond. */
+static void rdmx_shut_check(void *arg)
+{
+	struct rdmx_conn *c = arg;
+
+	if (c->closed || !c->established || c->shut_sent)
+		return;
+	if (!c->pend_n && !c->post_n && c->credits >= 1 && c->sq_used < c->sq_depth) {
+		rdm_rdma__send_ctrl(c, RDM_RDMA_IMM_SHUT);
+		c->shut_sent = 1;
+		return;
+	}
+	rdm_timer_arm(c->rw->loop, &c->shut, 1, rdmx_shut_check, c);
+}
+
+static void rdmx_shutdown_tx(struct rdm_conn *bc)
+{
+	struct rdmx_conn *c = rdm_rdma__conn(bc);
+
+	if (c->closed || c->tx_shut)
+		return;
+	c->tx_shut = 1;
+	rdm_timer_cancel(c->rw->loop, &c->retry);
+	if (!c->established) {
+		rdm_rdma__conn_fail(c, "done sending before the connection was up");
+		return;
+	}
+	rdmx_shut_check(c);
+}
+
 static void rdmx_close(struct rdm_conn *bc)
 {
 	struct rdmx_conn *c;
@@ -181,6 +215,7 @@ static void rdmx_close(struct rdm_conn *bc)
 		return;
 	c->closed = 1;
 	rdm_timer_cancel(c->rw->loop, &c->retry);
+	rdm_timer_cancel(c->rw->loop, &c->shut);
 	if (c->id && c->established)
 		rdma_disconnect(c->id);
 	rdm_rdma__teardown_qp(c);
@@ -288,6 +323,7 @@ const struct rdm_transport_ops rdm_rdma_ops = {
     .queued = rdmx_queued,
     .pause_rx = rdm_rdma__pause_rx,
     .resume_rx = rdm_rdma__resume_rx,
+    .shutdown_tx = rdmx_shutdown_tx,
     .close = rdmx_close,
     .close_listener = rdmx_close_listener,
 };

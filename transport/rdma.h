@@ -16,6 +16,7 @@ enum rdm_rdma_imm {
 	RDM_RDMA_IMM_KEEPALIVE = 2, /* no payload */
 	RDM_RDMA_IMM_PACKED = 3,    /* several frames, as records */
 	RDM_RDMA_IMM_BIND = 4,	    /* opts.tls: the dialler's first message, its binding MAC */
+	RDM_RDMA_IMM_SHUT = 5,	    /* no payload: the sender is done (shutdown_tx) */
 };
 
 /* Proving an RDMA hop (opts.tls, transport/rdma_bind.c). The listener's side of the

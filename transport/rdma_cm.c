@@ -12,6 +12,7 @@
 #define RDMX_WIRE_VERSION 1 /* private data and message layout */
 #define RDMX_RESOLVE_MS	  2000
 #define RDMX_REJECT_MAX	  140 /* bytes of a reason a reject carries (IB CM: 148) */
+#define RDMX_PEER_DONE	  "the peer is done sending" /* a close, not a failure: not logged */
 
 /* Connection private data: explicit bytes, network order: version, flags, credits (16
  * bits), node id, epoch (32 bits each); with opts.tls the binding follows (rdma_bind.c). */
@@ -26,15 +27,18 @@ static void rdmx_pdata_put(uint8_t *p, uint32_t credits, uint32_t node, uint32_t
 
 void rdm_rdma__conn_fail(struct rdmx_conn *c, const char *why)
 {
-	int was_up = c->base.up;
+	int was_up = c->base.up, retry = c->outbound && !c->tx_shut;
+	/* A peer that leaves is news only to a side that will dial it again. */
+	int quiet =
+	    !strcmp(why, RDMX_PEER_DONE) || (!retry && !strcmp(why, "RDMA_CM_EVENT_DISCONNECTED"));
 
 	if (c->closed)
 		return;
 	/* Say why, once per distinct reason, so a retry loop does not flood the log. */
 	if (strncmp(c->last_why, why, sizeof(c->last_why) - 1) && /* kept truncated */
-	    (c->outbound || strcmp(why, "RDMA_CM_EVENT_DISCONNECTED"))) {
+	    !quiet) {
 		fprintf(stderr, "rdma %s: %s%s\n", c->base.peer, why,
-			c->outbound ? ", retrying with backoff" : "");
+			retry ? ", retrying with backoff" : "");
 		snprintf(c->last_why, sizeof(c->last_why), "%s", why);
 	}
 	rdm_rdma__teardown_qp(c);
@@ -44,8 +48,8 @@ void rdm_rdma__conn_fail(struct rdmx_conn *c, const char *why)
 		if (c->base.cbs.on_state)
 			c->base.cbs.on_state(&c->base, 0, c->base.cbs.arg);
 	}
-	if (c->closed)
-		return;
+	if (c->closed || c->tx_shut)
+		return; /* done sending: the owner closes it */
 	if (!c->outbound) {
 		c->closed = 1;
 		rdm_loop_defer_free(c->rw->loop, c, rdm_rdma__conn_free);
@@ -54,6 +58,14 @@ void rdm_rdma__conn_fail(struct rdmx_conn *c, const char *why)
 	rdm_timer_arm(c->rw->loop, &c->retry, c->backoff_ms, rdm_rdma__start_connect, c);
 	c->backoff_ms =
 	    c->backoff_ms * 2 > c->o.backoff_max_ms ? c->o.backoff_max_ms : c->backoff_ms * 2;
+}
+
+void rdm_rdma__peer_done(struct rdmx_conn *c)
+{
+	if (c->closed || !c->established)
+		return;
+	rdma_disconnect(c->id); /* the sender waits for it to leave */
+	rdm_rdma__conn_fail(c, RDMX_PEER_DONE);
 }
 
 /* Every keepalive_ms / 3: a peer silent for keepalive_ms is dead; an idle side sends a
@@ -95,6 +107,7 @@ void rdm_rdma__established(struct rdmx_conn *c, uint32_t grant)
 	/* Our send queue is sized for our own credit count: use no more than that. */
 	c->credits = grant && grant < c->ctx->credits ? grant : c->ctx->credits;
 	c->established = 1;
+	c->shut_sent = c->peer_shut = 0;
 	c->last_rx_ns = c->last_tx_ns = rdm_now_ns();
 	rdm_timer_arm(c->rw->loop, &c->ka, c->o.keepalive_ms / 3, rdmx_keepalive, c);
 }

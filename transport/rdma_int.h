@@ -119,7 +119,9 @@ struct rdmx_conn {
 	struct rdm_conn_opts o;
 	struct rdm_addr peer, local;
 	int outbound, closed, established;
-	struct rdm_timer retry, ka, kick;
+	int tx_shut, shut_sent; /* shutdown_tx: asked; IMM_SHUT posted */
+	int peer_shut;		/* the peer's IMM_SHUT came: disconnect once all is handed over */
+	struct rdm_timer retry, ka, kick, shut;
 	uint32_t backoff_ms;
 	uint32_t max_inline;
 	uint32_t credits, owed, peer_grant;
@@ -189,6 +191,8 @@ void rdm_rdma__cm_io(struct rdm_io *io, uint32_t events);
 void rdm_rdma__start_connect(void *arg);
 /* The connection failed (why, for the log): tear it down; reconnect or free it. */
 void rdm_rdma__conn_fail(struct rdmx_conn *c, const char *why);
+/* The peer sent IMM_SHUT and every frame before it is handed over: disconnect, quietly. */
+void rdm_rdma__peer_done(struct rdmx_conn *c);
 
 /* The set-up is done (grant: the credits the peer lets us send): keepalive starts. */
 void rdm_rdma__established(struct rdmx_conn *c, uint32_t grant);

@@ -109,6 +109,7 @@ void rdm_rdma__teardown_qp(struct rdmx_conn *c)
 	rdm_rdma__seal_stop(c);
 	rdm_timer_cancel(c->rw->loop, &c->ka);
 	rdm_timer_cancel(c->rw->loop, &c->kick);
+	rdm_timer_cancel(c->rw->loop, &c->shut);
 }
 
 /* Creates the QP on id's device and the send buffers. 0 or a negative errno. */

@@ -76,6 +76,8 @@ void rdm_rdma__deliver(struct rdmx_conn *c)
 		if ((uint32_t)took < n)
 			c->rx_paused = 1;
 	}
+	if (c->peer_shut && !c->rxq_n)
+		rdm_rdma__peer_done(c);
 }
 
 static struct rdmx_conn *rdmx_conn_of_qp(struct rdmx_ctx *x, uint32_t qp_num)
@@ -189,6 +191,12 @@ static void rdmx_on_recv(struct rdmx_ctx *x, struct ibv_wc *wc)
 	    (imm >> 24 == RDM_RDMA_IMM_PACKED && end == 0)) {
 		x->rrefs[slot] = 0;
 		rdm_rdma__release_rslot(x, slot);
+		if (imm >> 24 == RDM_RDMA_IMM_SHUT) {
+			/* RC is in order: every frame of the peer's is here, in the queue. */
+			c->peer_shut = 1;
+			if (!c->rxq_n)
+				rdm_rdma__peer_done(c);
+		}
 		return;
 	}
 	if (c->rxq_n == c->rxq_cap) {

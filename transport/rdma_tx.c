@@ -65,7 +65,7 @@ void rdm_rdma__send_ctrl(struct rdmx_conn *c, uint32_t t)
 	if (rdmx_post_list(c, &wr, 1) == 0) {
 		if (t == RDM_RDMA_IMM_CREDIT)
 			c->base.stats.credit_msgs++;
-		else
+		else if (t == RDM_RDMA_IMM_KEEPALIVE)
 			c->base.stats.keepalives++;
 	}
 }
