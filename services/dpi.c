@@ -65,9 +65,8 @@ struct dpi_flow {
 	ndpi_risk risk;
 	char app_name[DPI_APP_NAME_MAX];
 	char host[DPI_HOST_MAX];
-	/* Copies of the strings in the rt's arena, valid for the batch numbered epoch. */
+	/* The batch whose frames point at app_name and host (dpi_detach). */
 	uint64_t epoch;
-	struct rdm_str a_app, a_host;
 };
 
 struct dpi_rt {
@@ -75,10 +74,13 @@ struct dpi_rt {
 	struct ndpi_detection_module_struct *nd;
 	struct rdm_flowtab *flows;
 	struct rdm_vcache *lost; /* flows that left the table before DPI was final */
-	/* Per-batch string memory: frames point here until the batch is sent. */
+	/* Frames point at their flow's strings until the batch is sent. A flow's strings
+	 * that change or go before then are copied for those frames into the arena. */
 	char *arena;
 	size_t arena_cap, arena_used;
 	uint64_t epoch;
+	struct rdm_frame *const *batch; /* the batch in dpi_process, NULL outside */
+	int batch_done;			/* its frames written so far */
 	uint64_t now_ms;
 	uint64_t packets, inspected, fastpath, not_ip, no_key, malformed, fragments;
 	uint64_t n_flows, detected, gaveup, unknown, unfinished, nomem, lost_back;
@@ -135,12 +137,43 @@ static void dpi_count_final(struct dpi_rt *rt, const struct dpi_flow *df)
 		rt->unknown++;
 }
 
+/* Copies n bytes into the batch's arena; the caller sized it in dpi_process. */
+static struct rdm_str dpi_arena_str(struct dpi_rt *rt, const char *s, size_t n)
+{
+	char *p = rt->arena + rt->arena_used;
+
+	if (n > RDM_STR_MAX)
+		n = RDM_STR_MAX;
+	memcpy(p, s, n);
+	rt->arena_used += n;
+	return (struct rdm_str){p, (uint8_t)n};
+}
+
+/* Before df's strings change or its entry goes: the frames of this batch that point at
+ * them get copies in the arena. Each frame's string is copied at most once (it points
+ * at the arena then), so the arena's n frames' worth is enough. */
+static void dpi_detach(struct dpi_rt *rt, struct dpi_flow *df)
+{
+	if (df->epoch != rt->epoch || !rt->batch)
+		return;
+	for (int j = 0; j < rt->batch_done; j++) {
+		struct rdm_frame *f = rt->batch[j];
+
+		if ((f->present & RDM_F_APP_NAME) && f->app_name.p == df->app_name)
+			f->app_name = dpi_arena_str(rt, df->app_name, f->app_name.len);
+		if ((f->present & RDM_F_HOST) && f->host.p == df->host)
+			f->host = dpi_arena_str(rt, df->host, f->host.len);
+	}
+	df->epoch = 0;
+}
+
 /* The flow table's end callback: hands the nDPI flow back to nDPI's allocator. */
 static void dpi_flow_end(void *arg, struct rdm_flow *f, enum rdm_flow_end why)
 {
 	struct dpi_rt *rt = arg;
 	struct dpi_flow *df = rdm_flow_data(f);
 
+	dpi_detach(rt, df); /* its entry may be a new flow's before the batch is sent */
 	if (df->state != DPI_FINAL) {
 		rt->unfinished++;
 		/* It may come back mid-stream, where nDPI would see less: say so then. */
@@ -209,7 +242,7 @@ fail:
 }
 
 /* Takes nDPI's answer for a flow: protocols, their name and category, host and risk.
- * Marks the arena copies stale when anything changed. */
+ * Frames of this batch that point at strings it changes keep their copies. */
 static void dpi_take(struct dpi_rt *rt, struct dpi_flow *df, ndpi_protocol proto)
 {
 	struct ndpi_flow_struct *nf = df->nf;
@@ -226,16 +259,16 @@ static void dpi_take(struct dpi_rt *rt, struct dpi_flow *df, ndpi_protocol proto
 			df->cat_name = ndpi_category_get_name(rt->nd, proto.category);
 			df->cat_len =
 			    df->cat_name ? (uint8_t)strnlen(df->cat_name, RDM_STR_MAX) : 0;
+			dpi_detach(rt, df);
 			ndpi_protocol2name(rt->nd, proto, df->app_name, sizeof(df->app_name));
 			df->app_len = (uint8_t)strnlen(df->app_name, sizeof(df->app_name));
 			df->has_proto = 1;
-			df->epoch = 0;
 		}
 	}
 	if (hl != df->host_len || memcmp(df->host, nf->host_server_name, hl)) {
+		dpi_detach(rt, df);
 		memcpy(df->host, nf->host_server_name, hl);
 		df->host_len = (uint8_t)hl;
-		df->epoch = 0;
 	}
 	df->risk = nf->risk;
 }
@@ -277,18 +310,6 @@ static void dpi_inspect(struct dpi_rt *rt, struct dpi_flow *df, const uint8_t *p
 	}
 }
 
-/* Copies n bytes into the batch's arena; the caller sized it in dpi_process. */
-static struct rdm_str dpi_arena_str(struct dpi_rt *rt, const char *s, size_t n)
-{
-	char *p = rt->arena + rt->arena_used;
-
-	if (n > RDM_STR_MAX)
-		n = RDM_STR_MAX;
-	memcpy(p, s, n);
-	rt->arena_used += n;
-	return (struct rdm_str){p, (uint8_t)n};
-}
-
 /* Writes what is known of a flow into frame f. Its flags first: a flow DPI lost says so
  * even before DPI has found anything in it (the policy must not wait on it then). */
 static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *f)
@@ -299,17 +320,13 @@ static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *
 		rdm_frame_add_flags(f, RDM_FF_DPI_LOST);
 	if (!df->has_proto && !df->host_len)
 		return;
-	if (df->epoch != rt->epoch) {
-		df->a_app = dpi_arena_str(rt, df->app_name, df->app_len);
-		df->a_host = dpi_arena_str(rt, df->host, df->host_len);
-		df->epoch = rt->epoch;
-	}
+	df->epoch = rt->epoch; /* the frame points at the flow's strings: dpi_detach */
 	if (df->has_proto) {
 		f->master_proto = df->master;
 		f->app_proto = df->app;
 		f->present |= RDM_F_APP_ID;
-		if (df->a_app.len) {
-			f->app_name = df->a_app;
+		if (df->app_len) {
+			f->app_name = (struct rdm_str){df->app_name, df->app_len};
 			f->present |= RDM_F_APP_NAME;
 		}
 		f->category_id = df->cat_id;
@@ -317,8 +334,8 @@ static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *
 		f->category = (struct rdm_str){df->cat_name ? df->cat_name : "", df->cat_len};
 		f->present |= RDM_F_CATEGORY;
 	}
-	if (df->a_host.len) {
-		f->host = df->a_host;
+	if (df->host_len) {
+		f->host = (struct rdm_str){df->host, df->host_len};
 		f->present |= RDM_F_HOST;
 	}
 	if (df->risk) {
@@ -381,7 +398,7 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 	uint64_t now = rdm_now_ns();
 
 	/* The previous batch is sent: its strings may go. Size the arena for the worst
-	 * case now, so that it never moves while frames point into it. */
+	 * case now (dpi_detach), so that it never moves while frames point into it. */
 	rt->epoch++;
 	rt->arena_used = 0;
 	if ((size_t)n * DPI_ARENA_PER_FRAME > rt->arena_cap) {
@@ -394,6 +411,8 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 		}
 	}
 	rt->now_ms = now / 1000000;
+	rt->batch = f;
+	rt->batch_done = 0;
 	rdm_flowtab_expire(rt->flows, now, DPI_EXPIRE_PER_BATCH);
 
 	for (int i = 0; i < n; i++) {
@@ -405,6 +424,7 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 		int dir, created = 0, checked;
 		uint8_t tcp;
 
+		rt->batch_done = i;
 		verdict[i] = RDM_STAGE_PASS;
 		rt->packets++;
 		if (!(fr->present & RDM_F_FLOW_KEY)) {
@@ -462,6 +482,7 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 		else
 			rt->nomem++;
 	}
+	rt->batch = NULL;
 }
 
 static void dpi_tick(void *p, uint64_t now_ns)
