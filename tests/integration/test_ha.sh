@@ -192,7 +192,7 @@ lease_line=$(grep -o 'leading: etcd lease [0-9a-f]*' "$work/orch$l.log" | tail -
 # A member on neither the leader's host nor leading etcd's own election, then a second
 # one. (Losing etcd's leader costs an election of 1-2 s, which a 3 s lease renewed a
 # second before may not outlast: then the orchestrator steps down and one leads again at
-# the same epoch, README "What happens when a piece fails". It did so once in CI.)
+# the same epoch, README "What happens when a piece fails"; a CI run saw the lead move so.)
 rl=$(etcd_raft_leader) || fail "etcd's own leader: no member says it leads"
 m1=$(for j in 5 6 7; do [ "$j" != "$l" ] && [ "$j" != "$rl" ] && echo $j; done | head -1)
 m2=$(for j in 5 6 7; do [ "$j" != "$l" ] && [ "$j" != "$m1" ] && echo $j; done)
