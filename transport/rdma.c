@@ -181,7 +181,7 @@ static void rdmx_shut_check(void *arg)
 
 	if (c->closed || !c->established || c->shut_sent)
 		return;
-	if (!c->pend_n && !c->post_n && c->credits >= 1 && c->sq_used < c->sq_depth) {
+	if (rdmx_queued(&c->base) == 0 && c->credits >= 1 && c->sq_used < c->sq_depth) {
 		rdm_rdma__send_ctrl(c, RDM_RDMA_IMM_SHUT);
 		c->shut_sent = 1;
 		return;

@@ -268,7 +268,8 @@ int rdm_rdma__send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int n
 /* Receive slot s is consumed: repost it (once no zero-copy send reads it) and owe its
  * connection a credit. */
 void rdm_rdma__release_rslot(struct rdmx_ctx *x, uint32_t s);
-/* Hands the connection's received frames to on_frames. */
+/* Hands the connection's received frames to on_frames; once the peer said it is done
+ * (IMM_SHUT) and every frame is handed over, disconnects (rdm_rdma__peer_done). */
 void rdm_rdma__deliver(struct rdmx_conn *c);
 /* The context's poller (adaptive polling); returns whether it stays hot. */
 int rdm_rdma__ctx_poller(struct rdm_poller *p);

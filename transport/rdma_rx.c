@@ -192,10 +192,10 @@ static void rdmx_on_recv(struct rdmx_ctx *x, struct ibv_wc *wc)
 		x->rrefs[slot] = 0;
 		rdm_rdma__release_rslot(x, slot);
 		if (imm >> 24 == RDM_RDMA_IMM_SHUT) {
-			/* RC is in order: every frame of the peer's is here, in the queue. */
+			/* RC is in order: every frame of the peer's is here, in the queue;
+			 * deliver disconnects once it has handed them all over. */
 			c->peer_shut = 1;
-			if (!c->rxq_n)
-				rdm_rdma__peer_done(c);
+			rdm_rdma__deliver(c);
 		}
 		return;
 	}

@@ -675,7 +675,7 @@ p50() { echo "${1%%,*}"; }
 		qs=${SIZES%% *}
 		a=${L[native, $qs, ppa]%% *}
 		s=${L[native, $qs, ref]%% *}
-		rounds="" n=0
+		rounds=""
 		# The median round of those measured (pairs rdmesh:sockperf), by its ratio.
 		for x in ${L[tcp-rounds]:-}; do
 			awk -v a="${x%%:*}" -v b="${x##*:}" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.6f %s %s\n", a / b, a, b }'
