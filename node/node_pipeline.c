@@ -25,13 +25,15 @@ static int run_stages(struct worker *w, int m)
 	w->n_back = 0;
 	w->n_notice = 0;
 	for (int s = 0; s < n->n_stages && m > 0; s++) {
-		int k = 0;
+		int k = 0, keeps = n->stage_ops[s]->keeps_state;
 
 		n->stage_ops[s]->process(w->stage_rt[s], w->frp, m, w->verdict);
 		for (int i = 0; i < m; i++) {
 			struct rdm_frame *f = w->frp[i];
 			int notice = (f->present & RDM_F_FLAGS) && (f->flags & RDM_FF_NOTICE);
 
+			if (!keeps)
+				f->state_src = 0; /* the stage may have changed it */
 			if (w->verdict[i] == RDM_STAGE_REPLY) {
 				w->back[w->n_back++] = f;
 				w->st.replies++;
@@ -44,6 +46,7 @@ static int run_stages(struct worker *w, int m)
 					uint16_t p;
 
 					*c = *f;
+					c->state_src = 0;
 					memcpy(a, ck->src, 16);
 					memcpy(ck->src, ck->dst, 16);
 					memcpy(ck->dst, a, 16);
@@ -52,6 +55,7 @@ static int run_stages(struct worker *w, int m)
 					ck->dport = p;
 					w->frp[k++] = as_notice(c);
 					f->flags &= ~RDM_FF_NOTICE;
+					f->state_src = 0;
 				}
 			} else if (w->verdict[i] > 0) {
 				w->frp[k++] = f;

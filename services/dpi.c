@@ -67,6 +67,9 @@ struct dpi_flow {
 	char host[DPI_HOST_MAX];
 	/* The batch whose frames point at app_name and host (dpi_detach). */
 	uint64_t epoch;
+	/* Once final, per direction: the state id of the frames that came in (tok_in) and
+	 * the one they leave with, written (tok_out): dpi_token. */
+	uint64_t tok_in[2], tok_out[2];
 };
 
 struct dpi_rt {
@@ -310,14 +313,33 @@ static void dpi_inspect(struct dpi_rt *rt, struct dpi_flow *df, const uint8_t *p
 	}
 }
 
-/* Writes what is known of a flow into frame f. Its flags first: a flow DPI lost says so
- * even before DPI has found anything in it (the policy must not wait on it then). */
-static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *f)
+/* The state id (transport/frame.h) of a frame whose state was in, once dpi_write wrote
+ * df into it going in direction dir. A final flow's df no longer changes, so the same
+ * state in gives the same state out: one id for it per direction, kept while the state
+ * in stays. 0 (unknown) while DPI still inspects, or when in is. */
+static uint64_t dpi_token(struct dpi_flow *df, uint64_t in, int dir)
 {
+	if (!in || df->state != DPI_FINAL)
+		return 0;
+	if (df->tok_in[dir] != in) {
+		df->tok_in[dir] = in;
+		df->tok_out[dir] = rdm_frame_state_id();
+	}
+	return df->tok_out[dir];
+}
+
+/* Writes what is known of a flow into frame f, going in direction dir. Its flags first:
+ * a flow DPI lost says so even before DPI has found anything in it (the policy must not
+ * wait on it then). */
+static void dpi_write(struct dpi_rt *rt, struct dpi_flow *df, struct rdm_frame *f, int dir)
+{
+	uint64_t in = f->state_src;
+
 	if (df->state == DPI_FINAL)
 		rdm_frame_add_flags(f, RDM_FF_DPI_DONE | (df->gaveup ? RDM_FF_DPI_GAVEUP : 0));
 	if (df->lost)
 		rdm_frame_add_flags(f, RDM_FF_DPI_LOST);
+	f->state_src = dpi_token(df, in, dir);
 	if (!df->has_proto && !df->host_len)
 		return;
 	df->epoch = rt->epoch; /* the frame points at the flow's strings: dpi_detach */
@@ -478,7 +500,7 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 		}
 		/* Without arena memory the frame goes on without state, never corrupted. */
 		if (rt->arena_cap >= (size_t)n * DPI_ARENA_PER_FRAME)
-			dpi_write(rt, df, fr);
+			dpi_write(rt, df, fr, dir);
 		else
 			rt->nomem++;
 	}
@@ -528,4 +550,5 @@ const struct rdm_stage_ops rdm_stage_dpi = {
     .process = dpi_process,
     .report = dpi_report,
     .tick = dpi_tick,
+    .keeps_state = 1, /* dpi_write gives frames their state's id (dpi_token) */
 };

@@ -87,6 +87,14 @@ struct pol_flow {
 	uint32_t gen;
 	uint64_t last_reply_ns; /* 0: never replied */
 	struct pol_name *name;	/* set when the policy of gen was replaced */
+	/* Per direction, the state id (transport/frame.h state_src) of frames whose state
+	 * has the fields and values it was last evaluated on (sig_pres, sig_hash). */
+	uint64_t sig_src[2];
+	/* The decision last written (pol_token), and per direction the state id of the
+	 * frames it was written into (tok_in) and the one they left with (tok_out). */
+	uint32_t tok_rule, tok_gen;
+	uint8_t tok_action;
+	uint64_t tok_in[2], tok_out[2];
 };
 
 struct policy_stats {
@@ -460,6 +468,7 @@ static int reply(struct policy_rt *rt, struct rdm_frame *f, struct pol_flow *pf,
 	f->key.family = k.family;
 	f->key.proto = k.proto;
 	f->present |= RDM_F_FLOW_KEY;
+	f->state_src = 0; /* its key turned round */
 	f->pkt = buf;
 	f->pkt_len = len;
 	f->tcp_known = 0;
@@ -483,6 +492,32 @@ static uint8_t tlv_verdict(enum rdm_pol_action a)
 	return RDM_V_NONE;
 }
 
+/* The state id (transport/frame.h) of a frame whose state was in, once apply wrote
+ * decision (a, rule_id) of the current policy into it going in direction dir of flow
+ * pf. The same state in and the same decision give the same state out: one id for it
+ * per direction, kept while both stay. 0 (unknown) for a packet without a flow, for a
+ * rule of a replaced policy (its name is a copy, or another name without memory), or
+ * when in is. */
+static uint64_t pol_token(const struct policy_rt *rt, struct pol_flow *pf, int dir, uint64_t in,
+			  enum rdm_pol_action a, uint32_t rule_id)
+{
+	uint32_t gen = rt->c->pol->generation;
+
+	if (!in || !pf || pf->name)
+		return 0;
+	if (pf->tok_action != a || pf->tok_rule != rule_id || pf->tok_gen != gen) {
+		pf->tok_action = (uint8_t)a;
+		pf->tok_rule = rule_id;
+		pf->tok_gen = gen;
+		pf->tok_in[0] = pf->tok_in[1] = 0;
+	}
+	if (pf->tok_in[dir] != in) {
+		pf->tok_in[dir] = in;
+		pf->tok_out[dir] = rdm_frame_state_id();
+	}
+	return pf->tok_out[dir];
+}
+
 /* Carries out a decision on f. pf is the flow's data (NULL for a packet without a
  * flow), dir its direction, fresh whether the flow just became rejected (its first
  * rejected packet always gets a reply). */
@@ -490,6 +525,7 @@ static int apply(struct policy_rt *rt, struct rdm_frame *f, struct pol_flow *pf,
 		 uint8_t proto, uint32_t rule_id, enum rdm_pol_action a, int fresh, uint64_t now)
 {
 	const struct rdm_policy *pol = rt->c->pol;
+	uint64_t in = f->state_src;
 	const char *name;
 	uint8_t nlen;
 
@@ -515,6 +551,7 @@ static int apply(struct policy_rt *rt, struct rdm_frame *f, struct pol_flow *pf,
 		 * downstream records the decision and egress accounting sees no loss. */
 		rdm_frame_add_flags(f, RDM_FF_NOTICE);
 	}
+	f->state_src = pol_token(rt, pf, dir, in, a, rule_id);
 	switch (a) {
 	case RDM_POL_ALLOW:
 		rt->st.allowed++;
@@ -610,8 +647,15 @@ static int decide(struct policy_rt *rt, struct rdm_frame *f, uint64_t now)
 		       key.proto == IPPROTO_TCP && (tcp & RDM_TCP_SYN) && !(tcp & RDM_TCP_ACK)))
 		return apply(rt, f, pf, dir, key.proto, pf->rule_id,
 			     (enum rdm_pol_action)pf->action, pf->action == RDM_POL_REJECT, now);
-	pres = sig_pres(f);
-	hash = sig_hash(f);
+	if (f->state_src && f->state_src == pf->sig_src[dir]) {
+		pres = pf->sig_pres; /* the state it was evaluated on, known by its id */
+		hash = pf->sig_hash;
+	} else {
+		pres = sig_pres(f);
+		hash = sig_hash(f);
+		if (pres == pf->sig_pres && hash == pf->sig_hash)
+			pf->sig_src[dir] = f->state_src;
+	}
 	switch (pf->state) {
 	case PF_PENDING:
 		eval = sig_news(pf, pres, hash) || pf->pending >= pol->pending_packets;
@@ -644,6 +688,8 @@ static int decide(struct policy_rt *rt, struct rdm_frame *f, uint64_t now)
 	x.l7_untrusted = (f->present & RDM_F_FLAGS) && (f->flags & RDM_FF_DPI_LOST);
 	pf->sig_pres = pres;
 	pf->sig_hash = hash;
+	pf->sig_src[dir] = f->state_src;
+	pf->sig_src[!dir] = 0;
 	if (rdm_policy_eval(pol, &x, &rule) == RDM_POL_PENDING) {
 		if ((f->present & RDM_F_FLAGS) && (f->flags & RDM_FF_DPI_LOST)) {
 			/* DPI lost this flow before it was final and now sees it from the
@@ -815,4 +861,5 @@ const struct rdm_stage_ops rdm_stage_policy = {
     .conf_reload = policy_conf_reload,
     .conf_swap = policy_conf_swap,
     .tick = policy_tick,
+    .keeps_state = 1, /* apply gives frames their state's id (pol_token); replies lose it */
 };

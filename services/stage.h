@@ -65,6 +65,10 @@ struct rdm_stage_ops {
 	/* Optional. Runs on each worker about every 100 ms, and between batches: expire
 	 * idle flows, flush buffers. now_ns is CLOCK_MONOTONIC (rdm_now_ns). */
 	void (*tick)(void *rt, uint64_t now_ns);
+	/* 1 when process never changes a frame's flow state (its key to groups, FLAGS);
+	 * hops may be added. A stage that leaves it 0 may: the node then forgets where each
+	 * frame's state came from (state_src), and the sender compares fields. */
+	int keeps_state;
 };
 
 /* The stage registered as name, or NULL. */

@@ -119,4 +119,5 @@ const struct rdm_stage_ops rdm_stage_stamp = {
     .deinit = stamp_deinit,
     .process = stamp_process,
     .report = stamp_report,
+    .keeps_state = 1,
 };

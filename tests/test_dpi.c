@@ -437,6 +437,59 @@ Test(dpi, final_flows_take_the_fast_path_and_keep_their_state)
 	ops->conf_free(c);
 }
 
+/* The id of a frame's state (state_src): while DPI inspects a flow, what it writes may
+ * change, so its frames leave with none (the sender compares fields); once final, the
+ * same state in gives one id out per direction, and another state in another id. */
+Test(dpi, a_final_flows_frames_leave_with_one_state_id_per_state_in)
+{
+	void *c = conf_from(NULL, NULL, 0), *rt = rt_new(c, NULL);
+	struct conn cn = {{CLIENT, SERVER}, {45004, 80}, {1000, 5000}};
+	struct conn other = {{CLIENT, SERVER}, {45005, 80}, {1000, 5000}};
+	struct rdm_frame f, *fp = &f;
+	uint64_t out[2] = {0, 0};
+	struct pkt p;
+	int verdict;
+
+	cr_assert(ops->keeps_state, "dpi keeps its frames' state ids true itself");
+	tcp(&p, &other, 0, SYN, NULL, 0);
+	frame_of(&f, &p);
+	f.state_src = 40;
+	ops->process(rt, &fp, 1, &verdict);
+	cr_assert_not(done(&f));
+	cr_assert_eq(f.state_src, 0, "still inspected: no id");
+	http_flow(rt, &cn, &f, &f);
+	cr_assert(done(&f));
+	for (int i = 0; i < 6; i++) {
+		int d = i & 1;
+
+		tcp(&p, &cn, d, ACK | PSH, "more data", 9);
+		frame_of(&f, &p);
+		f.state_src = 41 + (uint64_t)d; /* each direction its own state in */
+		ops->process(rt, &fp, 1, &verdict);
+		cr_assert(done(&f));
+		cr_assert_neq(f.state_src, 0);
+		cr_assert_neq(f.state_src, 41 + (uint64_t)d, "dpi's writes make another state");
+		if (i < 2)
+			out[d] = f.state_src;
+		cr_assert_eq(f.state_src, out[d], "packet %d: the same state in, the same out", i);
+	}
+	cr_assert_neq(out[0], out[1]);
+	tcp(&p, &cn, 0, ACK, NULL, 0);
+	frame_of(&f, &p);
+	f.state_src = 43; /* the upstream's state changed */
+	ops->process(rt, &fp, 1, &verdict);
+	cr_assert_neq(f.state_src, 0);
+	cr_assert_neq(f.state_src, out[0], "another state in, another out");
+	tcp(&p, &cn, 0, ACK, NULL, 0);
+	frame_of(&f, &p);
+	f.state_src = 0; /* unknown in: unknown out */
+	ops->process(rt, &fp, 1, &verdict);
+	cr_assert(done(&f));
+	cr_assert_eq(f.state_src, 0);
+	ops->deinit(rt);
+	ops->conf_free(c);
+}
+
 /* A final flow's packets are counted, not parsed again: one cut short inside its TCP
  * header, sent with the flow's key, takes the fast path and the flow's state. Once the
  * connection closed, a SYN on its tuple opens a new flow, inspected afresh. */

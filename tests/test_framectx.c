@@ -2,6 +2,7 @@
  * stay within RFC 8300's 252-byte header, and receivers that never use a stale state. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "transport/framectx.h"
@@ -346,3 +347,93 @@ Test(framectx, reset_frames_without_a_key_and_far_hops)
 	rdm_ctx_tx_free(t);
 	rdm_ctx_rx_free(r);
 }
+
+/* The middle of a chain: frames decoded from one connection, a hop added, encoded for the
+ * next. A state taken unchanged (its source, state_src, kept) is known the same without
+ * comparing; a changed one whose source was cleared, as the node clears it after a stage
+ * that does not keep states, travels again. hop2 receives f's frames into g. */
+static void hop2(struct rdm_ctx_tx *t1, struct rdm_ctx_rx *r, struct rdm_frame *f,
+		 struct rdm_frame *g)
+{
+	struct rdm_txframe out[RDM_CTX_OUT_MAX];
+	uint8_t buf[4096];
+
+	rdm_ctx_rx_release(r);
+	cr_assert_eq(deliver(r, out, rdm_ctx_encode(t1, f, buf, sizeof(buf), out), g), 0);
+	cr_assert_neq(g->state_src, 0, "a frame names the state it took");
+	g->pkt = pkt; /* the same bytes, out of wire[], which the next hop writes */
+	cr_assert_eq(rdm_frame_add_hop(g, 3, f->hops[1].ns + 2000), 0);
+}
+
+Test(framectx, a_state_taken_unchanged_is_known_by_its_source)
+{
+	struct rdm_ctx_tx_stats ts = {0};
+	struct rdm_ctx_tx *t1 = rdm_ctx_tx_new(NULL), *t2 = rdm_ctx_tx_new(&ts);
+	struct rdm_ctx_rx *r = rdm_ctx_rx_new(NULL), *r2 = rdm_ctx_rx_new(NULL);
+	struct rdm_txframe out[RDM_CTX_OUT_MAX];
+	uint8_t buf[4096];
+	struct rdm_frame f, g, h;
+	uint64_t src;
+
+	flow_frame(&f, 41, 1);
+	hop2(t1, r, &f, &g);
+	src = g.state_src;
+	cr_assert_eq(deliver(r2, out, rdm_ctx_encode(t2, &g, buf, sizeof(buf), out), &h), 0);
+	assert_same(&g, &h);
+	for (uint64_t s = 2; s < 5; s++) {
+		flow_frame(&f, 41, s);
+		hop2(t1, r, &f, &g);
+		cr_assert_eq(g.state_src, src, "the same received state");
+		cr_assert_eq(rdm_ctx_encode(t2, &g, buf, sizeof(buf), out), 1);
+		cr_assert_eq(deliver(r2, out, 1, &h), 0);
+		assert_same(&g, &h);
+	}
+	cr_assert_eq(ts.sets, 1);
+	cr_assert_eq(ts.uses, 3);
+	/* A stage changed it: the node cleared its source, and the new state travels. */
+	flow_frame(&f, 41, 5);
+	hop2(t1, r, &f, &g);
+	g.tenant = S("other");
+	g.state_src = 0;
+	cr_assert_eq(deliver(r2, out, rdm_ctx_encode(t2, &g, buf, sizeof(buf), out), &h), 0);
+	assert_same(&g, &h);
+	cr_assert_eq(ts.sets, 2);
+	/* Another hop's node: the hops' nodes travel with the state, compared apart. */
+	flow_frame(&f, 41, 6);
+	hop2(t1, r, &f, &g);
+	g.hops[2].node = 4;
+	cr_assert_eq(deliver(r2, out, rdm_ctx_encode(t2, &g, buf, sizeof(buf), out), &h), 0);
+	assert_same(&g, &h);
+	cr_assert_eq(ts.sets, 3);
+	/* That state again: a frame that uses it. */
+	flow_frame(&f, 41, 7);
+	hop2(t1, r, &f, &g);
+	g.hops[2].node = 4;
+	cr_assert_eq(rdm_ctx_encode(t2, &g, buf, sizeof(buf), out), 1);
+	cr_assert_eq(ts.sets, 3);
+	rdm_ctx_tx_free(t1);
+	rdm_ctx_tx_free(t2);
+	rdm_ctx_rx_free(r);
+	rdm_ctx_rx_free(r2);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+/* With the sanitizers, a source known the same is checked field by field: a writer that
+ * changed a state but kept its source stops the tests rather than sending a stale one. */
+Test(framectx, a_changed_state_that_kept_its_source_stops_sanitized_builds, .signal = SIGABRT)
+{
+	struct rdm_ctx_tx *t1 = rdm_ctx_tx_new(NULL), *t2 = rdm_ctx_tx_new(NULL);
+	struct rdm_ctx_rx *r = rdm_ctx_rx_new(NULL);
+	struct rdm_txframe out[RDM_CTX_OUT_MAX];
+	uint8_t buf[4096];
+	struct rdm_frame f, g;
+
+	flow_frame(&f, 43, 1);
+	hop2(t1, r, &f, &g);
+	cr_assert_eq(rdm_ctx_encode(t2, &g, buf, sizeof(buf), out), 1);
+	flow_frame(&f, 43, 2);
+	hop2(t1, r, &f, &g);
+	g.tenant = S("other");
+	rdm_ctx_encode(t2, &g, buf, sizeof(buf), out);
+}
+#endif

@@ -204,6 +204,77 @@ Test(policy, reload_keeps_decided_flows_unless_reevaluate)
 	stop(&s);
 }
 
+/* A frame's state id (state_src) stands for its state's values: one the flow was
+ * evaluated on is not hashed again (below, a frame that keeps the id with other values
+ * shows it: the node never sends one, as transport/frame.h says). The decision written
+ * gives one id out per state in and direction; another decision, or a reload, another. */
+Test(policy, a_state_known_by_its_id_is_not_hashed_and_leaves_with_one_id)
+{
+	struct stg s;
+	struct pk p;
+	uint64_t out;
+	void *c;
+
+	start(&s, "rules:\n"
+		  "  - {name: fb, match: {app: Facebook}, action: deny}\n"
+		  "  - {name: all, action: log}\n");
+	cr_assert(s.ops->keeps_state, "policy keeps its frames' state ids true itself");
+	syn4(&p, 40000);
+	with_dpi_done(&p);
+	p.f.state_src = 7;
+	cr_assert_eq(run(&s, &p.f), RDM_STAGE_PASS);
+	out = p.f.state_src;
+	cr_assert(out != 0 && out != 7, "the verdict makes another state");
+	syn4(&p, 40000);
+	with_dpi_done(&p);
+	p.f.state_src = 7;
+	cr_assert_eq(run(&s, &p.f), RDM_STAGE_PASS);
+	cr_assert_eq(p.f.state_src, out, "the same state in and decision: the same id out");
+	syn4(&p, 40000);
+	with_dpi_done(&p);
+	with_app(&p, "TLS.Facebook");
+	p.f.state_src = 7; /* the id it was evaluated on: its values are not read */
+	cr_assert_eq(run(&s, &p.f), RDM_STAGE_PASS);
+	cr_assert_eq(counter(&s, "evaluations"), 1);
+	syn4(&p, 40000);
+	with_dpi_done(&p);
+	with_app(&p, "TLS.Facebook");
+	p.f.state_src = 8; /* another state: evaluated, denied, another id */
+	cr_assert_eq(run(&s, &p.f), RDM_STAGE_DROP);
+	cr_assert_eq(counter(&s, "evaluations"), 2);
+	cr_assert(p.f.state_src != 0 && p.f.state_src != out);
+	out = p.f.state_src;
+	syn4(&p, 40000);
+	with_dpi_done(&p);
+	with_app(&p, "TLS.Facebook");
+	p.f.state_src = 8;
+	cr_assert_eq(run(&s, &p.f), RDM_STAGE_DROP);
+	cr_assert_eq(p.f.state_src, out);
+	cr_assert_eq(counter(&s, "evaluations"), 2);
+	syn4(&p, 40000); /* an unknown state in: unknown out */
+	with_dpi_done(&p);
+	with_app(&p, "TLS.Facebook");
+	cr_assert_eq(run(&s, &p.f), RDM_STAGE_DROP);
+	cr_assert_eq(p.f.state_src, 0);
+
+	c = reload(&s, "rules:\n  - {name: none, action: deny}\n");
+	cr_assert_not_null(c, "%s", err);
+	swap(&s, c);
+	syn4(&p, 40001); /* a flow decided under the new policy */
+	p.f.state_src = 9;
+	cr_assert_eq(run(&s, &p.f), RDM_STAGE_DROP);
+	out = p.f.state_src;
+	cr_assert_neq(out, 0);
+	syn4(&p, 40000); /* decided under the replaced one: its rule's name is a copy */
+	with_dpi_done(&p);
+	with_app(&p, "TLS.Facebook");
+	p.f.state_src = 8;
+	cr_assert_eq(run(&s, &p.f), RDM_STAGE_DROP);
+	with_rule_str(&p.f, "fb");
+	cr_assert_eq(p.f.state_src, 0);
+	stop(&s);
+}
+
 Test(policy, broken_reload_keeps_the_old_policy)
 {
 	struct stg s;

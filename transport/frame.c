@@ -14,6 +14,14 @@
 #define SEQ_LEN	     12
 #define HOP_LEN	     12
 
+/* The last state id given, shared by every worker. */
+static _Atomic uint64_t last_state_id;
+
+uint64_t rdm_frame_state_id(void)
+{
+	return ++last_state_id;
+}
+
 void rdm_frame_init(struct rdm_frame *f, uint32_t spi, uint8_t si, uint8_t next_proto)
 {
 	/* Only the fixed part and the presence mask: the optional fields are read only
@@ -29,6 +37,7 @@ void rdm_frame_init(struct rdm_frame *f, uint32_t spi, uint8_t si, uint8_t next_
 	f->pkt_len = 0;
 	f->tcp_known = 0;
 	f->owner_flow = NULL;
+	f->state_src = 0;
 }
 
 static unsigned groups_len(const struct rdm_frame *f)
@@ -463,6 +472,7 @@ int rdm_frame__get_base(struct rdm_frame *f, const uint8_t *buf, size_t len, uns
 	f->n_hops = 0;
 	f->tcp_known = 0;
 	f->owner_flow = NULL;
+	f->state_src = 0;
 	return 0;
 }
 

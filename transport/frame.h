@@ -169,7 +169,20 @@ struct rdm_frame {
 	/* Not on the wire: the owner's entry for this frame's flow, found when the frame
 	 * arrived (NULL when none); a user checks it is still that flow's. */
 	void *owner_flow;
+	/* Not on the wire: the received flow context state this frame's state (key to
+	 * groups, FLAGS) was taken from, by its id (transport/framectx.c; 0 when none), and
+	 * how many hops' nodes that state named. Whoever changes the state after that
+	 * clears state_src (rdm_frame_add_flags does; so does the node after a stage that
+	 * does not keep states), so that a sender can tell an unchanged state without
+	 * comparing its fields. */
+	uint64_t state_src;
+	uint8_t state_src_nodes;
 };
+
+/* A new id for a flow state (rdm_frame's state_src), never given before in this process.
+ * Whoever changes a frame's state may give it one that stands for exactly the new state
+ * (one id, one state), instead of 0. */
+uint64_t rdm_frame_state_id(void);
 
 /* Resets f to an empty frame for chain spi at index si. */
 void rdm_frame_init(struct rdm_frame *f, uint32_t spi, uint8_t si, uint8_t next_proto);
@@ -209,6 +222,7 @@ static inline void rdm_frame_add_flags(struct rdm_frame *f, uint32_t bits)
 		f->flags = 0;
 	f->flags |= bits;
 	f->present |= RDM_F_FLAGS;
+	f->state_src = 0;
 }
 
 /* A short name for a negative decode error ("tlv_overrun"), for counters and logs. */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,8 @@
  * uses it costs a copy of fields, not a decode. */
 struct state {
 	struct rdm_frame f;
+	uint64_t id;  /* unique in the process: frames name the state they took (state_src) */
+	uint64_t src; /* sender: the received state the frame that set it had taken, or 0 */
 	uint8_t nodes;
 	uint8_t split; /* sender: the hops went split when it was set */
 	uint32_t len;
@@ -70,6 +73,8 @@ static struct state *state_new(const uint8_t *b, unsigned len, int *rc)
 	}
 	s->nodes = wk.hop_nodes;
 	s->split = 0;
+	s->id = rdm_frame_state_id();
+	s->src = 0;
 	return s;
 }
 
@@ -140,6 +145,43 @@ static int same_state(const struct rdm_frame *f, const struct state *s, unsigned
 	return 1;
 }
 
+/* 1 when frame f's state is known to be state s's without comparing fields: f took it
+ * unchanged from the received state s was set from, and the hops added since name the
+ * same nodes. 0 says nothing (same_state then compares). */
+static int same_src(const struct rdm_frame *f, const struct state *s, unsigned split)
+{
+	if (!f->state_src || f->state_src != s->src || s->split != split ||
+	    (f->present & STICKY_BITS) != s->f.present)
+		return 0;
+	if (split && s->nodes != f->n_hops)
+		return 0;
+	for (unsigned i = f->state_src_nodes; split && i < s->nodes; i++)
+		if (f->hops[i].node != s->f.hops[i].node)
+			return 0;
+	return 1;
+}
+
+/* The sender's test: f's state is s's. A state found the same by its fields makes s
+ * known by f's source from then on. With the sanitizers (make unit-san), a state known
+ * the same by its source is compared field by field as well, so that a writer that
+ * changed a state but kept state_src fails the tests instead of sending a stale state. */
+static int state_is(const struct rdm_frame *f, struct state *s, unsigned split)
+{
+	if (same_src(f, s, split)) {
+#if defined(__SANITIZE_ADDRESS__)
+		if (!same_state(f, s, split)) {
+			fprintf(stderr, "framectx: a frame's state changed but kept its source\n");
+			abort();
+		}
+#endif
+		return 1;
+	}
+	if (!same_state(f, s, split))
+		return 0;
+	s->src = f->state_src;
+	return 1;
+}
+
 /* Gives frame f state s's fields; *nodes says how many hops' nodes it named. */
 static void take_state(struct rdm_frame *f, const struct state *s, uint8_t *nodes)
 {
@@ -152,6 +194,8 @@ static void take_state(struct rdm_frame *f, const struct state *s, uint8_t *node
 	for (unsigned i = 0; i < s->nodes; i++)
 		f->hops[i].node = g->hops[i].node;
 	*nodes = s->nodes;
+	f->state_src = s->id;
+	f->state_src_nodes = s->nodes;
 	if ((pr & kid) != kid || !(pr & ~kid)) {
 		if (pr & RDM_F_FLOW_KEY)
 			f->key = g->key;
@@ -353,7 +397,7 @@ int rdm_ctx_encode(struct rdm_ctx_tx *t, const struct rdm_frame *f, uint8_t *buf
 	split = rdm_frame__split_ok(f) ? RDM_SEL_SPLIT : 0;
 	slot = slot_of(f);
 	s = t->slot[slot];
-	if (s && same_state(f, s, split != 0)) {
+	if (s && state_is(f, s, split != 0)) {
 		if (split || !(f->present & RDM_F_HOPS))
 			len = put_use(f, slot, buf, cap);
 		else
@@ -399,8 +443,10 @@ int rdm_ctx_encode(struct rdm_ctx_tx *t, const struct rdm_frame *f, uint8_t *buf
 	/* Only now the slot: a frame that could not be written leaves it as it was. Without
 	 * memory to remember the state, the next frame sends it again. */
 	s = state_new(t->scratch, (unsigned)slen, &len);
-	if (s)
+	if (s) {
 		s->split = split != 0;
+		s->src = f->state_src;
+	}
 	free(t->slot[slot]);
 	t->slot[slot] = s;
 	t->st->sets++;
