@@ -23,7 +23,13 @@
  * before flow contexts.
  *
  * A sender whose connection did not take every frame it encoded (a full queue, the
- * connection down) resets its slots: the frames lost may have set some. */
+ * connection down) resets its slots: the frames lost may have set some.
+ *
+ * Every state a receiver keeps has an id, and a frame that takes it names it
+ * (rdm_frame's state_src). A sender's slot remembers the id its state came with: a frame
+ * of the same id whose state nobody changed since (a stage that changes states clears the
+ * id or gives the new state its own) is known to be the slot's without comparing fields,
+ * save the nodes of hops added since. Otherwise the fields are compared. */
 #ifndef RDM_FRAMECTX_H
 #define RDM_FRAMECTX_H
 
