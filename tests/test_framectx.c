@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include "transport/frame_int.h"
 #include "transport/framectx.h"
 
 static const uint8_t pkt[] = {0x45, 0, 0,  28, 0, 1, 0,	   0,	 64, 17, 0, 0, 10, 0,
@@ -421,6 +422,37 @@ Test(framectx, a_state_taken_unchanged_is_known_by_its_source)
 	rdm_ctx_tx_free(t2);
 	rdm_ctx_rx_free(r);
 	rdm_ctx_rx_free(r2);
+}
+
+/* A frame that brings state TLVs of its own beside its CTX names no received state: its
+ * state is not all the one it took. */
+Test(framectx, a_frame_with_state_tlvs_of_its_own_names_no_state)
+{
+	struct rdm_ctx_tx *t = rdm_ctx_tx_new(NULL);
+	struct rdm_ctx_rx *r = rdm_ctx_rx_new(NULL);
+	struct rdm_txframe out[RDM_CTX_OUT_MAX];
+	uint8_t buf[4096], w[4096];
+	struct rdm_frame f, g;
+	uint32_t n;
+
+	flow_frame(&f, 45, 1);
+	cr_assert_eq(deliver(r, out, rdm_ctx_encode(t, &f, buf, sizeof(buf), out), &g), 0);
+	flow_frame(&f, 45, 2);
+	cr_assert_eq(rdm_ctx_encode(t, &f, buf, sizeof(buf), out), 1);
+	memcpy(w, out[0].hdr, out[0].hdr_len);
+	cr_assert_eq(rdm_ctx_decode(r, &g, w, out[0].hdr_len), 0);
+	cr_assert_neq(g.state_src, 0, "the USE frame as sent names its state");
+	n = out[0].hdr_len;
+	w[n] = RDM_MD_CLASS >> 8;
+	w[n + 1] = RDM_MD_CLASS & 0xff;
+	w[n + 2] = RDM_TLV_TENANT;
+	w[n + 3] = 4;
+	memcpy(w + n + 4, "evil", 4);
+	rdm_frame__put_base(&f, w, n + 8, f.next_proto);
+	cr_assert_eq(rdm_ctx_decode(r, &g, w, n + 8), 0);
+	cr_assert_eq(g.state_src, 0);
+	rdm_ctx_tx_free(t);
+	rdm_ctx_rx_free(r);
 }
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -190,12 +190,14 @@ static void take_state(struct rdm_frame *f, const struct state *s, uint8_t *node
 	uint32_t pr = g->present;
 	size_t from = offsetof(struct rdm_frame, key);
 
+	/* Named only when all of f's state is s's: a frame may carry state TLVs of its own
+	 * beside its CTX. */
+	f->state_src = (f->present & STICKY_BITS) ? 0 : s->id;
+	f->state_src_nodes = s->nodes;
 	f->present |= pr;
 	for (unsigned i = 0; i < s->nodes; i++)
 		f->hops[i].node = g->hops[i].node;
 	*nodes = s->nodes;
-	f->state_src = s->id;
-	f->state_src_nodes = s->nodes;
 	if ((pr & kid) != kid || !(pr & ~kid)) {
 		if (pr & RDM_F_FLOW_KEY)
 			f->key = g->key;

@@ -173,7 +173,9 @@ for i in 1 2 3; do echo "--- run 2 host$i"; cat "$work/log$i"; done
 
 # --- run 3: a slow egress: backpressure travels upstream, nothing is dropped ------------
 rm -f "$work"/stats* "$work"/log* "$work/out.pcap" "$work/frames.pcap"
-SLOW=6000
+# Enough that the queues and the sockets' buffers between the nodes cannot hold it all:
+# with 6000, host1 met a congested next hop 0-2 times (a CI run saw 0), with 12000 3-6.
+SLOW=12000
 chain 0 $SLOW 65536 4000 >"$work/chain.yaml"
 node 3; node 2; node 1
 if run_chain "run 3"; then
