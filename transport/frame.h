@@ -173,8 +173,8 @@ struct rdm_frame {
 	 * groups, FLAGS) was taken from, by its id (transport/framectx.c; 0 when none), and
 	 * how many hops' nodes that state named. Whoever changes the state after that
 	 * clears state_src (rdm_frame_add_flags does; so does the node after a stage that
-	 * does not keep states), so that a sender can tell an unchanged state without
-	 * comparing its fields. */
+	 * does not keep states) or gives the new state an id of its own, so that a sender
+	 * can tell an unchanged state without comparing its fields. */
 	uint64_t state_src;
 	uint8_t state_src_nodes;
 };
