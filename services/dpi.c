@@ -67,9 +67,8 @@ struct dpi_flow {
 	char host[DPI_HOST_MAX];
 	/* The batch whose frames point at app_name and host (dpi_detach). */
 	uint64_t epoch;
-	/* Once final, per direction: the state id of the frames that came in (tok_in) and
-	 * the one they leave with, written (tok_out): dpi_token. */
-	uint64_t tok_in[2], tok_out[2];
+	/* Once final: the ids of the states it writes into frames (dpi_token). */
+	struct rdm_state_memo ids;
 };
 
 struct dpi_rt {
@@ -319,13 +318,7 @@ static void dpi_inspect(struct dpi_rt *rt, struct dpi_flow *df, const uint8_t *p
  * in stays. 0 (unknown) while DPI still inspects, or when in is. */
 static uint64_t dpi_token(struct dpi_flow *df, uint64_t in, int dir)
 {
-	if (!in || df->state != DPI_FINAL)
-		return 0;
-	if (df->tok_in[dir] != in) {
-		df->tok_in[dir] = in;
-		df->tok_out[dir] = rdm_frame_state_id();
-	}
-	return df->tok_out[dir];
+	return df->state == DPI_FINAL ? rdm_state_memo_id(&df->ids, dir, in) : 0;
 }
 
 /* Writes what is known of a flow into frame f, going in direction dir. Its flags first:

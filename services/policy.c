@@ -90,11 +90,10 @@ struct pol_flow {
 	/* Per direction, the state id (transport/frame.h state_src) of frames whose state
 	 * has the fields and values it was last evaluated on (sig_pres, sig_hash). */
 	uint64_t sig_src[2];
-	/* The decision last written (pol_token), and per direction the state id of the
-	 * frames it was written into (tok_in) and the one they left with (tok_out). */
+	/* The decision last written (pol_token), and the ids of the states it made. */
 	uint32_t tok_rule, tok_gen;
 	uint8_t tok_action;
-	uint64_t tok_in[2], tok_out[2];
+	struct rdm_state_memo ids;
 };
 
 struct policy_stats {
@@ -509,13 +508,9 @@ static uint64_t pol_token(const struct policy_rt *rt, struct pol_flow *pf, int d
 		pf->tok_action = (uint8_t)a;
 		pf->tok_rule = rule_id;
 		pf->tok_gen = gen;
-		pf->tok_in[0] = pf->tok_in[1] = 0;
+		pf->ids = (struct rdm_state_memo){{0, 0}, {0, 0}};
 	}
-	if (pf->tok_in[dir] != in) {
-		pf->tok_in[dir] = in;
-		pf->tok_out[dir] = rdm_frame_state_id();
-	}
-	return pf->tok_out[dir];
+	return rdm_state_memo_id(&pf->ids, dir, in);
 }
 
 /* Carries out a decision on f. pf is the flow's data (NULL for a packet without a

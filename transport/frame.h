@@ -184,6 +184,26 @@ struct rdm_frame {
  * (one id, one state), instead of 0. */
 uint64_t rdm_frame_state_id(void);
 
+/* A writer's ids for the states it writes while what it writes stays the same: per
+ * direction, the id of the state that came in and the one it gave the state going out. */
+struct rdm_state_memo {
+	uint64_t in[2], out[2];
+};
+
+/* The id of the state a writer makes of state in (going in direction dir): the same id
+ * while in stays, a new one for another; 0 when in is (unknown). A writer whose writing
+ * changes resets the memo (zeroes it) first. */
+static inline uint64_t rdm_state_memo_id(struct rdm_state_memo *m, int dir, uint64_t in)
+{
+	if (!in)
+		return 0;
+	if (m->in[dir] != in) {
+		m->in[dir] = in;
+		m->out[dir] = rdm_frame_state_id();
+	}
+	return m->out[dir];
+}
+
 /* Resets f to an empty frame for chain spi at index si. */
 void rdm_frame_init(struct rdm_frame *f, uint32_t spi, uint8_t si, uint8_t next_proto);
 
