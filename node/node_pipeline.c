@@ -35,6 +35,9 @@ static int run_stages(struct worker *w, int m)
 			if (!keeps)
 				f->state_src = 0; /* the stage may have changed it */
 			if (w->verdict[i] == RDM_STAGE_REPLY) {
+				/* A reply's key is turned round, and below its flags change
+				 * and its notice's key turns back: neither keeps an id. */
+				f->state_src = 0;
 				w->back[w->n_back++] = f;
 				w->st.replies++;
 				if (notice) {
@@ -46,7 +49,6 @@ static int run_stages(struct worker *w, int m)
 					uint16_t p;
 
 					*c = *f;
-					c->state_src = 0;
 					memcpy(a, ck->src, 16);
 					memcpy(ck->src, ck->dst, 16);
 					memcpy(ck->dst, a, 16);
@@ -55,7 +57,6 @@ static int run_stages(struct worker *w, int m)
 					ck->dport = p;
 					w->frp[k++] = as_notice(c);
 					f->flags &= ~RDM_FF_NOTICE;
-					f->state_src = 0;
 				}
 			} else if (w->verdict[i] > 0) {
 				w->frp[k++] = f;
