@@ -196,6 +196,7 @@ struct worker {
 	uint8_t *hdr;
 	struct rdm_txframe *tx; /* RDM_CTX_OUT_MAX per frame: state-only frames go first */
 	uint8_t *tx_part;	/* per tx frame: 1 for a state-only one */
+	int tx_pkts;		/* how many of the tx frames encoded last are not */
 
 	/* The TUN device at this edge (inline mode). */
 	int tun_fd;

@@ -103,29 +103,33 @@ int rdm_node__encode_tx(struct worker *w, struct rdm_ctx_tx *t, struct rdm_frame
 			w->st.drops[DROP_OVERSIZE]++;
 			continue;
 		}
-		for (int g = 0; g < got; g++)
-			w->tx_part[k + g] = g + 1 < got;
+		w->tx_part[k + got - 1] = 0;
+		for (int g = 0; g < got - 1; g++)
+			w->tx_part[k + g] = 1;
 		k += got;
 		j++;
 	}
+	w->tx_pkts = j;
 	return k;
 }
 
-/* Sends w->tx[0..k) on c, whose flow contexts are t. Returns how many frames with a
- * packet (or notice) it took, or -ENOTCONN; *lost says how many it did not take. A
- * connection that did not take every frame gets its contexts reset: a frame it did not
- * take may have set one. */
+/* Sends w->tx[0..k), as rdm_node__encode_tx just wrote them, on c, whose flow contexts
+ * are t. Returns how many frames with a packet (or notice) it took, or -ENOTCONN; *lost
+ * says how many it did not take. A connection that did not take every frame gets its
+ * contexts reset: a frame it did not take may have set one. */
 int rdm_node__send_tx(struct worker *w, struct rdm_conn *c, struct rdm_ctx_tx *t, int k,
 		      uint64_t *lost)
 {
-	int rc = rdm_conn_send(c, w->tx, k), taken = 0, all = 0;
+	int rc = rdm_conn_send(c, w->tx, k), taken = 0;
 
-	for (int i = 0; i < k; i++) {
-		all += !w->tx_part[i];
-		taken += i < rc && !w->tx_part[i];
+	if (rc == k) {
+		*lost = 0;
+		return w->tx_pkts;
 	}
-	*lost = (uint64_t)(all - taken);
-	if (rc < k && t) {
+	for (int i = 0; i < rc; i++)
+		taken += !w->tx_part[i];
+	*lost = (uint64_t)(w->tx_pkts - taken);
+	if (t) {
 		rdm_ctx_tx_reset(t);
 		w->st.ctx_resets++;
 	}

@@ -2,7 +2,6 @@
  * replicas' names, each flow pinned to the replica it started on), and sending there. */
 #include <stdlib.h>
 
-#include "lib/clock.h"
 #include "lib/pkt.h"
 #include "node/maglev.h"
 #include "node/node_int.h"
@@ -145,10 +144,11 @@ void rdm_node__pin_end(void *arg, struct rdm_flow *fl, enum rdm_flow_end why)
 		w->downs[p->slot].pins--;
 }
 
-/* Sends frames fs[0..m) forward, each to the replica its flow is pinned to. */
+/* Sends frames fs[0..m) forward, each to the replica its flow is pinned to. Flows are
+ * timed by the loop's clock of this turn: no clock reading per batch. */
 void rdm_node__forward(struct worker *w, struct rdm_frame *const *fs, int m)
 {
-	uint64_t now = rdm_now_ns();
+	uint64_t now = rdm_loop_now(w->loop);
 
 	for (int i = 0; i < m; i++)
 		w->upi[i] = steer_frame(w, fs[i], now);

@@ -240,14 +240,6 @@ static uint8_t cls_of(const struct rdm_flow *f)
 	return f->key.proto == IPPROTO_UDP ? CLS_UDP : CLS_OTHER;
 }
 
-struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_key *k,
-				   uint64_t hash, uint32_t bytes, uint8_t tcp_flags,
-				   uint64_t now_ns, int *dir, int *created)
-{
-	return rdm_flowtab_track_found(t, rdm_flowtab_find(t, k, hash, dir), k, hash, bytes,
-				       tcp_flags, now_ns, dir, created);
-}
-
 struct rdm_flow *rdm_flowtab_track_found(struct rdm_flowtab *t, struct rdm_flow *f,
 					 const struct rdm_flow_key *k, uint64_t hash,
 					 uint32_t bytes, uint8_t tcp_flags, uint64_t now_ns,

@@ -84,16 +84,6 @@ struct rdm_flowtab *rdm_flowtab_new(const struct rdm_flow_conf *c, size_t data_s
 /* Ends every flow (RDM_FLOW_END_SHUTDOWN) and frees the table; accepts NULL. */
 void rdm_flowtab_free(struct rdm_flowtab *t);
 
-/* Finds the flow of a packet with key k and hash (rdm_flow_hash(k)), creating it when
- * absent (*created = 1), evicting when the table is full. Counts the packet (bytes,
- * TCP flags) in its direction, refreshes the idle timer, and sets *dir to 0 when k is
- * the initiator's direction and 1 when it is the reply's. created may be NULL. A SYN
- * (without ACK) on a closed TCP flow ends it and starts a new one. NULL only for a new
- * flow when the table is full and refuses new flows (counted in refused). */
-struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_key *k,
-				   uint64_t hash, uint32_t bytes, uint8_t tcp_flags,
-				   uint64_t now_ns, int *dir, int *created);
-
 /* The flow of k without counting or creating anything; NULL if absent. */
 struct rdm_flow *rdm_flowtab_find(struct rdm_flowtab *t, const struct rdm_flow_key *k,
 				  uint64_t hash, int *dir);
@@ -104,6 +94,22 @@ struct rdm_flow *rdm_flowtab_track_found(struct rdm_flowtab *t, struct rdm_flow 
 					 const struct rdm_flow_key *k, uint64_t hash,
 					 uint32_t bytes, uint8_t tcp_flags, uint64_t now_ns,
 					 int *dir, int *created);
+
+/* Finds the flow of a packet with key k and hash (rdm_flow_hash(k)), creating it when
+ * absent (*created = 1), evicting when the table is full. Counts the packet (bytes,
+ * TCP flags) in its direction, refreshes the idle timer, and sets *dir to 0 when k is
+ * the initiator's direction and 1 when it is the reply's. created may be NULL. A SYN
+ * (without ACK) on a closed TCP flow ends it and starts a new one. NULL only for a new
+ * flow when the table is full and refuses new flows (counted in refused). Inline: the
+ * call of a wrapper with eight arguments costs as much as the look-up it wraps. */
+static inline struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t,
+						 const struct rdm_flow_key *k, uint64_t hash,
+						 uint32_t bytes, uint8_t tcp_flags, uint64_t now_ns,
+						 int *dir, int *created)
+{
+	return rdm_flowtab_track_found(t, rdm_flowtab_find(t, k, hash, dir), k, hash, bytes,
+				       tcp_flags, now_ns, dir, created);
+}
 
 /* Ends flows idle past their timeout at now_ns, at most budget of them (0: no limit).
  * Returns how many ended. */

@@ -400,9 +400,10 @@ void rdm_tcp__deliver(struct tcp_conn *c)
 			return;
 		if (took < 0)
 			took = 0;
-		for (int i = 0; i < took; i++) {
-			c->rx_start += LEN_PREFIX + fr[i].len;
-			c->base.stats.rx_frames++;
+		if (took > 0) {
+			/* The frames taken are the first ones: the buffer starts after the last. */
+			c->rx_start = (uint32_t)(fr[took - 1].data - c->rx) + fr[took - 1].len;
+			c->base.stats.rx_frames += (uint64_t)took;
 		}
 		if ((uint32_t)took < n) {
 			c->rx_paused = 1;
