@@ -84,6 +84,12 @@ static const struct {
     {"down_tx_bytes", "Bytes the downstream connections sent"},
     {"up_rx_frames", "Frames the upstream connections received"},
     {"up_rx_bytes", "Bytes the upstream connections received"},
+    {"up_rx_lost_on_close",
+     "Frames that came whole from upstream and no stage took, lost when their connection "
+     "closed"},
+    {"down_rx_lost_on_close",
+     "Frames that came whole back from downstream and were not taken, lost when their "
+     "connection closed"},
     {"egress_packets", "Packets accounted for at the chain's egress"},
     {"egress_bytes", "Bytes of the packets accounted for at the egress"},
     {"egress_flows", "Flows seen at the egress"},

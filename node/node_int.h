@@ -332,6 +332,7 @@ void rdm_node__auto_check(struct worker *w);
 int rdm_node__start_listener(struct worker *w);
 int rdm_node__listen_probe(const struct rdm_node *n, char *err, size_t errlen);
 void rdm_node__send_back(struct worker *w, struct rdm_frame *const *fs, int m);
+void rdm_node__close_ups(struct worker *w);
 
 /* node_ingress.c: packets entering the chain */
 void rdm_node__pump(void *arg);

@@ -188,10 +188,11 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 			"\ndown_disconnects %" PRIu64 "\ndown_congested %" PRIu64
 			"\ndown_lost_on_close %" PRIu64 "\ndown_queue_full %" PRIu64
 			"\ndown_handshakes %" PRIu64 "\ndown_handshake_us %" PRIu64
-			"\ndown_ktls_tx %" PRIu64 "\n",
+			"\ndown_ktls_tx %" PRIu64 "\ndown_rx_lost_on_close %" PRIu64 "\n",
 			t.down.tx_frames, t.down.tx_bytes, t.down.connects, t.down.connect_fails,
 			t.down.disconnects, t.down.congested, t.down.lost_on_close,
-			t.down.queue_full, t.down.handshakes, t.down.handshake_us, t.down.ktls_tx);
+			t.down.queue_full, t.down.handshakes, t.down.handshake_us, t.down.ktls_tx,
+			t.down.rx_lost_on_close);
 	if (n->n_next && down0 && down0->ops == &rdm_rdma_ops)
 		fprintf(out,
 			"down_inline_sends %" PRIu64 "\ndown_zero_copy %" PRIu64
@@ -205,9 +206,10 @@ void rdm_node_report(const struct rdm_node *n, FILE *out)
 	if (n->conf->has_listen)
 		fprintf(out,
 			"up_rx_frames %" PRIu64 "\nup_rx_bytes %" PRIu64 "\nup_rx_bad_len %" PRIu64
-			"\nup_disconnects %" PRIu64 "\nup_rx_tls_errors %" PRIu64 "\n",
+			"\nup_disconnects %" PRIu64 "\nup_rx_tls_errors %" PRIu64
+			"\nup_rx_lost_on_close %" PRIu64 "\n",
 			t.up.rx_frames, t.up.rx_bytes, t.up.rx_bad_len, t.up.disconnects,
-			t.up.rx_tls_errors);
+			t.up.rx_tls_errors, t.up.rx_lost_on_close);
 	if (n->conf->egress.enabled) {
 		for (int i = 0; i < n->n_origins; i++) {
 			lost += n->origins[i].lost;

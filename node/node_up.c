@@ -1,6 +1,7 @@
 /* The upstream side of a worker: listening, frames arriving from upstream nodes, and
  * the way back to them (which connection brought each flow). */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -121,6 +122,25 @@ static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, vo
 	return n;
 }
 
+/* Upstream connection i leaves the worker (closed): its counters stay in up_closed. */
+static void up_forget(struct worker *w, int i)
+{
+	const struct rdm_conn_stats *s = &w->ups[i]->stats;
+
+	w->up_closed.rx_frames += s->rx_frames;
+	w->up_closed.rx_bytes += s->rx_bytes;
+	w->up_closed.rx_bad_len += s->rx_bad_len;
+	w->up_closed.rx_lost_on_close += s->rx_lost_on_close;
+	w->up_closed.rx_tls_errors += s->rx_tls_errors;
+	rdm_ctx_rx_free(w->up_rx[i]);
+	rdm_ctx_tx_free(w->up_tx[i]);
+	w->ups[i] = w->ups[--w->n_ups];
+	w->up_serial[i] = w->up_serial[w->n_ups];
+	w->up_si[i] = w->up_si[w->n_ups];
+	w->up_rx[i] = w->up_rx[w->n_ups];
+	w->up_tx[i] = w->up_tx[w->n_ups];
+}
+
 /* An upstream node connected or went away. */
 static void up_state(struct rdm_conn *c, int up, void *arg)
 {
@@ -156,24 +176,30 @@ static void up_state(struct rdm_conn *c, int up, void *arg)
 	}
 	for (int i = 0; i < w->n_ups; i++) {
 		if (w->ups[i] == c) {
-			const struct rdm_conn_stats *s = &c->stats;
-
-			w->up_closed.rx_frames += s->rx_frames;
-			w->up_closed.rx_bytes += s->rx_bytes;
-			w->up_closed.rx_bad_len += s->rx_bad_len;
-			w->up_closed.rx_tls_errors += s->rx_tls_errors;
 			w->up_closed.disconnects++;
-			rdm_ctx_rx_free(w->up_rx[i]);
-			rdm_ctx_tx_free(w->up_tx[i]);
-			w->ups[i] = w->ups[--w->n_ups];
-			w->up_serial[i] = w->up_serial[w->n_ups];
-			w->up_si[i] = w->up_si[w->n_ups];
-			w->up_rx[i] = w->up_rx[w->n_ups];
-			w->up_tx[i] = w->up_tx[w->n_ups];
+			up_forget(w, i);
 			break;
 		}
 	}
 	rdm_node__log(w->node, "upstream %s disconnected", c->peer);
+}
+
+/* The worker is done: its upstream connections close now, before the node's last
+ * report, so that frames they had read and no stage took count in it (up_rx_lost_on_close;
+ * a stopping node takes no more input). */
+void rdm_node__close_ups(struct worker *w)
+{
+	while (w->n_ups) {
+		struct rdm_conn *c = w->ups[w->n_ups - 1];
+
+		rdm_conn_close(c);
+		up_forget(w, w->n_ups - 1);
+		if (c->stats.rx_lost_on_close)
+			rdm_node__log(w->node,
+				      "upstream %s closed with %" PRIu64
+				      " frames it had sent that no stage took: counted lost",
+				      c->peer, c->stats.rx_lost_on_close);
+	}
 }
 
 /* A node that cannot take its place in the chain must not run half-way: its listen

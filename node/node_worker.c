@@ -109,6 +109,8 @@ void *rdm_node__worker_main(void *arg)
 		rdm_node__auto_check(w);
 		rdm_node__check_finished(w);
 	}
+	rdm_node__close_ups(w);
+	rdm_node__snap_stats(w);
 	return NULL;
 }
 

@@ -204,6 +204,33 @@ Test(rdma, shutdown_tx_waits_for_a_paused_receiver_to_take_every_frame, .timeout
 	pair_close(&p);
 }
 
+/* A receiver that closes while it holds frames (its node stops under backpressure)
+ * counts those it never handed over: the sender counted them sent. */
+Test(rdma, a_receiver_that_closes_counts_the_frames_it_never_took, .timeout = 60)
+{
+	struct rdm_conn_opts o = opts();
+	struct pair p;
+	uint32_t next = 0, n = 40; /* under the grant of 64: all of them go out */
+	uint64_t bytes = 0;
+
+	NEED_RDMA();
+	pair_open(&p, 18521, &o);
+	srv.pause = 1;
+	for (uint32_t i = 0; i < n; i++)
+		bytes += size_of(i);
+	while (next < n) {
+		send_some(p.c, &next, n);
+		rdm_loop_run_once(loop, 5);
+	}
+	RUN_UNTIL(srv.last->stats.rx_bytes == bytes, 5000);
+	cr_assert_eq(srv.last->stats.rx_bytes, bytes, "every frame is in the receiver's slots");
+	rdm_conn_close(srv.last);
+	cr_assert_eq(srv.got, 0);
+	cr_assert_eq(srv.last->stats.rx_lost_on_close, n, "%u frames lost and counted: %lu", n,
+		     (unsigned long)srv.last->stats.rx_lost_on_close);
+	pair_close(&p);
+}
+
 Test(rdma, unreachable_peer_retries_with_backoff, .timeout = 60)
 {
 	struct rdm_conn_opts o = opts();

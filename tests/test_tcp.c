@@ -6,8 +6,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -205,6 +207,60 @@ TCP_TEST(frames_buffered_when_the_peer_closes_are_delivered_first)
 	cr_assert_eq(srv.got, 60, "every frame sent before the close arrives: %u", srv.got);
 	cr_assert_eq(srv.bad, 0);
 	cr_assert_eq(srv.downs, 1, "then the connection reports down");
+	rdm_listener_close(&rdm_tcp_ops, l);
+}
+
+/* Writes frames first..last-1 (their index first, then the pattern) to the plain socket
+ * fd, as a peer's TCP backend frames them; returns the bytes written. */
+static size_t write_frames(int fd, uint32_t first, uint32_t last)
+{
+	static uint8_t buf[4 + MAXF];
+	size_t total = 0;
+
+	for (uint32_t i = first; i < last; i++) {
+		uint32_t len = fill(buf + 4, i);
+
+		buf[0] = (uint8_t)(len >> 24), buf[1] = (uint8_t)(len >> 16);
+		buf[2] = (uint8_t)(len >> 8), buf[3] = (uint8_t)len;
+		cr_assert_eq(write(fd, buf, 4 + len), (ssize_t)(4 + len));
+		total += 4 + len;
+	}
+	return total;
+}
+
+TCP_TEST(a_receiver_that_closes_counts_the_frames_it_never_took)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), unacked = 1;
+	size_t total;
+
+	/* A plain socket as the upstream; the receiver holds back (its next hop is
+	 * congested) and reads 20 frames into its buffer, taking none. */
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a.ss, a.len), 0);
+	RUN_UNTIL(srv.ups, 2000);
+	srv.pause = 1;
+	total = write_frames(fd, 0, 20);
+	RUN_UNTIL(srv.last->stats.rx_bytes == total, 2000);
+	cr_assert_eq(srv.last->stats.rx_bytes, total);
+	/* 10 more reach its kernel (acknowledged) while its loop does not run. */
+	write_frames(fd, 20, 30);
+	for (int i = 0; i < 20000 && unacked; i++) {
+		cr_assert_eq(ioctl(fd, SIOCOUTQ, &unacked), 0);
+		if (unacked)
+			usleep(100);
+	}
+	cr_assert_eq(unacked, 0, "the receiver's kernel holds every byte sent");
+	/* It closes (its node stops): the 20 it read and the 10 it reads away at the close
+	 * are counted, none taken. */
+	rdm_conn_close(srv.last);
+	cr_assert_eq(srv.got, 0);
+	cr_assert_eq(srv.last->stats.rx_lost_on_close, 30, "30 frames lost and counted: %lu",
+		     (unsigned long)srv.last->stats.rx_lost_on_close);
+	close(fd);
 	rdm_listener_close(&rdm_tcp_ops, l);
 }
 

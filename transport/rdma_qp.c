@@ -1,6 +1,7 @@
 /* A connection's queue pair and send buffers: allocating them, creating the QP on its
  * device's context, and tearing it down with everything it held given back. */
 #include "transport/rdma_int.h"
+#include "transport/rdma_pack.h"
 
 #include <errno.h>
 #include <linux/capability.h>
@@ -47,8 +48,24 @@ void rdm_rdma__conn_free(void *p)
 	free(c);
 }
 
+/* The frames received message q still held for the owner: its records from q->off on
+ * (checked whole on arrival). */
+static uint64_t frames_left(const struct rdmx_ctx *x, const struct rdmx_rxq *q)
+{
+	struct rdm_pack_rd r = {x->rbuf + (size_t)q->slot * x->slot, q->end, q->off};
+	struct rdm_pack_rec rec;
+	uint64_t n = 0;
+
+	if (!q->packed)
+		return q->off < q->end;
+	while (rdm_pack_next(&r, &rec) == 1)
+		n++;
+	return n;
+}
+
 /* Gives back what the queue pair held: send slots, zero-copy references, unconsumed
- * receive slots. Only after the QP is gone, so the device reads none of it any more. */
+ * receive slots (their frames counted lost: the peer counted them sent). Only after the
+ * QP is gone, so the device reads none of it any more. */
 static void rdmx_reclaim(struct rdmx_conn *c)
 {
 	struct rdmx_ctx *x = c->ctx;
@@ -65,6 +82,7 @@ static void rdmx_reclaim(struct rdmx_conn *c)
 		c->post_n--;
 	}
 	while (c->rxq_n) {
+		c->base.stats.rx_lost_on_close += frames_left(x, &c->rxq[c->rxq_head]);
 		rdm_rdma__release_rslot(x, c->rxq[c->rxq_head].slot);
 		c->rxq_head = (c->rxq_head + 1) % c->rxq_cap;
 		c->rxq_n--;

@@ -79,23 +79,71 @@ static void unlink_from_listener(struct tcp_conn *c)
 	c->lst = NULL;
 }
 
+/* Follows a received stream from a frame's start: how many frames end in p[0..n). */
+struct rx_tally {
+	uint8_t pre[LEN_PREFIX];
+	uint32_t npre, left;
+	int lost_sync; /* a length past max_frame: nothing after it can be told apart */
+};
+
+static uint64_t tally_frames(struct rx_tally *t, const uint8_t *p, size_t n, uint32_t max_frame)
+{
+	uint64_t frames = 0;
+
+	while (n > 0 && !t->lost_sync) {
+		if (t->npre < LEN_PREFIX) {
+			t->pre[t->npre++] = *p++;
+			n--;
+			if (t->npre < LEN_PREFIX)
+				continue;
+			t->left = rdm_get_be32(t->pre);
+			t->lost_sync = t->left > max_frame;
+		} else {
+			uint32_t k = n < t->left ? (uint32_t)n : t->left;
+
+			t->left -= k;
+			p += k;
+			n -= k;
+		}
+		if (t->left == 0 && !t->lost_sync) {
+			frames++;
+			t->npre = 0;
+		}
+	}
+	return frames;
+}
+
 static void drop_socket(struct tcp_conn *c)
 {
+	/* Frames of an up connection that came whole and were never taken (the owner held
+	 * back, or closed it) are counted lost here: the peer counted them sent. Ones cut
+	 * short are the peer's to count (lost_on_close: not fully written). */
+	int tally = c->base.up && !c->hs;
+	struct rx_tally t = {0};
+	uint64_t lost = 0;
+
+	if (tally)
+		lost =
+		    tally_frames(&t, c->rx + c->rx_start, c->rx_end - c->rx_start, c->o.max_frame);
 	rdm_poller_del(c->loop, &c->poller);
 	if (c->io.fd >= 0) {
 		uint8_t sink[4096];
+		ssize_t n;
 
 		rdm_io_del(c->loop, &c->io);
 		/* Close with a FIN, not a RST: a socket closed with unread data resets the
 		 * connection, and a reset makes the peer's kernel throw away what it has not
 		 * read yet, frames we sent among them. So say we are done, and read away what
-		 * the peer sent (frames it sent back that we no longer want). */
+		 * the peer sent (frames it sent back that we no longer want), counting its
+		 * frames (not through TLS: those bytes are sealed). */
 		shutdown(c->io.fd, SHUT_WR);
-		for (int i = 0; i < 256 && read(c->io.fd, sink, sizeof(sink)) > 0; i++)
-			;
+		for (int i = 0; i < 256 && (n = read(c->io.fd, sink, sizeof(sink))) > 0; i++)
+			if (tally && !c->tls)
+				lost += tally_frames(&t, sink, (size_t)n, c->o.max_frame);
 		close(c->io.fd);
 		c->io.fd = -1;
 	}
+	c->base.stats.rx_lost_on_close += lost;
 	/* Whatever was not fully written is gone with the socket: count it, frame by frame,
 	 * so a loss is never silent. */
 	c->base.stats.lost_on_close += c->tx_frames_q;

@@ -123,6 +123,10 @@ struct rdm_conn_stats {
 	uint64_t handshakes, handshake_us; /* proven set-ups (opts.tls), and their time in all */
 	uint64_t ktls_tx;	/* encrypted set-ups whose sends the kernel encrypts (kTLS) */
 	uint64_t rx_tls_errors; /* encrypted records that failed their check (connection reset) */
+	/* Frames that came whole and the owner never took, gone with the connection (tcp:
+	 * read, or in the socket as far as the close reads it away; rdma: records of
+	 * received messages not handed over yet). The peer counted them sent. */
+	uint64_t rx_lost_on_close;
 	/* rdma */
 	uint64_t inline_sends;	/* frames sent inline (copied by the device at post) */
 	uint64_t zero_copy;	/* frames whose packet was sent from the receive slot */

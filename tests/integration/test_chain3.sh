@@ -195,3 +195,29 @@ if run_chain "run 3"; then
 	cat "$work/check3"
 	for i in 1 2 3; do echo "--- run 3 host$i"; cat "$work/stats$i" | grep -E 'stalls|drops|congested|egress_packets|ingress_sent'; done
 fi
+
+# --- run 4: the slow egress stopped mid-run: what it had read and not taken is counted --
+rm -f "$work"/stats* "$work"/log* "$work/out.pcap" "$work/frames.pcap"
+chain 0 $SLOW 65536 4000 >"$work/chain.yaml"
+node 3; node 2; node 1
+# Stop host3 once it takes packets at its pace: its input is then held back, the frames
+# it read sitting in its buffer.
+t=0
+until grep -qE 'w0 egress: [1-9][0-9]* packets' "$work/log3" 2>/dev/null || [ $t -ge 300 ]; do
+	sleep 0.1
+	t=$((t + 1))
+done
+kill -TERM "$pid3"
+wait_exit "$pid3" 10 || { fail "run 4: host3 ignored SIGTERM"; kill -9 "$pid3"; }
+wait_exit "$pid1" 60 || { fail "run 4: ingress did not finish"; kill -9 "$pid1"; }
+kill -TERM "$pid2"
+wait_exit "$pid2" 10 || { fail "run 4: host2 ignored SIGTERM"; kill -9 "$pid2"; }
+got=$(stat "$work/stats3" egress_packets)
+held=$(stat "$work/stats3" up_rx_lost_on_close)
+if [ -n "$held" ] && [ "$held" -gt 0 ] && [ $((got + held)) -le $SLOW ] &&
+	grep -q "closed with $held frames it had sent that no stage took: counted lost" "$work/log3"; then
+	pass "egress stopped under backpressure: $got packets out, the $held frames it had read and not taken counted (up_rx_lost_on_close) and logged"
+else
+	fail "run 4: egress_packets '$got', up_rx_lost_on_close '$held'"
+	cat "$work/log3"
+fi
