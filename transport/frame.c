@@ -442,40 +442,6 @@ static int decode_tlv(struct rdm_frame *f, uint8_t type, const uint8_t *v, unsig
 	return 1; /* not ours */
 }
 
-int rdm_frame__get_base(struct rdm_frame *f, const uint8_t *buf, size_t len, unsigned *hlen)
-{
-	uint32_t w;
-	unsigned words;
-
-	if (len < RDM_NSH_BASE_LEN)
-		return -RDM_FERR_SHORT;
-	/* Word 0 read once: Ver 31-30, O U 29-28, TTL 27-22, Length 21-16, its high bits
-	 * 15-12, MD type 11-8, next protocol 7-0 (transport/frame.h). */
-	w = rdm_get_be32(buf);
-	if (w >> 30 != RDM_NSH_VERSION)
-		return -RDM_FERR_VERSION;
-	if ((w >> 8 & 0x0F) != RDM_NSH_MD_TYPE2)
-		return -RDM_FERR_MD_TYPE;
-	words = (w >> 16 & 0x3F) | (w >> 12 & 0x0F) << 6;
-	*hlen = words * 4;
-	if (*hlen < RDM_NSH_BASE_LEN)
-		return -RDM_FERR_HDR_ZERO;
-	if (*hlen > len)
-		return -RDM_FERR_HDR_OVERRUN;
-
-	f->ttl = (uint8_t)(w >> 22 & 0x3F);
-	f->next_proto = (uint8_t)w;
-	f->spi = rdm_get_be32(buf + 4) >> 8;
-	f->si = buf[7];
-	f->present = 0;
-	f->n_groups = 0;
-	f->n_hops = 0;
-	f->tcp_known = 0;
-	f->owner_flow = NULL;
-	f->state_src = 0;
-	return 0;
-}
-
 /* A per-packet TLV of ours: it never belongs to a flow's state. */
 static int per_packet(uint16_t cls, uint8_t type)
 {

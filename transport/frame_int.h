@@ -3,6 +3,7 @@
 #ifndef RDM_FRAME_INT_H
 #define RDM_FRAME_INT_H
 
+#include "lib/byteorder.h"
 #include "transport/frame.h"
 
 #define RDM_TLV_HDR 4
@@ -24,8 +25,42 @@ int rdm_frame__put_tlvs(const struct rdm_frame *f, unsigned sel, uint8_t *q, siz
 void rdm_frame__put_base(const struct rdm_frame *f, uint8_t *buf, unsigned len, uint8_t np);
 
 /* Reads the fixed header into f (TTL, next protocol, SPI, SI; no TLV yet) and the
- * header's length into *hlen; -RDM_FERR_* when it is malformed. */
-int rdm_frame__get_base(struct rdm_frame *f, const uint8_t *buf, size_t len, unsigned *hlen);
+ * header's length into *hlen; -RDM_FERR_* when it is malformed. Inline: every frame
+ * received starts here. */
+static inline int rdm_frame__get_base(struct rdm_frame *f, const uint8_t *buf, size_t len,
+				      unsigned *hlen)
+{
+	uint32_t w;
+	unsigned words;
+
+	if (len < RDM_NSH_BASE_LEN)
+		return -RDM_FERR_SHORT;
+	/* Word 0 read once: Ver 31-30, O U 29-28, TTL 27-22, Length 21-16, its high bits
+	 * 15-12, MD type 11-8, next protocol 7-0 (transport/frame.h). */
+	w = rdm_get_be32(buf);
+	if (w >> 30 != RDM_NSH_VERSION)
+		return -RDM_FERR_VERSION;
+	if ((w >> 8 & 0x0F) != RDM_NSH_MD_TYPE2)
+		return -RDM_FERR_MD_TYPE;
+	words = (w >> 16 & 0x3F) | (w >> 12 & 0x0F) << 6;
+	*hlen = words * 4;
+	if (*hlen < RDM_NSH_BASE_LEN)
+		return -RDM_FERR_HDR_ZERO;
+	if (*hlen > len)
+		return -RDM_FERR_HDR_OVERRUN;
+
+	f->ttl = (uint8_t)(w >> 22 & 0x3F);
+	f->next_proto = (uint8_t)w;
+	f->spi = rdm_get_be32(buf + 4) >> 8;
+	f->si = buf[7];
+	f->present = 0;
+	f->n_groups = 0;
+	f->n_hops = 0;
+	f->tcp_known = 0;
+	f->owner_flow = NULL;
+	f->state_src = 0;
+	return 0;
+}
 
 /* What a walk over TLVs saw, and where the flow's state goes. */
 struct rdm_walk {
