@@ -1,5 +1,6 @@
 /* The per-thread event loop (transport/loop.h): epoll, timers and deferred frees. */
 #include "transport/loop.h"
+#include "lib/sys.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -258,7 +259,7 @@ int rdm_loop_run_once(struct rdm_loop *l, int max_wait_ms)
 	} else if (hot) {
 		look = ++l->turns % EPOLL_EVERY == 0;
 	}
-	n = look ? epoll_wait(l->epfd, ev, MAX_EVENTS, wait) : 0;
+	n = look ? rdm_sys_epoll_wait(l->epfd, ev, MAX_EVENTS, wait) : 0;
 	if (n < 0 && errno != EINTR)
 		return -errno;
 	if (look && wait != 0)

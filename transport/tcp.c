@@ -9,6 +9,7 @@
 #include "transport/tcp_int.h"
 #include "lib/byteorder.h"
 #include "lib/clock.h"
+#include "lib/sys.h"
 #include "lib/mem.h"
 #include "lib/tls_hs.h"
 #include "lib/tls_stream.h"
@@ -247,7 +248,7 @@ static int tcp_flush(struct tcp_conn *c)
 			}
 			pending = (uint64_t)n; /* a record at a time: not a partial write */
 		} else {
-			n = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+			n = rdm_sys_sendmsg(c->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		}
 		if (n < 0) {
 			if (errno == EINTR)
@@ -313,7 +314,7 @@ static int send_direct(struct tcp_conn *c, const struct rdm_txframe *f, int n)
 	}
 	msg.msg_iovlen = (size_t)v;
 	do
-		sent = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		sent = rdm_sys_sendmsg(c->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (sent < 0 && errno == EINTR);
 	if (sent < 0) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -535,7 +536,7 @@ static void tcp_read(struct tcp_conn *c)
 			stay_hot(c);
 		return;
 	}
-	n = read(c->io.fd, c->rx + c->rx_end, c->rx_cap - c->rx_end);
+	n = rdm_sys_read(c->io.fd, c->rx + c->rx_end, c->rx_cap - c->rx_end);
 	if (n == 0) {
 		rdm_tcp__eof(c);
 		return;
