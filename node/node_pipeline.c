@@ -36,8 +36,10 @@ static int run_stages(struct worker *w, int m)
 				f->state_src = 0; /* the stage may have changed it */
 			if (w->verdict[i] == RDM_STAGE_REPLY) {
 				/* A reply's key is turned round, and below its flags change
-				 * and its notice's key turns back: neither keeps an id. */
+				 * and its notice's key turns back: neither keeps an id, nor
+				 * the flow tables' hints. */
 				f->state_src = 0;
+				f->hints = NULL;
 				w->back[w->n_back++] = f;
 				w->st.replies++;
 				if (notice) {

@@ -66,8 +66,8 @@ static int steer_pin(struct worker *w, struct rdm_frame *f, uint64_t now, int *m
 	 * made here, a notice with its key turned round, has none); else tracked now. */
 	if (!fl || fl->hash != hash ||
 	    !(rdm_flow_key_eq(&fl->key, &f->key) || rdm_flow_key_rev(&fl->key, &f->key)))
-		fl = rdm_flowtab_track(w->flows, &f->key, hash, f->pkt_len, rdm_frame_tcp_flags(f),
-				       now, &dir, NULL);
+		fl = rdm_flowtab_track_hinted(w->flows, &f->key, hash, f->pkt_len,
+					      rdm_frame_tcp_flags(f), now, &dir, NULL, f->hints);
 	p = &((struct nflow *)rdm_flow_data(fl))->pin;
 	created = !p->pinned;
 	if (created)

@@ -448,7 +448,7 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 		}
 		tcp = rdm_frame_tcp_flags(fr);
 		hash = rdm_frame_flow_hash(fr, &fr->key);
-		fl = rdm_flowtab_find(rt->flows, &fr->key, hash, &dir);
+		fl = rdm_flowtab_find_hinted(rt->flows, &fr->key, hash, &dir, fr->hints);
 		/* A flow DPI is done with needs no more of its packets than their count: they
 		 * are not parsed again. */
 		checked = !fl || ((struct dpi_flow *)rdm_flow_data(fl))->state != DPI_FINAL;
@@ -458,6 +458,8 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 		}
 		fl = rdm_flowtab_track_found(rt->flows, fl, &fr->key, hash, fr->pkt_len, tcp, now,
 					     &dir, &created);
+		if (created)
+			rdm_flowtab_hint(rt->flows, fr->hints, fl, dir);
 		if (!fl) {
 			/* A full table that refuses new flows: what cannot be inspected does
 			 * not go on uninspected. */

@@ -2,7 +2,9 @@
 #include "services/flowtable.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,17 +17,18 @@
  * each was touched at most move_ns after its move: a flow behind the head was last
  * touched at most move_ns before the head was, and expires at most that late. */
 enum { CLS_TCP, CLS_TCP_CLOSED, CLS_UDP, CLS_OTHER, CLS_COUNT };
+_Static_assert(CLS_COUNT == sizeof(((struct rdm_flowtab_base *)0)->move_ns) / sizeof(uint64_t),
+	       "one move_ns per class");
+_Static_assert(RDM_IPPROTO_TCP == IPPROTO_TCP, "TCP's protocol number");
 
 struct lru {
 	uint32_t head, tail;
 };
 
 struct rdm_flowtab {
+	struct rdm_flowtab_base b; /* first: the inline look-up by hint reads it */
 	struct rdm_flow_conf c;
 	uint64_t timeout_ns[CLS_COUNT];
-	uint64_t move_ns[CLS_COUNT]; /* a touched flow moves in its queue at most this often */
-	size_t stride;
-	uint8_t *mem;
 	uint32_t *bucket;
 	uint32_t mask;
 	uint32_t free_head;
@@ -50,14 +53,19 @@ void rdm_flow_conf_defaults(struct rdm_flow_conf *c)
 		c->other_idle_ms = 30000;
 }
 
+/* Tables made, and flows created, in the process: flows' generations (rdm_flow_hint) are
+ * never given twice, so a hint from a table or flow that is gone never matches. */
+static atomic_uint tables_made;
+static atomic_uint_fast64_t flows_made;
+
 static inline struct rdm_flow *at(const struct rdm_flowtab *t, uint32_t i)
 {
-	return (struct rdm_flow *)(t->mem + (size_t)i * t->stride);
+	return (struct rdm_flow *)(t->b.mem + (size_t)i * t->b.stride);
 }
 
 static inline uint32_t idx(const struct rdm_flowtab *t, const struct rdm_flow *f)
 {
-	return (uint32_t)(((const uint8_t *)f - t->mem) / t->stride);
+	return (uint32_t)(((const uint8_t *)f - t->b.mem) / t->b.stride);
 }
 
 void *rdm_flow_data(struct rdm_flow *f)
@@ -75,6 +83,9 @@ struct rdm_flowtab *rdm_flowtab_new(const struct rdm_flow_conf *c, size_t data_s
 		return NULL;
 	t->c = *c;
 	rdm_flow_conf_defaults(&t->c);
+	/* A worker makes its tables one after the other: each takes its own hint. */
+	t->b.id = atomic_fetch_add(&tables_made, 1) + 1;
+	t->b.hint = t->b.id % RDM_FLOW_HINTS;
 	if (t->c.max_flows > (1u << 26)) {
 		free(t);
 		errno = EINVAL;
@@ -85,15 +96,16 @@ struct rdm_flowtab *rdm_flowtab_new(const struct rdm_flow_conf *c, size_t data_s
 	t->timeout_ns[CLS_UDP] = (uint64_t)t->c.udp_idle_ms * 1000000ull;
 	t->timeout_ns[CLS_OTHER] = (uint64_t)t->c.other_idle_ms * 1000000ull;
 	for (int k = 0; k < CLS_COUNT; k++)
-		t->move_ns[k] = t->timeout_ns[k] / 64;
+		t->b.move_ns[k] = t->timeout_ns[k] / 64;
 	while (nb < t->c.max_flows)
 		nb <<= 1;
 	t->mask = nb - 1;
-	t->stride = ALIGN16(sizeof(struct rdm_flow)) + ALIGN16(data_size);
-	t->mem = calloc(t->c.max_flows, t->stride);
+	t->b.stride = ALIGN16(sizeof(struct rdm_flow)) + ALIGN16(data_size);
+	t->b.max_flows = t->c.max_flows;
+	t->b.mem = calloc(t->c.max_flows, t->b.stride);
 	t->bucket = malloc((size_t)nb * sizeof(*t->bucket));
-	if (!t->mem || !t->bucket) {
-		free(t->mem);
+	if (!t->b.mem || !t->bucket) {
+		free(t->b.mem);
 		free(t->bucket);
 		free(t);
 		errno = ENOMEM;
@@ -171,6 +183,7 @@ static void flow_end(struct rdm_flowtab *t, struct rdm_flow *f, enum rdm_flow_en
 		pp = &at(t, *pp)->next_hash;
 	*pp = f->next_hash;
 	lru_unlink(t, f);
+	f->gen = 0; /* hints to it hold no more */
 	f->next_hash = t->free_head;
 	t->free_head = i;
 	t->st.flows--;
@@ -183,7 +196,7 @@ void rdm_flowtab_free(struct rdm_flowtab *t)
 	for (int k = 0; k < CLS_COUNT; k++)
 		while (t->lru[k].head != NIL)
 			flow_end(t, at(t, t->lru[k].head), RDM_FLOW_END_SHUTDOWN);
-	free(t->mem);
+	free(t->b.mem);
 	free(t->bucket);
 	free(t);
 }
@@ -206,6 +219,33 @@ struct rdm_flow *rdm_flowtab_find(struct rdm_flowtab *t, const struct rdm_flow_k
 		}
 	}
 	return NULL;
+}
+
+struct rdm_flow *rdm_flowtab__find_miss(struct rdm_flowtab *t, const struct rdm_flow_key *k,
+					uint64_t hash, int *dir, struct rdm_flow_hint *hints)
+{
+	struct rdm_flow *f = rdm_flowtab_find(t, k, hash, dir);
+
+	rdm_flowtab_hint(t, hints, f, *dir);
+	return f;
+}
+
+void rdm_flowtab__hint_check(struct rdm_flowtab *t, const struct rdm_flow_key *k, uint64_t hash,
+			     const struct rdm_flow *f, int dir)
+{
+	int d;
+
+	if (rdm_flowtab_find(t, k, hash, &d) != f || d != dir) {
+		fprintf(stderr, "flowtable: a hint named another flow than the key's\n");
+		abort();
+	}
+}
+
+void rdm_flowtab_hint(const struct rdm_flowtab *t, struct rdm_flow_hint *hints,
+		      const struct rdm_flow *f, int dir)
+{
+	if (hints && f)
+		hints[t->b.hint] = (struct rdm_flow_hint){t->b.id, idx(t, f), f->gen, dir};
 }
 
 /* The flow to give up for a new one: a closed TCP flow if any, else the one nearest
@@ -240,7 +280,7 @@ static uint8_t cls_of(const struct rdm_flow *f)
 	return f->key.proto == IPPROTO_UDP ? CLS_UDP : CLS_OTHER;
 }
 
-struct rdm_flow *rdm_flowtab_track_found(struct rdm_flowtab *t, struct rdm_flow *f,
+struct rdm_flow *rdm_flowtab__track_slow(struct rdm_flowtab *t, struct rdm_flow *f,
 					 const struct rdm_flow_key *k, uint64_t hash,
 					 uint32_t bytes, uint8_t tcp_flags, uint64_t now_ns,
 					 int *dir, int *created)
@@ -267,7 +307,7 @@ struct rdm_flow *rdm_flowtab_track_found(struct rdm_flowtab *t, struct rdm_flow 
 			f->tcp_flags[*dir] = was | tcp_flags;
 			cls = cls_of(f);
 		}
-		if (cls == f->cls && now_ns - f->moved_ns < t->move_ns[cls])
+		if (cls == f->cls && now_ns - f->moved_ns < t->b.move_ns[cls])
 			return f; /* touched, not moved: the list stays in order (above) */
 		lru_unlink(t, f);
 		f->cls = cls;
@@ -283,9 +323,10 @@ struct rdm_flow *rdm_flowtab_track_found(struct rdm_flowtab *t, struct rdm_flow 
 	i = t->free_head;
 	f = at(t, i);
 	t->free_head = f->next_hash;
-	memset(f, 0, t->stride);
+	memset(f, 0, t->b.stride);
 	f->key = *k;
 	f->hash = hash;
+	f->gen = atomic_fetch_add(&flows_made, 1) + 1;
 	f->first_ns = now_ns;
 	b = &t->bucket[hash & t->mask];
 	f->next_hash = *b;

@@ -37,6 +37,8 @@ enum rdm_flow_end {
 	RDM_FLOW_END_SHUTDOWN,	  /* the table is being freed */
 };
 
+#define RDM_IPPROTO_TCP 6
+
 /* TCP flags tracked per direction (the TCP header's bits). */
 #define RDM_TCP_FIN 0x01
 #define RDM_TCP_SYN 0x02
@@ -50,6 +52,7 @@ struct rdm_flow {
 	uint64_t packets[2], bytes[2]; /* [0] initiator to responder, [1] back */
 	uint8_t tcp_flags[2];	       /* every TCP flag seen each way, ORed */
 	/* Private to the table. */
+	uint64_t gen; /* unique in the process; 0 while the entry is free */
 	uint8_t cls;
 	uint32_t next_hash, prev_lru, next_lru;
 	uint64_t moved_ns; /* when it last moved to the back of its queue */
@@ -88,12 +91,86 @@ void rdm_flowtab_free(struct rdm_flowtab *t);
 struct rdm_flow *rdm_flowtab_find(struct rdm_flowtab *t, const struct rdm_flow_key *k,
 				  uint64_t hash, int *dir);
 
-/* rdm_flowtab_track for a caller that has looked first: f and *dir are what
- * rdm_flowtab_find(t, k, hash, dir) returned, with nothing changed in t since. */
-struct rdm_flow *rdm_flowtab_track_found(struct rdm_flowtab *t, struct rdm_flow *f,
+/* Remembers flow f (NULL: nothing), in direction dir, as this table's hint in hints (NULL:
+ * nothing). */
+void rdm_flowtab_hint(const struct rdm_flowtab *t, struct rdm_flow_hint *hints,
+		      const struct rdm_flow *f, int dir);
+
+/* What the look-up by hint reads of a table, inline: every table starts with it. */
+struct rdm_flowtab_base {
+	uint8_t *mem; /* the entries, stride bytes each */
+	size_t stride;
+	uint32_t max_flows;
+	uint32_t id;	     /* unique in the process, from 1 */
+	unsigned hint;	     /* which of a frame's hints (rdm_frame.hints) is this table's */
+	uint64_t move_ns[4]; /* per timeout class (rdm_flow.cls): how often a flow moves */
+};
+
+/* rdm_flowtab_find_hinted's look-up when the hint does not hold; and, in sanitized
+ * builds, its check of a hint that does (a mismatch aborts). */
+struct rdm_flow *rdm_flowtab__find_miss(struct rdm_flowtab *t, const struct rdm_flow_key *k,
+					uint64_t hash, int *dir, struct rdm_flow_hint *hints);
+void rdm_flowtab__hint_check(struct rdm_flowtab *t, const struct rdm_flow_key *k, uint64_t hash,
+			     const struct rdm_flow *f, int dir);
+
+/* rdm_flowtab_find, first trying the frame's hint for this table (hints: a frame's
+ * rdm_frame.hints, or NULL): the entry it names while that still holds the flow it was
+ * given for; else it looks the flow up and hints it. The caller passes hints only with
+ * the key they were given for. Sanitized builds (make unit-san) check every hint taken
+ * against the look-up it saves: a frame that kept hints after its key changed stops the
+ * tests. */
+static inline struct rdm_flow *rdm_flowtab_find_hinted(struct rdm_flowtab *t,
+						       const struct rdm_flow_key *k, uint64_t hash,
+						       int *dir, struct rdm_flow_hint *hints)
+{
+	const struct rdm_flowtab_base *b = (const struct rdm_flowtab_base *)t;
+	const struct rdm_flow_hint *h = hints ? &hints[b->hint] : NULL;
+
+	if (h && h->tab == b->id && h->idx < b->max_flows) {
+		struct rdm_flow *f = (struct rdm_flow *)(b->mem + (size_t)h->idx * b->stride);
+
+		if (f->gen == h->gen) {
+			*dir = h->dir;
+#ifdef __SANITIZE_ADDRESS__
+			rdm_flowtab__hint_check(t, k, hash, f, *dir);
+#endif
+			return f;
+		}
+	}
+	return rdm_flowtab__find_miss(t, k, hash, dir, hints);
+}
+
+/* rdm_flowtab_track_found in full: what the inline common case leaves. */
+struct rdm_flow *rdm_flowtab__track_slow(struct rdm_flowtab *t, struct rdm_flow *f,
 					 const struct rdm_flow_key *k, uint64_t hash,
 					 uint32_t bytes, uint8_t tcp_flags, uint64_t now_ns,
 					 int *dir, int *created);
+
+/* rdm_flowtab_track for a caller that has looked first: f and *dir are what
+ * rdm_flowtab_find(t, k, hash, dir) returned, with nothing changed in t since. Inline
+ * for most packets: one of a known flow that adds no TCP flag (nor is a SYN) while its
+ * flow need not move in its queue is counted here, as the full call would count it. */
+static inline struct rdm_flow *rdm_flowtab_track_found(struct rdm_flowtab *t, struct rdm_flow *f,
+						       const struct rdm_flow_key *k, uint64_t hash,
+						       uint32_t bytes, uint8_t tcp_flags,
+						       uint64_t now_ns, int *dir, int *created)
+{
+	const struct rdm_flowtab_base *b = (const struct rdm_flowtab_base *)t;
+
+	if (!f ||
+	    (k->proto == RDM_IPPROTO_TCP &&
+	     ((tcp_flags & RDM_TCP_SYN) ||
+	      (f->tcp_flags[*dir] | tcp_flags) != f->tcp_flags[*dir])) ||
+	    now_ns - f->moved_ns >= b->move_ns[f->cls])
+		return rdm_flowtab__track_slow(t, f, k, hash, bytes, tcp_flags, now_ns, dir,
+					       created);
+	if (created)
+		*created = 0;
+	f->last_ns = now_ns;
+	f->packets[*dir]++;
+	f->bytes[*dir] += bytes;
+	return f;
+}
 
 /* Finds the flow of a packet with key k and hash (rdm_flow_hash(k)), creating it when
  * absent (*created = 1), evicting when the table is full. Counts the packet (bytes,
@@ -109,6 +186,23 @@ static inline struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t,
 {
 	return rdm_flowtab_track_found(t, rdm_flowtab_find(t, k, hash, dir), k, hash, bytes,
 				       tcp_flags, now_ns, dir, created);
+}
+
+/* rdm_flowtab_track with the frame's hints (rdm_flowtab_find_hinted); a flow it creates
+ * is hinted too. */
+static inline struct rdm_flow *rdm_flowtab_track_hinted(struct rdm_flowtab *t,
+							const struct rdm_flow_key *k, uint64_t hash,
+							uint32_t bytes, uint8_t tcp_flags,
+							uint64_t now_ns, int *dir, int *created,
+							struct rdm_flow_hint *hints)
+{
+	struct rdm_flow *f = rdm_flowtab_find_hinted(t, k, hash, dir, hints);
+	struct rdm_flow *g =
+	    rdm_flowtab_track_found(t, f, k, hash, bytes, tcp_flags, now_ns, dir, created);
+
+	if (g != f)
+		rdm_flowtab_hint(t, hints, g, *dir);
+	return g;
 }
 
 /* Ends flows idle past their timeout at now_ns, at most budget of them (0: no limit).

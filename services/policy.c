@@ -468,6 +468,7 @@ static int reply(struct policy_rt *rt, struct rdm_frame *f, struct pol_flow *pf,
 	f->key.proto = k.proto;
 	f->present |= RDM_F_FLOW_KEY;
 	f->state_src = 0; /* its key turned round */
+	f->hints = NULL;
 	f->pkt = buf;
 	f->pkt_len = len;
 	f->tcp_known = 0;
@@ -627,10 +628,10 @@ static int decide(struct policy_rt *rt, struct rdm_frame *f, uint64_t now)
 		return apply(rt, f, NULL, 0, 0, rule, rdm_policy_action(pol, rule), 1, now);
 	}
 	tcp = rdm_frame_tcp_flags(f);
-	fl = rdm_flowtab_track(rt->ft, &key,
-			       (f->present & RDM_F_FLOW_KEY) ? rdm_frame_flow_hash(f, &f->key)
-							     : rdm_flow_hash(&key),
-			       f->pkt_len, tcp, now, &dir, &created);
+	fl = rdm_flowtab_track_hinted(
+	    rt->ft, &key,
+	    (f->present & RDM_F_FLOW_KEY) ? rdm_frame_flow_hash(f, &f->key) : rdm_flow_hash(&key),
+	    f->pkt_len, tcp, now, &dir, &created, (f->present & RDM_F_FLOW_KEY) ? f->hints : NULL);
 	if (!fl) {
 		rt->st.refused_new++; /* full, and refusing new flows: fail closed */
 		rt->st.denied++;

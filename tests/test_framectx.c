@@ -7,6 +7,7 @@
 
 #include "transport/frame_int.h"
 #include "transport/framectx.h"
+#include "services/flowtable.h"
 
 static const uint8_t pkt[] = {0x45, 0, 0,  28, 0, 1, 0,	   0,	 64, 17, 0, 0, 10, 0,
 			      0,    1, 10, 0,  0, 2, 0x30, 0x39, 0,  53, 0, 8, 0,  0};
@@ -451,6 +452,52 @@ Test(framectx, a_frame_with_state_tlvs_of_its_own_names_no_state)
 	rdm_frame__put_base(&f, w, n + 8, f.next_proto);
 	cr_assert_eq(rdm_ctx_decode(r, &g, w, n + 8), 0);
 	cr_assert_eq(g.state_src, 0);
+	rdm_ctx_tx_free(t);
+	rdm_ctx_rx_free(r);
+}
+
+/* The frames that take a state carry its flow tables' hints (rdm_frame.hints): the
+ * next frames of the flow find their flow where the first left it, each flow its own;
+ * a frame with its whole state, taking none, carries none. */
+Test(framectx, the_frames_of_a_state_share_its_flow_hints)
+{
+	struct rdm_ctx_tx *t = rdm_ctx_tx_new(NULL);
+	struct rdm_ctx_rx *r = rdm_ctx_rx_new(NULL);
+	struct rdm_flow_conf fc = {.max_flows = 64};
+	struct rdm_flowtab *tab = rdm_flowtab_new(&fc, 0, NULL, NULL);
+	struct rdm_txframe out[RDM_CTX_OUT_MAX];
+	struct rdm_flow_hint *ha;
+	struct rdm_flow *fa, *fb;
+	uint8_t buf[4096];
+	struct rdm_frame f, g;
+	int dir, created;
+
+	cr_assert_not_null(tab);
+	flow_frame(&f, 48, 1);
+	cr_assert_eq(deliver(r, out, rdm_ctx_encode(t, &f, buf, sizeof(buf), out), &g), 0);
+	cr_assert_not_null(g.hints, "a SET frame takes its new state's hints");
+	ha = g.hints;
+	fa = rdm_flowtab_track_hinted(tab, &g.key, rdm_frame_flow_hash(&g, &g.key), 28, 0, 1, &dir,
+				      &created, g.hints);
+	cr_assert_eq(created, 1);
+	flow_frame(&f, 48, 2);
+	cr_assert_eq(deliver(r, out, rdm_ctx_encode(t, &f, buf, sizeof(buf), out), &g), 0);
+	cr_assert_eq(g.hints, ha, "a USE frame of the flow carries the same hints");
+	cr_assert_eq(
+	    rdm_flowtab_find_hinted(tab, &g.key, rdm_frame_flow_hash(&g, &g.key), &dir, g.hints),
+	    fa);
+	flow_frame(&f, 49, 1);
+	cr_assert_eq(deliver(r, out, rdm_ctx_encode(t, &f, buf, sizeof(buf), out), &g), 0);
+	cr_assert_not_null(g.hints);
+	cr_assert_neq(g.hints, ha, "another flow, other hints");
+	fb = rdm_flowtab_track_hinted(tab, &g.key, rdm_frame_flow_hash(&g, &g.key), 28, 0, 1, &dir,
+				      &created, g.hints);
+	cr_assert_eq(created, 1);
+	cr_assert_neq(fb, fa);
+	flow_frame(&f, 48, 3);
+	cr_assert_eq(deliver(r, out, rdm_ctx_encode(NULL, &f, buf, sizeof(buf), out), &g), 0);
+	cr_assert_null(g.hints, "a frame with its whole state takes no state's hints");
+	rdm_flowtab_free(tab);
 	rdm_ctx_tx_free(t);
 	rdm_ctx_rx_free(r);
 }

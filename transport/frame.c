@@ -38,6 +38,7 @@ void rdm_frame_init(struct rdm_frame *f, uint32_t spi, uint8_t si, uint8_t next_
 	f->tcp_known = 0;
 	f->owner_flow = NULL;
 	f->state_src = 0;
+	f->hints = NULL;
 }
 
 static unsigned groups_len(const struct rdm_frame *f)

@@ -129,6 +129,18 @@ struct rdm_hop_ts {
 
 enum rdm_verdict { RDM_V_NONE = 0, RDM_V_ALLOW, RDM_V_DENY, RDM_V_REJECT, RDM_V_LOG };
 
+/* Where a flow table (services/flowtable.h) keeps a frame's flow, remembered beside the
+ * received flow context state the frame's key came from, so that the next frames of the
+ * flow skip the look-up. Only a hint: the table checks it still names that flow. One per
+ * table of a worker, up to RDM_FLOW_HINTS tables. */
+struct rdm_flow_hint {
+	uint32_t tab; /* the table's id, unique in the process; 0: none yet */
+	uint32_t idx; /* the flow's entry */
+	uint64_t gen; /* the flow's generation, unique in the process */
+	int dir;      /* the frames' direction in it */
+};
+#define RDM_FLOW_HINTS 4
+
 /* A decoded frame. Decoding fills it without copying: strings and pkt point into the
  * buffer, which must outlive the struct. */
 struct rdm_frame {
@@ -177,6 +189,10 @@ struct rdm_frame {
 	 * can tell an unchanged state without comparing its fields. */
 	uint64_t state_src;
 	uint8_t state_src_nodes;
+	/* Not on the wire: the flow tables' hints for this frame's flow (RDM_FLOW_HINTS),
+	 * kept with the received state its key came from; NULL when its key came otherwise.
+	 * Whoever changes the key clears it. */
+	struct rdm_flow_hint *hints;
 };
 
 /* A new id for a flow state (rdm_frame's state_src), never given before in this process.

@@ -59,6 +59,7 @@ static inline int rdm_frame__get_base(struct rdm_frame *f, const uint8_t *buf, s
 	f->tcp_known = 0;
 	f->owner_flow = NULL;
 	f->state_src = 0;
+	f->hints = NULL;
 	return 0;
 }
 

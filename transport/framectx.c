@@ -22,6 +22,7 @@ struct state {
 	struct rdm_frame f;
 	uint64_t id;  /* unique in the process: frames name the state they took (state_src) */
 	uint64_t src; /* sender: the received state the frame that set it had taken, or 0 */
+	struct rdm_flow_hint hints[RDM_FLOW_HINTS]; /* receiver: for the frames taking it */
 	uint8_t nodes;
 	uint8_t split; /* sender: the hops went split when it was set */
 	uint32_t len;
@@ -182,8 +183,9 @@ static int state_is(const struct rdm_frame *f, struct state *s, unsigned split)
 	return 1;
 }
 
-/* Gives frame f state s's fields; *nodes says how many hops' nodes it named. */
-static void take_state(struct rdm_frame *f, const struct state *s, uint8_t *nodes)
+/* Gives frame f state s's fields, and its flow tables' hints when its key is s's;
+ * *nodes says how many hops' nodes it named. */
+static void take_state(struct rdm_frame *f, struct state *s, uint8_t *nodes)
 {
 	const uint32_t kid = RDM_F_FLOW_KEY | RDM_F_FLOW_ID;
 	const struct rdm_frame *g = &s->f;
@@ -193,6 +195,7 @@ static void take_state(struct rdm_frame *f, const struct state *s, uint8_t *node
 	/* Named only when all of f's state is s's: a frame may carry state TLVs of its own
 	 * beside its CTX. */
 	f->state_src = (f->present & STICKY_BITS) ? 0 : s->id;
+	f->hints = (pr & RDM_F_FLOW_KEY) ? s->hints : NULL; /* s's key is f's, below */
 	f->state_src_nodes = s->nodes;
 	f->present |= pr;
 	for (unsigned i = 0; i < s->nodes; i++)
