@@ -320,6 +320,7 @@ Test(framectx, reset_frames_without_a_key_and_far_hops)
 	struct rdm_txframe out[RDM_CTX_OUT_MAX];
 	uint8_t buf[4096];
 	struct rdm_frame f, g;
+	uint64_t uses;
 
 	flow_frame(&f, 31, 1);
 	cr_assert_eq(deliver(r, out, rdm_ctx_encode(t, &f, buf, sizeof(buf), out), &g), 0);
@@ -341,6 +342,13 @@ Test(framectx, reset_frames_without_a_key_and_far_hops)
 	f.hops[1].ns = f.hops[0].ns + 5000000000ull;
 	cr_assert_eq(deliver(r, out, rdm_ctx_encode(t, &f, buf, sizeof(buf), out), &g), 0);
 	assert_same(&f, &g);
+	/* The next frame as far apart uses that state, its hops whole in the frame. */
+	flow_frame(&f, 31, 6);
+	f.hops[1].ns = f.hops[0].ns + 5000000000ull;
+	uses = ts.uses;
+	cr_assert_eq(deliver(r, out, rdm_ctx_encode(t, &f, buf, sizeof(buf), out), &g), 0);
+	assert_same(&f, &g);
+	cr_assert_eq(ts.uses, uses + 1);
 	/* Hops behind the first (clocks apart) go relative, negative. */
 	flow_frame(&f, 31, 5);
 	f.hops[1].ns = f.hops[0].ns - 7000;

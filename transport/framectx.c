@@ -299,7 +299,8 @@ static int put_frame(const struct rdm_frame *f, unsigned slot, uint8_t op, uint8
 
 /* Writes the frame of f that uses slot (USE) at q: the fixed header, CTX, SEQ and the
  * hops' times (HOP_NS), written directly: the path every packet but a flow's first
- * takes. Only for f whose hops go split (or has none); returns the header's length. */
+ * takes. Returns the header's length, or -ERANGE when f's hops do not go split (a time
+ * more than 2^31 ns from the first: rdm_frame__split_ok). */
 static int put_use(const struct rdm_frame *f, unsigned slot, uint8_t *q, size_t cap)
 {
 	unsigned nh = (f->present & RDM_F_HOPS) ? f->n_hops : 0;
@@ -321,8 +322,13 @@ static int put_use(const struct rdm_frame *f, unsigned slot, uint8_t *q, size_t 
 		p[2] = RDM_TLV_HOP_NS;
 		p[3] = (uint8_t)(8 + 4 * (nh - 1));
 		rdm_put_be64(p + 4, f->hops[0].ns);
-		for (unsigned i = 1; i < nh; i++)
-			rdm_put_be32(p + 8 + 4 * i, (uint32_t)(f->hops[i].ns - f->hops[0].ns));
+		for (unsigned i = 1; i < nh; i++) {
+			int64_t d = (int64_t)(f->hops[i].ns - f->hops[0].ns);
+
+			if (d > INT32_MAX || d < INT32_MIN)
+				return -ERANGE;
+			rdm_put_be32(p + 8 + 4 * i, (uint32_t)d);
+		}
 		p += 12 + 4 * (nh - 1);
 	}
 	rdm_frame__put_base(f, q, (unsigned)(p - q), f->next_proto);
@@ -399,14 +405,15 @@ int rdm_ctx_encode(struct rdm_ctx_tx *t, const struct rdm_frame *f, uint8_t *buf
 
 	if (!t || !(f->present & RDM_F_FLOW_KEY))
 		return whole(t, f, buf, cap, out);
-	split = rdm_frame__split_ok(f) ? RDM_SEL_SPLIT : 0;
 	slot = slot_of(f);
 	s = t->slot[slot];
-	if (s && state_is(f, s, split != 0)) {
-		if (split || !(f->present & RDM_F_HOPS))
-			len = put_use(f, slot, buf, cap);
-		else
-			len = put_frame(f, slot, RDM_CTX_USE, 0, NULL, 0, RDM_SEL_PACKET, buf, cap);
+	/* The common case first: the slot's state, its hops split, written as a USE frame
+	 * that checks the hops' times as it writes them (rdm_frame__split_ok's test). */
+	len = s && s->split && state_is(f, s, 1) ? put_use(f, slot, buf, cap) : -ERANGE;
+	split = len != -ERANGE || rdm_frame__split_ok(f) ? RDM_SEL_SPLIT : 0;
+	if (len == -ERANGE && s && !split && state_is(f, s, 0))
+		len = put_frame(f, slot, RDM_CTX_USE, 0, NULL, 0, RDM_SEL_PACKET, buf, cap);
+	if (len != -ERANGE) {
 		if (len < 0)
 			return len;
 		out[0] = (struct rdm_txframe){buf, (uint32_t)len, f->pkt, f->pkt_len};
