@@ -166,7 +166,16 @@ static int same_src(const struct rdm_frame *f, const struct state *s, unsigned s
  * known by f's source from then on. With the sanitizers (make unit-san), a state known
  * the same by its source is compared field by field as well, so that a writer that
  * changed a state but kept state_src fails the tests instead of sending a stale state. */
-static int state_is(const struct rdm_frame *f, struct state *s, unsigned split)
+static __attribute__((noinline)) int state_is_slow(const struct rdm_frame *f, struct state *s,
+						   unsigned split)
+{
+	if (!same_state(f, s, split))
+		return 0;
+	s->src = f->state_src;
+	return 1;
+}
+
+static inline int state_is(const struct rdm_frame *f, struct state *s, unsigned split)
 {
 	if (same_src(f, s, split)) {
 #if defined(__SANITIZE_ADDRESS__)
@@ -177,10 +186,7 @@ static int state_is(const struct rdm_frame *f, struct state *s, unsigned split)
 #endif
 		return 1;
 	}
-	if (!same_state(f, s, split))
-		return 0;
-	s->src = f->state_src;
-	return 1;
+	return state_is_slow(f, s, split);
 }
 
 /* Gives frame f state s's fields, and its flow tables' hints when its key is s's;
