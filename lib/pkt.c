@@ -171,23 +171,12 @@ int rdm_pkt_l4(const uint8_t *pkt, uint32_t len, uint8_t *proto)
 	return (int)l4;
 }
 
-uint8_t rdm_pkt_tcp_flags(const uint8_t *pkt, uint32_t len)
+uint8_t rdm_pkt__tcp_flags_parsed(const uint8_t *pkt, uint32_t len)
 {
 	uint8_t proto;
-	int off;
+	int off = rdm_pkt_l4(pkt, len, &proto);
 
-	/* The common case, an unfragmented IPv4 packet, read directly: not TCP, or TCP with
-	 * its headers all there. Anything else goes through the parser. */
-	if (len >= 20 && pkt[0] >> 4 == 4 && !(rdm_get_be16(pkt + 6) & 0x1fff)) {
-		uint32_t ihl = (uint32_t)(pkt[0] & 0x0f) * 4, tot = rdm_get_be16(pkt + 2);
-
-		if (pkt[9] != IPPROTO_TCP)
-			return 0;
-		if (ihl >= 20 && tot <= len && ihl + 20 <= tot)
-			return pkt[ihl + 13];
-	}
-	off = rdm_pkt_l4(pkt, len, &proto);
-	if (off < 0 || proto != IPPROTO_TCP || (uint32_t)off + 14 > len)
+	if (off < 0 || proto != 6 || (uint32_t)off + 14 > len)
 		return 0;
 	return pkt[off + 13];
 }

@@ -47,14 +47,29 @@ int rdm_pkt_flow_key(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k);
  * fragment, whose transport header is in the first) from the same single parse. */
 int rdm_pkt_flow_key_l4(const uint8_t *pkt, uint32_t len, struct rdm_flow_key *k, uint32_t *l4);
 
-/* The TCP flags byte of an IPv4 or IPv6 TCP packet, or 0 (not TCP, a later fragment,
- * too short, not IP). */
-uint8_t rdm_pkt_tcp_flags(const uint8_t *pkt, uint32_t len);
-
 /* The offset of the transport header of an IP packet (after IPv6 extension headers),
  * with its protocol in *proto; -EINVAL when there is none (too short, a later
  * fragment, not IP). */
 int rdm_pkt_l4(const uint8_t *pkt, uint32_t len, uint8_t *proto);
+
+/* rdm_pkt_tcp_flags through the full parse (rdm_pkt_l4). */
+uint8_t rdm_pkt__tcp_flags_parsed(const uint8_t *pkt, uint32_t len);
+
+/* The TCP flags byte of an IPv4 or IPv6 TCP packet, or 0 (not TCP, a later fragment,
+ * too short, not IP). Inline for the common case, an unfragmented IPv4 packet, read
+ * directly: not TCP, or TCP with its headers all there; anything else is parsed. */
+static inline uint8_t rdm_pkt_tcp_flags(const uint8_t *pkt, uint32_t len)
+{
+	if (len >= 20 && pkt[0] >> 4 == 4 && !(rdm_get_be16(pkt + 6) & 0x1fff)) {
+		uint32_t ihl = (uint32_t)(pkt[0] & 0x0f) * 4, tot = rdm_get_be16(pkt + 2);
+
+		if (pkt[9] != 6) /* TCP */
+			return 0;
+		if (ihl >= 20 && tot <= len && ihl + 20 <= tot)
+			return pkt[ihl + 13];
+	}
+	return rdm_pkt__tcp_flags_parsed(pkt, len);
+}
 
 /* A hash of the 5-tuple that is the same for both directions of a flow. */
 uint64_t rdm_flow_hash(const struct rdm_flow_key *k);
