@@ -1,6 +1,6 @@
 /* The TCP backend's private declarations, for transport/tcp*.c: its connection and
- * listener, and what tcp.c (framing, sending, receiving, reconnecting) and tcp_prove.c
- * (proving both ends, encrypted reads) call of each other. */
+ * listener, and what tcp.c (framing, receiving, reconnecting), tcp_tx.c (sending) and
+ * tcp_prove.c (proving both ends, encrypted reads) call of each other. */
 #ifndef RDM_TCP_INT_H
 #define RDM_TCP_INT_H
 
@@ -76,6 +76,14 @@ void rdm_tcp__fail(struct tcp_conn *c);
 void rdm_tcp__deliver(struct tcp_conn *c);
 void rdm_tcp__eof(struct tcp_conn *c);
 void rdm_tcp__became_up(struct tcp_conn *c);
+
+/* tcp_tx.c */
+/* Bytes queued in the ring, not yet written. */
+size_t rdm_tcp__queued(const struct rdm_conn *bc);
+/* Writes as much of the ring as the socket takes. 0, or -1 after the connection failed. */
+int rdm_tcp__flush(struct tcp_conn *c);
+/* The backend's send_batch (transport/transport.h). */
+int rdm_tcp__send_batch(struct rdm_conn *bc, const struct rdm_txframe *f, int n);
 
 /* tcp_prove.c */
 /* The socket is connected (or accepted): with opts.tls both ends prove themselves
