@@ -51,8 +51,9 @@ fi
 # 12 (transport/framectx.h): the round-trip references carry frames of packet + this.
 STATE_HDR=44
 # The longer forwarding run's packets, in TP_N: the difference of the two runs must keep
-# the middle node over 100 ms of CPU to be judged (5x gave it 63 ms once it got faster).
-FWD_X=10
+# the middle node over 100 ms of CPU to be judged (5x gave it 63 ms once it got faster,
+# 10x 99 ms on 2026-12-08).
+FWD_X=20
 mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/rdm-bench.XXXXXX")
 B=${RDM_BENCH_NS:-rdb$$} # the prefix of every namespace the bench makes
