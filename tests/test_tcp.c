@@ -173,43 +173,6 @@ TCP_TEST(backpressure_not_loss)
 	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
-TCP_TEST(frames_buffered_when_the_peer_closes_are_delivered_first)
-{
-	struct rdm_conn_opts o = opts();
-	struct rdm_addr a = addr_of(free_port());
-	struct rdm_conn_cbs scb = {
-	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
-	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
-	static uint8_t buf[4 + MAXF];
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	/* A plain socket as the upstream: it writes 60 frames (less than the receive buffer
-	 * holds, so the receiver reads them all, and the close, while it holds back) and
-	 * exits, as an ingress does once its queue is in the kernel's hands. */
-	cr_assert_eq(connect(fd, (struct sockaddr *)&a.ss, a.len), 0);
-	RUN_UNTIL(srv.ups, 2000);
-	srv.pause = 1; /* the receiver holds back (its next hop is congested) */
-	for (uint32_t i = 0; i < 60; i++) {
-		uint32_t len = fill(buf + 4, i);
-
-		buf[0] = (uint8_t)(len >> 24), buf[1] = (uint8_t)(len >> 16);
-		buf[2] = (uint8_t)(len >> 8), buf[3] = (uint8_t)len;
-		cr_assert_eq(write(fd, buf, 4 + len), (ssize_t)(4 + len));
-	}
-	close(fd);
-	for (int i = 0; i < 50; i++)
-		rdm_loop_run_once(loop, 2);
-	cr_assert_eq(srv.got, 0);
-	cr_assert_eq(srv.downs, 0, "paused with frames buffered: not down yet");
-	srv.pause = 0;
-	rdm_conn_resume_rx(srv.last);
-	RUN_UNTIL(srv.downs == 1, 2000);
-	cr_assert_eq(srv.got, 60, "every frame sent before the close arrives: %u", srv.got);
-	cr_assert_eq(srv.bad, 0);
-	cr_assert_eq(srv.downs, 1, "then the connection reports down");
-	rdm_listener_close(&rdm_tcp_ops, l);
-}
-
 /* Writes frames first..last-1 (their index first, then the pattern) to the plain socket
  * fd, as a peer's TCP backend frames them; returns the bytes written. */
 static size_t write_frames(int fd, uint32_t first, uint32_t last)
@@ -226,6 +189,36 @@ static size_t write_frames(int fd, uint32_t first, uint32_t last)
 		total += 4 + len;
 	}
 	return total;
+}
+
+TCP_TEST(frames_buffered_when_the_peer_closes_are_delivered_first)
+{
+	struct rdm_conn_opts o = opts();
+	struct rdm_addr a = addr_of(free_port());
+	struct rdm_conn_cbs scb = {
+	    .on_frames = on_frames, .on_writable = NULL, .on_state = on_state, .arg = &srv};
+	struct rdm_listener *l = rdm_listen(&rdm_tcp_ops, loop, &a, &o, &scb);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	/* A plain socket as the upstream: it writes 60 frames (less than the receive buffer
+	 * holds, so the receiver reads them all, and the close, while it holds back) and
+	 * exits, as an ingress does once its queue is in the kernel's hands. */
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a.ss, a.len), 0);
+	RUN_UNTIL(srv.ups, 2000);
+	srv.pause = 1; /* the receiver holds back (its next hop is congested) */
+	write_frames(fd, 0, 60);
+	close(fd);
+	for (int i = 0; i < 50; i++)
+		rdm_loop_run_once(loop, 2);
+	cr_assert_eq(srv.got, 0);
+	cr_assert_eq(srv.downs, 0, "paused with frames buffered: not down yet");
+	srv.pause = 0;
+	rdm_conn_resume_rx(srv.last);
+	RUN_UNTIL(srv.downs == 1, 2000);
+	cr_assert_eq(srv.got, 60, "every frame sent before the close arrives: %u", srv.got);
+	cr_assert_eq(srv.bad, 0);
+	cr_assert_eq(srv.downs, 1, "then the connection reports down");
+	rdm_listener_close(&rdm_tcp_ops, l);
 }
 
 TCP_TEST(a_receiver_that_closes_counts_the_frames_it_never_took)

@@ -53,11 +53,12 @@ nodes:
 EOC
 }
 
-# wait_log I TEXT: wait up to 5 s for hostI's log to say TEXT.
+# wait_log I TEXT [SECONDS]: wait up to SECONDS (5) for hostI's log to say TEXT (an
+# extended regular expression).
 wait_log() {
 	local t=0
-	until grep -q "$2" "$work/log$1" 2>/dev/null; do
-		[ $t -ge 50 ] && return 1
+	until grep -qE "$2" "$work/log$1" 2>/dev/null; do
+		[ $t -ge $((${3:-5} * 10)) ] && return 1
 		sleep 0.1
 		t=$((t + 1))
 	done
@@ -141,11 +142,7 @@ rm -f "$work"/stats* "$work"/log* "$work"/*.pcap.tmp "$work/out.pcap" "$work/fra
 PROTECT=encrypt chain 2000 >"$work/chain.yaml"
 node 3; node 2; node 1
 # Kill once packets flow: the ingress's first progress line with packets sent.
-t=0
-until grep -qE 'w0 ingress: [0-9]+ taken, [1-9][0-9]* sent' "$work/log1" 2>/dev/null || [ $t -ge 300 ]; do
-	sleep 0.1
-	t=$((t + 1))
-done
+wait_log 1 'w0 ingress: [0-9]+ taken, [1-9][0-9]* sent' 30
 kill -9 "$pid2"
 wait "$pid2" 2>/dev/null
 echo "killed host2 mid-replay ($(grep -E 'w0 ingress' "$work/log1" | tail -1 | sed 's/.*w0 ingress: //'))"
@@ -202,11 +199,7 @@ chain 0 $SLOW 65536 4000 >"$work/chain.yaml"
 node 3; node 2; node 1
 # Stop host3 once it takes packets at its pace: its input is then held back, the frames
 # it read sitting in its buffer.
-t=0
-until grep -qE 'w0 egress: [1-9][0-9]* packets' "$work/log3" 2>/dev/null || [ $t -ge 300 ]; do
-	sleep 0.1
-	t=$((t + 1))
-done
+wait_log 3 'w0 egress: [1-9][0-9]* packets' 30
 kill -TERM "$pid3"
 wait_exit "$pid3" 10 || { fail "run 4: host3 ignored SIGTERM"; kill -9 "$pid3"; }
 wait_exit "$pid1" 60 || { fail "run 4: ingress did not finish"; kill -9 "$pid1"; }
