@@ -245,18 +245,6 @@ int rdm_frame__put_tlvs(const struct rdm_frame *f, unsigned sel, uint8_t *q, siz
 	return len;
 }
 
-void rdm_frame__put_base(const struct rdm_frame *f, uint8_t *buf, unsigned len, uint8_t np)
-{
-	unsigned words = len / 4;
-
-	/* Ver 0, O 0, U 0, TTL (6 bits), Length (6 bits), LenHi (4 bits), MD type (4 bits). */
-	buf[0] = (uint8_t)((f->ttl >> 2) & 0x0F);
-	buf[1] = (uint8_t)((f->ttl & 0x3) << 6 | (words & 0x3F));
-	buf[2] = (uint8_t)(((words >> 6) & 0x0F) << 4 | RDM_NSH_MD_TYPE2);
-	buf[3] = np;
-	rdm_put_be32(buf + 4, (f->spi & 0xFFFFFF) << 8 | f->si);
-}
-
 int rdm_frame_encode_hdr(const struct rdm_frame *f, uint8_t *buf, size_t cap)
 {
 	int len;

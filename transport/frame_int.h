@@ -21,8 +21,20 @@ int rdm_frame__split_ok(const struct rdm_frame *f);
  * rdm_frame_hdr_len. */
 int rdm_frame__put_tlvs(const struct rdm_frame *f, unsigned sel, uint8_t *q, size_t cap);
 
-/* Writes the 8-byte fixed header of a header len bytes long. */
-void rdm_frame__put_base(const struct rdm_frame *f, uint8_t *buf, unsigned len, uint8_t np);
+/* Writes the 8-byte fixed header of a header len bytes long. Inline: every frame sent
+ * ends here. */
+static inline void rdm_frame__put_base(const struct rdm_frame *f, uint8_t *buf, unsigned len,
+				       uint8_t np)
+{
+	unsigned words = len / 4;
+
+	/* Ver 0, O 0, U 0, TTL (6 bits), Length (6 bits), LenHi (4 bits), MD type (4 bits). */
+	buf[0] = (uint8_t)((f->ttl >> 2) & 0x0F);
+	buf[1] = (uint8_t)((f->ttl & 0x3) << 6 | (words & 0x3F));
+	buf[2] = (uint8_t)(((words >> 6) & 0x0F) << 4 | RDM_NSH_MD_TYPE2);
+	buf[3] = np;
+	rdm_put_be32(buf + 4, (f->spi & 0xFFFFFF) << 8 | f->si);
+}
 
 /* Reads the fixed header into f (TTL, next protocol, SPI, SI; no TLV yet) and the
  * header's length into *hlen; -RDM_FERR_* when it is malformed. Inline: every frame
