@@ -41,8 +41,9 @@ static void path_note(struct worker *w, struct rdm_frame *f, uint64_t serial, ui
 
 	if (!(f->present & RDM_F_FLOW_KEY))
 		return;
-	fl = rdm_flowtab_track(w->flows, &f->key, rdm_frame_flow_hash(f, &f->key), f->pkt_len,
-			       rdm_frame_tcp_flags(f), now, &dir, NULL);
+	fl =
+	    rdm_flowtab_track_hinted(w->flows, &f->key, rdm_frame_flow_hash(f, &f->key), f->pkt_len,
+				     rdm_frame_tcp_flags(f), now, &dir, NULL, f->hints);
 	((struct nflow *)rdm_flow_data(fl))->path = serial;
 	f->owner_flow = fl;
 }

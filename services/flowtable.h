@@ -119,9 +119,9 @@ void rdm_flowtab__hint_check(struct rdm_flowtab *t, const struct rdm_flow_key *k
  * the key they were given for. Sanitized builds (make unit-san) check every hint taken
  * against the look-up it saves: a frame that kept hints after its key changed stops the
  * tests. */
-static inline struct rdm_flow *rdm_flowtab_find_hinted(struct rdm_flowtab *t,
-						       const struct rdm_flow_key *k, uint64_t hash,
-						       int *dir, struct rdm_flow_hint *hints)
+static inline __attribute__((always_inline)) struct rdm_flow *
+rdm_flowtab_find_hinted(struct rdm_flowtab *t, const struct rdm_flow_key *k, uint64_t hash,
+			int *dir, struct rdm_flow_hint *hints)
 {
 	const struct rdm_flowtab_base *b = (const struct rdm_flowtab_base *)t;
 	const struct rdm_flow_hint *h = hints ? &hints[b->hint] : NULL;
@@ -150,10 +150,10 @@ struct rdm_flow *rdm_flowtab__track_slow(struct rdm_flowtab *t, struct rdm_flow 
  * rdm_flowtab_find(t, k, hash, dir) returned, with nothing changed in t since. Inline
  * for most packets: one of a known flow that adds no TCP flag (nor is a SYN) while its
  * flow need not move in its queue is counted here, as the full call would count it. */
-static inline struct rdm_flow *rdm_flowtab_track_found(struct rdm_flowtab *t, struct rdm_flow *f,
-						       const struct rdm_flow_key *k, uint64_t hash,
-						       uint32_t bytes, uint8_t tcp_flags,
-						       uint64_t now_ns, int *dir, int *created)
+static inline __attribute__((always_inline)) struct rdm_flow *
+rdm_flowtab_track_found(struct rdm_flowtab *t, struct rdm_flow *f, const struct rdm_flow_key *k,
+			uint64_t hash, uint32_t bytes, uint8_t tcp_flags, uint64_t now_ns, int *dir,
+			int *created)
 {
 	const struct rdm_flowtab_base *b = (const struct rdm_flowtab_base *)t;
 
@@ -179,10 +179,9 @@ static inline struct rdm_flow *rdm_flowtab_track_found(struct rdm_flowtab *t, st
  * (without ACK) on a closed TCP flow ends it and starts a new one. NULL only for a new
  * flow when the table is full and refuses new flows (counted in refused). Inline: the
  * call of a wrapper with eight arguments costs as much as the look-up it wraps. */
-static inline struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t,
-						 const struct rdm_flow_key *k, uint64_t hash,
-						 uint32_t bytes, uint8_t tcp_flags, uint64_t now_ns,
-						 int *dir, int *created)
+static inline __attribute__((always_inline)) struct rdm_flow *
+rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_key *k, uint64_t hash,
+		  uint32_t bytes, uint8_t tcp_flags, uint64_t now_ns, int *dir, int *created)
 {
 	return rdm_flowtab_track_found(t, rdm_flowtab_find(t, k, hash, dir), k, hash, bytes,
 				       tcp_flags, now_ns, dir, created);
@@ -190,11 +189,10 @@ static inline struct rdm_flow *rdm_flowtab_track(struct rdm_flowtab *t,
 
 /* rdm_flowtab_track with the frame's hints (rdm_flowtab_find_hinted); a flow it creates
  * is hinted too. */
-static inline struct rdm_flow *rdm_flowtab_track_hinted(struct rdm_flowtab *t,
-							const struct rdm_flow_key *k, uint64_t hash,
-							uint32_t bytes, uint8_t tcp_flags,
-							uint64_t now_ns, int *dir, int *created,
-							struct rdm_flow_hint *hints)
+static inline __attribute__((always_inline)) struct rdm_flow *
+rdm_flowtab_track_hinted(struct rdm_flowtab *t, const struct rdm_flow_key *k, uint64_t hash,
+			 uint32_t bytes, uint8_t tcp_flags, uint64_t now_ns, int *dir, int *created,
+			 struct rdm_flow_hint *hints)
 {
 	struct rdm_flow *f = rdm_flowtab_find_hinted(t, k, hash, dir, hints);
 	struct rdm_flow *g =

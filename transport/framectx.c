@@ -36,6 +36,7 @@ struct state {
 
 struct rdm_ctx_tx {
 	struct state *slot[RDM_CTX_SLOTS];
+	unsigned used; /* slots holding a state: a reset of none costs nothing */
 	uint8_t scratch[RDM_CTX_STATE_MAX];
 	struct rdm_ctx_tx_stats own, *st;
 };
@@ -162,10 +163,8 @@ static int same_src(const struct rdm_frame *f, const struct state *s, unsigned s
 	return 1;
 }
 
-/* The sender's test: f's state is s's. A state found the same by its fields makes s
- * known by f's source from then on. With the sanitizers (make unit-san), a state known
- * the same by its source is compared field by field as well, so that a writer that
- * changed a state but kept state_src fails the tests instead of sending a stale state. */
+/* state_is when f does not name s's source: the fields compared, out of line so that the
+ * inline test stays small. */
 static __attribute__((noinline)) int state_is_slow(const struct rdm_frame *f, struct state *s,
 						   unsigned split)
 {
@@ -175,6 +174,10 @@ static __attribute__((noinline)) int state_is_slow(const struct rdm_frame *f, st
 	return 1;
 }
 
+/* The sender's test: f's state is s's. A state found the same by its fields makes s
+ * known by f's source from then on. With the sanitizers (make unit-san), a state known
+ * the same by its source is compared field by field as well, so that a writer that
+ * changed a state but kept state_src fails the tests instead of sending a stale state. */
 static inline int state_is(const struct rdm_frame *f, struct state *s, unsigned split)
 {
 	if (same_src(f, s, split)) {
@@ -234,7 +237,8 @@ struct rdm_ctx_tx *rdm_ctx_tx_new(struct rdm_ctx_tx_stats *st)
 
 void rdm_ctx_tx_reset(struct rdm_ctx_tx *t)
 {
-	for (unsigned i = 0; t && i < RDM_CTX_SLOTS; i++) {
+	for (unsigned i = 0; t && t->used && i < RDM_CTX_SLOTS; i++) {
+		t->used -= t->slot[i] != NULL;
 		free(t->slot[i]);
 		t->slot[i] = NULL;
 	}
@@ -465,6 +469,7 @@ int rdm_ctx_encode(struct rdm_ctx_tx *t, const struct rdm_frame *f, uint8_t *buf
 		s->split = split != 0;
 		s->src = f->state_src;
 	}
+	t->used += (s != NULL) - (t->slot[slot] != NULL);
 	free(t->slot[slot]);
 	t->slot[slot] = s;
 	t->st->sets++;

@@ -164,7 +164,9 @@ struct rdm_transport_ops {
 	 * closes too, when the connection goes down and is not reopened. Closing at once instead
 	 * could make the peer lose what it has not read yet (a TCP reset discards it). */
 	void (*shutdown_tx)(struct rdm_conn *c);
-	/* Closes at once; queued frames count as lost_on_close. Accepts NULL. */
+	/* Closes at once; queued frames count as lost_on_close, received ones never taken
+	 * as rx_lost_on_close. c stays readable (its stats final) until the loop's next
+	 * turn frees it. Accepts NULL. */
 	void (*close)(struct rdm_conn *c);
 	void (*close_listener)(struct rdm_listener *lst);
 };
@@ -265,7 +267,7 @@ static inline int rdm_conn_shutdown_tx(struct rdm_conn *c)
 	return 0;
 }
 
-/* Closes at once; accepts NULL. */
+/* Closes at once (ops->close); accepts NULL. */
 static inline void rdm_conn_close(struct rdm_conn *c)
 {
 	if (c)
