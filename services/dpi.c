@@ -456,10 +456,8 @@ static void dpi_process(void *p, struct rdm_frame *const *f, int n, int *verdict
 			(*bad)++;
 			continue;
 		}
-		fl = rdm_flowtab_track_found(rt->flows, fl, &fr->key, hash, fr->pkt_len, tcp, now,
-					     &dir, &created);
-		if (created)
-			rdm_flowtab_hint(rt->flows, fr->hints, fl, dir);
+		fl = rdm_flowtab_track_found_hinted(rt->flows, fl, &fr->key, hash, fr->pkt_len, tcp,
+						    now, &dir, &created, fr->hints);
 		if (!fl) {
 			/* A full table that refuses new flows: what cannot be inspected does
 			 * not go on uninspected. */

@@ -187,6 +187,22 @@ rdm_flowtab_track(struct rdm_flowtab *t, const struct rdm_flow_key *k, uint64_t 
 				       tcp_flags, now_ns, dir, created);
 }
 
+/* rdm_flowtab_track_found after rdm_flowtab_find_hinted: a flow it creates (or starts
+ * anew) is hinted in hints too. */
+static inline __attribute__((always_inline)) struct rdm_flow *
+rdm_flowtab_track_found_hinted(struct rdm_flowtab *t, struct rdm_flow *f,
+			       const struct rdm_flow_key *k, uint64_t hash, uint32_t bytes,
+			       uint8_t tcp_flags, uint64_t now_ns, int *dir, int *created,
+			       struct rdm_flow_hint *hints)
+{
+	struct rdm_flow *g =
+	    rdm_flowtab_track_found(t, f, k, hash, bytes, tcp_flags, now_ns, dir, created);
+
+	if (g != f)
+		rdm_flowtab_hint(t, hints, g, *dir);
+	return g;
+}
+
 /* rdm_flowtab_track with the frame's hints (rdm_flowtab_find_hinted); a flow it creates
  * is hinted too. */
 static inline __attribute__((always_inline)) struct rdm_flow *
@@ -194,13 +210,8 @@ rdm_flowtab_track_hinted(struct rdm_flowtab *t, const struct rdm_flow_key *k, ui
 			 uint32_t bytes, uint8_t tcp_flags, uint64_t now_ns, int *dir, int *created,
 			 struct rdm_flow_hint *hints)
 {
-	struct rdm_flow *f = rdm_flowtab_find_hinted(t, k, hash, dir, hints);
-	struct rdm_flow *g =
-	    rdm_flowtab_track_found(t, f, k, hash, bytes, tcp_flags, now_ns, dir, created);
-
-	if (g != f)
-		rdm_flowtab_hint(t, hints, g, *dir);
-	return g;
+	return rdm_flowtab_track_found_hinted(t, rdm_flowtab_find_hinted(t, k, hash, dir, hints), k,
+					      hash, bytes, tcp_flags, now_ns, dir, created, hints);
 }
 
 /* Ends flows idle past their timeout at now_ns, at most budget of them (0: no limit).
