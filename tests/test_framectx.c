@@ -133,6 +133,64 @@ Test(framectx, state_once_then_per_packet_fields_only)
 	rdm_ctx_rx_free(r);
 }
 
+/* The fields f has, and they only, in g (which may hold another flow's before). */
+static void assert_taken(const struct rdm_frame *f, const struct rdm_frame *g)
+{
+	cr_assert_eq(g->present, f->present);
+	cr_assert_eq(memcmp(&g->key, &f->key, sizeof(f->key)), 0);
+	cr_assert_eq(g->flow_id, f->flow_id);
+	cr_assert_eq(g->seq, f->seq);
+	if (f->present & RDM_F_TENANT)
+		cr_assert(str_eq(g->tenant, f->tenant));
+	if (f->present & RDM_F_USER)
+		cr_assert(str_eq(g->user, f->user));
+	if (f->present & RDM_F_GROUPS) {
+		cr_assert_eq(g->n_groups, f->n_groups);
+		for (int i = 0; i < f->n_groups; i++)
+			cr_assert(str_eq(g->groups[i], f->groups[i]));
+	}
+	if (f->present & RDM_F_APP_NAME)
+		cr_assert(str_eq(g->app_name, f->app_name));
+	if (f->present & RDM_F_HOST)
+		cr_assert(str_eq(g->host, f->host));
+	if (f->present & RDM_F_VERDICT)
+		cr_assert_eq(g->rule_id, f->rule_id);
+	cr_assert_eq(g->n_hops, f->n_hops);
+}
+
+/* A receiver decodes every flow into the same frames: a flow with the whole state, one
+ * with tenant, user and one group, one with its key and id alone, in turns. Each frame
+ * that uses its flow's state gets exactly that state, whatever the frame held before. */
+Test(framectx, flows_with_more_and_fewer_fields_take_their_own_state_in_turns)
+{
+	struct rdm_ctx_tx *t = rdm_ctx_tx_new(NULL);
+	struct rdm_ctx_rx *r = rdm_ctx_rx_new(NULL);
+	struct rdm_txframe out[RDM_CTX_OUT_MAX];
+	uint8_t buf[4096];
+	struct rdm_frame f[3], g;
+
+	memset(&g, 0x5a, sizeof(g));
+	for (uint64_t s = 1; s < 6; s++)
+		for (int i = 0; i < 3; i++) {
+			flow_frame(&f[i], 60 + (uint64_t)i, s);
+			if (i == 1) {
+				f[i].present &=
+				    ~(RDM_F_APP_ID | RDM_F_APP_NAME | RDM_F_HOST | RDM_F_VERDICT);
+				f[i].n_groups = 1;
+			} else if (i == 2) {
+				f[i].present &=
+				    RDM_F_FLOW_KEY | RDM_F_FLOW_ID | RDM_F_SEQ | RDM_F_HOPS;
+			}
+			rdm_ctx_rx_release(r);
+			cr_assert_eq(
+			    deliver(r, out, rdm_ctx_encode(t, &f[i], buf, sizeof(buf), out), &g),
+			    0);
+			assert_taken(&f[i], &g);
+		}
+	rdm_ctx_tx_free(t);
+	rdm_ctx_rx_free(r);
+}
+
 Test(framectx, a_changed_state_is_sent_again)
 {
 	struct rdm_ctx_tx *t = rdm_ctx_tx_new(NULL);

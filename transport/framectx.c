@@ -33,6 +33,16 @@ struct state {
 	(RDM_F_FLOW_KEY | RDM_F_FLOW_ID | RDM_F_TENANT | RDM_F_USER | RDM_F_GROUPS |               \
 	 RDM_F_APP_ID | RDM_F_APP_NAME | RDM_F_CATEGORY | RDM_F_HOST | RDM_F_VERDICT |             \
 	 RDM_F_FLAGS | RDM_F_RULE | RDM_F_RISK)
+/* The state as transport/frame.h keeps it: key to user (EARLY_LEN bytes), then
+ * master_proto to n_groups (LATE_LEN, these fields: LATE_BITS), then the groups. */
+#define EARLY_LEN (offsetof(struct rdm_frame, master_proto) - offsetof(struct rdm_frame, key))
+#define LATE_LEN  (offsetof(struct rdm_frame, groups) - offsetof(struct rdm_frame, master_proto))
+_Static_assert(offsetof(struct rdm_frame, user) < offsetof(struct rdm_frame, master_proto) &&
+		   offsetof(struct rdm_frame, n_groups) < offsetof(struct rdm_frame, groups),
+	       "transport/frame.h keeps the state's fields together, groups last");
+#define LATE_BITS                                                                                  \
+	(RDM_F_GROUPS | RDM_F_APP_ID | RDM_F_APP_NAME | RDM_F_CATEGORY | RDM_F_HOST |              \
+	 RDM_F_VERDICT | RDM_F_FLAGS | RDM_F_RULE | RDM_F_RISK)
 
 struct rdm_ctx_tx {
 	struct state *slot[RDM_CTX_SLOTS];
@@ -198,7 +208,7 @@ static void take_state(struct rdm_frame *f, struct state *s, uint8_t *nodes)
 {
 	const uint32_t kid = RDM_F_FLOW_KEY | RDM_F_FLOW_ID;
 	const struct rdm_frame *g = &s->f;
-	uint32_t pr = g->present;
+	uint32_t pr = g->present, late;
 	size_t from = offsetof(struct rdm_frame, key);
 
 	/* Named only when all of f's state is s's: a frame may carry state TLVs of its own
@@ -206,21 +216,33 @@ static void take_state(struct rdm_frame *f, struct state *s, uint8_t *nodes)
 	f->state_src = (f->present & STICKY_BITS) ? 0 : s->id;
 	f->hints = (pr & RDM_F_FLOW_KEY) ? s->hints : NULL; /* s's key is f's, below */
 	f->state_src_nodes = s->nodes;
+	late = (pr | f->present) & LATE_BITS;
 	f->present |= pr;
 	for (unsigned i = 0; i < s->nodes; i++)
 		f->hops[i].node = g->hops[i].node;
 	*nodes = s->nodes;
-	if ((pr & kid) != kid || !(pr & ~kid)) {
-		if (pr & RDM_F_FLOW_KEY)
-			f->key = g->key;
-		if (pr & RDM_F_FLOW_ID)
-			f->flow_id = g->flow_id;
-		if (!(pr & ~kid))
-			return; /* the common case of a bare hop */
-		from = offsetof(struct rdm_frame, tenant);
+	if ((pr & kid) == kid && (pr & ~kid)) {
+		/* The common case, a flow with more than its key and id: the state from key
+		 * to groups (transport/frame.h keeps it together), copied in fixed-size
+		 * blocks. The block after the user only when a field of it is used on
+		 * either side, and of the groups those used. */
+		memcpy(&f->key, &g->key, EARLY_LEN);
+		if (late & ~RDM_F_GROUPS)
+			memcpy(&f->master_proto, &g->master_proto, LATE_LEN);
+		else
+			f->n_groups = g->n_groups;
+		for (unsigned i = 0; i < g->n_groups; i++)
+			f->groups[i] = g->groups[i];
+		return;
 	}
-	/* The rest of the state in one copy (transport/frame.h keeps its fields together),
-	 * the groups up to the last one used. */
+	if (pr & RDM_F_FLOW_KEY)
+		f->key = g->key;
+	if (pr & RDM_F_FLOW_ID)
+		f->flow_id = g->flow_id;
+	if (!(pr & ~kid))
+		return; /* a flow's key and id alone */
+	/* A state without a flow key or id (no flow of its own): the rest in one copy. */
+	from = offsetof(struct rdm_frame, tenant);
 	memcpy((uint8_t *)f + from, (const uint8_t *)g + from,
 	       offsetof(struct rdm_frame, groups) - from +
 		   (size_t)g->n_groups * sizeof(g->groups[0]));
@@ -405,25 +427,19 @@ static unsigned slot_of(const struct rdm_frame *f)
 	return (unsigned)((rdm_frame_flow_hash(f, k) * 2 + back) % RDM_CTX_SLOTS);
 }
 
-int rdm_ctx_encode(struct rdm_ctx_tx *t, const struct rdm_frame *f, uint8_t *buf, size_t cap,
-		   struct rdm_txframe *out)
+/* rdm_ctx_encode past its common case: f of a flow whose slot is slot (state s, or
+ * NULL) did not go as a USE frame of split hops (the slot holds another state, or none,
+ * or f's hops do not go split: put_use said -ERANGE). */
+static __attribute__((noinline)) int encode_rest(struct rdm_ctx_tx *t, const struct rdm_frame *f,
+						 uint8_t *buf, size_t cap, struct rdm_txframe *out,
+						 unsigned slot, struct state *s)
 {
-	unsigned split, slot, off = 0, room, n_pkt;
-	struct state *s;
+	unsigned split = rdm_frame__split_ok(f) ? RDM_SEL_SPLIT : 0, off = 0, room, n_pkt;
 	int slen, len, k = 0;
 	uint8_t *q = buf;
 
-	if (!t || !(f->present & RDM_F_FLOW_KEY))
-		return whole(t, f, buf, cap, out);
-	slot = slot_of(f);
-	s = t->slot[slot];
-	/* The common case first: the slot's state, its hops split, written as a USE frame
-	 * that checks the hops' times as it writes them (rdm_frame__split_ok's test). */
-	len = s && s->split && state_is(f, s, 1) ? put_use(f, slot, buf, cap) : -ERANGE;
-	split = len != -ERANGE || rdm_frame__split_ok(f) ? RDM_SEL_SPLIT : 0;
-	if (len == -ERANGE && s && !split && state_is(f, s, 0))
+	if (s && !split && state_is(f, s, 0)) {
 		len = put_frame(f, slot, RDM_CTX_USE, 0, NULL, 0, RDM_SEL_PACKET, buf, cap);
-	if (len != -ERANGE) {
 		if (len < 0)
 			return len;
 		out[0] = (struct rdm_txframe){buf, (uint32_t)len, f->pkt, f->pkt_len};
@@ -475,6 +491,36 @@ int rdm_ctx_encode(struct rdm_ctx_tx *t, const struct rdm_frame *f, uint8_t *buf
 	t->st->sets++;
 	t->st->parts += (uint64_t)(k - 1);
 	return k;
+}
+
+/* Always inline (with LTO, into the node's loop that encodes a batch): what is left of
+ * the common case is smaller than a call's saving and restoring of registers. */
+inline __attribute__((always_inline)) int rdm_ctx_encode(struct rdm_ctx_tx *t,
+							 const struct rdm_frame *f, uint8_t *buf,
+							 size_t cap, struct rdm_txframe *out)
+{
+	unsigned slot;
+	struct state *s;
+	int len;
+
+	if (!t || !(f->present & RDM_F_FLOW_KEY))
+		return whole(t, f, buf, cap, out);
+	slot = slot_of(f);
+	s = t->slot[slot];
+	/* The common case, small enough to go inline: the slot's state, its hops split,
+	 * written as a USE frame that checks the hops' times as it writes them
+	 * (rdm_frame__split_ok's test). */
+	if (!s || !s->split || !state_is(f, s, 1))
+		return encode_rest(t, f, buf, cap, out, slot, s);
+	len = put_use(f, slot, buf, cap);
+	if (len == -ERANGE)
+		return encode_rest(t, f, buf, cap, out, slot, s);
+	if (len < 0)
+		return len;
+	out[0] = (struct rdm_txframe){buf, (uint32_t)len, f->pkt, f->pkt_len};
+	t->st->uses++;
+	count(t, (uint32_t)len);
+	return 1;
 }
 
 struct rdm_ctx_rx *rdm_ctx_rx_new(struct rdm_ctx_rx_stats *st)
