@@ -25,13 +25,9 @@ int rdm_flowcount_init(struct rdm_flowcount *t, uint32_t max_flows)
 	return 0;
 }
 
-struct rdm_flowcount_entry *rdm_flowcount_add(struct rdm_flowcount *t, uint64_t flow_id,
-					      uint32_t bytes)
+struct rdm_flowcount_entry *rdm_flowcount__add_more(struct rdm_flowcount *t, uint64_t id,
+						    uint32_t i, uint32_t bytes)
 {
-	uint64_t id = flow_id ? flow_id : 1;
-	/* Flow ids are already well-mixed hashes; their low bits index directly. */
-	uint32_t i = (uint32_t)(id ^ (id >> 32)) & t->mask;
-
 	for (;;) {
 		struct rdm_flowcount_entry *e = &t->e[i];
 

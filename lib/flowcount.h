@@ -20,9 +20,27 @@ struct rdm_flowcount {
 
 /* 0 or -ENOMEM. max_flows is rounded up to a power of two for the table (load <= 1/2). */
 int rdm_flowcount_init(struct rdm_flowcount *t, uint32_t max_flows);
-/* Counts one packet; returns the flow's entry, or NULL when the table is full. */
-struct rdm_flowcount_entry *rdm_flowcount_add(struct rdm_flowcount *t, uint64_t flow_id,
-					      uint32_t bytes);
+/* rdm_flowcount_add past its first look: the flow's place is taken by another flow,
+ * or empty. */
+struct rdm_flowcount_entry *rdm_flowcount__add_more(struct rdm_flowcount *t, uint64_t id,
+						    uint32_t i, uint32_t bytes);
+
+/* Counts one packet; returns the flow's entry, or NULL when the table is full. A flow
+ * found at its own place, the common case, is counted inline. */
+static inline struct rdm_flowcount_entry *rdm_flowcount_add(struct rdm_flowcount *t,
+							    uint64_t flow_id, uint32_t bytes)
+{
+	uint64_t id = flow_id ? flow_id : 1;
+	/* Flow ids are already well-mixed hashes; their low bits index directly. */
+	uint32_t i = (uint32_t)(id ^ (id >> 32)) & t->mask;
+	struct rdm_flowcount_entry *e = &t->e[i];
+
+	if (e->flow_id != id)
+		return rdm_flowcount__add_more(t, id, i, bytes);
+	e->packets++;
+	e->bytes += bytes;
+	return e;
+}
 void rdm_flowcount_fini(struct rdm_flowcount *t);
 
 #endif
