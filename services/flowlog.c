@@ -171,8 +171,9 @@ static int blob_set(struct fl_blob *b, const char *s, size_t n)
 	return 0;
 }
 
-/* Takes the state fields f carries into d (newer values win). */
-static void fl_learn(struct fl_rt *rt, struct fl_flow *d, const struct rdm_frame *f)
+/* Takes the state fields f carries into d (newer values win); -ENOMEM when a string
+ * could not be kept (counted). */
+static int fl_learn(struct fl_rt *rt, struct fl_flow *d, const struct rdm_frame *f)
 {
 	static const struct {
 		uint32_t bit;
@@ -187,16 +188,19 @@ static void fl_learn(struct fl_rt *rt, struct fl_flow *d, const struct rdm_frame
 	    {RDM_F_RULE, FS_RULE, offsetof(struct rdm_frame, rule)},
 	};
 	uint32_t p = f->present;
+	int rc = 0;
 
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		const struct rdm_str *s = (const void *)((const char *)f + strs[i].off);
 
 		if (!(p & strs[i].bit))
 			continue;
-		if (blob_set(&d->s[strs[i].slot], s->p, s->len) < 0)
+		if (blob_set(&d->s[strs[i].slot], s->p, s->len) < 0) {
 			rt->oom++;
-		else
+			rc = -ENOMEM;
+		} else {
 			d->present |= strs[i].bit;
+		}
 	}
 	if (p & RDM_F_GROUPS) {
 		char g[RDM_MAX_GROUPS * (RDM_STR_MAX + 1)];
@@ -210,6 +214,7 @@ static void fl_learn(struct fl_rt *rt, struct fl_flow *d, const struct rdm_frame
 		}
 		if (blob_set(&d->s[FS_GROUPS], g, len) < 0) {
 			rt->oom++;
+			rc = -ENOMEM;
 		} else {
 			d->present |= RDM_F_GROUPS;
 			d->n_groups = (uint8_t)n;
@@ -230,6 +235,7 @@ static void fl_learn(struct fl_rt *rt, struct fl_flow *d, const struct rdm_frame
 	if (p & RDM_F_RISK)
 		d->risk = f->risk;
 	d->present |= p & (RDM_F_APP_ID | RDM_F_VERDICT | RDM_F_FLAGS | RDM_F_RISK);
+	return rc;
 }
 
 /* The stats entry of hop from -> to, created when new; NULL when the flow already has
@@ -409,7 +415,10 @@ static void fl_process(void *p, struct rdm_frame *const *fr, int n, int *verdict
 			rt->flows++;
 			d->next_update_ns = rt->now_ns + rt->c->interval_ns;
 		}
-		fl_learn(rt, d, f);
+		/* A frame whose state is the received state learned last (known by its id,
+		 * which stands for exactly those fields) is not compared again. */
+		if (!f->state_src || f->state_src != d->learned_src)
+			d->learned_src = fl_learn(rt, d, f) == 0 ? f->state_src : 0;
 		fl_hops(rt, d, f);
 	}
 	rdm_flowtab_expire(rt->tab, rt->now_ns, FL_EXPIRE_PROCESS);

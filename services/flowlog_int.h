@@ -41,6 +41,9 @@ struct fl_flow {
 	struct fl_blob s[FS_COUNT];
 	struct fl_hop *hops;
 	uint64_t risk, next_update_ns;
+	/* The received state (rdm_frame.state_src) whose fields were all taken last: a frame
+	 * with that state again brings nothing new. 0: none. */
+	uint64_t learned_src;
 	uint32_t present; /* RDM_F_* bits of the state fields seen */
 	uint32_t flags, rule_id;
 	uint16_t master_proto, app_proto, category_id;

@@ -22,7 +22,9 @@
  * The stage keeps no per-flow state: every packet is looked up on its own, so a reload
  * (SIGHUP: conf_reload re-reads the same file, conf_swap switches each worker between
  * batches) never drops or disturbs a flow; packets after the swap simply get the new
- * directory's answer. */
+ * directory's answer. A worker remembers the directory's recent answers by address
+ * (ID_CACHE of them, direct-mapped: a flow's later packets ask what its first asked);
+ * the swap forgets them all. */
 #include "services/stage.h"
 
 #include <arpa/inet.h>
@@ -33,6 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/mem.h"
 #include "lib/yaml.h"
 #include "services/lpm.h"
 
@@ -54,10 +57,19 @@ struct id_conf {
 	size_t n_entries;
 };
 
+/* One remembered answer of the directory: the entry for an address, NULL for none. */
+struct id_cached {
+	uint64_t a, b;	/* the address (IPv4: its 4 bytes in a, b 0) */
+	uint8_t family; /* 0: nothing remembered here */
+	const struct id_entry *e;
+};
+#define ID_CACHE 1024 /* a power of two */
+
 struct id_rt {
 	const struct id_conf *c;
 	int worker;
-	uint64_t frames, matched_src, matched_dst, unknown, no_key, reloads;
+	uint64_t frames, matched_src, matched_dst, unknown, no_key, reloads, cache_hits;
+	struct id_cached cache[ID_CACHE];
 };
 
 static void id_conf_free(void *p)
@@ -369,7 +381,7 @@ static void *id_conf_reload(const void *old, char *err, size_t errlen)
 
 static void *id_init(const void *conf, const struct rdm_stage_env *env)
 {
-	struct id_rt *rt = calloc(1, sizeof(*rt));
+	struct id_rt *rt = rdm_calloc_touched(1, sizeof(*rt));
 
 	if (rt) {
 		rt->c = conf;
@@ -389,6 +401,7 @@ static void id_conf_swap(void *p, const void *conf)
 
 	rt->c = conf;
 	rt->reloads++;
+	memset(rt->cache, 0, sizeof(rt->cache)); /* the old directory's answers */
 }
 
 /* The entry for addr of the key's family, or NULL. */
@@ -399,6 +412,35 @@ static const struct id_entry *id_find(const struct id_conf *c, int family, const
 	if (rdm_lpm_lookup(c->lpm, family, addr, &k) < 0)
 		return NULL;
 	return &c->entries[c->pfx_entry[k]];
+}
+
+/* id_find through the worker's remembered answers. */
+static const struct id_entry *id_find_cached(struct id_rt *rt, int family, const uint8_t *addr)
+{
+	uint64_t a, b, h;
+	struct id_cached *x;
+
+	if (family == 4) { /* the look-up reads the first 4 bytes only: so does the key */
+		uint32_t v;
+
+		memcpy(&v, addr, 4);
+		a = v;
+		b = 0;
+	} else {
+		memcpy(&a, addr, 8);
+		memcpy(&b, addr + 8, 8);
+	}
+	h = a * 0x9e3779b97f4a7c15ull ^ b * 0xc2b2ae3d27d4eb4full;
+	x = &rt->cache[h >> 54 & (ID_CACHE - 1)];
+	if (x->family == family && x->a == a && x->b == b) {
+		rt->cache_hits++;
+		return x->e;
+	}
+	x->e = id_find(rt->c, family, addr);
+	x->a = a;
+	x->b = b;
+	x->family = (uint8_t)family;
+	return x->e;
 }
 
 static void id_process(void *p, struct rdm_frame *const *fs, int n, int *verdict)
@@ -416,9 +458,9 @@ static void id_process(void *p, struct rdm_frame *const *fs, int n, int *verdict
 			rt->no_key++;
 			continue;
 		}
-		if ((e = id_find(c, f->key.family, f->key.src))) {
+		if ((e = id_find_cached(rt, f->key.family, f->key.src))) {
 			rt->matched_src++;
-		} else if (!c->src_only && (e = id_find(c, f->key.family, f->key.dst))) {
+		} else if (!c->src_only && (e = id_find_cached(rt, f->key.family, f->key.dst))) {
 			rt->matched_dst++;
 		} else {
 			rt->unknown++;
@@ -457,6 +499,7 @@ static void id_report(void *p, rdm_stage_emit emit, void *arg)
 	emit(arg, "matched_dst", rt->matched_dst);
 	emit(arg, "unknown", rt->unknown);
 	emit(arg, "no_key", rt->no_key);
+	emit(arg, "cache_hits", rt->cache_hits);
 	if (rt->worker == 0) { /* facts of the conf, not per-worker counts */
 		emit(arg, "directory_entries", rt->c->n_entries);
 		emit(arg, "directory_prefixes", rt->c->n_pfx);

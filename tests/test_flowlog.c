@@ -185,6 +185,37 @@ Test(flowlog, state_fields_from_latest_frame)
 	       "('shutdown', 2, 1)");
 }
 
+/* Frames that name the received state they took (state_src) are learned once per state:
+ * a later state of the flow, or a frame that names none, is learned again, and the log
+ * says what the last frame said. */
+Test(flowlog, a_flow_learns_each_state_it_takes)
+{
+	static const struct {
+		uint64_t src;
+		const char *user;
+	} seq[] = {{100, "bob"}, {100, "bob"},	{101, "carol"},
+		   {0, "dave"},	 {102, "erin"}, {103, "alice"}};
+	void *c = conf_with(NULL), *rt;
+	struct rdm_frame f;
+	uint8_t *p = pktmem[0];
+	uint32_t len = pkt4(p, 1, 2, 40001, 443, RDM_TCP_SYN, 0);
+
+	fconf = (struct rdm_flow_conf){0};
+	rt = rt_new(c, 0);
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		frame(&f, p, len);
+		f.present |= RDM_F_TENANT | RDM_F_USER;
+		f.tenant = S("acme");
+		f.user = S(seq[i].user);
+		f.state_src = seq[i].src;
+		run1(rt, &f);
+	}
+	ops->deinit(rt);
+	ops->conf_free(c);
+	expect(logpath, "L[0][\"tenant\"], L[0][\"user\"], L[0][\"packets_fwd\"]",
+	       "('acme', 'alice', 6)");
+}
+
 Test(flowlog, verdict_names)
 {
 	static const char *const want[] = {"none", "allow", "deny", "reject", "log"};

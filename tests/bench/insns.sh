@@ -8,7 +8,9 @@
 #   bare   stamp                the hop alone (decode, steer, encode, send)
 #   full   stamp, dpi, policy   the demo's dpi stage; nDPI's own instructions (functions
 #                               of libndpi) reported beside it, and the rest
-# Output in DIR: insns.csv, insns.md (with the top functions of the bare hop).
+# Output in DIR: insns.csv, insns.md: each set's total, then per stage (a stage's process
+# function with all it calls; the rest is the hop around the stages) with the frames that
+# share a batch, then each hop's top functions.
 #   tests/bench/insns.sh [--out DIR] [--quick]
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -66,6 +68,38 @@ functions() {
 	callgrind_annotate --threshold=100 --inclusive=no --tree=none --auto=no "$1" 2>/dev/null |
 		awk '/^ *[0-9][0-9,]* \( *[0-9.]+%\)  / && !/PROGRAM TOTALS|=>|events annotated/ {
 			v = $1; gsub(",", "", v); sub(/^ *[0-9,]+ \( *[0-9.]+%\)  /, ""); print v "\t" $0 }'
+}
+
+# by_function FILE: "name<TAB>inclusive<TAB>calls<TAB>ndpi" per function name of a callgrind
+# output, over all its files: its own instructions and those of the calls it makes, how
+# often it was called, and of its calls' cost the part spent in calls into nDPI (ndpi_*).
+by_function() {
+	awk '
+	function name(s, id, rest) {
+		if (match(s, /^\([0-9]+\)/)) {
+			id = substr(s, 2, RLENGTH - 2)
+			rest = substr(s, RLENGTH + 1)
+			sub(/^ /, "", rest)
+			if (rest != "")
+				names[id] = rest
+			return names[id]
+		}
+		return s
+	}
+	/^fn=/ { cur = name(substr($0, 4)); next }
+	/^cfn=/ { callee = name(substr($0, 5)); next }
+	/^calls=/ { split(substr($0, 7), a, " "); calls[callee] += a[1]; incall = 1; next }
+	/^[0-9+*-]/ {
+		if (incall) {
+			callcost[cur] += $NF
+			if (callee ~ /^ndpi_/)
+				ndpi[cur] += $NF
+			incall = 0
+		} else {
+			self[cur] += $NF
+		}
+	}
+	END { for (f in self) printf "%s\t%d\t%d\t%d\n", f, self[f] + callcost[f], calls[f], ndpi[f] }' "$1"
 }
 
 # run NAME STAGES COUNT: one run; prints "instructions frames ndpi_instructions".
@@ -126,6 +160,47 @@ for set in "bare:[stamp]" "full:[stamp, dpi, {name: policy, file: $ROOT/configs/
 	cp "$work/$name-$N2.cg" "$out/$name.callgrind"
 	cp "$work/$name-$N1.cg" "$out/$name-short.callgrind"
 done
+# Per stage: each stage's process function with all it calls, per packet (the longer run
+# less the shorter, as above); the hop around the stages is the rest. Stages run once per
+# batch, so their calls count the batches.
+stage_row() { # LABEL BARE FULL
+	printf '| %s | %s | %s |\n' "$1" "$2" "$3" >>"$out/insns.md"
+}
+declare -A SC
+for name in bare full; do
+	[ -f "$out/$name.callgrind" ] || continue
+	df=$(awk -F, -v n="$name" '$1 == n { print $5 }' "$out/insns.csv")
+	tot=$(awk -F, -v n="$name" '$1 == n { print $2 }' "$out/insns.csv")
+	by_function "$out/$name-short.callgrind" >"$work/sa"
+	by_function "$out/$name.callgrind" >"$work/sb"
+	rest=$tot
+	for st in stamp dpi policy; do
+		read -r per nd calls <<<"$(awk -F'\t' -v f="^${st}_process([.]|$)" -v df="$df" '
+			$1 ~ f { if (NR == FNR) { a += $2; an += $4; ac += $3 } else { b += $2; bn += $4; bc += $3 } }
+			END { if (bc > ac) printf "%d %d %d\n", (b - a) / df, (bn - an) / df, bc - ac; else print "- - 0" }' "$work/sa" "$work/sb")"
+		SC[$name, $st]=$per
+		[ "$st" = dpi ] && [ "$per" != - ] && SC[$name, $st]="$per (nDPI's calls $nd)"
+		[ "$per" != - ] && rest=$((rest - per))
+		[ "$st" = stamp ] && SC[$name, batch]=$(awk -v d="$df" -v c="$calls" 'BEGIN { if (c > 0) printf "%.1f", d / c; else print "-" }')
+	done
+	SC[$name, rest]=$rest
+	SC[$name, all]=$tot
+done
+{
+	echo
+	echo "Per stage, instructions per packet (a stage: its process function and all it calls; for dpi, in brackets, its calls into nDPI with all they call, which is more than the libndpi instructions counted in the table above):"
+	echo
+	echo "| stage | bare hop | full hop |"
+	echo "|---|---:|---:|"
+} >>"$out/insns.md"
+stage_row '`stamp`' "${SC[bare, stamp]:--}" "${SC[full, stamp]:--}"
+stage_row '`dpi`' "${SC[bare, dpi]:--}" "${SC[full, dpi]:--}"
+stage_row '`policy`' "${SC[bare, policy]:--}" "${SC[full, policy]:--}"
+stage_row 'the hop around the stages: receive, decode, path check, steering, encode, send, the loop' \
+	"${SC[bare, rest]:--}" "${SC[full, rest]:--}"
+stage_row 'all' "${SC[bare, all]:--}" "${SC[full, all]:--}"
+stage_row 'frames per batch (each stage runs once a batch)' "${SC[bare, batch]:--}" "${SC[full, batch]:--}"
+
 # Each hop's top functions per packet (self cost, the longer run less the shorter).
 for name in bare full; do
 	[ -f "$out/$name.callgrind" ] || continue
