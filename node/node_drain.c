@@ -56,7 +56,7 @@ static int downs_closing(const struct worker *w)
 void rdm_node__check_finished(struct worker *w)
 {
 	struct rdm_node *n = w->node;
-	uint64_t now = rdm_now_ns();
+	uint64_t now = rdm_loop_now(w->loop); /* the turn's clock: no reading per turn */
 	int done = 0;
 
 	if (w->finished)
