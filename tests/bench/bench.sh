@@ -184,8 +184,11 @@ cpu_ms_of() { awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / h
 # nap: 100 ms without starting a process. The bench waits for its chains this way:
 # a `sleep` every 100 ms while they ran (its fork and exec on this 2-core machine) held
 # up a node for up to 3 ms at a time and put the hop's p99 at 0.4-3 ms instead of
-# 0.07 ms. A read that times out on a pipe nobody writes to is a shell builtin.
-exec {nap_fd}<> <(:)
+# 0.07 ms. A read that times out on a pipe nobody writes to is a shell builtin. The pipe
+# is a FIFO in the work folder: the Soft-RoCE guest has no /dev/fd for a process
+# substitution.
+mkfifo "$work/nap"
+exec {nap_fd}<>"$work/nap"
 nap() {
 	read -rt 0.1 -u "$nap_fd" || true
 }
@@ -504,6 +507,13 @@ fi
 # DNS). MODE bare: every host only stamps. MODE full: identity on host1, dpi and policy
 # on host2, flowlog on host3 (configs/directory.yaml and configs/policy.yaml). Leaves
 # host3's counters in $work/s3, host2's in $work/s2, all nodes' CPU in $work/cpu.
+# chain_pps: packets per second through the last full-chain run, counted at its egress
+# (packets and the notices of those policy dropped) over the egress's span.
+chain_pps() {
+	local n=$(($(stat "$work/s3" egress_packets) + $(stat "$work/s3" notices)))
+	awk -v n="$n" -v s="$(stat "$work/s3" egress_span_us)" 'BEGIN { if (s > 0) printf "%.0f", n * 1e6 / s; else print 0 }'
+}
+
 fullchain() {
 	local mode=$1 count=$2 rate=$3 i st1=[stamp] st2=[stamp] st3=[stamp]
 	if [ "$mode" = full ]; then
@@ -544,8 +554,7 @@ if [ "$(id -u)" = 0 ] && [ -n "${native_S:-}" ]; then
 		fullchain $mode "$TP_N" 0
 		got=$(stat "$e" egress_packets)
 		acc=$(($(stat "$e" egress_packets) + $(stat "$e" notices)))
-		span=$(stat "$e" egress_span_us)
-		pps=$(awk -v n="$acc" -v s="$span" 'BEGIN { if (s > 0) printf "%.0f", n * 1e6 / s; else print 0 }')
+		pps=$(chain_pps)
 		cpu=$(awk -v c="$(cat "$work/cpu")" -v n="$acc" 'BEGIN { if (n > 0) printf "%.0f", c * 1e6 / n; else print 0 }')
 		# nDPI's share: time inside nDPI calls over the CPU time of the whole chain.
 		nd=$(stat "$work/s2" stage_dpi_ndpi_ns)
@@ -555,11 +564,33 @@ if [ "$(id -u)" = 0 ] && [ -n "${native_S:-}" ]; then
 		# The state on the wire: host2's headers towards host3, per packet.
 		L[chain-$mode, hdr]="$(awk -v b="$(stat "$work/s2" ctx_tx_hdr_bytes)" -v n="$(stat "$work/s2" tx_frames)" 'BEGIN { if (n > 0) printf "%.1f", b / n; else print 0 }') $(stat "$work/s2" ctx_tx_hdr_max) $(stat "$work/s2" ctx_tx_hdr_over)"
 	done
+	# The full/bare target is judged on the median of three rounds, each bare then full
+	# back to back: with three nodes sharing 2 cores, one round's ratio moved from 0.59
+	# to 0.92 between runs of the same build (2026-12-08).
+	L[chain-rounds]="${L[chain-full, tp]%% *}:${L[chain-bare, tp]%% *}"
+	for k in 2 3; do
+		step "full chain: the throughput target's round $k of 3 (bare, then full, $TP_N packets each)"
+		fullchain bare "$TP_N" 0
+		b=$(chain_pps)
+		fullchain full "$TP_N" 0
+		L[chain-rounds]="${L[chain-rounds]} $(chain_pps):$b"
+	done
 fi
 
 # --- report -------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
 p50() { echo "${1%%,*}"; }
+# median_round "A:B A:B ...": of rounds measured as pairs, the one whose ratio A/B is the
+# median: "ROUNDS A B SORTED" (SORTED: every round's ratio, ascending, ", " between).
+# ROUNDS is 0 when none measured.
+median_round() {
+	local x
+	for x in $1; do
+		awk -v a="${x%%:*}" -v b="${x##*:}" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.6f %s %s\n", a / b, a, b }'
+	done | sort -n | awk '{ r[NR] = $1; a[NR] = $2; b[NR] = $3 }
+		END { m = int((NR + 1) / 2); s = ""; for (i = 1; i <= NR; i++) s = s (i > 1 ? ", " : "") sprintf("%.2f", r[i])
+			if (NR) print NR, a[m], b[m], s; else print 0, 0, 0, "-" }'
+}
 {
 	echo "# rdmesh bench ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, kernel $(uname -r)$([ $quick = 1 ] && echo ', quick')$([ $quick = 2 ] && echo ', guest scale'))"
 	echo
@@ -677,14 +708,10 @@ p50() { echo "${1%%,*}"; }
 		a=${L[native, $qs, ppa]%% *}
 		s=${L[native, $qs, ref]%% *}
 		rounds=""
-		# The median round of those measured (pairs rdmesh:sockperf), by its ratio.
-		for x in ${L[tcp-rounds]:-}; do
-			awk -v a="${x%%:*}" -v b="${x##*:}" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.6f %s %s\n", a / b, a, b }'
-		done | sort -n >"$work/tcp-rounds"
-		n=$(wc -l <"$work/tcp-rounds")
+		read -r n ma ms sorted <<<"$(median_round "${L[tcp-rounds]:-}")"
 		if [ "$n" -gt 0 ]; then
-			read -r _ a s <<<"$(sed -n "$(((n + 1) / 2))p" "$work/tcp-rounds")"
-			rounds="; the median of $n rounds, each rdmesh then sockperf back to back, their ratios sorted $(awk '{ printf "%s%.2f", (NR > 1 ? ", " : ""), $1 }' "$work/tcp-rounds")"
+			a=$ma s=$ms
+			rounds="; the median of $n rounds, each rdmesh then sockperf back to back, their ratios sorted $sorted"
 		fi
 		r=$(ratio "$a" "$s")
 		echo "| TCP hop p50 with poll: adaptive <= 1.2x sockperf p50 (native, $((qs + STATE_HDR)) B frames; both: back-to-back round trips / 2, rdmesh's two ends on poll: adaptive with spin_us 100$rounds) | $a us vs $s us | $r | $(met_ratio "$a" "$s" 1.2) |"
@@ -694,8 +721,8 @@ p50() { echo "${1%%,*}"; }
 		fi
 	fi
 	if [ -n "${L[chain-full, tp]:-}" ]; then
-		r=$(ratio "${L[chain-full, tp]%% *}" "${L[chain-bare, tp]%% *}")
-		echo "| full chain >= 0.7x bare forwarding, packets/s | ${L[chain-full, tp]%% *} vs ${L[chain-bare, tp]%% *} | $r | $(met_ratio "${L[chain-full, tp]%% *}" "${L[chain-bare, tp]%% *}" 0.7 min) |"
+		read -r n f b sorted <<<"$(median_round "${L[chain-rounds]:-}")"
+		echo "| full chain >= 0.7x bare forwarding, packets/s (the median of $n rounds, each bare then full back to back, their ratios sorted $sorted; the tables above show the first) | $f vs $b | $(ratio "$f" "$b") | $(met_ratio "$f" "$b" 0.7 min) |"
 		read -r h hm ho <<<"${L[chain-full, hdr]}"
 		echo "| NSH header bytes per packet, mean <= 64, none over 252 (full chain, host2 -> host3) | mean $h, largest $hm, over 252: $ho | $(ratio "$h" 64) | $(awk -v h="$h" -v o="$ho" 'BEGIN { print (h + 0 <= 64 && o == 0) ? "yes" : "no" }') |"
 	fi
