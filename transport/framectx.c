@@ -427,6 +427,19 @@ static unsigned slot_of(const struct rdm_frame *f)
 	return (unsigned)((rdm_frame_flow_hash(f, k) * 2 + back) % RDM_CTX_SLOTS);
 }
 
+/* Frame f went as one USE frame whose header is buf[0..len): its tx frame, counted; 1.
+ * A negative len (an error) is returned as it is. */
+static inline int went_use(struct rdm_ctx_tx *t, const struct rdm_frame *f, uint8_t *buf, int len,
+			   struct rdm_txframe *out)
+{
+	if (len < 0)
+		return len;
+	out[0] = (struct rdm_txframe){buf, (uint32_t)len, f->pkt, f->pkt_len};
+	t->st->uses++;
+	count(t, (uint32_t)len);
+	return 1;
+}
+
 /* rdm_ctx_encode past its common case: f of a flow whose slot is slot (state s, or
  * NULL) did not go as a USE frame of split hops (the slot holds another state, or none,
  * or f's hops do not go split: put_use said -ERANGE). */
@@ -438,15 +451,10 @@ static __attribute__((noinline)) int encode_rest(struct rdm_ctx_tx *t, const str
 	int slen, len, k = 0;
 	uint8_t *q = buf;
 
-	if (s && !split && state_is(f, s, 0)) {
-		len = put_frame(f, slot, RDM_CTX_USE, 0, NULL, 0, RDM_SEL_PACKET, buf, cap);
-		if (len < 0)
-			return len;
-		out[0] = (struct rdm_txframe){buf, (uint32_t)len, f->pkt, f->pkt_len};
-		t->st->uses++;
-		count(t, (uint32_t)len);
-		return 1;
-	}
+	if (s && !split && state_is(f, s, 0))
+		return went_use(
+		    t, f, buf,
+		    put_frame(f, slot, RDM_CTX_USE, 0, NULL, 0, RDM_SEL_PACKET, buf, cap), out);
 	slen = rdm_frame__put_tlvs(f, RDM_SEL_STICKY | split, t->scratch, sizeof(t->scratch));
 	if (slen == -EMSGSIZE)
 		return whole(t, f, buf, cap, out);
@@ -515,12 +523,7 @@ inline __attribute__((always_inline)) int rdm_ctx_encode(struct rdm_ctx_tx *t,
 	len = put_use(f, slot, buf, cap);
 	if (len == -ERANGE)
 		return encode_rest(t, f, buf, cap, out, slot, s);
-	if (len < 0)
-		return len;
-	out[0] = (struct rdm_txframe){buf, (uint32_t)len, f->pkt, f->pkt_len};
-	t->st->uses++;
-	count(t, (uint32_t)len);
-	return 1;
+	return went_use(t, f, buf, len, out);
 }
 
 struct rdm_ctx_rx *rdm_ctx_rx_new(struct rdm_ctx_rx_stats *st)
