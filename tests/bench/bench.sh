@@ -502,11 +502,6 @@ if [ -n "${native_S:-}" ]; then
 fi
 
 # --- the full chain: the SASE stages on against bare forwarding ----------------------------
-# fullchain MODE COUNT RATE: host1 -> host2 -> host3 on the native path (alternating
-# namespaces) replaying realistic generated traffic ($work/real.pcap: HTTP, TLS with SNI,
-# DNS). MODE bare: every host only stamps. MODE full: identity on host1, dpi and policy
-# on host2, flowlog on host3 (configs/directory.yaml and configs/policy.yaml). Leaves
-# host3's counters in $work/s3, host2's in $work/s2, all nodes' CPU in $work/cpu.
 # chain_pps: packets per second through the last full-chain run, counted at its egress
 # (packets and the notices of those policy dropped) over the egress's span.
 chain_pps() {
@@ -514,6 +509,11 @@ chain_pps() {
 	awk -v n="$n" -v s="$(stat "$work/s3" egress_span_us)" 'BEGIN { if (s > 0) printf "%.0f", n * 1e6 / s; else print 0 }'
 }
 
+# fullchain MODE COUNT RATE: host1 -> host2 -> host3 on the native path (alternating
+# namespaces) replaying realistic generated traffic ($work/real.pcap: HTTP, TLS with SNI,
+# DNS). MODE bare: every host only stamps. MODE full: identity on host1, dpi and policy
+# on host2, flowlog on host3 (configs/directory.yaml and configs/policy.yaml). Leaves
+# host3's counters in $work/s3, host2's in $work/s2, all nodes' CPU in $work/cpu.
 fullchain() {
 	local mode=$1 count=$2 rate=$3 i st1=[stamp] st2=[stamp] st3=[stamp]
 	if [ "$mode" = full ]; then
