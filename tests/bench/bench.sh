@@ -331,7 +331,7 @@ ib_send_lat_pp() { # SIZE -> "p50 p99"
 	read -r d1 d2 _ <<<"$RDM_RXE_DEVS"
 	timeout 60 ib_send_lat -z -d "$d2" --source_ip "$rdma_RA" -p 7800 -n "$PP_N" -s "$1" >/dev/null 2>&1 &
 	local sp=$!
-	wait_port "" 7800
+	wait_cm_listen 7800 || echo "bench: ib_send_lat's server does not listen on 7800" >&2
 	timeout 60 ib_send_lat -z -d "$d1" --source_ip "$rdma_SA" -p 7800 -n "$PP_N" -s "$1" "$rdma_RA" |
 		awk '/t_typical/ { getline; print $5, $8; exit }'
 	wait $sp

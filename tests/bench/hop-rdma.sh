@@ -73,12 +73,7 @@ ib_send_lat_hop() {
 	port=$((port + 1))
 	timeout 60 ib_send_lat -z -d "$D2" --source_ip "$A2" -p $port -n "$N" -s "$1" >"$work/lat-s-$1" 2>&1 &
 	local sp=$!
-	# Until the server listens on its TCP port (within 10 s).
-	local t=0
-	until ss -Hltn "sport = :$port" 2>/dev/null | grep -q . || [ $t -ge 100 ]; do
-		sleep 0.1
-		t=$((t + 1))
-	done
+	wait_cm_listen $port || echo "hop-rdma: ib_send_lat's server does not listen on $port" >&2
 	timeout 60 ib_send_lat -z -d "$D1" --source_ip "$A1" -p $port -n "$N" -s "$1" "$A2" >"$work/lat-c-$1" 2>&1
 	wait $sp
 	awk '/t_typical/ { getline; print $5, $8; exit }' "$work/lat-c-$1"

@@ -99,6 +99,17 @@ until_status() {
 	return 1
 }
 
+# wait_cm_listen PORT: until an rdma_cm id listens on PORT (ib_send_lat -z's server opens
+# no TCP socket), within 10 s; 1 if none did.
+wait_cm_listen() {
+	local t=0
+	until rdma resource show cm_id 2>/dev/null | grep -q "state LISTEN .*src-addr [0-9.]*:$1 "; do
+		t=$((t + 1))
+		[ $t -ge 100 ] && return 1
+		sleep 0.1
+	done
+}
+
 # stat FILE KEY: a value from a node's --stats file ("key value" lines).
 stat() {
 	awk -v k="$2" '$1 == k { print $2; found = 1 } END { if (!found) print "" }' "$1"
