@@ -30,10 +30,15 @@ static int run_stages(struct worker *w, int m)
 		n->stage_ops[s]->process(w->stage_rt[s], w->frp, m, w->verdict);
 		for (int i = 0; i < m; i++) {
 			struct rdm_frame *f = w->frp[i];
-			int notice = (f->present & RDM_F_FLAGS) && (f->flags & RDM_FF_NOTICE);
+			int notice;
 
 			if (!keeps)
 				f->state_src = 0; /* the stage may have changed it */
+			if (w->verdict[i] == RDM_STAGE_PASS) {
+				w->frp[k++] = f; /* the common case first */
+				continue;
+			}
+			notice = (f->present & RDM_F_FLAGS) && (f->flags & RDM_FF_NOTICE);
 			if (w->verdict[i] == RDM_STAGE_REPLY) {
 				/* A reply's key is turned round, and below its flags change
 				 * and its notice's key turns back: neither keeps an id, nor
