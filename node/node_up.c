@@ -7,7 +7,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "lib/clock.h"
 #include "lib/pkt.h"
 #include "node/node_int.h"
 
@@ -114,7 +113,7 @@ static int up_frames(struct rdm_conn *c, const struct rdm_rxframe *rx, int n, vo
 	w->st.rx_frames += (uint64_t)(n - parts);
 	m = rdm_node__path_check(w, u, m);
 	if (w->track_paths) {
-		uint64_t now = rdm_now_ns();
+		uint64_t now = rdm_loop_now(w->loop); /* as steering times flows */
 
 		for (int i = 0; i < m; i++)
 			path_note(w, w->frp[i], w->up_serial[u], now);
