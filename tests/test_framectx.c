@@ -518,6 +518,27 @@ Test(framectx, a_frame_with_state_tlvs_of_its_own_names_no_state)
 	rdm_frame__put_base(&f, w, n + 8, f.next_proto);
 	cr_assert_eq(rdm_ctx_decode(r, &g, w, n + 8), 0);
 	cr_assert_eq(g.state_src, 0);
+	cr_assert(str_eq(g.tenant, S("acme")), "the state's tenant, not the frame's own");
+	/* A field the state does not have (HOST) that the frame brings itself is not
+	 * kept either, and not left present with nothing in it: the frame goes on as a
+	 * frame that can be encoded again. */
+	flow_frame(&f, 46, 1);
+	f.present &= ~RDM_F_HOST;
+	cr_assert_eq(deliver(r, out, rdm_ctx_encode(t, &f, buf, sizeof(buf), out), &g), 0);
+	flow_frame(&f, 46, 2);
+	f.present &= ~RDM_F_HOST;
+	cr_assert_eq(rdm_ctx_encode(t, &f, buf, sizeof(buf), out), 1);
+	memcpy(w, out[0].hdr, out[0].hdr_len);
+	n = out[0].hdr_len;
+	w[n] = RDM_MD_CLASS >> 8;
+	w[n + 1] = RDM_MD_CLASS & 0xff;
+	w[n + 2] = RDM_TLV_HOST;
+	w[n + 3] = 4;
+	memcpy(w + n + 4, "evil", 4);
+	rdm_frame__put_base(&f, w, n + 8, f.next_proto);
+	cr_assert_eq(rdm_ctx_decode(r, &g, w, n + 8), 0);
+	cr_assert_not(g.present & RDM_F_HOST);
+	assert_taken(&f, &g);
 	rdm_ctx_tx_free(t);
 	rdm_ctx_rx_free(r);
 }

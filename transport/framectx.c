@@ -212,20 +212,22 @@ static void take_state(struct rdm_frame *f, struct state *s, uint8_t *nodes)
 	size_t from = offsetof(struct rdm_frame, key);
 
 	/* Named only when all of f's state is s's: a frame may carry state TLVs of its own
-	 * beside its CTX. */
+	 * beside its CTX (no rdmesh sender writes them). Past its key and id, such a frame's
+	 * state is s's alone, fields and presence both: a field only the frame had is gone,
+	 * never left present with s's empty value (which no encoder can write again). */
 	f->state_src = (f->present & STICKY_BITS) ? 0 : s->id;
 	f->hints = (pr & RDM_F_FLOW_KEY) ? s->hints : NULL; /* s's key is f's, below */
 	f->state_src_nodes = s->nodes;
-	late = (pr | f->present) & LATE_BITS;
-	f->present |= pr;
+	late = pr & LATE_BITS;
+	f->present = (f->present & ~(STICKY_BITS & ~kid)) | pr;
 	for (unsigned i = 0; i < s->nodes; i++)
 		f->hops[i].node = g->hops[i].node;
 	*nodes = s->nodes;
 	if ((pr & kid) == kid && (pr & ~kid)) {
 		/* The common case, a flow with more than its key and id: the state from key
 		 * to groups (transport/frame.h keeps it together), copied in fixed-size
-		 * blocks. The block after the user only when a field of it is used on
-		 * either side, and of the groups those used. */
+		 * blocks. The block after the user only when s has a field of it, and of
+		 * the groups those used. */
 		memcpy(&f->key, &g->key, EARLY_LEN);
 		if (late & ~RDM_F_GROUPS)
 			memcpy(&f->master_proto, &g->master_proto, LATE_LEN);
