@@ -491,6 +491,23 @@ Test(framectx, a_state_taken_unchanged_is_known_by_its_source)
 	rdm_ctx_rx_free(r2);
 }
 
+/* Frame o's header in w with a TLV of the given state type ("evil") of its own after it,
+ * the fixed header re-based; returns the header's new length. */
+static uint32_t with_own_tlv(uint8_t *w, const struct rdm_txframe *o, const struct rdm_frame *f,
+			     uint8_t type)
+{
+	uint32_t n = o->hdr_len;
+
+	memcpy(w, o->hdr, n);
+	w[n] = RDM_MD_CLASS >> 8;
+	w[n + 1] = RDM_MD_CLASS & 0xff;
+	w[n + 2] = type;
+	w[n + 3] = 4;
+	memcpy(w + n + 4, "evil", 4);
+	rdm_frame__put_base(f, w, n + 8, f->next_proto);
+	return n + 8;
+}
+
 /* A frame that brings state TLVs of its own beside its CTX names no received state: its
  * state is not all the one it took. */
 Test(framectx, a_frame_with_state_tlvs_of_its_own_names_no_state)
@@ -509,14 +526,8 @@ Test(framectx, a_frame_with_state_tlvs_of_its_own_names_no_state)
 	memcpy(w, out[0].hdr, out[0].hdr_len);
 	cr_assert_eq(rdm_ctx_decode(r, &g, w, out[0].hdr_len), 0);
 	cr_assert_neq(g.state_src, 0, "the USE frame as sent names its state");
-	n = out[0].hdr_len;
-	w[n] = RDM_MD_CLASS >> 8;
-	w[n + 1] = RDM_MD_CLASS & 0xff;
-	w[n + 2] = RDM_TLV_TENANT;
-	w[n + 3] = 4;
-	memcpy(w + n + 4, "evil", 4);
-	rdm_frame__put_base(&f, w, n + 8, f.next_proto);
-	cr_assert_eq(rdm_ctx_decode(r, &g, w, n + 8), 0);
+	n = with_own_tlv(w, &out[0], &f, RDM_TLV_TENANT);
+	cr_assert_eq(rdm_ctx_decode(r, &g, w, n), 0);
 	cr_assert_eq(g.state_src, 0);
 	cr_assert(str_eq(g.tenant, S("acme")), "the state's tenant, not the frame's own");
 	/* A field the state does not have (HOST) that the frame brings itself is not
@@ -528,15 +539,8 @@ Test(framectx, a_frame_with_state_tlvs_of_its_own_names_no_state)
 	flow_frame(&f, 46, 2);
 	f.present &= ~RDM_F_HOST;
 	cr_assert_eq(rdm_ctx_encode(t, &f, buf, sizeof(buf), out), 1);
-	memcpy(w, out[0].hdr, out[0].hdr_len);
-	n = out[0].hdr_len;
-	w[n] = RDM_MD_CLASS >> 8;
-	w[n + 1] = RDM_MD_CLASS & 0xff;
-	w[n + 2] = RDM_TLV_HOST;
-	w[n + 3] = 4;
-	memcpy(w + n + 4, "evil", 4);
-	rdm_frame__put_base(&f, w, n + 8, f.next_proto);
-	cr_assert_eq(rdm_ctx_decode(r, &g, w, n + 8), 0);
+	n = with_own_tlv(w, &out[0], &f, RDM_TLV_HOST);
+	cr_assert_eq(rdm_ctx_decode(r, &g, w, n), 0);
 	cr_assert_not(g.present & RDM_F_HOST);
 	assert_taken(&f, &g);
 	rdm_ctx_tx_free(t);
