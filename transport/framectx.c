@@ -208,8 +208,8 @@ static void take_state(struct rdm_frame *f, struct state *s, uint8_t *nodes)
 {
 	const uint32_t kid = RDM_F_FLOW_KEY | RDM_F_FLOW_ID;
 	const struct rdm_frame *g = &s->f;
-	uint32_t pr = g->present, late;
-	size_t from = offsetof(struct rdm_frame, key);
+	uint32_t pr = g->present;
+	size_t from;
 
 	/* Named only when all of f's state is s's: a frame may carry state TLVs of its own
 	 * beside its CTX (no rdmesh sender writes them). Past its key and id, such a frame's
@@ -218,7 +218,6 @@ static void take_state(struct rdm_frame *f, struct state *s, uint8_t *nodes)
 	f->state_src = (f->present & STICKY_BITS) ? 0 : s->id;
 	f->hints = (pr & RDM_F_FLOW_KEY) ? s->hints : NULL; /* s's key is f's, below */
 	f->state_src_nodes = s->nodes;
-	late = pr & LATE_BITS;
 	f->present = (f->present & ~(STICKY_BITS & ~kid)) | pr;
 	for (unsigned i = 0; i < s->nodes; i++)
 		f->hops[i].node = g->hops[i].node;
@@ -229,7 +228,7 @@ static void take_state(struct rdm_frame *f, struct state *s, uint8_t *nodes)
 		 * blocks. The block after the user only when s has a field of it, and of
 		 * the groups those used. */
 		memcpy(&f->key, &g->key, EARLY_LEN);
-		if (late & ~RDM_F_GROUPS)
+		if (pr & LATE_BITS & ~RDM_F_GROUPS)
 			memcpy(&f->master_proto, &g->master_proto, LATE_LEN);
 		else
 			f->n_groups = g->n_groups;
